@@ -1,0 +1,1 @@
+"""The pool agent: reconciles supervisord with the controller's desired state."""

@@ -1,0 +1,168 @@
+"""The agent process: one WebSocket to the controller, heartbeats out, desired state in.
+
+The bots never depend on this connection: if the controller is unreachable the
+agent keeps polling supervisord, leaves every process as it is, and reconnects
+with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import aiohttp
+import structlog
+
+from agent.programs import ProgramOptions, program_name
+from agent.reconcile import Reconciler
+from agent.reporter import Reporter
+from agent.supervisor import SupervisorClient, SupervisorError
+from common import __version__
+from common.protocol import (
+    MAX_FRAME_BYTES,
+    Desired,
+    Heartbeat,
+    Hello,
+    LogRequest,
+    LogResponse,
+    ProtocolError,
+    decode,
+    encode,
+)
+from common.settings import AgentSettings
+
+log = structlog.get_logger("agent")
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.supervisor = SupervisorClient(settings.supervisor_socket)
+        self.reporter = Reporter(self.supervisor, settings.bot_ping_timeout_ms / 1000)
+        self.reconciler = Reconciler(
+            self.supervisor,
+            settings.pool_dir,
+            ProgramOptions(log_dir=settings.log_dir),
+            on_change=self._send_soon,
+        )
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._seq = 0
+        self._send_now = asyncio.Event()
+
+    def _send_soon(self) -> None:
+        self._send_now.set()
+
+    async def run(self) -> None:
+        await self._wait_for_supervisor()
+        tasks = [
+            asyncio.create_task(self.reconciler.run(), name="reconcile"),
+            asyncio.create_task(self._poll_loop(), name="poll"),
+            asyncio.create_task(self._connect_loop(), name="connect"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self.reporter.close()
+            self.supervisor.close()
+
+    async def _wait_for_supervisor(self) -> None:
+        while True:
+            try:
+                await self.reporter.poll()
+                return
+            except SupervisorError as exc:
+                log.warning("supervisord_not_ready", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def _poll_loop(self) -> None:
+        """Poll supervisord often (cheap, local) and report at once when a bot changes."""
+        interval = self.settings.poll_interval_ms / 1000
+        heartbeat_every = self.settings.heartbeat_interval_ms / 1000
+        next_heartbeat = 0.0
+        while True:
+            try:
+                changed = await self.reporter.poll()
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    await self.reporter.ping_all()
+                    next_heartbeat = now + heartbeat_every
+                    changed = True
+                if changed or self._send_now.is_set():
+                    self._send_now.clear()
+                    await self._send_heartbeat()
+            except SupervisorError as exc:
+                log.warning("supervisord_poll_failed", error=str(exc))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._send_now.wait(), interval)
+
+    async def _send_heartbeat(self) -> None:
+        if self._ws is None or self._ws.closed:
+            return
+        bots = self.reporter.statuses()
+        self._seq += 1
+        frame = Heartbeat(
+            seq=self._seq,
+            gen=self.reconciler.applied_gen,
+            bots=bots,
+            pool=self.reporter.pool_stats(bots),
+        )
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._ws.send_bytes(encode(frame))
+
+    async def _connect_loop(self) -> None:
+        backoff = 0.5
+        cap = self.settings.max_backoff_ms / 1000
+        async with aiohttp.ClientSession() as session:
+            while True:
+                started = time.monotonic()
+                try:
+                    async with session.ws_connect(
+                        self.settings.controller_url, heartbeat=20, max_msg_size=MAX_FRAME_BYTES
+                    ) as ws:
+                        await self._session(ws)
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    log.warning("controller_unreachable", error=str(exc))
+                finally:
+                    self._ws = None
+                # A connection that lived a while resets the backoff; a flapping one does not.
+                if time.monotonic() - started > 30:
+                    backoff = 0.5
+                delay = min(backoff, cap) * random.uniform(0.8, 1.2)
+                backoff = min(backoff * 2, cap)
+                await asyncio.sleep(delay)
+
+    async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        s = self.settings
+        await self.reporter.poll()
+        hello = Hello(
+            pool_id=s.pool_id, token=s.pool_token, version=__version__,
+            capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
+        )  # fmt: skip
+        await ws.send_bytes(encode(hello))
+        self._ws = ws
+        log.info("controller_connected", url=s.controller_url)
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                continue
+            try:
+                frame = decode(msg.data)
+            except ProtocolError as exc:
+                log.warning("bad_frame_from_controller", error=str(exc))
+                continue
+            if isinstance(frame, Desired):
+                self.reporter.set_ports({b.id: b.port for b in frame.bots})
+                self.reconciler.submit(frame)
+            elif isinstance(frame, LogRequest):
+                await ws.send_bytes(encode(await self._tail_log(frame)))
+        log.warning("controller_disconnected", code=ws.close_code)
+
+    async def _tail_log(self, req: LogRequest) -> LogResponse:
+        try:
+            data = await self.supervisor.tail_log(program_name(req.bot), req.max_bytes)
+            return LogResponse(id=req.id, data=data)
+        except SupervisorError as exc:
+            return LogResponse(id=req.id, error=str(exc)[:1024])

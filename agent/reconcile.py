@@ -1,0 +1,202 @@
+"""Applying the controller's desired state to supervisord, idempotently.
+
+Applying the same Desired twice changes nothing; a running bot whose spec did
+not change is never restarted; a restart happens only when the controller bumps
+the bot's restart nonce. Applied nonces are kept on disk so an agent restart
+does not repeat a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from agent.programs import ProgramOptions, bot_id_of, program_name, render_program
+from agent.supervisor import ACTIVE_STATES, ProcessInfo, SupervisorClient
+from common.protocol import BotSpec, Desired, check_relpath
+
+log = structlog.get_logger("agent.reconcile")
+_SETTLED = frozenset({"STOPPED", "EXITED", "FATAL", "UNKNOWN"})
+_STOP_TIMEOUT = 120.0
+
+
+def resolve_command(argv: list[str]) -> list[str]:
+    """Find a bare program name on PATH or beside this interpreter (a venv's bin/)."""
+    if "/" in argv[0]:
+        return argv
+    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
+    found = shutil.which(argv[0], path=search)
+    return [found or argv[0], *argv[1:]]
+
+
+def _write_if_changed(path: Path, content: bytes, mode: int) -> bool:
+    try:
+        if path.read_bytes() == content:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+    os.replace(tmp, path)
+    return True
+
+
+class Reconciler:
+    def __init__(
+        self,
+        supervisor: SupervisorClient,
+        pool_dir: Path,
+        options: ProgramOptions,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.bots_dir = pool_dir / "bots"
+        self.programs_dir = pool_dir / "programs"
+        self.archive_dir = pool_dir / "archive"
+        self.state_file = pool_dir / "agent-state.json"
+        self.options = options
+        self.applied_gen = 0
+        self._on_change = on_change
+        self._nonces: dict[str, int] = self._load_nonces()
+        self._latest: Desired | None = None
+        self._wakeup = asyncio.Event()
+
+    def _load_nonces(self) -> dict[str, int]:
+        try:
+            raw = json.loads(self.state_file.read_text())
+            return {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, AttributeError, TypeError):
+            log.warning("agent_state_unreadable", path=str(self.state_file))
+            return {}
+
+    def _save_nonces(self) -> None:
+        data = json.dumps({"nonces": self._nonces}).encode()
+        _write_if_changed(self.state_file, data, 0o600)
+
+    def submit(self, desired: Desired) -> None:
+        """Queue a desired state; only the newest one is applied if several arrive at once."""
+        self._latest = desired
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            desired, self._latest = self._latest, None
+            if desired is None:
+                continue
+            try:
+                await self.apply(desired)
+            except Exception:
+                # Keep the desired state: the next submit or retry converges from here.
+                log.exception("reconcile_failed", gen=desired.gen)
+                if self._latest is None:
+                    self._latest = desired
+                await asyncio.sleep(2)
+                self._wakeup.set()
+
+    async def apply(self, desired: Desired) -> None:
+        for d in (self.bots_dir, self.programs_dir, self.archive_dir, self.options.log_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        wanted = {spec.id: spec for spec in desired.bots}
+        await asyncio.to_thread(self._write_files, desired.bots)
+        added, changed, removed = await self.supervisor.reload_config()
+        for name in removed:
+            await self._stop_and_wait(name)
+            await self.supervisor.remove_group(name)
+        for name in changed:
+            await self._stop_and_wait(name)
+            await self.supervisor.remove_group(name)
+            await self.supervisor.add_group(name)
+        for name in added:
+            await self.supervisor.add_group(name)
+        if added or changed or removed:
+            log.info("programs_updated", added=added, changed=changed, removed=removed)
+
+        processes = await self.supervisor.all_processes()
+        await self._archive_removed(wanted, set(desired.purge), processes)
+        for spec in desired.bots:
+            await self._converge(spec, processes.get(program_name(spec.id)))
+        self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
+        await asyncio.to_thread(self._save_nonces)
+        self.applied_gen = desired.gen
+        log.info("desired_applied", gen=desired.gen, bots=len(desired.bots))
+        self._on_change()
+
+    def _write_files(self, specs: list[BotSpec]) -> None:
+        keep = set()
+        for spec in specs:
+            bot_dir = self.bots_dir / spec.id
+            bot_dir.mkdir(exist_ok=True, mode=0o700)
+            for rel, content in spec.files.items():
+                target = bot_dir / check_relpath(rel)
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _write_if_changed(target, content, 0o600)
+            conf = render_program(spec.id, resolve_command(spec.command), bot_dir, self.options)
+            path = self.programs_dir / f"{program_name(spec.id)}.conf"
+            _write_if_changed(path, conf.encode(), 0o600)
+            keep.add(path.name)
+        for path in self.programs_dir.glob("*.conf"):
+            if path.name not in keep:
+                path.unlink()
+
+    async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
+        name = program_name(spec.id)
+        state = info.state if info else "ABSENT"
+        applied = self._nonces.setdefault(spec.id, spec.nonce)
+        if spec.run == "stopped":
+            self._nonces[spec.id] = spec.nonce
+            if state in ACTIVE_STATES:
+                log.info("bot_stop", bot=spec.id)
+                await self.supervisor.stop(name)
+        elif spec.nonce > applied:
+            log.info("bot_restart", bot=spec.id, nonce=spec.nonce)
+            await self._stop_and_wait(name)
+            await self.supervisor.start(name)
+            self._nonces[spec.id] = spec.nonce
+        elif state in ("STOPPED", "EXITED"):
+            # FATAL is left alone here: restarting a crashing bot is the controller's
+            # decision (MAX_RESTART_ATTEMPTS, RESTART_COOLDOWN), made through the nonce.
+            log.info("bot_start", bot=spec.id)
+            await self.supervisor.start(name)
+
+    async def _stop_and_wait(self, name: str) -> None:
+        await self.supervisor.stop(name)
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            info = (await self.supervisor.all_processes()).get(name)
+            if info is None or info.state in _SETTLED:
+                return
+            await asyncio.sleep(0.2)
+        log.error("bot_stop_timeout", program=name)
+
+    async def _archive_removed(
+        self, wanted: dict[str, BotSpec], purge: set[str], processes: dict[str, ProcessInfo]
+    ) -> None:
+        """Bot directories of bots no longer wanted are archived, or deleted when purged."""
+        if not self.bots_dir.exists():
+            return
+        running = {bot_id_of(n) for n, i in processes.items() if i.state in ACTIVE_STATES}
+        for bot_dir in list(self.bots_dir.iterdir()):
+            bot_id = bot_dir.name
+            if bot_id in wanted or bot_id in running:
+                continue
+            if bot_id in purge:
+                await asyncio.to_thread(shutil.rmtree, bot_dir, True)
+                log.info("bot_purged", bot=bot_id)
+            else:
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                await asyncio.to_thread(os.rename, bot_dir, self.archive_dir / f"{bot_id}-{stamp}")
+                log.info("bot_archived", bot=bot_id)

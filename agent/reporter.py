@@ -1,0 +1,85 @@
+"""What the agent observes: per-bot process state, resources and ping, per-pool totals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+
+from agent.probes import CpuMeter, PingResult, cgroup_memory_limit, ping, rss_bytes
+from agent.programs import bot_id_of
+from agent.supervisor import ProcessInfo, SupervisorClient
+from common.protocol import BotStatus, PoolStats
+
+
+class Reporter:
+    def __init__(self, supervisor: SupervisorClient, ping_timeout: float) -> None:
+        self.supervisor = supervisor
+        self.ping_timeout = ping_timeout
+        self.processes: dict[str, ProcessInfo] = {}
+        self._pings: dict[str, PingResult] = {}
+        self._ports: dict[str, int] = {}
+        self._cpu = CpuMeter()
+        self._session: aiohttp.ClientSession | None = None
+
+    def set_ports(self, ports: dict[str, int]) -> None:
+        self._ports = ports
+
+    async def poll(self) -> bool:
+        """Refresh process states from supervisord; True when any bot changed state or pid."""
+        current = await self.supervisor.all_processes()
+        before = {n: (i.state, i.pid) for n, i in self.processes.items()}
+        self.processes = current
+        return before != {n: (i.state, i.pid) for n, i in current.items()}
+
+    async def ping_all(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        running = [
+            (bot, port)
+            for bot, port in self._ports.items()
+            if (info := self.processes.get(f"bot-{bot}")) and info.state == "RUNNING"
+        ]
+        results = await asyncio.gather(
+            *(ping(self._session, port, self.ping_timeout) for _, port in running)
+        )
+        self._pings = {bot: r for (bot, _), r in zip(running, results, strict=True)}
+
+    def statuses(self) -> list[BotStatus]:
+        out = []
+        pids = set()
+        for name, info in self.processes.items():
+            bot = bot_id_of(name)
+            if bot is None:
+                continue
+            alive = info.pid > 0
+            pids.add(info.pid)
+            p = self._pings.get(bot) if info.state == "RUNNING" else None
+            out.append(
+                BotStatus(
+                    id=bot,
+                    state=info.state,
+                    pid=info.pid,
+                    since=info.start if alive else info.stop,
+                    exit_status=None if alive else info.exit_status,
+                    ping_ok=p.ok if p else None,
+                    ping_ms=p.ms if p else None,
+                    rss=rss_bytes(info.pid) if alive else 0,
+                    cpu=self._cpu.sample(info.pid) if alive else 0.0,
+                )
+            )
+        self._cpu.forget_except(pids)
+        return out
+
+    def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
+        agent_rss = rss_bytes(os.getpid())
+        return PoolStats(
+            mem_used=agent_rss + sum(b.rss for b in bots),
+            mem_limit=cgroup_memory_limit(),
+            cpu=round(sum(b.cpu for b in bots), 2),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,25 @@
+"""The `ftpool` command: `ftpool controller` or `ftpool agent`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ftpool",
+        description="Run FreqTrade bots in shared pools. Settings come from the environment "
+        "and a .env file; see the README.",
+    )
+    parser.add_argument("command", choices=["controller", "agent"], help="what to run")
+    args = parser.parse_args(argv)
+    if args.command == "controller":
+        from controller.__main__ import main as run
+    else:
+        from agent.__main__ import main as run
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

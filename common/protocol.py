@@ -1,0 +1,328 @@
+"""The agent <-> controller protocol: msgpack maps over one binary WebSocket.
+
+Every frame is a map with the type `t` and protocol version `v`. Decoding
+validates types and bounds, so a malformed frame is a ProtocolError, never a
+crash or an unchecked value further in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from common.ids import is_valid_id
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+MAX_BOTS_PER_FRAME = 1000
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ARGS = 64
+RUN_STATES = ("running", "stopped")
+# supervisord's process state names, plus ABSENT for a bot without a program yet.
+PROCESS_STATES = (
+    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN",
+    "ABSENT",
+)  # fmt: skip
+_FILE_PART = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow the protocol."""
+
+
+def check_relpath(path: object) -> str:
+    """A relative path of safe components: no '..', no absolute paths, no hidden files."""
+    if not isinstance(path, str) or not path or len(path) > 256:
+        raise ProtocolError("bad file path")
+    parts = path.split("/")
+    if len(parts) > 4 or not all(_FILE_PART.match(p) for p in parts):
+        raise ProtocolError(f"bad file path {path!r}")
+    return path
+
+
+def _get(m: dict[str, Any], key: str, kind: type | tuple[type, ...], optional: bool = False):
+    value = m.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int subclass; never accept it where a number is meant.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+        raise ProtocolError(f"field {key!r} must be {kind}")
+    return value
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _int(m: dict[str, Any], key: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    value = _get(m, key, int)
+    if not lo <= value <= hi:
+        raise ProtocolError(f"field {key!r} out of range")
+    return value
+
+
+def _opt_num(m: dict[str, Any], key: str) -> float | None:
+    value = _get(m, key, (int, float), optional=True)
+    if value is not None and not 0 <= value < 1e15:
+        raise ProtocolError(f"field {key!r} out of range")
+    return value
+
+
+def _str(m: dict[str, Any], key: str, max_len: int = 256) -> str:
+    value = _get(m, key, str)
+    if len(value) > max_len:
+        raise ProtocolError(f"field {key!r} too long")
+    return value
+
+
+def _id(m: dict[str, Any], key: str) -> str:
+    value = m.get(key)
+    if not is_valid_id(value):
+        raise ProtocolError(f"field {key!r} is not a valid id")
+    return value
+
+
+def _list(m: dict[str, Any], key: str, limit: int = MAX_BOTS_PER_FRAME) -> list[Any]:
+    value = _get(m, key, list)
+    if len(value) > limit:
+        raise ProtocolError(f"field {key!r} has too many items")
+    return value
+
+
+def _map(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a map")
+    return value
+
+
+@dataclass(slots=True)
+class BotSpec:
+    """What one bot should be: the controller's desired state for it."""
+
+    id: str
+    port: int
+    command: list[str]
+    files: dict[str, bytes]
+    run: str = "running"
+    nonce: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "port": self.port, "command": self.command,
+            "files": self.files, "run": self.run, "nonce": self.nonce,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: object) -> BotSpec:
+        m = _map(raw, "bot spec")
+        command = _list(m, "command", MAX_ARGS)
+        if not command or not all(isinstance(a, str) and 0 < len(a) <= 1024 for a in command):
+            raise ProtocolError("command must be a non-empty list of strings")
+        files = _get(m, "files", dict)
+        if len(files) > 32:
+            raise ProtocolError("too many files")
+        for path, content in files.items():
+            check_relpath(path)
+            if not isinstance(content, bytes) or len(content) > MAX_FILE_BYTES:
+                raise ProtocolError(f"file {path!r} must be bytes up to {MAX_FILE_BYTES}")
+        run = _str(m, "run")
+        if run not in RUN_STATES:
+            raise ProtocolError("run must be running or stopped")
+        return cls(
+            id=_id(m, "id"), port=_int(m, "port", 1, 65535), command=command,
+            files=files, run=run, nonce=_int(m, "nonce"),
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class BotStatus:
+    """What one bot is, as its agent observed it."""
+
+    id: str
+    state: str
+    pid: int = 0
+    since: float = 0.0
+    exit_status: int | None = None
+    ping_ok: bool | None = None
+    ping_ms: float | None = None
+    rss: int = 0
+    cpu: float = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "state": self.state, "pid": self.pid, "since": self.since,
+            "exit": self.exit_status, "ping_ok": self.ping_ok, "ping_ms": self.ping_ms,
+            "rss": self.rss, "cpu": self.cpu,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: object) -> BotStatus:
+        m = _map(raw, "bot status")
+        state = _str(m, "state")
+        if state not in PROCESS_STATES:
+            raise ProtocolError(f"unknown process state {state!r}")
+        exit_status = _get(m, "exit", int, optional=True)
+        return cls(
+            id=_id(m, "id"), state=state, pid=_int(m, "pid", 0, 2**31),
+            since=_opt_num(m, "since") or 0.0, exit_status=exit_status,
+            ping_ok=_get(m, "ping_ok", bool, optional=True), ping_ms=_opt_num(m, "ping_ms"),
+            rss=_int(m, "rss"), cpu=_opt_num(m, "cpu") or 0.0,
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class PoolStats:
+    mem_used: int = 0
+    mem_limit: int = 0
+    cpu: float = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
+
+    @classmethod
+    def from_wire(cls, raw: object) -> PoolStats:
+        m = _map(raw, "pool stats")
+        return cls(_int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0)
+
+
+@dataclass(slots=True)
+class Hello:
+    t = "hello"
+    pool_id: str
+    token: str
+    version: str
+    capacity: int
+    port_start: int
+    programs: list[BotStatus] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "pool_id": self.pool_id, "token": self.token, "version": self.version,
+            "capacity": self.capacity, "port_start": self.port_start,
+            "programs": [p.to_wire() for p in self.programs],
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> Hello:
+        return cls(
+            pool_id=_id(m, "pool_id"), token=_str(m, "token", 256), version=_str(m, "version", 64),
+            capacity=_int(m, "capacity", 1, 1000), port_start=_int(m, "port_start", 1, 65535),
+            programs=[BotStatus.from_wire(p) for p in _list(m, "programs")],
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    t = "heartbeat"
+    seq: int
+    gen: int
+    bots: list[BotStatus]
+    pool: PoolStats
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "gen": self.gen,
+            "bots": [b.to_wire() for b in self.bots], "pool": self.pool.to_wire(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> Heartbeat:
+        return cls(
+            seq=_int(m, "seq"), gen=_int(m, "gen"),
+            bots=[BotStatus.from_wire(b) for b in _list(m, "bots")],
+            pool=PoolStats.from_wire(m.get("pool")),
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Desired:
+    """The full desired state of one pool; `purge` names removed bots whose files go too."""
+
+    t = "desired"
+    gen: int
+    bots: list[BotSpec]
+    purge: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"gen": self.gen, "bots": [b.to_wire() for b in self.bots], "purge": self.purge}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> Desired:
+        bots = [BotSpec.from_wire(b) for b in _list(m, "bots")]
+        if len({b.id for b in bots}) != len(bots) or len({b.port for b in bots}) != len(bots):
+            raise ProtocolError("bot ids and ports must be unique")
+        purge = _list(m, "purge")
+        if not all(is_valid_id(p) for p in purge):
+            raise ProtocolError("purge must list valid ids")
+        return cls(gen=_int(m, "gen"), bots=bots, purge=purge)
+
+
+@dataclass(slots=True)
+class LogRequest:
+    """Controller asks for the tail of a bot's log; answered by a LogResponse with the same id."""
+
+    t = "log_request"
+    id: int
+    bot: str
+    max_bytes: int = 65536
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "bot": self.bot, "max_bytes": self.max_bytes}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> LogRequest:
+        return cls(_int(m, "id"), _id(m, "bot"), _int(m, "max_bytes", 1, MAX_FILE_BYTES))
+
+
+@dataclass(slots=True)
+class LogResponse:
+    t = "log_response"
+    id: int
+    data: bytes = b""
+    error: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "data": self.data, "error": self.error}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> LogResponse:
+        data = _get(m, "data", bytes)
+        if len(data) > MAX_FILE_BYTES:
+            raise ProtocolError("log data too large")
+        return cls(_int(m, "id"), data, _str(m, "error", 1024))
+
+
+Message = Hello | Heartbeat | Desired | LogRequest | LogResponse
+_TYPES: dict[str, Any] = {
+    cls.t: cls for cls in (Hello, Heartbeat, Desired, LogRequest, LogResponse)
+}
+
+
+def encode(msg: Message) -> bytes:
+    body = msg.to_wire()
+    body["t"] = msg.t
+    body["v"] = PROTOCOL_VERSION
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    if not isinstance(data, bytes | bytearray) or len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError("frame must be bytes up to the size limit")
+    try:
+        # unpackb bounds every container by the frame's own length.
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"not msgpack: {exc}") from None
+    m = _map(raw, "frame")
+    if m.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {m.get('v')!r}")
+    cls = _TYPES.get(m.get("t"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ProtocolError(f"unknown frame type {m.get('t')!r}")
+    try:
+        return cls.from_wire(m)
+    except (TypeError, AttributeError) as exc:
+        raise ProtocolError(f"malformed {cls.t}: {exc}") from None

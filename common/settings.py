@@ -1,0 +1,258 @@
+"""Settings from the environment and a `.env` file.
+
+The environment wins over `.env`. Every value is parsed and range-checked at
+start-up; one bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from common.ids import ID_PATTERN, is_valid_id
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message names each variable."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return Path(raw.strip()).expanduser().absolute()
+
+
+def _command(raw: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid command line: {exc}") from None
+    if not argv:
+        raise ValueError("must not be empty")
+    return argv
+
+
+def _secret(raw: str) -> str:
+    value = raw.strip()
+    if value and len(value) < 32:
+        raise ValueError("must be at least 32 characters")
+    return value
+
+
+_MS = _int(1, 24 * 3600 * 1000)
+
+
+def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> Any:
+    """A dataclass field read from the variable `env`; `default` is in env syntax."""
+    return field(metadata={"env": env, "parse": parse, "default": default, "doc": doc})
+
+
+def load_env(dotenv: Path | None = None) -> dict[str, str]:
+    """The process environment over the values of `.env` (or ENV_FILE)."""
+    path = dotenv or Path(os.environ.get("ENV_FILE", ".env"))
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    values.update(os.environ)
+    return values
+
+
+def _build(cls: type, env: Mapping[str, str]) -> Any:
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for f in fields(cls):
+        meta = f.metadata
+        raw = env.get(meta["env"], meta["default"])
+        try:
+            values[f.name] = meta["parse"](raw)
+        except ValueError as exc:
+            errors.append(f"{meta['env']} {exc} (got {raw!r})")
+    if errors:
+        raise SettingsError("invalid settings: " + "; ".join(errors))
+    return cls(**values)
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting of `cls`; used by docs and tests."""
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    pool_mode_enabled: bool = setting(
+        "POOL_MODE_ENABLED", _bool, "true", "false gives every new bot a pool of its own"
+    )
+    max_bots_per_container: int = setting(
+        "MAX_BOTS_PER_CONTAINER", _int(1, 1000), "10", "bots per pool; also the port block size"
+    )
+    pool_base_port: int = setting(
+        "POOL_BASE_PORT", _int(1024, 65000), "9000", "first port of pool 1's block"
+    )
+    health_check_interval_ms: int = setting(
+        "HEALTH_CHECK_INTERVAL", _MS, "30000", "how often the monitor evaluates pools and bots"
+    )
+    bot_ping_timeout_ms: int = setting(
+        "BOT_PING_TIMEOUT", _MS, "5000", "agent's timeout for a bot's /api/v1/ping"
+    )
+    max_restart_attempts: int = setting(
+        "MAX_RESTART_ATTEMPTS", _int(0, 100), "3", "automatic restarts of a bot before cooldown"
+    )
+    restart_cooldown_ms: int = setting(
+        "RESTART_COOLDOWN", _MS, "60000", "pause after MAX_RESTART_ATTEMPTS before trying again"
+    )
+    bot_base_dir: Path = setting(
+        "BOT_BASE_DIR", _path, "./data", "root of pools, archives, secrets and the default store"
+    )
+    controller_host: str = setting(
+        "CONTROLLER_HOST", _text, "127.0.0.1", "address the controller listens on"
+    )
+    controller_port: int = setting(
+        "CONTROLLER_PORT", _int(1, 65535), "5000", "port the controller listens on"
+    )
+    pool_runtime: str = setting("POOL_RUNTIME", _choice("local"), "local", "how pools are run")
+    database: str = setting(
+        "DATABASE", _text, "", "SQLite store file (default BOT_BASE_DIR/ftpool.sqlite3)"
+    )
+    admin_token: str = setting(
+        "ADMIN_TOKEN", _secret, "", "bearer token with the admin role (default: generated)"
+    )
+    jwt_secret: str = setting(
+        "JWT_SECRET", _secret, "", "HS256 key for user tokens (default: generated)"
+    )
+    heartbeat_interval_ms: int = setting(
+        "HEARTBEAT_INTERVAL", _MS, "5000", "agent heartbeat period"
+    )
+    pool_grace_ms: int = setting(
+        "POOL_GRACE", _MS, "20000", "silence after which a pool is suspect"
+    )
+    pool_cleanup_grace_ms: int = setting(
+        "POOL_CLEANUP_GRACE",
+        _int(0, 30 * 24 * 3600 * 1000),
+        "300000",
+        "age an empty pool must reach before /api/pool/cleanup removes it",
+    )
+    bot_command: tuple[str, ...] = setting(
+        "BOT_COMMAND", _command, "freqtrade trade", "command run for each bot (+ --config)"
+    )
+    strategies_dir: str = setting(
+        "STRATEGIES_DIR", _text, "", "directory of strategy files (default: bundled samples)"
+    )
+    default_strategy: str = setting(
+        "DEFAULT_STRATEGY", _text, "SampleStrategy", "strategy of a bot provisioned without one"
+    )
+    pool_tenancy: str = setting(
+        "POOL_TENANCY", _choice("shared", "per-user"), "shared", "who may share a pool"
+    )
+    placement: str = setting(
+        "POOL_PLACEMENT", _choice("fill", "spread"), "fill", "fullest pool first, or emptiest"
+    )
+    proxy_timeout_ms: int = setting(
+        "PROXY_TIMEOUT", _MS, "30000", "upstream read timeout of the bot proxy"
+    )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", _int(1024, 1 << 30), "1048576", "largest request body accepted"
+    )
+    log_level: str = setting(
+        "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level"
+    )
+
+    @property
+    def database_path(self) -> Path:
+        return (
+            Path(self.database).absolute()
+            if self.database
+            else (self.bot_base_dir / "ftpool.sqlite3")
+        )
+
+    @property
+    def pools_dir(self) -> Path:
+        return self.bot_base_dir / "pools"
+
+    @property
+    def strategies_path(self) -> Path:
+        if self.strategies_dir:
+            return Path(self.strategies_dir).absolute()
+        return Path(__file__).resolve().parent.parent / "controller" / "strategies"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ControllerSettings:
+        return _build(cls, load_env() if env is None else env)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    controller_url: str = setting(
+        "CONTROLLER_URL", _text, "ws://127.0.0.1:5000/api/agents/ws", "controller's agent socket"
+    )
+    pool_id: str = setting("POOL_ID", _text, "", "this pool's id")
+    pool_token: str = setting("POOL_TOKEN", _text, "", "this pool's secret token")
+    pool_dir: Path = setting("POOL_DIR", _path, "/pool", "pool root: bots/, programs/, archive/")
+    log_dir: Path = setting(
+        "LOG_DIR", _path, "/var/log/supervisor", "where supervisord writes bot logs"
+    )
+    supervisor_socket: Path = setting(
+        "SUPERVISOR_SOCKET", _path, "/var/run/supervisor.sock", "supervisord's unix socket"
+    )
+    capacity: int = setting("POOL_CAPACITY", _int(1, 1000), "10", "slots in this pool")
+    port_start: int = setting("POOL_PORT_START", _int(1, 65535), "9000", "first port of block")
+    heartbeat_interval_ms: int = setting("HEARTBEAT_INTERVAL", _MS, "5000", "heartbeat period")
+    bot_ping_timeout_ms: int = setting("BOT_PING_TIMEOUT", _MS, "5000", "bot ping timeout")
+    poll_interval_ms: int = setting(
+        "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
+    )
+    max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
+    log_level: str = setting(
+        "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level"
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:
+        settings: AgentSettings = _build(cls, load_env() if env is None else env)
+        problems = []
+        if not is_valid_id(settings.pool_id):
+            problems.append(f"POOL_ID must match {ID_PATTERN}")
+        if not settings.pool_token:
+            problems.append("POOL_TOKEN must be set")
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+        return settings

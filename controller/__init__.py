@@ -1,0 +1,1 @@
+"""The ftpool controller: allocation, routing and recovery for pooled FreqTrade bots."""

@@ -1,0 +1,51 @@
+"""`python -m controller`: run the controller with settings from the environment and .env."""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+from common.logging import setup_logging
+from common.settings import ControllerSettings, SettingsError
+from controller.app import build, create_app
+from controller.errors import StoreError
+
+
+def _banner(settings: ControllerSettings, admin_token_file: str | None) -> str:
+    url = f"http://{settings.controller_host}:{settings.controller_port}"
+    token = f"$(cat {admin_token_file})" if admin_token_file else "$ADMIN_TOKEN"
+    return (
+        f"ftpool controller on {url} (runtime {settings.pool_runtime}, "
+        f"data in {settings.bot_base_dir})\n"
+        f'  try: curl -H "Authorization: Bearer {token}" {url}/api/pool/status\n'
+    )
+
+
+def main() -> int:
+    try:
+        settings = ControllerSettings.from_env()
+    except SettingsError as exc:
+        print(f"ftpool controller: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    controller = build(settings)
+    app = create_app(controller)
+    admin_file = str(controller.admin_token_file) if controller.admin_token_file else None
+    print(_banner(settings, admin_file), file=sys.stderr, flush=True)
+    try:
+        web.run_app(
+            app,
+            host=settings.controller_host,
+            port=settings.controller_port,
+            print=None,
+            access_log=None,
+        )
+    except StoreError as exc:
+        print(f"ftpool controller: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP API: one module per resource, each a class whose methods are route handlers."""

@@ -1,0 +1,102 @@
+"""/api/agents: the agents' WebSocket, and an admin view of the connections."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from common.protocol import MAX_FRAME_BYTES, Heartbeat, Hello, LogResponse, ProtocolError, decode
+from controller.api.middleware import principal, public
+from controller.pools import PoolManager
+
+log = structlog.get_logger("controller.api.agents")
+HELLO_TIMEOUT = 10.0
+
+
+class APIAgents:
+    def __init__(self, pools: PoolManager) -> None:
+        self.pools = pools
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/agents/ws", self.websocket),
+            web.get("/api/agents", self.list),
+        ]
+
+    def _reject(self, reason: str, pool_id: str | None = None) -> None:
+        self.pools.frames_rejected += 1
+        log.warning("agent_frame_rejected", reason=reason, pool=pool_id)
+
+    @public
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One agent's session. Authenticated by the pool token in its first frame (hello)."""
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+        await ws.prepare(request)
+        try:
+            first = await ws.receive(timeout=HELLO_TIMEOUT)
+        except TimeoutError:
+            await ws.close(code=4408, message=b"no hello")
+            return ws
+        hello = None
+        if first.type == WSMsgType.BINARY:
+            try:
+                frame = decode(first.data)
+                hello = frame if isinstance(frame, Hello) else None
+            except ProtocolError as exc:
+                self._reject(str(exc))
+        if hello is None or not self.pools.verify_hello(hello):
+            self._reject("first frame is not a valid hello with a known pool token")
+            await ws.close(code=4401, message=b"unauthorized")
+            return ws
+        pool_id = hello.pool_id
+        await self.pools.attach(hello, ws)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY:
+                    self._reject(f"non-binary frame {msg.type.name}", pool_id)
+                    continue
+                self.pools.frames_received += 1
+                try:
+                    frame = decode(msg.data)
+                except ProtocolError as exc:
+                    self._reject(str(exc), pool_id)
+                    continue
+                if isinstance(frame, Heartbeat):
+                    await self.pools.heartbeat(pool_id, frame)
+                elif isinstance(frame, LogResponse):
+                    self.pools.log_response(frame)
+                else:
+                    self._reject(f"unexpected frame {frame.t}", pool_id)
+        finally:
+            self.pools.detach(pool_id, ws)
+        return ws
+
+    async def list(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        now = time.time()
+        agents = [
+            {
+                "poolId": pool_id,
+                "connected": live.connected,
+                "version": live.agent_version or None,
+                "lastHeartbeatAgoSeconds": round(now - live.last_seen, 1)
+                if live.last_seen
+                else None,
+                "sequence": live.seq,
+                "generation": self.pools.pools[pool_id].generation,
+                "appliedGeneration": live.acked_gen,
+            }
+            for pool_id, live in sorted(self.pools.live.items())
+        ]
+        return web.json_response(
+            {
+                "success": True,
+                "agents": agents,
+                "frames": {
+                    "received": self.pools.frames_received,
+                    "rejected": self.pools.frames_rejected,
+                },
+            }
+        )

@@ -1,0 +1,177 @@
+"""/api/pool: the seed's pool endpoints (status, health-check, cleanup, bot placement)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from controller.api.middleware import principal
+from controller.bots import BotManager
+from controller.errors import BotUnavailable
+from controller.monitor import Monitor, bot_healthy
+from controller.pools import PoolManager
+
+log = structlog.get_logger("controller.api.pools")
+LOG_TAIL_DEFAULT = 16384
+
+
+class APIPools:
+    def __init__(
+        self, pools: PoolManager, bots: BotManager, monitor: Monitor, pool_mode: bool,
+        cleanup_grace: float,
+    ) -> None:  # fmt: skip
+        self.pools = pools
+        self.bots = bots
+        self.monitor = monitor
+        self.pool_mode = pool_mode
+        self.cleanup_grace = cleanup_grace
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/pool/status", self.status),
+            web.post("/api/pool/health-check", self.health_check),
+            web.post("/api/pool/cleanup", self.cleanup),
+            web.get("/api/pool/bot/{instanceId}", self.bot_info),
+            web.get("/api/pool/bot/{instanceId}/log", self.bot_log),
+        ]
+
+    async def _pool_view(self, pool_id: str) -> dict[str, Any]:
+        pool = self.pools.pools[pool_id]
+        live = self.pools.live[pool_id]
+        bots = self.pools.bots_in(pool_id)
+        status = "suspect" if self.pools.is_suspect(pool_id) else "running"
+        stats = live.stats
+        usage = await self.pools.runtime.stats(pool_id) if stats is None else None
+        return {
+            "id": pool.id,
+            "containerName": pool.container_name,
+            "status": status,
+            "botsCount": len(bots),
+            "capacity": pool.capacity,
+            "utilizationPercent": round(100 * len(bots) / pool.capacity),
+            "bots": [b.id for b in bots],
+            "ports": {"start": pool.port_start, "end": pool.port_start + pool.capacity - 1},
+            "owner": pool.owner,
+            "memory": {
+                "usedBytes": stats.mem_used if stats else (usage.memory_bytes if usage else None),
+                "limitBytes": (stats.mem_limit if stats else 0) or None,
+            },
+            "cpuPercent": stats.cpu if stats else None,
+            "agent": {
+                "connected": live.connected,
+                "version": live.agent_version or None,
+                "lastHeartbeatAgoSeconds": round(time.time() - live.last_seen, 1)
+                if live.last_seen
+                else None,
+                "generation": pool.generation,
+                "appliedGeneration": live.acked_gen,
+            },
+        }
+
+    def _health(self) -> dict[str, Any]:
+        pool_ids = list(self.pools.pools)
+        healthy_pools = sum(1 for p in pool_ids if not self.pools.is_suspect(p))
+        bots = [b for b in self.pools.bots.values() if not b.deleting]
+        running = [b for b in bots if b.run == "running"]
+        healthy_bots = sum(1 for b in running if bot_healthy(self.pools, b))
+        unhealthy = (len(pool_ids) - healthy_pools) + (len(running) - healthy_bots)
+        if unhealthy == 0:
+            overall = "healthy"
+        elif healthy_pools == 0 and pool_ids:
+            overall = "unhealthy"
+        else:
+            overall = "degraded"
+        return {
+            "status": overall,
+            "pools": {
+                "total": len(pool_ids),
+                "healthy": healthy_pools,
+                "unhealthy": len(pool_ids) - healthy_pools,
+            },
+            "bots": {
+                "total": len(bots),
+                "healthy": healthy_bots,
+                "unhealthy": len(running) - healthy_bots,
+                "stopped": len(bots) - len(running),
+            },
+        }
+
+    async def status(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
+        pools = [await self._pool_view(p.id) for p in ordered]
+        return web.json_response(
+            {
+                "success": True,
+                "poolMode": self.pool_mode,
+                "runtime": self.pools.runtime.name,
+                "totalPools": len(pools),
+                "totalBots": sum(p["botsCount"] for p in pools),
+                "pools": pools,
+                "health": self._health(),
+            }
+        )
+
+    async def health_check(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        report = await self.monitor.evaluate()
+        return web.json_response(report.to_json())
+
+    async def cleanup(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        removed = 0
+        now = time.time()
+        for pool in list(self.pools.pools.values()):
+            empty_since = pool.emptied_at or pool.created_at
+            if pool.used or now - empty_since < self.cleanup_grace:
+                continue
+            async with self.pools.lifecycle:
+                if not await self.pools.store.remove_pool(pool.id):
+                    continue
+                live = self.pools.live.get(pool.id)
+                if live is not None and live.ws is not None:
+                    await live.ws.close(code=4410, message=b"pool removed")
+                self.pools.forget_pool(pool.id)
+                await self.pools.runtime.remove(pool.id)
+            removed += 1
+            log.info("pool_cleaned_up", pool=pool.id)
+        return web.json_response(
+            {
+                "success": True,
+                "removedPools": removed,
+                "message": f"Cleaned up {removed} empty pool containers",
+            }
+        )
+
+    async def bot_info(self, request: web.Request) -> web.Response:
+        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        pool = self.pools.pools[bot.pool_id]
+        host = self.pools.runtime.bot_host(bot.pool_id)
+        pooled = pool.capacity > 1
+        return web.json_response(
+            {
+                "success": True,
+                "instanceId": bot.id,
+                "isPooled": pooled,
+                "mode": "pooled" if pooled else "legacy",
+                "poolId": pool.id,
+                "containerName": pool.container_name,
+                "connection": {"host": host, "port": bot.port, "url": f"http://{host}:{bot.port}"},
+            }
+        )
+
+    async def bot_log(self, request: web.Request) -> web.Response:
+        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        try:
+            max_bytes = int(request.query.get("bytes", LOG_TAIL_DEFAULT))
+        except ValueError:
+            raise web.HTTPBadRequest(reason="bytes must be an integer") from None
+        if not 1 <= max_bytes <= 1024 * 1024:
+            raise web.HTTPBadRequest(reason="bytes must be between 1 and 1048576")
+        data = await self.pools.request_log(bot.pool_id, bot.id, max_bytes)
+        if data is None:
+            raise BotUnavailable(f"pool {bot.pool_id} is not connected")
+        return web.Response(body=data, content_type="text/plain", charset="utf-8")

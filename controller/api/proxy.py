@@ -1,0 +1,204 @@
+"""The bot proxy: FreqTrade's REST API of every bot, behind the controller's own auth.
+
+Two prefixes reach a bot's `/api/v1/<path>`:
+- `/api/bots/{instanceId}/<path>` (the seed's route; lifecycle verbs take precedence),
+- `/bots/{instanceId}/api/v1/<path>` (a complete bot URL for FreqUI and freqtrade-client).
+
+The caller authenticates as a controller user; the controller injects the bot's
+own credentials upstream, so the bot's password never leaves the controller.
+FreqTrade's login and refresh are answered by the controller with its own tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+import structlog
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from controller.api.middleware import AUTHENTICATOR, json_error, principal, public
+from controller.auth import Principal
+from controller.bots import BotManager
+from controller.errors import BotUnavailable, PayloadTooLarge, Unauthorized
+from controller.models import BotRecord
+
+log = structlog.get_logger("controller.api.proxy")
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "host", "authorization", "cookie",
+})  # fmt: skip
+_STREAM_CHUNK = 64 * 1024
+_STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "ABSENT"})
+
+
+class APIProxy:
+    def __init__(self, bots: BotManager, timeout: float, max_body: int) -> None:
+        self.bots = bots
+        self.pools = bots.pools
+        self.timeout = timeout
+        self.max_body = max_body
+        self._session: aiohttp.ClientSession | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/bots/{instanceId}/api/v1/token/login", self.token_login),
+            web.post("/bots/{instanceId}/api/v1/token/refresh", self.token_refresh),
+            web.route("*", "/bots/{instanceId}/api/v1/{tail:.*}", self.proxy),
+            web.route("*", "/api/bots/{instanceId}/{tail:.+}", self.proxy),
+        ]
+
+    async def startup(self, _app: web.Application) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
+            auto_decompress=False,
+            # Never keep cookies: the session is shared by every user of the controller.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def shutdown(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- FreqTrade's own login, answered with controller tokens --------------------
+
+    @public
+    async def token_login(self, request: web.Request) -> web.Response:
+        auth = request.app[AUTHENTICATOR]
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("basic "):
+            raise Unauthorized("token/login needs basic auth: user id and an API token")
+        who = auth.basic(header[6:].strip())
+        self.bots.get(who, request.match_info["instanceId"])
+        return web.json_response(
+            {"access_token": auth.issue(who), "refresh_token": auth.issue(who, "refresh")}
+        )
+
+    @public
+    async def token_refresh(self, request: web.Request) -> web.Response:
+        auth = request.app[AUTHENTICATOR]
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("token/refresh needs the refresh token as Bearer")
+        who = auth.bearer(token.strip(), kind="refresh")
+        self.bots.get(who, request.match_info["instanceId"])
+        return web.json_response({"access_token": auth.issue(who)})
+
+    # -- the proxy ----------------------------------------------------------------
+
+    def _tail(self, request: web.Request) -> str:
+        """The raw (still percent-encoded) path after /api/v1/, refusing dot segments."""
+        raw_path = request.raw_path.split("?", 1)[0]
+        bot_id = request.match_info["instanceId"]
+        prefix = (
+            f"/bots/{bot_id}/api/v1/" if raw_path.startswith("/bots/") else f"/api/bots/{bot_id}/"
+        )
+        if not raw_path.startswith(prefix):
+            raise web.HTTPBadRequest(reason="path not understood")
+        tail = raw_path[len(prefix) :]
+        if any(seg in (".", "..") for seg in unquote(tail).split("/")):
+            raise web.HTTPBadRequest(reason="dot segments are not allowed in bot paths")
+        return tail
+
+    def _caller(self, request: web.Request, tail: str) -> Principal:
+        if tail == "message/ws" and "token" in request.query:
+            # Browsers cannot set headers on WebSockets; FreqUI passes its token in the query.
+            return request.app[AUTHENTICATOR].bearer(request.query["token"])
+        return request.app[AUTHENTICATOR].from_header(
+            request.headers.get("Authorization"), allow_basic=request.path.startswith("/bots/")
+        )
+
+    @public
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        tail = self._tail(request)
+        request["principal"] = self._caller(request, tail)
+        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        status = self.pools.status_of(bot)
+        if bot.deleting or bot.run == "stopped" or (status and status.state in _STOPPED_STATES):
+            raise BotUnavailable(f"bot {bot.id} is not running")
+        host = self.pools.runtime.bot_host(bot.pool_id)
+        query = f"?{request.query_string}" if request.query_string else ""
+        if tail == "message/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+            url = URL(f"ws://{host}:{bot.port}/api/v1/message/ws", encoded=True)
+            return await self._websocket(request, bot, url)
+        url = URL(f"http://{host}:{bot.port}/api/v1/{tail}{query}", encoded=True)
+        return await self._http(request, bot, url)
+
+    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in request.content.iter_chunked(_STREAM_CHUNK):
+            total += len(chunk)
+            if total > self.max_body:
+                raise PayloadTooLarge(f"body larger than {self.max_body} bytes")
+            yield chunk
+
+    async def _http(self, request: web.Request, bot: BotRecord, url: URL) -> web.StreamResponse:
+        assert self._session is not None
+        if (request.content_length or 0) > self.max_body:
+            raise PayloadTooLarge(f"body larger than {self.max_body} bytes")
+        headers = CIMultiDict(
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+        headers["Authorization"] = bot.secrets.basic_auth()
+        data: Any = self._body(request) if request.body_exists else None
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)
+        try:
+            async with self._session.request(
+                request.method, url, headers=headers, data=data, timeout=timeout,
+                allow_redirects=False,
+            ) as upstream:  # fmt: skip
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                for key, value in upstream.headers.items():
+                    if key.lower() not in HOP_BY_HOP and key.lower() != "set-cookie":
+                        response.headers.add(key, value)
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(_STREAM_CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return json_error(504, f"bot {bot.id} did not answer in time")
+        except aiohttp.ClientConnectorError:
+            return json_error(502, f"bot {bot.id} is not reachable")
+        except aiohttp.ClientError as exc:
+            return json_error(502, f"bot {bot.id} answered badly: {type(exc).__name__}")
+
+    async def _websocket(
+        self, request: web.Request, bot: BotRecord, url: URL
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        try:
+            upstream = await self._session.ws_connect(
+                url.with_query(token=bot.secrets.ws_token), timeout=aiohttp.ClientWSTimeout(10)
+            )
+        except (TimeoutError, aiohttp.ClientError):
+            return json_error(502, f"bot {bot.id} message stream is not reachable")
+        client = web.WebSocketResponse(heartbeat=30)
+        await client.prepare(request)
+
+        async def pump(source: Any, sink: Any) -> None:
+            async for msg in source:
+                if msg.type == WSMsgType.TEXT:
+                    await sink.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await sink.send_bytes(msg.data)
+                else:
+                    break
+
+        tasks = [
+            asyncio.create_task(pump(upstream, client)),
+            asyncio.create_task(pump(client, upstream)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await upstream.close()
+            await client.close()
+        return client

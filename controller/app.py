@@ -1,0 +1,160 @@
+"""Wiring: settings → store, runtime, managers, monitor and the aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from common.settings import ControllerSettings
+from controller.api.agents import APIAgents
+from controller.api.bots import APIBots
+from controller.api.health import APIHealth
+from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
+from controller.api.pools import APIPools
+from controller.api.proxy import APIProxy
+from controller.auth import Authenticator
+from controller.bots import BotManager
+from controller.monitor import Monitor
+from controller.pools import PoolManager
+from controller.runtimes import PoolRuntime
+from controller.runtimes.local import LocalRuntime
+from controller.store import Placement, Store
+
+log = structlog.get_logger("controller")
+CONTROLLER = web.AppKey("controller", "Controller")
+
+
+def persistent_secret(configured: str, path: Path) -> str:
+    """The configured secret, or one generated once and kept in a 0600 file."""
+    if configured:
+        return configured
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def agent_url(settings: ControllerSettings) -> str:
+    host = settings.controller_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{settings.controller_port}/api/agents/ws"
+
+
+def make_runtime(settings: ControllerSettings) -> PoolRuntime:
+    return LocalRuntime(settings.pools_dir, settings.bot_base_dir / "archive")
+
+
+@dataclass
+class Controller:
+    settings: ControllerSettings
+    store: Store
+    pools: PoolManager
+    bots: BotManager
+    monitor: Monitor
+    auth: Authenticator
+    admin_token_file: Path | None
+
+
+def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> Controller:
+    base = settings.bot_base_dir
+    admin_file = None if settings.admin_token else base / "admin-token"
+    auth = Authenticator(
+        persistent_secret(settings.admin_token, base / "admin-token"),
+        persistent_secret(settings.jwt_secret, base / "jwt-secret"),
+    )
+    store = Store(settings.database_path)
+    pools = PoolManager(
+        store,
+        runtime or make_runtime(settings),
+        settings.bot_command,
+        agent_url(settings),
+        {
+            "HEARTBEAT_INTERVAL": str(settings.heartbeat_interval_ms),
+            "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
+            "LOG_LEVEL": settings.log_level,
+        },
+        settings.pool_grace_ms / 1000,
+    )
+    placement = Placement(
+        max_bots=settings.max_bots_per_container,
+        base_port=settings.pool_base_port,
+        pooled=settings.pool_mode_enabled,
+        per_user=settings.pool_tenancy == "per-user",
+        fill=settings.placement == "fill",
+    )
+    bots = BotManager(pools, placement, settings.strategies_path, settings.default_strategy)
+    monitor = Monitor(
+        pools,
+        bots,
+        settings.health_check_interval_ms / 1000,
+        settings.max_restart_attempts,
+        settings.restart_cooldown_ms / 1000,
+    )
+    return Controller(settings, store, pools, bots, monitor, auth, admin_file)
+
+
+def create_app(controller: Controller) -> web.Application:
+    s = controller.settings
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=s.max_body_bytes
+    )
+    app[AUTHENTICATOR] = controller.auth
+    app[CONTROLLER] = controller
+    proxy = APIProxy(controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes)
+    apis = [
+        APIHealth(controller.pools),
+        APIAgents(controller.pools),
+        APIPools(
+            controller.pools,
+            controller.bots,
+            controller.monitor,
+            s.pool_mode_enabled,
+            s.pool_cleanup_grace_ms / 1000,
+        ),
+        # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
+        APIBots(controller.bots),
+        proxy,
+    ]
+    for api in apis:
+        app.add_routes(api.routes())
+    app.on_startup.append(proxy.startup)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_cleanup.append(proxy.shutdown)
+    return app
+
+
+async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    controller: Controller = app[CONTROLLER]
+    s = controller.settings
+    await controller.store.open()
+    await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
+    await controller.pools.load()
+    await controller.pools.adopt()
+    monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    log.info("controller_started", runtime=controller.pools.runtime.name,
+             pools=len(controller.pools.pools), bots=len(controller.pools.bots))  # fmt: skip
+    yield
+    monitor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await monitor
+    for live in controller.pools.live.values():
+        if live.ws is not None:
+            await live.ws.close(code=1001, message=b"controller shutting down")
+    await controller.pools.runtime.close()
+    await controller.store.close()

@@ -1,0 +1,57 @@
+"""Records the controller keeps in SQLite and mirrors in memory."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BotSecrets:
+    """A bot's own API credentials; they never leave the controller and its pool."""
+
+    username: str = field(repr=False)
+    password: str = field(repr=False)
+    jwt_secret: str = field(repr=False)
+    ws_token: str = field(repr=False)
+
+    def basic_auth(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass(slots=True)
+class BotRecord:
+    id: str
+    user_id: str
+    pool_id: str
+    slot: int
+    port: int
+    strategy: str
+    strategy_source: bytes = field(repr=False)
+    config: dict[str, Any] = field(repr=False)
+    secrets: BotSecrets
+    run: str = "running"
+    nonce: int = 0
+    deleting: bool = False
+    purge: bool = False
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PoolRecord:
+    id: str
+    num: int
+    port_start: int
+    capacity: int
+    owner: str | None
+    used: int
+    generation: int
+    token_hash: str = field(repr=False)
+    created_at: float
+    emptied_at: float | None = None
+
+    @property
+    def container_name(self) -> str:
+        return f"freqtrade-pool-{self.id}"

@@ -1,0 +1,188 @@
+"""Health evaluation and recovery, from the agents' latest reports.
+
+Pools: a pool whose agent is gone or silent for POOL_GRACE is suspect; the
+runtime is asked what it really is before anything is done (principle 4), and
+a pool that exited or vanished is started again. Bots: a bot that should run
+but is FATAL, or whose ping keeps failing, is restarted through its nonce, at
+most MAX_RESTART_ATTEMPTS times before a RESTART_COOLDOWN pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from controller.bots import BotManager
+from controller.errors import FtpoolError
+from controller.models import BotRecord
+from controller.pools import PoolManager
+from controller.runtimes import RuntimeState
+
+log = structlog.get_logger("controller.monitor")
+FAILED_PINGS_BEFORE_RESTART = 3
+# A bot's API takes a few seconds to come up; don't judge its ping before that.
+PING_GRACE_SECONDS = 60
+
+
+@dataclass
+class RestartBudget:
+    attempts: int = 0
+    last_attempt: float = 0.0
+
+
+@dataclass
+class HealthReport:
+    timestamp: str
+    pools: list[dict[str, Any]] = field(default_factory=list)
+    bots: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    recovery_actions: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "success": True, "timestamp": self.timestamp, "pools": self.pools,
+            "bots": self.bots, "issues": self.issues,
+            "recoveryActions": self.recovery_actions, "durationMs": self.duration_ms,
+        }  # fmt: skip
+
+
+def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
+    status = pools.status_of(bot)
+    if bot.run == "stopped":
+        return status is None or status.state in ("STOPPED", "EXITED", "ABSENT")
+    return status is not None and status.state == "RUNNING" and status.ping_ok is not False
+
+
+class Monitor:
+    def __init__(
+        self,
+        pools: PoolManager,
+        bots: BotManager,
+        interval: float,
+        max_restarts: int,
+        cooldown: float,
+    ) -> None:
+        self.pools = pools
+        self.bots = bots
+        self.interval = interval
+        self.max_restarts = max_restarts
+        self.cooldown = cooldown
+        self.last_report: HealthReport | None = None
+        self._budgets: dict[str, RestartBudget] = {}
+        self._failed_pings: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.evaluate()
+            except Exception:
+                log.exception("health_check_failed")
+
+    async def evaluate(self) -> HealthReport:
+        async with self._lock:
+            started = time.monotonic()
+            report = HealthReport(timestamp=datetime.now(UTC).isoformat())
+            for pool_id in list(self.pools.pools):
+                await self._check_pool(pool_id, report)
+            for bot in list(self.pools.bots.values()):
+                await self._check_bot(bot, report)
+            report.duration_ms = round((time.monotonic() - started) * 1000, 2)
+            self.last_report = report
+            log.info("health_check_complete", issues=len(report.issues),
+                     actions=len(report.recovery_actions), ms=report.duration_ms)  # fmt: skip
+            return report
+
+    async def _check_pool(self, pool_id: str, report: HealthReport) -> None:
+        pool = self.pools.pools[pool_id]
+        live = self.pools.live[pool_id]
+        entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
+        report.pools.append(entry)
+        if not self.pools.is_suspect(pool_id):
+            return
+        state = await self.pools.runtime.inspect(pool_id)
+        entry.update(healthy=False, runtime=str(state))
+        silent = round(time.time() - (live.last_seen or live.disconnected_at), 1)
+        report.issues.append({"type": "pool_suspect", "poolId": pool_id, "runtime": str(state),
+                              "silentSeconds": silent})  # fmt: skip
+        if state == RuntimeState.MISSING:
+            # Nothing of it runs anywhere: its deleted bots are gone for sure.
+            await self.pools.finalize_deletions(pool_id)
+        if not self.pools.bots_in(pool_id):
+            return
+        action = None
+        if state == RuntimeState.MISSING:
+            action = "recreate"
+            coro = self.pools.recreate(pool)
+        elif state == RuntimeState.EXITED:
+            action = "restart"
+            coro = self.pools.runtime.restart(pool_id)
+        elif not live.connected and time.time() - live.disconnected_at > self.pools.pool_grace:
+            # Running, but its agent has not reconnected for a whole grace period.
+            action = "restart"
+            coro = self.pools.runtime.restart(pool_id)
+        else:
+            return
+        try:
+            await coro
+            report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
+        except FtpoolError as exc:
+            report.recovery_actions.append(
+                {"action": action, "poolId": pool_id, "ok": False, "error": str(exc)}
+            )
+        log.warning("pool_recovery", pool=pool_id, action=action)
+
+    async def _check_bot(self, bot: BotRecord, report: HealthReport) -> None:
+        status = self.pools.status_of(bot)
+        healthy = bot_healthy(self.pools, bot)
+        report.bots.append({
+            "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
+            "state": status.state if status else "UNKNOWN",
+            "ping": status.ping_ok if status else None, "healthy": healthy,
+        })  # fmt: skip
+        if bot.deleting or bot.run != "running" or self.pools.is_suspect(bot.pool_id):
+            return
+        if healthy:
+            self._failed_pings.pop(bot.id, None)
+            if status and time.time() - status.since > self.cooldown:
+                self._budgets.pop(bot.id, None)
+            return
+        reason = self._restart_reason(bot)
+        if reason is None:
+            return
+        report.issues.append({"type": reason, "instanceId": bot.id, "poolId": bot.pool_id})
+        budget = self._budgets.setdefault(bot.id, RestartBudget())
+        now = time.monotonic()
+        if budget.attempts >= self.max_restarts:
+            if now - budget.last_attempt < self.cooldown:
+                report.issues.append({"type": "restart_cooldown", "instanceId": bot.id})
+                return
+            budget.attempts = 0
+        budget.attempts += 1
+        budget.last_attempt = now
+        self._failed_pings.pop(bot.id, None)
+        await self.bots.restart(bot)
+        report.recovery_actions.append(
+            {"action": "restart_bot", "instanceId": bot.id, "attempt": budget.attempts}
+        )
+        log.warning("bot_auto_restart", bot=bot.id, reason=reason, attempt=budget.attempts)
+
+    def _restart_reason(self, bot: BotRecord) -> str | None:
+        status = self.pools.status_of(bot)
+        if status is None or status.state in ("STARTING", "BACKOFF", "STOPPING"):
+            return None
+        if status.state in ("FATAL", "EXITED", "STOPPED", "ABSENT", "UNKNOWN"):
+            return "bot_not_running"
+        if status.ping_ok is False and time.time() - status.since > PING_GRACE_SECONDS:
+            failed = self._failed_pings.get(bot.id, 0) + 1
+            self._failed_pings[bot.id] = failed
+            if failed >= FAILED_PINGS_BEFORE_RESTART:
+                return "bot_not_responding"
+        return None

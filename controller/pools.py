@@ -1,0 +1,337 @@
+"""Pools: their records, their agents' live reports, and pushing desired state to them.
+
+This is the controller's in-memory view. Heartbeats only update memory; the
+store is touched on transitions (a deleted bot confirmed gone). Desired state
+is always built from the records, so a push can be repeated at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from common.protocol import (
+    BotSpec,
+    BotStatus,
+    Desired,
+    Heartbeat,
+    Hello,
+    LogRequest,
+    LogResponse,
+    PoolStats,
+    encode,
+)
+from controller.botconfig import bot_files
+from controller.errors import BotUnavailable, RuntimeFailure
+from controller.models import BotRecord, PoolRecord
+from controller.runtimes import PoolLaunch, PoolRuntime, RuntimeState
+from controller.store import Store
+
+log = structlog.get_logger("controller.pools")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class PoolLive:
+    """What the pool's agent last told us; reset when it reconnects."""
+
+    ws: web.WebSocketResponse | None = None
+    agent_version: str = ""
+    connected_at: float = 0.0
+    disconnected_at: float = field(default_factory=time.time)
+    last_seen: float = 0.0
+    seq: int = 0
+    acked_gen: int = 0
+    bots: dict[str, BotStatus] = field(default_factory=dict)
+    stats: PoolStats | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and not self.ws.closed
+
+
+class PoolManager:
+    def __init__(
+        self,
+        store: Store,
+        runtime: PoolRuntime,
+        bot_command: tuple[str, ...],
+        controller_url: str,
+        agent_env: dict[str, str],
+        pool_grace: float,
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.bot_command = bot_command
+        self.controller_url = controller_url
+        self.agent_env = agent_env
+        self.pool_grace = pool_grace
+        self.pools: dict[str, PoolRecord] = {}
+        self.bots: dict[str, BotRecord] = {}
+        self.live: dict[str, PoolLive] = {}
+        self.frames_received = 0
+        self.frames_rejected = 0
+        self.changed = asyncio.Condition()
+        self._by_pool: dict[str, set[str]] = {}
+        self._files: dict[str, dict[str, bytes]] = {}
+        self._deleted_at_gen: dict[str, int] = {}
+        self._creating: dict[str, asyncio.Task[None]] = {}
+        # Serializes making and removing runtimes: cleanup may free a pool id that a
+        # provision reuses at once, and the new pool must wait for the old one to go.
+        self.lifecycle = asyncio.Lock()
+        self._requests: dict[int, asyncio.Future[LogResponse]] = {}
+        self._request_ids = itertools.count(1)
+
+    # -- records --------------------------------------------------------------------
+
+    async def load(self) -> None:
+        pools, bots = await self.store.load()
+        for pool in pools:
+            self.set_pool(pool)
+        for bot in bots:
+            self.set_bot(bot)
+            if bot.deleting:
+                self._deleted_at_gen[bot.id] = self.pools[bot.pool_id].generation
+
+    def set_pool(self, pool: PoolRecord) -> None:
+        self.pools[pool.id] = pool
+        self.live.setdefault(pool.id, PoolLive())
+        self._by_pool.setdefault(pool.id, set())
+
+    def set_bot(self, bot: BotRecord) -> None:
+        self.bots[bot.id] = bot
+        self._by_pool.setdefault(bot.pool_id, set()).add(bot.id)
+
+    def set_generation(self, pool_id: str, gen: int) -> None:
+        self.pools[pool_id].generation = gen
+
+    def bots_in(self, pool_id: str) -> list[BotRecord]:
+        return sorted((self.bots[b] for b in self._by_pool.get(pool_id, ())), key=lambda b: b.port)
+
+    def status_of(self, bot: BotRecord) -> BotStatus | None:
+        live = self.live.get(bot.pool_id)
+        return live.bots.get(bot.id) if live else None
+
+    def forget_bot(self, bot_id: str) -> None:
+        bot = self.bots.pop(bot_id, None)
+        if bot is not None:
+            self._by_pool.get(bot.pool_id, set()).discard(bot_id)
+        self._files.pop(bot_id, None)
+        self._deleted_at_gen.pop(bot_id, None)
+
+    def forget_pool(self, pool_id: str) -> None:
+        self.pools.pop(pool_id, None)
+        self.live.pop(pool_id, None)
+        self._by_pool.pop(pool_id, None)
+
+    # -- pool lifecycle ---------------------------------------------------------------
+
+    def new_token(self) -> tuple[str, str]:
+        token = secrets.token_hex(32)
+        return token, hash_token(token)
+
+    def launch(self, pool: PoolRecord, token: str) -> PoolLaunch:
+        return PoolLaunch(
+            pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
+            token=token, controller_url=self.controller_url, agent_env=self.agent_env,
+        )  # fmt: skip
+
+    async def create_runtime(self, pool: PoolRecord, token: str) -> None:
+        """Create the pool's runtime once; concurrent callers wait for the same creation."""
+        task = self._creating.get(pool.id)
+        if task is None:
+            task = asyncio.create_task(self._locked_create(self.launch(pool, token)))
+            self._creating[pool.id] = task
+            task.add_done_callback(lambda _t: self._creating.pop(pool.id, None))
+        await asyncio.shield(task)
+
+    async def _locked_create(self, launch: PoolLaunch) -> None:
+        async with self.lifecycle:
+            await self.runtime.create(launch)
+
+    async def wait_created(self, pool_id: str) -> None:
+        task = self._creating.get(pool_id)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def recreate(self, pool: PoolRecord) -> None:
+        """A pool whose runtime is missing gets a new one, with a new token."""
+        token, token_hash = self.new_token()
+        await self.store.set_pool_token(pool.id, token_hash)
+        pool.token_hash = token_hash
+        await self.create_runtime(pool, token)
+
+    async def adopt(self) -> list[str]:
+        """Match the runtime's pools with the store's; return the ids it has that we don't."""
+        found = await self.runtime.list()
+        unknown = [p for p in found if p not in self.pools]
+        for pool_id in unknown:
+            log.warning("unknown_pool_left_alone", pool=pool_id)
+        for pool in list(self.pools.values()):
+            state = await self.runtime.inspect(pool.id)
+            log.info("pool_adopted", pool=pool.id, state=state, bots=len(self.bots_in(pool.id)))
+            if state != RuntimeState.RUNNING and self.bots_in(pool.id):
+                try:
+                    await (self.recreate(pool) if state == RuntimeState.MISSING
+                           else self.runtime.restart(pool.id))  # fmt: skip
+                except RuntimeFailure as exc:
+                    log.error("pool_start_failed", pool=pool.id, error=str(exc))
+        return unknown
+
+    # -- desired state ----------------------------------------------------------------
+
+    def desired(self, pool_id: str) -> Desired:
+        specs, purge = [], []
+        listen_ip = self.runtime.bot_listen_ip
+        for bot in self.bots_in(pool_id):
+            if bot.deleting:
+                if bot.purge:
+                    purge.append(bot.id)
+                continue
+            files = self._files.get(bot.id)
+            if files is None:
+                files = self._files[bot.id] = bot_files(bot, listen_ip)
+            specs.append(
+                BotSpec(
+                    id=bot.id,
+                    port=bot.port,
+                    command=[*self.bot_command, "--config", "config.json"],
+                    files=files,
+                    run=bot.run,
+                    nonce=bot.nonce,
+                )
+            )
+        return Desired(gen=self.pools[pool_id].generation, bots=specs, purge=purge)
+
+    async def push(self, pool_id: str) -> bool:
+        live = self.live.get(pool_id)
+        if live is None or not live.connected:
+            return False
+        try:
+            await live.ws.send_bytes(encode(self.desired(pool_id)))  # type: ignore[union-attr]
+        except (ConnectionError, RuntimeError) as exc:
+            log.warning("push_failed", pool=pool_id, error=str(exc))
+            return False
+        return True
+
+    def mark_deleted(self, bot: BotRecord) -> None:
+        self._deleted_at_gen[bot.id] = self.pools[bot.pool_id].generation
+
+    # -- agents -------------------------------------------------------------------------
+
+    def verify_hello(self, hello: Hello) -> bool:
+        pool = self.pools.get(hello.pool_id)
+        return pool is not None and hmac.compare_digest(hash_token(hello.token), pool.token_hash)
+
+    async def attach(self, hello: Hello, ws: web.WebSocketResponse) -> None:
+        live = self.live[hello.pool_id]
+        old = live.ws
+        if old is not None and old is not ws and not old.closed:
+            # The newest connection of a pool's agent wins; the old one is stale.
+            await old.close(code=4409, message=b"replaced by a newer agent connection")
+        now = time.time()
+        live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
+        live.seq = 0  # a reconnected or restarted agent numbers its heartbeats anew
+        live.bots = {s.id: s for s in hello.programs}
+        orphans = [b for b in live.bots if self.bots.get(b) is None]
+        if orphans:
+            log.warning("orphan_bots_will_be_stopped", pool=hello.pool_id, bots=orphans)
+        log.info("agent_connected", pool=hello.pool_id, version=hello.version,
+                 adopted=len(live.bots))  # fmt: skip
+        await self.push(hello.pool_id)
+
+    def detach(self, pool_id: str, ws: web.WebSocketResponse) -> None:
+        live = self.live.get(pool_id)
+        if live is not None and live.ws is ws:
+            live.ws = None
+            live.disconnected_at = time.time()
+            log.warning("agent_disconnected", pool=pool_id)
+
+    async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
+        live = self.live[pool_id]
+        if hb.seq <= live.seq:
+            return  # a replayed or reordered frame
+        previous = live.bots
+        live.bots = {s.id: s for s in hb.bots}
+        live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        for bot_id, status in live.bots.items():
+            before = previous.get(bot_id)
+            if before is None or before.state != status.state:
+                log.info("bot_state", bot=bot_id, pool=pool_id, state=status.state,
+                         was=before.state if before else None)  # fmt: skip
+        await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def finalize_deletions(self, pool_id: str, confirmed_gen: int | None = None) -> None:
+        """Free the slots of deleted bots that their agent no longer runs.
+
+        confirmed_gen None means the pool's runtime is gone: nothing of it runs anywhere.
+        """
+        live = self.live.get(pool_id)
+        for bot in self.bots_in(pool_id):
+            if not bot.deleting:
+                continue
+            gone = confirmed_gen is None or (
+                confirmed_gen >= self._deleted_at_gen.get(bot.id, 0)
+                and live is not None
+                and bot.id not in live.bots
+            )
+            if gone:
+                pool = await self.store.remove_bot(bot.id)
+                self.forget_bot(bot.id)
+                self.set_pool(pool)
+                log.info("bot_deleted", bot=bot.id, pool=pool_id)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (bounded) until predicate holds after some heartbeat; True if it did."""
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+            except TimeoutError:
+                return predicate()
+        return True
+
+    async def request_log(self, pool_id: str, bot_id: str, max_bytes: int) -> bytes | None:
+        """The tail of a bot's log, asked of its agent; None when the agent is not connected."""
+        live = self.live.get(pool_id)
+        if live is None or live.ws is None or live.ws.closed:
+            return None
+        request_id = next(self._request_ids)
+        future: asyncio.Future[LogResponse] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        try:
+            await live.ws.send_bytes(encode(LogRequest(request_id, bot_id, max_bytes)))
+            response = await asyncio.wait_for(future, 10)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            raise BotUnavailable(f"agent of {pool_id} did not answer") from None
+        finally:
+            self._requests.pop(request_id, None)
+        if response.error:
+            raise BotUnavailable(f"log not available: {response.error}")
+        return response.data
+
+    def log_response(self, response: LogResponse) -> None:
+        future = self._requests.get(response.id)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    def is_suspect(self, pool_id: str) -> bool:
+        live = self.live.get(pool_id)
+        if live is None or not live.connected:
+            return True
+        return time.time() - live.last_seen > self.pool_grace

@@ -1,0 +1,344 @@
+"""The SQLite store: pools, bots and their desired state.
+
+All access goes through one worker thread, so every operation is serialized and
+each multi-row change is one transaction (BEGIN IMMEDIATE ... COMMIT). A file
+that cannot be opened, is not a database, fails its integrity check or has a
+newer schema raises StoreError; it is never replaced by an empty store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from controller.errors import CapacityExhausted, StoreError
+from controller.models import BotRecord, BotSecrets, PoolRecord
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE pools (
+    id TEXT PRIMARY KEY,
+    num INTEGER NOT NULL UNIQUE,
+    port_start INTEGER NOT NULL,
+    capacity INTEGER NOT NULL,
+    owner TEXT,
+    used INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 1,
+    token_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    emptied_at REAL
+);
+CREATE INDEX pools_free ON pools (owner, capacity, used);
+CREATE TABLE bots (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    pool_id TEXT NOT NULL REFERENCES pools (id),
+    slot INTEGER NOT NULL,
+    port INTEGER NOT NULL UNIQUE,
+    strategy TEXT NOT NULL,
+    strategy_source BLOB NOT NULL,
+    config TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    run TEXT NOT NULL CHECK (run IN ('running', 'stopped')),
+    nonce INTEGER NOT NULL DEFAULT 0,
+    deleting INTEGER NOT NULL DEFAULT 0,
+    purge INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    UNIQUE (pool_id, slot)
+);
+CREATE INDEX bots_user ON bots (user_id);
+CREATE INDEX bots_pool ON bots (pool_id);
+"""
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """How allocation chooses a pool."""
+
+    max_bots: int
+    base_port: int
+    pooled: bool = True
+    per_user: bool = False
+    fill: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NewBot:
+    id: str
+    user_id: str
+    strategy: str
+    strategy_source: bytes
+    config: dict[str, Any]
+    secrets: BotSecrets
+
+
+def _pool(row: sqlite3.Row) -> PoolRecord:
+    return PoolRecord(
+        id=row["id"], num=row["num"], port_start=row["port_start"], capacity=row["capacity"],
+        owner=row["owner"], used=row["used"], generation=row["generation"],
+        token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
+    )  # fmt: skip
+
+
+def _bot(row: sqlite3.Row) -> BotRecord:
+    return BotRecord(
+        id=row["id"], user_id=row["user_id"], pool_id=row["pool_id"], slot=row["slot"],
+        port=row["port"], strategy=row["strategy"], strategy_source=row["strategy_source"],
+        config=json.loads(row["config"]), secrets=BotSecrets(**json.loads(row["secrets"])),
+        run=row["run"], nonce=row["nonce"], deleting=bool(row["deleting"]),
+        purge=bool(row["purge"]), created_at=row["created_at"],
+    )  # fmt: skip
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing -----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 5000")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        if check != "ok":
+            raise StoreError(f"store {self.path} failed its integrity check: {check}")
+        if mode.lower() != "wal":
+            raise StoreError(f"store {self.path} cannot use WAL journaling (got {mode})")
+        self._db = db
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self.db
+        has_meta = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if has_meta is None:
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise StoreError(f"{self.path} is a database of something else, not ftpool")
+            version = 0
+        else:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema {version} is newer than this controller ({SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+
+            def step(db: sqlite3.Connection, target: int = target) -> None:
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(target),)
+                )
+
+            self._tx(step)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(close)
+        self._executor.shutdown(wait=True)
+
+    # -- reads --------------------------------------------------------------------
+
+    async def load(self) -> tuple[list[PoolRecord], list[BotRecord]]:
+        def load() -> tuple[list[PoolRecord], list[BotRecord]]:
+            try:
+                pools = [_pool(r) for r in self.db.execute("SELECT * FROM pools ORDER BY num")]
+                bots = [_bot(r) for r in self.db.execute("SELECT * FROM bots ORDER BY port")]
+            except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+                raise StoreError(f"cannot read store {self.path}: {exc}") from None
+            return pools, bots
+
+        return await self._run(load)
+
+    async def check_layout(self, max_bots: int, base_port: int) -> None:
+        """Refuse to start when the port layout changed under existing pools."""
+
+        def check(db: sqlite3.Connection) -> None:
+            want = json.dumps({"max_bots": max_bots, "base_port": base_port})
+            row = db.execute("SELECT value FROM meta WHERE key='layout'").fetchone()
+            pools = db.execute("SELECT count(*) FROM pools").fetchone()[0]
+            if row is not None and row[0] != want and pools:
+                have = json.loads(row[0])
+                raise StoreError(
+                    "MAX_BOTS_PER_CONTAINER/POOL_BASE_PORT changed while pools exist "
+                    f"(store has {have['max_bots']}/{have['base_port']}); "
+                    "restore them or remove all pools first"
+                )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (want,))
+
+        await self._run(self._tx, check)
+
+    # -- allocation ---------------------------------------------------------------
+
+    async def allocate(
+        self, bot: NewBot, placement: Placement, token_hash: str
+    ) -> tuple[BotRecord, PoolRecord, bool]:
+        """Place a bot in a pool with a free slot, creating the pool row if none has one.
+
+        Returns the bot, its pool, and whether the pool is new (so its runtime must be made).
+        """
+        return await self._run(self._tx, lambda db: self._allocate(db, bot, placement, token_hash))
+
+    def _allocate(
+        self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str
+    ) -> tuple[BotRecord, PoolRecord, bool]:
+        capacity = p.max_bots if p.pooled else 1
+        owner = bot.user_id if p.per_user else None
+        order = "used DESC, num" if p.fill else "used ASC, num"
+        row = db.execute(
+            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
+            f"ORDER BY {order} LIMIT 1",
+            (owner, capacity),
+        ).fetchone()
+        created = row is None
+        if created:
+            num = self._free_pool_number(db)
+            port_start = p.base_port + (num - 1) * p.max_bots
+            if port_start + p.max_bots - 1 > 65535:
+                raise CapacityExhausted("no port block left for another pool")
+            now = time.time()
+            db.execute(
+                "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
+                " token_hash, created_at) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)",
+                (f"pool-{num}", num, port_start, capacity, owner, token_hash, now),
+            )
+            row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
+        pool = _pool(row)
+        taken = [r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool.id,))]
+        slot = next(s for s in range(pool.capacity) if s not in set(taken))
+        now = time.time()
+        db.execute(
+            "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
+            " config, secrets, run, nonce, created_at) VALUES (?,?,?,?,?,?,?,?,?,'running',0,?)",
+            (
+                bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
+                bot.strategy_source, json.dumps(bot.config),
+                json.dumps({
+                    "username": bot.secrets.username, "password": bot.secrets.password,
+                    "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
+                }),
+                now,
+            ),
+        )  # fmt: skip
+        db.execute(
+            "UPDATE pools SET used = used + 1, generation = generation + 1, emptied_at = NULL"
+            " WHERE id = ?",
+            (pool.id,),
+        )
+        pool = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool.id,)).fetchone())
+        record = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot.id,)).fetchone())
+        return record, pool, created
+
+    @staticmethod
+    def _free_pool_number(db: sqlite3.Connection) -> int:
+        row = db.execute(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pools WHERE num = 1) THEN 1 ELSE"
+            " (SELECT min(p.num + 1) FROM pools p WHERE NOT EXISTS"
+            "  (SELECT 1 FROM pools q WHERE q.num = p.num + 1)) END"
+        ).fetchone()
+        return int(row[0])
+
+    # -- desired-state changes (each bumps the pool's generation) -------------------
+
+    async def update_bot(self, bot_id: str, **changes: Any) -> tuple[BotRecord, int]:
+        """Change run/nonce/deleting/purge of a bot; returns it and its pool's new generation."""
+        allowed = {"run", "nonce", "deleting", "purge"}
+        if not changes or not set(changes) <= allowed:
+            raise ValueError(f"can only change {allowed}")
+
+        def change(db: sqlite3.Connection) -> tuple[BotRecord, int]:
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            db.execute(f"UPDATE bots SET {assignments} WHERE id = ?", (*changes.values(), bot_id))
+            bot = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
+            gen = self._bump(db, bot.pool_id)
+            return bot, gen
+
+        return await self._run(self._tx, change)
+
+    async def remove_bot(self, bot_id: str) -> PoolRecord:
+        """Forget a deleted bot once its agent confirmed it gone; its slot is free again."""
+
+        def remove(db: sqlite3.Connection) -> PoolRecord:
+            row = db.execute("SELECT pool_id FROM bots WHERE id = ?", (bot_id,)).fetchone()
+            db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
+            db.execute(
+                "UPDATE pools SET used = used - 1,"
+                " emptied_at = CASE WHEN used = 1 THEN ? ELSE NULL END WHERE id = ?",
+                (time.time(), row[0]),
+            )
+            return _pool(db.execute("SELECT * FROM pools WHERE id = ?", (row[0],)).fetchone())
+
+        return await self._run(self._tx, remove)
+
+    async def set_pool_token(self, pool_id: str, token_hash: str) -> None:
+        def update(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE pools SET token_hash = ? WHERE id = ?", (token_hash, pool_id))
+
+        await self._run(self._tx, update)
+
+    async def remove_pool(self, pool_id: str) -> bool:
+        """Delete an empty pool's row; False if it gained a bot meanwhile."""
+
+        def remove(db: sqlite3.Connection) -> bool:
+            if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
+                return False
+            db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
+            return True
+
+        return await self._run(self._tx, remove)
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection, pool_id: str) -> int:
+        db.execute("UPDATE pools SET generation = generation + 1 WHERE id = ?", (pool_id,))
+        return db.execute("SELECT generation FROM pools WHERE id = ?", (pool_id,)).fetchone()[0]

@@ -1,0 +1,43 @@
+"""JSON views of bots and pools for API responses; never a credential."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from controller.models import BotRecord
+from controller.pools import PoolManager
+
+
+def bot_status_word(pools: PoolManager, bot: BotRecord) -> str:
+    if bot.deleting:
+        return "deleting"
+    status = pools.status_of(bot)
+    return status.state.lower() if status else "pending"
+
+
+def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
+    status = pools.status_of(bot)
+    process = None
+    if status is not None:
+        alive = status.pid > 0
+        process = {
+            "state": status.state,
+            "pid": status.pid or None,
+            "uptimeSeconds": round(time.time() - status.since, 1) if alive else None,
+            "exitStatus": status.exit_status,
+            "memoryBytes": status.rss,
+            "cpuPercent": status.cpu,
+            "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
+        }
+    return {
+        "instanceId": bot.id,
+        "userId": bot.user_id,
+        "poolId": bot.pool_id,
+        "port": bot.port,
+        "strategy": bot.strategy,
+        "desired": bot.run,
+        "status": bot_status_word(pools, bot),
+        "process": process,
+        "createdAt": bot.created_at,
+    }
