@@ -134,6 +134,9 @@ def create_app(controller: Controller) -> web.Application:
     for api in apis:
         app.add_routes(api.routes())
     app.on_startup.append(proxy.startup)
+    # WebSockets never end by themselves: close them first, or shutdown waits on them.
+    app.on_shutdown.append(lambda _app: controller.pools.close_agents())
+    app.on_shutdown.append(proxy.close_websockets)
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app
@@ -153,8 +156,5 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await monitor
-    for live in controller.pools.live.values():
-        if live.ws is not None:
-            await live.ws.close(code=1001, message=b"controller shutting down")
     await controller.pools.runtime.close()
     await controller.store.close()

@@ -306,6 +306,11 @@ class PoolManager:
                 return predicate()
         return True
 
+    async def close_agents(self) -> None:
+        for live in self.live.values():
+            if live.ws is not None:
+                await live.ws.close(code=1001, message=b"controller shutting down")
+
     async def request_log(self, pool_id: str, bot_id: str, max_bytes: int) -> bytes | None:
         """The tail of a bot's log, asked of its agent; None when the agent is not connected."""
         live = self.live.get(pool_id)

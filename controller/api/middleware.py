@@ -16,6 +16,7 @@ from controller.errors import FtpoolError
 log = structlog.get_logger("controller.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def public(handler: Handler) -> Handler:
@@ -29,7 +30,7 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def principal(request: web.Request) -> Principal:
-    return request["principal"]
+    return request[PRINCIPAL]
 
 
 async def read_json(request: web.Request) -> Any:
@@ -63,7 +64,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route_handler = getattr(request.match_info.route, "handler", None)
     if not getattr(route_handler, "ftpool_public", False):
         auth = request.app[AUTHENTICATOR]
-        request["principal"] = auth.from_header(
+        request[PRINCIPAL] = auth.from_header(
             request.headers.get("Authorization"), allow_basic=request.path.startswith("/bots/")
         )
     return await handler(request)

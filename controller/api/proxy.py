@@ -12,6 +12,7 @@ FreqTrade's login and refresh are answered by the controller with its own tokens
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from controller.api.middleware import AUTHENTICATOR, json_error, principal, public
+from controller.api.middleware import AUTHENTICATOR, json_error, public
 from controller.auth import Principal
 from controller.bots import BotManager
 from controller.errors import BotUnavailable, PayloadTooLarge, Unauthorized
@@ -44,6 +45,7 @@ class APIProxy:
         self.timeout = timeout
         self.max_body = max_body
         self._session: aiohttp.ClientSession | None = None
+        self._websockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -60,6 +62,10 @@ class APIProxy:
             # Never keep cookies: the session is shared by every user of the controller.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+
+    async def close_websockets(self, _app: web.Application) -> None:
+        for ws in list(self._websockets):
+            await ws.close(code=1001, message=b"controller shutting down")
 
     async def shutdown(self, _app: web.Application) -> None:
         if self._session is not None:
@@ -116,8 +122,8 @@ class APIProxy:
     @public
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         tail = self._tail(request)
-        request["principal"] = self._caller(request, tail)
-        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        caller = self._caller(request, tail)
+        bot = self.bots.get(caller, request.match_info["instanceId"])
         status = self.pools.status_of(bot)
         if bot.deleting or bot.run == "stopped" or (status and status.state in _STOPPED_STATES):
             raise BotUnavailable(f"bot {bot.id} is not running")
@@ -180,6 +186,7 @@ class APIProxy:
             return json_error(502, f"bot {bot.id} message stream is not reachable")
         client = web.WebSocketResponse(heartbeat=30)
         await client.prepare(request)
+        self._websockets.add(client)
 
         async def pump(source: Any, sink: Any) -> None:
             async for msg in source:

@@ -1,0 +1,82 @@
+"""A small stand-in for a FreqTrade bot: the REST API shape ftpool relies on, in 50 ms.
+
+Started by supervisord exactly like freqtrade (`<cmd> --config config.json` in the bot's
+directory), it reads the same generated config: port, listen address and credentials.
+Besides FreqTrade's ping, show_config, login and message WebSocket it serves /echo and
+/slow, which let the proxy tests see exactly what reached the bot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+
+from aiohttp import web
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", nargs="?", default="trade")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    with open(args.config) as f:
+        config = json.load(f)
+    api = config["api_server"]
+    expected = "Basic " + base64.b64encode(f"{api['username']}:{api['password']}".encode()).decode()
+
+    def authorized(request: web.Request) -> None:
+        if request.headers.get("Authorization") != expected:
+            raise web.HTTPUnauthorized(text='{"detail":"Unauthorized"}')
+
+    async def ping(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "pong"})
+
+    async def show_config(request: web.Request) -> web.Response:
+        authorized(request)
+        return web.json_response(
+            {"bot_name": config.get("bot_name"), "strategy": config.get("strategy"),
+             "dry_run": config.get("dry_run"), "pid": os.getpid(), "fake": True}
+        )  # fmt: skip
+
+    async def echo(request: web.Request) -> web.Response:
+        authorized(request)
+        body = await request.read()
+        return web.json_response(
+            {"method": request.method, "path": request.path, "query": request.query_string,
+             "body": body.decode(errors="replace"), "headers": dict(request.headers)},
+            headers={"X-Fake-Bot": "1", "Set-Cookie": "leak=1"},
+        )  # fmt: skip
+
+    async def slow(request: web.Request) -> web.Response:
+        authorized(request)
+        await asyncio.sleep(float(request.query.get("secs", "5")))
+        return web.json_response({"slept": True})
+
+    async def message_ws(request: web.Request) -> web.WebSocketResponse:
+        if request.query.get("token") != api["ws_token"]:
+            raise web.HTTPForbidden()
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await ws.send_str(json.dumps({"type": "echo", "data": msg.data}))
+        return ws
+
+    app = web.Application()
+    app.add_routes([
+        web.get("/api/v1/ping", ping),
+        web.get("/api/v1/show_config", show_config),
+        web.route("*", "/api/v1/echo", echo),
+        web.get("/api/v1/slow", slow),
+        web.get("/api/v1/message/ws", message_ws),
+    ])  # fmt: skip
+    print(f"fakebot {config.get('bot_name')} on {api['listen_port']}", file=sys.stderr, flush=True)
+    web.run_app(app, host=api["listen_ip_address"], port=api["listen_port"], print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Shared test helpers: settings for a throw-away controller, tokens, bounded waiting.
+
+ControllerHarness runs the real controller application on a real loopback port, so
+real agents (spawned by the local runtime under real supervisord) can connect to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from common.settings import ControllerSettings
+from controller.app import Controller, build, create_app
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789abcdef"
+FAKEBOT = Path(__file__).with_name("fakebot.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def user_token(user: str, role: str = "user", **claims: Any) -> str:
+    return jwt.encode({"sub": user, "role": role, **claims}, JWT_SECRET, algorithm="HS256")
+
+
+def make_settings(base_dir: Path, **overrides: str) -> ControllerSettings:
+    env = {
+        "BOT_BASE_DIR": str(base_dir),
+        "CONTROLLER_PORT": str(free_port()),
+        "POOL_BASE_PORT": "21000",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "JWT_SECRET": JWT_SECRET,
+        "HEARTBEAT_INTERVAL": "500",
+        "POOL_GRACE": "5000",
+        "HEALTH_CHECK_INTERVAL": "600000",
+        "BOT_PING_TIMEOUT": "2000",
+        "BOT_COMMAND": f"{sys.executable} {FAKEBOT}",
+        "LOG_LEVEL": "warning",
+        **overrides,
+    }
+    return ControllerSettings.from_env(env)
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20, step: float = 0.1) -> Any:
+    """Poll an (async or sync) predicate until truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(step)
+
+
+def kill_pools(base_dir: Path) -> None:
+    """Stop every supervisord (and so every bot) a test left under base_dir."""
+    for pidfile in base_dir.glob("pools/*/supervisord.pid"):
+        try:
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+
+
+class ControllerHarness:
+    """The real controller app served on 127.0.0.1, with an HTTP client for the tests."""
+
+    def __init__(self, settings: ControllerSettings) -> None:
+        self.settings = settings
+        self.controller: Controller = build(settings)
+        self.app = create_app(self.controller)
+        self.runner = web.AppRunner(self.app, shutdown_timeout=5)
+        self.base = f"http://127.0.0.1:{settings.controller_port}"
+        self.http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> ControllerHarness:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.settings.controller_port).start()
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        await self.runner.cleanup()
+
+    def headers(self, token: str = ADMIN_TOKEN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def call(
+        self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kwargs: Any
+    ) -> tuple[int, Any]:
+        assert self.http is not None
+        headers = kwargs.pop("headers", {})
+        if token is not None:
+            headers.setdefault("Authorization", f"Bearer {token}")
+        async with self.http.request(method, self.base + path, headers=headers, **kwargs) as r:
+            body = await r.read()
+            try:
+                return r.status, await r.json(content_type=None) if body else None
+            except ValueError:
+                return r.status, body
+
+    async def provision(self, token: str = ADMIN_TOKEN, **body: Any) -> dict[str, Any]:
+        status, data = await self.call("POST", "/api/bots", token, json=body)
+        assert status == 201, data
+        return data
+
+    async def bot(self, instance_id: str, token: str = ADMIN_TOKEN) -> dict[str, Any]:
+        status, data = await self.call("GET", f"/api/bots/{instance_id}", token)
+        assert status == 200, data
+        return data
+
+    async def wait_running(self, instance_id: str, timeout: float = 30) -> dict[str, Any]:
+        async def ready() -> dict[str, Any] | None:
+            info = await self.bot(instance_id)
+            proc = info["process"]
+            return info if proc and proc["state"] == "RUNNING" and proc["ping"]["ok"] else None
+
+        return await wait_for(ready, timeout)
