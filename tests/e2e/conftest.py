@@ -1,0 +1,64 @@
+"""The end-to-end suite runs real `freqtrade webserver` bots; freqtrade must be installed."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests.support import ControllerHarness, kill_pools, make_settings
+
+FREQTRADE = shutil.which("freqtrade", path=str(Path(sys.executable).parent)) or shutil.which(
+    "freqtrade"
+)
+
+
+class Cluster:
+    """One controller (replaceable, to test restarts) over one data directory."""
+
+    def __init__(self, base_dir: Path, overrides: dict[str, str]) -> None:
+        self.base_dir = base_dir
+        self.overrides = overrides
+        self.harness: ControllerHarness | None = None
+
+    async def start(self) -> ControllerHarness:
+        self.harness = await ControllerHarness(
+            make_settings(self.base_dir, **self.overrides)
+        ).start()
+        self.overrides["CONTROLLER_PORT"] = str(self.harness.settings.controller_port)
+        return self.harness
+
+    async def restart(self) -> ControllerHarness:
+        assert self.harness is not None
+        await self.harness.stop()
+        return await self.start()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    if FREQTRADE is None:
+        # Not a skip: the end-to-end suite exists to run real freqtrade.
+        pytest.fail("freqtrade is not installed; install the project with its [e2e] extra")
+    base = tmp_path_factory.mktemp("e2e")
+    c = Cluster(
+        base,
+        {
+            "BOT_COMMAND": f"{FREQTRADE} webserver",
+            "MAX_BOTS_PER_CONTAINER": "10",
+            "POOL_BASE_PORT": "9000",
+            "HEARTBEAT_INTERVAL": "1000",
+            "BOT_PING_TIMEOUT": "3000",
+            "LOG_LEVEL": "warning",
+        },
+    )
+    await c.start()
+    try:
+        yield c
+    finally:
+        if c.harness is not None:
+            await c.harness.stop()
+        kill_pools(base)
