@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.ids import check_id
-from common.ini import ini_value
+from common.ini import INLINE_COMMENT, ini_value
 
 PROGRAM_PREFIX = "bot-"
 
@@ -28,9 +28,15 @@ def bot_id_of(program: str) -> str | None:
     return program[len(PROGRAM_PREFIX) :]
 
 
+def _quote(arg: str) -> str:
+    # Whitespace appears only inside single quotes here; closing and reopening the quote
+    # before ';' or '#' keeps the INI parser from reading the rest as a comment.
+    return INLINE_COMMENT.sub(lambda m: m.group(0)[0] + "''" + m.group(0)[1], shlex.quote(arg))
+
+
 def command_line(argv: list[str]) -> str:
     # supervisord splits `command` with shlex, so shlex quoting round-trips exactly.
-    return ini_value(shlex.join(argv))
+    return ini_value(" ".join(_quote(a) for a in argv))
 
 
 @dataclass(frozen=True, slots=True)

@@ -317,11 +317,14 @@ def decode(data: bytes) -> Message:
     except (ValueError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"not msgpack: {exc}") from None
     m = _map(raw, "frame")
-    if m.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {m.get('v')!r}")
-    cls = _TYPES.get(m.get("t"))  # type: ignore[arg-type]
+    version, kind = m.get("v"), m.get("t")
+    # `type(...) is int`: True == 1, but a bool is not a protocol version.
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {version!r}")
+    # Only a str may be looked up: a list or map here would be unhashable (TypeError).
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown frame type {m.get('t')!r}")
+        raise ProtocolError(f"unknown frame type {kind!r}")
     try:
         return cls.from_wire(m)
     except (TypeError, AttributeError) as exc:

@@ -52,6 +52,8 @@ def new_secrets() -> BotSecrets:
 
 
 def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level  # deep enough to refuse; don't recurse into hostile nesting
     if isinstance(value, dict):
         return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
     if isinstance(value, list):

@@ -97,6 +97,7 @@ class ControllerHarness:
         self.runner = web.AppRunner(self.app, shutdown_timeout=5)
         self.base = f"http://127.0.0.1:{settings.controller_port}"
         self.http: aiohttp.ClientSession | None = None
+        self.stopped = False
 
     async def start(self) -> ControllerHarness:
         await self.runner.setup()
@@ -105,6 +106,10 @@ class ControllerHarness:
         return self
 
     async def stop(self) -> None:
+        """Stop serving (pools keep running, as after a controller crash); idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.http is not None:
             await self.http.close()
         await self.runner.cleanup()
@@ -143,3 +148,79 @@ class ControllerHarness:
             return info if proc and proc["state"] == "RUNNING" and proc["ping"]["ok"] else None
 
         return await wait_for(ready, timeout)
+
+    async def bots(self, token: str = ADMIN_TOKEN) -> dict[str, dict[str, Any]]:
+        """GET /api/bots as {instanceId: bot view}."""
+        status, data = await self.call("GET", "/api/bots", token)
+        assert status == 200, data
+        return {b["instanceId"]: b for b in data["bots"]}
+
+    async def pids(self) -> dict[str, int | None]:
+        """Each bot's process id as its agent last reported it (None: no process)."""
+        return {i: (b["process"] or {}).get("pid") for i, b in (await self.bots()).items()}
+
+    def pool_dir(self, pool_id: str) -> Path:
+        return self.settings.pools_dir / pool_id
+
+
+# -- processes of the local runtime, seen from outside (integration tests) ---------------
+
+
+def pid_alive(pid: int) -> bool:
+    """True while pid is a live process (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (OSError, ValueError):
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
+
+
+def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
+    """(pid, command line, cwd) of every live process whose cwd is base_dir or below it."""
+    base = base_dir.resolve()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if (cwd == base or base in cwd.parents) and pid_alive(pid):
+            found.append((pid, cmdline.strip(), cwd))
+    return found
+
+
+def fakebot_pids(bot_dir: Path) -> list[int]:
+    """Pids of fake bots running in bot_dir (supervisord starts each bot in its own dir)."""
+    return [
+        pid
+        for pid, cmd, cwd in processes_under(bot_dir)
+        if "fakebot.py" in cmd and cwd == bot_dir.resolve()
+    ]
+
+
+def supervisor_processes(pool_dir: Path) -> dict[str, dict[str, Any]]:
+    """supervisord's own view of a local pool (blocking XML-RPC over its unix socket)."""
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(serverurl=f"unix://{pool_dir / 'supervisor.sock'}")
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    try:
+        return {p["name"]: p for p in proxy.supervisor.getAllProcessInfo()}
+    finally:
+        transport.close()
+
+
+def supervisord_pid(pool_dir: Path) -> int | None:
+    try:
+        pid = int((pool_dir / "supervisord.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None

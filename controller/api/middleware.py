@@ -40,6 +40,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
         raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(reason="body nests too deeply") from None
 
 
 @web.middleware

@@ -1,0 +1,34 @@
+# ftpool: the two commands a new machine needs are `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install run test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[e2e]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## Start the controller: local runtime, embedded SQLite store under ./data, port 5000.
+run: $(STAMP)
+	$(VENV)/bin/ftpool controller
+
+## Lint, then every suite: unit, integration (real supervisord) and e2e (real freqtrade).
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	FTPOOL_REQUIRED_SUITES=unit,integration,e2e $(VENV)/bin/pytest -v --durations=15 tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) build *.egg-info
