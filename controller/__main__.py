@@ -32,7 +32,12 @@ def main() -> int:
     controller = build(settings)
     app = create_app(controller)
     admin_file = str(controller.admin_token_file) if controller.admin_token_file else None
-    print(_banner(settings, admin_file), file=sys.stderr, flush=True)
+
+    async def banner(_app: web.Application) -> None:
+        # After the store opened and pools were adopted: the controller is really up.
+        print(_banner(settings, admin_file), file=sys.stderr, flush=True)
+
+    app.on_startup.append(banner)
     try:
         web.run_app(
             app,
