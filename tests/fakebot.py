@@ -47,6 +47,7 @@ def main() -> None:
         body = await request.read()
         return web.json_response(
             {"method": request.method, "path": request.path, "query": request.query_string,
+             "raw_query": request.rel_url.raw_query_string,
              "body": body.decode(errors="replace"), "headers": dict(request.headers)},
             headers={"X-Fake-Bot": "1", "Set-Cookie": "leak=1"},
         )  # fmt: skip

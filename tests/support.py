@@ -204,8 +204,8 @@ def fakebot_pids(bot_dir: Path) -> list[int]:
     ]
 
 
-def supervisor_processes(pool_dir: Path) -> dict[str, dict[str, Any]]:
-    """supervisord's own view of a local pool (blocking XML-RPC over its unix socket)."""
+def supervisor_rpc(pool_dir: Path, method: str, *args: Any) -> Any:
+    """Call supervisord's XML-RPC `supervisor.<method>` of a local pool (blocking)."""
     import xmlrpc.client
 
     from supervisor.xmlrpc import SupervisorTransport
@@ -213,9 +213,20 @@ def supervisor_processes(pool_dir: Path) -> dict[str, dict[str, Any]]:
     transport = SupervisorTransport(serverurl=f"unix://{pool_dir / 'supervisor.sock'}")
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
-        return {p["name"]: p for p in proxy.supervisor.getAllProcessInfo()}
+        return getattr(proxy.supervisor, method)(*args)
     finally:
         transport.close()
+
+
+def supervisor_processes(pool_dir: Path) -> dict[str, dict[str, Any]]:
+    """supervisord's own view of a local pool: {program name: process info}."""
+    return {p["name"]: p for p in supervisor_rpc(pool_dir, "getAllProcessInfo")}
+
+
+def pool_token(pool_dir: Path) -> str:
+    """A local pool's agent token, as its supervisord.conf hands it to the agent."""
+    conf = (pool_dir / "supervisord.conf").read_text()
+    return conf.split('POOL_TOKEN="', 1)[1].split('"', 1)[0]
 
 
 def supervisord_pid(pool_dir: Path) -> int | None:
