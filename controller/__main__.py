@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from aiohttp import web
@@ -29,6 +30,8 @@ def main() -> int:
         print(f"ftpool controller: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    # The store, generated secrets and bot configs hold credentials: private to this user.
+    os.umask(0o077)
     controller = build(settings)
     app = create_app(controller)
     admin_file = str(controller.admin_token_file) if controller.admin_token_file else None

@@ -283,9 +283,9 @@ class PoolManager:
         confirmed_gen None means the pool's runtime is gone: nothing of it runs anywhere.
         """
         live = self.live.get(pool_id)
-        for bot in self.bots_in(pool_id):
-            if not bot.deleting:
-                continue
+        # Only bots awaiting deletion are looked at: this runs on every heartbeat.
+        pending = [self.bots[b] for b in self._deleted_at_gen if self.bots[b].pool_id == pool_id]
+        for bot in pending:
             gone = confirmed_gen is None or (
                 confirmed_gen >= self._deleted_at_gen.get(bot.id, 0)
                 and live is not None
