@@ -22,7 +22,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	FTPOOL_REQUIRED_SUITES=unit,integration,e2e $(VENV)/bin/pytest -v --durations=15 tests
+	FTPOOL_REQUIRED_SUITES=unit,integration,e2e/local,e2e/docker $(VENV)/bin/pytest -v --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import random
 import time
+from pathlib import Path
 
 import aiohttp
 import structlog
 
+from agent import health
 from agent.programs import ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
@@ -40,21 +42,35 @@ class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.supervisor = SupervisorClient(settings.supervisor_socket)
-        self.reporter = Reporter(self.supervisor, settings.bot_ping_timeout_ms / 1000)
-        self.reconciler = Reconciler(
+        self.reporter = Reporter(
             self.supervisor,
-            settings.pool_dir,
-            ProgramOptions(log_dir=settings.log_dir),
-            on_change=self._send_soon,
+            settings.bot_ping_timeout_ms / 1000,
+            cgroup_metrics=settings.pool_metrics == "cgroup",
+        )
+        options = ProgramOptions(
+            log_dir=settings.log_dir,
+            user_prefix=settings.bot_user_prefix,
+            port_start=settings.port_start,
+        )
+        self.reconciler = Reconciler(
+            self.supervisor, settings.pool_dir, options, on_change=self._send_soon
         )
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0
         self._send_now = asyncio.Event()
+        self._last_poll_ok = time.monotonic()
+        self._health_server: asyncio.AbstractServer | None = None
 
     def _send_soon(self) -> None:
         self._send_now.set()
 
     async def run(self) -> None:
+        if self.settings.health_socket:
+            max_age = max(10.0, 5 * self.settings.poll_interval_ms / 1000)
+            self._health_server = await health.serve(
+                Path(self.settings.health_socket),
+                lambda: health.status(self._last_poll_ok, max_age, self._ws is not None),
+            )
         await self._wait_for_supervisor()
         tasks = [
             asyncio.create_task(self.reconciler.run(), name="reconcile"),
@@ -86,7 +102,7 @@ class Agent:
         while True:
             try:
                 changed = await self.reporter.poll()
-                now = time.monotonic()
+                now = self._last_poll_ok = time.monotonic()
                 if now >= next_heartbeat:
                     await self.reporter.ping_all()
                     next_heartbeat = now + heartbeat_every

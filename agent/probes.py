@@ -32,13 +32,46 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def cgroup_memory_limit() -> int:
-    """The memory limit of this process's cgroup (v2), or 0 where there is none."""
+_CGROUP = Path("/sys/fs/cgroup")
+# cgroup v1 reports "no limit" as a huge page-aligned number instead of "max".
+_NO_LIMIT = 1 << 60
+
+
+def _read_int(*candidates: Path) -> int | None:
+    for path in candidates:
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if raw == "max":
+            return 0
+        try:
+            return int(raw.split()[0])
+        except (ValueError, IndexError):
+            continue
+    return None
+
+
+def cgroup_memory_limit(root: Path = _CGROUP) -> int:
+    """The memory limit of this process's cgroup (v2 or v1), or 0 where there is none."""
+    limit = _read_int(root / "memory.max", root / "memory" / "memory.limit_in_bytes") or 0
+    return 0 if limit >= _NO_LIMIT else limit
+
+
+def cgroup_memory_used(root: Path = _CGROUP) -> int:
+    """Memory charged to this process's cgroup: what Docker accounts for the container."""
+    return _read_int(root / "memory.current", root / "memory" / "memory.usage_in_bytes") or 0
+
+
+def cgroup_cpu_seconds(root: Path = _CGROUP) -> float | None:
     try:
-        raw = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        for line in (root / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
     except OSError:
-        return 0
-    return 0 if raw == "max" else int(raw)
+        pass
+    ns = _read_int(root / "cpuacct" / "cpuacct.usage", root / "cpu,cpuacct" / "cpuacct.usage")
+    return None if ns is None else ns / 1e9
 
 
 @dataclass
@@ -47,8 +80,10 @@ class CpuMeter:
 
     _last: dict[int, tuple[float, float]] = field(default_factory=dict)
 
-    def sample(self, pid: int) -> float:
-        used = cpu_seconds(pid)
+    def sample(self, pid: int, used: float | None = None) -> float:
+        """CPU percent of pid since its last sample (or of `used` seconds, keyed by pid)."""
+        if used is None:
+            used = cpu_seconds(pid)
         if used is None:
             self._last.pop(pid, None)
             return 0.0

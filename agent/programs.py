@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.ids import check_id
-from common.ini import INLINE_COMMENT, ini_value
+from common.ini import INLINE_COMMENT, ini_environment, ini_value
 
 PROGRAM_PREFIX = "bot-"
 
@@ -44,15 +44,31 @@ class ProgramOptions:
     """Pool-wide knobs of rendering; one place to add the launcher and per-slot users later."""
 
     log_dir: Path
+    # Per-slot users: slot s (port - port_start) runs as <user_prefix><s>; "" runs as the agent.
+    user_prefix: str = ""
+    port_start: int = 0
     start_retries: int = 3
     stop_wait_secs: int = 30
     log_max_bytes: str = "10MB"
     log_backups: int = 3
 
+    def user_for(self, port: int) -> str | None:
+        return f"{self.user_prefix}{port - self.port_start}" if self.user_prefix else None
 
-def render_program(bot_id: str, argv: list[str], bot_dir: Path, opts: ProgramOptions) -> str:
+
+def render_program(
+    bot_id: str, argv: list[str], bot_dir: Path, opts: ProgramOptions, user: str | None = None
+) -> str:
+    """One bot's program; with `user`, it runs as that unprivileged user with HOME in its dir."""
     name = program_name(bot_id)
     log_file = opts.log_dir / f"{name}.log"
+    identity = []
+    if user is not None:
+        identity = [
+            f"user={ini_value(user)}",
+            f"environment={ini_environment({'HOME': str(bot_dir), 'USER': user})}",
+            "umask=077",
+        ]
     lines = [
         f"[program:{name}]",
         f"command={command_line(argv)}",
@@ -68,6 +84,7 @@ def render_program(bot_id: str, argv: list[str], bot_dir: Path, opts: ProgramOpt
         f"stopwaitsecs={opts.stop_wait_secs}",
         "stopasgroup=true",
         "killasgroup=true",
+        *identity,
         "redirect_stderr=true",
         f"stdout_logfile={ini_value(str(log_file))}",
         f"stdout_logfile_maxbytes={opts.log_max_bytes}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import shutil
 import sys
 import time
@@ -49,6 +50,25 @@ def _write_if_changed(path: Path, content: bytes, mode: int) -> bool:
         f.write(content)
     os.replace(tmp, path)
     return True
+
+
+def _owner(user: str | None) -> tuple[int, int] | None:
+    if user is None:
+        return None
+    try:
+        record = pwd.getpwnam(user)
+    except KeyError:
+        raise RuntimeError(f"slot user {user} does not exist in this pool image") from None
+    return record.pw_uid, record.pw_gid
+
+
+def _make_dir(path: Path, owner: tuple[int, int] | None) -> None:
+    """A bot's directory: private to the bot's own user (or to the agent without users)."""
+    path.mkdir(exist_ok=True, mode=0o700)
+    if owner is not None:
+        st = path.stat()
+        if (st.st_uid, st.st_gid) != owner:
+            os.chown(path, *owner)
 
 
 class Reconciler:
@@ -108,8 +128,11 @@ class Reconciler:
                 self._wakeup.set()
 
     async def apply(self, desired: Desired) -> None:
-        for d in (self.bots_dir, self.programs_dir, self.archive_dir, self.options.log_dir):
+        for d in (self.programs_dir, self.archive_dir, self.options.log_dir):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Bot users must pass through bots/ to reach their own directory, and no further.
+        self.bots_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        os.chmod(self.bots_dir, 0o711)
         wanted = {spec.id: spec for spec in desired.bots}
         await asyncio.to_thread(self._write_files, desired.bots)
         added, changed, removed = await self.supervisor.reload_config()
@@ -139,12 +162,17 @@ class Reconciler:
         keep = set()
         for spec in specs:
             bot_dir = self.bots_dir / spec.id
-            bot_dir.mkdir(exist_ok=True, mode=0o700)
+            user = self.options.user_for(spec.port)
+            owner = _owner(user)
+            _make_dir(bot_dir, owner)
             for rel, content in spec.files.items():
                 target = bot_dir / check_relpath(rel)
-                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                _write_if_changed(target, content, 0o600)
-            conf = render_program(spec.id, resolve_command(spec.command), bot_dir, self.options)
+                for parent in reversed(target.relative_to(bot_dir).parents[:-1]):
+                    _make_dir(bot_dir / parent, owner)
+                if _write_if_changed(target, content, 0o600) and owner:
+                    os.chown(target, *owner)
+            argv = resolve_command(spec.command)
+            conf = render_program(spec.id, argv, bot_dir, self.options, user)
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             _write_if_changed(path, conf.encode(), 0o600)
             keep.add(path.name)

@@ -7,16 +7,30 @@ import os
 
 import aiohttp
 
-from agent.probes import CpuMeter, PingResult, cgroup_memory_limit, ping, rss_bytes
+from agent.probes import (
+    CpuMeter,
+    PingResult,
+    cgroup_cpu_seconds,
+    cgroup_memory_limit,
+    cgroup_memory_used,
+    ping,
+    rss_bytes,
+)
 from agent.programs import bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, PoolStats
 
+# The CpuMeter key of the pool's cgroup; pids are never negative.
+_CGROUP_KEY = -1
+
 
 class Reporter:
-    def __init__(self, supervisor: SupervisorClient, ping_timeout: float) -> None:
+    def __init__(
+        self, supervisor: SupervisorClient, ping_timeout: float, cgroup_metrics: bool = False
+    ) -> None:
         self.supervisor = supervisor
         self.ping_timeout = ping_timeout
+        self.cgroup_metrics = cgroup_metrics
         self.processes: dict[str, ProcessInfo] = {}
         self._pings: dict[str, PingResult] = {}
         self._ports: dict[str, int] = {}
@@ -69,13 +83,19 @@ class Reporter:
                     cpu=self._cpu.sample(info.pid) if alive else 0.0,
                 )
             )
-        self._cpu.forget_except(pids)
+        self._cpu.forget_except(pids | {_CGROUP_KEY})
         return out
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
-        agent_rss = rss_bytes(os.getpid())
+        if self.cgroup_metrics:
+            # In a container the cgroup is the pool: the same figures Docker accounts.
+            return PoolStats(
+                mem_used=cgroup_memory_used(),
+                mem_limit=cgroup_memory_limit(),
+                cpu=self._cpu.sample(_CGROUP_KEY, cgroup_cpu_seconds()),
+            )
         return PoolStats(
-            mem_used=agent_rss + sum(b.rss for b in bots),
+            mem_used=rss_bytes(os.getpid()) + sum(b.rss for b in bots),
             mem_limit=cgroup_memory_limit(),
             cpu=round(sum(b.cpu for b in bots), 2),
         )

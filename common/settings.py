@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,30 @@ class ControllerSettings:
     controller_port: int = setting(
         "CONTROLLER_PORT", _int(1, 65535), "5000", "port the controller listens on"
     )
-    pool_runtime: str = setting("POOL_RUNTIME", _choice("local"), "local", "how pools are run")
+    pool_runtime: str = setting(
+        "POOL_RUNTIME", _choice("local", "docker"), "local", "how pools are run"
+    )
+    pool_image: str = setting(
+        "POOL_IMAGE", _text, "freqtrade-pool:latest", "image of pool containers (docker)"
+    )
+    pool_network: str = setting(
+        "POOL_NETWORK", _text, "host", "host, or a user-defined bridge network (docker)"
+    )
+    pool_memory_limit: str = setting(
+        "POOL_MEMORY_LIMIT", _text, "", "memory limit per pool container, e.g. 4g (docker)"
+    )
+    pool_publish_ports: bool = setting(
+        "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
+    )
+    pool_publish_ip: str = setting(
+        "POOL_PUBLISH_IP", _text, "127.0.0.1", "host address published ports bind (docker)"
+    )
+    pool_host_dir: str = setting(
+        "POOL_HOST_DIR", _text, "", "BOT_BASE_DIR/pools as the Docker host sees it (docker)"
+    )
+    agent_controller_url: str = setting(
+        "AGENT_CONTROLLER_URL", _text, "", "URL agents use to reach the controller's WebSocket"
+    )
     database: str = setting(
         "DATABASE", _text, "", "SQLite store file (default BOT_BASE_DIR/ftpool.sqlite3)"
     )
@@ -214,9 +237,22 @@ class ControllerSettings:
             return Path(self.strategies_dir).absolute()
         return Path(__file__).resolve().parent.parent / "controller" / "strategies"
 
+    @property
+    def host_pools_dir(self) -> Path:
+        return Path(self.pool_host_dir) if self.pool_host_dir else self.pools_dir
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControllerSettings:
-        return _build(cls, load_env() if env is None else env)
+        settings: ControllerSettings = _build(cls, load_env() if env is None else env)
+        bridge = settings.pool_runtime == "docker" and settings.pool_network != "host"
+        if bridge and not settings.agent_controller_url:
+            raise SettingsError(
+                "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
+                "bridge network (agents cannot reach the controller's loopback address)"
+            )
+        if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
+            raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -226,6 +262,9 @@ class AgentSettings:
     )
     pool_id: str = setting("POOL_ID", _text, "", "this pool's id")
     pool_token: str = setting("POOL_TOKEN", _text, "", "this pool's secret token")
+    pool_token_file: str = setting(
+        "POOL_TOKEN_FILE", _text, "", "file holding the pool token (read when POOL_TOKEN is empty)"
+    )
     pool_dir: Path = setting("POOL_DIR", _path, "/pool", "pool root: bots/, programs/, archive/")
     log_dir: Path = setting(
         "LOG_DIR", _path, "/var/log/supervisor", "where supervisord writes bot logs"
@@ -241,6 +280,18 @@ class AgentSettings:
         "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
     )
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
+    bot_user_prefix: str = setting(
+        "BOT_USER_PREFIX", _text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"
+    )
+    health_socket: str = setting(
+        "AGENT_HEALTH_SOCKET", _text, "", "unix socket answering health checks (empty: none)"
+    )
+    pool_metrics: str = setting(
+        "POOL_METRICS",
+        _choice("processes", "cgroup"),
+        "processes",
+        "pool memory/CPU from the bots' processes or from the pool's cgroup",
+    )
     log_level: str = setting(
         "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level"
     )
@@ -248,6 +299,12 @@ class AgentSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:
         settings: AgentSettings = _build(cls, load_env() if env is None else env)
+        if not settings.pool_token and settings.pool_token_file:
+            try:
+                token = Path(settings.pool_token_file).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"POOL_TOKEN_FILE cannot be read: {exc.strerror}") from None
+            settings = replace(settings, pool_token=token)
         problems = []
         if not is_valid_id(settings.pool_id):
             problems.append(f"POOL_ID must match {ID_PATTERN}")

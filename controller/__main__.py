@@ -10,7 +10,7 @@ from aiohttp import web
 from common.logging import setup_logging
 from common.settings import ControllerSettings, SettingsError
 from controller.app import build, create_app
-from controller.errors import StoreError
+from controller.errors import FtpoolError
 
 
 def _banner(settings: ControllerSettings, admin_token_file: str | None) -> str:
@@ -49,7 +49,8 @@ def main() -> int:
             print=None,
             access_log=None,
         )
-    except StoreError as exc:
+    except FtpoolError as exc:
+        # The store cannot be read, or the runtime (Docker) cannot be reached.
         print(f"ftpool controller: {exc}", file=sys.stderr)
         return 3
     return 0

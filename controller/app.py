@@ -24,6 +24,7 @@ from controller.bots import BotManager
 from controller.monitor import Monitor
 from controller.pools import PoolManager
 from controller.runtimes import PoolRuntime
+from controller.runtimes.docker import DockerOptions, DockerRuntime
 from controller.runtimes.local import LocalRuntime
 from controller.store import Placement, Store
 
@@ -48,6 +49,8 @@ def persistent_secret(configured: str, path: Path) -> str:
 
 
 def agent_url(settings: ControllerSettings) -> str:
+    if settings.agent_controller_url:
+        return settings.agent_controller_url
     host = settings.controller_host
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -57,7 +60,21 @@ def agent_url(settings: ControllerSettings) -> str:
 
 
 def make_runtime(settings: ControllerSettings) -> PoolRuntime:
-    return LocalRuntime(settings.pools_dir, settings.bot_base_dir / "archive")
+    archive = settings.bot_base_dir / "archive"
+    if settings.pool_runtime == "docker":
+        return DockerRuntime(
+            DockerOptions(
+                image=settings.pool_image,
+                network=settings.pool_network,
+                pools_dir=settings.pools_dir,
+                host_pools_dir=settings.host_pools_dir,
+                archive_dir=archive,
+                memory_limit=settings.pool_memory_limit,
+                publish_ports=settings.pool_publish_ports,
+                publish_ip=settings.pool_publish_ip,
+            )
+        )
+    return LocalRuntime(settings.pools_dir, archive)
 
 
 @dataclass
@@ -69,6 +86,11 @@ class Controller:
     monitor: Monitor
     auth: Authenticator
     admin_token_file: Path | None
+
+    def on_runtime_event(self, pool_id: str, action: str) -> None:
+        """A pool died: record it now and let the monitor act without waiting for its turn."""
+        self.pools.runtime_event(pool_id, action)
+        self.monitor.check_soon()
 
 
 def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> Controller:
@@ -149,6 +171,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.load()
     await controller.pools.adopt()
+    controller.pools.runtime.watch(controller.on_runtime_event)
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(controller.pools.pools), bots=len(controller.pools.bots))  # fmt: skip

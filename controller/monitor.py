@@ -10,6 +10,7 @@ most MAX_RESTART_ATTEMPTS times before a RESTART_COOLDOWN pause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,10 +78,17 @@ class Monitor:
         self._budgets: dict[str, RestartBudget] = {}
         self._failed_pings: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+
+    def check_soon(self) -> None:
+        """Evaluate at once instead of at the next interval (a runtime saw a pool die)."""
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+            self._wakeup.clear()
             try:
                 await self.evaluate()
             except Exception:

@@ -49,6 +49,9 @@ class PoolLive:
     """What the pool's agent last told us; reset when it reconnects."""
 
     ws: web.WebSocketResponse | None = None
+    # The runtime's last word about the pool dying (die, oom, kill) and when.
+    runtime_event: str = ""
+    runtime_event_at: float = 0.0
     agent_version: str = ""
     connected_at: float = 0.0
     disconnected_at: float = field(default_factory=time.time)
@@ -82,6 +85,7 @@ class PoolManager:
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
+        self.unknown_pools: list[str] = []
         self.frames_received = 0
         self.frames_rejected = 0
         self.changed = asyncio.Condition()
@@ -178,7 +182,7 @@ class PoolManager:
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't."""
         found = await self.runtime.list()
-        unknown = [p for p in found if p not in self.pools]
+        unknown = self.unknown_pools = [p for p in found if p not in self.pools]
         for pool_id in unknown:
             log.warning("unknown_pool_left_alone", pool=pool_id)
         for pool in list(self.pools.values()):
@@ -335,8 +339,17 @@ class PoolManager:
         if future is not None and not future.done():
             future.set_result(response)
 
+    def runtime_event(self, pool_id: str, action: str) -> None:
+        """The runtime saw the pool die: suspect at once, until its agent connects again."""
+        live = self.live.get(pool_id)
+        if live is None:
+            log.warning("runtime_event_for_unknown_pool", pool=pool_id, action=action)
+            return
+        live.runtime_event, live.runtime_event_at = action, time.time()
+        log.warning("pool_died", pool=pool_id, action=action)
+
     def is_suspect(self, pool_id: str) -> bool:
         live = self.live.get(pool_id)
-        if live is None or not live.connected:
+        if live is None or not live.connected or live.runtime_event_at > live.connected_at:
             return True
         return time.time() - live.last_seen > self.pool_grace

@@ -133,22 +133,40 @@ class Store:
         await self._run(self._open)
 
     def _open(self) -> None:
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA busy_timeout = 5000")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             check = db.execute("PRAGMA quick_check").fetchone()[0]
+            # Checked before switching to WAL, which would change someone else's database.
+            foreign = check == "ok" and self._foreign(db)
+            usable = check == "ok" and not foreign
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0] if usable else ""
         except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        problem = None
         if check != "ok":
-            raise StoreError(f"store {self.path} failed its integrity check: {check}")
-        if mode.lower() != "wal":
-            raise StoreError(f"store {self.path} cannot use WAL journaling (got {mode})")
+            problem = f"store {self.path} failed its integrity check: {check}"
+        elif foreign:
+            problem = f"{self.path} is a database of something else, not ftpool"
+        elif mode.lower() != "wal":
+            problem = f"store {self.path} cannot use WAL journaling (got {mode})"
+        if problem is not None:
+            db.close()
+            raise StoreError(problem)
         self._db = db
         self._migrate()
+
+    @staticmethod
+    def _foreign(db: sqlite3.Connection) -> bool:
+        """A database with tables but without ftpool's meta table."""
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return bool(tables) and "meta" not in tables
 
     def _migrate(self) -> None:
         db = self.db

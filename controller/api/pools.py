@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from controller.api.middleware import principal
 from controller.bots import BotManager
-from controller.errors import BotUnavailable
+from controller.errors import BotUnavailable, FtpoolError
 from controller.monitor import Monitor, bot_healthy
 from controller.pools import PoolManager
 
@@ -44,7 +45,11 @@ class APIPools:
         bots = self.pools.bots_in(pool_id)
         status = "suspect" if self.pools.is_suspect(pool_id) else "running"
         stats = live.stats
-        usage = await self.pools.runtime.stats(pool_id) if stats is None else None
+        try:
+            usage = await self.pools.runtime.stats(pool_id)
+        except FtpoolError as exc:
+            log.warning("pool_stats_failed", pool=pool_id, error=str(exc))
+            usage = None
         return {
             "id": pool.id,
             "containerName": pool.container_name,
@@ -56,10 +61,16 @@ class APIPools:
             "ports": {"start": pool.port_start, "end": pool.port_start + pool.capacity - 1},
             "owner": pool.owner,
             "memory": {
-                "usedBytes": stats.mem_used if stats else (usage.memory_bytes if usage else None),
+                # As the agent measures it: the container's cgroup, or the pool's processes.
+                "usedBytes": stats.mem_used if stats else None,
                 "limitBytes": (stats.mem_limit if stats else 0) or None,
+                # As the runtime accounts it: Docker's stats, or the supervisord process tree.
+                "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "cpuPercent": stats.cpu if stats else None,
+            "lastRuntimeEvent": {"action": live.runtime_event, "at": live.runtime_event_at}
+            if live.runtime_event
+            else None,
             "agent": {
                 "connected": live.connected,
                 "version": live.agent_version or None,
@@ -102,7 +113,7 @@ class APIPools:
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
         ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
-        pools = [await self._pool_view(p.id) for p in ordered]
+        pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         return web.json_response(
             {
                 "success": True,
@@ -111,6 +122,8 @@ class APIPools:
                 "totalPools": len(pools),
                 "totalBots": sum(p["botsCount"] for p in pools),
                 "pools": pools,
+                # Pools the runtime has that the store does not know: reported, never touched.
+                "unknownPools": self.pools.unknown_pools,
                 "health": self._health(),
             }
         )
@@ -149,7 +162,7 @@ class APIPools:
     async def bot_info(self, request: web.Request) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])
         pool = self.pools.pools[bot.pool_id]
-        host = self.pools.runtime.bot_host(bot.pool_id)
+        host = self.pools.runtime.display_host(bot.pool_id)
         pooled = pool.capacity > 1
         return web.json_response(
             {

@@ -38,6 +38,17 @@ _STREAM_CHUNK = 64 * 1024
 _STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "ABSENT"})
 
 
+def _hop_by_hop(headers: Any) -> frozenset[str]:
+    """HOP_BY_HOP plus the headers a message's Connection header names (RFC 9110 7.6.1)."""
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", ())
+        for token in value.split(",")
+        if token.strip()
+    }
+    return HOP_BY_HOP | named
+
+
 class APIProxy:
     def __init__(self, bots: BotManager, timeout: float, max_body: int) -> None:
         self.bots = bots
@@ -128,18 +139,24 @@ class APIProxy:
         if bot.deleting or bot.run == "stopped" or (status and status.state in _STOPPED_STATES):
             raise BotUnavailable(f"bot {bot.id} is not running")
         host = self.pools.runtime.bot_host(bot.pool_id)
-        query = f"?{request.query_string}" if request.query_string else ""
+        # The raw query: decoding it would turn %26 into a parameter separator (or a space
+        # into a broken request line) on its way to the bot.
+        raw_query = request.rel_url.raw_query_string
+        query = f"?{raw_query}" if raw_query else ""
         if tail == "message/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
             url = URL(f"ws://{host}:{bot.port}/api/v1/message/ws", encoded=True)
             return await self._websocket(request, bot, url)
         url = URL(f"http://{host}:{bot.port}/api/v1/{tail}{query}", encoded=True)
         return await self._http(request, bot, url)
 
-    async def _body(self, request: web.Request) -> AsyncIterator[bytes]:
+    async def _body(self, request: web.Request, overflow: list[bool]) -> AsyncIterator[bytes]:
         total = 0
         async for chunk in request.content.iter_chunked(_STREAM_CHUNK):
             total += len(chunk)
             if total > self.max_body:
+                # aiohttp reports an error raised here as a client connection error;
+                # the flag lets _http answer 413 instead of blaming the bot.
+                overflow.append(True)
                 raise PayloadTooLarge(f"body larger than {self.max_body} bytes")
             yield chunk
 
@@ -147,11 +164,11 @@ class APIProxy:
         assert self._session is not None
         if (request.content_length or 0) > self.max_body:
             raise PayloadTooLarge(f"body larger than {self.max_body} bytes")
-        headers = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
-        )
+        drop = _hop_by_hop(request.headers)
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
         headers["Authorization"] = bot.secrets.basic_auth()
-        data: Any = self._body(request) if request.body_exists else None
+        overflow: list[bool] = []
+        data: Any = self._body(request, overflow) if request.body_exists else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)
         try:
             async with self._session.request(
@@ -159,8 +176,9 @@ class APIProxy:
                 allow_redirects=False,
             ) as upstream:  # fmt: skip
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                drop = _hop_by_hop(upstream.headers) | {"set-cookie"}
                 for key, value in upstream.headers.items():
-                    if key.lower() not in HOP_BY_HOP and key.lower() != "set-cookie":
+                    if key.lower() not in drop:
                         response.headers.add(key, value)
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_chunked(_STREAM_CHUNK):
@@ -172,6 +190,8 @@ class APIProxy:
         except aiohttp.ClientConnectorError:
             return json_error(502, f"bot {bot.id} is not reachable")
         except aiohttp.ClientError as exc:
+            if overflow:
+                raise PayloadTooLarge(f"body larger than {self.max_body} bytes") from None
             return json_error(502, f"bot {bot.id} answered badly: {type(exc).__name__}")
 
     async def _websocket(

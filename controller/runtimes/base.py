@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -29,7 +30,7 @@ class PoolLaunch:
 class PoolUsage:
     memory_bytes: int
     memory_limit: int
-    cpu_percent: float
+    cpu_percent: float | None  # None where the runtime cannot tell without sampling twice
 
 
 class PoolRuntime(abc.ABC):
@@ -61,10 +62,18 @@ class PoolRuntime(abc.ABC):
     def bot_host(self, pool_id: str) -> str:
         """The host the controller uses to reach the bots of a pool."""
 
+    def display_host(self, pool_id: str) -> str:
+        """The bot host shown to users (/api/pool/bot); by default where the controller goes."""
+        return self.bot_host(pool_id)
+
     @property
     @abc.abstractmethod
     def bot_listen_ip(self) -> str:
         """The address bots bind inside their pool."""
+
+    @abc.abstractmethod
+    def watch(self, on_event: Callable[[str, str], None]) -> None:
+        """Call on_event(pool_id, action) from the event loop when a pool dies."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -135,8 +136,8 @@ class LocalRuntime(PoolRuntime):
     async def create(self, launch: PoolLaunch) -> None:
         d = self._dir(launch.pool_id)
         if self._pid(launch.pool_id) is not None:
-            # Already running: a restarted controller re-creating an adopted pool.
-            return
+            # Not ours to reuse or destroy: it may run bots the store does not know.
+            raise RuntimeFailure(f"pool {launch.pool_id} already runs in {d}; it is left alone")
 
         def write() -> None:
             for sub in ("logs", "programs", "bots", "archive"):
@@ -236,7 +237,12 @@ class LocalRuntime(PoolRuntime):
                     continue
             return total
 
-        return PoolUsage(memory_bytes=await asyncio.to_thread(rss), memory_limit=0, cpu_percent=0.0)
+        return PoolUsage(
+            memory_bytes=await asyncio.to_thread(rss), memory_limit=0, cpu_percent=None
+        )
+
+    def watch(self, on_event: Callable[[str, str], None]) -> None:
+        """No event source for host processes: the monitor's periodic inspection finds them."""
 
     async def close(self) -> None:
         """Nothing to release: pools are independent daemons."""

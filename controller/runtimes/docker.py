@@ -1,0 +1,272 @@
+"""The `docker` runtime: each pool is a container `freqtrade-pool-<poolId>` of POOL_IMAGE.
+
+Every Docker SDK call blocks, so each runs in a worker thread; Docker's event
+stream is read by one dedicated thread and handed to the event loop. The
+controller only creates, inspects, restarts, removes and measures containers
+(principle 2): it never execs into one. The pool's data directory on the host is
+bind-mounted at /pool, which is where its agent keeps bots, programs and archives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import structlog
+from docker.models.containers import Container
+
+from common import __version__
+from controller.errors import RuntimeFailure
+from controller.runtimes.base import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
+
+log = structlog.get_logger("runtime.docker")
+LABEL_POOL = "ftpool.pool"
+LABEL_VERSION = "ftpool.version"
+STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DockerOptions:
+    image: str
+    network: str  # "host", or the name of a user-defined bridge network
+    pools_dir: Path  # where the controller sees pool directories
+    host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
+    archive_dir: Path
+    memory_limit: str = ""
+    publish_ports: bool = False
+    publish_ip: str = "127.0.0.1"
+
+    @property
+    def host_network(self) -> bool:
+        return self.network == "host"
+
+
+def container_name(pool_id: str) -> str:
+    return f"freqtrade-pool-{pool_id}"
+
+
+class DockerRuntime(PoolRuntime):
+    name = "docker"
+
+    def __init__(self, options: DockerOptions, client: docker.DockerClient | None = None) -> None:
+        self.options = options
+        self._client = client
+        self._addresses: dict[str, str] = {}
+        self._events_stop = threading.Event()
+        self._events_stream: Any = None
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(timeout=120)
+        return self._client
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        def call() -> T:
+            try:
+                return fn(*args)
+            except docker.errors.DockerException as exc:
+                raise RuntimeFailure(f"docker: {exc}") from None
+
+        return await asyncio.to_thread(call)
+
+    def _get(self, pool_id: str) -> Container | None:
+        try:
+            return self.client.containers.get(container_name(pool_id))
+        except docker.errors.NotFound:
+            return None
+
+    def _remember_address(self, container: Container) -> None:
+        if self.options.host_network:
+            return
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+        address = networks.get(self.options.network, {}).get("IPAddress")
+        pool_id = container.labels.get(LABEL_POOL)
+        if address and pool_id:
+            self._addresses[pool_id] = address
+
+    # -- the interface ----------------------------------------------------------------
+
+    @property
+    def bot_listen_ip(self) -> str:
+        # On the host network bots stay on loopback; on a bridge the controller must reach them.
+        return "127.0.0.1" if self.options.host_network else "0.0.0.0"
+
+    def bot_host(self, pool_id: str) -> str:
+        if self.options.host_network:
+            return "127.0.0.1"
+        return self._addresses.get(pool_id, container_name(pool_id))
+
+    def display_host(self, pool_id: str) -> str:
+        return "127.0.0.1" if self.options.host_network else container_name(pool_id)
+
+    async def create(self, launch: PoolLaunch) -> None:
+        await self._run(self._create, launch)
+        log.info("pool_container_created", pool=launch.pool_id, image=self.options.image)
+
+    def _create(self, launch: PoolLaunch) -> None:
+        o = self.options
+        if self._get(launch.pool_id) is not None:
+            # Not ours to reuse or destroy: it may run bots the store does not know.
+            raise RuntimeFailure(
+                f"container {container_name(launch.pool_id)} already exists; it is left alone"
+            )
+        pool_dir = o.pools_dir / launch.pool_id
+        pool_dir.mkdir(parents=True, exist_ok=True)
+        # Bot users inside the container must traverse /pool to reach their own directory.
+        os.chmod(pool_dir, 0o711)
+        env = {
+            "CONTROLLER_URL": launch.controller_url,
+            "POOL_ID": launch.pool_id,
+            "POOL_TOKEN": launch.token,
+            "POOL_CAPACITY": str(launch.capacity),
+            "POOL_PORT_START": str(launch.port_start),
+            **launch.agent_env,
+        }
+        kwargs: dict[str, Any] = {
+            "name": container_name(launch.pool_id),
+            "detach": True,
+            "labels": {LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
+            "environment": env,
+            "volumes": {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}},
+            "restart_policy": {"Name": "unless-stopped"},
+            "stop_signal": "SIGTERM",
+            "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+        }
+        if o.memory_limit:
+            kwargs["mem_limit"] = o.memory_limit
+        if o.host_network:
+            kwargs["network_mode"] = "host"
+        else:
+            self._ensure_network()
+            kwargs["network"] = o.network
+            if o.publish_ports:
+                ports = range(launch.port_start, launch.port_start + launch.capacity)
+                kwargs["ports"] = {f"{p}/tcp": (o.publish_ip, p) for p in ports}
+        container = self.client.containers.run(o.image, **kwargs)
+        container.reload()
+        self._remember_address(container)
+
+    def _ensure_network(self) -> None:
+        try:
+            self.client.networks.get(self.options.network)
+        except docker.errors.NotFound:
+            self.client.networks.create(self.options.network, driver="bridge")
+
+    async def inspect(self, pool_id: str) -> RuntimeState:
+        def inspect() -> RuntimeState:
+            container = self._get(pool_id)
+            if container is None:
+                return RuntimeState.MISSING
+            self._remember_address(container)
+            # "restarting" counts as running: Docker's restart policy is already at work.
+            if container.status in ("running", "restarting"):
+                return RuntimeState.RUNNING
+            return RuntimeState.EXITED
+
+        return await self._run(inspect)
+
+    async def restart(self, pool_id: str) -> None:
+        def restart() -> None:
+            container = self._get(pool_id)
+            if container is None:
+                raise RuntimeFailure(f"container {container_name(pool_id)} does not exist")
+            if container.status == "running":
+                container.restart(timeout=STOP_TIMEOUT)
+            else:
+                container.start()
+            container.reload()
+            self._remember_address(container)
+
+        await self._run(restart)
+        log.info("pool_container_restarted", pool=pool_id)
+
+    async def remove(self, pool_id: str) -> None:
+        def remove() -> None:
+            container = self._get(pool_id)
+            if container is not None:
+                if container.status == "running":
+                    container.stop(timeout=STOP_TIMEOUT)
+                container.remove()
+            self._addresses.pop(pool_id, None)
+            pool_dir = self.options.pools_dir / pool_id
+            archive = pool_dir / "archive"
+            if archive.is_dir():
+                self.options.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                for item in archive.iterdir():
+                    os.rename(item, self.options.archive_dir / item.name)
+            shutil.rmtree(pool_dir, ignore_errors=True)
+
+        await self._run(remove)
+        log.info("pool_container_removed", pool=pool_id)
+
+    async def stats(self, pool_id: str) -> PoolUsage | None:
+        def stats() -> PoolUsage | None:
+            container = self._get(pool_id)
+            if container is None or container.status != "running":
+                return None
+            # one-shot: no second sample, so no CPU figure; the agent reports the pool's CPU.
+            raw = self.client.api.stats(container.id, stream=False, one_shot=True)
+            memory = raw.get("memory_stats", {})
+            usage = memory.get("usage", 0)
+            # Docker's own `docker stats` figure: usage minus reclaimable page cache.
+            cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get(
+                "total_inactive_file", 0))  # fmt: skip
+            return PoolUsage(
+                memory_bytes=max(0, usage - cache),
+                memory_limit=memory.get("limit", 0),
+                cpu_percent=None,
+            )
+
+        return await self._run(stats)
+
+    async def list(self) -> list[str]:
+        def list_pools() -> list[str]:
+            containers = self.client.containers.list(all=True, filters={"label": LABEL_POOL})
+            for c in containers:
+                self._remember_address(c)
+            return sorted(c.labels[LABEL_POOL] for c in containers)
+
+        return await self._run(list_pools)
+
+    def watch(self, on_event: Callable[[str, str], None]) -> None:
+        """Report die/oom/kill of pool containers, read from Docker's event stream."""
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            while not self._events_stop.is_set():
+                try:
+                    self._events_stream = self.client.events(
+                        decode=True,
+                        filters={"type": "container", "label": LABEL_POOL,
+                                 "event": ["die", "oom", "kill"]},
+                    )  # fmt: skip
+                    for event in self._events_stream:
+                        pool_id = event.get("Actor", {}).get("Attributes", {}).get(LABEL_POOL)
+                        if pool_id:
+                            loop.call_soon_threadsafe(on_event, pool_id, event.get("Action", ""))
+                except Exception as exc:
+                    if self._events_stop.is_set():
+                        return
+                    log.warning("docker_events_interrupted", error=str(exc))
+                    self._events_stop.wait(2)
+
+        threading.Thread(target=read, name="docker-events", daemon=True).start()
+
+    async def close(self) -> None:
+        self._events_stop.set()
+        if self._events_stream is not None:
+            await asyncio.to_thread(self._events_stream.close)
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)

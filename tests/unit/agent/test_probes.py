@@ -1,0 +1,133 @@
+"""Local probes: /proc memory and CPU of a pid, and a bot's ping on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from agent.probes import CpuMeter, cgroup_memory_limit, cpu_seconds, ping, rss_bytes
+
+
+def test_rss_of_this_process() -> None:
+    rss = rss_bytes(os.getpid())
+    assert 1 << 20 < rss < 1 << 40
+    block = bytearray(64 << 20)  # touch 64 MiB so the resident set grows
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    assert rss_bytes(os.getpid()) > rss + (32 << 20)
+    del block
+
+
+def dead_pid() -> int:
+    pid = 2**22 + 12345
+    while os.path.exists(f"/proc/{pid}"):
+        pid += 1
+    return pid
+
+
+def test_rss_and_cpu_of_a_missing_process() -> None:
+    assert rss_bytes(dead_pid()) == 0
+    assert cpu_seconds(dead_pid()) is None
+
+
+def test_cpu_meter_measures_busy_time() -> None:
+    meter = CpuMeter()
+    pid = os.getpid()
+    assert meter.sample(pid) == 0.0  # the first sample has nothing to compare with
+    start_cpu = cpu_seconds(pid)
+    assert start_cpu is not None
+    started = time.monotonic()
+    # Spin until this process used 0.2 s of CPU (bounded, in case the machine is busy).
+    while cpu_seconds(pid) - start_cpu < 0.2 and time.monotonic() - started < 10:  # type: ignore[operator]
+        sum(range(10_000))
+    percent = meter.sample(pid)
+    elapsed = time.monotonic() - started
+    assert percent > 0.0
+    assert percent <= 100.0 * (os.cpu_count() or 1) + 5
+    assert percent == pytest.approx(100 * 0.2 / elapsed, rel=0.9)
+    meter.forget_except(set())
+    assert meter.sample(pid) == 0.0
+
+
+def test_cpu_meter_of_a_missing_process() -> None:
+    meter = CpuMeter()
+    assert meter.sample(dead_pid()) == 0.0
+    assert meter.sample(dead_pid()) == 0.0
+
+
+def test_cgroup_memory_limit_is_a_number() -> None:
+    assert cgroup_memory_limit() >= 0
+
+
+Factory = Callable[..., Any]
+
+
+async def serve(aiohttp_server: Factory, handler: Callable[..., Any]) -> int:
+    app = web.Application()
+    app.router.add_get("/api/v1/ping", handler)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    return server.port
+
+
+async def test_ping_pong(aiohttp_server: Factory) -> None:
+    async def pong(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "pong"})
+
+    port = await serve(aiohttp_server, pong)
+    async with aiohttp.ClientSession() as session:
+        result = await ping(session, port, 2.0)
+    assert result.ok is True
+    assert 0 <= result.ms < 2000
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        lambda: web.json_response({"error": "boom"}, status=500),
+        lambda: web.json_response({"status": "pong"}, status=500),
+        lambda: web.json_response({"status": "starting"}),
+        lambda: web.Response(text="not json", content_type="application/json"),
+        lambda: web.Response(text="pong"),
+    ],
+    ids=["500", "500-pong", "not-pong", "bad-json", "text"],
+)
+async def test_ping_fails_on_a_bad_answer(aiohttp_server: Factory, response: Any) -> None:
+    async def handler(_request: web.Request) -> web.Response:
+        return response()
+
+    port = await serve(aiohttp_server, handler)
+    async with aiohttp.ClientSession() as session:
+        result = await ping(session, port, 2.0)
+    assert result.ok is False
+
+
+async def test_ping_fails_on_a_closed_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        result = await ping(session, port, 2.0)
+    assert result.ok is False
+    assert result.ms < 2000
+
+
+async def test_ping_times_out(aiohttp_server: Factory) -> None:
+    import asyncio
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({"status": "pong"})
+
+    port = await serve(aiohttp_server, slow)
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        result = await ping(session, port, 0.2)
+    assert result.ok is False
+    assert time.monotonic() - started < 2

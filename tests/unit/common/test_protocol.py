@@ -1,0 +1,455 @@
+"""The agent <-> controller protocol: round trips, and every malformed frame a ProtocolError."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from typing import Any
+
+import msgpack
+import pytest
+
+from common.protocol import (
+    MAX_BOTS_PER_FRAME,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    BotSpec,
+    BotStatus,
+    Desired,
+    Heartbeat,
+    Hello,
+    LogRequest,
+    LogResponse,
+    PoolStats,
+    ProtocolError,
+    check_relpath,
+    decode,
+    encode,
+)
+
+
+def spec(bot_id: str = "bot-1", port: int = 9000, **over: Any) -> BotSpec:
+    values: dict[str, Any] = {
+        "id": bot_id,
+        "port": port,
+        "command": ["freqtrade", "trade", "--config", "config.json"],
+        "files": {
+            "config.json": b'{"a": 1}',
+            "user_data/strategies/SampleStrategy.py": b"class SampleStrategy: ...\n",
+        },
+        "run": "running",
+        "nonce": 2,
+    }
+    values.update(over)
+    return BotSpec(**values)
+
+
+def status(bot_id: str = "bot-1", **over: Any) -> BotStatus:
+    values: dict[str, Any] = {
+        "id": bot_id,
+        "state": "RUNNING",
+        "pid": 1234,
+        "since": 1700000000.5,
+        "exit_status": 0,
+        "ping_ok": True,
+        "ping_ms": 1.25,
+        "rss": 123456789,
+        "cpu": 3.5,
+    }
+    values.update(over)
+    return BotStatus(**values)
+
+
+def sample_messages() -> list[Any]:
+    return [
+        Hello("pool-1", "t" * 64, "0.1.0", 10, 9000, [status(), status("bot-2", state="FATAL")]),
+        Hello("pool-2", "tok", "1", 1, 65535),
+        Heartbeat(
+            7,
+            3,
+            [status(), status("b2", state="ABSENT", pid=0, ping_ok=None, ping_ms=None)],
+            PoolStats(1 << 30, 2 << 30, 12.5),
+        ),
+        Heartbeat(1, 0, [], PoolStats()),
+        Desired(5, [spec(), spec("bot-2", 9001, run="stopped", nonce=0)], purge=["gone-1"]),
+        Desired(0, []),
+        LogRequest(9, "bot-1", 4096),
+        LogResponse(9, b"line 1\nline 2\n", ""),
+        LogResponse(10, b"", "no such bot"),
+    ]
+
+
+@pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: type(m).__name__)
+def test_every_frame_type_round_trips(msg: Any) -> None:
+    data = encode(msg)
+    assert isinstance(data, bytes)
+    decoded = decode(data)
+    assert type(decoded) is type(msg)
+    assert decoded == msg
+    raw = msgpack.unpackb(data, raw=False)
+    assert raw["t"] == msg.t
+    assert raw["v"] == PROTOCOL_VERSION
+
+
+def test_decode_accepts_a_bytearray() -> None:
+    assert decode(bytearray(encode(LogRequest(1, "b", 10)))) == LogRequest(1, "b", 10)
+
+
+def test_every_frame_type_is_covered() -> None:
+    assert {type(m).t for m in sample_messages()} == {
+        "hello",
+        "heartbeat",
+        "desired",
+        "log_request",
+        "log_response",
+    }
+
+
+# -- malformed frames ---------------------------------------------------------------------
+
+
+def wire(msg: Any) -> dict[str, Any]:
+    return msgpack.unpackb(encode(msg), raw=False)
+
+
+def pack(body: Any) -> bytes:
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def rejected(body: Any) -> ProtocolError:
+    data = body if isinstance(body, bytes | bytearray | str) else pack(body)
+    with pytest.raises(ProtocolError) as info:
+        decode(data)  # type: ignore[arg-type]
+    return info.value
+
+
+def desired_wire(**bot_over: Any) -> dict[str, Any]:
+    m = wire(Desired(1, [spec()]))
+    m["bots"][0].update(bot_over)
+    return m
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xc1", b"\x92\x01", b"\xdc\xff\xff", b"\x81\xa1t", "not bytes", None, 42],
+    ids=repr,
+)
+def test_not_msgpack_or_not_bytes(data: Any) -> None:
+    with pytest.raises(ProtocolError):
+        decode(data)
+
+
+@pytest.mark.parametrize("body", [[1, 2], "hello", 5, None, True, b"raw"], ids=repr)
+def test_frame_that_is_not_a_map(body: Any) -> None:
+    rejected(body)
+
+
+def test_extra_data_after_the_frame() -> None:
+    rejected(encode(LogRequest(1, "b", 10)) + b"\x00")
+
+
+def test_non_string_map_keys() -> None:
+    rejected(b"\x81\x01\x01")  # {1: 1}
+
+
+@pytest.mark.parametrize("version", [None, 0, 2, "1", 1.0, True, [1], {"v": 1}], ids=repr)
+def test_wrong_protocol_version(version: Any) -> None:
+    m = wire(LogRequest(1, "b", 10))
+    if version is None:
+        del m["v"]
+    else:
+        m["v"] = version
+    rejected(m)
+
+
+@pytest.mark.parametrize("kind", [None, "", "Hello", "bogus", 1, True, b"hello", [1], {"t": 1}])
+def test_unknown_frame_type(kind: Any) -> None:
+    m = wire(LogRequest(1, "b", 10))
+    if kind is None:
+        del m["t"]
+    else:
+        m["t"] = kind
+    rejected(m)
+
+
+HOSTILE_IDS = ["../x", "a b", "x\n[program:evil]", "", "-x", "x" * 65, "a/b", 7, None]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_IDS, ids=repr)
+def test_hostile_ids_everywhere(bad: Any) -> None:
+    rejected(desired_wire(id=bad))
+    m = wire(Hello("pool-1", "tok", "1", 10, 9000))
+    m["pool_id"] = bad
+    rejected(m)
+    m = wire(Heartbeat(1, 1, [status()], PoolStats()))
+    m["bots"][0]["id"] = bad
+    rejected(m)
+    m = wire(LogRequest(1, "b", 10))
+    m["bot"] = bad
+    rejected(m)
+    m = wire(Desired(1, [], purge=["ok"]))
+    m["purge"] = ["ok", bad]
+    rejected(m)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../../etc/passwd",
+        "..",
+        "a/../b",
+        "/abs",
+        "/etc/passwd",
+        ".hidden",
+        "user_data/.hidden",
+        "a//b",
+        "a/",
+        "",
+        "a\\b",
+        "con fig.json",
+        "x\n",
+        "a/b/c/d/e",
+        "x" * 129,
+        "-flag",
+    ],
+    ids=repr,
+)
+def test_hostile_file_paths(path: str) -> None:
+    with pytest.raises(ProtocolError):
+        check_relpath(path)
+    m = desired_wire()
+    m["bots"][0]["files"] = {path: b"x"}
+    rejected(m)
+
+
+@pytest.mark.parametrize("path", ["config.json", "user_data/strategies/S.py", "a/b/c/d", "_x"])
+def test_safe_file_paths(path: str) -> None:
+    assert check_relpath(path) == path
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"port": True},
+        {"port": "9000"},
+        {"port": 0},
+        {"port": 65536},
+        {"port": 9000.0},
+        {"nonce": True},
+        {"nonce": -1},
+        {"nonce": 2**64 - 1},
+        {"nonce": 1.5},
+        {"run": "paused"},
+        {"run": 1},
+        {"command": []},
+        {"command": "freqtrade trade"},
+        {"command": ["freqtrade", ""]},
+        {"command": ["freqtrade", 1]},
+        {"command": ["x"] * 65},
+        {"command": ["x" * 1025]},
+        {"files": []},
+        {"files": {"config.json": "text, not bytes"}},
+        {"files": {"config.json": b"x" * (1024 * 1024 + 1)}},
+        {"files": {f"f{i}": b"" for i in range(33)}},
+        {"files": {b"config.json": b"x"}},
+    ],
+    ids=repr,
+)
+def test_wrong_bot_spec_fields(override: dict[str, Any]) -> None:
+    rejected(desired_wire(**override))
+
+
+def test_missing_bot_spec_fields() -> None:
+    for key in ("id", "port", "command", "files", "run", "nonce"):
+        m = desired_wire()
+        del m["bots"][0][key]
+        rejected(m)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"state": "running"},
+        {"state": "DEAD"},
+        {"state": None},
+        {"pid": True},
+        {"pid": -1},
+        {"pid": 2**31 + 1},
+        {"since": "yesterday"},
+        {"since": -1.0},
+        {"since": math.inf},
+        {"since": math.nan},
+        {"exit": "1"},
+        {"exit": True},
+        {"ping_ok": 1},
+        {"ping_ok": "yes"},
+        {"ping_ms": -0.5},
+        {"ping_ms": True},
+        {"rss": -1},
+        {"rss": 1.5},
+        {"rss": False},
+        {"cpu": "high"},
+        {"cpu": 1e20},
+    ],
+    ids=repr,
+)
+def test_wrong_bot_status_fields(override: dict[str, Any]) -> None:
+    m = wire(Heartbeat(1, 1, [status()], PoolStats()))
+    m["bots"][0].update(override)
+    rejected(m)
+    m = wire(Hello("pool-1", "tok", "1", 10, 9000, [status()]))
+    m["programs"][0].update(override)
+    rejected(m)
+
+
+@pytest.mark.parametrize(
+    ("msg", "key", "value"),
+    [
+        (Hello("p", "tok", "1", 10, 9000), "capacity", True),
+        (Hello("p", "tok", "1", 10, 9000), "capacity", 0),
+        (Hello("p", "tok", "1", 10, 9000), "capacity", 1001),
+        (Hello("p", "tok", "1", 10, 9000), "port_start", 70000),
+        (Hello("p", "tok", "1", 10, 9000), "token", 123),
+        (Hello("p", "tok", "1", 10, 9000), "token", "t" * 257),
+        (Hello("p", "tok", "1", 10, 9000), "version", "v" * 65),
+        (Hello("p", "tok", "1", 10, 9000), "programs", {}),
+        (Hello("p", "tok", "1", 10, 9000), "programs", ["not a map"]),
+        (Heartbeat(1, 1, [], PoolStats()), "seq", True),
+        (Heartbeat(1, 1, [], PoolStats()), "seq", -1),
+        (Heartbeat(1, 1, [], PoolStats()), "gen", "1"),
+        (Heartbeat(1, 1, [], PoolStats()), "pool", None),
+        (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": -1, "mem_limit": 0, "cpu": 0}),
+        (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": 0, "mem_limit": True}),
+        (Heartbeat(1, 1, [], PoolStats()), "bots", None),
+        (Desired(1, []), "gen", True),
+        (Desired(1, []), "bots", {"a": 1}),
+        (Desired(1, []), "bots", [1]),
+        (Desired(1, []), "purge", "bot"),
+        (LogRequest(1, "b", 10), "id", True),
+        (LogRequest(1, "b", 10), "max_bytes", 0),
+        (LogRequest(1, "b", 10), "max_bytes", 1024 * 1024 + 1),
+        (LogResponse(1, b""), "data", "text"),
+        (LogResponse(1, b""), "data", b"x" * (1024 * 1024 + 1)),
+        (LogResponse(1, b""), "error", b"bytes"),
+        (LogResponse(1, b""), "error", "e" * 1025),
+    ],
+    ids=repr,
+)
+def test_wrong_field_types_and_ranges(msg: Any, key: str, value: Any) -> None:
+    m = wire(msg)
+    m[key] = value
+    rejected(m)
+
+
+def test_too_many_bots() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats()))
+    m["bots"] = [status(f"b{i}").to_wire() for i in range(MAX_BOTS_PER_FRAME + 1)]
+    rejected(m)
+    m = wire(Desired(1, []))
+    m["bots"] = [spec(f"b{i}", 1 + i, files={}).to_wire() for i in range(MAX_BOTS_PER_FRAME + 1)]
+    rejected(m)
+    m = wire(Desired(1, []))
+    m["purge"] = [f"b{i}" for i in range(MAX_BOTS_PER_FRAME + 1)]
+    rejected(m)
+
+
+def test_the_bot_limit_itself_is_accepted() -> None:
+    hb = Heartbeat(1, 1, [status(f"b{i}") for i in range(MAX_BOTS_PER_FRAME)], PoolStats())
+    assert decode(encode(hb)) == hb
+
+
+def test_oversized_frame() -> None:
+    m = wire(LogResponse(1, b""))
+    m["padding"] = b"x" * MAX_FRAME_BYTES
+    error = rejected(m)
+    assert "size" in str(error)
+
+
+def test_duplicate_ids_or_ports_in_desired() -> None:
+    rejected(wire(Desired(1, [spec("a", 9000), spec("a", 9001)])))
+    rejected(wire(Desired(1, [spec("a", 9000), spec("b", 9000)])))
+
+
+# -- fuzzing: only ProtocolError, or a valid message ---------------------------------------
+
+HOSTILE_VALUES: list[Any] = [
+    None, True, False, 0, -1, 2**63, 2**64 - 1, -(2**63), 1.5, math.nan, math.inf, "", "x" * 300,
+    "../x", "a b", "x\n[program:evil]", b"", b"\xff", [], [1], [None], {}, {"a": 1}, {"t": "hello"},
+    msgpack.ExtType(5, b"ext"), [[[[]]]], {"id": "a"},
+]  # fmt: skip
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    parent = value
+    for p in path[:-1]:
+        parent = parent[p]
+    parent[path[-1]] = new
+    return value
+
+
+def _check(data: bytes) -> None:
+    try:
+        msg = decode(data)
+    except ProtocolError:
+        return
+    # A frame that decodes must be a complete, valid message that re-encodes the same way.
+    assert decode(encode(msg)) == msg
+
+
+def test_fuzz_random_bytes() -> None:
+    rng = random.Random(20240601)
+    for _ in range(400):
+        _check(rng.randbytes(rng.randint(0, 200)))
+    # Random bytes behind a valid map header reach deeper into the decoder.
+    for _ in range(200):
+        _check(b"\x83\xa1v\x01\xa1t" + rng.randbytes(rng.randint(0, 100)))
+
+
+def test_fuzz_byte_mutations_of_valid_frames() -> None:
+    rng = random.Random(7)
+    frames = [encode(m) for m in sample_messages()]
+    for _ in range(600):
+        data = bytearray(rng.choice(frames))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(3)
+            pos = rng.randrange(len(data) + 1)
+            if op == 0 and data:
+                data[min(pos, len(data) - 1)] = rng.randrange(256)
+            elif op == 1:
+                data[pos:pos] = rng.randbytes(rng.randint(1, 4))
+            elif data:
+                del data[pos : pos + rng.randint(1, 4)]
+        _check(bytes(data))
+
+
+def test_fuzz_structural_mutations_of_valid_frames() -> None:
+    rng = random.Random(99)
+    bodies = [wire(m) for m in sample_messages()]
+    for _ in range(600):
+        body = copy.deepcopy(rng.choice(bodies))
+        for _ in range(rng.randint(1, 2)):
+            path = rng.choice(_paths(body))
+            if path and rng.random() < 0.2 and isinstance(body, dict):
+                # Drop the field instead of replacing it.
+                parent = body
+                for p in path[:-1]:
+                    parent = parent[p]
+                if isinstance(parent, dict):
+                    del parent[path[-1]]
+                    continue
+            body = _replace(body, path, copy.deepcopy(rng.choice(HOSTILE_VALUES)))
+        _check(pack(body))

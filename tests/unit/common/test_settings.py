@@ -1,0 +1,199 @@
+"""Settings: the seed's defaults, validation naming each variable, .env below the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.settings import AgentSettings, ControllerSettings, SettingsError, describe, load_env
+
+SEED_DEFAULTS = {
+    "pool_mode_enabled": True,
+    "max_bots_per_container": 10,
+    "pool_base_port": 9000,
+    "health_check_interval_ms": 30000,
+    "bot_ping_timeout_ms": 5000,
+    "max_restart_attempts": 3,
+    "restart_cooldown_ms": 60000,
+    "controller_host": "127.0.0.1",
+    "controller_port": 5000,
+    "bot_command": ("freqtrade", "trade"),
+}
+
+
+def test_defaults_match_the_seed() -> None:
+    settings = ControllerSettings.from_env({})
+    for name, value in SEED_DEFAULTS.items():
+        assert getattr(settings, name) == value, name
+    assert settings.pool_tenancy == "shared"
+    assert settings.placement == "fill"
+    assert settings.admin_token == ""
+    assert settings.bot_base_dir.is_absolute()
+    assert settings.database_path == settings.bot_base_dir / "ftpool.sqlite3"
+
+
+def test_describe_lists_every_seed_variable_with_its_default() -> None:
+    rows = {env: default for env, default, _doc in describe(ControllerSettings)}
+    assert rows["POOL_MODE_ENABLED"] == "true"
+    assert rows["MAX_BOTS_PER_CONTAINER"] == "10"
+    assert rows["POOL_BASE_PORT"] == "9000"
+    assert rows["HEALTH_CHECK_INTERVAL"] == "30000"
+    assert rows["BOT_PING_TIMEOUT"] == "5000"
+    assert rows["MAX_RESTART_ATTEMPTS"] == "3"
+    assert rows["RESTART_COOLDOWN"] == "60000"
+
+
+def test_values_are_parsed() -> None:
+    settings = ControllerSettings.from_env(
+        {
+            "POOL_MODE_ENABLED": " No ",
+            "MAX_BOTS_PER_CONTAINER": "25",
+            "POOL_BASE_PORT": "10000",
+            "BOT_COMMAND": "python -m 'my bot' --flag",
+            "POOL_TENANCY": "per-user",
+            "POOL_PLACEMENT": "spread",
+            "DATABASE": "relative.db",
+        }
+    )
+    assert settings.pool_mode_enabled is False
+    assert settings.max_bots_per_container == 25
+    assert settings.pool_base_port == 10000
+    assert settings.bot_command == ("python", "-m", "my bot", "--flag")
+    assert settings.pool_tenancy == "per-user"
+    assert settings.placement == "spread"
+    assert settings.database_path.is_absolute()
+    assert settings.database_path.name == "relative.db"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("POOL_MODE_ENABLED", "maybe"),
+        ("MAX_BOTS_PER_CONTAINER", "0"),
+        ("MAX_BOTS_PER_CONTAINER", "ten"),
+        ("MAX_BOTS_PER_CONTAINER", "1.5"),
+        ("POOL_BASE_PORT", "80"),
+        ("POOL_BASE_PORT", "70000"),
+        ("HEALTH_CHECK_INTERVAL", "0"),
+        ("BOT_PING_TIMEOUT", "-1"),
+        ("MAX_RESTART_ATTEMPTS", "101"),
+        ("RESTART_COOLDOWN", ""),
+        ("CONTROLLER_PORT", "65536"),
+        ("BOT_COMMAND", ""),
+        ("BOT_COMMAND", "freqtrade 'unclosed"),
+        ("POOL_TENANCY", "everyone"),
+        ("POOL_PLACEMENT", "random"),
+        ("ADMIN_TOKEN", "short"),
+        ("JWT_SECRET", "x" * 31),
+        ("LOG_LEVEL", "verbose"),
+        ("BOT_BASE_DIR", "  "),
+    ],
+)
+def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        ControllerSettings.from_env({variable: value})
+
+
+def test_every_invalid_variable_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        ControllerSettings.from_env(
+            {
+                "POOL_MODE_ENABLED": "perhaps",
+                "MAX_BOTS_PER_CONTAINER": "-3",
+                "POOL_BASE_PORT": "port",
+                "RESTART_COOLDOWN": "soon",
+            }
+        )
+    message = str(info.value)
+    for variable in (
+        "POOL_MODE_ENABLED",
+        "MAX_BOTS_PER_CONTAINER",
+        "POOL_BASE_PORT",
+        "RESTART_COOLDOWN",
+    ):
+        assert variable in message
+    assert "HEALTH_CHECK_INTERVAL" not in message
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_dotenv_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "MAX_BOTS_PER_CONTAINER=5\nPOOL_BASE_PORT=9100\n# a comment\nPOOL_MODE_ENABLED=false\n"
+    )
+    monkeypatch.delenv("POOL_BASE_PORT", raising=False)
+    monkeypatch.delenv("POOL_MODE_ENABLED", raising=False)
+    monkeypatch.setenv("MAX_BOTS_PER_CONTAINER", "7")
+    env = load_env(dotenv=dotenv)
+    assert env["POOL_BASE_PORT"] == "9100"
+    assert env["MAX_BOTS_PER_CONTAINER"] == "7"
+    settings = ControllerSettings.from_env(env)
+    assert settings.pool_base_port == 9100
+    assert settings.max_bots_per_container == 7
+    assert settings.pool_mode_enabled is False
+
+
+def test_env_file_variable_selects_the_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / "custom.env"
+    dotenv.write_text("RESTART_COOLDOWN=1234\n")
+    monkeypatch.delenv("RESTART_COOLDOWN", raising=False)
+    monkeypatch.setenv("ENV_FILE", str(dotenv))
+    assert ControllerSettings.from_env().restart_cooldown_ms == 1234
+
+
+def test_a_missing_dotenv_is_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTPOOL_UNIT_MARKER", "yes")
+    env = load_env(dotenv=tmp_path / "does-not-exist.env")
+    assert env["FTPOOL_UNIT_MARKER"] == "yes"
+
+
+def test_an_invalid_value_in_dotenv_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("POOL_BASE_PORT=nine-thousand\n")
+    monkeypatch.delenv("POOL_BASE_PORT", raising=False)
+    with pytest.raises(SettingsError, match="POOL_BASE_PORT"):
+        ControllerSettings.from_env(load_env(dotenv=dotenv))
+
+
+AGENT_ENV = {"POOL_ID": "pool-1", "POOL_TOKEN": "secret-token"}
+
+
+def test_agent_settings_accept_a_valid_pool() -> None:
+    settings = AgentSettings.from_env({**AGENT_ENV, "POOL_CAPACITY": "4"})
+    assert settings.pool_id == "pool-1"
+    assert settings.pool_token == "secret-token"
+    assert settings.capacity == 4
+    assert settings.port_start == 9000
+
+
+@pytest.mark.parametrize("pool_id", ["", "../x", "a b", "pool\n[program:evil]", "-x", "x" * 65])
+def test_agent_settings_reject_a_bad_pool_id(pool_id: str) -> None:
+    with pytest.raises(SettingsError, match="POOL_ID"):
+        AgentSettings.from_env({**AGENT_ENV, "POOL_ID": pool_id})
+
+
+def test_agent_settings_require_a_token() -> None:
+    with pytest.raises(SettingsError, match="POOL_TOKEN"):
+        AgentSettings.from_env({"POOL_ID": "pool-1"})
+
+
+def test_agent_settings_report_both_problems() -> None:
+    with pytest.raises(SettingsError) as info:
+        AgentSettings.from_env({})
+    assert "POOL_ID" in str(info.value)
+    assert "POOL_TOKEN" in str(info.value)
+
+
+def test_agent_settings_validate_numbers() -> None:
+    with pytest.raises(SettingsError, match="POOL_CAPACITY"):
+        AgentSettings.from_env({**AGENT_ENV, "POOL_CAPACITY": "0"})
