@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.errors import CapacityExhausted, StoreError
+from controller.errors import CapacityExhausted, NotFound, StoreError
 from controller.models import BotRecord, BotSecrets, PoolRecord
 
 SCHEMA_VERSION = 1
@@ -329,6 +329,8 @@ class Store:
 
         def remove(db: sqlite3.Connection) -> PoolRecord:
             row = db.execute("SELECT pool_id FROM bots WHERE id = ?", (bot_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"bot {bot_id} is not in the store")
             db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
             db.execute(
                 "UPDATE pools SET used = used - 1,"
