@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean images docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/ftpool controller
 
-## Lint, then every suite: unit, integration (real supervisord) and e2e (real freqtrade).
-test: $(STAMP)
+## Lint, then every suite: unit, integration (real supervisord), e2e/local (real freqtrade)
+## and e2e/docker (real pool containers). Installs and starts Docker and builds images first.
+test: $(STAMP) images
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	FTPOOL_REQUIRED_SUITES=unit,integration,e2e/local,e2e/docker $(VENV)/bin/pytest -v --durations=15 tests
@@ -29,6 +30,16 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+## Docker images freqtrade-pool:latest + ftpool-controller:latest, offline (no registry):
+## `make images` (pool FROM freqtradeorg/freqtrade:stable if present, else a self-built base),
+## or `make images BASE_IMAGE=<local image>`. Cached; see images/build.sh.
+images: docker
+	BASE_IMAGE='$(BASE_IMAGE)' images/build.sh
+
+## Install docker.io and debootstrap when missing, start dockerd when it is not running.
+docker:
+	images/docker-up.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

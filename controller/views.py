@@ -13,7 +13,10 @@ def bot_status_word(pools: PoolManager, bot: BotRecord) -> str:
     if bot.deleting:
         return "deleting"
     status = pools.status_of(bot)
-    return status.state.lower() if status else "pending"
+    if status is None:
+        return "pending"
+    # The last report of a pool we cannot hear from may be out of date.
+    return "unknown" if pools.is_suspect(bot.pool_id) else status.state.lower()
 
 
 def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
@@ -29,6 +32,7 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "memoryBytes": status.rss,
             "cpuPercent": status.cpu,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
+            "stale": pools.is_suspect(bot.pool_id),
         }
     return {
         "instanceId": bot.id,

@@ -37,7 +37,8 @@ async def all_running(cluster, bots=BOTS, timeout: float = 180) -> dict[str, int
         pids = {}
         for bot in bots:
             proc = current[bot]["process"]
-            if not proc or proc["state"] != "RUNNING" or not proc["ping"]["ok"]:
+            fresh = current[bot]["status"] == "running"
+            if not fresh or not proc or proc["state"] != "RUNNING" or not proc["ping"]["ok"]:
                 return None
             pids[bot] = proc["pid"]
         return pids

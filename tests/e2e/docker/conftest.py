@@ -1,0 +1,72 @@
+"""The Docker suite: real pool containers of freqtrade-pool:latest with real freqtrade bots.
+
+It needs a running Docker daemon and the images from `make images`; without them it fails
+(never skips), because this suite is the product's production mode.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+
+import docker
+import docker.errors
+import pytest
+import pytest_asyncio
+
+from tests.e2e.local.conftest import Cluster
+
+POOL_IMAGE = "freqtrade-pool:latest"
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"Docker is not reachable ({exc}); `make docker` starts it")
+    try:
+        client.images.get(POOL_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"{POOL_IMAGE} is missing; `make images` builds it")
+    yield client
+    client.close()
+
+
+def remove_test_pools(client: docker.DockerClient) -> None:
+    """Remove pool containers whose data lives under the temp dir: earlier test runs' only."""
+    tmp = tempfile.gettempdir()
+    for c in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
+        if any(m.get("Source", "").startswith(tmp) for m in c.attrs.get("Mounts", [])):
+            c.remove(force=True)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def docker_cluster(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> AsyncIterator[Cluster]:
+    remove_test_pools(docker_client)
+    base = tmp_path_factory.mktemp("docker")
+    c = Cluster(
+        base,
+        {
+            "POOL_RUNTIME": "docker",
+            "POOL_IMAGE": POOL_IMAGE,
+            "POOL_NETWORK": "host",
+            "BOT_COMMAND": "freqtrade webserver",
+            "MAX_BOTS_PER_CONTAINER": "10",
+            "POOL_BASE_PORT": "9000",
+            "HEARTBEAT_INTERVAL": "1000",
+            "BOT_PING_TIMEOUT": "3000",
+            "POOL_GRACE": "5000",
+            "LOG_LEVEL": "warning",
+        },
+    )
+    await c.start()
+    try:
+        yield c
+    finally:
+        if c.harness is not None:
+            await c.harness.stop()
+        remove_test_pools(docker_client)

@@ -1,0 +1,168 @@
+"""End to end in Docker: 12 real freqtrade bots in two real pool containers.
+
+Runs in order on one cluster: placement, the proxy, the seed's troubleshooting
+commands, isolation between bot users, metrics and health, adoption after a
+controller restart, and a pool container dying under us.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.e2e.local.test_freqtrade import ALICE, all_running, states
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+BOTS = [f"alice-bot-{i}" for i in range(1, 13)]
+
+
+def pool_container(client: docker.DockerClient, pool_id: str):
+    return client.containers.get(f"freqtrade-pool-{pool_id}")
+
+
+def run(client: docker.DockerClient, pool_id: str, cmd: list[str], user: str = "root"):
+    result = pool_container(client, pool_id).exec_run(cmd, user=user)
+    return result.exit_code, result.output.decode(errors="replace")
+
+
+def container_bot_processes() -> dict[str, list[int]]:
+    """Bot id → host pids of freqtrade processes whose cwd is /pool/bots/<id> in a container."""
+    found: dict[str, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith("/pool/bots/") and b"freqtrade" in cmdline:
+            found.setdefault(cwd.rsplit("/", 1)[1], []).append(int(entry))
+    return found
+
+
+def process_identity(pid: int) -> tuple[int, bytes]:
+    """A process's real uid and its environment block."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    uid = int(status.split("Uid:")[1].split()[0])
+    return uid, Path(f"/proc/{pid}/environ").read_bytes()
+
+
+async def test_twelve_bots_in_two_containers(docker_cluster, docker_client):
+    h = docker_cluster.harness
+    placed = [await h.provision(ALICE, instanceId=bot) for bot in BOTS]
+    assert [p["poolId"] for p in placed] == ["pool-1"] * 10 + ["pool-2"] * 2
+    assert [p["port"] for p in placed] == list(range(9000, 9012))
+    await all_running(docker_cluster, BOTS, timeout=240)
+    for pool_id in ("pool-1", "pool-2"):
+        container = pool_container(docker_client, pool_id)
+        assert container.status == "running"
+        assert container.labels["ftpool.pool"] == pool_id
+        assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+        assert env["POOL_ID"] == pool_id
+
+
+async def test_proxy_reaches_every_bot(docker_cluster):
+    h = docker_cluster.harness
+    for bot in BOTS:
+        status, body = await h.call("GET", f"/api/bots/{bot}/ping", ALICE)
+        assert (status, body) == (200, {"status": "pong"})
+        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
+        assert status == 200 and config["bot_name"] == bot
+
+
+async def test_seed_troubleshooting_commands(docker_client):
+    code, out = run(docker_client, "pool-1", ["supervisorctl", "status"])
+    assert code == 0, out
+    assert "agent" in out and out.count("RUNNING") == 11
+    assert all(f"bot-{b}" in out for b in BOTS[:10])
+    code, log = run(docker_client, "pool-1", ["cat", f"/var/log/supervisor/bot-{BOTS[0]}.log"])
+    assert code == 0 and "Uvicorn running" in log
+    code, config = run(docker_client, "pool-2", ["cat", f"/pool/bots/{BOTS[10]}/config.json"])
+    assert code == 0 and json.loads(config)["bot_name"] == BOTS[10]
+
+
+async def test_bot_users_are_isolated(docker_client):
+    # Slot 0 of pool-1 is BOTS[0] (user ftbot0); slot 1 is BOTS[1] (ftbot1).
+    own = run(docker_client, "pool-1", ["cat", f"/pool/bots/{BOTS[0]}/config.json"], "ftbot0")
+    assert own[0] == 0
+    other = run(docker_client, "pool-1", ["cat", f"/pool/bots/{BOTS[1]}/config.json"], "ftbot0")
+    assert other[0] != 0 and "Permission denied" in other[1]
+    listing = run(docker_client, "pool-1", ["ls", f"/pool/bots/{BOTS[1]}"], "ftbot0")
+    assert listing[0] != 0
+    # supervisord's socket (and so control of every bot) is root's only.
+    ctl = run(docker_client, "pool-1", ["supervisorctl", "status"], "ftbot0")
+    assert ctl[0] != 0
+    token = run(docker_client, "pool-1", ["cat", "/run/ftpool/pool-token"], "ftbot0")
+    assert token[0] != 0
+    # Every bot process runs as its slot's user, and none inherited the pool token.
+    for bot, pids in container_bot_processes().items():
+        for pid in pids:
+            uid, environ = process_identity(pid)
+            assert uid == 20000 + BOTS.index(bot) % 10, (bot, uid)
+            assert b"POOL_TOKEN=" not in environ
+
+
+async def test_pool_status_reports_container_metrics_and_health(docker_cluster, docker_client):
+    h = docker_cluster.harness
+
+    async def measured():
+        status, body = await h.call("GET", "/api/pool/status")
+        assert status == 200
+        pools = body["pools"]
+        ok = all(p["memory"]["usedBytes"] and p["memory"]["runtimeBytes"] for p in pools)
+        return body if ok and all(p["cpuPercent"] is not None for p in pools) else None
+
+    body = await wait_for(measured, 30)
+    assert [p["containerName"] for p in body["pools"]] == [
+        "freqtrade-pool-pool-1",
+        "freqtrade-pool-pool-2",
+    ]
+    assert body["pools"][0]["memory"]["runtimeBytes"] > 10 * 100 * 2**20  # ten real bots
+
+    def healthy():
+        states = [
+            pool_container(docker_client, p).attrs["State"].get("Health", {}).get("Status")
+            for p in ("pool-1", "pool-2")
+        ]
+        return states == ["healthy", "healthy"]
+
+    await wait_for(healthy, 90, step=2)
+
+
+async def test_controller_restart_readopts_containers(docker_cluster):
+    before = await all_running(docker_cluster, BOTS)
+    await docker_cluster.restart()
+    after = await all_running(docker_cluster, BOTS, timeout=60)
+    assert after == before
+    processes = container_bot_processes()
+    assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
+
+
+async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_client):
+    h = docker_cluster.harness
+    before = await all_running(docker_cluster, BOTS)
+    pool_container(docker_client, "pool-2").kill()
+    killed_at = time.monotonic()
+
+    async def seen():
+        _, body = await h.call("GET", "/api/pool/status")
+        pool = next(p for p in body["pools"] if p["id"] == "pool-2")
+        return pool["status"] == "suspect" and pool["lastRuntimeEvent"] is not None
+
+    await wait_for(seen, 5, step=0.05)
+    assert time.monotonic() - killed_at < 2.0
+    after = await all_running(docker_cluster, BOTS, timeout=180)
+    assert all(after[b] == before[b] for b in BOTS[:10])  # pool-1 untouched
+    # pool-2's bots came back: started after the kill (pids inside a new container may repeat).
+    current = await states(docker_cluster)
+    since_kill = time.monotonic() - killed_at
+    assert all(current[b]["process"]["uptimeSeconds"] < since_kill for b in BOTS[10:])
+    assert all(current[b]["process"]["uptimeSeconds"] > since_kill for b in BOTS[:10])
