@@ -63,6 +63,7 @@ async def pooled(n: int, base: Path, settle: float) -> tuple[int, int, list[Path
         MAX_BOTS_PER_CONTAINER=str(n),
         POOL_BASE_PORT=str(BASE_PORT),
         HEARTBEAT_INTERVAL="2000",
+        LOG_LEVEL="warning",
     )
     harness = await ControllerHarness(settings).start()
     token = user_token("bench")
@@ -97,6 +98,8 @@ async def legacy(bot_dirs: list[Path], settle: float) -> tuple[int, int]:
                     working_dir="/bot",
                     volumes={str(bot_dir): {"bind": "/bot", "mode": "rw"}},
                     network_mode="host",
+                    # A legacy container is the bot alone: not the pool's agent health check.
+                    healthcheck={"test": ["NONE"]},
                     detach=True,
                 )
             )
