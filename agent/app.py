@@ -112,8 +112,12 @@ class Agent:
                     await self._send_heartbeat()
             except SupervisorError as exc:
                 log.warning("supervisord_poll_failed", error=str(exc))
+            # Wake for the next heartbeat too: HEARTBEAT_INTERVAL may be shorter than the poll.
+            # (An overdue one means the poll failed: retry after the normal interval.)
+            until_heartbeat = next_heartbeat - time.monotonic()
+            wait = min(interval, until_heartbeat) if until_heartbeat > 0 else interval
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._send_now.wait(), interval)
+                await asyncio.wait_for(self._send_now.wait(), wait)
 
     async def _send_heartbeat(self) -> None:
         if self._ws is None or self._ws.closed:

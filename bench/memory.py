@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import docker
 
+from common.logging import setup_logging
 from tests.support import ControllerHarness, make_settings, user_token, wait_for
 
 IMAGE = "freqtrade-pool:latest"
@@ -63,7 +64,6 @@ async def pooled(n: int, base: Path, settle: float) -> tuple[int, int, list[Path
         MAX_BOTS_PER_CONTAINER=str(n),
         POOL_BASE_PORT=str(BASE_PORT),
         HEARTBEAT_INTERVAL="2000",
-        LOG_LEVEL="warning",
     )
     harness = await ControllerHarness(settings).start()
     token = user_token("bench")
@@ -126,6 +126,7 @@ async def main() -> None:
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--settle", type=float, default=30, help="seconds before measuring")
     args = parser.parse_args()
+    setup_logging("warning")
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
         started = time.monotonic()
         p_docker, p_pss, dirs = await pooled(args.bots, Path(tmp), args.settle)

@@ -57,6 +57,18 @@ def main() -> None:
         await asyncio.sleep(float(request.query.get("secs", "5")))
         return web.json_response({"slept": True})
 
+    async def broken(request: web.Request) -> web.StreamResponse:
+        """Start a chunked answer, then drop the connection: a bot dying mid-response."""
+        authorized(request)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b'{"partial": ')
+        await asyncio.sleep(0.2)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
     async def message_ws(request: web.Request) -> web.WebSocketResponse:
         if request.query.get("token") != api["ws_token"]:
             raise web.HTTPForbidden()
@@ -73,6 +85,7 @@ def main() -> None:
         web.get("/api/v1/show_config", show_config),
         web.route("*", "/api/v1/echo", echo),
         web.get("/api/v1/slow", slow),
+        web.get("/api/v1/broken", broken),
         web.get("/api/v1/message/ws", message_ws),
     ])  # fmt: skip
     print(f"fakebot {config.get('bot_name')} on {api['listen_port']}", file=sys.stderr, flush=True)

@@ -71,19 +71,32 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 20, step: floa
 
 
 def kill_pools(base_dir: Path) -> None:
-    """Stop every supervisord (and so every bot) a test left under base_dir."""
+    """Stop every supervisord (and so every bot) a test left under base_dir.
+
+    All are signalled first and then awaited together, so pools stop in parallel.
+    """
+    pids = []
     for pidfile in base_dir.glob("pools/*/supervisord.pid"):
         try:
             pid = int(pidfile.read_text())
+            # A stale pid file may name a recycled pid: signal only our supervisord.
+            if b"supervisord" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
             os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
             continue
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        pids.append(pid)
+    deadline = time.monotonic() + 30
+    while pids and time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
             try:
                 os.kill(pid, 0)
+                alive.append(pid)
             except OSError:
-                break
+                pass
+        pids = alive
+        if pids:
             time.sleep(0.05)
 
 
@@ -145,9 +158,29 @@ class ControllerHarness:
         async def ready() -> dict[str, Any] | None:
             info = await self.bot(instance_id)
             proc = info["process"]
-            return info if proc and proc["state"] == "RUNNING" and proc["ping"]["ok"] else None
+            fresh = info["status"] == "running"  # not a stale report of a silent pool
+            return (
+                info
+                if fresh and proc and proc["state"] == "RUNNING" and proc["ping"]["ok"]
+                else None
+            )
 
         return await wait_for(ready, timeout)
+
+    async def wait_applied(self, pool_id: str, timeout: float = 30) -> None:
+        """Wait until the pool's agent has applied the current desired generation.
+
+        A bot's reported state can be older than a change just made (stop then start
+        can be answered with the stale RUNNING); after this it is not.
+        """
+
+        async def applied() -> bool:
+            status, data = await self.call("GET", "/api/pool/status")
+            assert status == 200, data
+            agent = next(p["agent"] for p in data["pools"] if p["id"] == pool_id)
+            return agent["connected"] and agent["appliedGeneration"] >= agent["generation"]
+
+        await wait_for(applied, timeout)
 
     async def bots(self, token: str = ADMIN_TOKEN) -> dict[str, dict[str, Any]]:
         """GET /api/bots as {instanceId: bot view}."""

@@ -170,6 +170,7 @@ class APIProxy:
         overflow: list[bool] = []
         data: Any = self._body(request, overflow) if request.body_exists else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.timeout)
+        response: web.StreamResponse | None = None
         try:
             async with self._session.request(
                 request.method, url, headers=headers, data=data, timeout=timeout,
@@ -185,13 +186,20 @@ class APIProxy:
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            return json_error(504, f"bot {bot.id} did not answer in time")
-        except aiohttp.ClientConnectorError:
-            return json_error(502, f"bot {bot.id} is not reachable")
-        except aiohttp.ClientError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if response is not None and response.prepared:
+                # The status and part of the body are out: a JSON error now would be glued
+                # into the body. Cutting the connection is the only honest signal left.
+                log.warning("bot_response_cut", bot=bot.id, error=type(exc).__name__)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
             if overflow:
                 raise PayloadTooLarge(f"body larger than {self.max_body} bytes") from None
+            if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+                return json_error(504, f"bot {bot.id} did not answer in time")
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                return json_error(502, f"bot {bot.id} is not reachable")
             return json_error(502, f"bot {bot.id} answered badly: {type(exc).__name__}")
 
     async def _websocket(

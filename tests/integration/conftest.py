@@ -7,6 +7,7 @@ running with their working directory under the test's base directory. After each
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -27,10 +28,8 @@ def assert_nothing_left(base_dir: Path, timeout: float = 15) -> None:
         time.sleep(0.1)
         left = processes_under(base_dir)
     for pid, _cmd, _cwd in left:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     assert not left, f"processes left behind: {left}"
 
 
