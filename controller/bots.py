@@ -18,7 +18,7 @@ import structlog
 from common.ids import check_id, check_strategy_name
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
-from controller.errors import Conflict, NotFound, RuntimeFailure
+from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
 from controller.models import BotRecord
 from controller.pools import PoolManager
 from controller.store import NewBot, Placement
@@ -35,8 +35,6 @@ class ProvisionRequest:
 
     @classmethod
     def from_json(cls, body: object) -> ProvisionRequest:
-        from controller.errors import BadRequest
-
         if body is None:
             body = {}
         if not isinstance(body, dict):
@@ -88,12 +86,7 @@ class BotManager:
         source = load_strategy(self.strategies_dir, strategy)
         token, token_hash = self.pools.new_token()
         new = NewBot(instance_id, principal.user_id, strategy, source, req.config, new_secrets())
-        try:
-            bot, pool, created = await self.pools.store.allocate(new, self.placement, token_hash)
-        except Exception as exc:
-            if "UNIQUE constraint failed: bots.id" in str(exc):
-                raise Conflict(f"bot {instance_id} already exists") from None
-            raise
+        bot, pool, created = await self.pools.store.allocate(new, self.placement, token_hash)
         self.pools.set_pool(pool)
         self.pools.set_bot(bot)
         if created:

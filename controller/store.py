@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.errors import CapacityExhausted, NotFound, StoreError
+from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
 from controller.models import BotRecord, BotSecrets, PoolRecord
 
 SCHEMA_VERSION = 1
@@ -251,6 +251,8 @@ class Store:
     def _allocate(
         self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str
     ) -> tuple[BotRecord, PoolRecord, bool]:
+        if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
+            raise Conflict(f"bot {bot.id} already exists")
         capacity = p.max_bots if p.pooled else 1
         owner = bot.user_id if p.per_user else None
         order = "used DESC, num" if p.fill else "used ASC, num"

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support import ControllerHarness, kill_pools, make_settings
+from tests.support import ControllerHarness, harnesses
 
 
 @pytest.fixture
 async def harness_factory(
     tmp_path: Path,
-) -> AsyncIterator[Callable[..., ControllerHarness]]:
-    """Start real controllers on tmp_path; every pool they made is stopped afterwards."""
-    started: list[ControllerHarness] = []
+) -> AsyncIterator[Callable[..., Awaitable[ControllerHarness]]]:
+    """Start real controllers on tmp_path; every pool they made is stopped afterwards.
 
-    async def start(**overrides: str) -> ControllerHarness:
-        harness = await ControllerHarness(make_settings(tmp_path, **overrides)).start()
-        started.append(harness)
-        return harness
-
-    try:
+    To restart a controller on the same data, stop it and start another with the same
+    CONTROLLER_PORT (the pools' agents dial that port).
+    """
+    async with harnesses(tmp_path) as start:
         yield start
-    finally:
-        for harness in started:
-            await harness.stop()
-        kill_pools(tmp_path)

@@ -7,12 +7,13 @@ real agents (spawned by the local runtime under real supervisord) can connect to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,24 @@ def kill_pools(base_dir: Path) -> None:
             time.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def harnesses(base_dir: Path) -> AsyncIterator[Callable[..., Awaitable[ControllerHarness]]]:
+    """A starter of real controllers on base_dir; afterwards they stop and their pools too."""
+    started: list[ControllerHarness] = []
+
+    async def start(**overrides: str) -> ControllerHarness:
+        harness = await ControllerHarness(make_settings(base_dir, **overrides)).start()
+        started.append(harness)
+        return harness
+
+    try:
+        yield start
+    finally:
+        for harness in started:
+            await harness.stop()
+        kill_pools(base_dir)
+
+
 class ControllerHarness:
     """The real controller app served on 127.0.0.1, with an HTTP client for the tests."""
 
@@ -114,7 +133,9 @@ class ControllerHarness:
 
     async def start(self) -> ControllerHarness:
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.settings.controller_port).start()
+        await web.TCPSite(
+            self.runner, self.settings.controller_host, self.settings.controller_port
+        ).start()
         self.http = aiohttp.ClientSession()
         return self
 
@@ -225,6 +246,20 @@ def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
             continue
         if (cwd == base or base in cwd.parents) and pid_alive(pid):
             found.append((pid, cmdline.strip(), cwd))
+    return found
+
+
+def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
+    """Bot id → pids of processes running `command` in bots_dir/<id> (a bot's own directory).
+
+    For containers pass /pool/bots: the host sees a containerized process's cwd as the
+    container's path.
+    """
+    found: dict[str, list[int]] = {}
+    bots_dir = bots_dir.resolve()
+    for pid, cmd, cwd in processes_under(bots_dir):
+        if command in cmd and cwd.parent == bots_dir:
+            found.setdefault(cwd.name, []).append(pid)
     return found
 
 

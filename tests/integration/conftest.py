@@ -11,13 +11,13 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from tests.support import ControllerHarness, kill_pools, make_settings, processes_under
+from tests.support import ControllerHarness, harnesses, processes_under
 
 
 def assert_nothing_left(base_dir: Path, timeout: float = 15) -> None:
@@ -43,23 +43,12 @@ def _no_leftover_processes(tmp_path: Path) -> Iterator[None]:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def module_harness_factory(
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Callable[..., ControllerHarness]]:
+) -> AsyncIterator[Callable[..., Awaitable[ControllerHarness]]]:
     """Like harness_factory, for a controller shared by the tests of one module.
 
     Tests using it need `pytest.mark.asyncio(loop_scope="module")`.
     """
     base = tmp_path_factory.mktemp("module")
-    started: list[ControllerHarness] = []
-
-    async def start(**overrides: str) -> ControllerHarness:
-        harness = await ControllerHarness(make_settings(base, **overrides)).start()
-        started.append(harness)
-        return harness
-
-    try:
+    async with harnesses(base) as start:
         yield start
-    finally:
-        for harness in started:
-            await harness.stop()
-        kill_pools(base)
-        assert_nothing_left(base)
+    assert_nothing_left(base)

@@ -6,6 +6,7 @@ It needs a running Docker daemon and the images from `make images`; without them
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 
@@ -42,31 +43,39 @@ def remove_test_pools(client: docker.DockerClient) -> None:
             c.remove(force=True)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def docker_cluster(
-    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+DOCKER_SETTINGS = {
+    "POOL_RUNTIME": "docker",
+    "POOL_IMAGE": POOL_IMAGE,
+    "POOL_NETWORK": "host",
+    "BOT_COMMAND": "freqtrade webserver",
+    "MAX_BOTS_PER_CONTAINER": "10",
+    "POOL_BASE_PORT": "9000",
+    "HEARTBEAT_INTERVAL": "1000",
+    "BOT_PING_TIMEOUT": "3000",
+    "POOL_GRACE": "5000",
+    "LOG_LEVEL": "warning",
+}
+
+
+@contextlib.asynccontextmanager
+async def cluster_in_docker(
+    tmp_path_factory: pytest.TempPathFactory, client: docker.DockerClient, **overrides: str
 ) -> AsyncIterator[Cluster]:
-    remove_test_pools(docker_client)
-    base = tmp_path_factory.mktemp("docker")
-    c = Cluster(
-        base,
-        {
-            "POOL_RUNTIME": "docker",
-            "POOL_IMAGE": POOL_IMAGE,
-            "POOL_NETWORK": "host",
-            "BOT_COMMAND": "freqtrade webserver",
-            "MAX_BOTS_PER_CONTAINER": "10",
-            "POOL_BASE_PORT": "9000",
-            "HEARTBEAT_INTERVAL": "1000",
-            "BOT_PING_TIMEOUT": "3000",
-            "POOL_GRACE": "5000",
-            "LOG_LEVEL": "warning",
-        },
-    )
+    """A controller with the docker runtime; its pool containers are removed afterwards."""
+    remove_test_pools(client)
+    c = Cluster(tmp_path_factory.mktemp("docker"), {**DOCKER_SETTINGS, **overrides})
     await c.start()
     try:
         yield c
     finally:
         if c.harness is not None:
             await c.harness.stop()
-        remove_test_pools(docker_client)
+        remove_test_pools(client)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def docker_cluster(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> AsyncIterator[Cluster]:
+    async with cluster_in_docker(tmp_path_factory, docker_client) as c:
+        yield c

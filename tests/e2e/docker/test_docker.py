@@ -8,7 +8,6 @@ controller restart, and a pool container dying under us.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import docker
 import pytest
 
 from tests.e2e.local.test_freqtrade import ALICE, all_running, states
-from tests.support import wait_for
+from tests.support import bot_processes, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 BOTS = [f"alice-bot-{i}" for i in range(1, 13)]
@@ -33,18 +32,7 @@ def run(client: docker.DockerClient, pool_id: str, cmd: list[str], user: str = "
 
 def container_bot_processes() -> dict[str, list[int]]:
     """Bot id → host pids of freqtrade processes whose cwd is /pool/bots/<id> in a container."""
-    found: dict[str, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if cwd.startswith("/pool/bots/") and b"freqtrade" in cmdline:
-            found.setdefault(cwd.rsplit("/", 1)[1], []).append(int(entry))
-    return found
+    return bot_processes(Path("/pool/bots"), "freqtrade")
 
 
 def process_identity(pid: int) -> tuple[int, bytes]:

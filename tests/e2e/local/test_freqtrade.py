@@ -8,14 +8,13 @@ keep other users out, and restart the controller without a second copy of any bo
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import aiohttp
 import pytest
 from freqtrade_client import FtRestClient
 
-from tests.support import user_token, wait_for
+from tests.support import bot_processes, user_token, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 ALICE = user_token("alice")
@@ -47,19 +46,10 @@ async def all_running(cluster, bots=BOTS, timeout: float = 180) -> dict[str, int
 
 
 def freqtrade_processes(base_dir: Path) -> dict[str, list[int]]:
-    """Bot id → pids of freqtrade processes running in that bot's directory, from /proc."""
+    """Bot id → pids of freqtrade processes running in that bot's directory, in every pool."""
     found: dict[str, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
-        except OSError:
-            continue
-        ours = cwd.parent.name == "bots" and cwd.is_relative_to(base_dir)
-        if ours and b"freqtrade" in cmdline and b"webserver" in cmdline:
-            found.setdefault(cwd.name, []).append(int(entry))
+    for bots_dir in base_dir.glob("pools/*/bots"):
+        found.update(bot_processes(bots_dir, "freqtrade"))
     return found
 
 

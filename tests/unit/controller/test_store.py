@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import StoreError
+from controller.errors import Conflict, StoreError
 from controller.models import BotSecrets
 from controller.store import SCHEMA_VERSION, NewBot, Placement, Store
 
@@ -72,7 +72,7 @@ async def test_concurrent_allocations_never_share_a_slot_or_port(store: Store) -
 
 async def test_a_duplicate_bot_id_is_refused_and_rolled_back(store: Store) -> None:
     await allocate(store, "same")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(Conflict):
         await allocate(store, "same")
     pools, bots = await store.load()
     assert [p.used for p in pools] == [1]
