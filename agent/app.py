@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -46,11 +47,16 @@ class Agent:
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
             cgroup_metrics=settings.pool_metrics == "cgroup",
+            pid_dir=settings.pool_dir / "run" if settings.bot_launch == "preload" else None,
         )
+        run_dir = settings.pool_dir / "run" if settings.bot_launch == "preload" else None
         options = ProgramOptions(
             log_dir=settings.log_dir,
             user_prefix=settings.bot_user_prefix,
             port_start=settings.port_start,
+            run_dir=run_dir,
+            launcher_python=sys.executable,
+            preload_modules=settings.preload_modules,
         )
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=self._send_soon

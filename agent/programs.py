@@ -39,14 +39,55 @@ def command_line(argv: list[str]) -> str:
     return ini_value(" ".join(_quote(a) for a in argv))
 
 
+PRELOADER = "preloader"
+LAUNCHER_PY = Path(__file__).with_name("launcher.py")
+PRELOADER_PY = Path(__file__).with_name("preloader.py")
+
+
+@dataclass(frozen=True, slots=True)
+class PythonCommand:
+    """A bot command that runs a Python script: what the preloader can fork instead."""
+
+    interpreter: str
+    script: str
+    args: list[str]
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.interpreter, self.script, *self.args]
+
+
+def python_command(argv: list[str]) -> PythonCommand | None:
+    """`python SCRIPT ARGS` or a script with a Python shebang (console scripts like freqtrade)."""
+    if Path(argv[0]).name.startswith("python") and len(argv) > 1:
+        return PythonCommand(argv[0], argv[1], argv[2:])
+    try:
+        with open(argv[0], "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    shebang = first[2:].decode(errors="replace").split()
+    if shebang[:1] == ["/usr/bin/env"]:
+        shebang = shebang[1:]
+    if len(shebang) != 1 or not Path(shebang[0]).name.startswith("python"):
+        return None
+    return PythonCommand(shebang[0], argv[0], argv[1:])
+
+
 @dataclass(frozen=True, slots=True)
 class ProgramOptions:
-    """Pool-wide knobs of rendering; one place to add the launcher and per-slot users later."""
+    """Pool-wide knobs of rendering: log place, per-slot users, and how bots are launched."""
 
     log_dir: Path
     # Per-slot users: slot s (port - port_start) runs as <user_prefix><s>; "" runs as the agent.
     user_prefix: str = ""
     port_start: int = 0
+    # Where the preloader's socket and the launchers' pidfiles live (root only); None: exec.
+    run_dir: Path | None = None
+    launcher_python: str = "python3"
+    preload_modules: str = ""
     start_retries: int = 3
     stop_wait_secs: int = 30
     log_max_bytes: str = "10MB"
@@ -55,20 +96,40 @@ class ProgramOptions:
     def user_for(self, port: int) -> str | None:
         return f"{self.user_prefix}{port - self.port_start}" if self.user_prefix else None
 
+    @property
+    def preloader_socket(self) -> Path | None:
+        return self.run_dir / "preloader.sock" if self.run_dir else None
+
 
 def render_program(
-    bot_id: str, argv: list[str], bot_dir: Path, opts: ProgramOptions, user: str | None = None
+    bot_id: str,
+    argv: list[str],
+    bot_dir: Path,
+    opts: ProgramOptions,
+    user: str | None = None,
+    preload: PythonCommand | None = None,
 ) -> str:
-    """One bot's program; with `user`, it runs as that unprivileged user with HOME in its dir."""
+    """One bot's program; with `user`, the bot runs as that unprivileged user, HOME in its dir.
+
+    With `preload` (and a run_dir), the program is the launcher, which has the pool's
+    preloader fork the bot and stands in for it; the launcher itself stays root to reach
+    the root-only preloader socket, and the bot still runs as `user`.
+    """
     name = program_name(bot_id)
     log_file = opts.log_dir / f"{name}.log"
     identity = []
     if user is not None:
-        identity = [
-            f"user={ini_value(user)}",
-            f"environment={ini_environment({'HOME': str(bot_dir), 'USER': user})}",
-            "umask=077",
-        ]
+        env = ini_environment({"HOME": str(bot_dir), "USER": user})
+        identity = [f"environment={env}", "umask=077"]
+        if preload is None:
+            identity.insert(0, f"user={ini_value(user)}")
+    if preload is not None and opts.run_dir is not None:
+        argv = [
+            opts.launcher_python, str(LAUNCHER_PY),
+            "--socket", str(opts.preloader_socket), "--pidfile", str(opts.run_dir / f"{name}.pid"),
+            *(["--user", user] if user else []),
+            "--", *preload.argv,
+        ]  # fmt: skip
     lines = [
         f"[program:{name}]",
         f"command={command_line(argv)}",
@@ -92,3 +153,26 @@ def render_program(
         "",
     ]
     return "\n".join(lines)
+
+
+def render_preloader(preload: PythonCommand, pool_dir: Path, opts: ProgramOptions) -> str:
+    """The pool's preloader program, run by the bots' own interpreter."""
+    assert opts.run_dir is not None
+    argv = [preload.interpreter, str(PRELOADER_PY), "--socket", str(opts.preloader_socket)]
+    if opts.preload_modules:
+        argv += ["--modules", opts.preload_modules]
+    return "\n".join([
+        f"[program:{PRELOADER}]",
+        f"command={command_line(argv)}",
+        f"directory={ini_value(str(pool_dir))}",
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=1",
+        "startretries=100",
+        "stopsignal=TERM",
+        "stopwaitsecs=10",
+        "redirect_stderr=true",
+        f"stdout_logfile={ini_value(str(opts.log_dir / 'preloader.log'))}",
+        "stdout_logfile_maxbytes=10MB",
+        "",
+    ])  # fmt: skip

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import structlog
 
-from agent.programs import ProgramOptions, bot_id_of, program_name, render_program
+from agent.programs import (
+    PRELOADER,
+    ProgramOptions,
+    PythonCommand,
+    bot_id_of,
+    program_name,
+    python_command,
+    render_preloader,
+    render_program,
+)
 from agent.supervisor import ACTIVE_STATES, ProcessInfo, SupervisorClient
 from common.protocol import BotSpec, Desired, check_relpath
 
@@ -160,6 +169,9 @@ class Reconciler:
 
     def _write_files(self, specs: list[BotSpec]) -> None:
         keep = set()
+        preloader: PythonCommand | None = None
+        if self.options.run_dir is not None:
+            self.options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for spec in specs:
             bot_dir = self.bots_dir / spec.id
             user = self.options.user_for(spec.port)
@@ -172,8 +184,16 @@ class Reconciler:
                 if _write_if_changed(target, content, 0o600) and owner:
                     os.chown(target, *owner)
             argv = resolve_command(spec.command)
-            conf = render_program(spec.id, argv, bot_dir, self.options, user)
+            preload = python_command(argv) if self.options.run_dir else None
+            preloader = preloader or preload
+            conf = render_program(spec.id, argv, bot_dir, self.options, user, preload)
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
+            _write_if_changed(path, conf.encode(), 0o600)
+            keep.add(path.name)
+        if preloader is not None:
+            # One preloader per pool, for the bots' interpreter; only while there are bots.
+            conf = render_preloader(preloader, self.bots_dir.parent, self.options)
+            path = self.programs_dir / f"{PRELOADER}.conf"
             _write_if_changed(path, conf.encode(), 0o600)
             keep.add(path.name)
         for path in self.programs_dir.glob("*.conf"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import aiohttp
 
@@ -26,9 +27,14 @@ _CGROUP_KEY = -1
 
 class Reporter:
     def __init__(
-        self, supervisor: SupervisorClient, ping_timeout: float, cgroup_metrics: bool = False
+        self,
+        supervisor: SupervisorClient,
+        ping_timeout: float,
+        cgroup_metrics: bool = False,
+        pid_dir: Path | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self.pid_dir = pid_dir
         self.ping_timeout = ping_timeout
         self.cgroup_metrics = cgroup_metrics
         self.processes: dict[str, ProcessInfo] = {}
@@ -68,23 +74,34 @@ class Reporter:
             if bot is None:
                 continue
             alive = info.pid > 0
-            pids.add(info.pid)
+            pid = self._bot_pid(name, info.pid) if alive else 0
+            pids.add(pid)
             p = self._pings.get(bot) if info.state == "RUNNING" else None
             out.append(
                 BotStatus(
                     id=bot,
                     state=info.state,
-                    pid=info.pid,
+                    pid=pid,
                     since=info.start if alive else info.stop,
                     exit_status=None if alive else info.exit_status,
                     ping_ok=p.ok if p else None,
                     ping_ms=p.ms if p else None,
-                    rss=rss_bytes(info.pid) if alive else 0,
-                    cpu=self._cpu.sample(info.pid) if alive else 0.0,
+                    rss=rss_bytes(pid) if alive else 0,
+                    cpu=self._cpu.sample(pid) if alive else 0.0,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
         return out
+
+    def _bot_pid(self, program: str, program_pid: int) -> int:
+        """The bot's own pid: with preloading, the forked bot's, not its launcher's."""
+        if self.pid_dir is None:
+            return program_pid
+        try:
+            launcher, bot = (self.pid_dir / f"{program}.pid").read_text().split()
+        except (OSError, ValueError):
+            return program_pid  # a plain exec (fallback) or a launcher still starting
+        return int(bot) if int(launcher) == program_pid else program_pid
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
         if self.cgroup_metrics:

@@ -82,6 +82,12 @@ def _secret(raw: str) -> str:
 
 
 _MS = _int(1, 24 * 3600 * 1000)
+# What `freqtrade trade` and `freqtrade webserver` import; forked bots share these pages.
+FREQTRADE_MODULES = (
+    "freqtrade.main,freqtrade.commands,freqtrade.freqtradebot,freqtrade.exchange,"
+    "freqtrade.rpc.api_server.webserver,freqtrade.rpc.api_server.api_v1,"
+    "pandas,numpy,ccxt,sqlalchemy,fastapi,uvicorn,talib"
+)
 
 
 def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> Any:
@@ -197,6 +203,15 @@ class ControllerSettings:
     bot_command: tuple[str, ...] = setting(
         "BOT_COMMAND", _command, "freqtrade trade", "command run for each bot (+ --config)"
     )
+    bot_launch: str = setting(
+        "BOT_LAUNCH",
+        _choice("preload", "exec"),
+        "preload",
+        "preload: fork bots from a per-pool process with FreqTrade imported; exec: plain",
+    )
+    preload_modules: str = setting(
+        "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
+    )
     strategies_dir: str = setting(
         "STRATEGIES_DIR", _text, "", "directory of strategy files (default: bundled samples)"
     )
@@ -280,6 +295,12 @@ class AgentSettings:
         "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
     )
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
+    bot_launch: str = setting(
+        "BOT_LAUNCH", _choice("preload", "exec"), "preload", "fork bots from a preloader, or exec"
+    )
+    preload_modules: str = setting(
+        "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
+    )
     bot_user_prefix: str = setting(
         "BOT_USER_PREFIX", _text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"
     )

@@ -77,6 +77,7 @@ class Monitor:
         self.last_report: HealthReport | None = None
         self._budgets: dict[str, RestartBudget] = {}
         self._failed_pings: dict[str, int] = {}
+        self._down_since: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -159,6 +160,7 @@ class Monitor:
             return
         if healthy:
             self._failed_pings.pop(bot.id, None)
+            self._down_since.pop(bot.id, None)
             if status and time.time() - status.since > self.cooldown:
                 self._budgets.pop(bot.id, None)
             return
@@ -186,8 +188,15 @@ class Monitor:
         status = self.pools.status_of(bot)
         if status is None or status.state in ("STARTING", "BACKOFF", "STOPPING"):
             return None
-        if status.state in ("FATAL", "EXITED", "STOPPED", "ABSENT", "UNKNOWN"):
-            return "bot_not_running"
+        if status.state == "FATAL":
+            return "bot_not_running"  # supervisord gave up on it
+        if status.state in ("EXITED", "STOPPED", "ABSENT", "UNKNOWN"):
+            # supervisord restarts an exited bot by itself; act only when it stays down
+            # since the previous evaluation, which saw the very same exit.
+            seen = self._down_since.get(bot.id)
+            self._down_since[bot.id] = status.since
+            return "bot_not_running" if seen == status.since else None
+        self._down_since.pop(bot.id, None)
         if status.ping_ok is False and time.time() - status.since > PING_GRACE_SECONDS:
             failed = self._failed_pings.get(bot.id, 0) + 1
             self._failed_pings[bot.id] = failed

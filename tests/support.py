@@ -51,6 +51,8 @@ def make_settings(base_dir: Path, **overrides: str) -> ControllerSettings:
         "HEALTH_CHECK_INTERVAL": "600000",
         "BOT_PING_TIMEOUT": "2000",
         "BOT_COMMAND": f"{sys.executable} {FAKEBOT}",
+        # Plain exec keeps each fake bot's own command line; tests of preloading set preload.
+        "BOT_LAUNCH": "exec",
         "LOG_LEVEL": "warning",
         **overrides,
     }
@@ -250,15 +252,17 @@ def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
 
 
 def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
-    """Bot id → pids of processes running `command` in bots_dir/<id> (a bot's own directory).
+    """Bot id → pids of bot processes running `command` in bots_dir/<id>, their own directory.
 
-    For containers pass /pool/bots: the host sees a containerized process's cwd as the
+    A preloaded bot is a fork of the preloader (its command line says so, with the modules
+    it preloads), and its launcher, which only stands in for it, is not counted. For
+    containers pass /pool/bots: the host sees a containerized process's cwd as the
     container's path.
     """
     found: dict[str, list[int]] = {}
     bots_dir = bots_dir.resolve()
     for pid, cmd, cwd in processes_under(bots_dir):
-        if command in cmd and cwd.parent == bots_dir:
+        if command in cmd and "launcher.py" not in cmd and cwd.parent == bots_dir:
             found.setdefault(cwd.name, []).append(pid)
     return found
 

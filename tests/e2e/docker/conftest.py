@@ -48,6 +48,7 @@ DOCKER_SETTINGS = {
     "POOL_IMAGE": POOL_IMAGE,
     "POOL_NETWORK": "host",
     "BOT_COMMAND": "freqtrade webserver",
+    "BOT_LAUNCH": "preload",
     "MAX_BOTS_PER_CONTAINER": "10",
     "POOL_BASE_PORT": "9000",
     "HEARTBEAT_INTERVAL": "1000",

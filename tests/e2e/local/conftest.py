@@ -48,6 +48,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         base,
         {
             "BOT_COMMAND": f"{FREQTRADE} webserver",
+            "BOT_LAUNCH": "preload",
             "MAX_BOTS_PER_CONTAINER": "10",
             "POOL_BASE_PORT": "9000",
             "HEARTBEAT_INTERVAL": "1000",
