@@ -3,11 +3,13 @@
     .venv/bin/python -m bench.memory [--bots 10] [--settle 30]
 
 Pooled: a real controller (docker runtime) places N `freqtrade webserver` bots in one
-pool container. Legacy: N containers of the same image run the same command on the same
-bot directories, one bot each. Both are measured from Docker's own accounting (`docker
-stats`: usage minus inactive page cache, summed over containers) and from the PSS of
-every process in the containers (/proc/<pid>/smaps_rollup, shared pages split fairly).
-Needs a running Docker daemon and `make images`. Uses host loopback ports 9300+.
+pool container, twice: forked from the pool's preloader (BOT_LAUNCH=preload, the default)
+and as plain processes (BOT_LAUNCH=exec). Legacy: N containers of the same image run the
+same command on the same bot directories, one bot each. Each is measured from Docker's
+own accounting (`docker stats`: usage minus inactive page cache, summed over containers)
+and from the PSS of every process in the containers (/proc/<pid>/smaps_rollup, shared
+pages split fairly). Needs a running Docker daemon and `make images`. Uses host loopback
+ports 9300+.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ def measure(containers: list) -> tuple[int, int]:
     return sum(docker_memory(c) for c in containers), sum(pss(c) for c in containers)
 
 
-async def pooled(n: int, base: Path, settle: float) -> tuple[int, int, list[Path]]:
+async def pooled(n: int, base: Path, settle: float, launch: str) -> tuple[int, int, list[Path]]:
     settings = make_settings(
         base,
+        BOT_LAUNCH=launch,
         POOL_RUNTIME="docker",
         POOL_IMAGE=IMAGE,
         BOT_COMMAND="freqtrade webserver",
@@ -127,21 +130,28 @@ async def main() -> None:
     parser.add_argument("--settle", type=float, default=30, help="seconds before measuring")
     args = parser.parse_args()
     setup_logging("warning")
+    started = time.monotonic()
+    results: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
-        started = time.monotonic()
-        p_docker, p_pss, dirs = await pooled(args.bots, Path(tmp), args.settle)
-        l_docker, l_pss = await legacy(dirs, args.settle)
+        for launch in ("preload", "exec"):
+            used, proportional, dirs = await pooled(
+                args.bots, Path(tmp) / launch, args.settle, launch
+            )
+            results[f"pooled, {launch}"] = (used, proportional)
+        results["legacy"] = await legacy(dirs, args.settle)
     n = args.bots
+    legacy_docker, legacy_pss = results["legacy"]
     print(f"bench/memory: {n} real freqtrade webserver bots, image {IMAGE}")
-    print(f"{'':24}{'pooled (1 container)':>22}{f'legacy ({n} containers)':>26}{'saving':>10}")
-    for label, p, lg in (("docker stats total", p_docker, l_docker), ("PSS total", p_pss, l_pss)):
-        print(f"{label:24}{p / MIB:>18.0f} MiB{lg / MIB:>22.0f} MiB{100 * (1 - p / lg):>9.1f}%")
-    for label, p, lg in (
-        ("docker stats per bot", p_docker, l_docker),
-        ("PSS per bot", p_pss, l_pss),
-    ):
-        print(f"{label:24}{p / n / MIB:>18.0f} MiB{lg / n / MIB:>22.0f} MiB")
-    print(f"(took {time.monotonic() - started:.0f} s)")
+    print(f"{'':18}{'docker stats':>14}{'per bot':>10}{'saving':>9}{'PSS':>12}{'per bot':>10}"
+          f"{'saving':>9}")  # fmt: skip
+    for label, (used, proportional) in results.items():
+        print(
+            f"{label:18}{used / MIB:>10.0f} MiB{used / n / MIB:>6.0f} MiB"
+            f"{100 * (1 - used / legacy_docker):>8.1f}%"
+            f"{proportional / MIB:>8.0f} MiB{proportional / n / MIB:>6.0f} MiB"
+            f"{100 * (1 - proportional / legacy_pss):>8.1f}%"
+        )
+    print(f"(legacy: {n} containers, one bot each; took {time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

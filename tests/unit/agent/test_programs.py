@@ -11,10 +11,15 @@ import pytest
 from supervisor.options import ServerOptions, UnhosedConfigParser
 
 from agent.programs import (
+    LAUNCHER_PY,
+    PRELOADER_PY,
     ProgramOptions,
+    PythonCommand,
     bot_id_of,
     command_line,
     program_name,
+    python_command,
+    render_preloader,
     render_program,
 )
 from common.ids import InvalidId
@@ -132,3 +137,65 @@ def test_slot_users_follow_the_port() -> None:
     assert opts.user_for(9010) == "ftbot0"
     assert opts.user_for(9019) == "ftbot9"
     assert ProgramOptions(log_dir=Path("/logs")).user_for(9010) is None
+
+
+def script(tmp_path: Path, name: str, first_line: str) -> str:
+    path = tmp_path / name
+    path.write_text(first_line + "\nprint('hi')\n")
+    return str(path)
+
+
+def test_python_command_recognizes_interpreters_and_python_shebangs(tmp_path: Path) -> None:
+    assert python_command(["/venv/bin/python3", "bot.py", "--x"]) == PythonCommand(
+        "/venv/bin/python3", "bot.py", ["--x"]
+    )
+    direct = script(tmp_path, "freqtrade", "#!/venv/bin/python3")
+    assert python_command([direct, "trade"]) == PythonCommand(
+        "/venv/bin/python3", direct, ["trade"]
+    )
+    via_env = script(tmp_path, "ft2", "#!/usr/bin/env python3")
+    assert python_command([via_env]) == PythonCommand("python3", via_env, [])
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    ["#!/bin/sh", "#!/usr/bin/python3 -u", "not a shebang", "#!/usr/bin/env -S python3 -u"],
+)
+def test_python_command_leaves_everything_else_to_plain_exec(tmp_path: Path, first_line) -> None:
+    assert python_command([script(tmp_path, "tool", first_line), "arg"]) is None
+    assert python_command(["/does/not/exist"]) is None
+    assert python_command(["python3"]) is None  # an interpreter without a script
+
+
+def test_preloaded_bot_program_is_its_launcher(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    opts = ProgramOptions(
+        log_dir=tmp_path / "logs", run_dir=tmp_path / "run", launcher_python="/opt/py"
+    )
+    preload = PythonCommand("/usr/bin/python3", "/bin/freqtrade", ["trade", "--config", "c.json"])
+    text = render_program("b1", preload.argv, tmp_path / "b1", opts, "ftbot3", preload)
+    _name, (process,) = load_like_supervisord(text, tmp_path)
+    argv = shlex.split(process.command)
+    assert argv[:2] == ["/opt/py", str(LAUNCHER_PY)]
+    assert argv[argv.index("--socket") + 1] == str(tmp_path / "run" / "preloader.sock")
+    assert argv[argv.index("--pidfile") + 1] == str(tmp_path / "run" / "bot-b1.pid")
+    assert argv[argv.index("--user") + 1] == "ftbot3"
+    assert argv[argv.index("--") + 1 :] == preload.argv
+    # The launcher must reach the root-only socket; the bot itself drops to ftbot3.
+    assert process.uid is None
+    assert process.environment == {"HOME": str(tmp_path / "b1"), "USER": "ftbot3"}
+
+
+def test_preloader_program_runs_the_bots_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    opts = ProgramOptions(
+        log_dir=tmp_path / "logs", run_dir=tmp_path / "run", preload_modules="pandas,numpy"
+    )
+    preload = PythonCommand("/usr/bin/python3", "/bin/freqtrade", [])
+    name, (process,) = load_like_supervisord(render_preloader(preload, tmp_path, opts), tmp_path)
+    assert name == "preloader" and bot_id_of(name) is None
+    assert shlex.split(process.command) == [
+        "/usr/bin/python3", str(PRELOADER_PY),
+        "--socket", str(tmp_path / "run" / "preloader.sock"), "--modules", "pandas,numpy",
+    ]  # fmt: skip
+    assert process.autostart and process.autorestart
