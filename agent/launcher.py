@@ -125,8 +125,13 @@ def main() -> int:
     }
     socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
     reply = read_line(conn)
-    if reply is None or "pid" not in reply:
-        say(f"preloader refused ({reply}): starting the bot without it")
+    if reply is None:
+        # The request went out: a bot may have been forked. Never start a second one here;
+        # exit, and supervisord's retry asks again.
+        say("preloader went away during the request")
+        return 1
+    if "pid" not in reply:
+        say(f"preloader refused ({reply.get('error')}): starting the bot without it")
         conn.close()
         exec_plainly(uid, gid, command)
     pid = int(reply["pid"])

@@ -71,8 +71,7 @@ def run_bot(request: dict, fds: list[int], close: list[socket.socket]) -> None:
     try:
         for s in close:
             s.close()
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        preloader = os.getppid()
         os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -86,6 +85,10 @@ def run_bot(request: dict, fds: list[int], close: list[socket.socket]) -> None:
             os.setgroups([])
             os.setgid(request["gid"])
             os.setuid(request["uid"])
+        # After setuid: the kernel clears the parent-death signal when credentials change.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != preloader:
+            return  # the preloader died before the signal was armed
         os.umask(0o077)
         os.environ.clear()
         os.environ.update(request["env"])
@@ -146,12 +149,14 @@ class Preloader:
         log(f"ready on {self.path} ({len(sys.modules)} modules loaded)")
         while True:
             readable, _, _ = select.select([self.listener, *self.connections], [], [], 0.2)
+            # Gone launchers first: a restarted launcher's new bot must never run beside
+            # the old one that the dead launcher left.
             for s in readable:
-                if s is self.listener:
-                    self.accept()
-                else:
+                if s is not self.listener:
                     self.launcher_gone(s)
             self.reap()
+            if self.listener in readable:
+                self.accept()
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -174,9 +179,16 @@ class Preloader:
             run_bot(request, fds, [self.listener, conn, *self.connections])
         for fd in fds:
             os.close(fd)
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        conn.settimeout(None)
         self.children[pid] = conn
+        try:
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        except OSError:
+            # The launcher is gone before it learned of its bot: the bot must not run.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            conn.close()
+            return
+        conn.settimeout(None)
         self.connections.append(conn)
 
     def launcher_gone(self, conn: socket.socket) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.files import make_bot_dir, write_bot_files
 from agent.programs import (
     PRELOADER,
     ProgramOptions,
@@ -69,15 +70,6 @@ def _owner(user: str | None) -> tuple[int, int] | None:
     except KeyError:
         raise RuntimeError(f"slot user {user} does not exist in this pool image") from None
     return record.pw_uid, record.pw_gid
-
-
-def _make_dir(path: Path, owner: tuple[int, int] | None) -> None:
-    """A bot's directory: private to the bot's own user (or to the agent without users)."""
-    path.mkdir(exist_ok=True, mode=0o700)
-    if owner is not None:
-        st = path.stat()
-        if (st.st_uid, st.st_gid) != owner:
-            os.chown(path, *owner)
 
 
 class Reconciler:
@@ -173,23 +165,16 @@ class Reconciler:
         if self.options.run_dir is not None:
             self.options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for spec in specs:
-            bot_dir = self.bots_dir / spec.id
-            user = self.options.user_for(spec.port)
-            owner = _owner(user)
-            _make_dir(bot_dir, owner)
-            for rel, content in spec.files.items():
-                target = bot_dir / check_relpath(rel)
-                for parent in reversed(target.relative_to(bot_dir).parents[:-1]):
-                    _make_dir(bot_dir / parent, owner)
-                if _write_if_changed(target, content, 0o600) and owner:
-                    os.chown(target, *owner)
-            argv = resolve_command(spec.command)
-            preload = python_command(argv) if self.options.run_dir else None
-            preloader = preloader or preload
-            conf = render_program(spec.id, argv, bot_dir, self.options, user, preload)
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
-            _write_if_changed(path, conf.encode(), 0o600)
             keep.add(path.name)
+            try:
+                preload = self._write_bot(spec, path)
+            except (OSError, RuntimeError, ValueError) as exc:
+                # One bot's broken directory (or a missing slot user) must not hold up the
+                # rest of the pool; its program stays as it was.
+                log.error("bot_files_failed", bot=spec.id, error=str(exc))
+                continue
+            preloader = preloader or preload
         if preloader is not None:
             # One preloader per pool, for the bots' interpreter; only while there are bots.
             conf = render_preloader(preloader, self.bots_dir.parent, self.options)
@@ -199,6 +184,18 @@ class Reconciler:
         for path in self.programs_dir.glob("*.conf"):
             if path.name not in keep:
                 path.unlink()
+
+    def _write_bot(self, spec: BotSpec, program_file: Path) -> PythonCommand | None:
+        bot_dir = self.bots_dir / spec.id
+        user = self.options.user_for(spec.port)
+        owner = _owner(user)
+        make_bot_dir(bot_dir, owner)
+        write_bot_files(bot_dir, {check_relpath(p): c for p, c in spec.files.items()}, owner)
+        argv = resolve_command(spec.command)
+        preload = python_command(argv) if self.options.run_dir else None
+        conf = render_program(spec.id, argv, bot_dir, self.options, user, preload)
+        _write_if_changed(program_file, conf.encode(), 0o600)
+        return preload
 
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
