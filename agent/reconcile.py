@@ -238,10 +238,17 @@ class Reconciler:
             bot_id = bot_dir.name
             if bot_id in wanted or bot_id in running:
                 continue
+            # Its logs go along: a later bot with the same id must not see them.
+            logs = list(self.options.log_dir.glob(f"{program_name(bot_id)}.log*"))
             if bot_id in purge:
                 await asyncio.to_thread(shutil.rmtree, bot_dir, True)
+                for log_file in logs:
+                    log_file.unlink(missing_ok=True)
                 log.info("bot_purged", bot=bot_id)
             else:
                 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                await asyncio.to_thread(os.rename, bot_dir, self.archive_dir / f"{bot_id}-{stamp}")
+                archived = self.archive_dir / f"{bot_id}-{stamp}"
+                await asyncio.to_thread(os.rename, bot_dir, archived)
+                for log_file in logs:
+                    os.rename(log_file, archived / log_file.name)
                 log.info("bot_archived", bot=bot_id)

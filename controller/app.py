@@ -21,6 +21,7 @@ from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots import BotManager
+from controller.errors import StoreError
 from controller.monitor import Monitor
 from controller.pools import PoolManager
 from controller.runtimes import PoolRuntime
@@ -37,9 +38,13 @@ def persistent_secret(configured: str, path: Path) -> str:
     if configured:
         return configured
     try:
-        return path.read_text().strip()
+        value = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        if len(value) < 32:
+            raise StoreError(f"{path} holds no valid secret (under 32 characters); remove it")
+        return value
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

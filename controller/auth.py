@@ -18,6 +18,8 @@ from common.ids import is_valid_id
 from controller.errors import Forbidden, Unauthorized
 
 ROLES = ("user", "admin")
+# Marks the tokens the controller issues at FreqTrade's login (never platform tokens).
+ISSUER = "ftpool-bot-login"
 ACCESS_TTL = 15 * 60
 REFRESH_TTL = 30 * 24 * 3600
 _CACHE_LIMIT = 10_000
@@ -46,6 +48,8 @@ ADMIN = Principal("admin", "admin")
 
 class Authenticator:
     def __init__(self, admin_token: str, jwt_secret: str) -> None:
+        if len(admin_token) < 32 or len(jwt_secret) < 32:
+            raise ValueError("the admin token and the JWT secret need 32 characters or more")
         self._admin_token = admin_token.encode()
         self._secret = jwt_secret
         self._cache: dict[str, tuple[Principal, float, str]] = {}
@@ -65,9 +69,14 @@ class Authenticator:
         if expires and now >= expires:
             self._cache.pop(token, None)
             raise Unauthorized("token expired")
-        if token_kind != kind:
+        if token_kind != kind and not (kind == "access" and token_kind == "issued"):
             raise Unauthorized(f"not an {kind} token")
         return principal
+
+    def is_issued(self, token: str) -> bool:
+        """Whether a (valid) token was issued by our own bot login rather than the platform."""
+        cached = self._cache.get(token)
+        return cached is not None and cached[2] in ("issued", "refresh")
 
     def _decode(self, token: str) -> tuple[Principal, float, str]:
         try:
@@ -81,8 +90,11 @@ class Authenticator:
             raise Unauthorized("token has an invalid sub or role")
         if sub == ADMIN.user_id and role != "admin":
             raise Unauthorized("user id 'admin' is reserved for the admin role")
-        # Platform tokens carry no 'typ' and are access tokens; ours mark refresh tokens.
+        # Platform tokens carry no 'typ' and are access tokens; ours mark refresh tokens,
+        # and tokens that bot login issued say so (they may not log in again).
         kind = "refresh" if claims.get("typ") == "refresh" else "access"
+        if kind == "access" and claims.get("iss") == ISSUER:
+            kind = "issued"
         return Principal(sub, role), float(claims.get("exp") or 0), kind
 
     def basic(self, header_value: str) -> Principal:
@@ -100,7 +112,10 @@ class Authenticator:
     def issue(self, principal: Principal, kind: str = "access") -> str:
         now = int(time.time())
         ttl = REFRESH_TTL if kind == "refresh" else ACCESS_TTL
-        claims = {"sub": principal.user_id, "role": principal.role, "iat": now, "exp": now + ttl}
+        claims = {
+            "sub": principal.user_id, "role": principal.role, "iat": now, "exp": now + ttl,
+            "iss": ISSUER,
+        }  # fmt: skip
         if kind == "refresh":
             claims["typ"] = "refresh"
         return jwt.encode(claims, self._secret, algorithm="HS256")

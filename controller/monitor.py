@@ -100,9 +100,21 @@ class Monitor:
             started = time.monotonic()
             report = HealthReport(timestamp=datetime.now(UTC).isoformat())
             for pool_id in list(self.pools.pools):
-                await self._check_pool(pool_id, report)
-            for bot in list(self.pools.bots.values()):
-                await self._check_bot(bot, report)
+                if pool_id not in self.pools.pools or self.pools.creating(pool_id):
+                    continue  # removed meanwhile, or its runtime is being made right now
+                try:
+                    await self._check_pool(pool_id, report)
+                except FtpoolError as exc:
+                    # One pool the runtime cannot answer for must not stop the others' checks.
+                    report.issues.append(
+                        {"type": "pool_check_failed", "poolId": pool_id, "error": str(exc)}
+                    )
+            for bot_id in list(self.pools.bots):
+                # Re-read each record: the checks above may have awaited for a while, and a
+                # user's stop or delete made meanwhile must not be undone.
+                bot = self.pools.bots.get(bot_id)
+                if bot is not None:
+                    await self._check_bot(bot, report)
             report.duration_ms = round((time.monotonic() - started) * 1000, 2)
             self.last_report = report
             log.info("health_check_complete", issues=len(report.issues),
@@ -178,6 +190,8 @@ class Monitor:
         budget.attempts += 1
         budget.last_attempt = now
         self._failed_pings.pop(bot.id, None)
+        if self.pools.bots.get(bot.id) is not bot:
+            return  # changed by a user while this check ran: their word wins
         await self.bots.restart(bot)
         report.recovery_actions.append(
             {"action": "restart_bot", "instanceId": bot.id, "attempt": budget.attempts}

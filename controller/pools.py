@@ -136,7 +136,10 @@ class PoolManager:
         self._files.pop(bot_id, None)
         self._deleted_at_gen.pop(bot_id, None)
 
-    def forget_pool(self, pool_id: str) -> None:
+    def forget_pool(self, pool_id: str, record: PoolRecord | None = None) -> None:
+        """Forget a pool; with `record`, only if the id still names that very pool."""
+        if record is not None and self.pools.get(pool_id) is not record:
+            return  # the id was reused by a new pool meanwhile
         self.pools.pop(pool_id, None)
         self.live.pop(pool_id, None)
         self._by_pool.pop(pool_id, None)
@@ -161,6 +164,9 @@ class PoolManager:
             self._creating[pool.id] = task
             task.add_done_callback(lambda _t: self._creating.pop(pool.id, None))
         await asyncio.shield(task)
+
+    def creating(self, pool_id: str) -> bool:
+        return pool_id in self._creating
 
     async def _locked_create(self, launch: PoolLaunch) -> None:
         async with self.lifecycle:
@@ -257,6 +263,11 @@ class PoolManager:
         log.info("agent_connected", pool=hello.pool_id, version=hello.version,
                  adopted=len(live.bots))  # fmt: skip
         await self.push(hello.pool_id)
+        try:
+            # A restarted container may have a new address on its network: look again.
+            await self.runtime.inspect(hello.pool_id)
+        except RuntimeFailure as exc:
+            log.warning("pool_inspect_failed", pool=hello.pool_id, error=str(exc))
 
     def detach(self, pool_id: str, ws: web.WebSocketResponse) -> None:
         live = self.live.get(pool_id)
@@ -266,7 +277,9 @@ class PoolManager:
             log.warning("agent_disconnected", pool=pool_id)
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
-        live = self.live[pool_id]
+        live = self.live.get(pool_id)
+        if live is None:
+            return  # the pool was just removed; its connection is closing
         if hb.seq <= live.seq:
             return  # a replayed or reordered frame
         previous = live.bots
@@ -350,6 +363,10 @@ class PoolManager:
 
     def is_suspect(self, pool_id: str) -> bool:
         live = self.live.get(pool_id)
-        if live is None or not live.connected or live.runtime_event_at > live.connected_at:
+        if live is None or not live.connected:
+            return True
+        # A death the runtime reported is cleared by any later word from the agent: an
+        # oom-killed bot inside a living container does not silence the pool.
+        if live.runtime_event_at > max(live.connected_at, live.last_seen):
             return True
         return time.time() - live.last_seen > self.pool_grace

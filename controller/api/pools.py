@@ -145,9 +145,9 @@ class APIPools:
                 if not await self.pools.store.remove_pool(pool.id):
                     continue
                 live = self.pools.live.get(pool.id)
+                self.pools.forget_pool(pool.id, pool)
                 if live is not None and live.ws is not None:
                     await live.ws.close(code=4410, message=b"pool removed")
-                self.pools.forget_pool(pool.id)
                 await self.pools.runtime.remove(pool.id)
             removed += 1
             log.info("pool_cleaned_up", pool=pool.id)

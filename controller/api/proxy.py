@@ -12,6 +12,7 @@ FreqTrade's login and refresh are answered by the controller with its own tokens
 from __future__ import annotations
 
 import asyncio
+import base64
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,7 +36,6 @@ HOP_BY_HOP = frozenset({
     "trailers", "transfer-encoding", "upgrade", "host", "authorization", "cookie",
 })  # fmt: skip
 _STREAM_CHUNK = 64 * 1024
-_STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL", "ABSENT"})
 
 
 def _hop_by_hop(headers: Any) -> frozenset[str]:
@@ -90,7 +90,11 @@ class APIProxy:
         header = request.headers.get("Authorization", "")
         if not header.lower().startswith("basic "):
             raise Unauthorized("token/login needs basic auth: user id and an API token")
-        who = auth.basic(header[6:].strip())
+        password = header[6:].strip()
+        who = auth.basic(password)
+        if auth.is_issued(_basic_password(password)):
+            # Logging in with a token that login issued would renew access forever.
+            raise Unauthorized("log in with a platform token, not one issued by bot login")
         self.bots.get(who, request.match_info["instanceId"])
         return web.json_response(
             {"access_token": auth.issue(who), "refresh_token": auth.issue(who, "refresh")}
@@ -133,10 +137,16 @@ class APIProxy:
     @public
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         tail = self._tail(request)
+        if tail.startswith("token/"):
+            # FreqTrade's own tokens for the bot must never reach a caller; the controller
+            # answers login and refresh itself under /bots/{instanceId}/api/v1/token/.
+            raise web.HTTPNotFound(reason="use /bots/{instanceId}/api/v1/token/login or refresh")
         caller = self._caller(request, tail)
         bot = self.bots.get(caller, request.match_info["instanceId"])
         status = self.pools.status_of(bot)
-        if bot.deleting or bot.run == "stopped" or (status and status.state in _STOPPED_STATES):
+        # Only a bot its agent saw RUNNING gets traffic (and so its credentials): while it
+        # starts or backs off, its port may not be its own yet.
+        if bot.deleting or bot.run == "stopped" or status is None or status.state != "RUNNING":
             raise BotUnavailable(f"bot {bot.id} is not running")
         host = self.pools.runtime.bot_host(bot.pool_id)
         # The raw query: decoding it would turn %26 into a parameter separator (or a space
@@ -213,7 +223,11 @@ class APIProxy:
         except (TimeoutError, aiohttp.ClientError):
             return json_error(502, f"bot {bot.id} message stream is not reachable")
         client = web.WebSocketResponse(heartbeat=30)
-        await client.prepare(request)
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
         self._websockets.add(client)
 
         async def pump(source: Any, sink: Any) -> None:
@@ -237,3 +251,8 @@ class APIProxy:
             await upstream.close()
             await client.close()
         return client
+
+
+def _basic_password(value: str) -> str:
+    """The password half of a basic-auth value (already validated by Authenticator.basic)."""
+    return base64.b64decode(value).decode().partition(":")[2]

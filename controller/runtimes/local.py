@@ -9,6 +9,7 @@ controller (supervisord daemonizes), so a restarted controller adopts them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -175,6 +176,27 @@ class LocalRuntime(PoolRuntime):
             await asyncio.sleep(0.05)
         raise RuntimeFailure(f"supervisord of {pool_id} did not start (exit code {code})")
 
+    def _kill_leftovers(self, pool_id: str) -> None:
+        """SIGKILL the orphans of a dead supervisord: reparented to init, working in the pool.
+
+        (Bots forked by an orphaned preloader die with it: they carry PR_SET_PDEATHSIG.)
+        """
+        pool_dir = self._dir(pool_id).resolve()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cwd = Path(os.readlink(f"/proc/{entry}/cwd"))
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            orphan = stat[stat.rfind(b")") + 2 :].split()[1] == b"1"
+            if orphan and (cwd == pool_dir or pool_dir in cwd.parents):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry), signal.SIGKILL)
+                    log.error("pool_leftover_killed", pool=pool_id, pid=int(entry))
+
     async def inspect(self, pool_id: str) -> RuntimeState:
         if self._pid(pool_id) is not None:
             return RuntimeState.RUNNING
@@ -185,6 +207,9 @@ class LocalRuntime(PoolRuntime):
     async def restart(self, pool_id: str) -> None:
         if self._pid(pool_id) is not None:
             await self._stop(pool_id)
+        # A supervisord that died left its agent and bots running: they must go before a new
+        # supervisord starts the bots again (at most one copy of a bot).
+        await asyncio.to_thread(self._kill_leftovers, pool_id)
         await self._start(pool_id)
         log.info("pool_restarted", pool=pool_id)
 

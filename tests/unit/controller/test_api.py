@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from common.protocol import BotStatus
 from controller import bots as bots_module
 from controller.app import Controller, build, create_app
 from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
@@ -113,6 +114,14 @@ async def make_api(tmp_path: Path, aiohttp_client: Callable[..., Any]) -> ApiFac
 @pytest.fixture
 async def api(make_api: ApiFactory) -> Api:
     return await make_api()
+
+
+def report_running(api: Api, instance_id: str) -> None:
+    """What the bot's agent would report: the proxy only forwards to a RUNNING bot."""
+    bot = api.controller.pools.bots[instance_id]
+    api.controller.pools.live[bot.pool_id].bots[instance_id] = BotStatus(
+        instance_id, "RUNNING", pid=4242, since=1.0
+    )
 
 
 def assert_error(status: int, body: Any, expected: int) -> None:
@@ -321,6 +330,7 @@ async def test_413_for_a_body_over_the_limit(make_api: ApiFactory) -> None:
     assert "big" not in api.controller.pools.bots
     # The proxy refuses as well, before it connects to the bot.
     await api.provision(instanceId="b1")
+    report_running(api, "b1")
     status, body, _ = await api.call("POST", "/api/bots/b1/forcebuy", data=b"x" * 4096)
     assert_error(status, body, 413)
 
@@ -485,7 +495,11 @@ async def test_a_stopped_bot_is_not_proxied(api: Api) -> None:
 
 async def test_an_unreachable_bot_is_a_502(api: Api) -> None:
     await api.provision(ALICE, instanceId="b1")
-    # Nothing listens on the bot's port: the fake runtime started nothing.
+    # Not reported RUNNING yet: no traffic (and no credentials) go to its port.
+    status, body, _ = await api.call("GET", "/bots/b1/api/v1/status", ALICE)
+    assert_error(status, body, 503)
+    # Reported RUNNING, but nothing listens on the port: the fake runtime started nothing.
+    report_running(api, "b1")
     status, body, _ = await api.call("GET", "/bots/b1/api/v1/status", ALICE)
     assert_error(status, body, 502)
 
