@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient
 
 from common.protocol import BotStatus
 from controller import bots as bots_module
-from controller.app import Controller, build, create_app
+from controller.app import Controller, build, create_app, persistent_secret
+from controller.errors import StoreError
 from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
 from tests.support import ADMIN_TOKEN, JWT_SECRET, make_settings, user_token
 
@@ -255,6 +256,26 @@ async def test_freqtrade_login_gives_controller_tokens(api: Api) -> None:
     assert_error(status, body, 401)
     status, body, _ = await api.call("GET", "/api/bots/b1", refresh)
     assert_error(status, body, 401)
+    # A token that login issued does not log in again: access is not renewable forever.
+    renewed = base64.b64encode(f"alice:{access}".encode()).decode()
+    status, body, _ = await api.call(
+        "POST", "/bots/b1/api/v1/token/login", None, headers={"Authorization": f"Basic {renewed}"}
+    )
+    assert_error(status, body, 401)
+
+
+async def test_the_bots_own_token_endpoints_are_never_proxied(api: Api) -> None:
+    await api.provision(ALICE, instanceId="b1")
+    report_running(api, "b1")
+    for path in ("/api/bots/b1/token/login", "/api/bots/b1/token/refresh"):
+        status, body, _ = await api.call("POST", path, ALICE)
+        assert_error(status, body, 404)
+
+
+async def test_a_short_secret_file_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_text("\n")
+    with pytest.raises(StoreError, match="admin-token"):
+        persistent_secret("", tmp_path / "admin-token")
 
 
 # -- validation ----------------------------------------------------------------------------
