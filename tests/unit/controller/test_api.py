@@ -8,121 +8,16 @@ reports every pool RUNNING, so no process is ever started.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from common.protocol import BotStatus
 from controller import bots as bots_module
-from controller.app import Controller, build, create_app, persistent_secret
+from controller.app import persistent_secret
 from controller.errors import StoreError
-from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
-from tests.support import ADMIN_TOKEN, JWT_SECRET, make_settings, user_token
-
-ALICE = user_token("alice")
-BOB = user_token("bob")
-
-
-class FakeRuntime(PoolRuntime):
-    """Records what the controller asks of it; every pool it made is RUNNING."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.launches: dict[str, PoolLaunch] = {}
-
-    async def create(self, launch: PoolLaunch) -> None:
-        self.calls.append(("create", launch.pool_id))
-        self.launches[launch.pool_id] = launch
-
-    async def inspect(self, pool_id: str) -> RuntimeState:
-        self.calls.append(("inspect", pool_id))
-        return RuntimeState.RUNNING if pool_id in self.launches else RuntimeState.MISSING
-
-    async def restart(self, pool_id: str) -> None:
-        self.calls.append(("restart", pool_id))
-
-    async def remove(self, pool_id: str) -> None:
-        self.calls.append(("remove", pool_id))
-        self.launches.pop(pool_id, None)
-
-    async def stats(self, pool_id: str) -> PoolUsage | None:
-        return PoolUsage(memory_bytes=1 << 20, memory_limit=0, cpu_percent=0.0)
-
-    async def list(self) -> list[str]:
-        return sorted(self.launches)
-
-    def bot_host(self, pool_id: str) -> str:
-        return "127.0.0.1"
-
-    @property
-    def bot_listen_ip(self) -> str:
-        return "127.0.0.1"
-
-    def watch(self, on_event: Callable[[str, str], None]) -> None:
-        """Pools of this runtime never die by themselves: no events to report."""
-        self.calls.append(("watch", ""))
-
-    async def close(self) -> None:
-        self.calls.append(("close", ""))
-
-
-@dataclass
-class Api:
-    client: TestClient
-    controller: Controller
-    runtime: FakeRuntime
-
-    async def call(
-        self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kw: Any
-    ) -> tuple[int, Any, str]:
-        headers = dict(kw.pop("headers", {}))
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        async with self.client.request(method, path, headers=headers, **kw) as resp:
-            text = await resp.text()
-            try:
-                body = json.loads(text) if text else None
-            except ValueError:
-                body = None
-            return resp.status, body, text
-
-    async def provision(self, token: str = ADMIN_TOKEN, **body: Any) -> dict[str, Any]:
-        status, data, _ = await self.call("POST", "/api/bots", token, json=body)
-        assert status == 201, data
-        return data
-
-
-ApiFactory = Callable[..., Any]
-
-
-@pytest.fixture
-async def make_api(tmp_path: Path, aiohttp_client: Callable[..., Any]) -> ApiFactory:
-    async def make(**overrides: str) -> Api:
-        runtime = FakeRuntime()
-        controller = build(make_settings(tmp_path, **overrides), runtime=runtime)
-        client = await aiohttp_client(create_app(controller))
-        return Api(client, controller, runtime)
-
-    return make
-
-
-@pytest.fixture
-async def api(make_api: ApiFactory) -> Api:
-    return await make_api()
-
-
-def report_running(api: Api, instance_id: str) -> None:
-    """What the bot's agent would report: the proxy only forwards to a RUNNING bot."""
-    bot = api.controller.pools.bots[instance_id]
-    api.controller.pools.live[bot.pool_id].bots[instance_id] = BotStatus(
-        instance_id, "RUNNING", pid=4242, since=1.0
-    )
+from tests.support import ADMIN_TOKEN, JWT_SECRET, user_token
+from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory, report_running
 
 
 def assert_error(status: int, body: Any, expected: int) -> None:

@@ -1,0 +1,29 @@
+"""Fixtures for controller tests: a real app per test over the recording FakeRuntime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.app import build, create_app
+from tests.support import make_settings
+from tests.unit.controller.apps import Api, ApiFactory, FakeRuntime
+
+
+@pytest.fixture
+async def make_api(tmp_path: Path, aiohttp_client: Callable[..., Any]) -> ApiFactory:
+    async def make(**overrides: str) -> Api:
+        runtime = FakeRuntime()
+        controller = build(make_settings(tmp_path, **overrides), runtime=runtime)
+        client = await aiohttp_client(create_app(controller))
+        return Api(client, controller, runtime)
+
+    return make
+
+
+@pytest.fixture
+async def api(make_api: ApiFactory) -> Api:
+    return await make_api()
