@@ -69,8 +69,7 @@ async def cluster_in_docker(
     try:
         yield c
     finally:
-        if c.harness is not None:
-            await c.harness.stop()
+        await c.stop()
         remove_test_pools(client)
 
 

@@ -32,9 +32,12 @@ class Cluster:
         self.overrides["CONTROLLER_PORT"] = str(self.harness.settings.controller_port)
         return self.harness
 
+    async def stop(self) -> None:
+        if self.harness is not None:
+            await self.harness.stop()
+
     async def restart(self) -> ControllerHarness:
-        assert self.harness is not None
-        await self.harness.stop()
+        await self.stop()
         return await self.start()
 
 
@@ -60,6 +63,5 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     try:
         yield c
     finally:
-        if c.harness is not None:
-            await c.harness.stop()
+        await c.stop()
         kill_pools(base)
