@@ -95,6 +95,33 @@ def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> An
     return field(metadata={"env": env, "parse": parse, "default": default, "doc": doc})
 
 
+def _log_level() -> Any:
+    return setting("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level")
+
+
+def _heartbeat_interval() -> Any:
+    return setting("HEARTBEAT_INTERVAL", _MS, "5000", "agent heartbeat period")
+
+
+def _bot_ping_timeout() -> Any:
+    return setting("BOT_PING_TIMEOUT", _MS, "5000", "agent's timeout for a bot's /api/v1/ping")
+
+
+def _bot_launch() -> Any:
+    return setting(
+        "BOT_LAUNCH",
+        _choice("preload", "exec"),
+        "preload",
+        "preload: fork bots from a per-pool process with FreqTrade imported; exec: plain",
+    )
+
+
+def _preload_modules() -> Any:
+    return setting(
+        "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
+    )
+
+
 def load_env(dotenv: Path | None = None) -> dict[str, str]:
     """The process environment over the values of `.env` (or ENV_FILE)."""
     path = dotenv or Path(os.environ.get("ENV_FILE", ".env"))
@@ -137,9 +164,7 @@ class ControllerSettings:
     health_check_interval_ms: int = setting(
         "HEALTH_CHECK_INTERVAL", _MS, "30000", "how often the monitor evaluates pools and bots"
     )
-    bot_ping_timeout_ms: int = setting(
-        "BOT_PING_TIMEOUT", _MS, "5000", "agent's timeout for a bot's /api/v1/ping"
-    )
+    bot_ping_timeout_ms: int = _bot_ping_timeout()
     max_restart_attempts: int = setting(
         "MAX_RESTART_ATTEMPTS", _int(0, 100), "3", "automatic restarts of a bot before cooldown"
     )
@@ -188,9 +213,7 @@ class ControllerSettings:
     jwt_secret: str = setting(
         "JWT_SECRET", _secret, "", "HS256 key for user tokens (default: generated)"
     )
-    heartbeat_interval_ms: int = setting(
-        "HEARTBEAT_INTERVAL", _MS, "5000", "agent heartbeat period"
-    )
+    heartbeat_interval_ms: int = _heartbeat_interval()
     pool_grace_ms: int = setting(
         "POOL_GRACE", _MS, "20000", "silence after which a pool is suspect"
     )
@@ -203,15 +226,8 @@ class ControllerSettings:
     bot_command: tuple[str, ...] = setting(
         "BOT_COMMAND", _command, "freqtrade trade", "command run for each bot (+ --config)"
     )
-    bot_launch: str = setting(
-        "BOT_LAUNCH",
-        _choice("preload", "exec"),
-        "preload",
-        "preload: fork bots from a per-pool process with FreqTrade imported; exec: plain",
-    )
-    preload_modules: str = setting(
-        "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
-    )
+    bot_launch: str = _bot_launch()
+    preload_modules: str = _preload_modules()
     strategies_dir: str = setting(
         "STRATEGIES_DIR", _text, "", "directory of strategy files (default: bundled samples)"
     )
@@ -230,9 +246,7 @@ class ControllerSettings:
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", _int(1024, 1 << 30), "1048576", "largest request body accepted"
     )
-    log_level: str = setting(
-        "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level"
-    )
+    log_level: str = _log_level()
 
     @property
     def database_path(self) -> Path:
@@ -289,18 +303,14 @@ class AgentSettings:
     )
     capacity: int = setting("POOL_CAPACITY", _int(1, 1000), "10", "slots in this pool")
     port_start: int = setting("POOL_PORT_START", _int(1, 65535), "9000", "first port of block")
-    heartbeat_interval_ms: int = setting("HEARTBEAT_INTERVAL", _MS, "5000", "heartbeat period")
-    bot_ping_timeout_ms: int = setting("BOT_PING_TIMEOUT", _MS, "5000", "bot ping timeout")
+    heartbeat_interval_ms: int = _heartbeat_interval()
+    bot_ping_timeout_ms: int = _bot_ping_timeout()
     poll_interval_ms: int = setting(
         "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
     )
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
-    bot_launch: str = setting(
-        "BOT_LAUNCH", _choice("preload", "exec"), "preload", "fork bots from a preloader, or exec"
-    )
-    preload_modules: str = setting(
-        "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
-    )
+    bot_launch: str = _bot_launch()
+    preload_modules: str = _preload_modules()
     bot_user_prefix: str = setting(
         "BOT_USER_PREFIX", _text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"
     )
@@ -313,9 +323,7 @@ class AgentSettings:
         "processes",
         "pool memory/CPU from the bots' processes or from the pool's cgroup",
     )
-    log_level: str = setting(
-        "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level"
-    )
+    log_level: str = _log_level()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:

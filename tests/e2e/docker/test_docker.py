@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.e2e.local.test_freqtrade import ALICE, all_running, states
+from tests.e2e.local.test_freqtrade import ALICE, all_running, assert_bots_answer, states
 from tests.support import bot_processes, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -58,12 +58,7 @@ async def test_twelve_bots_in_two_containers(docker_cluster, docker_client):
 
 
 async def test_proxy_reaches_every_bot(docker_cluster):
-    h = docker_cluster.harness
-    for bot in BOTS:
-        status, body = await h.call("GET", f"/api/bots/{bot}/ping", ALICE)
-        assert (status, body) == (200, {"status": "pong"})
-        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
-        assert status == 200 and config["bot_name"] == bot
+    await assert_bots_answer(docker_cluster.harness, BOTS)
 
 
 async def test_seed_troubleshooting_commands(docker_client):

@@ -66,15 +66,19 @@ async def test_twelve_bots_fill_two_pools(cluster):
     assert body["health"]["status"] == "healthy"
 
 
-async def test_proxy_serves_each_bots_real_api(cluster):
-    h = cluster.harness
-    for bot in BOTS:
-        status, body = await h.call("GET", f"/api/bots/{bot}/ping", ALICE)
+async def assert_bots_answer(harness, bots: list[str]) -> None:
+    """Each bot's real ping and show_config, through both proxy prefixes."""
+    for bot in bots:
+        status, body = await harness.call("GET", f"/api/bots/{bot}/ping", ALICE)
         assert (status, body) == (200, {"status": "pong"})
-        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
+        status, config = await harness.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
         assert status == 200
         assert config["bot_name"] == bot and config["dry_run"] is True
         assert config["strategy"] == "SampleStrategy"
+
+
+async def test_proxy_serves_each_bots_real_api(cluster):
+    await assert_bots_answer(cluster.harness, BOTS)
 
 
 async def test_freqtrade_client_and_login_through_controller(cluster):
