@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
 import random
 import sys
 import time
@@ -48,6 +50,7 @@ class Agent:
             settings.bot_ping_timeout_ms / 1000,
             cgroup_metrics=settings.pool_metrics == "cgroup",
             pid_dir=settings.pool_dir / "run" if settings.bot_launch == "preload" else None,
+            uid_for=self._slot_uid if settings.bot_user_prefix else None,
         )
         run_dir = settings.pool_dir / "run" if settings.bot_launch == "preload" else None
         options = ProgramOptions(
@@ -66,6 +69,10 @@ class Agent:
         self._send_now = asyncio.Event()
         self._last_poll_ok = time.monotonic()
         self._health_server: asyncio.AbstractServer | None = None
+
+    def _slot_uid(self, port: int) -> int:
+        user = self.reconciler.options.user_for(port)
+        return pwd.getpwnam(user).pw_uid if user else os.getuid()
 
     def _send_soon(self) -> None:
         self._send_now.set()

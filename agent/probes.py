@@ -116,3 +116,25 @@ async def ping(session: aiohttp.ClientSession, port: int, timeout: float) -> Pin
     except (TimeoutError, aiohttp.ClientError, ValueError):
         ok = False
     return PingResult(ok, round((time.monotonic() - started) * 1000, 2))
+
+
+_LISTEN = "0A"
+
+
+def listening_uids(
+    tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6"),
+) -> dict[int, set[int]]:
+    """Port → uids of the sockets listening on it, from the kernel's socket tables."""
+    found: dict[int, set[int]] = {}
+    for table in tables:
+        try:
+            with open(table) as f:
+                next(f, None)  # header
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 7 and fields[3] == _LISTEN:
+                        port = int(fields[1].rsplit(":", 1)[1], 16)
+                        found.setdefault(port, set()).add(int(fields[7]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

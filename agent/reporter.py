@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import structlog
 
 from agent.probes import (
     CpuMeter,
@@ -14,6 +16,7 @@ from agent.probes import (
     cgroup_cpu_seconds,
     cgroup_memory_limit,
     cgroup_memory_used,
+    listening_uids,
     ping,
     rss_bytes,
 )
@@ -21,6 +24,7 @@ from agent.programs import bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, PoolStats
 
+log = structlog.get_logger("agent.reporter")
 # The CpuMeter key of the pool's cgroup; pids are never negative.
 _CGROUP_KEY = -1
 
@@ -32,9 +36,12 @@ class Reporter:
         ping_timeout: float,
         cgroup_metrics: bool = False,
         pid_dir: Path | None = None,
+        uid_for: Callable[[int], int] | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.pid_dir = pid_dir
+        self.uid_for = uid_for
+        self._port_ok: dict[str, bool | None] = {}
         self.ping_timeout = ping_timeout
         self.cgroup_metrics = cgroup_metrics
         self.processes: dict[str, ProcessInfo] = {}
@@ -65,6 +72,21 @@ class Reporter:
             *(ping(self._session, port, self.ping_timeout) for _, port in running)
         )
         self._pings = {bot: r for (bot, _), r in zip(running, results, strict=True)}
+        self._check_ports(running)
+
+    def _check_ports(self, running: list[tuple[str, int]]) -> None:
+        """Whose socket answers on each bot's port: a neighbour could have bound it."""
+        if self.uid_for is None:
+            return
+        listeners = listening_uids()
+        checked: dict[str, bool | None] = {}
+        for bot, port in running:
+            uids = listeners.get(port)
+            ok = None if not uids else uids == {self.uid_for(port)}
+            if ok is False:
+                log.error("bot_port_held_by_another_user", bot=bot, port=port, uids=sorted(uids))
+            checked[bot] = ok
+        self._port_ok = checked
 
     def statuses(self) -> list[BotStatus]:
         out = []
@@ -88,6 +110,7 @@ class Reporter:
                     ping_ms=p.ms if p else None,
                     rss=rss_bytes(pid) if alive else 0,
                     cpu=self._cpu.sample(pid) if alive else 0.0,
+                    port_ok=self._port_ok.get(bot) if info.state == "RUNNING" else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})

@@ -150,12 +150,15 @@ class BotStatus:
     ping_ms: float | None = None
     rss: int = 0
     cpu: float = 0.0
+    # Whether the socket listening on the bot's port belongs to the bot's own user
+    # (None where bots have no users of their own, or nothing listens yet).
+    port_ok: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.id, "state": self.state, "pid": self.pid, "since": self.since,
             "exit": self.exit_status, "ping_ok": self.ping_ok, "ping_ms": self.ping_ms,
-            "rss": self.rss, "cpu": self.cpu,
+            "rss": self.rss, "cpu": self.cpu, "port_ok": self.port_ok,
         }  # fmt: skip
 
     @classmethod
@@ -170,6 +173,7 @@ class BotStatus:
             since=_opt_num(m, "since") or 0.0, exit_status=exit_status,
             ping_ok=_get(m, "ping_ok", bool, optional=True), ping_ms=_opt_num(m, "ping_ms"),
             rss=_int(m, "rss"), cpu=_opt_num(m, "cpu") or 0.0,
+            port_ok=_get(m, "port_ok", bool, optional=True),
         )  # fmt: skip
 
 

@@ -57,7 +57,12 @@ def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
     status = pools.status_of(bot)
     if bot.run == "stopped":
         return status is None or status.state in ("STOPPED", "EXITED", "ABSENT")
-    return status is not None and status.state == "RUNNING" and status.ping_ok is not False
+    return (
+        status is not None
+        and status.state == "RUNNING"
+        and status.ping_ok is not False
+        and status.port_ok is not False
+    )
 
 
 class Monitor:

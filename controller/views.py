@@ -32,6 +32,7 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "memoryBytes": status.rss,
             "cpuPercent": status.cpu,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
+            "portOk": status.port_ok,
             "stale": pools.is_suspect(bot.pool_id),
         }
     return {

@@ -148,6 +148,9 @@ class APIProxy:
         # starts or backs off, its port may not be its own yet.
         if bot.deleting or bot.run == "stopped" or status is None or status.state != "RUNNING":
             raise BotUnavailable(f"bot {bot.id} is not running")
+        if status.port_ok is False:
+            # Another user's process holds the bot's port: it must not get the credentials.
+            raise BotUnavailable(f"bot {bot.id}'s port is held by another process")
         host = self.pools.runtime.bot_host(bot.pool_id)
         # The raw query: decoding it would turn %26 into a parameter separator (or a space
         # into a broken request line) on its way to the bot.

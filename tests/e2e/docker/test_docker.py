@@ -73,7 +73,7 @@ async def test_seed_troubleshooting_commands(docker_client):
     assert code == 0 and json.loads(config)["bot_name"] == BOTS[10]
 
 
-async def test_bot_users_are_isolated(docker_client):
+async def test_bot_users_are_isolated(docker_cluster, docker_client):
     # Slot 0 of pool-1 is BOTS[0] (user ftbot0); slot 1 is BOTS[1] (ftbot1).
     own = run(docker_client, "pool-1", ["cat", f"/pool/bots/{BOTS[0]}/config.json"], "ftbot0")
     assert own[0] == 0
@@ -86,6 +86,9 @@ async def test_bot_users_are_isolated(docker_client):
     assert ctl[0] != 0
     token = run(docker_client, "pool-1", ["cat", "/run/ftpool/pool-token"], "ftbot0")
     assert token[0] != 0
+    # Each bot's port is held by that bot's own user, as its agent checks.
+    current = await states(docker_cluster)
+    assert {current[b]["process"]["portOk"] for b in BOTS} == {True}
     # Every bot process runs as its slot's user, and none inherited the pool token.
     for bot, pids in container_bot_processes().items():
         for pid in pids:

@@ -6,13 +6,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.probes import CpuMeter, cgroup_memory_limit, cpu_seconds, ping, rss_bytes
+from agent.probes import CpuMeter, cgroup_memory_limit, cpu_seconds, listening_uids, ping, rss_bytes
 
 
 def test_rss_of_this_process() -> None:
@@ -131,3 +132,23 @@ async def test_ping_times_out(aiohttp_server: Factory) -> None:
         result = await ping(session, port, 0.2)
     assert result.ok is False
     assert time.monotonic() - started < 2
+
+
+def test_listening_uids_sees_our_own_listener() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert listening_uids()[port] == {os.getuid()}
+    assert port not in listening_uids()
+
+
+def test_listening_uids_reads_only_listening_sockets(tmp_path: Path) -> None:
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+        "   0: 0100007F:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000 20003\n"
+        "   1: 0100007F:2329 0100007F:D431 01 00000000:00000000 00:00000000 00000000 20004\n"
+        "garbage\n"
+    )
+    assert listening_uids((str(table), str(tmp_path / "missing"))) == {9000: {20003}}

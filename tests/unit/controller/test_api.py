@@ -159,6 +159,15 @@ async def test_freqtrade_login_gives_controller_tokens(api: Api) -> None:
     assert_error(status, body, 401)
 
 
+async def test_a_bot_whose_port_another_user_holds_is_not_proxied(api: Api) -> None:
+    await api.provision(ALICE, instanceId="b1")
+    report_running(api, "b1")
+    api.controller.pools.live["pool-1"].bots["b1"].port_ok = False
+    status, body, _ = await api.call("GET", "/bots/b1/api/v1/show_config", ALICE)
+    assert_error(status, body, 503)
+    assert "port" in body["error"]
+
+
 async def test_the_bots_own_token_endpoints_are_never_proxied(api: Api) -> None:
     await api.provision(ALICE, instanceId="b1")
     report_running(api, "b1")

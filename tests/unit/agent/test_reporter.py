@@ -1,0 +1,49 @@
+"""The reporter's view of who holds each bot's port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent import reporter as reporter_module
+from agent.reporter import Reporter
+from agent.supervisor import ProcessInfo
+
+
+def running(name: str, pid: int) -> ProcessInfo:
+    return ProcessInfo(name=name, state="RUNNING", pid=pid, start=1.0, stop=0.0, exit_status=0)
+
+
+@pytest.fixture
+def reporter(monkeypatch: pytest.MonkeyPatch) -> Reporter:
+    r = Reporter(supervisor=None, ping_timeout=1.0, uid_for=lambda port: 20000 + port - 9000)  # type: ignore[arg-type]
+    r.processes = {"bot-a": running("bot-a", 11), "bot-b": running("bot-b", 12)}
+    r.set_ports({"a": 9000, "b": 9001})
+    return r
+
+
+def test_a_port_held_by_another_slot_user_is_reported(
+    reporter: Reporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a's port is a's own; b's port is held by slot 0's user (a neighbour bound it first).
+    monkeypatch.setattr(reporter_module, "listening_uids", lambda: {9000: {20000}, 9001: {20000}})
+    reporter._check_ports([("a", 9000), ("b", 9001)])
+    by_id = {s.id: s for s in reporter.statuses()}
+    assert by_id["a"].port_ok is True
+    assert by_id["b"].port_ok is False
+
+
+def test_nothing_listening_yet_is_unknown_not_bad(
+    reporter: Reporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reporter_module, "listening_uids", lambda: {})
+    reporter._check_ports([("a", 9000)])
+    assert {s.id: s.port_ok for s in reporter.statuses()}["a"] is None
+
+
+def test_without_slot_users_ports_are_not_judged(tmp_path: Path) -> None:
+    r = Reporter(supervisor=None, ping_timeout=1.0)  # type: ignore[arg-type]
+    r.processes = {"bot-a": running("bot-a", 11)}
+    r._check_ports([("a", 9000)])
+    assert r.statuses()[0].port_ok is None
