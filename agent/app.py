@@ -45,14 +45,15 @@ class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.supervisor = SupervisorClient(settings.supervisor_socket)
+        # With preloading, the preloader's socket and the launchers' pidfiles live here.
+        run_dir = settings.pool_dir / "run" if settings.bot_launch == "preload" else None
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
             cgroup_metrics=settings.pool_metrics == "cgroup",
-            pid_dir=settings.pool_dir / "run" if settings.bot_launch == "preload" else None,
+            pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
         )
-        run_dir = settings.pool_dir / "run" if settings.bot_launch == "preload" else None
         options = ProgramOptions(
             log_dir=settings.log_dir,
             user_prefix=settings.bot_user_prefix,
