@@ -246,6 +246,9 @@ class ControllerSettings:
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", _int(1024, 1 << 30), "1048576", "largest request body accepted"
     )
+    metrics_public: bool = setting(
+        "METRICS_PUBLIC", _bool, "false", "serve /metrics without the admin token"
+    )
     log_level: str = _log_level()
 
     @property

@@ -16,12 +16,14 @@ from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
 from controller.api.bots import APIBots
 from controller.api.health import APIHealth
+from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots import BotManager
 from controller.errors import StoreError
+from controller.metrics import Metrics
 from controller.monitor import Monitor
 from controller.pools import PoolManager
 from controller.runtimes import PoolRuntime
@@ -90,6 +92,7 @@ class Controller:
     bots: BotManager
     monitor: Monitor
     auth: Authenticator
+    metrics: Metrics
     admin_token_file: Path | None
 
     def on_runtime_event(self, pool_id: str, action: str) -> None:
@@ -127,15 +130,19 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         per_user=settings.pool_tenancy == "per-user",
         fill=settings.placement == "fill",
     )
-    bots = BotManager(pools, placement, settings.strategies_path, settings.default_strategy)
+    metrics = Metrics(pools)
+    bots = BotManager(
+        pools, placement, settings.strategies_path, settings.default_strategy, metrics
+    )
     monitor = Monitor(
         pools,
         bots,
         settings.health_check_interval_ms / 1000,
         settings.max_restart_attempts,
         settings.restart_cooldown_ms / 1000,
+        metrics,
     )
-    return Controller(settings, store, pools, bots, monitor, auth, admin_file)
+    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file)
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -145,9 +152,12 @@ def create_app(controller: Controller) -> web.Application:
     )
     app[AUTHENTICATOR] = controller.auth
     app[CONTROLLER] = controller
-    proxy = APIProxy(controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes)
+    proxy = APIProxy(
+        controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes, controller.metrics
+    )
     apis = [
         APIHealth(controller.pools),
+        APIMetrics(controller.metrics, s.metrics_public),
         APIAgents(controller.pools),
         APIPools(
             controller.pools,

@@ -19,6 +19,7 @@ from common.ids import check_id, check_strategy_name
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
 from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
+from controller.metrics import Metrics
 from controller.models import BotRecord
 from controller.pools import PoolManager
 from controller.store import NewBot, Placement
@@ -58,11 +59,13 @@ class BotManager:
         placement: Placement,
         strategies_dir: Path,
         default_strategy: str,
+        metrics: Metrics,
     ) -> None:
         self.pools = pools
         self.placement = placement
         self.strategies_dir = strategies_dir
         self.default_strategy = default_strategy
+        self.metrics = metrics
 
     def get(self, principal: Principal, instance_id: str) -> BotRecord:
         check_id(instance_id, "instanceId")
@@ -79,6 +82,10 @@ class BotManager:
         return sorted((b for b in bots if b.user_id == principal.user_id), key=lambda b: b.port)
 
     async def provision(self, principal: Principal, req: ProvisionRequest) -> BotRecord:
+        with self.metrics.allocation_seconds.time():
+            return await self._provision(principal, req)
+
+    async def _provision(self, principal: Principal, req: ProvisionRequest) -> BotRecord:
         instance_id = req.instance_id or f"{principal.user_id[:40]}-bot-{secrets.token_hex(4)}"
         if instance_id in self.pools.bots:
             raise Conflict(f"bot {instance_id} already exists")

@@ -20,6 +20,7 @@ import structlog
 
 from controller.bots import BotManager
 from controller.errors import FtpoolError
+from controller.metrics import Metrics
 from controller.models import BotRecord
 from controller.pools import PoolManager
 from controller.runtimes import RuntimeState
@@ -73,7 +74,9 @@ class Monitor:
         interval: float,
         max_restarts: int,
         cooldown: float,
+        metrics: Metrics,
     ) -> None:
+        self.metrics = metrics
         self.pools = pools
         self.bots = bots
         self.interval = interval
@@ -159,10 +162,12 @@ class Monitor:
         try:
             await coro
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
+            self.metrics.pool_recoveries.labels(action, "ok").inc()
         except FtpoolError as exc:
             report.recovery_actions.append(
                 {"action": action, "poolId": pool_id, "ok": False, "error": str(exc)}
             )
+            self.metrics.pool_recoveries.labels(action, "failed").inc()
         log.warning("pool_recovery", pool=pool_id, action=action)
 
     async def _check_bot(self, bot: BotRecord, report: HealthReport) -> None:
@@ -198,10 +203,12 @@ class Monitor:
         if self.pools.bots.get(bot.id) is not bot:
             return  # changed by a user while this check ran: their word wins
         await self.bots.restart(bot)
+        self.metrics.bot_restarts.labels(reason).inc()
         report.recovery_actions.append(
             {"action": "restart_bot", "instanceId": bot.id, "attempt": budget.attempts}
         )
-        log.warning("bot_auto_restart", bot=bot.id, reason=reason, attempt=budget.attempts)
+        log.warning("bot_auto_restart", bot=bot.id, pool=bot.pool_id, reason=reason,
+                    attempt=budget.attempts)  # fmt: skip
 
     def _restart_reason(self, bot: BotRecord) -> str | None:
         status = self.pools.status_of(bot)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,10 +25,12 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from common.ids import InvalidId
 from controller.api.middleware import AUTHENTICATOR, json_error, public
 from controller.auth import Principal
 from controller.bots import BotManager
-from controller.errors import BotUnavailable, PayloadTooLarge, Unauthorized
+from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
+from controller.metrics import Metrics
 from controller.models import BotRecord
 
 log = structlog.get_logger("controller.api.proxy")
@@ -50,7 +53,8 @@ def _hop_by_hop(headers: Any) -> frozenset[str]:
 
 
 class APIProxy:
-    def __init__(self, bots: BotManager, timeout: float, max_body: int) -> None:
+    def __init__(self, bots: BotManager, timeout: float, max_body: int, metrics: Metrics) -> None:
+        self.metrics = metrics
         self.bots = bots
         self.pools = bots.pools
         self.timeout = timeout
@@ -136,6 +140,23 @@ class APIProxy:
 
     @public
     async def proxy(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        # Refusals are raised and answered by the error middleware: count their status too.
+        status = 500
+        try:
+            response = await self._proxy(request)
+            status = response.status
+            return response
+        except (FtpoolError, web.HTTPException) as exc:
+            status = exc.status
+            raise
+        except InvalidId:
+            status = 400
+            raise
+        finally:
+            self.metrics.proxied(status, time.perf_counter() - started)
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
         tail = self._tail(request)
         if tail.startswith("token/"):
             # FreqTrade's own tokens for the bot must never reach a caller; the controller
