@@ -45,8 +45,9 @@ class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.supervisor = SupervisorClient(settings.supervisor_socket)
-        # With preloading, the preloader's socket and the launchers' pidfiles live here.
-        run_dir = settings.pool_dir / "run" if settings.bot_launch == "preload" else None
+        # The preloader's socket and the launchers' pidfiles (the controller decides per
+        # pool whether bots are preloaded).
+        run_dir = settings.pool_dir / "run"
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -143,6 +144,7 @@ class Agent:
             gen=self.reconciler.applied_gen,
             bots=bots,
             pool=self.reporter.pool_stats(bots),
+            preloader=self.reporter.preloader_state(),
         )
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._ws.send_bytes(encode(frame))

@@ -88,23 +88,26 @@ class Reconciler:
         self.options = options
         self.applied_gen = 0
         self._on_change = on_change
-        self._nonces: dict[str, int] = self._load_nonces()
+        # Applied restart nonces of the bots and of the preloader (None: none seen yet).
+        self._nonces, self._preloader_nonce = self._load_nonces()
         self._latest: Desired | None = None
         self._wakeup = asyncio.Event()
 
-    def _load_nonces(self) -> dict[str, int]:
+    def _load_nonces(self) -> tuple[dict[str, int], int | None]:
         try:
             raw = json.loads(self.state_file.read_text())
-            return {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
+            nonces = {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
+            preloader = raw.get("preloader")
+            return nonces, None if preloader is None else int(preloader)
         except FileNotFoundError:
-            return {}
+            return {}, None
         except (ValueError, AttributeError, TypeError):
             log.warning("agent_state_unreadable", path=str(self.state_file))
-            return {}
+            return {}, None
 
     def _save_nonces(self) -> None:
-        data = json.dumps({"nonces": self._nonces}).encode()
-        _write_if_changed(self.state_file, data, 0o600)
+        state = {"nonces": self._nonces, "preloader": self._preloader_nonce}
+        _write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
         """Queue a desired state; only the newest one is applied if several arrive at once."""
@@ -135,20 +138,29 @@ class Reconciler:
         self.bots_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         os.chmod(self.bots_dir, 0o711)
         wanted = {spec.id: spec for spec in desired.bots}
-        await asyncio.to_thread(self._write_files, desired.bots)
+        preload = desired.launch == "preload"
+        await asyncio.to_thread(self._write_files, desired.bots, preload)
         added, changed, removed = await self.supervisor.reload_config()
+        # A removed preloader goes last: its bots die with it, and they should stop in
+        # order (as changed programs) rather than crash and be restarted meanwhile.
         for name in removed:
-            await self._stop_and_wait(name)
-            await self.supervisor.remove_group(name)
+            if name != PRELOADER:
+                await self._unload(name)
         for name in changed:
-            await self._stop_and_wait(name)
-            await self.supervisor.remove_group(name)
+            await self._unload(name)
             await self.supervisor.add_group(name)
+        if PRELOADER in removed:
+            await self._unload(PRELOADER)
         for name in added:
             await self.supervisor.add_group(name)
         if added or changed or removed:
             log.info("programs_updated", added=added, changed=changed, removed=removed)
 
+        if self._preloader_nonce is None:
+            self._preloader_nonce = desired.preloader_nonce  # first seen: not a restart
+        if desired.preloader_nonce > self._preloader_nonce and preload:
+            await self._restart_preloader()
+        self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
         for spec in desired.bots:
@@ -156,10 +168,25 @@ class Reconciler:
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
         await asyncio.to_thread(self._save_nonces)
         self.applied_gen = desired.gen
-        log.info("desired_applied", gen=desired.gen, bots=len(desired.bots))
+        log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
 
-    def _write_files(self, specs: list[BotSpec]) -> None:
+    async def _restart_preloader(self) -> None:
+        """Stop every bot, then the preloader; start it fresh. Converging starts the bots.
+
+        Bots die with their preloader anyway; stopping them first lets each shut down
+        cleanly (freqtrade closes its database) instead of being killed.
+        """
+        processes = await self.supervisor.all_processes()
+        if PRELOADER not in processes:
+            return
+        bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE_STATES]
+        log.info("preloader_restart", bots=len(bots))
+        await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
+        await self._stop_and_wait(PRELOADER)
+        await self.supervisor.start(PRELOADER)
+
+    def _write_files(self, specs: list[BotSpec], preload: bool) -> None:
         keep = set()
         preloader: PythonCommand | None = None
         if self.options.run_dir is not None:
@@ -168,13 +195,13 @@ class Reconciler:
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             keep.add(path.name)
             try:
-                preload = self._write_bot(spec, path)
+                forkable = self._write_bot(spec, path, preload)
             except (OSError, RuntimeError, ValueError) as exc:
                 # One bot's broken directory (or a missing slot user) must not hold up the
                 # rest of the pool; its program stays as it was.
                 log.error("bot_files_failed", bot=spec.id, error=str(exc))
                 continue
-            preloader = preloader or preload
+            preloader = preloader or forkable
         if preloader is not None:
             # One preloader per pool, for the bots' interpreter; only while there are bots.
             conf = render_preloader(preloader, self.bots_dir.parent, self.options)
@@ -185,17 +212,18 @@ class Reconciler:
             if path.name not in keep:
                 path.unlink()
 
-    def _write_bot(self, spec: BotSpec, program_file: Path) -> PythonCommand | None:
+    def _write_bot(self, spec: BotSpec, program_file: Path, preload: bool) -> PythonCommand | None:
         bot_dir = self.bots_dir / spec.id
         user = self.options.user_for(spec.port)
         owner = _owner(user)
         make_bot_dir(bot_dir, owner)
         write_bot_files(bot_dir, {check_relpath(p): c for p, c in spec.files.items()}, owner)
         argv = resolve_command(spec.command)
-        preload = python_command(argv) if self.options.run_dir else None
-        conf = render_program(spec.id, argv, bot_dir, self.options, user, preload)
-        _write_if_changed(program_file, conf.encode(), 0o600)
-        return preload
+        forkable = python_command(argv) if preload and self.options.run_dir else None
+        conf = render_program(spec.id, argv, bot_dir, self.options, user, forkable)
+        if _write_if_changed(program_file, conf.encode(), 0o600) and preload and not forkable:
+            log.warning("bot_not_preloaded", bot=spec.id, reason="its command is not Python")
+        return forkable
 
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
@@ -216,6 +244,10 @@ class Reconciler:
             # decision (MAX_RESTART_ATTEMPTS, RESTART_COOLDOWN), made through the nonce.
             log.info("bot_start", bot=spec.id)
             await self.supervisor.start(name)
+
+    async def _unload(self, name: str) -> None:
+        await self._stop_and_wait(name)
+        await self.supervisor.remove_group(name)
 
     async def _stop_and_wait(self, name: str) -> None:
         await self.supervisor.stop(name)

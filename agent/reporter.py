@@ -20,7 +20,7 @@ from agent.probes import (
     ping,
     rss_bytes,
 )
-from agent.programs import bot_id_of
+from agent.programs import PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, PoolStats
 
@@ -115,6 +115,10 @@ class Reporter:
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
         return out
+
+    def preloader_state(self) -> str:
+        info = self.processes.get(PRELOADER)
+        return info.state if info else "ABSENT"
 
     def _bot_pid(self, program: str, program_pid: int) -> int:
         """The bot's own pid: with preloading, the forked bot's, not its launcher's."""

@@ -107,15 +107,6 @@ def _bot_ping_timeout() -> Any:
     return setting("BOT_PING_TIMEOUT", _MS, "5000", "agent's timeout for a bot's /api/v1/ping")
 
 
-def _bot_launch() -> Any:
-    return setting(
-        "BOT_LAUNCH",
-        _choice("preload", "exec"),
-        "preload",
-        "preload: fork bots from a per-pool process with FreqTrade imported; exec: plain",
-    )
-
-
 def _preload_modules() -> Any:
     return setting(
         "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
@@ -226,7 +217,12 @@ class ControllerSettings:
     bot_command: tuple[str, ...] = setting(
         "BOT_COMMAND", _command, "freqtrade trade", "command run for each bot (+ --config)"
     )
-    bot_launch: str = _bot_launch()
+    bot_launch: str = setting(
+        "BOT_LAUNCH",
+        _choice("preload", "exec"),
+        "preload",
+        "pools' default: fork bots from a process with FreqTrade imported (preload), or exec",
+    )
     preload_modules: str = _preload_modules()
     strategies_dir: str = setting(
         "STRATEGIES_DIR", _text, "", "directory of strategy files (default: bundled samples)"
@@ -312,7 +308,6 @@ class AgentSettings:
         "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
     )
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
-    bot_launch: str = _bot_launch()
     preload_modules: str = _preload_modules()
     bot_user_prefix: str = setting(
         "BOT_USER_PREFIX", _text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"

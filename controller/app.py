@@ -118,10 +118,10 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
             "HEARTBEAT_INTERVAL": str(settings.heartbeat_interval_ms),
             "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
             "LOG_LEVEL": settings.log_level,
-            "BOT_LAUNCH": settings.bot_launch,
             "PRELOAD_MODULES": settings.preload_modules,
         },
         settings.pool_grace_ms / 1000,
+        bot_launch=settings.bot_launch,
     )
     placement = Placement(
         max_bots=settings.max_bots_per_container,

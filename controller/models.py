@@ -51,6 +51,8 @@ class PoolRecord:
     token_hash: str = field(repr=False)
     created_at: float
     emptied_at: float | None = None
+    launch: str | None = None  # None: the controller's BOT_LAUNCH
+    preloader_nonce: int = 0
 
     @property
     def container_name(self) -> str:

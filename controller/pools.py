@@ -32,7 +32,7 @@ from common.protocol import (
     encode,
 )
 from controller.botconfig import bot_files
-from controller.errors import BotUnavailable, RuntimeFailure
+from controller.errors import BotUnavailable, Conflict, NotFound, RuntimeFailure
 from controller.models import BotRecord, PoolRecord
 from controller.runtimes import PoolLaunch, PoolRuntime, RuntimeState
 from controller.store import Store
@@ -60,6 +60,7 @@ class PoolLive:
     acked_gen: int = 0
     bots: dict[str, BotStatus] = field(default_factory=dict)
     stats: PoolStats | None = None
+    preloader: str = "ABSENT"
 
     @property
     def connected(self) -> bool:
@@ -75,6 +76,7 @@ class PoolManager:
         controller_url: str,
         agent_env: dict[str, str],
         pool_grace: float,
+        bot_launch: str = "preload",
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -82,6 +84,7 @@ class PoolManager:
         self.controller_url = controller_url
         self.agent_env = agent_env
         self.pool_grace = pool_grace
+        self.bot_launch = bot_launch
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
@@ -89,6 +92,7 @@ class PoolManager:
         self.frames_received = 0
         self.frames_rejected = 0
         self.changed = asyncio.Condition()
+        self._waiters = 0
         self._by_pool: dict[str, set[str]] = {}
         self._files: dict[str, dict[str, bytes]] = {}
         self._deleted_at_gen: dict[str, int] = {}
@@ -225,7 +229,40 @@ class PoolManager:
                     nonce=bot.nonce,
                 )
             )
-        return Desired(gen=self.pools[pool_id].generation, bots=specs, purge=purge)
+        pool = self.pools[pool_id]
+        return Desired(
+            gen=pool.generation, bots=specs, purge=purge,
+            launch=self.launch_mode(pool), preloader_nonce=pool.preloader_nonce,
+        )  # fmt: skip
+
+    def launch_mode(self, pool: PoolRecord) -> str:
+        return pool.launch or self.bot_launch
+
+    async def set_launch(self, pool_id: str, launch: str | None) -> PoolRecord:
+        """Preload or exec this pool's bots (None: the default); its agent restarts them."""
+        self._known(pool_id)
+        pool = await self.store.update_pool(pool_id, launch=launch)
+        self.set_pool(pool)
+        log.info("pool_launch_set", pool=pool_id, launch=launch, effective=self.launch_mode(pool))
+        await self.push(pool_id)
+        return pool
+
+    async def restart_preloader(self, pool_id: str) -> PoolRecord:
+        """Have the agent stop the pool's bots, restart its preloader, start them again."""
+        current = self._known(pool_id)
+        if self.launch_mode(current) != "preload":
+            raise Conflict(f"pool {pool_id} does not preload its bots")
+        pool = await self.store.update_pool(pool_id, preloader_nonce=current.preloader_nonce + 1)
+        self.set_pool(pool)
+        log.info("preloader_restart_requested", pool=pool_id, nonce=pool.preloader_nonce)
+        await self.push(pool_id)
+        return pool
+
+    def _known(self, pool_id: str) -> PoolRecord:
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            raise NotFound(f"pool {pool_id} does not exist")
+        return pool
 
     async def push(self, pool_id: str) -> bool:
         live = self.live.get(pool_id)
@@ -285,14 +322,21 @@ class PoolManager:
         previous = live.bots
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        if live.preloader != hb.preloader:
+            log.info("preloader_state", pool=pool_id, state=hb.preloader, was=live.preloader)
+            live.preloader = hb.preloader
         for bot_id, status in live.bots.items():
             before = previous.get(bot_id)
             if before is None or before.state != status.state:
                 log.info("bot_state", bot=bot_id, pool=pool_id, state=status.state,
                          was=before.state if before else None)  # fmt: skip
-        await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
-        async with self.changed:
-            self.changed.notify_all()
+        if self._deleted_at_gen:
+            await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
+        # Taking the condition's lock costs more than the rest of a heartbeat: only when
+        # someone waits for a change (a delete awaiting its agent's confirmation).
+        if self._waiters:
+            async with self.changed:
+                self.changed.notify_all()
 
     async def finalize_deletions(self, pool_id: str, confirmed_gen: int | None = None) -> None:
         """Free the slots of deleted bots that their agent no longer runs.
@@ -316,12 +360,16 @@ class PoolManager:
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait (bounded) until predicate holds after some heartbeat; True if it did."""
-        async with self.changed:
-            try:
-                await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
-            except TimeoutError:
-                return predicate()
-        return True
+        self._waiters += 1
+        try:
+            async with self.changed:
+                try:
+                    await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
+                except TimeoutError:
+                    return predicate()
+            return True
+        finally:
+            self._waiters -= 1
 
     async def close_agents(self) -> None:
         for live in self.live.values():

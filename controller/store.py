@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
 from controller.models import BotRecord, BotSecrets, PoolRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 T = TypeVar("T")
 
 _SCHEMA_V1 = """
@@ -59,7 +59,13 @@ CREATE TABLE bots (
 CREATE INDEX bots_user ON bots (user_id);
 CREATE INDEX bots_pool ON bots (pool_id);
 """
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# A pool's own launch mode (NULL: the controller's BOT_LAUNCH) and its preloader's restart
+# nonce, which the operator raises to restart the preloader once.
+_SCHEMA_V2 = """
+ALTER TABLE pools ADD COLUMN launch TEXT CHECK (launch IN ('preload', 'exec'));
+ALTER TABLE pools ADD COLUMN preloader_nonce INTEGER NOT NULL DEFAULT 0;
+"""
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,7 @@ def _pool(row: sqlite3.Row) -> PoolRecord:
         id=row["id"], num=row["num"], port_start=row["port_start"], capacity=row["capacity"],
         owner=row["owner"], used=row["used"], generation=row["generation"],
         token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
+        launch=row["launch"], preloader_nonce=row["preloader_nonce"],
     )  # fmt: skip
 
 
@@ -348,6 +355,24 @@ class Store:
             db.execute("UPDATE pools SET token_hash = ? WHERE id = ?", (token_hash, pool_id))
 
         await self._run(self._tx, update)
+
+    async def update_pool(self, pool_id: str, **changes: Any) -> PoolRecord:
+        """Change a pool's launch mode or preloader nonce; returns it with its new generation."""
+        allowed = {"launch", "preloader_nonce"}
+        if not changes or not set(changes) <= allowed:
+            raise ValueError(f"can only change {allowed}")
+
+        def change(db: sqlite3.Connection) -> PoolRecord:
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            cursor = db.execute(
+                f"UPDATE pools SET {assignments} WHERE id = ?", (*changes.values(), pool_id)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"pool {pool_id} does not exist")
+            self._bump(db, pool_id)
+            return _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool_id,)).fetchone())
+
+        return await self._run(self._tx, change)
 
     async def remove_pool(self, pool_id: str) -> bool:
         """Delete an empty pool's row; False if it gained a bot meanwhile."""

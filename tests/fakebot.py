@@ -3,7 +3,7 @@
 Started by supervisord exactly like freqtrade (`<cmd> --config config.json` in the bot's
 directory), it reads the same generated config: port, listen address and credentials.
 Besides FreqTrade's ping, show_config, login and message WebSocket it serves /echo and
-/slow, which let the proxy tests see exactly what reached the bot.
+/slow, which let the proxy tests see exactly what reached the bot, and /exit, a crash.
 """
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ def main() -> None:
         request.transport.abort()
         return response
 
+    async def exit_soon(request: web.Request) -> web.Response:
+        """Answer, then exit with ?code=N: a bot crashing at run time."""
+        authorized(request)
+        code = int(request.query.get("code", "3"))
+        asyncio.get_running_loop().call_later(0.1, os._exit, code)
+        return web.json_response({"exiting": code})
+
     async def message_ws(request: web.Request) -> web.WebSocketResponse:
         if request.query.get("token") != api["ws_token"]:
             raise web.HTTPForbidden()
@@ -86,6 +93,7 @@ def main() -> None:
         web.route("*", "/api/v1/echo", echo),
         web.get("/api/v1/slow", slow),
         web.get("/api/v1/broken", broken),
+        web.post("/api/v1/exit", exit_soon),
         web.get("/api/v1/message/ws", message_ws),
     ])  # fmt: skip
     print(f"fakebot {config.get('bot_name')} on {api['listen_port']}", file=sys.stderr, flush=True)

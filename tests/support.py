@@ -233,6 +233,11 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
+
+
 def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
     """(pid, command line, cwd) of every live process whose cwd is base_dir or below it."""
     base = base_dir.resolve()
@@ -262,9 +267,14 @@ def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     bots_dir = bots_dir.resolve()
     for pid, cmd, cwd in processes_under(bots_dir):
-        if command in cmd and "launcher.py" not in cmd and cwd.parent == bots_dir:
+        if is_bot(cmd, command) and cwd.parent == bots_dir:
             found.setdefault(cwd.name, []).append(pid)
     return found
+
+
+def is_bot(cmd: str, command: str) -> bool:
+    """A process running `command`, or a fork of the preloader (which only bots are)."""
+    return (command in cmd or "preloader.py" in cmd) and "launcher.py" not in cmd
 
 
 def fakebot_pids(bot_dir: Path) -> list[int]:
@@ -272,7 +282,7 @@ def fakebot_pids(bot_dir: Path) -> list[int]:
     return [
         pid
         for pid, cmd, cwd in processes_under(bot_dir)
-        if "fakebot.py" in cmd and cwd == bot_dir.resolve()
+        if is_bot(cmd, "fakebot.py") and cwd == bot_dir.resolve()
     ]
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from controller.api.middleware import principal
+from common.protocol import LAUNCH_MODES
+from controller.api.middleware import principal, read_json
 from controller.bots import BotManager
-from controller.errors import BotUnavailable, FtpoolError
+from controller.errors import BadRequest, BotUnavailable, FtpoolError
+from controller.models import PoolRecord
 from controller.monitor import Monitor, bot_healthy
 from controller.pools import PoolManager
 
@@ -37,6 +39,8 @@ class APIPools:
             web.post("/api/pool/cleanup", self.cleanup),
             web.get("/api/pool/bot/{instanceId}", self.bot_info),
             web.get("/api/pool/bot/{instanceId}/log", self.bot_log),
+            web.put("/api/pool/pools/{poolId}/launch", self.set_launch),
+            web.post("/api/pool/pools/{poolId}/preloader/restart", self.restart_preloader),
         ]
 
     async def _pool_view(self, pool_id: str) -> dict[str, Any]:
@@ -68,6 +72,13 @@ class APIPools:
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "cpuPercent": stats.cpu if stats else None,
+            "launch": {
+                "mode": self.pools.launch_mode(pool),
+                "override": pool.launch,
+                # supervisord's state of the preloader, as the agent last reported it.
+                "preloader": live.preloader,
+                "preloaderRestarts": pool.preloader_nonce,
+            },
             "lastRuntimeEvent": {"action": live.runtime_event, "at": live.runtime_event_at}
             if live.runtime_event
             else None,
@@ -81,6 +92,34 @@ class APIPools:
                 "appliedGeneration": live.acked_gen,
             },
         }
+
+    def _launch_view(self, pool: PoolRecord) -> dict[str, Any]:
+        return {
+            "success": True,
+            "poolId": pool.id,
+            "launch": self.pools.launch_mode(pool),
+            "override": pool.launch,
+            "preloaderRestarts": pool.preloader_nonce,
+            "generation": pool.generation,
+        }
+
+    async def set_launch(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        body = await read_json(request)
+        launch = body.get("launch") if isinstance(body, dict) else None
+        if (
+            not isinstance(body, dict)
+            or "launch" not in body
+            or (launch is not None and launch not in LAUNCH_MODES)
+        ):
+            raise BadRequest('body must be {"launch": "preload" | "exec" | null}')
+        pool = await self.pools.set_launch(request.match_info["poolId"], launch)
+        return web.json_response(self._launch_view(pool))
+
+    async def restart_preloader(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        pool = await self.pools.restart_preloader(request.match_info["poolId"])
+        return web.json_response(self._launch_view(pool))
 
     def _health(self) -> dict[str, Any]:
         pool_ids = list(self.pools.pools)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support import (
     fakebot_pids,
+    is_bot,
     pid_alive,
     processes_under,
     user_token,
@@ -137,9 +138,14 @@ async def test_concurrent_provisions_get_distinct_ports(harness_factory):
         assert status == 200 and cfg["bot_name"] == n and cfg["pid"] == pids[n]
 
 
-async def test_lifecycle_acts_on_exactly_one_bot(harness_factory):
+@pytest.mark.parametrize("launch", ["exec", "preload"])
+async def test_lifecycle_acts_on_exactly_one_bot(harness_factory, launch):
+    # Preloaded bots (forked, stood in for by launchers) must behave as plain ones do.
     base = 22200
-    h = await harness_factory(MAX_BOTS_PER_CONTAINER="3", POOL_BASE_PORT=str(base))
+    h = await harness_factory(
+        MAX_BOTS_PER_CONTAINER="3", POOL_BASE_PORT=str(base), BOT_LAUNCH=launch,
+        PRELOAD_MODULES="aiohttp,yarl",
+    )  # fmt: skip
     for name in ("lc-a", "lc-b", "lc-c"):
         await h.provision(ALICE, instanceId=name)
     await asyncio.gather(*(h.wait_running(n) for n in ("lc-a", "lc-b", "lc-c")))
@@ -235,6 +241,9 @@ async def test_lifecycle_acts_on_exactly_one_bot(harness_factory):
     assert (await h.call("DELETE", "/api/bots/lc-a?purge=maybe", ALICE))[0] == 400
 
     # Exactly one fake bot process per remaining bot, nothing else.
-    bots_running = [p for p, cmd, _ in processes_under(h.settings.bot_base_dir) if "fakebot" in cmd]
+    bots_running = [
+        pid for pid, cmd, _ in processes_under(h.pool_dir("pool-1") / "bots")
+        if is_bot(cmd, "fakebot")
+    ]  # fmt: skip
     assert sorted(bots_running) == sorted([pids["lc-a"], pids["lc-b"]])
     assert set(await h.bots()) == {"lc-a", "lc-b"}

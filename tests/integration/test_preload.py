@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import pid_alive, supervisor_processes, wait_for
+from tests.support import parent_of, pid_alive, supervisor_processes, wait_for
 
 pytestmark = pytest.mark.integration
 BOTS = ["pre-1", "pre-2", "pre-3"]
-
-
-def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(stat[stat.rfind(b")") + 2 :].split()[1])
 
 
 async def test_preloaded_bots_live_and_die_with_their_launchers(harness_factory):

@@ -76,6 +76,8 @@ class FakeSupervisor:
         if name not in self.loaded:
             raise SupervisorError("BAD_NAME", Faults.BAD_NAME)
         self.groups[name] = Proc(self.loaded[name])
+        if self.loaded[name].get("autostart") == "true":
+            await self.start(name)
 
     async def remove_group(self, name: str) -> None:
         proc = self.groups.get(name)
@@ -400,3 +402,81 @@ def test_resolve_command_keeps_paths_and_finds_venv_programs(
     found = resolve_command([Path(sys.executable).name, "-V"])
     assert os.path.dirname(found[0]) == str(Path(sys.executable).parent)
     assert found[1:] == ["-V"]
+
+
+def python_spec(bot_id: str, port: int, **over: Any) -> BotSpec:
+    """A bot whose command runs a Python script: one the preloader can fork."""
+    return spec(bot_id, port, command=[sys.executable, "/opt/bot.py", "--config", "c.json"], **over)
+
+
+@pytest.fixture
+def prec(fake: FakeSupervisor, pool_dir: Path) -> Reconciler:
+    options = ProgramOptions(log_dir=pool_dir / "logs", run_dir=pool_dir / "run")
+    return Reconciler(fake, pool_dir, options)  # type: ignore[arg-type]
+
+
+def launched_by_launcher(fake: FakeSupervisor, bot_id: str) -> bool:
+    return "launcher.py" in fake.groups[f"bot-{bot_id}"].config["command"]
+
+
+async def test_launch_mode_decides_preloader_and_launchers(
+    prec: Reconciler, fake: FakeSupervisor
+) -> None:
+    bots = [python_spec("b1", 9000), python_spec("b2", 9001)]
+    await prec.apply(Desired(gen=1, bots=bots, launch="preload"))
+    assert set(fake.groups) == {"bot-b1", "bot-b2", "preloader"}
+    assert launched_by_launcher(fake, "b1") and launched_by_launcher(fake, "b2")
+
+    # Switching to exec: the bots are stopped as changed programs before the preloader
+    # goes (so none crashes on its way), then started plainly.
+    fake.stopped.clear()
+    await prec.apply(Desired(gen=2, bots=bots, launch="exec"))
+    assert set(fake.groups) == {"bot-b1", "bot-b2"}
+    assert fake.stopped[-1] == "preloader" and set(fake.stopped[:-1]) == {"bot-b1", "bot-b2"}
+    assert not launched_by_launcher(fake, "b1") and fake.state("b1") == "RUNNING"
+
+    await prec.apply(Desired(gen=3, bots=bots, launch="preload"))
+    assert "preloader" in fake.groups and launched_by_launcher(fake, "b2")
+    assert fake.state("b2") == "RUNNING"
+
+
+async def test_a_command_that_is_not_python_is_never_preloaded(
+    prec: Reconciler, fake: FakeSupervisor
+) -> None:
+    await prec.apply(Desired(gen=1, bots=[spec("b1", 9000)], launch="preload"))
+    assert set(fake.groups) == {"bot-b1"} and not launched_by_launcher(fake, "b1")
+
+
+async def test_a_preloader_nonce_bump_restarts_it_once_with_its_bots(
+    prec: Reconciler, fake: FakeSupervisor, pool_dir: Path
+) -> None:
+    bots = [python_spec("b1", 9000), python_spec("b2", 9001, run="stopped")]
+    await prec.apply(Desired(gen=1, bots=bots, preloader_nonce=4))
+    first_pid = fake.groups["preloader"].pid
+    fake.started.clear()
+    await prec.apply(Desired(gen=2, bots=bots, preloader_nonce=4))
+    assert fake.started == []  # a first-seen nonce is not a restart
+
+    fake.stopped.clear()
+    await prec.apply(Desired(gen=3, bots=bots, preloader_nonce=5))
+    # The running bot stops before the preloader, then both start; the stopped bot stays.
+    assert fake.stopped == ["bot-b1", "preloader"]
+    assert fake.started == ["preloader", "bot-b1"]
+    assert fake.groups["preloader"].pid != first_pid
+    assert (fake.state("b1"), fake.state("b2")) == ("RUNNING", "STOPPED")
+
+    # An agent restarted later does not repeat it.
+    again = Reconciler(fake, pool_dir, prec.options)  # type: ignore[arg-type]
+    fake.started.clear()
+    await again.apply(Desired(gen=4, bots=bots, preloader_nonce=5))
+    assert fake.started == []
+
+
+async def test_a_preloader_restart_in_an_exec_pool_does_nothing(
+    prec: Reconciler, fake: FakeSupervisor
+) -> None:
+    bots = [python_spec("b1", 9000)]
+    await prec.apply(Desired(gen=1, bots=bots, launch="exec"))
+    fake.stopped.clear()
+    await prec.apply(Desired(gen=2, bots=bots, launch="exec", preloader_nonce=1))
+    assert fake.stopped == [] and fake.state("b1") == "RUNNING"

@@ -54,6 +54,8 @@ PROTECTED = [
     ("GET", "/api/pool/bot/b1"),
     ("GET", "/api/pool/bot/b1/log"),
     ("GET", "/api/agents"),
+    ("PUT", "/api/pool/pools/pool-1/launch"),
+    ("POST", "/api/pool/pools/pool-1/preloader/restart"),
 ]
 
 
@@ -384,6 +386,42 @@ async def test_pool_status(api: Api) -> None:
     assert pool["bots"] == ["b1", "b2"]
     assert pool["ports"] == {"start": 21000, "end": 21009}
     assert pool["utilizationPercent"] == 20
+
+
+async def test_a_pools_launch_mode_and_preloader_restart(make_api: ApiFactory) -> None:
+    api = await make_api(BOT_LAUNCH="preload")
+    await api.provision(ALICE, instanceId="b1")
+    pools = api.controller.pools
+    launch = "/api/pool/pools/pool-1/launch"
+    restart = "/api/pool/pools/pool-1/preloader/restart"
+    for method, path in (("PUT", launch), ("POST", restart)):
+        status, body, _ = await api.call(method, path, ALICE, json={"launch": "exec"})
+        assert_error(status, body, 403)
+    for bad in ({}, {"launch": "fork"}, ["exec"], {"launch": 1}):
+        status, body, _ = await api.call("PUT", launch, json=bad)
+        assert_error(status, body, 400)
+    status, body, _ = await api.call("PUT", "/api/pool/pools/pool-9/launch", json={"launch": None})
+    assert_error(status, body, 404)
+    assert pools.desired("pool-1").launch == "preload"
+
+    status, body, _ = await api.call("POST", restart)
+    assert (status, body["preloaderRestarts"]) == (200, 1)
+    assert pools.desired("pool-1").preloader_nonce == 1
+
+    gen = pools.pools["pool-1"].generation
+    status, body, _ = await api.call("PUT", launch, json={"launch": "exec"})
+    assert status == 200
+    assert (body["launch"], body["override"], body["generation"]) == ("exec", "exec", gen + 1)
+    assert pools.desired("pool-1").launch == "exec"
+    status, body, _ = await api.call("POST", restart)
+    assert_error(status, body, 409)  # an exec pool has no preloader to restart
+    [view] = (await api.call("GET", "/api/pool/status"))[1]["pools"]
+    assert view["launch"] == {
+        "mode": "exec", "override": "exec", "preloader": "ABSENT", "preloaderRestarts": 1,
+    }  # fmt: skip
+
+    status, body, _ = await api.call("PUT", launch, json={"launch": None})
+    assert (status, body["launch"], body["override"]) == (200, "preload", None)
 
 
 async def test_lifecycle_writes_desired_state(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

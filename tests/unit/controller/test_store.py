@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import Conflict, StoreError
+from controller.errors import Conflict, NotFound, StoreError
 from controller.models import BotSecrets
 from controller.store import SCHEMA_VERSION, NewBot, Placement, Store
 
@@ -301,3 +301,38 @@ async def test_using_a_closed_store_raises_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         await s.load()
     await s.close()
+
+
+async def test_a_version_1_store_is_upgraded_with_its_pools_and_bots(tmp_path: Path) -> None:
+    from controller.store import _SCHEMA_V1
+
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_V1)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO pools (id, num, port_start, capacity, used, token_hash, created_at)"
+        " VALUES ('pool-1', 1, 9000, 10, 0, 'h', 0)"
+    )
+    db.commit()
+    db.close()
+    s = await open_store(path)
+    (pool,), bots = await s.load()
+    assert (pool.id, pool.launch, pool.preloader_nonce, bots) == ("pool-1", None, 0, [])
+    await s.close()
+
+
+async def test_a_pools_launch_and_preloader_nonce_change_its_generation(store: Store) -> None:
+    _, pool, _ = await allocate(store, "b")
+    changed = await store.update_pool(pool.id, launch="exec")
+    assert (changed.launch, changed.generation) == ("exec", pool.generation + 1)
+    changed = await store.update_pool(pool.id, launch=None, preloader_nonce=1)
+    assert (changed.launch, changed.preloader_nonce) == (None, 1)
+    (loaded,), _ = await store.load()
+    assert loaded == changed
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.update_pool(pool.id, launch="fork")
+    with pytest.raises(NotFound):
+        await store.update_pool("pool-9", launch="exec")
+    with pytest.raises(ValueError):
+        await store.update_pool(pool.id, used=0)
