@@ -1,0 +1,50 @@
+"""What the benchmarks share: CPU pinning, a process's CPU time, percentiles, loopback ports.
+
+The machine has two cores. Each benchmark pins the side it measures to core 0 and its
+load generators to core 1, so the load does not steal the measured side's core, and
+measures the measured process's own CPU time from /proc to turn rates into per-core
+figures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+# Benchmarks listen only here: other suites on this machine use other ranges.
+PORTS = range(40000, 42000)
+MEASURED_CPU = 0
+LOAD_CPU = 1
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pin(cpu: int) -> None:
+    """Run this process on one core (no-op on a machine with a single core)."""
+    if os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+        os.sched_setaffinity(0, {cpu})
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    # The command name may hold spaces; the fields after it are space-separated.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; values need not be sorted."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
