@@ -1,86 +1,230 @@
-"""Latency and throughput of the bot proxy against the bot itself, on loopback.
+"""The controller's bot proxy against the bot itself and against nginx, on loopback.
 
-    .venv/bin/python -m bench.proxy [--requests 3000] [--concurrency 16]
+    .venv/bin/python -m bench.proxy [--requests 5000] [--concurrency 16]
 
-A real controller (local runtime, real supervisord and agent) proxies to a small fake bot
-(tests/fakebot.py). The same GET /api/v1/ping is sent straight to the bot and through
-`/api/bots/{id}/ping` with a user JWT: the difference is what the controller costs per
-request (auth, routing, header filtering, streaming). Both run in one client process,
-so absolute numbers include the client; compare the two rows.
+A real controller (local runtime, real supervisord and agent) runs one small fake bot
+(tests/fakebot.py). The same GET /api/v1/ping, with the same headers, goes three ways:
+straight to the bot, through nginx as a plain reverse proxy (keep-alive upstream, installed
+with apt-get when missing, run in the foreground from a generated config), and through the
+controller's `/api/bots/{id}/ping` with a user JWT. One load generator, in its own process,
+measures each: latency at concurrency 1 (what a proxy adds to one request) and throughput
+at `--concurrency`. The proxy under test (controller or nginx) runs on core 0; the bot and
+the load generator on core 1, so the proxy has a core of its own, as it would in production.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
 
+from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, percentile, pin
 from common.logging import setup_logging
-from tests.support import ControllerHarness, kill_pools, make_settings, user_token
+from tests.support import ControllerHarness, fakebot_pids, kill_pools, make_settings, user_token
+
+CONTROLLER_PORT = PORTS.start + 200
+NGINX_PORT = PORTS.start + 201
+BOT_BASE_PORT = PORTS.start + 210
+BOT = "bench-proxy"
+NGINX_CONF = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream bot {{ server 127.0.0.1:{bot_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://bot;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
 
 
-async def load(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], total: int, concurrency: int
-) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    remaining = iter(range(total))
-
-    async def worker() -> None:
-        for _ in remaining:
-            started = time.perf_counter()
-            async with http.get(url, headers=headers) as r:
-                await r.read()
-                assert r.status == 200, r.status
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started
+# -- the controller (core 0) ------------------------------------------------------------
 
 
-def row(label: str, latencies: list[float], elapsed: float) -> str:
-    ms = sorted(x * 1000 for x in latencies)
-    p99 = ms[int(len(ms) * 0.99) - 1]
-    return (
-        f"{label:10}{len(ms) / elapsed:>10.0f} req/s{statistics.median(ms):>9.2f} ms{p99:>9.2f} ms"
+def controller(tmp: str, conn: Connection) -> None:
+    pin(MEASURED_CPU)
+    setup_logging("error")
+    asyncio.run(_controller(Path(tmp), conn))
+
+
+async def _controller(tmp: Path, conn: Connection) -> None:
+    settings = make_settings(
+        tmp, CONTROLLER_PORT=str(CONTROLLER_PORT), POOL_BASE_PORT=str(BOT_BASE_PORT)
+    )
+    h = await ControllerHarness(settings).start()
+    try:
+        token = user_token("bench")
+        bot = await h.provision(token, instanceId=BOT)
+        await h.wait_running(BOT)
+        # The bot was forked under this process: move it to the load generator's core.
+        for pid in fakebot_pids(settings.pools_dir / "pool-1" / "bots" / BOT):
+            os.sched_setaffinity(pid, {LOAD_CPU})
+        conn.send((bot["port"], token))
+        await asyncio.to_thread(conn.recv)
+    finally:
+        await h.stop()
+        kill_pools(tmp)
+
+
+# -- nginx (core 0) -----------------------------------------------------------------------
+
+
+def start_nginx(tmp: Path, bot_port: int) -> subprocess.Popen[bytes]:
+    if shutil.which("nginx") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "nginx"], check=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, bot_port=bot_port, port=NGINX_PORT))
+    return subprocess.Popen(
+        ["nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"],
+        preexec_fn=lambda: pin(MEASURED_CPU),
     )
 
 
-async def main() -> None:
+async def wait_listening(url: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not answer")
+            await asyncio.sleep(0.1)
+
+
+# -- the load generator (core 1) ----------------------------------------------------------
+
+
+def generate(
+    url: str, headers: dict[str, str], total: int, concurrency: int, conn: Connection
+) -> None:
+    pin(LOAD_CPU)
+    conn.send(asyncio.run(_generate(url, headers, total, concurrency)))
+
+
+async def _generate(
+    url: str, headers: dict[str, str], total: int, concurrency: int
+) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    remaining = iter(range(total))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+
+        async def worker(requests: object) -> None:
+            for _ in requests:  # type: ignore[attr-defined]
+                started = time.perf_counter()
+                async with http.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise SystemExit(f"{url}: status {r.status}")
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker(range(200 // concurrency)) for _ in range(concurrency)))
+        latencies.clear()  # the warm-up: connections open, caches filled
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(remaining) for _ in range(concurrency)))
+        return latencies, time.perf_counter() - started
+
+
+def load(
+    url: str, headers: dict[str, str], total: int, concurrency: int
+) -> tuple[list[float], float]:
+    ctx = mp.get_context("spawn")
+    mine, its = ctx.Pipe()
+    proc = ctx.Process(target=generate, args=(url, headers, total, concurrency, its))
+    proc.start()
+    if not mine.poll(300):
+        proc.kill()
+        raise SystemExit(f"load on {url} did not finish")
+    result = mine.recv()
+    proc.join()
+    return result
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    setup_logging("warning")
+    ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
-        h = await ControllerHarness(make_settings(Path(tmp), POOL_BASE_PORT="9400")).start()
+        ours, theirs = ctx.Pipe()
+        ctl = ctx.Process(target=controller, args=(tmp, theirs))
+        ctl.start()
+        if not ours.poll(120):
+            raise SystemExit("the controller's bot did not start")
+        bot_port, token = ours.recv()
+        print(f"controller pid {ctl.pid} (for py-spy)", flush=True)
+        nginx_dir = Path(tmp) / "nginx"
+        nginx_dir.mkdir()
+        nginx = start_nginx(nginx_dir, bot_port)
         try:
-            token = user_token("bench")
-            bot = await h.provision(token, instanceId="bench-proxy")
-            await h.wait_running("bench-proxy")
-            direct = f"http://127.0.0.1:{bot['port']}/api/v1/ping"
-            proxied = f"{h.base}/api/bots/bench-proxy/ping"
-            auth = {"Authorization": f"Bearer {token}"}
-            async with aiohttp.ClientSession() as http:
-                await load(http, proxied, auth, 200, args.concurrency)  # warm up both paths
-                await load(http, direct, {}, 200, args.concurrency)
-                results = [
-                    ("direct", *await load(http, direct, {}, args.requests, args.concurrency)),
-                    ("proxied", *await load(http, proxied, auth, args.requests, args.concurrency)),
-                ]
+            targets = {
+                "direct": f"http://127.0.0.1:{bot_port}/api/v1/ping",
+                "nginx": f"http://127.0.0.1:{NGINX_PORT}/api/v1/ping",
+                "ftpool": f"http://127.0.0.1:{CONTROLLER_PORT}/api/bots/{BOT}/ping",
+            }
+            asyncio.run(wait_listening(targets["nginx"]))
+            headers = {"Authorization": f"Bearer {token}"}
+            results = {
+                name: (load(url, headers, args.requests // 4, 1),
+                       load(url, headers, args.requests, args.concurrency))
+                for name, url in targets.items()
+            }  # fmt: skip
         finally:
-            await h.stop()
-            kill_pools(Path(tmp))
-    print(f"bench/proxy: {args.requests} GET /api/v1/ping, {args.concurrency} concurrent")
-    print(f"{'':10}{'throughput':>16}{'median':>12}{'p99':>12}")
-    for label, latencies, elapsed in results:
-        print(row(label, latencies, elapsed))
+            nginx.terminate()
+            nginx.wait(10)
+            ours.send("stop")
+            ctl.join(60)
+    report(args, results)
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, tuple[tuple[list[float], float], tuple[list[float], float]]],
+) -> None:
+    print(f"bench/proxy: GET /api/v1/ping; {args.requests // 4} requests one at a time, "
+          f"{args.requests} at {args.concurrency} concurrent")  # fmt: skip
+    print(f"{'':8}{'c=1 p50':>10}{'c=1 p99':>10}{'req/s':>10}{'p50':>9}{'p99':>9}")
+    medians, rates = {}, {}
+    for name, ((single, _), (many, elapsed)) in results.items():
+        ms1 = [x * 1000 for x in single]
+        ms = [x * 1000 for x in many]
+        medians[name], rates[name] = percentile(ms1, 50), len(ms) / elapsed
+        print(f"{name:8}{medians[name]:>8.3f}ms{percentile(ms1, 99):>8.3f}ms{rates[name]:>10.0f}"
+              f"{percentile(ms, 50):>7.2f}ms{percentile(ms, 99):>7.2f}ms")  # fmt: skip
+    for name in ("nginx", "ftpool"):
+        print(f"{name} adds {medians[name] - medians['direct']:.3f} ms at p50 (concurrency 1)")
+    print(f"ftpool throughput is {rates['ftpool'] / rates['nginx']:.2f}x nginx's")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
