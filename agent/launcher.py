@@ -9,12 +9,12 @@ the bot. When no preloader answers, or it refuses, the launcher becomes the bot 
 way (drops to user U and execs INTERPRETER SCRIPT ARGS): preloading saves memory, it is
 never required.
 
-Runs under the agent's interpreter; standard library only.
+Runs under the agent's interpreter, isolated (`-I -S`: no site-packages); standard library
+only, and as little of it as possible, since a pool runs one launcher per bot.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -27,6 +27,7 @@ import time
 FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
 )  # fmt: skip
+USAGE = "usage: launcher.py --socket S --pidfile P [--user U] -- INTERPRETER SCRIPT [ARGS...]"
 CONNECT_ATTEMPTS = 20  # the preloader may be starting with the pool: wait up to ~10 s
 
 
@@ -99,18 +100,25 @@ def stand_in(conn: socket.socket, pid: int, pidfile: str) -> int:
     return 128 - code if code < 0 else code
 
 
+def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`--socket S --pidfile P [--user U] -- COMMAND...`, parsed by hand: argparse alone
+    would add a few MiB to each of a pool's launchers."""
+    options: dict[str, str] = {}
+    while argv and argv[0] != "--":
+        if argv[0] not in ("--socket", "--pidfile", "--user") or len(argv) < 2:
+            raise SystemExit(f"launcher: unexpected argument {argv[0]!r}")
+        options[argv[0][2:]] = argv[1]
+        argv = argv[2:]
+    command = argv[1:]
+    if "socket" not in options or "pidfile" not in options or len(command) < 2:
+        raise SystemExit(USAGE)
+    return options, command
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--pidfile", required=True)
-    parser.add_argument("--user")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if len(command) < 2:
-        parser.error("need INTERPRETER SCRIPT [ARGS...]")
-    uid, gid, env_extra = identity(args.user)
-    conn = connect(args.socket)
+    options, command = parse(sys.argv[1:])
+    uid, gid, env_extra = identity(options.get("user"))
+    conn = connect(options["socket"])
     if conn is None:
         say("no preloader: starting the bot without it")
         exec_plainly(uid, gid, command)
@@ -135,9 +143,9 @@ def main() -> int:
         conn.close()
         exec_plainly(uid, gid, command)
     pid = int(reply["pid"])
-    with open(args.pidfile, "w") as f:
+    with open(options["pidfile"], "w") as f:
         f.write(f"{os.getpid()} {pid}\n")
-    return stand_in(conn, pid, args.pidfile)
+    return stand_in(conn, pid, options["pidfile"])
 
 
 if __name__ == "__main__":

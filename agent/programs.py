@@ -125,7 +125,7 @@ def render_program(
             identity.insert(0, f"user={ini_value(user)}")
     if preload is not None and opts.run_dir is not None:
         argv = [
-            opts.launcher_python, str(LAUNCHER_PY),
+            opts.launcher_python, "-I", "-S", str(LAUNCHER_PY),
             "--socket", str(opts.preloader_socket), "--pidfile", str(opts.run_dir / f"{name}.pid"),
             *(["--user", user] if user else []),
             "--", *preload.argv,

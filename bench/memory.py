@@ -1,21 +1,24 @@
 """Memory of N real FreqTrade bots: pooled in one container vs. legacy, one container each.
 
-    .venv/bin/python -m bench.memory [--bots 10] [--settle 30]
+    .venv/bin/python -m bench.memory [--bots 1,4,10] [--settle 20]
 
-Pooled: a real controller (docker runtime) places N `freqtrade webserver` bots in one
-pool container, twice: forked from the pool's preloader (BOT_LAUNCH=preload, the default)
-and as plain processes (BOT_LAUNCH=exec). Legacy: N containers of the same image run the
-same command on the same bot directories, one bot each. Each is measured from Docker's
-own accounting (`docker stats`: usage minus inactive page cache, summed over containers)
-and from the PSS of every process in the containers (/proc/<pid>/smaps_rollup, shared
-pages split fairly). Needs a running Docker daemon and `make images`. Uses host loopback
-ports 9300+.
+Three layouts side by side, each grown to 1, then 4, then 10 bots and measured at each
+count. Pooled, shared: a real controller (docker runtime) places `freqtrade webserver` bots
+in one pool container, forked from the pool's preloader (BOT_LAUNCH=preload, the default).
+Pooled, unshared: the same as plain processes (BOT_LAUNCH=exec). Legacy: containers of the
+same image run the same command on the same bot directories, one bot each. Each is
+measured from Docker's own accounting (`docker stats`: usage minus inactive page cache,
+summed over containers) and from the PSS of every process in the containers
+(/proc/<pid>/smaps_rollup, shared pages split fairly); "+per bot" is the marginal memory of
+each bot added since the previous count. Needs a running Docker daemon and `make images`.
+Uses host loopback ports 9300+.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -57,55 +60,78 @@ def measure(containers: list) -> tuple[int, int]:
     return sum(docker_memory(c) for c in containers), sum(pss(c) for c in containers)
 
 
-async def pooled(n: int, base: Path, settle: float, launch: str) -> tuple[int, int, list[Path]]:
+def parse_steps(text: str) -> list[int]:
+    steps = sorted({int(n) for n in text.split(",")})
+    if not steps or steps[0] < 1 or steps[-1] > 100:
+        raise argparse.ArgumentTypeError("bot counts must be between 1 and 100")
+    return steps
+
+
+async def settle_and_measure(containers: list, settle: float) -> tuple[int, int]:
+    await asyncio.sleep(settle)
+    return measure(containers)
+
+
+async def pooled(
+    steps: list[int], base: Path, settle: float, launch: str
+) -> tuple[dict[int, tuple[int, int]], list[Path]]:
+    """One pool, grown bot by bot to each count in steps; measured at each."""
     settings = make_settings(
         base,
         BOT_LAUNCH=launch,
         POOL_RUNTIME="docker",
         POOL_IMAGE=IMAGE,
         BOT_COMMAND="freqtrade webserver",
-        MAX_BOTS_PER_CONTAINER=str(n),
+        MAX_BOTS_PER_CONTAINER=str(steps[-1]),
         POOL_BASE_PORT=str(BASE_PORT),
         HEARTBEAT_INTERVAL="2000",
     )
     harness = await ControllerHarness(settings).start()
     token = user_token("bench")
+    bots = [f"bench-{i}" for i in range(steps[-1])]
+    figures = {}
     try:
-        bots = [f"bench-{i}" for i in range(n)]
-        for bot in bots:
-            await harness.provision(token, instanceId=bot)
-        for bot in bots:
-            await harness.wait_running(bot, timeout=300)
-        await asyncio.sleep(settle)
-        container = docker.from_env().containers.get("freqtrade-pool-pool-1")
-        used, proportional = measure([container])
+        placed = 0
+        for n in steps:
+            for bot in bots[placed:n]:
+                await harness.provision(token, instanceId=bot)
+            for bot in bots[placed:n]:
+                await harness.wait_running(bot, timeout=300)
+            placed = n
+            container = docker.from_env().containers.get("freqtrade-pool-pool-1")
+            figures[n] = await settle_and_measure([container], settle)
     finally:
         await harness.stop()
-    container.remove(force=True)
-    return used, proportional, [base / "pools" / "pool-1" / "bots" / b for b in bots]
+        with contextlib.suppress(docker.errors.NotFound):
+            docker.from_env().containers.get("freqtrade-pool-pool-1").remove(force=True)
+    return figures, [base / "pools" / "pool-1" / "bots" / b for b in bots]
 
 
-async def legacy(bot_dirs: list[Path], settle: float) -> tuple[int, int]:
+def run_legacy(client: docker.DockerClient, slot: int, bot_dir: Path):  # type: ignore[no-untyped-def]
+    return client.containers.run(
+        IMAGE,
+        ["webserver", "--config", "config.json"],
+        entrypoint="freqtrade",
+        name=f"ftpool-bench-legacy-{slot}",
+        user=str(20000 + slot),
+        environment={"HOME": "/bot"},
+        working_dir="/bot",
+        volumes={str(bot_dir): {"bind": "/bot", "mode": "rw"}},
+        network_mode="host",
+        # A legacy container is the bot alone: not the pool's agent health check.
+        healthcheck={"test": ["NONE"]},
+        detach=True,
+    )
+
+
+async def legacy(
+    steps: list[int], bot_dirs: list[Path], settle: float
+) -> dict[int, tuple[int, int]]:
+    """The same bots, one container each, added up to each count in steps."""
     client = docker.from_env()
-    containers = []
+    containers: list = []
+    figures = {}
     try:
-        for slot, bot_dir in enumerate(bot_dirs):
-            containers.append(
-                client.containers.run(
-                    IMAGE,
-                    ["webserver", "--config", "config.json"],
-                    entrypoint="freqtrade",
-                    name=f"ftpool-bench-legacy-{slot}",
-                    user=str(20000 + slot),
-                    environment={"HOME": "/bot"},
-                    working_dir="/bot",
-                    volumes={str(bot_dir): {"bind": "/bot", "mode": "rw"}},
-                    network_mode="host",
-                    # A legacy container is the bot alone: not the pool's agent health check.
-                    healthcheck={"test": ["NONE"]},
-                    detach=True,
-                )
-            )
         async with aiohttp.ClientSession() as http:
 
             async def answers(port: int) -> bool:
@@ -115,43 +141,62 @@ async def legacy(bot_dirs: list[Path], settle: float) -> tuple[int, int]:
                 except aiohttp.ClientError:
                     return False
 
-            for slot in range(len(bot_dirs)):
-                await wait_for(lambda s=slot: answers(BASE_PORT + s), 300, step=0.5)
-        await asyncio.sleep(settle)
-        return measure(containers)
+            for n in steps:
+                for slot in range(len(containers), n):
+                    containers.append(run_legacy(client, slot, bot_dirs[slot]))
+                for slot in range(n):
+                    await wait_for(lambda s=slot: answers(BASE_PORT + s), 300, step=0.5)
+                figures[n] = await settle_and_measure(containers, settle)
     finally:
         for c in containers:
             c.remove(force=True)
+    return figures
+
+
+def report(steps: list[int], results: dict[str, dict[int, tuple[int, int]]]) -> None:
+    legacy_figures = results["legacy"]
+    print(f"bench/memory: real freqtrade webserver bots, image {IMAGE}")
+    print(f"{'layout':18}{'bots':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
+          f"{'PSS':>12}{'saved':>8}{'+per bot':>10}")  # fmt: skip
+    for label, figures in results.items():
+        previous: tuple[int, int, int] | None = None
+        for n in steps:
+            used, proportional = figures[n]
+            base_used, base_pss = legacy_figures[n]
+            # The marginal cost of each bot added since the previous count.
+            added = added_pss = ""
+            if previous is not None:
+                added = f"{(used - previous[1]) / (n - previous[0]) / MIB:.0f} MiB"
+                added_pss = f"{(proportional - previous[2]) / (n - previous[0]) / MIB:.0f} MiB"
+            print(
+                f"{label:18}{n:>5}{used / MIB:>10.0f} MiB{100 * (1 - used / base_used):>7.1f}%"
+                f"{added:>10}{proportional / MIB:>8.0f} MiB"
+                f"{100 * (1 - proportional / base_pss):>7.1f}%{added_pss:>10}"
+            )
+            previous = (n, used, proportional)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bots", type=int, default=10)
-    parser.add_argument("--settle", type=float, default=30, help="seconds before measuring")
+    parser.add_argument(
+        "--bots",
+        type=parse_steps,
+        default=[1, 4, 10],
+        help="comma-separated bot counts to measure at (default 1,4,10)",
+    )
+    parser.add_argument("--settle", type=float, default=20, help="seconds before measuring")
     args = parser.parse_args()
     setup_logging("warning")
     started = time.monotonic()
-    results: dict[str, tuple[int, int]] = {}
+    results: dict[str, dict[int, tuple[int, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
-        for launch in ("preload", "exec"):
-            used, proportional, dirs = await pooled(
-                args.bots, Path(tmp) / launch, args.settle, launch
-            )
-            results[f"pooled, {launch}"] = (used, proportional)
-        results["legacy"] = await legacy(dirs, args.settle)
-    n = args.bots
-    legacy_docker, legacy_pss = results["legacy"]
-    print(f"bench/memory: {n} real freqtrade webserver bots, image {IMAGE}")
-    print(f"{'':18}{'docker stats':>14}{'per bot':>10}{'saving':>9}{'PSS':>12}{'per bot':>10}"
-          f"{'saving':>9}")  # fmt: skip
-    for label, (used, proportional) in results.items():
-        print(
-            f"{label:18}{used / MIB:>10.0f} MiB{used / n / MIB:>6.0f} MiB"
-            f"{100 * (1 - used / legacy_docker):>8.1f}%"
-            f"{proportional / MIB:>8.0f} MiB{proportional / n / MIB:>6.0f} MiB"
-            f"{100 * (1 - proportional / legacy_pss):>8.1f}%"
-        )
-    print(f"(legacy: {n} containers, one bot each; took {time.monotonic() - started:.0f} s)")
+        for launch, label in (("preload", "pooled, shared"), ("exec", "pooled, unshared")):
+            figures, dirs = await pooled(args.bots, Path(tmp) / launch, args.settle, launch)
+            results[label] = figures
+        results["legacy"] = await legacy(args.bots, dirs, args.settle)
+    report(args.bots, results)
+    print(f"(legacy: one container per bot; 'saved' against legacy with as many bots; "
+          f"took {time.monotonic() - started:.0f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -83,11 +83,21 @@ def _secret(raw: str) -> str:
 
 _MS = _int(1, 24 * 3600 * 1000)
 # What `freqtrade trade` and `freqtrade webserver` import; forked bots share these pages.
-FREQTRADE_MODULES = (
-    "freqtrade.main,freqtrade.commands,freqtrade.freqtradebot,freqtrade.exchange,"
-    "freqtrade.rpc.api_server.webserver,freqtrade.rpc.api_server.api_v1,"
-    "pandas,numpy,ccxt,sqlalchemy,fastapi,uvicorn,talib"
-)
+# What a bot imports, as far as one process can import it ahead: everything a
+# `freqtrade webserver` or `trade` bot loads after start (measured by diffing sys.modules)
+# that is left out here is a private copy in every bot. Missing modules are skipped.
+FREQTRADE_MODULES = ",".join([
+    "freqtrade.main", "freqtrade.commands", "freqtrade.freqtradebot", "freqtrade.exchange",
+    "freqtrade.exchange.check_exchange",
+    "freqtrade.rpc.api_server.webserver", "freqtrade.rpc.api_server.api_v1",
+    *(f"freqtrade.rpc.api_server.{m}" for m in (
+        "api_auth", "api_trading", "api_webserver", "api_ws", "api_backtest", "api_analysis",
+        "api_pair_history", "api_download_data", "api_background_tasks", "web_ui",
+    )),
+    "pandas", "numpy", "ccxt", "sqlalchemy", "fastapi", "uvicorn", "talib", "uvloop", "jwt",
+    "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.websockets.websockets_sansio_impl",
+    "uvicorn.lifespan.on",
+])  # fmt: skip
 
 
 def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> Any:

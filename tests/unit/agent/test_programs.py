@@ -176,7 +176,7 @@ def test_preloaded_bot_program_is_its_launcher(tmp_path: Path) -> None:
     text = render_program("b1", preload.argv, tmp_path / "b1", opts, "ftbot3", preload)
     _name, (process,) = load_like_supervisord(text, tmp_path)
     argv = shlex.split(process.command)
-    assert argv[:2] == ["/opt/py", str(LAUNCHER_PY)]
+    assert argv[:4] == ["/opt/py", "-I", "-S", str(LAUNCHER_PY)]  # isolated: stdlib only
     assert argv[argv.index("--socket") + 1] == str(tmp_path / "run" / "preloader.sock")
     assert argv[argv.index("--pidfile") + 1] == str(tmp_path / "run" / "bot-b1.pid")
     assert argv[argv.index("--user") + 1] == "ftbot3"
