@@ -149,6 +149,6 @@ class BotManager:
         # Only a connected agent can confirm soon; otherwise answer 202 at once.
         wait = DELETE_WAIT if self.pools.live[bot.pool_id].connected else 0
         done = await self.pools.wait_until(lambda: bot.id not in self.pools.bots, wait)
-        log.info("bot_delete_requested", bot=bot.id, purge=purge, confirmed=done,
-                 ms=round((time.monotonic() - started) * 1000))  # fmt: skip
+        log.info("bot_delete_requested", bot=bot.id, pool=bot.pool_id, purge=purge,
+                 confirmed=done, ms=round((time.monotonic() - started) * 1000))  # fmt: skip
         return done

@@ -233,7 +233,8 @@ class APIProxy:
             if response is not None and response.prepared:
                 # The status and part of the body are out: a JSON error now would be glued
                 # into the body. Cutting the connection is the only honest signal left.
-                log.warning("bot_response_cut", bot=bot.id, error=type(exc).__name__)
+                log.warning("bot_response_cut", bot=bot.id, pool=bot.pool_id,
+                            error=type(exc).__name__)  # fmt: skip
                 if request.transport is not None:
                     request.transport.abort()
                 return response
