@@ -255,6 +255,9 @@ class ControllerSettings:
     metrics_public: bool = setting(
         "METRICS_PUBLIC", _bool, "false", "serve /metrics without the admin token"
     )
+    events_max: int = setting(
+        "EVENTS_MAX", _int(1, 10_000_000), "10000", "health and recovery events kept in the store"
+    )
     log_level: str = _log_level()
 
     @property

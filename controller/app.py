@@ -15,6 +15,7 @@ from aiohttp import web
 from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
 from controller.api.bots import APIBots
+from controller.api.events import APIEvents
 from controller.api.health import APIHealth
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
@@ -23,6 +24,7 @@ from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots import BotManager
 from controller.errors import StoreError
+from controller.events import EventBus
 from controller.metrics import Metrics
 from controller.monitor import Monitor
 from controller.pools import PoolManager
@@ -94,6 +96,7 @@ class Controller:
     auth: Authenticator
     metrics: Metrics
     admin_token_file: Path | None
+    events: EventBus
 
     def on_runtime_event(self, pool_id: str, action: str) -> None:
         """A pool died: record it now and let the monitor act without waiting for its turn."""
@@ -109,6 +112,7 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         persistent_secret(settings.jwt_secret, base / "jwt-secret"),
     )
     store = Store(settings.database_path)
+    events = EventBus(store, settings.events_max)
     pools = PoolManager(
         store,
         runtime or make_runtime(settings),
@@ -122,6 +126,7 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         },
         settings.pool_grace_ms / 1000,
         bot_launch=settings.bot_launch,
+        events=events,
     )
     placement = Placement(
         max_bots=settings.max_bots_per_container,
@@ -141,8 +146,9 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         settings.max_restart_attempts,
         settings.restart_cooldown_ms / 1000,
         metrics,
+        events=events,
     )
-    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file)
+    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events)
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -155,10 +161,12 @@ def create_app(controller: Controller) -> web.Application:
     proxy = APIProxy(
         controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes, controller.metrics
     )
+    events = APIEvents(controller.events)
     apis = [
         APIHealth(controller.pools),
         APIMetrics(controller.metrics, s.metrics_public),
         APIAgents(controller.pools),
+        events,
         APIPools(
             controller.pools,
             controller.bots,
@@ -176,6 +184,7 @@ def create_app(controller: Controller) -> web.Application:
     # WebSockets never end by themselves: close them first, or shutdown waits on them.
     app.on_shutdown.append(lambda _app: controller.pools.close_agents())
     app.on_shutdown.append(proxy.close_websockets)
+    app.on_shutdown.append(events.shutdown)
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app
@@ -189,6 +198,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.load()
     await controller.pools.adopt()
     controller.pools.runtime.watch(controller.on_runtime_event)
+    controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(controller.pools.pools), bots=len(controller.pools.bots))  # fmt: skip
@@ -196,5 +206,6 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await monitor
+    await controller.events.close()
     await controller.pools.runtime.close()
     await controller.store.close()

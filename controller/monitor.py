@@ -20,6 +20,7 @@ import structlog
 
 from controller.bots import BotManager
 from controller.errors import FtpoolError
+from controller.events import EventBus
 from controller.metrics import Metrics
 from controller.models import BotRecord
 from controller.pools import PoolManager
@@ -75,8 +76,15 @@ class Monitor:
         max_restarts: int,
         cooldown: float,
         metrics: Metrics,
+        *,
+        events: EventBus,
     ) -> None:
         self.metrics = metrics
+        self.events = events
+        # The seed's monitor.addListener: every health and recovery event, as it is stored.
+        self.add_listener = events.add_listener
+        # Pools seen suspect, so that becoming suspect and healthy again are one event each.
+        self._suspect: set[str] = set()
         self.pools = pools
         self.bots = bots
         self.interval = interval
@@ -135,12 +143,19 @@ class Monitor:
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
         report.pools.append(entry)
         if not self.pools.is_suspect(pool_id):
+            if pool_id in self._suspect:
+                self._suspect.discard(pool_id)
+                self.events.emit("pool_healthy", pool=pool_id)
             return
         state = await self.pools.runtime.inspect(pool_id)
         entry.update(healthy=False, runtime=str(state))
         silent = round(time.time() - (live.last_seen or live.disconnected_at), 1)
         report.issues.append({"type": "pool_suspect", "poolId": pool_id, "runtime": str(state),
                               "silentSeconds": silent})  # fmt: skip
+        if pool_id not in self._suspect:
+            self._suspect.add(pool_id)
+            self.events.emit("pool_suspect", pool=pool_id, reason=str(state),
+                             silentSeconds=silent, connected=live.connected)  # fmt: skip
         if state == RuntimeState.MISSING:
             # Nothing of it runs anywhere: its deleted bots are gone for sure.
             await self.pools.finalize_deletions(pool_id)
@@ -162,11 +177,14 @@ class Monitor:
         try:
             await coro
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
+            self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=True)
             self.metrics.pool_recoveries.labels(action, "ok").inc()
         except FtpoolError as exc:
             report.recovery_actions.append(
                 {"action": action, "poolId": pool_id, "ok": False, "error": str(exc)}
             )
+            self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=False,
+                             error=str(exc))  # fmt: skip
             self.metrics.pool_recoveries.labels(action, "failed").inc()
         log.warning("pool_recovery", pool=pool_id, action=action)
 
@@ -204,6 +222,8 @@ class Monitor:
             return  # changed by a user while this check ran: their word wins
         await self.bots.restart(bot)
         self.metrics.bot_restarts.labels(reason).inc()
+        self.events.emit("bot_restart", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                         reason=reason, attempt=budget.attempts)  # fmt: skip
         report.recovery_actions.append(
             {"action": "restart_bot", "instanceId": bot.id, "attempt": budget.attempts}
         )

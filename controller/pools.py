@@ -33,6 +33,7 @@ from common.protocol import (
 )
 from controller.botconfig import bot_files
 from controller.errors import BotUnavailable, Conflict, NotFound, RuntimeFailure
+from controller.events import EventBus
 from controller.models import BotRecord, PoolRecord
 from controller.runtimes import PoolLaunch, PoolRuntime, RuntimeState
 from controller.store import Store
@@ -77,6 +78,7 @@ class PoolManager:
         agent_env: dict[str, str],
         pool_grace: float,
         bot_launch: str = "preload",
+        events: EventBus | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -85,6 +87,8 @@ class PoolManager:
         self.agent_env = agent_env
         self.pool_grace = pool_grace
         self.bot_launch = bot_launch
+        # Without a bus of the app's, transitions are only logged.
+        self.events = events or EventBus(None)
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
@@ -297,8 +301,8 @@ class PoolManager:
         orphans = [b for b in live.bots if self.bots.get(b) is None]
         if orphans:
             log.warning("orphan_bots_will_be_stopped", pool=hello.pool_id, bots=orphans)
-        log.info("agent_connected", pool=hello.pool_id, version=hello.version,
-                 adopted=len(live.bots))  # fmt: skip
+        self.events.emit("agent_connected", pool=hello.pool_id, version=hello.version,
+                         adopted=len(live.bots))  # fmt: skip
         await self.push(hello.pool_id)
         try:
             # A restarted container may have a new address on its network: look again.
@@ -312,6 +316,7 @@ class PoolManager:
             live.ws = None
             live.disconnected_at = time.time()
             log.warning("agent_disconnected", pool=pool_id)
+            self.events.emit("agent_disconnected", pool=pool_id)
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         live = self.live.get(pool_id)
@@ -328,8 +333,10 @@ class PoolManager:
         for bot_id, status in live.bots.items():
             before = previous.get(bot_id)
             if before is None or before.state != status.state:
-                log.info("bot_state", bot=bot_id, pool=pool_id, state=status.state,
-                         was=before.state if before else None)  # fmt: skip
+                record = self.bots.get(bot_id)  # None for an orphan: admins only see it
+                self.events.emit("bot_state", pool=pool_id, bot=bot_id, reason=status.state,
+                                 user=record.user_id if record else None,
+                                 was=before.state if before else None)  # fmt: skip
         if self._deleted_at_gen:
             await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
         # Taking the condition's lock costs more than the rest of a heartbeat: only when
@@ -408,6 +415,7 @@ class PoolManager:
             return
         live.runtime_event, live.runtime_event_at = action, time.time()
         log.warning("pool_died", pool=pool_id, action=action)
+        self.events.emit("pool_died", pool=pool_id, reason=action)
 
     def is_suspect(self, pool_id: str) -> bool:
         live = self.live.get(pool_id)

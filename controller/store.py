@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
+from controller.events import Event
 from controller.models import BotRecord, BotSecrets, PoolRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 
 _SCHEMA_V1 = """
@@ -65,7 +66,22 @@ _SCHEMA_V2 = """
 ALTER TABLE pools ADD COLUMN launch TEXT CHECK (launch IN ('preload', 'exec'));
 ALTER TABLE pools ADD COLUMN preloader_nonce INTEGER NOT NULL DEFAULT 0;
 """
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# Health and recovery events (controller/events.py), a bounded history: ids only grow, so
+# clients resume a stream after the last id they saw.
+_SCHEMA_V3 = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    pool_id TEXT,
+    bot_id TEXT,
+    user_id TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_user ON events (user_id, id);
+"""
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,3 +405,52 @@ class Store:
     def _bump(db: sqlite3.Connection, pool_id: str) -> int:
         db.execute("UPDATE pools SET generation = generation + 1 WHERE id = ?", (pool_id,))
         return db.execute("SELECT generation FROM pools WHERE id = ?", (pool_id,)).fetchone()[0]
+
+    # -- events -------------------------------------------------------------------------
+
+    async def add_events(self, events: list[Event], keep: int) -> list[int]:
+        """Store events in one transaction and keep only the last `keep`; returns their ids."""
+
+        def add(db: sqlite3.Connection) -> list[int]:
+            ids = [
+                db.execute(
+                    "INSERT INTO events (ts, type, pool_id, bot_id, user_id, reason, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (e.ts, e.type, e.pool_id, e.bot_id, e.user_id, e.reason,
+                     json.dumps(e.detail, default=str)),
+                ).lastrowid
+                for e in events
+            ]  # fmt: skip
+            db.execute("DELETE FROM events WHERE id <= ?", (ids[-1] - keep,))
+            return ids
+
+        return await self._run(self._tx, add) if events else []
+
+    async def events(self, limit: int, since_id: int | None, user_id: str | None) -> list[Event]:
+        """Oldest first: the first `limit` events after `since_id`, or else the last `limit`.
+
+        user_id None reads everyone's; a user's are those of their own bots.
+        """
+        where, args = ["1"], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            args.append(user_id)
+        if since_id is not None:
+            where.append("id > ?")
+            args.append(since_id)
+        order = "ASC" if since_id is not None else "DESC"
+
+        def read() -> list[Event]:
+            rows = self.db.execute(
+                f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            if order == "DESC":
+                rows.reverse()
+            return [
+                Event(r["id"], r["ts"], r["type"], r["pool_id"], r["bot_id"], r["user_id"],
+                      r["reason"], json.loads(r["detail"]))
+                for r in rows
+            ]  # fmt: skip
+
+        return await self._run(read)

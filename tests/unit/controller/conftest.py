@@ -1,16 +1,25 @@
-"""Fixtures for controller tests: a real app per test over the recording FakeRuntime."""
+"""Controller test fixtures: a store, and a real app per test over the recording FakeRuntime."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.app import build, create_app
+from controller.store import Store
 from tests.support import make_settings
 from tests.unit.controller.apps import Api, ApiFactory, FakeRuntime
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "store.sqlite3")
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

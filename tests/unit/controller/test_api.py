@@ -56,6 +56,8 @@ PROTECTED = [
     ("GET", "/api/agents"),
     ("PUT", "/api/pool/pools/pool-1/launch"),
     ("POST", "/api/pool/pools/pool-1/preloader/restart"),
+    ("GET", "/api/pool/events"),
+    ("GET", "/api/pool/events/history"),
 ]
 
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ SECRETS = BotSecrets("ftpool", "pw-secret", "jwt-secret", "ws-secret")
 
 def new_bot(bot_id: str, user: str = "alice") -> NewBot:
     return NewBot(bot_id, user, "SampleStrategy", b"source", {"max_open_trades": 1}, SECRETS)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "store.sqlite3")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def allocate(store: Store, bot_id: str, placement: Placement = FILL, user: str = "alice"):  # type: ignore[no-untyped-def]

@@ -1,0 +1,128 @@
+"""/api/pool/events: health and recovery events as Server-Sent Events, and their history.
+
+A stream subscribes before it reads the history, so no event falls between the two;
+one seen in both is sent once (ids only grow). Admins see every event, a user only
+the events of their own bots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from controller.api.middleware import principal
+from controller.errors import BadRequest
+from controller.events import Event, EventBus, Subscription
+
+KEEPALIVE_SECONDS = 15.0
+MAX_HISTORY = 1000
+HISTORY_DEFAULT = 100
+# Events per store read while replaying after a client's last id.
+REPLAY_PAGE = 500
+
+
+def query_int(request: web.Request, name: str, default: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    return checked_int(name, raw, hi)
+
+
+def checked_int(name: str, raw: str, hi: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not 0 <= value <= hi:
+        raise BadRequest(f"{name} must be between 0 and {hi}")
+    return value
+
+
+def since_of(request: web.Request) -> int | None:
+    """Where to resume: a reconnecting EventSource's Last-Event-ID wins over ?since."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("since")
+    return None if raw is None else checked_int("since", raw, 2**63 - 1)
+
+
+def sse(event: Event) -> bytes:
+    data = json.dumps(event.to_json(), separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+class APIEvents:
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/pool/events", self.stream),
+            web.get("/api/pool/events/history", self.history),
+        ]
+
+    async def shutdown(self, _app: web.Application) -> None:
+        self.events.end_streams()
+
+    async def history(self, request: web.Request) -> web.Response:
+        who = principal(request)
+        limit = query_int(request, "limit", HISTORY_DEFAULT, MAX_HISTORY)
+        events = await self.events.recent(
+            limit, since_of(request), None if who.is_admin else who.user_id
+        )
+        return web.json_response({"success": True, "events": [e.to_json() for e in events]})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        who = principal(request)
+        user = None if who.is_admin else who.user_id
+        # Validated before the response starts, so a bad value is still a JSON 400.
+        since = since_of(request)
+        history = query_int(request, "history", 0, MAX_HISTORY)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                # Reverse proxies would otherwise hold events back in their buffers.
+                "X-Accel-Buffering": "no",
+            }
+        )
+        with self.events.subscribe(user) as sub:
+            await response.prepare(request)
+            try:
+                last = await self._replay(response, user, since, history)
+                await self._live(response, sub, last)
+            except ConnectionError:
+                pass  # the client went away
+        return response
+
+    async def _replay(
+        self, response: web.StreamResponse, user: str | None, since: int | None, history: int
+    ) -> int:
+        """Send the history the client asked for; returns the last id sent (or `since`)."""
+        if since is None:
+            events = await self.events.recent(history, None, user) if history else []
+            for event in events:
+                await response.write(sse(event))
+            return events[-1].id if events else 0
+        while True:
+            events = await self.events.recent(REPLAY_PAGE, since, user)
+            for event in events:
+                await response.write(sse(event))
+            if events:
+                since = events[-1].id
+            if len(events) < REPLAY_PAGE:
+                return since
+
+    async def _live(self, response: web.StreamResponse, sub: Subscription, last: int) -> None:
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(sub), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            except StopAsyncIteration:
+                break
+            if event.id > last:
+                await response.write(sse(event))
+        if sub.dropped:
+            await response.write(b": too slow, dropped; reconnect with Last-Event-ID\n\n")
