@@ -99,7 +99,7 @@ class EventBus:
     def __init__(self, store: Store | None, keep: int = 10_000) -> None:
         self.store = store
         self.keep = keep
-        self.dropped = 0
+        self._dropped = 0
         self._pending: list[Event] = []
         self._listeners: list[Listener] = []
         self._subscribers: set[Subscription] = set()
@@ -124,7 +124,7 @@ class EventBus:
             if self._closed:
                 return
             if len(self._pending) >= MAX_PENDING:
-                self.dropped += 1
+                self._dropped += 1
                 return
             self._pending.append(Event(0, time.time(), type, pool, bot, user, reason, detail))
             self._wakeup.set()
@@ -188,14 +188,18 @@ class EventBus:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                await self._flush()
+                try:
+                    await self._flush()
+                except Exception:
+                    # A writer that died would leave every later event unstored.
+                    log.exception("events_flush_failed")
 
     async def _flush(self) -> None:
         assert self.store is not None  # a bus without a store queues nothing
         batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-        if self.dropped:
-            log.warning("events_dropped", count=self.dropped, reason="store not keeping up")
-            self.dropped = 0
+        if self._dropped:
+            log.warning("events_dropped", count=self._dropped, reason="store not keeping up")
+            self._dropped = 0
         try:
             ids = await self.store.add_events(batch, self.keep)
         except Exception:
