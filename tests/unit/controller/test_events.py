@@ -193,3 +193,25 @@ async def test_a_version_2_store_gains_the_events_table_and_keeps_its_data(
     )
     assert db.execute("SELECT count(*) FROM events").fetchone() == (1,)
     db.close()
+
+
+async def test_a_failed_store_write_loses_only_its_batch(
+    bus: EventBus, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.add_events
+    calls = 0
+
+    async def flaky(events: list[Event], keep: int) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real(events, keep)
+
+    monkeypatch.setattr(store, "add_events", flaky)
+    got = collect(bus)
+    bus.emit("pool_died", pool="pool-1", reason="die")
+    await wait_for(lambda: calls == 1, timeout=5)
+    bus.emit("agent_connected", pool="pool-1")
+    await wait_for(lambda: got, timeout=5)
+    assert [e.type for e in got] == ["agent_connected"]
