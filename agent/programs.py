@@ -88,7 +88,6 @@ class ProgramOptions:
     run_dir: Path | None = None
     launcher_python: str = "python3"
     preload_modules: str = ""
-    start_retries: int = 3
     stop_wait_secs: int = 30
     log_max_bytes: str = "10MB"
     log_backups: int = 3
@@ -137,9 +136,11 @@ def render_program(
         # The agent starts bots itself once the controller confirms they should run, so a
         # restarted pool never starts a bot the controller may have placed elsewhere.
         "autostart=false",
-        "autorestart=true",
+        # Nor does supervisord restart a bot that died: restarting is the controller's
+        # policy (backoff, cooldown, failed), which supervisord's own retries would fight.
+        "autorestart=false",
         "startsecs=3",
-        f"startretries={opts.start_retries}",
+        "startretries=0",
         # freqtrade shuts down cleanly on SIGINT and SIGTERM; give it time to close trades' db.
         "stopsignal=TERM",
         f"stopwaitsecs={opts.stop_wait_secs}",

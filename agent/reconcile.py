@@ -219,7 +219,8 @@ class Reconciler:
         make_bot_dir(bot_dir, owner)
         write_bot_files(bot_dir, {check_relpath(p): c for p, c in spec.files.items()}, owner)
         argv = resolve_command(spec.command)
-        forkable = python_command(argv) if preload and self.options.run_dir else None
+        preload = preload and self.options.run_dir is not None
+        forkable = python_command(argv) if preload else None
         conf = render_program(spec.id, argv, bot_dir, self.options, user, forkable)
         if _write_if_changed(program_file, conf.encode(), 0o600) and preload and not forkable:
             log.warning("bot_not_preloaded", bot=spec.id, reason="its command is not Python")
@@ -239,9 +240,9 @@ class Reconciler:
             await self._stop_and_wait(name)
             await self.supervisor.start(name)
             self._nonces[spec.id] = spec.nonce
-        elif state in ("STOPPED", "EXITED"):
-            # FATAL is left alone here: restarting a crashing bot is the controller's
-            # decision (MAX_RESTART_ATTEMPTS, RESTART_COOLDOWN), made through the nonce.
+        elif state == "STOPPED":
+            # Never started, or stopped on purpose. A bot that died (EXITED, FATAL) is left
+            # alone: restarting it is the controller's policy, asked through the nonce.
             log.info("bot_start", bot=spec.id)
             await self.supervisor.start(name)
 

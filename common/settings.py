@@ -82,7 +82,6 @@ def _secret(raw: str) -> str:
 
 
 _MS = _int(1, 24 * 3600 * 1000)
-# What `freqtrade trade` and `freqtrade webserver` import; forked bots share these pages.
 # What a bot imports, as far as one process can import it ahead: everything a
 # `freqtrade webserver` or `trade` bot loads after start (measured by diffing sys.modules)
 # that is left out here is a private copy in every bot. Missing modules are skipped.
@@ -171,6 +170,18 @@ class ControllerSettings:
     )
     restart_cooldown_ms: int = setting(
         "RESTART_COOLDOWN", _MS, "60000", "pause after MAX_RESTART_ATTEMPTS before trying again"
+    )
+    restart_backoff_ms: int = setting(
+        "RESTART_BACKOFF", _MS, "1000", "wait before a bot's 2nd restart; doubles each attempt"
+    )
+    restart_cycles: int = setting(
+        "RESTART_CYCLES", _int(1, 1000), "3", "cooldown cycles before a bot is marked failed"
+    )
+    restart_reset_after_ms: int = setting(
+        "RESTART_RESET_AFTER", _MS, "600000", "healthy run time that clears a bot's restarts"
+    )
+    bot_unresponsive_ms: int = setting(
+        "BOT_UNRESPONSIVE_TIMEOUT", _MS, "60000", "failing pings for this long: restart the bot"
     )
     bot_base_dir: Path = setting(
         "BOT_BASE_DIR", _path, "./data", "root of pools, archives, secrets and the default store"

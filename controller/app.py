@@ -28,6 +28,7 @@ from controller.events import EventBus
 from controller.metrics import Metrics
 from controller.monitor import Monitor
 from controller.pools import PoolManager
+from controller.restarts import RestartPolicy
 from controller.runtimes import PoolRuntime
 from controller.runtimes.docker import DockerOptions, DockerRuntime
 from controller.runtimes.local import LocalRuntime
@@ -139,15 +140,24 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
     bots = BotManager(
         pools, placement, settings.strategies_path, settings.default_strategy, metrics
     )
+    policy = RestartPolicy(
+        max_attempts=settings.max_restart_attempts,
+        backoff=settings.restart_backoff_ms / 1000,
+        cooldown=settings.restart_cooldown_ms / 1000,
+        cycles=settings.restart_cycles,
+        reset_after=settings.restart_reset_after_ms / 1000,
+    )
     monitor = Monitor(
         pools,
         bots,
         settings.health_check_interval_ms / 1000,
-        settings.max_restart_attempts,
-        settings.restart_cooldown_ms / 1000,
+        policy,
+        settings.bot_unresponsive_ms / 1000,
         metrics,
         events=events,
     )
+    # A bot that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
+    pools.on_bot_down = monitor.check_soon
     return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events)
 
 

@@ -22,6 +22,7 @@ from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
 from controller.metrics import Metrics
 from controller.models import BotRecord
 from controller.pools import PoolManager
+from controller.restarts import RestartRecord
 from controller.store import NewBot, Placement
 
 log = structlog.get_logger("controller.bots")
@@ -116,8 +117,10 @@ class BotManager:
         else:
             self.pools.set_pool(pool)
 
-    async def _change(self, bot: BotRecord, **changes: Any) -> BotRecord:
-        updated, gen = await self.pools.store.update_bot(bot.id, **changes)
+    async def _change(
+        self, bot: BotRecord, restarts: RestartRecord | None = None, **changes: Any
+    ) -> BotRecord:
+        updated, gen = await self.pools.store.update_bot(bot.id, restarts, **changes)
         self.pools.set_bot(updated)
         self.pools.set_generation(updated.pool_id, gen)
         await self.pools.push(updated.pool_id)
@@ -128,8 +131,13 @@ class BotManager:
             raise Conflict(f"bot {bot.id} is being deleted")
 
     async def start(self, bot: BotRecord) -> BotRecord:
+        """Run the bot; a bot that should run already but does not (it exited, or the
+        monitor gave up on it) is started afresh, with a clean restart record."""
         self._live(bot)
-        return await self._change(bot, run="running")
+        status = self.pools.status_of(bot)
+        down = bot.run == "running" and (status is None or status.state != "RUNNING")
+        nonce = bot.nonce + 1 if down else bot.nonce
+        return await self._change(bot, RestartRecord(), run="running", nonce=nonce)
 
     async def stop(self, bot: BotRecord) -> BotRecord:
         self._live(bot)
@@ -138,7 +146,14 @@ class BotManager:
     async def restart(self, bot: BotRecord) -> BotRecord:
         """Restart the process (start it if stopped): a new nonce makes the agent restart it."""
         self._live(bot)
-        return await self._change(bot, run="running", nonce=bot.nonce + 1)
+        return await self._change(bot, RestartRecord(), run="running", nonce=bot.nonce + 1)
+
+    async def auto_restart(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
+        """The monitor's restart: the desired run state stays as the user left it."""
+        return await self._change(bot, restarts, nonce=bot.nonce + 1)
+
+    async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
+        return await self._change(bot, restarts)
 
     async def delete(self, bot: BotRecord, purge: bool) -> bool:
         """Remove the bot from its pool; True once its agent confirmed it is gone."""

@@ -6,6 +6,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.restarts import RestartRecord
+
 
 @dataclass(frozen=True, slots=True)
 class BotSecrets:
@@ -37,6 +39,7 @@ class BotRecord:
     deleting: bool = False
     purge: bool = False
     created_at: float = 0.0
+    restarts: RestartRecord = field(default_factory=RestartRecord)
 
 
 @dataclass(slots=True)

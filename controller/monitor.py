@@ -2,15 +2,18 @@
 
 Pools: a pool whose agent is gone or silent for POOL_GRACE is suspect; the
 runtime is asked what it really is before anything is done (principle 4), and
-a pool that exited or vanished is started again. Bots: a bot that should run
-but is FATAL, or whose ping keeps failing, is restarted through its nonce, at
-most MAX_RESTART_ATTEMPTS times before a RESTART_COOLDOWN pause.
+a pool that exited or vanished is started again. Bots: supervisord restarts
+nothing by itself; a bot that should run but exited, or whose API has not
+answered for BOT_UNRESPONSIVE_TIMEOUT, is restarted through its nonce as the
+restart policy (controller/restarts.py) allows. A bot its user stopped is never
+touched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,18 +27,12 @@ from controller.events import EventBus
 from controller.metrics import Metrics
 from controller.models import BotRecord
 from controller.pools import PoolManager
+from controller.restarts import RestartPolicy, RestartRecord, Verdict, decide
 from controller.runtimes import RuntimeState
 
 log = structlog.get_logger("controller.monitor")
-FAILED_PINGS_BEFORE_RESTART = 3
-# A bot's API takes a few seconds to come up; don't judge its ping before that.
-PING_GRACE_SECONDS = 60
-
-
-@dataclass
-class RestartBudget:
-    attempts: int = 0
-    last_attempt: float = 0.0
+# States in which supervisord has no process for the bot and will not start one.
+DOWN_STATES = frozenset({"EXITED", "FATAL"})
 
 
 @dataclass
@@ -73,8 +70,8 @@ class Monitor:
         pools: PoolManager,
         bots: BotManager,
         interval: float,
-        max_restarts: int,
-        cooldown: float,
+        policy: RestartPolicy,
+        unresponsive_after: float,
         metrics: Metrics,
         *,
         events: EventBus,
@@ -88,12 +85,16 @@ class Monitor:
         self.pools = pools
         self.bots = bots
         self.interval = interval
-        self.max_restarts = max_restarts
-        self.cooldown = cooldown
+        self.policy = policy
+        self.unresponsive_after = unresponsive_after
         self.last_report: HealthReport | None = None
-        self._budgets: dict[str, RestartBudget] = {}
-        self._failed_pings: dict[str, int] = {}
+        # When each bot's ping was first seen failing while it ran (cleared by a good one).
+        self._unanswered_since: dict[str, float] = {}
         self._down_since: dict[str, float] = {}
+        # When each silent pool's agent was restarted, before restarting the whole pool.
+        self._agent_restarted: dict[str, float] = {}
+        # The earliest time a bot's backoff or cooldown ends: the next evaluation is due.
+        self._due: float | None = None
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
 
@@ -103,8 +104,11 @@ class Monitor:
 
     async def run(self) -> None:
         while True:
+            timeout = self.interval
+            if self._due is not None:
+                timeout = max(0.0, min(timeout, self._due - time.time()))
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
             try:
                 await self.evaluate()
@@ -115,6 +119,7 @@ class Monitor:
         async with self._lock:
             started = time.monotonic()
             report = HealthReport(timestamp=datetime.now(UTC).isoformat())
+            self._due = None
             for pool_id in list(self.pools.pools):
                 if pool_id not in self.pools.pools or self.pools.creating(pool_id):
                     continue  # removed meanwhile, or its runtime is being made right now
@@ -143,6 +148,7 @@ class Monitor:
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
         report.pools.append(entry)
         if not self.pools.is_suspect(pool_id):
+            self._agent_restarted.pop(pool_id, None)
             if pool_id in self._suspect:
                 self._suspect.discard(pool_id)
                 self.events.emit("pool_healthy", pool=pool_id)
@@ -168,10 +174,21 @@ class Monitor:
         elif state == RuntimeState.EXITED:
             action = "restart"
             coro = self.pools.runtime.restart(pool_id)
-        elif not live.connected and time.time() - live.disconnected_at > self.pools.pool_grace:
-            # Running, but its agent has not reconnected for a whole grace period.
-            action = "restart"
-            coro = self.pools.runtime.restart(pool_id)
+        elif time.time() - max(live.last_seen, live.disconnected_at) > self.pools.pool_grace:
+            # Running, but its agent is gone or hung for a whole grace period. Its bots run
+            # on: restart the agent alone, which adopts them; the whole pool only if a
+            # restarted agent did not report within two more grace periods.
+            tried = self._agent_restarted.get(pool_id)
+            if tried is None:
+                action = "restart_agent"
+                self._agent_restarted[pool_id] = time.time()
+                coro = self.pools.runtime.restart_agent(pool_id)
+            elif time.time() - tried > 2 * self.pools.pool_grace:
+                action = "restart"
+                self._agent_restarted.pop(pool_id)
+                coro = self.pools.runtime.restart(pool_id)
+            else:
+                return
         else:
             return
         try:
@@ -195,57 +212,74 @@ class Monitor:
             "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
             "state": status.state if status else "UNKNOWN",
             "ping": status.ping_ok if status else None, "healthy": healthy,
+            "failed": bot.restarts.failed,
         })  # fmt: skip
         if bot.deleting or bot.run != "running" or self.pools.is_suspect(bot.pool_id):
+            self._forget(bot.id)
             return
-        if healthy:
-            self._failed_pings.pop(bot.id, None)
-            self._down_since.pop(bot.id, None)
-            if status and time.time() - status.since > self.cooldown:
-                self._budgets.pop(bot.id, None)
-            return
-        reason = self._restart_reason(bot)
+        now = time.time()
+        reason = self._problem(bot, now)
         if reason is None:
+            ran = now - status.since if status and status.state == "RUNNING" else 0.0
+            if healthy and bot.restarts.attempts and ran >= self.policy.reset_after:
+                await self.bots.set_restarts(bot, RestartRecord())
+                log.info("bot_restarts_reset", bot=bot.id, pool=bot.pool_id)
             return
         report.issues.append({"type": reason, "instanceId": bot.id, "poolId": bot.pool_id})
-        budget = self._budgets.setdefault(bot.id, RestartBudget())
-        now = time.monotonic()
-        if budget.attempts >= self.max_restarts:
-            if now - budget.last_attempt < self.cooldown:
-                report.issues.append({"type": "restart_cooldown", "instanceId": bot.id})
-                return
-            budget.attempts = 0
-        budget.attempts += 1
-        budget.last_attempt = now
-        self._failed_pings.pop(bot.id, None)
+        decision = decide(self.policy, bot.restarts, now)
+        if decision.verdict is Verdict.WAIT:
+            waiting = "restart_cooldown" if bot.restarts.attempts >= self.policy.max_attempts \
+                else "restart_backoff"  # fmt: skip
+            report.issues.append({"type": waiting, "instanceId": bot.id,
+                                  "retryInSeconds": round(decision.due - now, 1)})  # fmt: skip
+            self._due = decision.due if self._due is None else min(self._due, decision.due)
+            return
         if self.pools.bots.get(bot.id) is not bot:
             return  # changed by a user while this check ran: their word wins
-        await self.bots.restart(bot)
+        if decision.verdict is Verdict.FAIL:
+            if not bot.restarts.failed:
+                await self.bots.set_restarts(bot, decision.record)
+                report.recovery_actions.append({"action": "mark_failed", "instanceId": bot.id})
+                self.events.emit("bot_failed", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                                 reason=reason, cycles=decision.record.cycles)  # fmt: skip
+                log.error("bot_failed", bot=bot.id, pool=bot.pool_id, reason=reason,
+                          cycles=decision.record.cycles)  # fmt: skip
+            report.issues.append({"type": "bot_failed", "instanceId": bot.id})
+            return
+        self._forget(bot.id)
+        await self.bots.auto_restart(bot, decision.record)
         self.metrics.bot_restarts.labels(reason).inc()
         self.events.emit("bot_restart", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
-                         reason=reason, attempt=budget.attempts)  # fmt: skip
-        report.recovery_actions.append(
-            {"action": "restart_bot", "instanceId": bot.id, "attempt": budget.attempts}
-        )
+                         reason=reason, attempt=decision.record.attempts)  # fmt: skip
+        report.recovery_actions.append({"action": "restart_bot", "instanceId": bot.id,
+                                        "attempt": decision.record.attempts})  # fmt: skip
         log.warning("bot_auto_restart", bot=bot.id, pool=bot.pool_id, reason=reason,
-                    attempt=budget.attempts)  # fmt: skip
+                    attempt=decision.record.attempts, cycle=decision.record.cycles)  # fmt: skip
 
-    def _restart_reason(self, bot: BotRecord) -> str | None:
+    def _forget(self, bot_id: str) -> None:
+        self._unanswered_since.pop(bot_id, None)
+        self._down_since.pop(bot_id, None)
+
+    def _problem(self, bot: BotRecord, now: float) -> str | None:
+        """Why a bot that should run needs a restart now, or None."""
         status = self.pools.status_of(bot)
         if status is None or status.state in ("STARTING", "BACKOFF", "STOPPING"):
             return None
-        if status.state == "FATAL":
-            return "bot_not_running"  # supervisord gave up on it
-        if status.state in ("EXITED", "STOPPED", "ABSENT", "UNKNOWN"):
-            # supervisord restarts an exited bot by itself; act only when it stays down
-            # since the previous evaluation, which saw the very same exit.
+        if status.state in DOWN_STATES:
+            return "bot_not_running"
+        if status.state != "RUNNING":
+            # STOPPED, ABSENT: the agent starts it on the next desired state; act only when
+            # it stays down since the previous evaluation, which saw the very same report.
             seen = self._down_since.get(bot.id)
             self._down_since[bot.id] = status.since
             return "bot_not_running" if seen == status.since else None
         self._down_since.pop(bot.id, None)
-        if status.ping_ok is False and time.time() - status.since > PING_GRACE_SECONDS:
-            failed = self._failed_pings.get(bot.id, 0) + 1
-            self._failed_pings[bot.id] = failed
-            if failed >= FAILED_PINGS_BEFORE_RESTART:
-                return "bot_not_responding"
+        if status.ping_ok is not False:
+            self._unanswered_since.pop(bot.id, None)
+            return None
+        since = self._unanswered_since.setdefault(bot.id, now)
+        # Counted from the process start too: FreqTrade's API takes a while to come up.
+        if now - max(since, status.since) >= self.unresponsive_after:
+            return "bot_not_responding"
+        self._due = min(self._due or math.inf, max(since, status.since) + self.unresponsive_after)
         return None

@@ -89,6 +89,8 @@ class PoolManager:
         self.bot_launch = bot_launch
         # Without a bus of the app's, transitions are only logged.
         self.events = events or EventBus(None)
+        # Called when a report shows a bot down (set by the app to wake the monitor).
+        self.on_bot_down: Callable[[], None] = lambda: None
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
@@ -337,6 +339,8 @@ class PoolManager:
                 self.events.emit("bot_state", pool=pool_id, bot=bot_id, reason=status.state,
                                  user=record.user_id if record else None,
                                  was=before.state if before else None)  # fmt: skip
+                if status.state in ("EXITED", "FATAL"):
+                    self.on_bot_down()
         if self._deleted_at_gen:
             await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
         # Taking the condition's lock costs more than the rest of a heartbeat: only when

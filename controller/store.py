@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
 from controller.events import Event
 from controller.models import BotRecord, BotSecrets, PoolRecord
+from controller.restarts import RestartRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 T = TypeVar("T")
 
 _SCHEMA_V1 = """
@@ -81,7 +82,15 @@ CREATE TABLE events (
 );
 CREATE INDEX events_user ON events (user_id, id);
 """
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# Each bot's automatic restart record (controller/restarts.py), kept across restarts of
+# the controller so a crash-looping bot cannot earn fresh attempts by outliving it.
+_SCHEMA_V4 = """
+ALTER TABLE bots ADD COLUMN restart_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN restart_cycles INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN restart_last REAL NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+"""
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,8 @@ def _bot(row: sqlite3.Row) -> BotRecord:
         config=json.loads(row["config"]), secrets=BotSecrets(**json.loads(row["secrets"])),
         run=row["run"], nonce=row["nonce"], deleting=bool(row["deleting"]),
         purge=bool(row["purge"]), created_at=row["created_at"],
+        restarts=RestartRecord(row["restart_attempts"], row["restart_cycles"],
+                               row["restart_last"], bool(row["failed"])),
     )  # fmt: skip
 
 
@@ -334,11 +345,19 @@ class Store:
 
     # -- desired-state changes (each bumps the pool's generation) -------------------
 
-    async def update_bot(self, bot_id: str, **changes: Any) -> tuple[BotRecord, int]:
-        """Change run/nonce/deleting/purge of a bot; returns it and its pool's new generation."""
+    async def update_bot(
+        self, bot_id: str, restarts: RestartRecord | None = None, **changes: Any
+    ) -> tuple[BotRecord, int]:
+        """Change run/nonce/deleting/purge and the restart record of a bot; returns it and
+        its pool's new generation."""
         allowed = {"run", "nonce", "deleting", "purge"}
-        if not changes or not set(changes) <= allowed:
-            raise ValueError(f"can only change {allowed}")
+        if not set(changes) <= allowed or not (changes or restarts):
+            raise ValueError(f"can only change {allowed} and restarts")
+        if restarts is not None:
+            changes.update(
+                restart_attempts=restarts.attempts, restart_cycles=restarts.cycles,
+                restart_last=restarts.last, failed=int(restarts.failed),
+            )  # fmt: skip
 
         def change(db: sqlite3.Connection) -> tuple[BotRecord, int]:
             assignments = ", ".join(f"{k} = ?" for k in changes)

@@ -12,6 +12,8 @@ from controller.pools import PoolManager
 def bot_status_word(pools: PoolManager, bot: BotRecord) -> str:
     if bot.deleting:
         return "deleting"
+    if bot.restarts.failed and bot.run == "running":
+        return "failed"  # the monitor gave up on it; a start or restart tries again
     status = pools.status_of(bot)
     if status is None:
         return "pending"
@@ -44,5 +46,11 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
         "desired": bot.run,
         "status": bot_status_word(pools, bot),
         "process": process,
+        "restarts": {
+            "attempts": bot.restarts.attempts,
+            "cycles": bot.restarts.cycles,
+            "lastAt": bot.restarts.last or None,
+            "failed": bot.restarts.failed,
+        },
         "createdAt": bot.created_at,
     }

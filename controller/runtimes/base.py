@@ -48,6 +48,10 @@ class PoolRuntime(abc.ABC):
         """Start an exited pool again (or restart a running one) with its existing token."""
 
     @abc.abstractmethod
+    async def restart_agent(self, pool_id: str) -> None:
+        """Restart only the pool's agent (its supervisord program); the bots keep running."""
+
+    @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:
         """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
 

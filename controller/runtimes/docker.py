@@ -31,6 +31,9 @@ log = structlog.get_logger("runtime.docker")
 LABEL_POOL = "ftpool.pool"
 LABEL_VERSION = "ftpool.version"
 STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
+# supervisorctl of the pool image's own supervisor install (see images/pool/Dockerfile).
+SUPERVISORCTL = ["/opt/ftpool/bin/python", "-m", "supervisor.supervisorctl",
+                 "-c", "/etc/supervisor/supervisord.conf"]  # fmt: skip
 T = TypeVar("T")
 
 
@@ -191,6 +194,18 @@ class DockerRuntime(PoolRuntime):
 
         await self._run(restart)
         log.info("pool_container_restarted", pool=pool_id)
+
+    async def restart_agent(self, pool_id: str) -> None:
+        def restart() -> None:
+            container = self._get(pool_id)
+            if container is None or container.status != "running":
+                raise RuntimeFailure(f"container {container_name(pool_id)} is not running")
+            code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
+            if code != 0:
+                raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")
+
+        await self._run(restart)
+        log.info("pool_agent_restarted", pool=pool_id)
 
     async def remove(self, pool_id: str) -> None:
         def remove() -> None:

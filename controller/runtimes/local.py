@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from supervisor.xmlrpc import SupervisorTransport
 
 import agent as agent_package
 from common.ini import ini_environment, ini_value
@@ -212,6 +214,25 @@ class LocalRuntime(PoolRuntime):
         await asyncio.to_thread(self._kill_leftovers, pool_id)
         await self._start(pool_id)
         log.info("pool_restarted", pool=pool_id)
+
+    async def restart_agent(self, pool_id: str) -> None:
+        socket = self._dir(pool_id) / "supervisor.sock"
+
+        def restart() -> None:
+            transport = SupervisorTransport(serverurl=f"unix://{socket}")
+            rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+            try:
+                with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: start it
+                    rpc.supervisor.stopProcess("agent")
+                rpc.supervisor.startProcess("agent", False)
+            finally:
+                transport.close()
+
+        try:
+            await asyncio.to_thread(restart)
+        except (OSError, xmlrpc.client.Error) as exc:
+            raise RuntimeFailure(f"cannot restart the agent of {pool_id}: {exc}") from exc
+        log.info("pool_agent_restarted", pool=pool_id)
 
     async def _stop(self, pool_id: str) -> None:
         pid = self._pid(pool_id)

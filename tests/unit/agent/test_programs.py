@@ -70,7 +70,8 @@ def test_rendered_program_parses_like_supervisord(
     assert config.redirect_stderr is True
     assert config.stopasgroup is True
     assert config.killasgroup is True
-    assert config.startretries == opts.start_retries
+    # supervisord never restarts a bot by itself: the controller's restart policy does.
+    assert config.autorestart is False and config.startretries == 0
     assert config.stopwaitsecs == opts.stop_wait_secs
 
 

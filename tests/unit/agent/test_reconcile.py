@@ -346,13 +346,15 @@ async def test_a_fatal_bot_is_not_started_by_reconcile(
     assert fake.state("b1") == "RUNNING"
 
 
-async def test_an_exited_bot_that_should_run_is_started(
+async def test_an_exited_bot_waits_for_the_controllers_restart(
     rec: Reconciler, fake: FakeSupervisor
 ) -> None:
     await rec.apply(Desired(1, [spec()]))
     fake.groups["bot-b1"].state = "EXITED"
-    await rec.apply(Desired(1, [spec()]))
-    assert fake.started == ["bot-b1", "bot-b1"]
+    await rec.apply(Desired(2, [spec()]))
+    assert fake.started == ["bot-b1"] and fake.state("b1") == "EXITED"
+    await rec.apply(Desired(3, [spec(nonce=1)]))
+    assert fake.started == ["bot-b1", "bot-b1"] and fake.state("b1") == "RUNNING"
 
 
 async def test_a_changed_program_is_reloaded_and_restarted(

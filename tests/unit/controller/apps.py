@@ -42,6 +42,9 @@ class FakeRuntime(PoolRuntime):
     async def restart(self, pool_id: str) -> None:
         self.calls.append(("restart", pool_id))
 
+    async def restart_agent(self, pool_id: str) -> None:
+        self.calls.append(("restart_agent", pool_id))
+
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))
         self.launches.pop(pool_id, None)

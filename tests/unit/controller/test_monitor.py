@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from common.protocol import BotStatus
@@ -34,28 +35,82 @@ def nonce(api: Api, bot: str) -> int:
     return api.controller.pools.bots[bot].nonce
 
 
-async def test_a_transient_exit_is_left_to_supervisord(make_api: ApiFactory) -> None:
-    api: Api = await make_api()
+def bot(api: Api, bot_id: str = "b1"):  # type: ignore[no-untyped-def]
+    return api.controller.pools.bots[bot_id]
+
+
+async def evaluate(api: Api) -> set[str]:
+    return {i["type"] for i in (await api.controller.monitor.evaluate()).issues}
+
+
+async def test_a_dead_bot_is_restarted_at_once_then_backs_off(make_api: ApiFactory) -> None:
+    api: Api = await make_api(RESTART_BACKOFF="600000")
     await api.provision(instanceId="b1")
     connect(api)
     report(api, "b1", "EXITED", since=100.0)
-    await api.controller.monitor.evaluate()
-    assert nonce(api, "b1") == 0  # supervisord restarts an exited bot by itself
-    await api.controller.monitor.evaluate()
-    assert nonce(api, "b1") == 1  # still the same exit one evaluation later: restart it
+    await evaluate(api)
+    assert nonce(api, "b1") == 1 and bot(api).restarts.attempts == 1
+    report(api, "b1", "EXITED", since=200.0)  # died again at once
+    assert "restart_backoff" in await evaluate(api)
+    assert nonce(api, "b1") == 1
 
 
-async def test_fatal_is_restarted_at_most_max_attempts_then_cools_down(
+async def test_a_crash_loop_gets_its_attempts_a_cooldown_and_is_marked_failed(
     make_api: ApiFactory,
 ) -> None:
-    api: Api = await make_api(MAX_RESTART_ATTEMPTS="2", RESTART_COOLDOWN="600000")
+    api: Api = await make_api(
+        MAX_RESTART_ATTEMPTS="2", RESTART_BACKOFF="1", RESTART_COOLDOWN="100", RESTART_CYCLES="1"
+    )
     await api.provision(instanceId="b1")
     connect(api)
-    for expected in (1, 2, 2, 2):
+    for expected in (1, 2):
         report(api, "b1", "FATAL")
-        report_ = await api.controller.monitor.evaluate()
+        await evaluate(api)
         assert nonce(api, "b1") == expected
-    assert any(i["type"] == "restart_cooldown" for i in report_.issues)
+        await asyncio.sleep(0.01)
+    assert "restart_cooldown" in await evaluate(api)
+    await asyncio.sleep(0.11)
+    assert "bot_failed" in await evaluate(api)
+    assert bot(api).restarts.failed and nonce(api, "b1") == 2
+    status, body, _ = await api.call("GET", "/api/bots/b1")
+    assert body["status"] == "failed" and body["restarts"]["failed"] is True
+    await evaluate(api)
+    assert nonce(api, "b1") == 2  # left alone
+
+    # The record survives a new controller over the same store.
+    again: Api = await make_api()
+    assert again.controller.pools.bots["b1"].restarts.failed
+
+    # A start tries again, with a clean record.
+    status, body, _ = await api.call("POST", "/api/bots/b1/start")
+    assert status == 200 and nonce(api, "b1") == 3
+    assert not bot(api).restarts.failed and bot(api).restarts.attempts == 0
+
+
+async def test_a_bot_whose_api_stops_answering_is_restarted(make_api: ApiFactory) -> None:
+    api: Api = await make_api(BOT_UNRESPONSIVE_TIMEOUT="50")
+    await api.provision(instanceId="b1")
+    connect(api)
+    live = api.controller.pools.live["pool-1"]
+    live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=1.0, ping_ok=False)
+    await evaluate(api)
+    assert nonce(api, "b1") == 0  # not yet unanswered for BOT_UNRESPONSIVE_TIMEOUT
+    await asyncio.sleep(0.06)
+    assert "bot_not_responding" in await evaluate(api)
+    assert nonce(api, "b1") == 1
+
+
+async def test_a_healthy_run_clears_the_restart_record(make_api: ApiFactory) -> None:
+    api: Api = await make_api(RESTART_RESET_AFTER="1")
+    await api.provision(instanceId="b1")
+    connect(api)
+    report(api, "b1", "EXITED")
+    await evaluate(api)
+    assert bot(api).restarts.attempts == 1
+    live = api.controller.pools.live["pool-1"]
+    live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=time.time() - 1, ping_ok=True)
+    await evaluate(api)
+    assert bot(api).restarts.attempts == 0
 
 
 async def test_a_users_stop_is_never_undone(make_api: ApiFactory) -> None:
@@ -68,3 +123,19 @@ async def test_a_users_stop_is_never_undone(make_api: ApiFactory) -> None:
         await api.controller.monitor.evaluate()
     bot = api.controller.pools.bots["b1"]
     assert (bot.run, bot.nonce) == ("stopped", 0)
+
+
+async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFactory) -> None:
+    api: Api = await make_api(POOL_GRACE="50")
+    await api.provision(instanceId="b1")
+    connect(api)
+    live = api.controller.pools.live["pool-1"]
+    live.last_seen = live.disconnected_at = time.time() - 1  # connected, but silent
+    await evaluate(api)
+    assert api.runtime.calls[-1] == ("restart_agent", "pool-1")
+    await evaluate(api)  # the new agent gets two grace periods to report
+    assert ("restart", "pool-1") not in api.runtime.calls
+    assert api.runtime.calls.count(("restart_agent", "pool-1")) == 1
+    await asyncio.sleep(0.11)
+    await evaluate(api)
+    assert api.runtime.calls[-1] == ("restart", "pool-1")
