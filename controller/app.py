@@ -156,8 +156,8 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         metrics,
         events=events,
     )
-    # A bot that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
-    pools.on_bot_down = monitor.check_soon
+    # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
+    pools.on_trouble = monitor.check_soon
     return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events)
 
 

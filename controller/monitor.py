@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from controller.runtimes import RuntimeState
 log = structlog.get_logger("controller.monitor")
 # States in which supervisord has no process for the bot and will not start one.
 DOWN_STATES = frozenset({"EXITED", "FATAL"})
+RECOVERY_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -188,8 +188,13 @@ class Monitor:
                 self._agent_restarted.pop(pool_id)
                 coro = self.pools.runtime.restart(pool_id)
             else:
+                self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
                 return
         else:
+            # Suspect but running: the runtime's view may be in flux (a container being
+            # removed still shows as running), so look again soon rather than in a whole
+            # HEALTH_CHECK_INTERVAL.
+            self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
             return
         try:
             await coro
@@ -200,6 +205,9 @@ class Monitor:
             report.recovery_actions.append(
                 {"action": action, "poolId": pool_id, "ok": False, "error": str(exc)}
             )
+            # Look again soon, not a whole HEALTH_CHECK_INTERVAL later: the pool may have
+            # changed under the action (removed while it was being restarted).
+            self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=False,
                              error=str(exc))  # fmt: skip
             self.metrics.pool_recoveries.labels(action, "failed").inc()
@@ -232,7 +240,7 @@ class Monitor:
                 else "restart_backoff"  # fmt: skip
             report.issues.append({"type": waiting, "instanceId": bot.id,
                                   "retryInSeconds": round(decision.due - now, 1)})  # fmt: skip
-            self._due = decision.due if self._due is None else min(self._due, decision.due)
+            self._due_at(decision.due)
             return
         if self.pools.bots.get(bot.id) is not bot:
             return  # changed by a user while this check ran: their word wins
@@ -255,6 +263,9 @@ class Monitor:
                                         "attempt": decision.record.attempts})  # fmt: skip
         log.warning("bot_auto_restart", bot=bot.id, pool=bot.pool_id, reason=reason,
                     attempt=decision.record.attempts, cycle=decision.record.cycles)  # fmt: skip
+
+    def _due_at(self, when: float) -> None:
+        self._due = when if self._due is None else min(self._due, when)
 
     def _forget(self, bot_id: str) -> None:
         self._unanswered_since.pop(bot_id, None)
@@ -281,5 +292,5 @@ class Monitor:
         # Counted from the process start too: FreqTrade's API takes a while to come up.
         if now - max(since, status.since) >= self.unresponsive_after:
             return "bot_not_responding"
-        self._due = min(self._due or math.inf, max(since, status.since) + self.unresponsive_after)
+        self._due_at(max(since, status.since) + self.unresponsive_after)
         return None

@@ -50,7 +50,7 @@ class PoolLive:
     """What the pool's agent last told us; reset when it reconnects."""
 
     ws: web.WebSocketResponse | None = None
-    # The runtime's last word about the pool dying (die, oom, kill) and when.
+    # The runtime's last word about the pool dying (die, oom, kill, destroy) and when.
     runtime_event: str = ""
     runtime_event_at: float = 0.0
     agent_version: str = ""
@@ -89,8 +89,9 @@ class PoolManager:
         self.bot_launch = bot_launch
         # Without a bus of the app's, transitions are only logged.
         self.events = events or EventBus(None)
-        # Called when a report shows a bot down (set by the app to wake the monitor).
-        self.on_bot_down: Callable[[], None] = lambda: None
+        # Called when a report shows a bot down or an agent's connection is lost (set by
+        # the app to wake the monitor, which then judges at once).
+        self.on_trouble: Callable[[], None] = lambda: None
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
@@ -319,6 +320,7 @@ class PoolManager:
             live.disconnected_at = time.time()
             log.warning("agent_disconnected", pool=pool_id)
             self.events.emit("agent_disconnected", pool=pool_id)
+            self.on_trouble()
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         live = self.live.get(pool_id)
@@ -340,7 +342,7 @@ class PoolManager:
                                  user=record.user_id if record else None,
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in ("EXITED", "FATAL"):
-                    self.on_bot_down()
+                    self.on_trouble()
         if self._deleted_at_gen:
             await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
         # Taking the condition's lock costs more than the rest of a heartbeat: only when

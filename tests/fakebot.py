@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="trade")
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
+    if os.path.exists("crash-on-start"):
+        # A bot that cannot start (a broken strategy, say): the tests' crash loop.
+        sys.exit("fakebot: crash-on-start is set")
     with open(args.config) as f:
         config = json.load(f)
     api = config["api_server"]

@@ -40,7 +40,12 @@ def user_token(user: str, role: str = "user", **claims: Any) -> str:
 
 
 def make_settings(base_dir: Path, **overrides: str) -> ControllerSettings:
-    env = {
+    return ControllerSettings.from_env(settings_env(base_dir, **overrides))
+
+
+def settings_env(base_dir: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a throw-away test controller over base_dir."""
+    return {
         "BOT_BASE_DIR": str(base_dir),
         "CONTROLLER_PORT": str(free_port()),
         "POOL_BASE_PORT": "21000",
@@ -56,7 +61,6 @@ def make_settings(base_dir: Path, **overrides: str) -> ControllerSettings:
         "LOG_LEVEL": "warning",
         **overrides,
     }
-    return ControllerSettings.from_env(env)
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, step: float = 0.1) -> Any:
@@ -121,34 +125,12 @@ async def harnesses(base_dir: Path) -> AsyncIterator[Callable[..., Awaitable[Con
         kill_pools(base_dir)
 
 
-class ControllerHarness:
-    """The real controller app served on 127.0.0.1, with an HTTP client for the tests."""
+class ControllerClient:
+    """An HTTP client of a test controller on 127.0.0.1, with the calls tests share."""
 
-    def __init__(self, settings: ControllerSettings) -> None:
-        self.settings = settings
-        self.controller: Controller = build(settings)
-        self.app = create_app(self.controller)
-        self.runner = web.AppRunner(self.app, shutdown_timeout=5)
-        self.base = f"http://127.0.0.1:{settings.controller_port}"
-        self.http: aiohttp.ClientSession | None = None
-        self.stopped = False
-
-    async def start(self) -> ControllerHarness:
-        await self.runner.setup()
-        await web.TCPSite(
-            self.runner, self.settings.controller_host, self.settings.controller_port
-        ).start()
-        self.http = aiohttp.ClientSession()
-        return self
-
-    async def stop(self) -> None:
-        """Stop serving (pools keep running, as after a controller crash); idempotent."""
-        if self.stopped:
-            return
-        self.stopped = True
-        if self.http is not None:
-            await self.http.close()
-        await self.runner.cleanup()
+    settings: ControllerSettings
+    base: str
+    http: aiohttp.ClientSession | None = None
 
     def headers(self, token: str = ADMIN_TOKEN) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -171,6 +153,13 @@ class ControllerHarness:
         status, data = await self.call("POST", "/api/bots", token, json=body)
         assert status == 201, data
         return data
+
+    async def provision_running(self, *bots: str) -> dict[str, int | None]:
+        """Provision bots (in this order) and wait until each answers; returns their pids."""
+        for bot in bots:
+            await self.provision(instanceId=bot)
+        await asyncio.gather(*(self.wait_running(b) for b in bots))
+        return await self.pids()
 
     async def bot(self, instance_id: str, token: str = ADMIN_TOKEN) -> dict[str, Any]:
         status, data = await self.call("GET", f"/api/bots/{instance_id}", token)
@@ -217,6 +206,73 @@ class ControllerHarness:
 
     def pool_dir(self, pool_id: str) -> Path:
         return self.settings.pools_dir / pool_id
+
+
+class ControllerHarness(ControllerClient):
+    """The real controller app served on 127.0.0.1, with an HTTP client for the tests."""
+
+    def __init__(self, settings: ControllerSettings) -> None:
+        self.settings = settings
+        self.controller: Controller = build(settings)
+        self.app = create_app(self.controller)
+        self.runner = web.AppRunner(self.app, shutdown_timeout=5)
+        self.base = f"http://127.0.0.1:{settings.controller_port}"
+        self.stopped = False
+
+    async def start(self) -> ControllerHarness:
+        await self.runner.setup()
+        await web.TCPSite(
+            self.runner, self.settings.controller_host, self.settings.controller_port
+        ).start()
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving (pools keep running, as after a controller crash); idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.http is not None:
+            await self.http.close()
+        await self.runner.cleanup()
+
+
+class ControllerProcess(ControllerClient):
+    """`python -m controller` as a child process, for tests that kill it with SIGKILL."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.settings = ControllerSettings.from_env(env)
+        self.base = f"http://127.0.0.1:{self.settings.controller_port}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> ControllerProcess:
+        env = {"PATH": os.environ.get("PATH", ""), **self.env}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller", env=env, cwd=Path(__file__).parent.parent
+        )
+        self.http = self.http or aiohttp.ClientSession()
+
+        async def serving() -> bool:
+            try:
+                return (await self.call("GET", "/healthz", None))[0] == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(serving, 30)
+        return self
+
+    async def kill(self) -> None:
+        """kill -9: no shutdown of any kind."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def close(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            await self.kill()
+        if self.http is not None:
+            await self.http.close()
 
 
 # -- processes of the local runtime, seen from outside (integration tests) ---------------

@@ -81,6 +81,7 @@ class APIAgents:
                 "poolId": pool_id,
                 "connected": live.connected,
                 "version": live.agent_version or None,
+                "connectedAt": live.connected_at or None,
                 "lastHeartbeatAgoSeconds": round(now - live.last_seen, 1)
                 if live.last_seen
                 else None,

@@ -256,7 +256,10 @@ class DockerRuntime(PoolRuntime):
         return await self._run(list_pools)
 
     def watch(self, on_event: Callable[[str, str], None]) -> None:
-        """Report die/oom/kill of pool containers, read from Docker's event stream."""
+        """Report die/oom/kill/destroy of pool containers, read from Docker's event stream.
+
+        destroy too: `docker rm -f` reports die while the container still exists, and the
+        recovery that follows at once finds it exited, not missing."""
         loop = asyncio.get_running_loop()
 
         def read() -> None:
@@ -265,7 +268,7 @@ class DockerRuntime(PoolRuntime):
                     self._events_stream = self.client.events(
                         decode=True,
                         filters={"type": "container", "label": LABEL_POOL,
-                                 "event": ["die", "oom", "kill"]},
+                                 "event": ["die", "oom", "kill", "destroy"]},
                     )  # fmt: skip
                     for event in self._events_stream:
                         pool_id = event.get("Actor", {}).get("Attributes", {}).get(LABEL_POOL)

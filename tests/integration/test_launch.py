@@ -31,9 +31,7 @@ async def start(harness_factory, launch: str) -> ControllerHarness:
         BOT_LAUNCH=launch, PRELOAD_MODULES="aiohttp,yarl", MAX_BOTS_PER_CONTAINER="3",
         POOL_BASE_PORT="23100",
     )  # fmt: skip
-    for bot in BOTS:
-        await h.provision(instanceId=bot)
-    await asyncio.gather(*(h.wait_running(b) for b in BOTS))
+    await h.provision_running(*BOTS)
     return h
 
 

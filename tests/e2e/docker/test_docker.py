@@ -155,3 +155,21 @@ async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_c
     since_kill = time.monotonic() - killed_at
     assert all(current[b]["process"]["uptimeSeconds"] < since_kill for b in BOTS[10:])
     assert all(current[b]["process"]["uptimeSeconds"] > since_kill for b in BOTS[:10])
+
+
+async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_cluster, docker_client):
+    """`docker rm -f` of a pool: a new container on the same bot directories, each bot once."""
+    bots_dir = docker_cluster.base_dir / "pools" / "pool-2" / "bots"
+    for bot in BOTS[10:]:
+        (bots_dir / bot / "user_data" / "kept.txt").write_text(bot)
+    before = await all_running(docker_cluster, BOTS)
+    old = pool_container(docker_client, "pool-2")
+    old.remove(force=True)
+    after = await all_running(docker_cluster, BOTS, timeout=180)
+    assert all(after[b] == before[b] for b in BOTS[:10])  # pool-1 untouched
+    assert pool_container(docker_client, "pool-2").id != old.id
+    for bot in BOTS[10:]:
+        assert (bots_dir / bot / "user_data" / "kept.txt").read_text() == bot
+    processes = container_bot_processes()
+    assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
+    await assert_bots_answer(docker_cluster.harness, BOTS[10:])

@@ -1,0 +1,140 @@
+"""How fast lost bots come back: a killed bot, a killed agent, a removed pool container.
+
+    .venv/bin/python -m bench.recovery [--bots 10] [--rounds 3]
+
+A real controller (docker runtime, default HEARTBEAT_INTERVAL and POOL_GRACE) runs one pool
+of `freqtrade webserver` bots, forked by the pool's preloader. Each round times, from the
+fault to the first proof of recovery, polling every 20 ms:
+
+- bot killed (`kill -9` of one bot's process) → that bot answers its ping through the
+  controller's proxy again;
+- agent killed (`kill -9` of the pool's agent) → a new agent is connected and has applied
+  the desired state (the bots ran on meanwhile, and must be the very same processes);
+- pool removed (`docker rm -f` of the container) → seen as suspect, and every bot answers
+  its ping through the proxy again, from a new container.
+
+Prints the median and maximum of each. Needs Docker and `make images`; uses host loopback
+ports 9600+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import docker
+
+from common.logging import setup_logging
+from tests.support import ControllerHarness, bot_processes, make_settings, wait_for
+
+CONTAINER = "freqtrade-pool-pool-1"
+
+
+def host_pids() -> dict[str, list[int]]:
+    """Host pids of each bot's freqtrade process in the pool container."""
+    return bot_processes(Path("/pool/bots"), "freqtrade")
+
+
+def pool_agent_pid(client: docker.DockerClient) -> int:
+    rows = client.containers.get(CONTAINER).top(ps_args="-eo pid,args")["Processes"]
+    return int(next(pid for pid, args in rows if args.endswith("-m agent")))
+
+
+async def timed(fault: Callable[[], None], recovered: Callable[[], Awaitable[bool]]) -> float:
+    started = time.perf_counter()
+    fault()
+    await wait_for(recovered, 180, step=0.02)
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bots", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    setup_logging(os.environ.get("BENCH_LOG", "warning"))
+    client = docker.from_env()
+    bots = [f"bench-rec-{i}" for i in range(args.bots)]
+    results: dict[str, list[float]] = {"bot": [], "agent": [], "pool seen": [], "pool back": []}
+    with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
+        settings = make_settings(
+            Path(tmp), POOL_RUNTIME="docker", BOT_COMMAND="freqtrade webserver",
+            BOT_LAUNCH="preload", POOL_BASE_PORT="9600", MAX_BOTS_PER_CONTAINER=str(args.bots),
+            HEARTBEAT_INTERVAL="5000", POOL_GRACE="20000", HEALTH_CHECK_INTERVAL="30000",
+        )  # fmt: skip
+        h = await ControllerHarness(settings).start()
+
+        async def answers(bot: str) -> bool:
+            return (await h.call("GET", f"/api/bots/{bot}/ping"))[0] == 200
+
+        async def all_answer() -> bool:
+            return all(await asyncio.gather(*(answers(b) for b in bots)))
+
+        async def connected_at() -> float:
+            return (await h.call("GET", "/api/agents"))[1]["agents"][0]["connectedAt"]
+
+        async def agent_back(old_connected_at: float) -> bool:
+            agent = (await h.call("GET", "/api/agents"))[1]["agents"][0]
+            return (
+                agent["connected"] and agent["connectedAt"] > old_connected_at
+                and agent["appliedGeneration"] >= agent["generation"]
+            )  # fmt: skip
+
+        try:
+            for bot in bots:
+                await h.provision(instanceId=bot)
+            await wait_for(all_answer, 300, step=0.5)
+            for round_ in range(args.rounds):
+                victim = bots[round_ % len(bots)]
+                pid = host_pids()[victim][0]
+                kill = partial(os.kill, pid, signal.SIGKILL)
+                results["bot"].append(await timed(kill, partial(answers, victim)))
+                await wait_for(all_answer, 120)
+
+                before = host_pids()
+                since = await connected_at()
+                agent_pid = pool_agent_pid(client)
+                kill = partial(os.kill, agent_pid, signal.SIGKILL)
+                results["agent"].append(await timed(kill, partial(agent_back, since)))
+                if host_pids() != before:
+                    raise AssertionError("bots were restarted when only the agent died")
+
+                async def suspect() -> bool:
+                    _, body = await h.call("GET", "/api/pool/status")
+                    return body["pools"][0]["status"] == "suspect"
+
+                started = time.perf_counter()
+                client.containers.get(CONTAINER).remove(force=True)
+                await wait_for(suspect, 60, step=0.02)
+                results["pool seen"].append(time.perf_counter() - started)
+                await wait_for(all_answer, 180, step=0.02)
+                results["pool back"].append(time.perf_counter() - started)
+                if any(len(p) != 1 for p in host_pids().values()):
+                    raise AssertionError("a bot runs twice")
+        finally:
+            await h.stop()
+            for c in client.containers.list(all=True, filters={"name": CONTAINER}):
+                c.remove(force=True)
+    print(f"bench/recovery: {args.rounds} rounds, one pool of {args.bots} freqtrade webserver "
+          "bots, HEARTBEAT_INTERVAL 5 s, POOL_GRACE 20 s")  # fmt: skip
+    labels = {
+        "bot": "bot killed → answering again",
+        "agent": "agent killed → new agent applied",
+        "pool seen": "pool removed → seen as suspect",
+        "pool back": f"pool removed → all {args.bots} bots answering",
+    }
+    for key, label in labels.items():
+        s = sorted(results[key])
+        print(f"{label:42} median {statistics.median(s):6.2f} s   max {s[-1]:6.2f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

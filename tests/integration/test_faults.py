@@ -1,0 +1,158 @@
+"""Faults with real processes: a crash-looping bot, a controller killed mid-provisioning,
+a controller down for a minute. Each ends by counting bot processes: never two of a bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    ControllerProcess,
+    fakebot_pids,
+    kill_pools,
+    settings_env,
+    supervisor_processes,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def events_of(h, bot: str, kind: str) -> list[dict]:
+    status, body = await h.call("GET", "/api/pool/events/history?limit=1000")
+    assert status == 200, body
+    return [e for e in body["events"] if e["type"] == kind and e["instanceId"] == bot]
+
+
+async def test_a_crash_loop_gets_exactly_its_attempts_then_is_failed(harness_factory):
+    h = await harness_factory(
+        POOL_BASE_PORT="23200", MAX_RESTART_ATTEMPTS="2", RESTART_BACKOFF="300",
+        RESTART_COOLDOWN="3000", RESTART_CYCLES="1",
+    )  # fmt: skip
+    healthy = (await h.provision_running("cl-1", "cl-2"))["cl-2"]
+    bot_dir = h.pool_dir("pool-1") / "bots" / "cl-1"
+    (bot_dir / "crash-on-start").touch()
+    # Crash the running bot: from now on it dies at every start.
+    assert (await h.call("POST", "/bots/cl-1/api/v1/exit?code=3"))[0] == 200
+
+    async def failed() -> bool:
+        return (await h.bot("cl-1"))["status"] == "failed"
+
+    await wait_for(failed, 30)
+    info = await h.bot("cl-1")
+    assert info["restarts"]["failed"] is True and info["desired"] == "running"
+    restarts = await events_of(h, "cl-1", "bot_restart")
+    assert [e["detail"]["attempt"] for e in restarts] == [1, 2]
+    # The cooldown came between the last attempt and giving up.
+    [gave_up] = await events_of(h, "cl-1", "bot_failed")
+    assert gave_up["id"] > restarts[-1]["id"]
+    await asyncio.sleep(2)  # left alone: no further attempt
+    assert len(await events_of(h, "cl-1", "bot_restart")) == 2
+    assert fakebot_pids(bot_dir) == []
+    assert (await h.pids())["cl-2"] == healthy  # its neighbour never noticed
+
+    # Fixed (the marker gone), the owner starts it: it runs again, with a clean record.
+    (bot_dir / "crash-on-start").unlink()
+    assert (await h.call("POST", "/api/bots/cl-1/start"))[0] == 200
+    info = await h.wait_running("cl-1")
+    assert info["restarts"] == {"attempts": 0, "cycles": 0, "lastAt": None, "failed": False}
+    assert fakebot_pids(bot_dir) == [info["process"]["pid"]]
+
+    # A user's stop is final, even for a bot that would crash.
+    (bot_dir / "crash-on-start").touch()
+    assert (await h.call("POST", "/api/bots/cl-1/stop"))[0] == 200
+    await asyncio.sleep(2)
+    assert (await h.bot("cl-1"))["process"]["state"] == "STOPPED"
+    assert len(await events_of(h, "cl-1", "bot_restart")) == 2
+
+
+def bot_anywhere(base_dir: Path, bot: str) -> list[int]:
+    return [pid for d in base_dir.glob(f"pools/*/bots/{bot}") for pid in fakebot_pids(d)]
+
+
+def store_slots(db_path: Path) -> tuple[dict[str, int], dict[str, int], list[int]]:
+    """Each pool's `used` count, its bots counted, and every bot's port, from the store."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        used = dict(db.execute("SELECT id, used FROM pools").fetchall())
+        counted = dict(db.execute("SELECT pool_id, count(*) FROM bots GROUP BY pool_id"))
+        ports = [p for (p,) in db.execute("SELECT port FROM bots")]
+    finally:
+        db.close()
+    return used, counted, ports
+
+
+async def test_a_controller_killed_mid_provisioning_leaves_each_bot_once_or_not_at_all(
+    tmp_path: Path,
+):
+    env = settings_env(tmp_path, POOL_BASE_PORT="23300", MAX_BOTS_PER_CONTAINER="4")
+    first = await ControllerProcess(env).start()
+    bots = [f"mp-{i}" for i in range(10)]
+    try:
+        calls = [
+            asyncio.ensure_future(first.call("POST", "/api/bots", json={"instanceId": b}))
+            for b in bots
+        ]
+        # Kill it as soon as the first bot is placed: the others are in flight.
+        await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+        await first.kill()
+        answered = [c.result()[1]["instanceId"] for c in calls if c.done() and not c.exception()
+                    and c.result()[0] == 201]  # fmt: skip
+        for c in calls:
+            c.cancel()
+        assert answered, "no provision was answered before the kill"
+
+        second = await ControllerProcess(env).start()
+        try:
+            listed = await second.bots()
+            # Every bot that was confirmed exists; every bot that exists runs exactly once.
+            assert set(answered) <= set(listed) <= set(bots)
+            await asyncio.gather(*(second.wait_running(b, timeout=60) for b in listed))
+            pids = await second.pids()
+            for bot, view in listed.items():
+                assert fakebot_pids(second.pool_dir(view["poolId"]) / "bots" / bot) == [pids[bot]]
+            for bot in set(bots) - set(listed):
+                assert not bot_anywhere(tmp_path, bot)
+            # No slot leaked: each pool counts exactly its bots, and ports are unique.
+            used, counted, ports = store_slots(second.settings.database_path)
+            assert used == {p: counted.get(p, 0) for p in used}
+            assert len(ports) == len(set(ports)) == len(listed)
+            # The rest can be provisioned now, into the free slots.
+            for bot in sorted(set(bots) - set(listed)):
+                assert (await second.call("POST", "/api/bots", json={"instanceId": bot}))[0] == 201
+            await asyncio.gather(*(second.wait_running(b, timeout=60) for b in bots))
+            used, counted, ports = store_slots(second.settings.database_path)
+            assert sorted(ports) == list(range(23300, 23310))
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+        kill_pools(tmp_path)
+
+
+async def test_a_controller_down_for_a_minute_changes_nothing(harness_factory):
+    # POOL_GRACE as deployed (20 s): longer than an agent's reconnect backoff (at most
+    # 12 s), so the agents' reconnection after the outage is awaited, not forced.
+    settings = {"POOL_BASE_PORT": "23400", "HEALTH_CHECK_INTERVAL": "2000", "POOL_GRACE": "20000"}
+    h = await harness_factory(**settings)
+    bots = ("dn-1", "dn-2")
+    pids = await h.provision_running(*bots)
+    pool = h.pool_dir("pool-1")
+    agent = supervisor_processes(pool)["agent"]["pid"]
+    await h.stop()
+    await asyncio.sleep(60)
+    # Meanwhile the bots ran on, and so did their agent, retrying the connection.
+    assert {b: fakebot_pids(pool / "bots" / b) for b in bots} == {b: [pids[b]] for b in bots}
+    assert supervisor_processes(pool)["agent"]["pid"] == agent
+    back = await harness_factory(**settings, CONTROLLER_PORT=str(h.settings.controller_port))
+    await back.wait_applied("pool-1")
+    await asyncio.gather(*(back.wait_running(b) for b in bots))
+    await asyncio.sleep(3)  # a health check or two on the reconnected pool
+    assert await back.pids() == pids
+    views = await back.bots()
+    assert all(v["restarts"]["attempts"] == 0 for v in views.values())
+    assert supervisor_processes(pool)["agent"]["pid"] == agent
