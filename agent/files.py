@@ -13,6 +13,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from common.ownership import own_tree
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 Owner = tuple[int, int] | None
@@ -57,11 +59,17 @@ def _write_at(dir_fd: int, name: str, content: bytes, owner: Owner) -> bool:
 
 
 def make_bot_dir(bot_dir: Path, owner: Owner) -> None:
-    """The bot's directory (its parent is root's): private to the bot's user."""
+    """The bot's directory (its parent is root's): private to the bot's user.
+
+    A directory owned by someone else came with a bot moved here from another pool (the
+    controller hands it over owned by root): all of it becomes the new slot user's.
+    """
     with contextlib.suppress(FileExistsError):
         os.mkdir(bot_dir, 0o700)
     fd = os.open(bot_dir, _DIR)
     try:
+        if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
+            own_tree(fd, *owner)
         _own(fd, owner)
     finally:
         os.close(fd)

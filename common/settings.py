@@ -180,6 +180,10 @@ class ControllerSettings:
     restart_reset_after_ms: int = setting(
         "RESTART_RESET_AFTER", _MS, "600000", "healthy run time that clears a bot's restarts"
     )
+    pool_start_attempts: int = setting(
+        "POOL_START_ATTEMPTS", _int(1, 100), "3",
+        "starts of a lost pool before its bots are moved to other pools",
+    )  # fmt: skip
     bot_unresponsive_ms: int = setting(
         "BOT_UNRESPONSIVE_TIMEOUT", _MS, "60000", "failing pings for this long: restart the bot"
     )

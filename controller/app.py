@@ -155,6 +155,7 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         settings.bot_unresponsive_ms / 1000,
         metrics,
         events=events,
+        pool_starts=settings.pool_start_attempts,
     )
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
     pools.on_trouble = monitor.check_soon

@@ -20,9 +20,10 @@ from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
 from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
 from controller.metrics import Metrics
-from controller.models import BotRecord
+from controller.models import BotRecord, PoolRecord
 from controller.pools import PoolManager
 from controller.restarts import RestartRecord
+from controller.runtimes import RuntimeState
 from controller.store import NewBot, Placement
 
 log = structlog.get_logger("controller.bots")
@@ -154,6 +155,41 @@ class BotManager:
 
     async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         return await self._change(bot, restarts)
+
+    async def evacuate(self, pool: PoolRecord) -> None:
+        """Move every bot of a pool that cannot be started into other pools, with its files.
+
+        The old pool is discarded first, so no copy of a bot can run there any more; each
+        bot then starts in its new pool from its own directory (config, trade database).
+        """
+        pools = self.pools
+        await pools.runtime.discard(pool.id)
+        if await pools.runtime.inspect(pool.id) == RuntimeState.RUNNING:
+            raise RuntimeFailure(f"pool {pool.id} still runs; its bots stay where they are")
+        await pools.finalize_deletions(pool.id)  # nothing of it runs: deleted bots are gone
+        _token, token_hash = pools.new_token()
+        moved = await pools.store.move_bots(pool.id, self.placement, token_hash)
+        kept = True
+        for bot, new_pool, _created in moved:
+            try:
+                await pools.runtime.move_bot_files(bot.id, pool.id, new_pool.id)
+            except OSError as exc:
+                # It starts without its old files; they stay in the old pool's directory.
+                kept = False
+                log.error("bot_files_not_moved", bot=bot.id, pool=pool.id, error=str(exc))
+            pools.forget_bot(bot.id)
+            pools.set_pool(new_pool)
+            pools.set_bot(bot)
+            pools.events.emit("bot_moved", pool=new_pool.id, bot=bot.id, user=bot.user_id,
+                              reason="pool_lost", fromPool=pool.id, port=bot.port)  # fmt: skip
+        for new_pool in {p.id: p for _b, p, created in moved if created}.values():
+            await pools.recreate(new_pool)  # each new pool gets a token of its own
+        for pool_id in {p.id for _b, p, _c in moved}:
+            await pools.push(pool_id)
+        if kept and await pools.store.remove_pool(pool.id):
+            pools.forget_pool(pool.id)
+            await pools.runtime.remove(pool.id)
+        log.warning("pool_evacuated", pool=pool.id, bots=len(moved), files_kept=kept)
 
     async def delete(self, bot: BotRecord, purge: bool) -> bool:
         """Remove the bot from its pool; True once its agent confirmed it is gone."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from controller.bots import BotManager
 from controller.errors import FtpoolError
 from controller.events import EventBus
 from controller.metrics import Metrics
-from controller.models import BotRecord
+from controller.models import BotRecord, PoolRecord
 from controller.pools import PoolManager
 from controller.restarts import RestartPolicy, RestartRecord, Verdict, decide
 from controller.runtimes import RuntimeState
@@ -75,6 +76,7 @@ class Monitor:
         metrics: Metrics,
         *,
         events: EventBus,
+        pool_starts: int = 3,
     ) -> None:
         self.metrics = metrics
         self.events = events
@@ -87,12 +89,17 @@ class Monitor:
         self.interval = interval
         self.policy = policy
         self.unresponsive_after = unresponsive_after
+        # Starts of a pool that never became healthy before its bots are moved elsewhere.
+        self.pool_starts = pool_starts
         self.last_report: HealthReport | None = None
         # When each bot's ping was first seen failing while it ran (cleared by a good one).
         self._unanswered_since: dict[str, float] = {}
         self._down_since: dict[str, float] = {}
         # When each silent pool's agent was restarted, before restarting the whole pool.
         self._agent_restarted: dict[str, float] = {}
+        # Starts (restart, recreate) of each pool since it was last healthy, and the last.
+        self._starts: dict[str, int] = {}
+        self._started_at: dict[str, float] = {}
         # The earliest time a bot's backoff or cooldown ends: the next evaluation is due.
         self._due: float | None = None
         self._lock = asyncio.Lock()
@@ -148,7 +155,8 @@ class Monitor:
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
         report.pools.append(entry)
         if not self.pools.is_suspect(pool_id):
-            self._agent_restarted.pop(pool_id, None)
+            for tracked in (self._agent_restarted, self._starts, self._started_at):
+                tracked.pop(pool_id, None)
             if pool_id in self._suspect:
                 self._suspect.discard(pool_id)
                 self.events.emit("pool_healthy", pool=pool_id)
@@ -167,35 +175,17 @@ class Monitor:
             await self.pools.finalize_deletions(pool_id)
         if not self.pools.bots_in(pool_id):
             return
-        action = None
-        if state == RuntimeState.MISSING:
-            action = "recreate"
-            coro = self.pools.recreate(pool)
-        elif state == RuntimeState.EXITED:
-            action = "restart"
-            coro = self.pools.runtime.restart(pool_id)
-        elif time.time() - max(live.last_seen, live.disconnected_at) > self.pools.pool_grace:
-            # Running, but its agent is gone or hung for a whole grace period. Its bots run
-            # on: restart the agent alone, which adopts them; the whole pool only if a
-            # restarted agent did not report within two more grace periods.
-            tried = self._agent_restarted.get(pool_id)
-            if tried is None:
-                action = "restart_agent"
-                self._agent_restarted[pool_id] = time.time()
-                coro = self.pools.runtime.restart_agent(pool_id)
-            elif time.time() - tried > 2 * self.pools.pool_grace:
-                action = "restart"
-                self._agent_restarted.pop(pool_id)
-                coro = self.pools.runtime.restart(pool_id)
-            else:
-                self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
-                return
-        else:
+        recovery = self._recovery(pool, state)
+        if recovery is None:
             # Suspect but running: the runtime's view may be in flux (a container being
             # removed still shows as running), so look again soon rather than in a whole
             # HEALTH_CHECK_INTERVAL.
             self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
             return
+        action, coro = recovery
+        if action in ("restart", "recreate"):
+            self._starts[pool_id] = self._starts.get(pool_id, 0) + 1
+            self._started_at[pool_id] = time.time()
         try:
             await coro
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
@@ -263,6 +253,35 @@ class Monitor:
                                         "attempt": decision.record.attempts})  # fmt: skip
         log.warning("bot_auto_restart", bot=bot.id, pool=bot.pool_id, reason=reason,
                     attempt=decision.record.attempts, cycle=decision.record.cycles)  # fmt: skip
+
+    def _recovery(
+        self, pool: PoolRecord, state: RuntimeState
+    ) -> tuple[str, Coroutine[Any, Any, Any]] | None:
+        """The action that brings a suspect pool back, or None to wait and look again."""
+        now, grace = time.time(), self.pools.pool_grace
+        if state != RuntimeState.RUNNING and self._starts.get(pool.id, 0) >= self.pool_starts:
+            # Started again and again, never healthy: move its bots to other pools.
+            return "evacuate", self.bots.evacuate(pool)
+        if state == RuntimeState.MISSING:
+            return "recreate", self.pools.recreate(pool)
+        if state == RuntimeState.EXITED:
+            return "restart", self.pools.runtime.restart(pool.id)
+        live = self.pools.live[pool.id]
+        # A pool just (re)started has not been silent: its agent is on its way.
+        heard = max(live.last_seen, live.disconnected_at, self._started_at.get(pool.id, 0.0))
+        if now - heard <= grace:
+            return None
+        # Running, but its agent is gone or hung for a whole grace period. Its bots run on:
+        # restart the agent alone, which adopts them; the whole pool only if a restarted
+        # agent did not report within two more grace periods.
+        tried = self._agent_restarted.get(pool.id)
+        if tried is None:
+            self._agent_restarted[pool.id] = now
+            return "restart_agent", self.pools.runtime.restart_agent(pool.id)
+        if now - tried > 2 * grace:
+            del self._agent_restarted[pool.id]
+            return "restart", self.pools.runtime.restart(pool.id)
+        return None
 
     def _due_at(self, when: float) -> None:
         self._due = when if self._due is None else min(self._due, when)

@@ -287,30 +287,7 @@ class Store:
     ) -> tuple[BotRecord, PoolRecord, bool]:
         if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
             raise Conflict(f"bot {bot.id} already exists")
-        capacity = p.max_bots if p.pooled else 1
-        owner = bot.user_id if p.per_user else None
-        order = "used DESC, num" if p.fill else "used ASC, num"
-        row = db.execute(
-            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
-            f"ORDER BY {order} LIMIT 1",
-            (owner, capacity),
-        ).fetchone()
-        created = row is None
-        if created:
-            num = self._free_pool_number(db)
-            port_start = p.base_port + (num - 1) * p.max_bots
-            if port_start + p.max_bots - 1 > 65535:
-                raise CapacityExhausted("no port block left for another pool")
-            now = time.time()
-            db.execute(
-                "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
-                " token_hash, created_at) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)",
-                (f"pool-{num}", num, port_start, capacity, owner, token_hash, now),
-            )
-            row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
-        pool = _pool(row)
-        taken = [r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool.id,))]
-        slot = next(s for s in range(pool.capacity) if s not in set(taken))
+        pool, slot, created = self._place(db, bot.user_id, p, token_hash)
         now = time.time()
         db.execute(
             "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
@@ -333,6 +310,73 @@ class Store:
         pool = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool.id,)).fetchone())
         record = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot.id,)).fetchone())
         return record, pool, created
+
+    def _place(
+        self, db: sqlite3.Connection, user_id: str, p: Placement, token_hash: str,
+        avoid: str | None = None,
+    ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
+        """A pool with a free slot (not `avoid`), made if none has one; the slot; made?"""
+        capacity = p.max_bots if p.pooled else 1
+        owner = user_id if p.per_user else None
+        order = "used DESC, num" if p.fill else "used ASC, num"
+        row = db.execute(
+            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
+            f"AND id IS NOT ? ORDER BY {order} LIMIT 1",
+            (owner, capacity, avoid),
+        ).fetchone()
+        created = row is None
+        if created:
+            num = self._free_pool_number(db)
+            port_start = p.base_port + (num - 1) * p.max_bots
+            if port_start + p.max_bots - 1 > 65535:
+                raise CapacityExhausted("no port block left for another pool")
+            now = time.time()
+            db.execute(
+                "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
+                " token_hash, created_at) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)",
+                (f"pool-{num}", num, port_start, capacity, owner, token_hash, now),
+            )
+            row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
+        pool = _pool(row)
+        taken = {r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool.id,))}
+        return pool, next(s for s in range(pool.capacity) if s not in taken), created
+
+    async def move_bots(
+        self, from_pool: str, placement: Placement, token_hash: str
+    ) -> list[tuple[BotRecord, PoolRecord, bool]]:
+        """Give every bot of a lost pool a slot in other pools, in one transaction.
+
+        Returns each moved bot with its new pool and whether that pool is new. The old pool
+        keeps no bot (its row stays, empty, until it is removed).
+        """
+
+        def move(db: sqlite3.Connection) -> list[tuple[BotRecord, PoolRecord, bool]]:
+            moved = []
+            rows = db.execute(
+                "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
+            ).fetchall()
+            for bot_id, user_id in rows:
+                pool, slot, created = self._place(db, user_id, placement, token_hash, from_pool)
+                db.execute(
+                    "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
+                    (pool.id, slot, pool.port_start + slot, bot_id),
+                )
+                db.execute(
+                    "UPDATE pools SET used = used + 1, generation = generation + 1,"
+                    " emptied_at = NULL WHERE id = ?",
+                    (pool.id,),
+                )
+                pool = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool.id,)).fetchone())
+                bot = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
+                moved.append((bot, pool, created))
+            db.execute(
+                "UPDATE pools SET used = 0, emptied_at = ?, generation = generation + 1"
+                " WHERE id = ?",
+                (time.time(), from_pool),
+            )
+            return moved
+
+        return await self._run(self._tx, move)
 
     @staticmethod
     def _free_pool_number(db: sqlite3.Connection) -> int:

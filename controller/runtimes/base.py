@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import abc
 import enum
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.ownership import own_tree
 
 
 class RuntimeState(enum.StrEnum):
@@ -52,6 +56,14 @@ class PoolRuntime(abc.ABC):
         """Restart only the pool's agent (its supervisord program); the bots keep running."""
 
     @abc.abstractmethod
+    async def discard(self, pool_id: str) -> None:
+        """Make sure nothing of the pool runs, or can start again by itself; keep its files."""
+
+    @abc.abstractmethod
+    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
+        """Move a bot's directory (config, strategy, trade database) to another pool's."""
+
+    @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:
         """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
 
@@ -82,3 +94,27 @@ class PoolRuntime(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release clients; pools keep running."""
+
+
+def move_bot_dir(pools_dir: Path, bot_id: str, from_pool: str, to_pool: str) -> None:
+    """Move pools/<from>/bots/<id> to pools/<to>/bots/<id>, handed over owned by root.
+
+    Root ownership first, while the old pool is dead: in the new pool the old slot's user
+    may be another tenant's bot. The new pool's agent gives it to the bot's new slot user.
+    """
+    source = pools_dir / from_pool / "bots" / bot_id
+    if not source.is_dir():
+        return  # never written (the pool died before its agent made it): nothing to keep
+    target_parent = pools_dir / to_pool / "bots"
+    target_parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if os.geteuid() == 0:
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, 0, 0)
+            own_tree(fd, 0, 0)
+        finally:
+            os.close(fd)
+    target = target_parent / bot_id
+    if target.exists():
+        raise FileExistsError(f"{target} exists already; not overwriting it")
+    os.rename(source, target)

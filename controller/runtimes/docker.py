@@ -25,7 +25,13 @@ from docker.models.containers import Container
 
 from common import __version__
 from controller.errors import RuntimeFailure
-from controller.runtimes.base import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
+from controller.runtimes.base import (
+    PoolLaunch,
+    PoolRuntime,
+    PoolUsage,
+    RuntimeState,
+    move_bot_dir,
+)
 
 log = structlog.get_logger("runtime.docker")
 LABEL_POOL = "ftpool.pool"
@@ -206,6 +212,20 @@ class DockerRuntime(PoolRuntime):
 
         await self._run(restart)
         log.info("pool_agent_restarted", pool=pool_id)
+
+    async def discard(self, pool_id: str) -> None:
+        def discard() -> None:
+            container = self._get(pool_id)
+            if container is not None:
+                # Removed, not stopped: Docker's restart policy must not bring it back.
+                container.remove(force=True)
+            self._addresses.pop(pool_id, None)
+
+        await self._run(discard)
+        log.info("pool_container_discarded", pool=pool_id)
+
+    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
+        await self._run(move_bot_dir, self.options.pools_dir, bot_id, from_pool, to_pool)
 
     async def remove(self, pool_id: str) -> None:
         def remove() -> None:

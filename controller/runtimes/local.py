@@ -27,7 +27,13 @@ from supervisor.xmlrpc import SupervisorTransport
 import agent as agent_package
 from common.ini import ini_environment, ini_value
 from controller.errors import RuntimeFailure
-from controller.runtimes.base import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
+from controller.runtimes.base import (
+    PoolLaunch,
+    PoolRuntime,
+    PoolUsage,
+    RuntimeState,
+    move_bot_dir,
+)
 
 log = structlog.get_logger("runtime.local")
 # Only these variables of the controller's environment reach a pool: never its secrets.
@@ -162,15 +168,19 @@ class LocalRuntime(PoolRuntime):
         source_root = str(_SOURCE_ROOT)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
 
-        def spawn() -> int:
+        def spawn() -> subprocess.CompletedProcess[bytes]:
             # supervisord daemonizes: the launched process forks and exits at once.
             return subprocess.run(
                 [sys.executable, "-m", "supervisor.supervisord", "-c", str(d / "supervisord.conf")],
                 cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True, timeout=30, check=False,
-            ).returncode  # fmt: skip
+            )  # fmt: skip
 
-        code = await asyncio.to_thread(spawn)
+        done = await asyncio.to_thread(spawn)
+        code = done.returncode
+        if code != 0:  # it did not get as far as daemonizing (a bad config, say)
+            error = done.stderr.decode(errors="replace").strip()[-300:]
+            raise RuntimeFailure(f"supervisord of {pool_id} failed to start: {error}")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._pid(pool_id) is not None and (d / "supervisor.sock").exists():
@@ -233,6 +243,13 @@ class LocalRuntime(PoolRuntime):
         except (OSError, xmlrpc.client.Error) as exc:
             raise RuntimeFailure(f"cannot restart the agent of {pool_id}: {exc}") from exc
         log.info("pool_agent_restarted", pool=pool_id)
+
+    async def discard(self, pool_id: str) -> None:
+        await self._stop(pool_id)
+        await asyncio.to_thread(self._kill_leftovers, pool_id)
+
+    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
+        await asyncio.to_thread(move_bot_dir, self.pools_dir, bot_id, from_pool, to_pool)
 
     async def _stop(self, pool_id: str) -> None:
         pid = self._pid(pool_id)

@@ -5,6 +5,8 @@ a controller down for a minute. Each ends by counting bot processes: never two o
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from tests.support import (
     kill_pools,
     settings_env,
     supervisor_processes,
+    supervisord_pid,
     wait_for,
 )
 
@@ -156,3 +159,39 @@ async def test_a_controller_down_for_a_minute_changes_nothing(harness_factory):
     views = await back.bots()
     assert all(v["restarts"]["attempts"] == 0 for v in views.values())
     assert supervisor_processes(pool)["agent"]["pid"] == agent
+
+
+async def test_a_pool_that_cannot_start_again_has_its_bots_moved_with_their_data(
+    harness_factory,
+):
+    h = await harness_factory(
+        POOL_BASE_PORT="23500", MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2",
+        POOL_GRACE="2000", HEALTH_CHECK_INTERVAL="2000",
+    )  # fmt: skip
+    before = await h.provision_running("ev-1", "ev-2", "ev-3")
+    old = h.pool_dir("pool-1")
+    for bot in ("ev-1", "ev-2"):
+        (old / "bots" / bot / "user_data" / "tradesv3.sqlite").write_text(f"trades of {bot}")
+    # pool-1 breaks for good: its supervisord dies and its configuration is ruined.
+    (old / "supervisord.conf").write_text("[this is not supervisord's configuration\n")
+    os.kill(supervisord_pid(old), signal.SIGKILL)
+
+    async def moved() -> bool:
+        bots = await h.bots()
+        return bots["ev-1"]["poolId"] != "pool-1" and bots["ev-2"]["poolId"] != "pool-1"
+
+    await wait_for(moved, 90, step=0.5)
+    await asyncio.gather(*(h.wait_running(b, timeout=60) for b in ("ev-1", "ev-2")))
+    bots = await h.bots()
+    assert (bots["ev-1"]["poolId"], bots["ev-1"]["port"]) == ("pool-2", 23503)
+    assert (bots["ev-2"]["poolId"], bots["ev-2"]["port"]) == ("pool-3", 23504)
+    pids = await h.pids()
+    for bot in ("ev-1", "ev-2"):
+        bot_dir = h.pool_dir(bots[bot]["poolId"]) / "bots" / bot
+        assert (bot_dir / "user_data" / "tradesv3.sqlite").read_text() == f"trades of {bot}"
+        assert fakebot_pids(bot_dir) == [pids[bot]]
+        assert (await h.call("GET", f"/api/bots/{bot}/ping"))[0] == 200
+    assert pids["ev-3"] == before["ev-3"]  # its pool was never touched
+    # The lost pool is gone, its directory too (nothing was left in it).
+    status = (await h.call("GET", "/api/pool/status"))[1]
+    assert not old.exists() and "pool-1" not in {p["id"] for p in status["pools"]}

@@ -58,3 +58,18 @@ def test_unchanged_files_are_not_rewritten(bot_dir: Path) -> None:
     before = (bot_dir / "config.json").stat().st_ino
     write_bot_files(bot_dir, {"config.json": b"{}"}, NOBODY)
     assert (bot_dir / "config.json").stat().st_ino == before
+
+
+def test_a_moved_in_directory_becomes_the_new_users_without_following_links(
+    bot_dir: Path, victim: Path
+) -> None:
+    """A bot moved from another pool arrives owned by root; all of it is handed over."""
+    (bot_dir / "user_data").mkdir()
+    (bot_dir / "user_data" / "tradesv3.sqlite").write_bytes(b"trades")
+    (bot_dir / "user_data" / "escape").symlink_to(victim)
+    os.chown(bot_dir, 0, 0)
+    make_bot_dir(bot_dir, (65533, 65533))
+    for path in (bot_dir, bot_dir / "user_data", bot_dir / "user_data" / "tradesv3.sqlite"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (65533, 65533)
+    assert (bot_dir / "user_data" / "escape").lstat().st_uid == 65533
+    assert victim.stat().st_uid == 0 and (victim / "secret").stat().st_uid == 0

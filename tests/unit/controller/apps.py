@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from common.protocol import BotStatus
 from controller.app import Controller
+from controller.errors import RuntimeFailure
 from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
 from tests.support import ADMIN_TOKEN, user_token
 
@@ -30,9 +31,12 @@ class FakeRuntime(PoolRuntime):
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.launches: dict[str, PoolLaunch] = {}
+        self.broken: set[str] = set()  # pools that cannot be created: a lost host, say
 
     async def create(self, launch: PoolLaunch) -> None:
         self.calls.append(("create", launch.pool_id))
+        if launch.pool_id in self.broken:
+            raise RuntimeFailure(f"cannot create {launch.pool_id}")
         self.launches[launch.pool_id] = launch
 
     async def inspect(self, pool_id: str) -> RuntimeState:
@@ -44,6 +48,13 @@ class FakeRuntime(PoolRuntime):
 
     async def restart_agent(self, pool_id: str) -> None:
         self.calls.append(("restart_agent", pool_id))
+
+    async def discard(self, pool_id: str) -> None:
+        self.calls.append(("discard", pool_id))
+        self.launches.pop(pool_id, None)
+
+    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
+        self.calls.append(("move", f"{bot_id}:{from_pool}>{to_pool}"))
 
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from common.protocol import BotStatus
-from tests.unit.controller.apps import Api, ApiFactory, report
+from tests.unit.controller.apps import ALICE, Api, ApiFactory, report
 
 
 class AgentSocket:
@@ -139,3 +139,33 @@ async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFa
     await asyncio.sleep(0.11)
     await evaluate(api)
     assert api.runtime.calls[-1] == ("restart", "pool-1")
+
+
+async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFactory) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2")
+    for bot_id in ("b1", "b2", "b3"):
+        await api.provision(ALICE, instanceId=bot_id)
+    connect(api, "pool-1")
+    connect(api, "pool-2")
+    pools = api.controller.pools
+    # pool-1's container is gone, and no new one can be made where it was.
+    api.runtime.launches.pop("pool-1")
+    api.runtime.broken.add("pool-1")
+    pools.live["pool-1"].ws = None
+    for _ in range(2):  # the allowed starts, each failing
+        await evaluate(api)
+    assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
+    assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
+    await evaluate(api)
+    # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
+    # pool (pool-1's number stays taken until the old pool is removed).
+    calls = api.runtime.calls
+    assert calls.index(("discard", "pool-1")) < calls.index(("move", "b1:pool-1>pool-2"))
+    assert ("move", "b2:pool-1>pool-3") in calls and ("create", "pool-3") in calls
+    assert (pools.bots["b1"].pool_id, pools.bots["b1"].port) == ("pool-2", 21003)
+    assert (pools.bots["b2"].pool_id, pools.bots["b2"].port) == ("pool-3", 21004)
+    assert "pool-1" not in pools.pools and ("remove", "pool-1") in calls
+    # The desired state of each pool now names its bots with their new ports.
+    assert [(s.id, s.port) for s in pools.desired("pool-2").bots] == [("b3", 21002), ("b1", 21003)]
+    status, body, _ = await api.call("GET", "/api/bots/b2", ALICE)
+    assert status == 200 and body["poolId"] == "pool-3" and body["port"] == 21004
