@@ -155,8 +155,7 @@ class Monitor:
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
         report.pools.append(entry)
         if not self.pools.is_suspect(pool_id):
-            for tracked in (self._agent_restarted, self._starts, self._started_at):
-                tracked.pop(pool_id, None)
+            self._forget_pool(pool_id)
             if pool_id in self._suspect:
                 self._suspect.discard(pool_id)
                 self.events.emit("pool_healthy", pool=pool_id)
@@ -188,6 +187,9 @@ class Monitor:
             self._started_at[pool_id] = time.time()
         try:
             await coro
+            if action == "evacuate":  # the pool is gone; a new pool may reuse its id
+                self._forget_pool(pool_id)
+                self._suspect.discard(pool_id)
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=True)
             self.metrics.pool_recoveries.labels(action, "ok").inc()
@@ -282,6 +284,10 @@ class Monitor:
             del self._agent_restarted[pool.id]
             return "restart", self.pools.runtime.restart(pool.id)
         return None
+
+    def _forget_pool(self, pool_id: str) -> None:
+        for tracked in (self._agent_restarted, self._starts, self._started_at):
+            tracked.pop(pool_id, None)
 
     def _due_at(self, when: float) -> None:
         self._due = when if self._due is None else min(self._due, when)

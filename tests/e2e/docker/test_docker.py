@@ -155,6 +155,8 @@ async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_c
     since_kill = time.monotonic() - killed_at
     assert all(current[b]["process"]["uptimeSeconds"] < since_kill for b in BOTS[10:])
     assert all(current[b]["process"]["uptimeSeconds"] > since_kill for b in BOTS[:10])
+    processes = container_bot_processes()
+    assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
 
 
 async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_cluster, docker_client):
