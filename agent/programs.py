@@ -88,6 +88,8 @@ class ProgramOptions:
     run_dir: Path | None = None
     launcher_python: str = "python3"
     preload_modules: str = ""
+    # How long bots wait for a new preloader to listen before they are started anyway.
+    preloader_wait: float = 60.0
     stop_wait_secs: int = 30
     log_max_bytes: str = "10MB"
     log_backups: int = 3

@@ -160,6 +160,9 @@ class Reconciler:
             self._preloader_nonce = desired.preloader_nonce  # first seen: not a restart
         if desired.preloader_nonce > self._preloader_nonce and preload:
             await self._restart_preloader()
+            await self._wait_for_preloader()
+        elif PRELOADER in added or PRELOADER in changed:
+            await self._wait_for_preloader()
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
@@ -245,6 +248,21 @@ class Reconciler:
             # alone: restarting it is the controller's policy, asked through the nonce.
             log.info("bot_start", bot=spec.id)
             await self.supervisor.start(name)
+
+    async def _wait_for_preloader(self) -> None:
+        """Until a new preloader has imported FreqTrade and listens (bounded): bots started
+        before that would give up waiting for it and run unshared."""
+        path = self.options.preloader_socket
+        deadline = time.monotonic() + self.options.preloader_wait
+        while path is not None and time.monotonic() < deadline:
+            try:
+                _reader, writer = await asyncio.open_unix_connection(str(path))
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            return
+        log.warning("preloader_not_ready", timeout=self.options.preloader_wait)
 
     async def _unload(self, name: str) -> None:
         await self._stop_and_wait(name)

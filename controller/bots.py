@@ -68,6 +68,7 @@ class BotManager:
         self.strategies_dir = strategies_dir
         self.default_strategy = default_strategy
         self.metrics = metrics
+        self._moving: set[str] = set()  # pools whose bots are being moved elsewhere
 
     def get(self, principal: Principal, instance_id: str) -> BotRecord:
         check_id(instance_id, "instanceId")
@@ -130,6 +131,8 @@ class BotManager:
     def _live(self, bot: BotRecord) -> None:
         if bot.deleting:
             raise Conflict(f"bot {bot.id} is being deleted")
+        if bot.pool_id in self._moving:
+            raise Conflict(f"bot {bot.id} is being moved to another pool; try again shortly")
 
     async def start(self, bot: BotRecord) -> BotRecord:
         """Run the bot; a bot that should run already but does not (it exited, or the
@@ -160,40 +163,62 @@ class BotManager:
         """Move every bot of a pool that cannot be started into other pools, with its files.
 
         The old pool is discarded first, so no copy of a bot can run there any more; each
-        bot then starts in its new pool from its own directory (config, trade database).
+        bot then starts in its new pool from its own directory (config, trade database). A
+        bot whose directory could not be moved is not started: it is stopped, for an
+        operator, rather than trading without its trade database.
         """
         pools = self.pools
-        await pools.runtime.discard(pool.id)
-        if await pools.runtime.inspect(pool.id) == RuntimeState.RUNNING:
-            raise RuntimeFailure(f"pool {pool.id} still runs; its bots stay where they are")
-        await pools.finalize_deletions(pool.id)  # nothing of it runs: deleted bots are gone
-        _token, token_hash = pools.new_token()
-        moved = await pools.store.move_bots(pool.id, self.placement, token_hash)
-        kept = True
-        for bot, new_pool, _created in moved:
+        # Users' changes to these bots wait (409) until they are in their new pools.
+        self._moving.add(pool.id)
+        try:
+            await pools.runtime.discard(pool.id)
+            if await pools.runtime.inspect(pool.id) == RuntimeState.RUNNING:
+                raise RuntimeFailure(f"pool {pool.id} still runs; its bots stay where they are")
+            await pools.finalize_deletions(pool.id)  # nothing of it runs: deleted bots are gone
+            _token, token_hash = pools.new_token()
+            moved, old = await pools.store.move_bots(pool.id, self.placement, token_hash)
+            pools.set_pool(old)  # full, so that nothing new is placed in it
+            targets = {new_pool.id for _b, new_pool, _c in moved}
             try:
-                await pools.runtime.move_bot_files(bot.id, pool.id, new_pool.id)
-            except OSError as exc:
-                # It starts without its old files; they stay in the old pool's directory.
-                kept = False
-                log.error("bot_files_not_moved", bot=bot.id, pool=pool.id, error=str(exc))
-            pools.forget_bot(bot.id)
-            pools.set_pool(new_pool)
-            pools.set_bot(bot)
-            pools.events.emit("bot_moved", pool=new_pool.id, bot=bot.id, user=bot.user_id,
-                              reason="pool_lost", fromPool=pool.id, port=bot.port)  # fmt: skip
-        for new_pool in {p.id: p for _b, p, created in moved if created}.values():
-            await pools.recreate(new_pool)  # each new pool gets a token of its own
-        for pool_id in {p.id for _b, p, _c in moved}:
-            await pools.push(pool_id)
-        if kept and await pools.store.remove_pool(pool.id):
-            pools.forget_pool(pool.id)
-            await pools.runtime.remove(pool.id)
-        log.warning("pool_evacuated", pool=pool.id, bots=len(moved), files_kept=kept)
+                stranded = [b.id for b, new_pool, _c in moved
+                            if not await self._move_files(b, pool.id, new_pool)]  # fmt: skip
+                for pool_id in {p.id for _b, p, created in moved if created}:
+                    # Each new pool gets a token of its own, on the record kept in memory.
+                    await pools.recreate(pools.pools[pool_id])
+            finally:
+                for pool_id in targets:
+                    await pools.push(pool_id)
+        finally:
+            self._moving.discard(pool.id)
+        if not stranded:
+            async with pools.lifecycle:
+                if await pools.store.remove_pool(pool.id):
+                    pools.forget_pool(pool.id, old)
+                    await pools.runtime.remove(pool.id)
+        log.warning("pool_evacuated", pool=pool.id, bots=len(moved), stranded=stranded)
+
+    async def _move_files(self, bot: BotRecord, from_pool: str, new_pool: PoolRecord) -> bool:
+        pools = self.pools
+        try:
+            await pools.runtime.move_bot_files(bot.id, from_pool, new_pool.id)
+            moved = True
+        except OSError as exc:
+            moved = False
+            log.error("bot_files_not_moved", bot=bot.id, pool=from_pool, error=str(exc))
+            bot, _gen = await pools.store.update_bot(bot.id, run="stopped")
+        pools.forget_bot(bot.id)
+        pools.set_pool(new_pool)
+        pools.set_bot(bot)
+        pools.events.emit(
+            "bot_moved" if moved else "bot_move_failed", pool=new_pool.id, bot=bot.id,
+            user=bot.user_id, reason="pool_lost", fromPool=from_pool, port=bot.port,
+        )  # fmt: skip
+        return moved
 
     async def delete(self, bot: BotRecord, purge: bool) -> bool:
         """Remove the bot from its pool; True once its agent confirmed it is gone."""
         if not bot.deleting:
+            self._live(bot)
             bot = await self._change(bot, deleting=1, purge=int(purge))
             self.pools.mark_deleted(bot)
         started = time.monotonic()

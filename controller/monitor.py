@@ -34,6 +34,8 @@ log = structlog.get_logger("controller.monitor")
 # States in which supervisord has no process for the bot and will not start one.
 DOWN_STATES = frozenset({"EXITED", "FATAL"})
 RECOVERY_RETRY_SECONDS = 2.0
+# A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
+EVACUATE_AFTER_GRACES = 3
 
 
 @dataclass
@@ -97,8 +99,9 @@ class Monitor:
         self._down_since: dict[str, float] = {}
         # When each silent pool's agent was restarted, before restarting the whole pool.
         self._agent_restarted: dict[str, float] = {}
-        # Starts (restart, recreate) of each pool since it was last healthy, and the last.
-        self._starts: dict[str, int] = {}
+        # Starts (restart, recreate) of each pool since it was last healthy, with the time
+        # of the first one; and the time of the last one.
+        self._starts: dict[str, tuple[int, float]] = {}
         self._started_at: dict[str, float] = {}
         # The earliest time a bot's backoff or cooldown ends: the next evaluation is due.
         self._due: float | None = None
@@ -183,7 +186,8 @@ class Monitor:
             return
         action, coro = recovery
         if action in ("restart", "recreate"):
-            self._starts[pool_id] = self._starts.get(pool_id, 0) + 1
+            starts, first = self._starts.get(pool_id, (0, time.time()))
+            self._starts[pool_id] = (starts + 1, first)
             self._started_at[pool_id] = time.time()
         try:
             await coro
@@ -261,8 +265,11 @@ class Monitor:
     ) -> tuple[str, Coroutine[Any, Any, Any]] | None:
         """The action that brings a suspect pool back, or None to wait and look again."""
         now, grace = time.time(), self.pools.pool_grace
-        if state != RuntimeState.RUNNING and self._starts.get(pool.id, 0) >= self.pool_starts:
-            # Started again and again, never healthy: move its bots to other pools.
+        starts, first = self._starts.get(pool.id, (0, now))
+        # Started again and again, never healthy, for a while (not a passing hiccup of the
+        # runtime or its storage): move its bots to other pools.
+        if state != RuntimeState.RUNNING and starts >= self.pool_starts \
+                and now - first >= EVACUATE_AFTER_GRACES * grace:  # fmt: skip
             return "evacuate", self.bots.evacuate(pool)
         if state == RuntimeState.MISSING:
             return "recreate", self.pools.recreate(pool)

@@ -198,6 +198,7 @@ class PoolManager:
 
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't."""
+        await self._finish_moves()
         found = await self.runtime.list()
         unknown = self.unknown_pools = [p for p in found if p not in self.pools]
         for pool_id in unknown:
@@ -212,6 +213,19 @@ class PoolManager:
                 except RuntimeFailure as exc:
                     log.error("pool_start_failed", pool=pool.id, error=str(exc))
         return unknown
+
+    async def _finish_moves(self) -> None:
+        """Bring each bot's directory to its pool, where a move to another pool (a lost
+        pool's evacuation) was cut short, before any pool starts the bot without it."""
+        for bot_id, where in (await self.runtime.bot_locations()).items():
+            bot = self.bots.get(bot_id)
+            if bot is None or bot.pool_id in where or len(where) != 1:
+                continue
+            if await self.runtime.inspect(where[0]) == RuntimeState.RUNNING:
+                log.error("bot_files_in_running_pool", bot=bot_id, pool=where[0])
+                continue  # something may still run it there: never take its files away
+            await self.runtime.move_bot_files(bot_id, where[0], bot.pool_id)
+            log.warning("bot_move_completed", bot=bot_id, pool=bot.pool_id, source=where[0])
 
     # -- desired state ----------------------------------------------------------------
 

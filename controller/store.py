@@ -343,14 +343,17 @@ class Store:
 
     async def move_bots(
         self, from_pool: str, placement: Placement, token_hash: str
-    ) -> list[tuple[BotRecord, PoolRecord, bool]]:
+    ) -> tuple[list[tuple[BotRecord, PoolRecord, bool]], PoolRecord]:
         """Give every bot of a lost pool a slot in other pools, in one transaction.
 
-        Returns each moved bot with its new pool and whether that pool is new. The old pool
-        keeps no bot (its row stays, empty, until it is removed).
+        Returns each moved bot with its new pool and whether that pool is new, and the old
+        pool: it keeps no bot, and counts as full, so nothing new is placed in it while it
+        waits to be removed.
         """
 
-        def move(db: sqlite3.Connection) -> list[tuple[BotRecord, PoolRecord, bool]]:
+        def move(
+            db: sqlite3.Connection,
+        ) -> tuple[list[tuple[BotRecord, PoolRecord, bool]], PoolRecord]:
             moved = []
             rows = db.execute(
                 "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
@@ -370,11 +373,12 @@ class Store:
                 bot = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
                 moved.append((bot, pool, created))
             db.execute(
-                "UPDATE pools SET used = 0, emptied_at = ?, generation = generation + 1"
+                "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1"
                 " WHERE id = ?",
                 (time.time(), from_pool),
             )
-            return moved
+            old = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (from_pool,)).fetchone())
+            return moved, old
 
         return await self._run(self._tx, move)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import enum
 import os
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,10 @@ class PoolRuntime(abc.ABC):
         """Move a bot's directory (config, strategy, trade database) to another pool's."""
 
     @abc.abstractmethod
+    async def bot_locations(self) -> dict[str, list[str]]:
+        """Bot id → the pools whose directory holds a directory of that bot."""
+
+    @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:
         """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
 
@@ -118,3 +124,32 @@ def move_bot_dir(pools_dir: Path, bot_id: str, from_pool: str, to_pool: str) -> 
     if target.exists():
         raise FileExistsError(f"{target} exists already; not overwriting it")
     os.rename(source, target)
+
+
+def retire_pool_dir(pool_dir: Path, archive_dir: Path) -> None:
+    """Delete a removed pool's directory, keeping every bot's data in archive_dir.
+
+    Its archive/ (deleted bots) moves over; a bot directory still in bots/ (a bot whose
+    move to another pool did not finish, say) is kept too, as <id>-leftover-<time>.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = [(item, item.name) for item in _entries(pool_dir / "archive")]
+    kept += [(item, f"{item.name}-leftover-{stamp}") for item in _entries(pool_dir / "bots")]
+    if kept:
+        archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for item, name in kept:
+        os.rename(item, archive_dir / name)
+    shutil.rmtree(pool_dir, ignore_errors=True)
+
+
+def _entries(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []
+
+
+def bot_dirs(pools_dir: Path) -> dict[str, list[str]]:
+    """Bot id → the pools under pools_dir with a directory of that bot, in one pass."""
+    found: dict[str, list[str]] = {}
+    for bots in pools_dir.glob("*/bots"):
+        for bot_dir in _entries(bots):
+            found.setdefault(bot_dir.name, []).append(bots.parent.name)
+    return found

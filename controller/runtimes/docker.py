@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,9 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
+    bot_dirs,
     move_bot_dir,
+    retire_pool_dir,
 )
 
 log = structlog.get_logger("runtime.docker")
@@ -224,6 +225,9 @@ class DockerRuntime(PoolRuntime):
         await self._run(discard)
         log.info("pool_container_discarded", pool=pool_id)
 
+    async def bot_locations(self) -> dict[str, list[str]]:
+        return await self._run(bot_dirs, self.options.pools_dir)
+
     async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
         await self._run(move_bot_dir, self.options.pools_dir, bot_id, from_pool, to_pool)
 
@@ -235,13 +239,7 @@ class DockerRuntime(PoolRuntime):
                     container.stop(timeout=STOP_TIMEOUT)
                 container.remove()
             self._addresses.pop(pool_id, None)
-            pool_dir = self.options.pools_dir / pool_id
-            archive = pool_dir / "archive"
-            if archive.is_dir():
-                self.options.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                for item in archive.iterdir():
-                    os.rename(item, self.options.archive_dir / item.name)
-            shutil.rmtree(pool_dir, ignore_errors=True)
+            retire_pool_dir(self.options.pools_dir / pool_id, self.options.archive_dir)
 
         await self._run(remove)
         log.info("pool_container_removed", pool=pool_id)

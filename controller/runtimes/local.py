@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
+    bot_dirs,
     move_bot_dir,
+    retire_pool_dir,
 )
 
 log = structlog.get_logger("runtime.local")
@@ -248,6 +249,9 @@ class LocalRuntime(PoolRuntime):
         await self._stop(pool_id)
         await asyncio.to_thread(self._kill_leftovers, pool_id)
 
+    async def bot_locations(self) -> dict[str, list[str]]:
+        return await asyncio.to_thread(bot_dirs, self.pools_dir)
+
     async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
         await asyncio.to_thread(move_bot_dir, self.pools_dir, bot_id, from_pool, to_pool)
 
@@ -274,15 +278,7 @@ class LocalRuntime(PoolRuntime):
         await self._stop(pool_id)
         d = self._dir(pool_id)
 
-        def cleanup() -> None:
-            archive = d / "archive"
-            if archive.is_dir():
-                self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                for item in archive.iterdir():
-                    os.rename(item, self.archive_dir / item.name)
-            shutil.rmtree(d, ignore_errors=True)
-
-        await asyncio.to_thread(cleanup)
+        await asyncio.to_thread(retire_pool_dir, d, self.archive_dir)
         log.info("pool_removed", pool=pool_id)
 
     async def stats(self, pool_id: str) -> PoolUsage | None:

@@ -413,7 +413,8 @@ def python_spec(bot_id: str, port: int, **over: Any) -> BotSpec:
 
 @pytest.fixture
 def prec(fake: FakeSupervisor, pool_dir: Path) -> Reconciler:
-    options = ProgramOptions(log_dir=pool_dir / "logs", run_dir=pool_dir / "run")
+    # No preloader process runs here to wait for.
+    options = ProgramOptions(log_dir=pool_dir / "logs", run_dir=pool_dir / "run", preloader_wait=0)
     return Reconciler(fake, pool_dir, options)  # type: ignore[arg-type]
 
 

@@ -32,6 +32,8 @@ class FakeRuntime(PoolRuntime):
         self.calls: list[tuple[str, str]] = []
         self.launches: dict[str, PoolLaunch] = {}
         self.broken: set[str] = set()  # pools that cannot be created: a lost host, say
+        self.locations: dict[str, list[str]] = {}  # bot id → pools holding its directory
+        self.unmovable: set[str] = set()  # bots whose directory cannot be moved
 
     async def create(self, launch: PoolLaunch) -> None:
         self.calls.append(("create", launch.pool_id))
@@ -55,6 +57,11 @@ class FakeRuntime(PoolRuntime):
 
     async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
         self.calls.append(("move", f"{bot_id}:{from_pool}>{to_pool}"))
+        if bot_id in self.unmovable:
+            raise OSError(f"cannot move {bot_id}")
+
+    async def bot_locations(self) -> dict[str, list[str]]:
+        return self.locations
 
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))

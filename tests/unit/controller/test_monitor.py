@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from common.protocol import BotStatus
+from common.protocol import BotStatus, Hello
 from tests.unit.controller.apps import ALICE, Api, ApiFactory, report
 
 
@@ -142,7 +142,7 @@ async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFa
 
 
 async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFactory) -> None:
-    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2")
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2", POOL_GRACE="20")
     for bot_id in ("b1", "b2", "b3"):
         await api.provision(ALICE, instanceId=bot_id)
     connect(api, "pool-1")
@@ -156,6 +156,7 @@ async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFac
         await evaluate(api)
     assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
     assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
+    await asyncio.sleep(0.07)  # failing for three grace periods: not a passing hiccup
     await evaluate(api)
     # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
     # pool (pool-1's number stays taken until the old pool is removed).
@@ -169,3 +170,31 @@ async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFac
     assert [(s.id, s.port) for s in pools.desired("pool-2").bots] == [("b3", 21002), ("b1", 21003)]
     status, body, _ = await api.call("GET", "/api/bots/b2", ALICE)
     assert status == 200 and body["poolId"] == "pool-3" and body["port"] == 21004
+
+
+async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="1", POOL_GRACE="1")
+    for bot_id in ("b1", "b2", "b3", "b4"):
+        await api.provision(ALICE, instanceId=bot_id)
+    connect(api, "pool-2")
+    pools = api.controller.pools
+    api.runtime.launches.pop("pool-1")
+    api.runtime.broken.add("pool-1")
+    api.runtime.unmovable.add("b2")
+    await evaluate(api)  # one failed start
+    await asyncio.sleep(0.01)
+    await evaluate(api)
+    # Both went to one new pool, whose agent can still prove who it is.
+    assert {pools.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
+    launch = api.runtime.launches["pool-3"]
+    hello = Hello("pool-3", launch.token, "1", launch.capacity, launch.port_start)
+    assert pools.verify_hello(hello)
+    # b2's directory stayed behind: it is not started without its trade database, and
+    # the old pool (holding that directory) stays, full, so nothing new lands in it.
+    assert (pools.bots["b1"].run, pools.bots["b2"].run) == ("running", "stopped")
+    assert [s.run for s in pools.desired("pool-3").bots] == ["running", "stopped"]
+    assert "pool-1" in pools.pools and ("remove", "pool-1") not in api.runtime.calls
+    created = await api.provision(ALICE, instanceId="b5")
+    assert created["poolId"] == "pool-4"
