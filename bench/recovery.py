@@ -60,7 +60,7 @@ async def main() -> None:
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    setup_logging(os.environ.get("BENCH_LOG", "warning"))
+    setup_logging("warning")
     client = docker.from_env()
     bots = [f"bench-rec-{i}" for i in range(args.bots)]
     results: dict[str, list[float]] = {"bot": [], "agent": [], "pool seen": [], "pool back": []}
