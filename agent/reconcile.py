@@ -138,7 +138,8 @@ class Reconciler:
         self.bots_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         os.chmod(self.bots_dir, 0o711)
         wanted = {spec.id: spec for spec in desired.bots}
-        preload = desired.launch == "preload"
+        # Without a run directory there is no place for a preloader's socket: plain exec.
+        preload = desired.launch == "preload" and self.options.run_dir is not None
         await asyncio.to_thread(self._write_files, desired.bots, preload)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
@@ -222,7 +223,6 @@ class Reconciler:
         make_bot_dir(bot_dir, owner)
         write_bot_files(bot_dir, {check_relpath(p): c for p, c in spec.files.items()}, owner)
         argv = resolve_command(spec.command)
-        preload = preload and self.options.run_dir is not None
         forkable = python_command(argv) if preload else None
         conf = render_program(spec.id, argv, bot_dir, self.options, user, forkable)
         if _write_if_changed(program_file, conf.encode(), 0o600) and preload and not forkable:

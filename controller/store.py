@@ -135,6 +135,21 @@ def _bot(row: sqlite3.Row) -> BotRecord:
     )  # fmt: skip
 
 
+def _pool_row(db: sqlite3.Connection, pool_id: str) -> PoolRecord:
+    return _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool_id,)).fetchone())
+
+
+def _bot_row(db: sqlite3.Connection, bot_id: str) -> BotRecord:
+    return _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
+
+
+def _set_columns(db: sqlite3.Connection, table: str, row_id: str, changes: dict[str, Any]) -> int:
+    """UPDATE the named columns of one row (names checked by the callers); rows changed."""
+    assignments = ", ".join(f"{k} = ?" for k in changes)
+    sql = f"UPDATE {table} SET {assignments} WHERE id = ?"
+    return db.execute(sql, (*changes.values(), row_id)).rowcount
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -302,20 +317,17 @@ class Store:
                 now,
             ),
         )  # fmt: skip
-        db.execute(
-            "UPDATE pools SET used = used + 1, generation = generation + 1, emptied_at = NULL"
-            " WHERE id = ?",
-            (pool.id,),
-        )
-        pool = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool.id,)).fetchone())
-        record = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot.id,)).fetchone())
-        return record, pool, created
+        return _bot_row(db, bot.id), pool, created
 
     def _place(
         self, db: sqlite3.Connection, user_id: str, p: Placement, token_hash: str,
         avoid: str | None = None,
     ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
-        """A pool with a free slot (not `avoid`), made if none has one; the slot; made?"""
+        """Take a free slot in a pool (not `avoid`), made if none has one.
+
+        Returns the pool as it is with the slot taken, the slot, and whether it was made;
+        the caller puts a bot in the slot within the same transaction.
+        """
         capacity = p.max_bots if p.pooled else 1
         owner = user_id if p.per_user else None
         order = "used DESC, num" if p.fill else "used ASC, num"
@@ -337,9 +349,15 @@ class Store:
                 (f"pool-{num}", num, port_start, capacity, owner, token_hash, now),
             )
             row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
-        pool = _pool(row)
-        taken = {r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool.id,))}
-        return pool, next(s for s in range(pool.capacity) if s not in taken), created
+        pool_id, capacity = row["id"], row["capacity"]
+        taken = {r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool_id,))}
+        db.execute(
+            "UPDATE pools SET used = used + 1, generation = generation + 1, emptied_at = NULL"
+            " WHERE id = ?",
+            (pool_id,),
+        )
+        slot = next(s for s in range(capacity) if s not in taken)
+        return _pool_row(db, pool_id), slot, created
 
     async def move_bots(
         self, from_pool: str, placement: Placement, token_hash: str
@@ -364,21 +382,13 @@ class Store:
                     "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
                     (pool.id, slot, pool.port_start + slot, bot_id),
                 )
-                db.execute(
-                    "UPDATE pools SET used = used + 1, generation = generation + 1,"
-                    " emptied_at = NULL WHERE id = ?",
-                    (pool.id,),
-                )
-                pool = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool.id,)).fetchone())
-                bot = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
-                moved.append((bot, pool, created))
+                moved.append((_bot_row(db, bot_id), pool, created))
             db.execute(
                 "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1"
                 " WHERE id = ?",
                 (time.time(), from_pool),
             )
-            old = _pool(db.execute("SELECT * FROM pools WHERE id = ?", (from_pool,)).fetchone())
-            return moved, old
+            return moved, _pool_row(db, from_pool)
 
         return await self._run(self._tx, move)
 
@@ -408,9 +418,8 @@ class Store:
             )  # fmt: skip
 
         def change(db: sqlite3.Connection) -> tuple[BotRecord, int]:
-            assignments = ", ".join(f"{k} = ?" for k in changes)
-            db.execute(f"UPDATE bots SET {assignments} WHERE id = ?", (*changes.values(), bot_id))
-            bot = _bot(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
+            _set_columns(db, "bots", bot_id, changes)
+            bot = _bot_row(db, bot_id)
             gen = self._bump(db, bot.pool_id)
             return bot, gen
 
@@ -429,7 +438,7 @@ class Store:
                 " emptied_at = CASE WHEN used = 1 THEN ? ELSE NULL END WHERE id = ?",
                 (time.time(), row[0]),
             )
-            return _pool(db.execute("SELECT * FROM pools WHERE id = ?", (row[0],)).fetchone())
+            return _pool_row(db, row[0])
 
         return await self._run(self._tx, remove)
 
@@ -446,14 +455,10 @@ class Store:
             raise ValueError(f"can only change {allowed}")
 
         def change(db: sqlite3.Connection) -> PoolRecord:
-            assignments = ", ".join(f"{k} = ?" for k in changes)
-            cursor = db.execute(
-                f"UPDATE pools SET {assignments} WHERE id = ?", (*changes.values(), pool_id)
-            )
-            if cursor.rowcount == 0:
+            if not _set_columns(db, "pools", pool_id, changes):
                 raise NotFound(f"pool {pool_id} does not exist")
             self._bump(db, pool_id)
-            return _pool(db.execute("SELECT * FROM pools WHERE id = ?", (pool_id,)).fetchone())
+            return _pool_row(db, pool_id)
 
         return await self._run(self._tx, change)
 

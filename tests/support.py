@@ -154,10 +154,12 @@ class ControllerClient:
         assert status == 201, data
         return data
 
-    async def provision_running(self, *bots: str) -> dict[str, int | None]:
+    async def provision_running(
+        self, *bots: str, token: str = ADMIN_TOKEN
+    ) -> dict[str, int | None]:
         """Provision bots (in this order) and wait until each answers; returns their pids."""
         for bot in bots:
-            await self.provision(instanceId=bot)
+            await self.provision(token, instanceId=bot)
         await asyncio.gather(*(self.wait_running(b) for b in bots))
         return await self.pids()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 import os
 import shutil
@@ -41,6 +42,8 @@ class PoolUsage:
 
 class PoolRuntime(abc.ABC):
     name: str
+    # Where the controller sees the pools' directories (pools/<id>/bots/<bot>/ ...).
+    pools_dir: Path
 
     @abc.abstractmethod
     async def create(self, launch: PoolLaunch) -> None:
@@ -61,13 +64,13 @@ class PoolRuntime(abc.ABC):
     async def discard(self, pool_id: str) -> None:
         """Make sure nothing of the pool runs, or can start again by itself; keep its files."""
 
-    @abc.abstractmethod
     async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
         """Move a bot's directory (config, strategy, trade database) to another pool's."""
+        await asyncio.to_thread(move_bot_dir, self.pools_dir, bot_id, from_pool, to_pool)
 
-    @abc.abstractmethod
     async def bot_locations(self) -> dict[str, list[str]]:
         """Bot id → the pools whose directory holds a directory of that bot."""
+        return await asyncio.to_thread(bot_dirs, self.pools_dir)
 
     @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:

@@ -29,8 +29,6 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
-    bot_dirs,
-    move_bot_dir,
     retire_pool_dir,
 )
 
@@ -69,6 +67,7 @@ class DockerRuntime(PoolRuntime):
 
     def __init__(self, options: DockerOptions, client: docker.DockerClient | None = None) -> None:
         self.options = options
+        self.pools_dir = options.pools_dir
         self._client = client
         self._addresses: dict[str, str] = {}
         self._events_stop = threading.Event()
@@ -225,12 +224,6 @@ class DockerRuntime(PoolRuntime):
         await self._run(discard)
         log.info("pool_container_discarded", pool=pool_id)
 
-    async def bot_locations(self) -> dict[str, list[str]]:
-        return await self._run(bot_dirs, self.options.pools_dir)
-
-    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
-        await self._run(move_bot_dir, self.options.pools_dir, bot_id, from_pool, to_pool)
-
     async def remove(self, pool_id: str) -> None:
         def remove() -> None:
             container = self._get(pool_id)
@@ -239,7 +232,7 @@ class DockerRuntime(PoolRuntime):
                     container.stop(timeout=STOP_TIMEOUT)
                 container.remove()
             self._addresses.pop(pool_id, None)
-            retire_pool_dir(self.options.pools_dir / pool_id, self.options.archive_dir)
+            retire_pool_dir(self.pools_dir / pool_id, self.options.archive_dir)
 
         await self._run(remove)
         log.info("pool_container_removed", pool=pool_id)

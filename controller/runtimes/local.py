@@ -31,8 +31,6 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
-    bot_dirs,
-    move_bot_dir,
     retire_pool_dir,
 )
 
@@ -248,12 +246,6 @@ class LocalRuntime(PoolRuntime):
     async def discard(self, pool_id: str) -> None:
         await self._stop(pool_id)
         await asyncio.to_thread(self._kill_leftovers, pool_id)
-
-    async def bot_locations(self) -> dict[str, list[str]]:
-        return await asyncio.to_thread(bot_dirs, self.pools_dir)
-
-    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
-        await asyncio.to_thread(move_bot_dir, self.pools_dir, bot_id, from_pool, to_pool)
 
     async def _stop(self, pool_id: str) -> None:
         pid = self._pid(pool_id)

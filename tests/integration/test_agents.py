@@ -39,9 +39,7 @@ BOTS = ("ag-1", "ag-2")
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def h(module_harness_factory) -> ControllerHarness:
     harness = await module_harness_factory(MAX_BOTS_PER_CONTAINER="3", POOL_BASE_PORT=str(BASE))
-    for bot in BOTS:
-        await harness.provision(instanceId=bot)
-    await asyncio.gather(*(harness.wait_running(b) for b in BOTS))
+    await harness.provision_running(*BOTS)
     return harness
 
 

@@ -146,10 +146,7 @@ async def test_lifecycle_acts_on_exactly_one_bot(harness_factory, launch):
         MAX_BOTS_PER_CONTAINER="3", POOL_BASE_PORT=str(base), BOT_LAUNCH=launch,
         PRELOAD_MODULES="aiohttp,yarl",
     )  # fmt: skip
-    for name in ("lc-a", "lc-b", "lc-c"):
-        await h.provision(ALICE, instanceId=name)
-    await asyncio.gather(*(h.wait_running(n) for n in ("lc-a", "lc-b", "lc-c")))
-    pids = await h.pids()
+    pids = await h.provision_running("lc-a", "lc-b", "lc-c", token=ALICE)
     pool = h.pool_dir("pool-1")
 
     # Another user can neither see nor touch alice's bots.

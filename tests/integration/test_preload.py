@@ -25,10 +25,7 @@ async def test_preloaded_bots_live_and_die_with_their_launchers(harness_factory)
         MAX_BOTS_PER_CONTAINER="3",
         POOL_BASE_PORT="23000",
     )
-    for bot in BOTS:
-        await h.provision(instanceId=bot)
-    for bot in BOTS:
-        await h.wait_running(bot)
+    await h.provision_running(*BOTS)
     pool_dir = h.pool_dir("pool-1")
     programs = supervisor_processes(pool_dir)
     preloader = programs["preloader"]["pid"]

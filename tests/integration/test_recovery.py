@@ -28,10 +28,7 @@ async def test_controller_restart_adopts_running_bots(harness_factory):
     overrides = {"MAX_BOTS_PER_CONTAINER": "3", "POOL_BASE_PORT": "22500"}
     h = await harness_factory(**overrides)
     bots = ("ad-1", "ad-2")
-    for bot in bots:
-        await h.provision(instanceId=bot)
-    await asyncio.gather(*(h.wait_running(b) for b in bots))
-    pids = await h.pids()
+    pids = await h.provision_running(*bots)
     base = h.settings.bot_base_dir
 
     # The controller goes away: the bots do not depend on it.
@@ -114,10 +111,7 @@ async def test_cleanup_removes_only_empty_pools(harness_factory):
     h = await harness_factory(
         MAX_BOTS_PER_CONTAINER="2", POOL_BASE_PORT=str(base), POOL_CLEANUP_GRACE="0"
     )
-    for bot in ("cl-1", "cl-2", "cl-3"):
-        await h.provision(instanceId=bot)
-    await asyncio.gather(*(h.wait_running(b) for b in ("cl-1", "cl-2", "cl-3")))
-    pids = await h.pids()
+    pids = await h.provision_running("cl-1", "cl-2", "cl-3")
     assert (await h.bot("cl-3"))["poolId"] == "pool-2"
     pool2 = h.pool_dir("pool-2")
     sup2 = supervisord_pid(pool2)
