@@ -168,7 +168,8 @@ class Reconciler:
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
         for spec in desired.bots:
-            await self._converge(spec, processes.get(program_name(spec.id)))
+            if spec.run != "held":
+                await self._converge(spec, processes.get(program_name(spec.id)))
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
         await asyncio.to_thread(self._save_nonces)
         self.applied_gen = desired.gen
@@ -196,6 +197,8 @@ class Reconciler:
         if self.options.run_dir is not None:
             self.options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for spec in specs:
+            if spec.run == "held":
+                continue  # no program: reloading the config stops and removes it
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             keep.add(path.name)
             try:

@@ -1,4 +1,4 @@
-"""The `ftpool` command: `ftpool controller` or `ftpool agent`."""
+"""The `ftpool` command: `ftpool controller`, `ftpool agent` or `ftpool migrate ...`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ def main(argv: list[str] | None = None) -> int:
         description="Run FreqTrade bots in shared pools. Settings come from the environment "
         "and a .env file; see the README.",
     )
-    parser.add_argument("command", choices=["controller", "agent"], help="what to run")
+    parser.add_argument("command", choices=["controller", "agent", "migrate"], help="what to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="migrate's flags (--help)")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        from controller.migrate import main as migrate
+
+        return migrate(args.args)
+    if args.args:
+        parser.error(f"{args.command} takes no arguments")
     if args.command == "controller":
         from controller.__main__ import main as run
     else:

@@ -20,7 +20,9 @@ MAX_FRAME_BYTES = 8 * 1024 * 1024
 MAX_BOTS_PER_FRAME = 1000
 MAX_FILE_BYTES = 1024 * 1024
 MAX_ARGS = 64
-RUN_STATES = ("running", "stopped")
+# held: the controller is moving the bot to another pool; its agent runs no program for
+# it and leaves its directory alone (neither writes it nor archives it).
+RUN_STATES = ("running", "stopped", "held")
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
 # supervisord's process state names, plus ABSENT for a bot without a program yet.
@@ -134,7 +136,7 @@ class BotSpec:
                 raise ProtocolError(f"file {path!r} must be bytes up to {MAX_FILE_BYTES}")
         run = _str(m, "run")
         if run not in RUN_STATES:
-            raise ProtocolError("run must be running or stopped")
+            raise ProtocolError("run must be running, stopped or held")
         return cls(
             id=_id(m, "id"), port=_int(m, "port", 1, 65535), command=command,
             files=files, run=run, nonce=_int(m, "nonce"),

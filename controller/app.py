@@ -19,13 +19,17 @@ from controller.api.events import APIEvents
 from controller.api.health import APIHealth
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
+from controller.api.migration import APIMigration
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots import BotManager
 from controller.errors import StoreError
 from controller.events import EventBus
+from controller.legacy import LegacyContainers
+from controller.mapper import BotContainerMapper
 from controller.metrics import Metrics
+from controller.migration import Migrator
 from controller.monitor import Monitor
 from controller.pools import PoolManager
 from controller.restarts import RestartPolicy
@@ -98,6 +102,8 @@ class Controller:
     metrics: Metrics
     admin_token_file: Path | None
     events: EventBus
+    migrator: Migrator
+    mapper: BotContainerMapper
 
     def on_runtime_event(self, pool_id: str, action: str) -> None:
         """A pool died: record it now and let the monitor act without waiting for its turn."""
@@ -159,7 +165,16 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
     )
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
     pools.on_trouble = monitor.check_soon
-    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events)
+    runtime = pools.runtime
+    # Legacy containers are Docker's: without the docker runtime there are none to find.
+    legacy = (
+        LegacyContainers(lambda: runtime.client, base)
+        if isinstance(runtime, DockerRuntime)
+        else None
+    )
+    migrator = Migrator(bots, legacy, base, placement)
+    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events,
+                      migrator, BotContainerMapper(pools, migrator))  # fmt: skip
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -182,11 +197,13 @@ def create_app(controller: Controller) -> web.Application:
             controller.pools,
             controller.bots,
             controller.monitor,
+            controller.mapper,
             s.pool_mode_enabled,
             s.pool_cleanup_grace_ms / 1000,
         ),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
+        APIMigration(controller.migrator),
         proxy,
     ]
     for api in apis:
@@ -208,6 +225,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.load()
     await controller.pools.adopt()
+    await controller.migrator.startup()
     controller.pools.runtime.watch(controller.on_runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")

@@ -103,7 +103,7 @@ class BotManager:
             try:
                 await self.pools.create_runtime(pool, token)
             except Exception as exc:
-                await self._undo(bot)
+                await self.undo(bot)
                 raise RuntimeFailure(f"could not start pool {pool.id}: {exc}") from exc
         else:
             await self.pools.wait_created(pool.id)
@@ -111,7 +111,8 @@ class BotManager:
         log.info("bot_provisioned", bot=bot.id, user=bot.user_id, pool=pool.id, port=bot.port)
         return bot
 
-    async def _undo(self, bot: BotRecord) -> None:
+    async def undo(self, bot: BotRecord) -> None:
+        """Forget a bot whose pool could not be made, and the pool if it is empty."""
         pool = await self.pools.store.remove_bot(bot.id)
         self.pools.forget_bot(bot.id)
         if await self.pools.store.remove_pool(pool.id):
@@ -131,6 +132,8 @@ class BotManager:
     def _live(self, bot: BotRecord) -> None:
         if bot.deleting:
             raise Conflict(f"bot {bot.id} is being deleted")
+        if bot.held:
+            raise Conflict(f"bot {bot.id} is being migrated; try again when it is done")
         if bot.pool_id in self._moving:
             raise Conflict(f"bot {bot.id} is being moved to another pool; try again shortly")
 

@@ -39,6 +39,7 @@ class BotRecord:
     deleting: bool = False
     purge: bool = False
     created_at: float = 0.0
+    held: bool = False  # being moved to another pool (migration): no agent runs it
     restarts: RestartRecord = field(default_factory=RestartRecord)
 
 
@@ -56,7 +57,9 @@ class PoolRecord:
     emptied_at: float | None = None
     launch: str | None = None  # None: the controller's BOT_LAUNCH
     preloader_nonce: int = 0
+    legacy_of: str | None = None  # a legacy pool: the one bot it was made for
 
     @property
     def container_name(self) -> str:
-        return f"freqtrade-pool-{self.id}"
+        # A legacy bot's container keeps the name one container per bot always had.
+        return f"freqtrade-{self.legacy_of}" if self.legacy_of else f"freqtrade-pool-{self.id}"

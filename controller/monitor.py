@@ -218,7 +218,7 @@ class Monitor:
             "ping": status.ping_ok if status else None, "healthy": healthy,
             "failed": bot.restarts.failed,
         })  # fmt: skip
-        if bot.deleting or bot.run != "running" or self.pools.is_suspect(bot.pool_id):
+        if bot.deleting or bot.held or bot.run != "running" or self.pools.is_suspect(bot.pool_id):
             self._forget(bot.id)
             return
         now = time.time()

@@ -123,6 +123,7 @@ class PoolManager:
 
     def set_pool(self, pool: PoolRecord) -> None:
         self.pools[pool.id] = pool
+        self.runtime.name_pool(pool.id, pool.container_name)
         self.live.setdefault(pool.id, PoolLive())
         self._by_pool.setdefault(pool.id, set())
 
@@ -246,7 +247,7 @@ class PoolManager:
                     port=bot.port,
                     command=[*self.bot_command, "--config", "config.json"],
                     files=files,
-                    run=bot.run,
+                    run="held" if bot.held else bot.run,
                     nonce=bot.nonce,
                 )
             )

@@ -23,7 +23,7 @@ from controller.events import Event
 from controller.models import BotRecord, BotSecrets, PoolRecord
 from controller.restarts import RestartRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 T = TypeVar("T")
 
 _SCHEMA_V1 = """
@@ -90,7 +90,17 @@ ALTER TABLE bots ADD COLUMN restart_cycles INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE bots ADD COLUMN restart_last REAL NOT NULL DEFAULT 0;
 ALTER TABLE bots ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
 """
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# Legacy mode and migration: a legacy pool runs one bot in a container named after it
+# (legacy_of: that bot's id), and a held bot is being moved between pools: its agents
+# neither run it nor touch its directory until the move is done.
+_SCHEMA_V5 = """
+ALTER TABLE pools ADD COLUMN legacy_of TEXT;
+ALTER TABLE bots ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX pools_legacy ON pools (legacy_of) WHERE legacy_of IS NOT NULL;
+"""
+_MIGRATIONS: dict[int, str] = {
+    1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,7 @@ def _pool(row: sqlite3.Row) -> PoolRecord:
         id=row["id"], num=row["num"], port_start=row["port_start"], capacity=row["capacity"],
         owner=row["owner"], used=row["used"], generation=row["generation"],
         token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
-        launch=row["launch"], preloader_nonce=row["preloader_nonce"],
+        launch=row["launch"], preloader_nonce=row["preloader_nonce"], legacy_of=row["legacy_of"],
     )  # fmt: skip
 
 
@@ -129,7 +139,7 @@ def _bot(row: sqlite3.Row) -> BotRecord:
         port=row["port"], strategy=row["strategy"], strategy_source=row["strategy_source"],
         config=json.loads(row["config"]), secrets=BotSecrets(**json.loads(row["secrets"])),
         run=row["run"], nonce=row["nonce"], deleting=bool(row["deleting"]),
-        purge=bool(row["purge"]), created_at=row["created_at"],
+        purge=bool(row["purge"]), created_at=row["created_at"], held=bool(row["held"]),
         restarts=RestartRecord(row["restart_attempts"], row["restart_cycles"],
                                row["restart_last"], bool(row["failed"])),
     )  # fmt: skip
@@ -177,6 +187,15 @@ class Store:
             raise
         db.execute("COMMIT")
         return result
+
+    def _rolled_back(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn in a transaction that is always rolled back: a what-if."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            return fn(db)
+        finally:
+            db.execute("ROLLBACK")
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -289,24 +308,27 @@ class Store:
     # -- allocation ---------------------------------------------------------------
 
     async def allocate(
-        self, bot: NewBot, placement: Placement, token_hash: str
+        self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False
     ) -> tuple[BotRecord, PoolRecord, bool]:
         """Place a bot in a pool with a free slot, creating the pool row if none has one.
 
         Returns the bot, its pool, and whether the pool is new (so its runtime must be made).
         """
-        return await self._run(self._tx, lambda db: self._allocate(db, bot, placement, token_hash))
+        return await self._run(
+            self._tx, lambda db: self._allocate(db, bot, placement, token_hash, held)
+        )
 
     def _allocate(
-        self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str
+        self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool
     ) -> tuple[BotRecord, PoolRecord, bool]:
         if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
             raise Conflict(f"bot {bot.id} already exists")
-        pool, slot, created = self._place(db, bot.user_id, p, token_hash)
+        pool, slot, created = self._place(db, bot.id, bot.user_id, p, token_hash)
         now = time.time()
         db.execute(
             "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
-            " config, secrets, run, nonce, created_at) VALUES (?,?,?,?,?,?,?,?,?,'running',0,?)",
+            " config, secrets, run, nonce, created_at, held)"
+            " VALUES (?,?,?,?,?,?,?,?,?,'running',0,?,?)",
             (
                 bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
                 bot.strategy_source, json.dumps(bot.config),
@@ -314,40 +336,47 @@ class Store:
                     "username": bot.secrets.username, "password": bot.secrets.password,
                     "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
                 }),
-                now,
+                now, int(held),
             ),
         )  # fmt: skip
         return _bot_row(db, bot.id), pool, created
 
     def _place(
-        self, db: sqlite3.Connection, user_id: str, p: Placement, token_hash: str,
+        self, db: sqlite3.Connection, bot_id: str, user_id: str, p: Placement, token_hash: str,
         avoid: str | None = None,
     ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
         """Take a free slot in a pool (not `avoid`), made if none has one.
 
-        Returns the pool as it is with the slot taken, the slot, and whether it was made;
-        the caller puts a bot in the slot within the same transaction.
+        Without pooling the slot is in the bot's own legacy pool. Returns the pool as it is
+        with the slot taken, the slot, and whether it was made; the caller puts the bot in
+        the slot within the same transaction.
         """
-        capacity = p.max_bots if p.pooled else 1
-        owner = user_id if p.per_user else None
-        order = "used DESC, num" if p.fill else "used ASC, num"
-        row = db.execute(
-            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
-            f"AND id IS NOT ? ORDER BY {order} LIMIT 1",
-            (owner, capacity, avoid),
-        ).fetchone()
+        if p.pooled:
+            owner = user_id if p.per_user else None
+            order = "used DESC, num" if p.fill else "used ASC, num"
+            row = db.execute(
+                f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
+                f"AND legacy_of IS NULL AND id IS NOT ? ORDER BY {order} LIMIT 1",
+                (owner, p.max_bots, avoid),
+            ).fetchone()
+        else:
+            # A legacy pool serves its one bot only; an empty one left behind is taken again.
+            owner = user_id
+            row = db.execute("SELECT * FROM pools WHERE legacy_of = ?", (bot_id,)).fetchone()
+            if row is not None and row["used"] >= row["capacity"]:
+                raise Conflict(f"bot {bot_id} is in its legacy container already")
         created = row is None
         if created:
             num = self._free_pool_number(db)
             port_start = p.base_port + (num - 1) * p.max_bots
             if port_start + p.max_bots - 1 > 65535:
                 raise CapacityExhausted("no port block left for another pool")
-            now = time.time()
             db.execute(
                 "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
-                " token_hash, created_at) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)",
-                (f"pool-{num}", num, port_start, capacity, owner, token_hash, now),
-            )
+                " token_hash, created_at, legacy_of) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, ?)",
+                (f"pool-{num}", num, port_start, p.max_bots if p.pooled else 1, owner,
+                 token_hash, time.time(), None if p.pooled else bot_id),
+            )  # fmt: skip
             row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
         pool_id, capacity = row["id"], row["capacity"]
         taken = {r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool_id,))}
@@ -358,6 +387,64 @@ class Store:
         )
         slot = next(s for s in range(capacity) if s not in taken)
         return _pool_row(db, pool_id), slot, created
+
+    async def relocate(
+        self, bot_id: str, placement: Placement, token_hash: str, held: bool
+    ) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
+        """Move one bot to a slot of another pool (its legacy pool, without pooling).
+
+        Returns the bot, its new pool, whether that pool is new, and the old pool.
+        """
+
+        def relocate(db: sqlite3.Connection) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
+            row = db.execute("SELECT user_id, pool_id FROM bots WHERE id = ?", (bot_id,))
+            user_id, old_pool = row.fetchone() or (None, None)
+            if user_id is None:
+                raise NotFound(f"bot {bot_id} is not in the store")
+            pool, slot, created = self._place(db, bot_id, user_id, placement, token_hash,
+                                              avoid=old_pool)  # fmt: skip
+            db.execute(
+                "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
+                (pool.id, slot, pool.port_start + slot, int(held), bot_id),
+            )
+            self._release(db, old_pool)
+            self._bump(db, old_pool)
+            return _bot_row(db, bot_id), pool, created, _pool_row(db, old_pool)
+
+        return await self._run(self._tx, relocate)
+
+    async def plan(
+        self, bots: list[tuple[str, str]], placement: Placement
+    ) -> list[tuple[str, int, bool]]:
+        """Where allocation would put each (bot id, user id), in order: pool id, port and
+        whether the pool would be new. Nothing is written: the very allocation code runs
+        in a transaction that is rolled back."""
+
+        def plan(db: sqlite3.Connection) -> list[tuple[str, int, bool]]:
+            out = []
+            for n, (bot_id, user_id) in enumerate(bots):
+                pool, slot, created = self._place(db, bot_id, user_id, placement, "")
+                port = pool.port_start + slot
+                # A stand-in row takes the slot, so the next bot is planned past it.
+                db.execute(
+                    "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy,"
+                    " strategy_source, config, secrets, run, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, '', x'', '{}', '{}', 'stopped', 0)",
+                    (f"plan {n}", user_id, pool.id, slot, port),
+                )
+                out.append((pool.id, port, created))
+            return out
+
+        return await self._run(self._rolled_back, plan)
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, pool_id: str) -> None:
+        """One slot of the pool is free again (its bot was deleted or moved away)."""
+        db.execute(
+            "UPDATE pools SET used = used - 1,"
+            " emptied_at = CASE WHEN used = 1 THEN ? ELSE NULL END WHERE id = ?",
+            (time.time(), pool_id),
+        )
 
     async def move_bots(
         self, from_pool: str, placement: Placement, token_hash: str
@@ -377,15 +464,18 @@ class Store:
                 "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
             ).fetchall()
             for bot_id, user_id in rows:
-                pool, slot, created = self._place(db, user_id, placement, token_hash, from_pool)
+                pool, slot, created = self._place(
+                    db, bot_id, user_id, placement, token_hash, from_pool
+                )
                 db.execute(
                     "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
                     (pool.id, slot, pool.port_start + slot, bot_id),
                 )
                 moved.append((_bot_row(db, bot_id), pool, created))
+            # It no longer stands for a legacy bot: the bot's own pool may be made anew.
             db.execute(
-                "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1"
-                " WHERE id = ?",
+                "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1,"
+                " legacy_of = NULL WHERE id = ?",
                 (time.time(), from_pool),
             )
             return moved, _pool_row(db, from_pool)
@@ -406,9 +496,9 @@ class Store:
     async def update_bot(
         self, bot_id: str, restarts: RestartRecord | None = None, **changes: Any
     ) -> tuple[BotRecord, int]:
-        """Change run/nonce/deleting/purge and the restart record of a bot; returns it and
+        """Change run/nonce/deleting/purge/held and the restart record of a bot; returns it and
         its pool's new generation."""
-        allowed = {"run", "nonce", "deleting", "purge"}
+        allowed = {"run", "nonce", "deleting", "purge", "held"}
         if not set(changes) <= allowed or not (changes or restarts):
             raise ValueError(f"can only change {allowed} and restarts")
         if restarts is not None:
@@ -433,11 +523,7 @@ class Store:
             if row is None:
                 raise NotFound(f"bot {bot_id} is not in the store")
             db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
-            db.execute(
-                "UPDATE pools SET used = used - 1,"
-                " emptied_at = CASE WHEN used = 1 THEN ? ELSE NULL END WHERE id = ?",
-                (time.time(), row[0]),
-            )
+            self._release(db, row[0])
             return _pool_row(db, row[0])
 
         return await self._run(self._tx, remove)

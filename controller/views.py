@@ -12,6 +12,8 @@ from controller.pools import PoolManager
 def bot_status_word(pools: PoolManager, bot: BotRecord) -> str:
     if bot.deleting:
         return "deleting"
+    if bot.held:
+        return "migrating"
     if bot.restarts.failed and bot.run == "running":
         return "failed"  # the monitor gave up on it; a start or restart tries again
     status = pools.status_of(bot)

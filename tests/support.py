@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -209,6 +210,18 @@ class ControllerClient:
     def pool_dir(self, pool_id: str) -> Path:
         return self.settings.pools_dir / pool_id
 
+    async def migrate(self, *args: str) -> tuple[int, str]:
+        """Run `python -m controller.migrate` against this controller: exit code, output."""
+        env = {"PATH": os.environ.get("PATH", ""), "ADMIN_TOKEN": ADMIN_TOKEN,
+               "BOT_BASE_DIR": str(self.settings.bot_base_dir)}  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.migrate", "--url", self.base, *args, env=env,
+            cwd=Path(__file__).parent.parent, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(process.communicate(), 600)
+        return process.returncode or 0, out.decode()
+
 
 class ControllerHarness(ControllerClient):
     """The real controller app served on 127.0.0.1, with an HTTP client for the tests."""
@@ -278,6 +291,19 @@ class ControllerProcess(ControllerClient):
 
 
 # -- processes of the local runtime, seen from outside (integration tests) ---------------
+
+
+def write_rows(db_file: Path, rows: list[tuple[int, str]]) -> None:
+    """A trade database with known rows (a table of its own: FreqTrade leaves it alone)."""
+    with contextlib.closing(sqlite3.connect(db_file)) as db, db:
+        db.execute("CREATE TABLE IF NOT EXISTS known_rows (id INTEGER PRIMARY KEY, pair TEXT)")
+        db.executemany("INSERT INTO known_rows VALUES (?, ?)", rows)
+
+
+def read_rows(db_file: Path) -> list[tuple[int, str]]:
+    assert db_file.is_file(), f"{db_file} is missing"
+    with contextlib.closing(sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT id, pair FROM known_rows ORDER BY id").fetchall()
 
 
 def pid_alive(pid: int) -> bool:

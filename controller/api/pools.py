@@ -13,6 +13,7 @@ from common.protocol import LAUNCH_MODES
 from controller.api.middleware import principal, read_json
 from controller.bots import BotManager
 from controller.errors import BadRequest, BotUnavailable, FtpoolError
+from controller.mapper import BotContainerMapper
 from controller.models import PoolRecord
 from controller.monitor import Monitor, bot_healthy
 from controller.pools import PoolManager
@@ -23,9 +24,10 @@ LOG_TAIL_DEFAULT = 16384
 
 class APIPools:
     def __init__(
-        self, pools: PoolManager, bots: BotManager, monitor: Monitor, pool_mode: bool,
-        cleanup_grace: float,
+        self, pools: PoolManager, bots: BotManager, monitor: Monitor, mapper: BotContainerMapper,
+        pool_mode: bool, cleanup_grace: float,
     ) -> None:  # fmt: skip
+        self.mapper = mapper
         self.pools = pools
         self.bots = bots
         self.monitor = monitor
@@ -57,6 +59,7 @@ class APIPools:
         return {
             "id": pool.id,
             "containerName": pool.container_name,
+            "mode": "legacy" if pool.legacy_of else "pooled",
             "status": status,
             "botsCount": len(bots),
             "capacity": pool.capacity,
@@ -153,6 +156,11 @@ class APIPools:
         principal(request).require_admin()
         ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
+        try:
+            discovered = await self.mapper.migrator.discovered()
+        except FtpoolError as exc:
+            log.warning("legacy_discovery_failed", error=str(exc))
+            discovered = {}
         return web.json_response(
             {
                 "success": True,
@@ -163,6 +171,9 @@ class APIPools:
                 "pools": pools,
                 # Pools the runtime has that the store does not know: reported, never touched.
                 "unknownPools": self.pools.unknown_pools,
+                # Legacy containers ftpool did not provision (BOT_BASE_DIR/<user>/<bot>/):
+                # shown, and left alone until they are migrated.
+                "legacyBots": [b.view() for b in discovered.values()],
                 "health": self._health(),
             }
         )
@@ -199,21 +210,8 @@ class APIPools:
         )
 
     async def bot_info(self, request: web.Request) -> web.Response:
-        bot = self.bots.get(principal(request), request.match_info["instanceId"])
-        pool = self.pools.pools[bot.pool_id]
-        host = self.pools.runtime.display_host(bot.pool_id)
-        pooled = pool.capacity > 1
-        return web.json_response(
-            {
-                "success": True,
-                "instanceId": bot.id,
-                "isPooled": pooled,
-                "mode": "pooled" if pooled else "legacy",
-                "poolId": pool.id,
-                "containerName": pool.container_name,
-                "connection": {"host": host, "port": bot.port, "url": f"http://{host}:{bot.port}"},
-            }
-        )
+        where = await self.mapper.resolve(principal(request), request.match_info["instanceId"])
+        return web.json_response({"success": True, **where.to_json()})
 
     async def bot_log(self, request: web.Request) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])

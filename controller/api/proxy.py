@@ -167,7 +167,8 @@ class APIProxy:
         status = self.pools.status_of(bot)
         # Only a bot its agent saw RUNNING gets traffic (and so its credentials): while it
         # starts or backs off, its port may not be its own yet.
-        if bot.deleting or bot.run == "stopped" or status is None or status.state != "RUNNING":
+        if bot.deleting or bot.held or bot.run == "stopped" or status is None \
+                or status.state != "RUNNING":  # fmt: skip
             raise BotUnavailable(f"bot {bot.id} is not running")
         if status.port_ok is False:
             # Another user's process holds the bot's port: it must not get the credentials.

@@ -49,6 +49,9 @@ class PoolRuntime(abc.ABC):
     async def create(self, launch: PoolLaunch) -> None:
         """Create and start the pool; idempotent for a pool that already runs."""
 
+    def name_pool(self, pool_id: str, name: str) -> None:  # noqa: B027 - only Docker names
+        """The pool's container is called `name` (a legacy bot's keeps its own name)."""
+
     @abc.abstractmethod
     async def inspect(self, pool_id: str) -> RuntimeState: ...
 
@@ -106,16 +109,19 @@ class PoolRuntime(abc.ABC):
 
 
 def move_bot_dir(pools_dir: Path, bot_id: str, from_pool: str, to_pool: str) -> None:
-    """Move pools/<from>/bots/<id> to pools/<to>/bots/<id>, handed over owned by root.
-
-    Root ownership first, while the old pool is dead: in the new pool the old slot's user
-    may be another tenant's bot. The new pool's agent gives it to the bot's new slot user.
-    """
+    """Move pools/<from>/bots/<id> to pools/<to>/bots/<id>, handed over owned by root."""
     source = pools_dir / from_pool / "bots" / bot_id
-    if not source.is_dir():
-        return  # never written (the pool died before its agent made it): nothing to keep
-    target_parent = pools_dir / to_pool / "bots"
-    target_parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if source.is_dir():  # else never written (its pool died before its agent made it)
+        hand_over(source, pools_dir / to_pool / "bots" / bot_id)
+
+
+def hand_over(source: Path, target: Path) -> None:
+    """Move a bot's directory to `target`, owned by root on the way.
+
+    Root ownership first, while no agent uses the directory: in the new pool the old slot's
+    user may be another tenant's bot. The new pool's agent gives it to the bot's slot user.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     if os.geteuid() == 0:
         fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
@@ -123,7 +129,6 @@ def move_bot_dir(pools_dir: Path, bot_id: str, from_pool: str, to_pool: str) -> 
             own_tree(fd, 0, 0)
         finally:
             os.close(fd)
-    target = target_parent / bot_id
     if target.exists():
         raise FileExistsError(f"{target} exists already; not overwriting it")
     os.rename(source, target)

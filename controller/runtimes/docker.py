@@ -1,4 +1,5 @@
-"""The `docker` runtime: each pool is a container `freqtrade-pool-<poolId>` of POOL_IMAGE.
+"""The `docker` runtime: each pool is a container `freqtrade-pool-<poolId>` of POOL_IMAGE
+(a legacy bot's pool: `freqtrade-<instanceId>`).
 
 Every Docker SDK call blocks, so each runs in a worker thread; Docker's event
 stream is read by one dedicated thread and handed to the event loop. The
@@ -58,10 +59,6 @@ class DockerOptions:
         return self.network == "host"
 
 
-def container_name(pool_id: str) -> str:
-    return f"freqtrade-pool-{pool_id}"
-
-
 class DockerRuntime(PoolRuntime):
     name = "docker"
 
@@ -70,6 +67,7 @@ class DockerRuntime(PoolRuntime):
         self.pools_dir = options.pools_dir
         self._client = client
         self._addresses: dict[str, str] = {}
+        self._names: dict[str, str] = {}
         self._events_stop = threading.Event()
         self._events_stream: Any = None
 
@@ -90,9 +88,15 @@ class DockerRuntime(PoolRuntime):
 
         return await asyncio.to_thread(call)
 
+    def name_pool(self, pool_id: str, name: str) -> None:
+        self._names[pool_id] = name
+
+    def container_name(self, pool_id: str) -> str:
+        return self._names.get(pool_id, f"freqtrade-pool-{pool_id}")
+
     def _get(self, pool_id: str) -> Container | None:
         try:
-            return self.client.containers.get(container_name(pool_id))
+            return self.client.containers.get(self.container_name(pool_id))
         except docker.errors.NotFound:
             return None
 
@@ -115,10 +119,10 @@ class DockerRuntime(PoolRuntime):
     def bot_host(self, pool_id: str) -> str:
         if self.options.host_network:
             return "127.0.0.1"
-        return self._addresses.get(pool_id, container_name(pool_id))
+        return self._addresses.get(pool_id, self.container_name(pool_id))
 
     def display_host(self, pool_id: str) -> str:
-        return "127.0.0.1" if self.options.host_network else container_name(pool_id)
+        return "127.0.0.1" if self.options.host_network else self.container_name(pool_id)
 
     async def create(self, launch: PoolLaunch) -> None:
         await self._run(self._create, launch)
@@ -129,7 +133,7 @@ class DockerRuntime(PoolRuntime):
         if self._get(launch.pool_id) is not None:
             # Not ours to reuse or destroy: it may run bots the store does not know.
             raise RuntimeFailure(
-                f"container {container_name(launch.pool_id)} already exists; it is left alone"
+                f"container {self.container_name(launch.pool_id)} already exists; it is left alone"
             )
         pool_dir = o.pools_dir / launch.pool_id
         pool_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +148,7 @@ class DockerRuntime(PoolRuntime):
             **launch.agent_env,
         }
         kwargs: dict[str, Any] = {
-            "name": container_name(launch.pool_id),
+            "name": self.container_name(launch.pool_id),
             "detach": True,
             "labels": {LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
             "environment": env,
@@ -190,7 +194,7 @@ class DockerRuntime(PoolRuntime):
         def restart() -> None:
             container = self._get(pool_id)
             if container is None:
-                raise RuntimeFailure(f"container {container_name(pool_id)} does not exist")
+                raise RuntimeFailure(f"container {self.container_name(pool_id)} does not exist")
             if container.status == "running":
                 container.restart(timeout=STOP_TIMEOUT)
             else:
@@ -205,7 +209,7 @@ class DockerRuntime(PoolRuntime):
         def restart() -> None:
             container = self._get(pool_id)
             if container is None or container.status != "running":
-                raise RuntimeFailure(f"container {container_name(pool_id)} is not running")
+                raise RuntimeFailure(f"container {self.container_name(pool_id)} is not running")
             code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
             if code != 0:
                 raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")

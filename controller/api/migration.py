@@ -1,0 +1,84 @@
+"""/api/pool/migration: the migration tool's side of the controller (admin only).
+
+`ftpool migrate` drives these one bot at a time, so it can show progress; the work
+itself runs in the controller, on its records and under its locks. A client that goes
+away does not cut a bot's migration short: it runs to its end in the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from common.ids import check_id
+from controller.api.middleware import principal, read_json
+from controller.errors import BadRequest
+from controller.migration import Migrator
+from controller.migration_log import Run
+
+VERIFY_TIMEOUT = 60.0
+MAX_VERIFY_TIMEOUT = 600.0
+
+
+def _ids(request: web.Request, name: str) -> set[str]:
+    return {check_id(v, name) for v in request.query.getall(name, ())}
+
+
+class APIMigration:
+    def __init__(self, migrator: Migrator) -> None:
+        self.migrator = migrator
+        self._running: set[asyncio.Task[Run]] = set()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/pool/migration/plan", self.plan),
+            web.get("/api/pool/migration/log", self.history),
+            web.post("/api/pool/migration/bots/{instanceId}", self.migrate),
+            web.post("/api/pool/migration/bots/{instanceId}/rollback", self.rollback),
+        ]
+
+    async def plan(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        plan = await self.migrator.plan(_ids(request, "bot"), _ids(request, "user"))
+        return web.json_response({"success": True, **plan})
+
+    async def history(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        bots = _ids(request, "bot")
+        runs = [r.to_json() for r in self.migrator.log.runs if not bots or r.bot in bots]
+        return web.json_response({"success": True, "runs": runs})
+
+    async def _verify_timeout(self, request: web.Request) -> float:
+        body = await read_json(request) if request.can_read_body else None
+        body = {} if body is None else body
+        if not isinstance(body, dict) or set(body) - {"verifyTimeout"}:
+            raise BadRequest('body must be {"verifyTimeout": seconds} or empty')
+        timeout = body.get("verifyTimeout", VERIFY_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise BadRequest("verifyTimeout must be a number of seconds")
+        if not 0 < timeout <= MAX_VERIFY_TIMEOUT:
+            raise BadRequest(f"verifyTimeout must be above 0 and at most {MAX_VERIFY_TIMEOUT:g}")
+        return float(timeout)
+
+    async def _run(self, request: web.Request, action: str) -> web.Response:
+        principal(request).require_admin()
+        bot_id = check_id(request.match_info["instanceId"], "instanceId")
+        timeout = await self._verify_timeout(request)
+        task = asyncio.create_task(getattr(self.migrator, action)(bot_id, timeout))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        run = await asyncio.shield(task)
+        return web.json_response(_result(run))
+
+    async def migrate(self, request: web.Request) -> web.Response:
+        return await self._run(request, "migrate")
+
+    async def rollback(self, request: web.Request) -> web.Response:
+        return await self._run(request, "rollback")
+
+
+def _result(run: Run) -> dict[str, Any]:
+    done = "migrated" if run.kind == "migrate" else "rolled_back"
+    return {"success": run.outcome in (done, "skipped"), "run": run.to_json()}

@@ -1,0 +1,565 @@
+"""Moving bots from legacy containers into pools, and back, one bot at a time.
+
+Three kinds of legacy bot take part:
+- a legacy pool: a bot ftpool runs in a container of its own (`freqtrade-<id>`);
+- a discovered legacy container (controller/legacy.py), which is imported;
+- for a rollback, any pooled bot, which goes to a legacy pool of its own.
+
+A bot's files move while it is *held*: its agents run no program for it and leave its
+directory alone. So at no moment do two copies run: the old copy is confirmed stopped
+before the new one is released, and a failed verification stops the new copy (again
+confirmed) before the old one starts. The files travel through BOT_BASE_DIR/migrating/,
+so after a crash they are in exactly one of: the old pool, staging, the new pool. A held
+bot found at start-up, or by a re-run, is brought to a consistent state first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from common.ids import check_id, check_strategy_name
+from controller.botconfig import PROTECTED_KEYS, new_secrets, validate_overrides
+from controller.bots import BotManager
+from controller.errors import Conflict, FtpoolError, NotFound
+from controller.legacy import LegacyBot, LegacyContainers
+from controller.migration_log import MigrationLog, Run, Step
+from controller.models import BotRecord
+from controller.runtimes import RuntimeState
+from controller.runtimes.base import hand_over
+from controller.store import NewBot, Placement
+
+log = structlog.get_logger("controller.migration")
+HOLD_TIMEOUT = 90.0  # supervisord gives a bot 30 s to stop; its agent reports within seconds
+# FreqTrade's own database file names (db_url's defaults), relative to the bot's directory.
+TRADE_DBS = ("tradesv3.sqlite", "tradesv3.dryrun.sqlite")
+DEFAULT_DB_URLS = {f"sqlite:///{name}" for name in TRADE_DBS}
+
+
+class StepFailed(FtpoolError):
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    id: str
+    user_id: str
+    source: str  # legacy-pool, legacy-container, or resume (its legacy copy is left over)
+    container: str
+    state: str
+    pool_id: str | None = None
+
+
+class Migrator:
+    def __init__(
+        self, bots: BotManager, legacy: LegacyContainers | None, base_dir: Path,
+        placement: Placement,
+    ) -> None:  # fmt: skip
+        self.bots = bots
+        self.pools = bots.pools
+        self.legacy = legacy
+        self.to_pools = replace(placement, pooled=True)
+        self.to_legacy = replace(placement, pooled=False)
+        self.log = MigrationLog(base_dir / ".migration-log.json")
+        self.staging = base_dir / "migrating"
+        self.backups = base_dir / "migration-backups"
+        # One bot at a time: each step waits on agents, and slots are taken in order.
+        self.lock = asyncio.Lock()
+
+    async def startup(self) -> None:
+        """Load the log; bring bots held by an interrupted run back to a running state."""
+        await asyncio.to_thread(self.log.load)
+        for bot in [b for b in self.pools.bots.values() if b.held]:
+            async with self.lock:
+                await self._recover(bot)
+
+    # -- what there is to do -------------------------------------------------------------
+
+    async def candidates(self) -> list[Candidate]:
+        """Every legacy bot (ftpool's legacy pools and discovered containers), and every
+        pooled bot whose legacy copy an interrupted run left behind (to resume)."""
+        out = []
+        found = await self.legacy.discover() if self.legacy is not None else {}
+        left_pools = {p.legacy_of: p for p in self.pools.pools.values() if p.legacy_of}
+        for bot in self.pools.bots.values():
+            pool = self.pools.pools[bot.pool_id]
+            if bot.deleting:
+                continue
+            if pool.legacy_of == bot.id:
+                out.append(Candidate(bot.id, bot.user_id, "legacy-pool", pool.container_name,
+                                     bot.run, pool.id))  # fmt: skip
+            elif bot.id in left_pools or bot.id in found:
+                left = left_pools[bot.id].container_name if bot.id in left_pools else ""
+                left = left or found[bot.id].container
+                out.append(Candidate(bot.id, bot.user_id, "resume", left, bot.run, pool.id))
+        for legacy in found.values():
+            if legacy.id not in self.pools.bots:
+                out.append(Candidate(legacy.id, legacy.user_id, "legacy-container",
+                                     legacy.container, legacy.state))  # fmt: skip
+        return sorted(out, key=lambda c: (c.user_id, c.id))
+
+    async def discovered(self) -> dict[str, LegacyBot]:
+        """Legacy containers ftpool does not manage (one of a bot it manages is a leftover)."""
+        if self.legacy is None:
+            return {}
+        found = await self.legacy.discover()
+        return {k: v for k, v in found.items() if k not in self.pools.bots}
+
+    async def plan(self, bot_ids: set[str], users: set[str]) -> dict[str, Any]:
+        """Which bot goes to which pool and port; changes nothing."""
+        chosen = [
+            c for c in await self.candidates()
+            if (not bot_ids or c.id in bot_ids) and (not users or c.user_id in users)
+        ]  # fmt: skip
+        moving = [c for c in chosen if c.source != "resume"]
+        slots = iter(await self.pools.store.plan([(c.id, c.user_id) for c in moving],
+                                                 self.to_pools))  # fmt: skip
+        plan = []
+        for c in chosen:
+            if c.source == "resume":  # it runs in its pool already; its legacy copy goes
+                bot = self.pools.bots[c.id]
+                pool_id, port, new = bot.pool_id, bot.port, False
+            else:
+                pool_id, port, new = next(slots)
+            plan.append({
+                "instanceId": c.id, "userId": c.user_id, "source": c.source,
+                "container": c.container, "state": c.state, "fromPool": c.pool_id,
+                "toPool": pool_id, "port": port, "newPool": new,
+            })  # fmt: skip
+        listed = {c.id for c in chosen}
+        skipped = [{"instanceId": b, "reason": self._why_not(b)} for b in sorted(bot_ids - listed)]
+        return {"bots": plan, "skipped": skipped}
+
+    def _why_not(self, bot_id: str) -> str:
+        bot = self.pools.bots.get(bot_id)
+        if bot is None:
+            return "no such legacy bot"
+        return f"already in pool {bot.pool_id}"
+
+    # -- migration ------------------------------------------------------------------------
+
+    async def migrate(self, bot_id: str, verify_timeout: float) -> Run:
+        check_id(bot_id, "instanceId")
+        async with self.lock:
+            bot = self.pools.bots.get(bot_id)
+            if bot is not None and bot.held:
+                bot = await self._recover(bot)
+            if bot is not None:
+                pool = self.pools.pools[bot.pool_id]
+                if pool.legacy_of == bot.id:
+                    return await self._migrate_pooled(bot, verify_timeout)
+                return await self._finish_interrupted(bot, verify_timeout)
+            found = (await self.discovered()).get(bot_id)
+            if found is None:
+                raise NotFound(f"no legacy bot {bot_id}")
+            return await self._import(found, verify_timeout)
+
+    async def rollback(self, bot_id: str, verify_timeout: float) -> Run:
+        """A pooled bot goes back to a legacy container of its own, with its files."""
+        check_id(bot_id, "instanceId")
+        async with self.lock:
+            bot = self.pools.bots.get(bot_id)
+            if bot is None:
+                raise NotFound(f"bot {bot_id} is not managed by ftpool")
+            if bot.held:
+                bot = await self._recover(bot)
+            if self.pools.pools[bot.pool_id].legacy_of == bot.id:
+                raise Conflict(f"bot {bot_id} is in its legacy container already")
+            run = self._begin(bot.id, bot.user_id, "rollback", "pool", from_pool=bot.pool_id)
+            try:
+                moved = await self._move(run, bot, self.to_legacy, verify_timeout)
+            except StepFailed as exc:
+                return self.log.finish(run, "failed", str(exc))
+            run.source_container = self.pools.pools[moved.pool_id].container_name
+            self._emit("bot_rolled_back", moved, run)
+            return self.log.finish(run, "rolled_back")
+
+    async def _migrate_pooled(self, bot: BotRecord, verify_timeout: float) -> Run:
+        legacy_pool = self.pools.pools[bot.pool_id]
+        run = self._begin(
+            bot.id,
+            bot.user_id,
+            "migrate",
+            "legacy-pool",
+            from_pool=legacy_pool.id,
+            source_container=legacy_pool.container_name,
+        )
+        try:
+            moved = await self._move(run, bot, self.to_pools, verify_timeout)
+            async with self._step(run, "cleanup"):
+                await self._remove_pool(legacy_pool.id)
+        except StepFailed as exc:
+            return self.log.finish(run, _undone(run), str(exc))
+        self._emit("bot_migrated", moved, run)
+        return self.log.finish(run, "migrated")
+
+    async def _finish_interrupted(self, bot: BotRecord, verify_timeout: float) -> Run:
+        """A pooled bot: done already, unless a run stopped before removing its legacy copy
+        (an empty legacy pool of it, or its stopped legacy container)."""
+        pool = next((p for p in self.pools.pools.values() if p.legacy_of == bot.id), None)
+        leftover = await self._leftover_container(bot.id)
+        run = self._begin(bot.id, bot.user_id, "migrate", "pool", from_pool=bot.pool_id,
+                          source_container=leftover or "")  # fmt: skip
+        run.to_pool, run.port = bot.pool_id, bot.port
+        if pool is None and leftover is None:
+            return self.log.finish(run, "skipped", f"already in pool {bot.pool_id}")
+        try:
+            async with self._step(run, "verify"):
+                await self._verify(bot, verify_timeout)
+            async with self._step(run, "cleanup"):
+                if pool is not None:
+                    await self._remove_pool(pool.id)
+                if leftover is not None and self.legacy is not None:
+                    await self.legacy.remove(leftover)
+        except StepFailed as exc:
+            return self.log.finish(run, "failed", str(exc))
+        return self.log.finish(run, "migrated", "resumed an interrupted run")
+
+    async def _leftover_container(self, bot_id: str) -> str | None:
+        if self.legacy is None:
+            return None
+        found = (await self.legacy.discover()).get(bot_id)
+        if found is not None and found.state == "running":
+            # Two copies of one bot: which one trades is for an operator to decide.
+            raise Conflict(f"{found.container} runs while the bot runs in a pool; stop one")
+        return found.container if found is not None else None
+
+    # -- moving a managed bot ---------------------------------------------------------------
+
+    async def _move(
+        self, run: Run, bot: BotRecord, placement: Placement, verify_timeout: float
+    ) -> BotRecord:
+        """Hold, back up, move and release the bot, and verify it; a failure after the move
+        brings it back where it was (raising StepFailed either way)."""
+        source = bot.pool_id
+        back = self.to_legacy if self.pools.pools[source].legacy_of == bot.id else self.to_pools
+        async with self._step(run, "stop"):
+            bot = await self._hold(bot)
+        try:
+            async with self._step(run, "backup"):
+                run.backup = await asyncio.to_thread(self._backup, self._bot_dir(bot), run, None)
+        except StepFailed:
+            await self._set_held(bot, False)
+            raise
+        try:
+            async with self._step(run, "allocate") as step:
+                bot = await self._relocate(bot, placement)
+                run.to_pool, run.port = bot.pool_id, bot.port
+                step.detail = f"{bot.pool_id}:{bot.port}"
+            async with self._step(run, "start"):
+                bot = await self._set_held(bot, False)
+            async with self._step(run, "verify"):
+                await self._verify(bot, verify_timeout)
+        except StepFailed as exc:
+            bot = self.pools.bots[bot.id]
+            if bot.pool_id == source:  # it never left: its files go back, and it runs again
+                await self._recover(bot)
+                raise
+            async with self._step(run, "rollback"):
+                bot = await self._hold(bot)
+                bot = await self._relocate(bot, back)
+                bot = await self._set_held(bot, False)
+            run.to_pool, run.port = None, None
+            raise StepFailed(f"{exc}; the bot is back in {bot.pool_id}") from None
+        return bot
+
+    async def _hold(self, bot: BotRecord) -> BotRecord:
+        """Hold the bot and wait until its agent has stopped it and removed its program."""
+        held = await self._set_held(bot, True)
+        gen = self.pools.pools[held.pool_id].generation
+        deadline = time.monotonic() + HOLD_TIMEOUT
+        while True:
+            live = self.pools.live.get(held.pool_id)
+            if live is not None and live.connected:
+                if live.acked_gen >= gen and held.id not in live.bots:
+                    return held
+            elif await self.pools.runtime.inspect(held.pool_id) != RuntimeState.RUNNING:
+                return held  # nothing of the pool runs: nor does the bot
+            if time.monotonic() > deadline:
+                raise StepFailed(f"the agent of {held.pool_id} did not stop the bot "
+                                 f"within {HOLD_TIMEOUT:.0f} s; it stays held")  # fmt: skip
+            await asyncio.sleep(0.2)
+
+    async def _set_held(self, bot: BotRecord, held: bool) -> BotRecord:
+        return await self._update(bot, held=int(held))
+
+    async def _update(self, bot: BotRecord, **changes: Any) -> BotRecord:
+        updated, gen = await self.pools.store.update_bot(bot.id, **changes)
+        self.pools.set_bot(updated)
+        self.pools.set_generation(updated.pool_id, gen)
+        await self.pools.push(updated.pool_id)
+        return updated
+
+    def _bot_dir(self, bot: BotRecord) -> Path:
+        return self.pools.runtime.pools_dir / bot.pool_id / "bots" / bot.id
+
+    async def _relocate(self, bot: BotRecord, placement: Placement) -> BotRecord:
+        """Move a held, stopped bot to another pool: its files via staging, its record in
+        one transaction. It stays held."""
+        pools = self.pools
+        stage = self.staging / bot.id
+        source = self._bot_dir(bot)
+        if source.is_dir():
+            await asyncio.to_thread(hand_over, source, stage)
+        token, token_hash = pools.new_token()
+        moved, pool, created, old = await pools.store.relocate(
+            bot.id, placement, token_hash, held=True
+        )
+        pools.forget_bot(bot.id)
+        pools.set_pool(old)
+        pools.set_pool(pool)
+        pools.set_bot(moved)
+        await self._place_staged(moved)
+        if created:
+            await pools.create_runtime(pool, token)
+        await pools.push(old.id)
+        await pools.push(pool.id)
+        log.info("bot_relocated", bot=bot.id, source=old.id, target=pool.id, port=moved.port)
+        return moved
+
+    async def _place_staged(self, bot: BotRecord) -> None:
+        stage = self.staging / bot.id
+        if stage.is_dir():
+            await asyncio.to_thread(hand_over, stage, self._bot_dir(bot))
+
+    async def _recover(self, bot: BotRecord) -> BotRecord:
+        """A bot held by an interrupted run: its staged files go to the pool the store has
+        it in, and it is released there."""
+        await self._place_staged(bot)
+        bot = await self._set_held(bot, False)
+        log.warning("migration_recovered", bot=bot.id, pool=bot.pool_id)
+        return bot
+
+    async def _remove_pool(self, pool_id: str) -> None:
+        pools = self.pools
+        async with pools.lifecycle:
+            pool = pools.pools[pool_id]
+            if not await pools.store.remove_pool(pool_id):
+                raise StepFailed(f"pool {pool_id} is not empty; it is left in place")
+            live = pools.live.get(pool_id)
+            pools.forget_pool(pool_id, pool)
+            if live is not None and live.ws is not None:
+                await live.ws.close(code=4410, message=b"pool removed")
+            await pools.runtime.remove(pool_id)
+
+    # -- importing a discovered container ------------------------------------------------------
+
+    async def _import(self, found: LegacyBot, verify_timeout: float) -> Run:
+        assert self.legacy is not None
+        previous = self.log.latest(found.id)
+        # A run cut short after stopping the container knew whether it had been running.
+        was_running = found.state == "running" or bool(
+            previous and previous.outcome == "in_progress" and previous.was_running
+        )
+        run = self._begin(found.id, found.user_id, "migrate", "legacy-container",
+                          source_container=found.container)  # fmt: skip
+        run.was_running = was_running
+        bot: BotRecord | None = None
+        try:
+            async with self._step(run, "stop"):
+                await self.legacy.stop(found.container)
+                state = await self.legacy.state(found.container)
+                if state == "running":
+                    raise StepFailed(f"container {found.container} is still running")
+            async with self._step(run, "backup"):
+                spec = await self.legacy.spec(found.container)
+                run.backup = await asyncio.to_thread(self._backup, found.directory, run, spec)
+            async with self._step(run, "allocate") as step:
+                new = await asyncio.to_thread(read_legacy_bot, found)
+                await asyncio.to_thread(self._stage_copy, found.directory, found.id)
+                bot = await self._allocate(new)
+                run.to_pool, run.port = bot.pool_id, bot.port
+                step.detail = f"{bot.pool_id}:{bot.port}"
+                if not was_running:
+                    bot = await self._update(bot, run="stopped")
+            async with self._step(run, "start"):
+                bot = await self._set_held(bot, False)
+            async with self._step(run, "verify"):
+                await self._verify(bot, verify_timeout)
+            async with self._step(run, "cleanup"):
+                await self.legacy.remove(found.container)
+                await asyncio.to_thread(shutil.rmtree, found.directory)
+        except StepFailed as exc:
+            reason = str(exc)
+            if bot is None:  # not imported: the legacy container is as it was
+                reason = await self._restart_legacy(run, found, was_running, reason)
+                return self.log.finish(run, "failed", reason)
+            async with self._step(run, "rollback"):
+                await self._unimport(bot, found)
+                run.to_pool, run.port = None, None
+                reason = await self._restart_legacy(run, found, was_running, reason)
+            return self.log.finish(run, "rolled_back", reason)
+        self._emit("bot_migrated", bot, run)
+        return self.log.finish(run, "migrated")
+
+    async def _restart_legacy(
+        self, run: Run, found: LegacyBot, was_running: bool, reason: str
+    ) -> str:
+        assert self.legacy is not None
+        if was_running and await self.legacy.state(found.container) != "running":
+            await self.legacy.start(found.container)
+            return f"{reason}; legacy container {found.container} started again"
+        return reason
+
+    async def _allocate(self, new: NewBot) -> BotRecord:
+        pools = self.pools
+        token, token_hash = pools.new_token()
+        bot, pool, created = await pools.store.allocate(new, self.to_pools, token_hash, held=True)
+        pools.set_pool(pool)
+        pools.set_bot(bot)
+        try:
+            await self._place_staged(bot)
+            if created:
+                await pools.create_runtime(pool, token)
+            else:
+                await pools.wait_created(pool.id)
+        except Exception:
+            await self.bots.undo(bot)
+            raise
+        await pools.push(pool.id)
+        return bot
+
+    def _stage_copy(self, directory: Path, bot_id: str) -> None:
+        """Copy the legacy directory to staging (root's), whole or not at all."""
+        self.staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial, stage = self.staging / f"{bot_id}.partial", self.staging / bot_id
+        for stale in (partial, stage):
+            shutil.rmtree(stale, ignore_errors=True)
+        shutil.copytree(directory, partial, symlinks=True)
+        os.rename(partial, stage)
+
+    async def _unimport(self, bot: BotRecord, found: LegacyBot) -> None:
+        """Undo an import: the pooled copy stops, its trade database (as it is now) goes
+        back to the legacy directory, and the bot leaves the store; its pool's agent
+        archives what is left of its directory."""
+        bot = await self._hold(bot)
+        await asyncio.to_thread(_copy_trade_dbs, self._bot_dir(bot), found.directory)
+        pool = await self.pools.store.remove_bot(bot.id)
+        self.pools.forget_bot(bot.id)
+        self.pools.set_pool(pool)
+        await self.pools.push(pool.id)
+
+    # -- checks and records -------------------------------------------------------------------
+
+    async def _verify(self, bot: BotRecord, timeout: float) -> None:
+        """The bot runs in its new pool and answers its API (a stopped bot: its agent has
+        it, stopped)."""
+        deadline = time.monotonic() + timeout
+        state = "no report"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            while True:
+                current = self.pools.bots.get(bot.id, bot)
+                status = self.pools.status_of(current)
+                state = status.state if status else "no report"
+                if current.run == "stopped" and state in ("STOPPED", "EXITED"):
+                    return
+                if state == "RUNNING" and await self._ping(session, current):
+                    return
+                if time.monotonic() >= deadline:
+                    raise StepFailed(
+                        f"bot did not answer /api/v1/ping within {timeout:g} s ({state})"
+                    )
+                await asyncio.sleep(0.25)
+
+    async def _ping(self, session: aiohttp.ClientSession, bot: BotRecord) -> bool:
+        host = self.pools.runtime.bot_host(bot.pool_id)
+        try:
+            async with session.get(f"http://{host}:{bot.port}/api/v1/ping") as response:
+                return response.status == 200 and (await response.json()).get("status") == "pong"
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+
+    def _backup(self, directory: Path, run: Run, spec: dict[str, Any] | None) -> str:
+        """Copy the bot's whole directory (config, strategies, trade database, user data)
+        and, for a legacy container, Docker's description of it."""
+        target = self.backups / f"{run.bot}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        self.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target.mkdir(mode=0o700)
+        if directory.is_dir():
+            shutil.copytree(directory, target / "files", symlinks=True)
+        if spec is not None:
+            (target / "container.json").write_text(json.dumps(spec, indent=1, default=str))
+        return str(target)
+
+    def _begin(self, bot_id: str, user_id: str, kind: str, source: str, **fields: Any) -> Run:
+        run = Run(id=f"{kind}-{bot_id}-{secrets.token_hex(3)}", bot=bot_id, user=user_id,
+                  kind=kind, source=source, **fields)  # fmt: skip
+        return self.log.begin(run)
+
+    @contextlib.asynccontextmanager
+    async def _step(self, run: Run, name: str) -> AsyncIterator[Step]:
+        step = Step(name, time.time())
+        run.steps.append(step)
+        started = time.monotonic()
+        try:
+            yield step
+        except StepFailed as exc:
+            step.ok, step.detail = False, str(exc)
+            raise
+        except (FtpoolError, OSError, ValueError) as exc:
+            step.ok, step.detail = False, f"{type(exc).__name__}: {exc}"
+            raise StepFailed(f"{name} failed: {exc}") from exc
+        else:
+            step.ok = True
+        finally:
+            step.ms = round((time.monotonic() - started) * 1000, 1)
+            await asyncio.to_thread(self.log.save)
+            log.info("migration_step", run=run.id, bot=run.bot, step=name, ok=step.ok, ms=step.ms)
+
+    def _emit(self, kind: str, bot: BotRecord, run: Run) -> None:
+        self.pools.events.emit(kind, pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                               reason=run.id, port=bot.port)  # fmt: skip
+
+
+def _undone(run: Run) -> str:
+    """A failed run's outcome: rolled back if it brought the bot back, else failed."""
+    undone = any(s.name == "rollback" and s.ok for s in run.steps)
+    return "rolled_back" if undone else "failed"
+
+
+def read_legacy_bot(found: LegacyBot) -> NewBot:
+    """The bot as its legacy directory describes it: its config (without the keys ftpool
+    manages), its strategy and its source. Anything ftpool cannot keep as it is stops the
+    import here, before anything changed."""
+    config = json.loads(_read_inside(found.directory, "config.json"))
+    if not isinstance(config, dict):
+        raise StepFailed("config.json is not a JSON object")
+    db_url = config.get("db_url")
+    if db_url is not None and db_url not in DEFAULT_DB_URLS:
+        raise StepFailed(f"db_url {db_url!r} is not FreqTrade's default; move it by hand")
+    strategy = check_strategy_name(config.get("strategy"))
+    source = _read_inside(found.directory, f"user_data/strategies/{strategy}.py")
+    overrides = validate_overrides({k: v for k, v in config.items() if k not in PROTECTED_KEYS})
+    return NewBot(found.id, found.user_id, strategy, source, overrides, new_secrets())
+
+
+def _read_inside(directory: Path, rel: str) -> bytes:
+    """Read a file of the legacy directory; a link out of it is refused, not followed."""
+    path = directory / rel
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(os.path.realpath(directory)):
+        raise StepFailed(f"{rel} points outside the bot's directory")
+    try:
+        return real.read_bytes()
+    except OSError as exc:
+        raise StepFailed(f"{rel} cannot be read: {exc.strerror}") from None
+
+
+def _copy_trade_dbs(source: Path, target: Path) -> None:
+    for name in TRADE_DBS:
+        for suffix in ("", "-wal", "-shm"):
+            src = source / f"{name}{suffix}"
+            if src.is_file() and not src.is_symlink():
+                shutil.copy2(src, target / src.name)

@@ -1,0 +1,105 @@
+"""The migration log, `BOT_BASE_DIR/.migration-log.json`: every bot's migrations and
+rollbacks, their steps, timings and outcome (the seed's file name, our content).
+
+The file is rewritten whole (temporary file, fsync, rename) after every step, so a
+crash leaves the previous complete version, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("controller.migration")
+KEEP_RUNS = 20  # runs kept per bot; the oldest go first
+
+
+@dataclass(slots=True)
+class Step:
+    name: str
+    started_at: float
+    ms: float = 0.0
+    ok: bool | None = None  # None while it runs
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Run:
+    """One migration (legacy → pool) or rollback (pool → legacy) of one bot."""
+
+    id: str
+    bot: str
+    user: str
+    kind: str  # "migrate" or "rollback"
+    source: str  # "legacy-container", "legacy-pool" or "pool"
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    outcome: str = "in_progress"  # migrated, rolled_back, failed, skipped
+    reason: str = ""
+    source_container: str = ""
+    from_pool: str | None = None
+    to_pool: str | None = None
+    port: int | None = None
+    backup: str = ""
+    was_running: bool | None = None  # a legacy container's state before the run stopped it
+    steps: list[Step] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Run:
+        steps = [Step(**s) for s in raw.get("steps", [])]
+        return cls(**{**raw, "steps": steps})
+
+
+class MigrationLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.runs: list[Run] = []
+
+    def load(self) -> None:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # Never overwritten: set aside, so the operator can read what it held.
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.error("migration_log_unreadable", path=str(aside), error=str(exc))
+            return
+        self.runs = [Run.from_json(r) for r in raw.get("runs", [])]
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        data = json.dumps({"version": 1, "runs": [r.to_json() for r in self.runs]}, indent=1)
+        with open(tmp, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def begin(self, run: Run) -> Run:
+        self.runs.append(run)
+        mine = [r for r in self.runs if r.bot == run.bot]
+        for old in mine[:-KEEP_RUNS]:
+            self.runs.remove(old)
+        self.save()
+        return run
+
+    def latest(self, bot_id: str) -> Run | None:
+        return next((r for r in reversed(self.runs) if r.bot == bot_id), None)
+
+    def finish(self, run: Run, outcome: str, reason: str = "") -> Run:
+        run.outcome, run.reason, run.finished_at = outcome, reason, time.time()
+        self.save()
+        log.info("migration_finished", run=run.id, bot=run.bot, kind=run.kind,
+                 outcome=outcome, reason=reason)  # fmt: skip
+        return run

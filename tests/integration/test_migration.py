@@ -1,0 +1,196 @@
+"""Legacy mode and the migration tool against real supervisord pools and real agents.
+
+Bots provisioned with POOL_MODE_ENABLED=false run in legacy pools of their own; the
+migration CLI (a real subprocess) moves them into pools and back through the running
+controller. Every bot's trade database holds known rows that must survive each move,
+and no bot ever runs twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    ControllerHarness,
+    bot_processes,
+    read_rows,
+    user_token,
+    write_rows,
+)
+
+pytestmark = pytest.mark.integration
+
+ALICE = user_token("alice")
+BOB = user_token("bob")
+DB = "tradesv3.dryrun.sqlite"
+ROWS = {
+    "mig-a1": [(1, "BTC/USDT"), (2, "ETH/USDT")],
+    "mig-a2": [(7, "XRP/USDT")],
+    "mig-b1": [(3, "SOL/USDT"), (4, "ADA/USDT"), (5, "DOT/USDT")],
+}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root (but the controller's own store and logs) and its content."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_file() and not path.is_symlink() and "ftpool.sqlite3" not in rel \
+                and "/log/" not in f"/{rel}" and not rel.endswith((".pid", ".sock")):  # fmt: skip
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+async def placement(h: ControllerHarness) -> dict[str, tuple[str, str, int]]:
+    """bot → (mode, pool, port), as GET /api/pool/bot/{id} tells."""
+    out = {}
+    for bot in await h.bots():
+        status, info = await h.call("GET", f"/api/pool/bot/{bot}")
+        assert status == 200, info
+        out[bot] = (info["mode"], info["poolId"], info["connection"]["port"])
+    return out
+
+
+async def records(h: ControllerHarness) -> dict[str, tuple[object, ...]]:
+    """What the controller holds of each bot, without the figures that change by the second."""
+    return {b: (v["userId"], v["poolId"], v["port"], v["desired"], v["process"]["pid"])
+            for b, v in (await h.bots()).items()}  # fmt: skip
+
+
+async def ping(h: ControllerHarness, bot: str, token: str) -> bool:
+    status, body = await h.call("GET", f"/api/bots/{bot}/ping", token)
+    return status == 200 and body == {"status": "pong"}
+
+
+async def answering(h: ControllerHarness, bots: dict[str, str]) -> None:
+    """Each bot answers through the proxy, and exactly one process of each runs."""
+    for bot in bots:
+        await h.wait_running(bot)
+    for bot, token in bots.items():
+        assert await ping(h, bot, token), bot
+    command = h.settings.bot_command[-1]
+    counts = Counter(
+        b for pool in h.settings.pools_dir.iterdir()
+        for b, pids in bot_processes(pool / "bots", command).items() for _ in pids
+    )  # fmt: skip
+    assert {b: counts[b] for b in bots} == dict.fromkeys(bots, 1), counts
+
+
+def rows_of(h: ControllerHarness, pool_id: str, bot: str) -> list[tuple[int, str]]:
+    return read_rows(h.pool_dir(pool_id) / "bots" / bot / DB)
+
+
+async def test_legacy_bots_migrate_into_pools_and_back(harness_factory):
+    h = await harness_factory(POOL_MODE_ENABLED="false", MAX_BOTS_PER_CONTAINER="4",
+                              POOL_BASE_PORT="23000")  # fmt: skip
+    owners = {"mig-a1": ALICE, "mig-a2": ALICE, "mig-b1": BOB}
+    for bot, token in owners.items():
+        await h.provision(token, instanceId=bot)
+    await answering(h, owners)
+    where = await placement(h)
+    assert {m for m, _p, _port in where.values()} == {"legacy"}
+    assert len({p for _m, p, _port in where.values()}) == 3  # a container per bot
+    _status, st = await h.call("GET", "/api/pool/status")
+    assert {p["mode"] for p in st["pools"]} == {"legacy"}
+    for bot, rows in ROWS.items():
+        write_rows(h.pool_dir(where[bot][1]) / "bots" / bot / DB, rows)
+
+    # Pool mode on again: the legacy bots keep running, untouched.
+    pids = await h.pids()
+    port = str(h.settings.controller_port)
+    await h.stop()
+    h = await harness_factory(MAX_BOTS_PER_CONTAINER="4", POOL_BASE_PORT="23000",
+                              CONTROLLER_PORT=port)  # fmt: skip
+    await answering(h, owners)
+    assert await h.pids() == pids
+    assert await placement(h) == where
+
+    # A dry run prints the plan and changes nothing: files, records, processes.
+    before = (tree_digest(h.settings.bot_base_dir), await records(h))
+    code, out = await h.migrate("--dry-run", "--verbose")
+    assert code == 0, out
+    assert "3 bot(s) to migrate" in out
+    for bot in owners:
+        assert bot in out
+    code, out = await h.migrate("--dry-run", "--json")
+    plan = json.loads(out)
+    assert [b["instanceId"] for b in plan["bots"]] == ["mig-a1", "mig-a2", "mig-b1"]
+    assert {b["toPool"] for b in plan["bots"]} == {"pool-4"}
+    assert [b["port"] for b in plan["bots"]] == [23012, 23013, 23014]
+    after = (tree_digest(h.settings.bot_base_dir), await records(h))
+    assert after == before
+
+    # A forced failure (no bot answers within 1 ms) rolls back: the legacy bot runs again.
+    code, out = await h.migrate("--execute", "--bot", "mig-b1", "--verify-timeout", "0.001")
+    assert code == 1, out
+    assert "rolled_back" in out
+    assert (await placement(h))["mig-b1"] == where["mig-b1"]
+    await answering(h, owners)
+    assert rows_of(h, where["mig-b1"][1], "mig-b1") == ROWS["mig-b1"]
+
+    # Alice's bots migrate; Bob's stays where it is.
+    code, out = await h.migrate("--execute", "--user", "alice")
+    assert code == 0, out
+    assert "2 of 2 migrated" in out
+    moved = await placement(h)
+    assert moved["mig-a1"][:2] == moved["mig-a2"][:2] == ("pooled", "pool-4")
+    assert moved["mig-b1"] == where["mig-b1"]
+    await answering(h, owners)
+    for bot in ("mig-a1", "mig-a2"):
+        assert rows_of(h, "pool-4", bot) == ROWS[bot]
+        assert not (h.pool_dir(where[bot][1])).exists()  # the legacy pool is gone
+    # A re-run skips what is done and migrates the rest.
+    code, out = await h.migrate("--execute")
+    assert code == 0, out
+    assert "1 of 1 migrated" in out
+    assert (await placement(h))["mig-b1"][:2] == ("pooled", "pool-4")
+    assert rows_of(h, "pool-4", "mig-b1") == ROWS["mig-b1"]
+    await answering(h, owners)
+
+    # --status reads the log: every bot's latest run and its steps.
+    code, out = await h.migrate("--status", "--verbose")
+    assert code == 0, out
+    assert "3 bot(s) in the migration log: 3 migrated" in out
+    assert "verify" in out and "cleanup" in out
+    logged = json.loads((h.settings.bot_base_dir / ".migration-log.json").read_text())
+    outcomes = [(r["bot"], r["outcome"]) for r in logged["runs"]]
+    assert outcomes == [("mig-b1", "rolled_back"), ("mig-a1", "migrated"),
+                        ("mig-a2", "migrated"), ("mig-b1", "migrated")]  # fmt: skip
+
+    # --rollback returns a bot to a legacy container of its own, with its data.
+    code, out = await h.migrate("--rollback=mig-a2")
+    assert code == 0, out
+    mode, pool_id, _port = (await placement(h))["mig-a2"]
+    assert mode == "legacy" and pool_id != "pool-4"
+    assert rows_of(h, pool_id, "mig-a2") == ROWS["mig-a2"]
+    await answering(h, owners)
+    code, out = await h.migrate("--rollback=mig-a2")
+    assert code == 1 and "legacy container already" in out
+
+
+async def test_migration_api_checks_its_input_and_role(harness_factory):
+    h = await harness_factory()
+    await h.provision(ALICE, instanceId="mig-in-1")
+    for method, path in [
+        ("GET", "/api/pool/migration/plan"),
+        ("GET", "/api/pool/migration/log"),
+        ("POST", "/api/pool/migration/bots/mig-in-1"),
+        ("POST", "/api/pool/migration/bots/mig-in-1/rollback"),
+    ]:
+        status, body = await h.call(method, path, ALICE)
+        assert status == 403 and body["success"] is False, (path, body)
+    status, body = await h.call("GET", "/api/pool/migration/plan?bot=../etc")
+    assert status == 400, body
+    for bad in ({"verifyTimeout": "soon"}, {"verifyTimeout": 0}, {"other": 1}, [1]):
+        status, body = await h.call("POST", "/api/pool/migration/bots/mig-in-1", json=bad)
+        assert status == 400 and "error" in body, (bad, body)
+    status, body = await h.call("POST", "/api/pool/migration/bots/nobody")
+    assert status == 404, body
+    # A pooled bot is skipped; a user cannot touch a bot while it is held.
+    status, body = await h.call("POST", "/api/pool/migration/bots/mig-in-1")
+    assert status == 200 and body["run"]["outcome"] == "skipped", body
