@@ -203,6 +203,13 @@ class ControllerClient:
         assert status == 200, data
         return {b["instanceId"]: b for b in data["bots"]}
 
+    async def records(self) -> dict[str, tuple[Any, ...]]:
+        """What the controller holds of each bot, without figures that change by the second."""
+        return {
+            i: (b["userId"], b["poolId"], b["port"], b["desired"], (b["process"] or {}).get("pid"))
+            for i, b in (await self.bots()).items()
+        }
+
     async def pids(self) -> dict[str, int | None]:
         """Each bot's process id as its agent last reported it (None: no process)."""
         return {i: (b["process"] or {}).get("pid") for i, b in (await self.bots()).items()}

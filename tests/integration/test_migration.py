@@ -56,12 +56,6 @@ async def placement(h: ControllerHarness) -> dict[str, tuple[str, str, int]]:
     return out
 
 
-async def records(h: ControllerHarness) -> dict[str, tuple[object, ...]]:
-    """What the controller holds of each bot, without the figures that change by the second."""
-    return {b: (v["userId"], v["poolId"], v["port"], v["desired"], v["process"]["pid"])
-            for b, v in (await h.bots()).items()}  # fmt: skip
-
-
 async def ping(h: ControllerHarness, bot: str, token: str) -> bool:
     status, body = await h.call("GET", f"/api/bots/{bot}/ping", token)
     return status == 200 and body == {"status": "pong"}
@@ -111,7 +105,7 @@ async def test_legacy_bots_migrate_into_pools_and_back(harness_factory):
     assert await placement(h) == where
 
     # A dry run prints the plan and changes nothing: files, records, processes.
-    before = (tree_digest(h.settings.bot_base_dir), await records(h))
+    before = (tree_digest(h.settings.bot_base_dir), await h.records())
     code, out = await h.migrate("--dry-run", "--verbose")
     assert code == 0, out
     assert "3 bot(s) to migrate" in out
@@ -122,7 +116,7 @@ async def test_legacy_bots_migrate_into_pools_and_back(harness_factory):
     assert [b["instanceId"] for b in plan["bots"]] == ["mig-a1", "mig-a2", "mig-b1"]
     assert {b["toPool"] for b in plan["bots"]} == {"pool-4"}
     assert [b["port"] for b in plan["bots"]] == [23012, 23013, 23014]
-    after = (tree_digest(h.settings.bot_base_dir), await records(h))
+    after = (tree_digest(h.settings.bot_base_dir), await h.records())
     assert after == before
 
     # A forced failure (no bot answers within 1 ms) rolls back: the legacy bot runs again.
