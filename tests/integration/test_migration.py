@@ -8,6 +8,7 @@ and no bot ever runs twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -16,10 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
-    ControllerHarness,
+    ControllerClient,
+    ControllerProcess,
     bot_processes,
+    fakebot_pids,
+    kill_pools,
     read_rows,
+    settings_env,
     user_token,
+    wait_for,
     write_rows,
 )
 
@@ -46,7 +52,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-async def placement(h: ControllerHarness) -> dict[str, tuple[str, str, int]]:
+async def placement(h: ControllerClient) -> dict[str, tuple[str, str, int]]:
     """bot → (mode, pool, port), as GET /api/pool/bot/{id} tells."""
     out = {}
     for bot in await h.bots():
@@ -56,12 +62,12 @@ async def placement(h: ControllerHarness) -> dict[str, tuple[str, str, int]]:
     return out
 
 
-async def ping(h: ControllerHarness, bot: str, token: str) -> bool:
+async def ping(h: ControllerClient, bot: str, token: str) -> bool:
     status, body = await h.call("GET", f"/api/bots/{bot}/ping", token)
     return status == 200 and body == {"status": "pong"}
 
 
-async def answering(h: ControllerHarness, bots: dict[str, str]) -> None:
+async def answering(h: ControllerClient, bots: dict[str, str]) -> None:
     """Each bot answers through the proxy, and exactly one process of each runs."""
     for bot in bots:
         await h.wait_running(bot)
@@ -75,7 +81,7 @@ async def answering(h: ControllerHarness, bots: dict[str, str]) -> None:
     assert {b: counts[b] for b in bots} == dict.fromkeys(bots, 1), counts
 
 
-def rows_of(h: ControllerHarness, pool_id: str, bot: str) -> list[tuple[int, str]]:
+def rows_of(h: ControllerClient, pool_id: str, bot: str) -> list[tuple[int, str]]:
     return read_rows(h.pool_dir(pool_id) / "bots" / bot / DB)
 
 
@@ -188,3 +194,55 @@ async def test_migration_api_checks_its_input_and_role(harness_factory):
     # A pooled bot is skipped; a user cannot touch a bot while it is held.
     status, body = await h.call("POST", "/api/pool/migration/bots/mig-in-1")
     assert status == 200 and body["run"]["outcome"] == "skipped", body
+
+
+def processes_per_bot(base_dir: Path, bots: list[str]) -> dict[str, int]:
+    return {
+        b: sum(len(fakebot_pids(d / "bots" / b)) for d in (base_dir / "pools").iterdir())
+        for b in bots
+    }
+
+
+async def test_controller_killed_while_migrating_loses_nothing(tmp_path: Path):
+    env = settings_env(tmp_path, POOL_BASE_PORT="23400", MAX_BOTS_PER_CONTAINER="4",
+                       POOL_MODE_ENABLED="false")  # fmt: skip
+    bots = ["kill-1", "kill-2", "kill-3"]
+    first = await ControllerProcess(env).start()
+    second = None
+    try:
+        await first.provision_running(*bots)
+        where = await placement(first)
+        for bot in bots:
+            write_rows(first.pool_dir(where[bot][1]) / "bots" / bot / DB, [(1, bot)])
+        log_file = tmp_path / ".migration-log.json"
+
+        def first_bot_backed_up() -> bool:
+            runs = json.loads(log_file.read_text())["runs"] if log_file.exists() else []
+            return any(s["name"] == "backup" and s["ok"] for r in runs for s in r["steps"])
+
+        migration = asyncio.create_task(first.migrate("--execute"))
+        # SIGKILL in the middle of the first bot's move: stopped, backed up, being moved.
+        await wait_for(first_bot_backed_up, timeout=60, step=0.01)
+        await first.kill()
+        code, out = await migration
+        assert code == 3, out  # the tool says it lost the controller
+
+        second = await ControllerProcess(env).start()
+        # At start-up the held bot is released where its record is: every bot runs once.
+        await asyncio.gather(*(second.wait_running(b, timeout=60) for b in bots))
+        assert processes_per_bot(tmp_path, bots) == dict.fromkeys(bots, 1)
+        code, out = await second.migrate("--execute")
+        assert code == 0, out
+        final = await placement(second)
+        assert {final[b][:2] for b in bots} == {("pooled", "pool-4")}
+        await asyncio.gather(*(second.wait_running(b, timeout=60) for b in bots))
+        assert processes_per_bot(tmp_path, bots) == dict.fromkeys(bots, 1)
+        for bot in bots:
+            assert read_rows(second.pool_dir("pool-4") / "bots" / bot / DB) == [(1, bot)]
+        assert sorted(p.name for p in (tmp_path / "pools").iterdir()) == ["pool-4"]
+        assert not any((tmp_path / "migrating").iterdir())
+    finally:
+        for process in (first, second):
+            if process is not None:
+                await process.close()
+        kill_pools(tmp_path)

@@ -321,6 +321,26 @@ async def test_a_removed_bot_is_stopped_unloaded_and_archived(
     assert (pool_dir / "bots" / "b2" / "config.json").exists()
 
 
+async def test_a_held_bot_is_stopped_and_its_directory_left_alone(
+    rec: Reconciler, fake: FakeSupervisor, pool_dir: Path
+) -> None:
+    await rec.apply(Desired(1, [spec("b1", 9000), spec("b2", 9001)]))
+    await rec.apply(Desired(2, [spec("b1", 9000, run="held"), spec("b2", 9001)]))
+    assert fake.stopped == ["bot-b1"] and "bot-b1" not in fake.groups
+    assert not (pool_dir / "programs" / "bot-b1.conf").exists()
+    assert (pool_dir / "bots" / "b1" / "config.json").exists()  # not archived
+    # The controller moves the directory away; held, it is neither written nor archived.
+    (pool_dir / "bots" / "b1").rename(pool_dir / "moved-b1")
+    await rec.apply(Desired(3, [spec("b1", 9000, run="held"), spec("b2", 9001)]))
+    assert not (pool_dir / "bots" / "b1").exists()
+    assert list((pool_dir / "archive").iterdir()) == []
+    # Moved back in and released, it runs again from its own files.
+    (pool_dir / "moved-b1").rename(pool_dir / "bots" / "b1")
+    await rec.apply(Desired(4, [spec("b1", 9000), spec("b2", 9001)]))
+    assert fake.state("b1") == "RUNNING" and fake.started.count("bot-b1") == 2
+    assert fake.started.count("bot-b2") == 1
+
+
 async def test_a_purged_bot_is_deleted(
     rec: Reconciler, fake: FakeSupervisor, pool_dir: Path
 ) -> None:

@@ -145,6 +145,62 @@ async def test_unpooled_mode_gives_every_bot_its_own_pool(store: Store) -> None:
         ("pool-3", 9020, True),
     ]
     assert all(p.capacity == 1 for _, p, _ in placed)
+    # Each is its bot's legacy pool (container freqtrade-<id>); pooled bots never land there.
+    assert [(p.legacy_of, p.owner, p.container_name) for _, p, _ in placed] == [
+        (f"b{i}", "alice", f"freqtrade-b{i}") for i in range(3)
+    ]
+    bot, pool, _ = await allocate(store, "pooled")
+    assert (bot.pool_id, pool.legacy_of) == ("pool-4", None)
+    assert pool.container_name == "freqtrade-pool-pool-4"
+
+
+LEGACY = Placement(max_bots=10, base_port=9000, pooled=False)
+
+
+async def test_relocate_moves_a_bot_between_legacy_and_pooled_slots(store: Store) -> None:
+    await allocate(store, "keep")  # pool-1, pooled
+    _bot, legacy_pool, _ = await allocate(store, "mover", LEGACY)  # pool-2
+    assert legacy_pool.legacy_of == "mover"
+    bot, pool, created, old = await store.relocate("mover", FILL, "hash", held=True)
+    assert (bot.pool_id, bot.slot, bot.port, bot.held) == ("pool-1", 1, 9001, True)
+    assert not created and pool.used == 2
+    # The legacy pool is empty but still the bot's: a way back finds it again.
+    assert (old.id, old.used, old.legacy_of) == ("pool-2", 0, "mover")
+    assert old.generation > legacy_pool.generation and old.emptied_at is not None
+    bot, pool, created, old = await store.relocate("mover", LEGACY, "hash", held=False)
+    assert (bot.pool_id, bot.port, bot.held, created) == ("pool-2", 9010, False, False)
+    assert (old.id, old.used) == ("pool-1", 1)
+    with pytest.raises(Conflict):
+        await store.relocate("mover", LEGACY, "hash", held=False)  # there already
+    with pytest.raises(NotFound):
+        await store.relocate("nobody", FILL, "hash", held=False)
+    pools, bots = await store.load()
+    assert {b.id: b.pool_id for b in bots} == {"keep": "pool-1", "mover": "pool-2"}
+    assert {p.id: p.used for p in pools} == {"pool-1": 1, "pool-2": 1}
+
+
+async def test_plan_is_the_allocation_that_would_happen_and_writes_nothing(store: Store) -> None:
+    small = Placement(max_bots=2, base_port=9000)
+    await allocate(store, "a", small)  # pool-1 slot 0
+    await allocate(store, "leg", LEGACY)  # pool-2, legacy
+    before = await store.load()
+    plan = await store.plan([("x", "alice"), ("y", "bob"), ("leg", "alice")], small)
+    assert plan == [("pool-1", 9001, False), ("pool-3", 9004, True), ("pool-3", 9005, False)]
+    assert await store.load() == before
+    # The real allocations land exactly where the plan said.
+    assert [(b.pool_id, b.port, c) for b, _p, c in [
+        await allocate(store, "x", small), await allocate(store, "y", small),
+    ]] == [(p, port, new) for p, port, new in plan[:2]]  # fmt: skip
+
+
+async def test_held_is_stored_with_the_bot(store: Store) -> None:
+    await allocate(store, "h")
+    bot, _gen = await store.update_bot("h", held=1)
+    assert bot.held is True
+    _pools, bots = await store.load()
+    assert bots[0].held is True
+    bot, _, _ = await store.allocate(new_bot("h2"), FILL, "hash", held=True)
+    assert bot.held is True
 
 
 async def test_allocation_stops_at_the_last_port_block(tmp_path: Path, store: Store) -> None:
