@@ -120,37 +120,40 @@ async def execute(client: Client, args: argparse.Namespace, query: list[tuple[st
     plan = await client.call("GET", "/api/pool/migration/plan", params=query)
     bots, failed, started = plan["bots"], 0, time.monotonic()
     results = []
+    say = (lambda *_a, **_k: None) if args.json else print  # --json: one document at the end
     for s in plan["skipped"]:
-        print(f"  {s['instanceId']}: skipped, {s['reason']}")
+        say(f"  {s['instanceId']}: skipped, {s['reason']}")
     for n, b in enumerate(bots, 1):
         elapsed = time.monotonic() - started
         eta = f", about {elapsed / (n - 1) * (len(bots) - n + 1):.0f} s left" if n > 1 else ""
-        print(f"[{n}/{len(bots)}{eta}] {b['instanceId']} ({b['userId']}) ...", flush=True)
+        say(f"[{n}/{len(bots)}{eta}] {b['instanceId']} ({b['userId']}) ...", flush=True)
         body = {"verifyTimeout": args.verify_timeout}
         result = await client.call("POST", f"/api/pool/migration/bots/{b['instanceId']}",
                                    json=body)  # fmt: skip
         run = result["run"]
         results.append(run)
         failed += not result["success"]
-        print(f"    {_run_line(run)}")
-        if args.verbose or not result["success"]:
+        say(f"    {_run_line(run)}")
+        if not args.json and (args.verbose or not result["success"]):
             _print_steps(run)
     if args.json:
-        print(json.dumps({"runs": results}, indent=2))
-    print(f"{len(bots) - failed} of {len(bots)} migrated in {time.monotonic() - started:.1f} s")
+        print(json.dumps({"runs": results, "skipped": plan["skipped"]}, indent=2))
+    say(f"{len(bots) - failed} of {len(bots)} migrated in {time.monotonic() - started:.1f} s")
     return EXIT_FAILED if failed else 0
 
 
 async def rollback(client: Client, args: argparse.Namespace) -> int:
-    print(f"rolling back {args.rollback} to a legacy container ...", flush=True)
+    if not args.json:
+        print(f"rolling back {args.rollback} to a legacy container ...", flush=True)
     result = await client.call("POST", f"/api/pool/migration/bots/{args.rollback}/rollback",
                                json={"verifyTimeout": args.verify_timeout})  # fmt: skip
     run = result["run"]
     if args.json:
         print(json.dumps(run, indent=2))
-    print(f"    {_run_line(run)}")
-    if args.verbose or not result["success"]:
-        _print_steps(run)
+    else:
+        print(f"    {_run_line(run)}")
+        if args.verbose or not result["success"]:
+            _print_steps(run)
     return 0 if result["success"] else EXIT_FAILED
 
 

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -453,31 +453,31 @@ class Store:
 
         Returns each moved bot with its new pool and whether that pool is new, and the old
         pool: it keeps no bot, and counts as full, so nothing new is placed in it while it
-        waits to be removed.
+        waits to be removed. A legacy pool's bot stays legacy, in a new pool of its own.
         """
 
         def move(
             db: sqlite3.Connection,
         ) -> tuple[list[tuple[BotRecord, PoolRecord, bool]], PoolRecord]:
             moved = []
-            rows = db.execute(
-                "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
-            ).fetchall()
-            for bot_id, user_id in rows:
-                pool, slot, created = self._place(
-                    db, bot_id, user_id, placement, token_hash, from_pool
-                )
-                db.execute(
-                    "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
-                    (pool.id, slot, pool.port_start + slot, bot_id),
-                )
-                moved.append((_bot_row(db, bot_id), pool, created))
-            # It no longer stands for a legacy bot: the bot's own pool may be made anew.
+            legacy = _pool_row(db, from_pool).legacy_of is not None
+            p = replace(placement, pooled=False) if legacy else placement
+            # It no longer stands for its legacy bot, whose new pool takes that place.
             db.execute(
                 "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1,"
                 " legacy_of = NULL WHERE id = ?",
                 (time.time(), from_pool),
             )
+            rows = db.execute(
+                "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
+            ).fetchall()
+            for bot_id, user_id in rows:
+                pool, slot, created = self._place(db, bot_id, user_id, p, token_hash, from_pool)
+                db.execute(
+                    "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
+                    (pool.id, slot, pool.port_start + slot, bot_id),
+                )
+                moved.append((_bot_row(db, bot_id), pool, created))
             return moved, _pool_row(db, from_pool)
 
         return await self._run(self._tx, move)

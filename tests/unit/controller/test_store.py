@@ -193,6 +193,16 @@ async def test_plan_is_the_allocation_that_would_happen_and_writes_nothing(store
     ]] == [(p, port, new) for p, port, new in plan[:2]]  # fmt: skip
 
 
+async def test_a_lost_legacy_pools_bot_gets_a_legacy_pool_again(store: Store) -> None:
+    await allocate(store, "shared")  # pool-1
+    await allocate(store, "leg", LEGACY)  # pool-2
+    # Evacuated in pool mode, the legacy bot still gets a container of its own.
+    [(bot, pool, created)], old = await store.move_bots("pool-2", FILL, "hash")
+    assert (bot.pool_id, pool.legacy_of, pool.capacity, created) == ("pool-3", "leg", 1, True)
+    assert pool.container_name == "freqtrade-leg"
+    assert (old.legacy_of, old.used, old.capacity) == (None, 1, 1)
+
+
 async def test_held_is_stored_with_the_bot(store: Store) -> None:
     await allocate(store, "h")
     bot, _gen = await store.update_bot("h", held=1)
