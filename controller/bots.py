@@ -194,10 +194,7 @@ class BotManager:
         finally:
             self._moving.discard(pool.id)
         if not stranded:
-            async with pools.lifecycle:
-                if await pools.store.remove_pool(pool.id):
-                    pools.forget_pool(pool.id, old)
-                    await pools.runtime.remove(pool.id)
+            await pools.remove_empty(old)
         log.warning("pool_evacuated", pool=pool.id, bots=len(moved), stranded=stranded)
 
     async def _move_files(self, bot: BotRecord, from_pool: str, new_pool: PoolRecord) -> bool:

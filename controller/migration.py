@@ -343,16 +343,8 @@ class Migrator:
         return bot
 
     async def _remove_pool(self, pool_id: str) -> None:
-        pools = self.pools
-        async with pools.lifecycle:
-            pool = pools.pools[pool_id]
-            if not await pools.store.remove_pool(pool_id):
-                raise StepFailed(f"pool {pool_id} is not empty; it is left in place")
-            live = pools.live.get(pool_id)
-            pools.forget_pool(pool_id, pool)
-            if live is not None and live.ws is not None:
-                await live.ws.close(code=4410, message=b"pool removed")
-            await pools.runtime.remove(pool_id)
+        if not await self.pools.remove_empty(self.pools.pools[pool_id]):
+            raise StepFailed(f"pool {pool_id} is not empty; it is left in place")
 
     # -- importing a discovered container ------------------------------------------------------
 

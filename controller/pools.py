@@ -104,6 +104,7 @@ class PoolManager:
         self._files: dict[str, dict[str, bytes]] = {}
         self._deleted_at_gen: dict[str, int] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
+        self._removals: set[asyncio.Task[bool]] = set()
         # Serializes making and removing runtimes: cleanup may free a pool id that a
         # provision reuses at once, and the new pool must wait for the old one to go.
         self.lifecycle = asyncio.Lock()
@@ -196,6 +197,20 @@ class PoolManager:
         await self.store.set_pool_token(pool.id, token_hash)
         pool.token_hash = token_hash
         await self.create_runtime(pool, token)
+
+    async def remove_empty(self, pool: PoolRecord) -> bool:
+        """Remove a pool without bots: its record, its agent's connection, its runtime (its
+        directory's leftovers go to the archive). False if it gained a bot meanwhile."""
+        async with self.lifecycle:
+            if not await self.store.remove_pool(pool.id):
+                return False
+            live = self.live.get(pool.id)
+            self.forget_pool(pool.id, pool)
+            if live is not None and live.ws is not None:
+                await live.ws.close(code=4410, message=b"pool removed")
+            await self.runtime.remove(pool.id)
+        log.info("pool_removed", pool=pool.id, legacy_of=pool.legacy_of)
+        return True
 
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't."""
@@ -385,6 +400,12 @@ class PoolManager:
                 self.forget_bot(bot.id)
                 self.set_pool(pool)
                 log.info("bot_deleted", bot=bot.id, pool=pool_id)
+                if pool.legacy_of == bot.id and pool.used == 0:
+                    # One container per bot: it goes with its bot, in the background (a
+                    # container takes up to STOP_TIMEOUT to stop; this runs per heartbeat).
+                    task = asyncio.create_task(self.remove_empty(pool))
+                    self._removals.add(task)
+                    task.add_done_callback(self._removals.discard)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait (bounded) until predicate holds after some heartbeat; True if it did."""

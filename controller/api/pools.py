@@ -191,14 +191,8 @@ class APIPools:
             empty_since = pool.emptied_at or pool.created_at
             if pool.used or now - empty_since < self.cleanup_grace:
                 continue
-            async with self.pools.lifecycle:
-                if not await self.pools.store.remove_pool(pool.id):
-                    continue
-                live = self.pools.live.get(pool.id)
-                self.pools.forget_pool(pool.id, pool)
-                if live is not None and live.ws is not None:
-                    await live.ws.close(code=4410, message=b"pool removed")
-                await self.pools.runtime.remove(pool.id)
+            if not await self.pools.remove_empty(pool):
+                continue
             removed += 1
             log.info("pool_cleaned_up", pool=pool.id)
         return web.json_response(

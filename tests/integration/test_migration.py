@@ -246,3 +246,19 @@ async def test_controller_killed_while_migrating_loses_nothing(tmp_path: Path):
             if process is not None:
                 await process.close()
         kill_pools(tmp_path)
+
+
+async def test_deleting_a_legacy_bot_removes_its_container(harness_factory):
+    h = await harness_factory(POOL_MODE_ENABLED="false", POOL_BASE_PORT="23600")
+    await h.provision_running("del-leg")
+    pool_id = (await h.bot("del-leg"))["poolId"]
+    status, body = await h.call("DELETE", "/api/bots/del-leg")
+    assert status == 200 and body["archived"] is True, body
+
+    async def gone() -> bool:
+        _status, st = await h.call("GET", "/api/pool/status")
+        return st["totalPools"] == 0 and not h.pool_dir(pool_id).exists()
+
+    assert await wait_for(gone, timeout=30)
+    [archived] = list((h.settings.bot_base_dir / "archive").iterdir())
+    assert archived.name.startswith("del-leg-")  # its data is kept
