@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from common.ownership import own_tree
@@ -71,6 +72,9 @@ def make_bot_dir(bot_dir: Path, owner: Owner) -> None:
         if owner is not None and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != owner:
             own_tree(fd, *owner)
         _own(fd, owner)
+        # Private to its bot, whatever mode a moved-in directory came with.
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
 

@@ -188,6 +188,7 @@ def create_app(controller: Controller) -> web.Application:
         controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes, controller.metrics
     )
     events = APIEvents(controller.events)
+    migration = APIMigration(controller.migrator)
     apis = [
         APIHealth(controller.pools),
         APIMetrics(controller.metrics, s.metrics_public),
@@ -203,7 +204,7 @@ def create_app(controller: Controller) -> web.Application:
         ),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
-        APIMigration(controller.migrator),
+        migration,
         proxy,
     ]
     for api in apis:
@@ -213,6 +214,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(lambda _app: controller.pools.close_agents())
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
+    app.on_shutdown.append(migration.shutdown)
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app

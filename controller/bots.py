@@ -7,6 +7,7 @@ agent converges, and a lost push is repeated on the agent's next connect.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ class BotManager:
         self.default_strategy = default_strategy
         self.metrics = metrics
         self._moving: set[str] = set()  # pools whose bots are being moved elsewhere
+        self.migrating: set[str] = set()  # bots in a migration run (controller/migration.py)
+        # Evacuation and migration both move bots between pools: one at a time.
+        self.moves = asyncio.Lock()
 
     def get(self, principal: Principal, instance_id: str) -> BotRecord:
         check_id(instance_id, "instanceId")
@@ -132,7 +136,7 @@ class BotManager:
     def _live(self, bot: BotRecord) -> None:
         if bot.deleting:
             raise Conflict(f"bot {bot.id} is being deleted")
-        if bot.held:
+        if bot.held or bot.id in self.migrating:
             raise Conflict(f"bot {bot.id} is being migrated; try again when it is done")
         if bot.pool_id in self._moving:
             raise Conflict(f"bot {bot.id} is being moved to another pool; try again shortly")
@@ -170,6 +174,13 @@ class BotManager:
         bot whose directory could not be moved is not started: it is stopped, for an
         operator, rather than trading without its trade database.
         """
+        if self.moves.locked():
+            # A migration is moving a bot, perhaps of this pool: the monitor tries again.
+            raise Conflict(f"pool {pool.id} is evacuated once the running migration ends")
+        async with self.moves:
+            await self._evacuate(pool)
+
+    async def _evacuate(self, pool: PoolRecord) -> None:
         pools = self.pools
         # Users' changes to these bots wait (409) until they are in their new pools.
         self._moving.add(pool.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from controller.runtimes.docker import LABEL_POOL
 
 log = structlog.get_logger("controller.legacy")
 PREFIX = "freqtrade-"
+# BOT_BASE_DIR's own directories: never a user's.
+RESERVED = frozenset({"pools", "archive", "migrating", "migration-backups"})
+DISCOVERY_MAX_AGE = 5.0  # seconds a listing serves views (status, bot info), not migration
 STOP_TIMEOUT = 60  # FreqTrade closes its database and exchange sessions on SIGTERM
 
 
@@ -60,7 +64,9 @@ def find_directory(base_dir: Path, bot_id: str) -> Path | None:
     found = [
         p.parent
         for p in base_dir.glob(f"*/{bot_id}/config.json")
-        if is_valid_id(p.parent.parent.name) and not p.parent.is_symlink()
+        if is_valid_id(p.parent.parent.name)
+        and p.parent.parent.name not in RESERVED
+        and not p.parent.is_symlink()
     ]
     return found[0] if len(found) == 1 else None
 
@@ -69,6 +75,7 @@ class LegacyContainers:
     def __init__(self, client: Callable[[], docker.DockerClient], base_dir: Path) -> None:
         self._client = client
         self.base_dir = base_dir
+        self._last: tuple[float, dict[str, LegacyBot]] = (0.0, {})
 
     async def _run(self, fn: Callable[[], Any]) -> Any:
         def call() -> Any:
@@ -79,9 +86,13 @@ class LegacyContainers:
 
         return await asyncio.to_thread(call)
 
-    async def discover(self) -> dict[str, LegacyBot]:
+    async def discover(self, max_age: float = 0.0) -> dict[str, LegacyBot]:
         """Bot id → every legacy bot on the host; a container without its directory is
-        logged and left out (it cannot be told whose it is)."""
+        logged and left out (it cannot be told whose it is). A listing up to max_age
+        seconds old may be reused: views must not cost a Docker listing each."""
+        taken, last = self._last
+        if max_age and time.monotonic() - taken < max_age:
+            return last
 
         def discover() -> dict[str, LegacyBot]:
             found: dict[str, LegacyBot] = {}
@@ -100,7 +111,9 @@ class LegacyContainers:
                 )  # fmt: skip
             return found
 
-        return await self._run(discover)
+        found = await self._run(discover)
+        self._last = (time.monotonic(), found)
+        return found
 
     async def state(self, name: str) -> str:
         """Docker's state of the container, or "missing"."""
@@ -118,12 +131,31 @@ class LegacyContainers:
         return await self._run(lambda: self._client().containers.get(name).attrs)
 
     async def stop(self, name: str) -> None:
-        await self._run(lambda: self._client().containers.get(name).stop(timeout=STOP_TIMEOUT))
+        """Stop it for good: without its restart policy, so that neither a Docker restart
+        nor a reboot brings the legacy copy back beside the pooled one."""
+
+        def stop() -> None:
+            container = self._client().containers.get(name)
+            container.update(restart_policy={"Name": "no"})
+            container.stop(timeout=STOP_TIMEOUT)
+
+        await self._run(stop)
         log.info("legacy_container_stopped", container=name)
 
-    async def start(self, name: str) -> None:
-        await self._run(lambda: self._client().containers.get(name).start())
-        log.info("legacy_container_started", container=name)
+    async def restore(self, name: str, policy: dict[str, Any] | None, start: bool) -> None:
+        """Give it its restart policy back (from its backup), and start it if asked."""
+
+        def restore() -> None:
+            container = self._client().containers.get(name)
+            if policy and policy.get("Name"):
+                retries = policy.get("MaximumRetryCount", 0)
+                container.update(restart_policy={"Name": policy["Name"],
+                                                 "MaximumRetryCount": retries})  # fmt: skip
+            if start:
+                container.start()
+
+        await self._run(restore)
+        log.info("legacy_container_restored", container=name, started=start)
 
     async def remove(self, name: str) -> None:
         def remove() -> None:

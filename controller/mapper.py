@@ -11,6 +11,7 @@ from typing import Any
 from common.ids import check_id
 from controller.auth import Principal
 from controller.errors import NotFound
+from controller.legacy import DISCOVERY_MAX_AGE
 from controller.migration import Migrator
 from controller.pools import PoolManager
 
@@ -55,7 +56,7 @@ class BotContainerMapper:
                 pool_id=pool.id, container=pool.container_name,
                 host=self.pools.runtime.display_host(pool.id), port=bot.port,
             )  # fmt: skip
-        found = (await self.migrator.discovered()).get(instance_id)
+        found = (await self.migrator.discovered(DISCOVERY_MAX_AGE)).get(instance_id)
         if found is None:
             raise NotFound(f"bot {instance_id} not found")
         principal.require_owner(found.user_id)

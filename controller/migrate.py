@@ -23,8 +23,9 @@ from common.settings import ControllerSettings, SettingsError
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
-# Each bot may take a verification timeout, a stop of up to 90 s and a container start.
-REQUEST_TIMEOUT = 900
+# One bot may take: a legacy stop (60 s), holds (2 x 90 s), a pool start, a verification
+# (at most 600 s) and a rollback of as much again.
+REQUEST_TIMEOUT = 2400
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,8 +129,13 @@ async def execute(client: Client, args: argparse.Namespace, query: list[tuple[st
         eta = f", about {elapsed / (n - 1) * (len(bots) - n + 1):.0f} s left" if n > 1 else ""
         say(f"[{n}/{len(bots)}{eta}] {b['instanceId']} ({b['userId']}) ...", flush=True)
         body = {"verifyTimeout": args.verify_timeout}
-        result = await client.call("POST", f"/api/pool/migration/bots/{b['instanceId']}",
-                                   json=body)  # fmt: skip
+        try:
+            result = await client.call("POST", f"/api/pool/migration/bots/{b['instanceId']}",
+                                       json=body)  # fmt: skip
+        except RuntimeError as exc:  # refused for this bot (409, say): go on with the rest
+            failed += 1
+            say(f"    refused: {exc}")
+            continue
         run = result["run"]
         results.append(run)
         failed += not result["success"]
@@ -202,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return asyncio.run(run(args, base, token))
-    except aiohttp.ClientError as exc:
-        print(f"ftpool migrate: cannot reach the controller at {base}: {exc}", file=sys.stderr)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"ftpool migrate: lost the controller at {base}: {exc!r}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except RuntimeError as exc:
         print(f"ftpool migrate: the controller refused: {exc}", file=sys.stderr)

@@ -21,8 +21,9 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from controller.errors import Conflict, FtpoolError, NotFound
 from controller.legacy import LegacyBot, LegacyContainers
 from controller.migration_log import MigrationLog, Run, Step
 from controller.models import BotRecord
+from controller.pools import PoolLive
 from controller.runtimes import RuntimeState
 from controller.runtimes.base import hand_over
 from controller.store import NewBot, Placement
@@ -46,6 +48,11 @@ HOLD_TIMEOUT = 90.0  # supervisord gives a bot 30 s to stop; its agent reports w
 # FreqTrade's own database file names (db_url's defaults), relative to the bot's directory.
 TRADE_DBS = ("tradesv3.sqlite", "tradesv3.dryrun.sqlite")
 DEFAULT_DB_URLS = {f"sqlite:///{name}" for name in TRADE_DBS}
+# FreqTrade options that put a bot's data or code outside its config.json and directory.
+OUTSIDE_FLAGS = frozenset({
+    "--db-url", "--userdir", "--user-data-dir", "--datadir", "--data-dir", "--strategy-path",
+    "--strategy", "-s", "--recursive-strategy-search",
+})  # fmt: skip
 
 
 class StepFailed(FtpoolError):
@@ -75,15 +82,19 @@ class Migrator:
         self.log = MigrationLog(base_dir / ".migration-log.json")
         self.staging = base_dir / "migrating"
         self.backups = base_dir / "migration-backups"
-        # One bot at a time: each step waits on agents, and slots are taken in order.
-        self.lock = asyncio.Lock()
+        # One bot at a time, and never beside an evacuation: both move bots between pools.
+        self.lock = bots.moves
 
     async def startup(self) -> None:
         """Load the log; bring bots held by an interrupted run back to a running state."""
         await asyncio.to_thread(self.log.load)
         for bot in [b for b in self.pools.bots.values() if b.held]:
             async with self.lock:
-                await self._recover(bot)
+                try:
+                    await self._recover(bot)
+                except (FtpoolError, OSError) as exc:
+                    # It stays held (nothing runs it) for an operator; the rest start.
+                    log.error("migration_recovery_failed", bot=bot.id, error=str(exc))
 
     # -- what there is to do -------------------------------------------------------------
 
@@ -110,11 +121,11 @@ class Migrator:
                                      legacy.container, legacy.state))  # fmt: skip
         return sorted(out, key=lambda c: (c.user_id, c.id))
 
-    async def discovered(self) -> dict[str, LegacyBot]:
+    async def discovered(self, max_age: float = 0.0) -> dict[str, LegacyBot]:
         """Legacy containers ftpool does not manage (one of a bot it manages is a leftover)."""
         if self.legacy is None:
             return {}
-        found = await self.legacy.discover()
+        found = await self.legacy.discover(max_age)
         return {k: v for k, v in found.items() if k not in self.pools.bots}
 
     async def plan(self, bot_ids: set[str], users: set[str]) -> dict[str, Any]:
@@ -150,13 +161,34 @@ class Migrator:
 
     # -- migration ------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _running(self, bot_id: str) -> AsyncIterator[None]:
+        """One run of one bot: under the lock, its owner's changes refused (409) throughout,
+        and a run that ends by an unexpected error is recorded as failed."""
+        async with self.lock:
+            self.bots.migrating.add(bot_id)
+            try:
+                yield
+            except Exception as exc:
+                run = self.log.latest(bot_id)
+                if run is not None and run.outcome == "in_progress":
+                    self.log.finish(run, "failed", f"unexpected error: {exc}")
+                raise
+            finally:
+                self.bots.migrating.discard(bot_id)
+
+    def _check_live(self, bot: BotRecord) -> None:
+        if bot.deleting:
+            raise Conflict(f"bot {bot.id} is being deleted")
+
     async def migrate(self, bot_id: str, verify_timeout: float) -> Run:
         check_id(bot_id, "instanceId")
-        async with self.lock:
+        async with self._running(bot_id):
             bot = self.pools.bots.get(bot_id)
             if bot is not None and bot.held:
                 bot = await self._recover(bot)
             if bot is not None:
+                self._check_live(bot)
                 pool = self.pools.pools[bot.pool_id]
                 if pool.legacy_of == bot.id:
                     return await self._migrate_pooled(bot, verify_timeout)
@@ -169,10 +201,11 @@ class Migrator:
     async def rollback(self, bot_id: str, verify_timeout: float) -> Run:
         """A pooled bot goes back to a legacy container of its own, with its files."""
         check_id(bot_id, "instanceId")
-        async with self.lock:
+        async with self._running(bot_id):
             bot = self.pools.bots.get(bot_id)
             if bot is None:
                 raise NotFound(f"bot {bot_id} is not managed by ftpool")
+            self._check_live(bot)
             if bot.held:
                 bot = await self._recover(bot)
             if self.pools.pools[bot.pool_id].legacy_of == bot.id:
@@ -198,11 +231,14 @@ class Migrator:
         )
         try:
             moved = await self._move(run, bot, self.to_pools, verify_timeout)
-            async with self._step(run, "cleanup"):
-                await self._remove_pool(legacy_pool.id)
         except StepFailed as exc:
             return self.log.finish(run, _undone(run), str(exc))
         self._emit("bot_migrated", moved, run)
+        try:  # verified: from here on the bot stays in its pool, whatever happens
+            async with self._step(run, "cleanup"):
+                await self._remove_pool(legacy_pool.id)
+        except StepFailed as exc:
+            return self.log.finish(run, "migrated", f"legacy copy not removed: {exc}")
         return self.log.finish(run, "migrated")
 
     async def _finish_interrupted(self, bot: BotRecord, verify_timeout: float) -> Run:
@@ -231,10 +267,18 @@ class Migrator:
         if self.legacy is None:
             return None
         found = (await self.legacy.discover()).get(bot_id)
-        if found is not None and found.state == "running":
+        if found is None or not self._imported(found):
+            return None
+        if found.state == "running":
             # Two copies of one bot: which one trades is for an operator to decide.
             raise Conflict(f"{found.container} runs while the bot runs in a pool; stop one")
-        return found.container if found is not None else None
+        return found.container
+
+    def _imported(self, found: LegacyBot) -> bool:
+        """Did a run of ours import this very container (same bot, same owner)?"""
+        return any(r.bot == found.id and r.user == found.user_id and r.kind == "migrate"
+                   and r.source_container == found.container and r.to_pool
+                   for r in self.log.runs)  # fmt: skip
 
     # -- moving a managed bot ---------------------------------------------------------------
 
@@ -245,8 +289,12 @@ class Migrator:
         brings it back where it was (raising StepFailed either way)."""
         source = bot.pool_id
         back = self.to_legacy if self.pools.pools[source].legacy_of == bot.id else self.to_pools
-        async with self._step(run, "stop"):
-            bot = await self._hold(bot)
+        try:
+            async with self._step(run, "stop"):
+                bot = await self._hold(bot)
+        except StepFailed:
+            await self._set_held(self.pools.bots[bot.id], False)  # nothing moved: run as before
+            raise
         try:
             async with self._step(run, "backup"):
                 run.backup = await asyncio.to_thread(self._backup, self._bot_dir(bot), run, None)
@@ -278,18 +326,26 @@ class Migrator:
     async def _hold(self, bot: BotRecord) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program."""
         held = await self._set_held(bot, True)
-        gen = self.pools.pools[held.pool_id].generation
+        await self._wait_applied(held.pool_id, lambda live: held.id not in live.bots)
+        return held
+
+    async def _wait_applied(
+        self, pool_id: str, done: Callable[[PoolLive], bool] = lambda _live: True
+    ) -> None:
+        """Wait until the pool's agent has applied its current desired state (and `done`
+        holds of its report), or nothing of the pool runs at all."""
+        gen = self.pools.pools[pool_id].generation
         deadline = time.monotonic() + HOLD_TIMEOUT
         while True:
-            live = self.pools.live.get(held.pool_id)
+            live = self.pools.live.get(pool_id)
             if live is not None and live.connected:
-                if live.acked_gen >= gen and held.id not in live.bots:
-                    return held
-            elif await self.pools.runtime.inspect(held.pool_id) != RuntimeState.RUNNING:
-                return held  # nothing of the pool runs: nor does the bot
+                if live.acked_gen >= gen and done(live):
+                    return
+            elif await self.pools.runtime.inspect(pool_id) != RuntimeState.RUNNING:
+                return  # nothing of the pool runs: nor does any bot of it
             if time.monotonic() > deadline:
-                raise StepFailed(f"the agent of {held.pool_id} did not stop the bot "
-                                 f"within {HOLD_TIMEOUT:.0f} s; it stays held")  # fmt: skip
+                raise StepFailed(f"the agent of {pool_id} did not apply generation {gen} "
+                                 f"within {HOLD_TIMEOUT:.0f} s")  # fmt: skip
             await asyncio.sleep(0.2)
 
     async def _set_held(self, bot: BotRecord, held: bool) -> BotRecord:
@@ -309,6 +365,7 @@ class Migrator:
         """Move a held, stopped bot to another pool: its files via staging, its record in
         one transaction. It stays held."""
         pools = self.pools
+        bot = pools.bots[bot.id]  # as it is now, not as the caller last saw it
         stage = self.staging / bot.id
         source = self._bot_dir(bot)
         if source.is_dir():
@@ -321,13 +378,24 @@ class Migrator:
         pools.set_pool(old)
         pools.set_pool(pool)
         pools.set_bot(moved)
-        await self._place_staged(moved)
-        if created:
-            await pools.create_runtime(pool, token)
         await pools.push(old.id)
-        await pools.push(pool.id)
+        await self._land(moved, created, token)
         log.info("bot_relocated", bot=bot.id, source=old.id, target=pool.id, port=moved.port)
         return moved
+
+    async def _land(self, bot: BotRecord, created: bool, token: str) -> None:
+        """Bring a held bot's staged files into its new pool. A running agent must have
+        applied the bot's hold first: an older desired state still being applied would
+        take the directory for a removed bot's and archive it."""
+        pool = self.pools.pools[bot.pool_id]
+        if created:
+            await self._place_staged(bot)  # before its agent exists
+            await self.pools.create_runtime(pool, token)
+            return
+        await self.pools.wait_created(pool.id)
+        await self.pools.push(pool.id)
+        await self._wait_applied(pool.id)
+        await self._place_staged(bot)
 
     async def _place_staged(self, bot: BotRecord) -> None:
         stage = self.staging / bot.id
@@ -343,7 +411,8 @@ class Migrator:
         return bot
 
     async def _remove_pool(self, pool_id: str) -> None:
-        if not await self.pools.remove_empty(self.pools.pools[pool_id]):
+        pool = self.pools.pools.get(pool_id)
+        if pool is not None and not await self.pools.remove_empty(pool):
             raise StepFailed(f"pool {pool_id} is not empty; it is left in place")
 
     # -- importing a discovered container ------------------------------------------------------
@@ -356,71 +425,74 @@ class Migrator:
             previous and previous.outcome == "in_progress" and previous.was_running
         )
         run = self._begin(found.id, found.user_id, "migrate", "legacy-container",
-                          source_container=found.container)  # fmt: skip
-        run.was_running = was_running
+                          source_container=found.container, was_running=was_running)  # fmt: skip
         bot: BotRecord | None = None
+        spec: dict[str, Any] = {}
         try:
             async with self._step(run, "stop"):
+                spec = await self.legacy.spec(found.container)
+                check_legacy_spec(spec)  # before anything changes
                 await self.legacy.stop(found.container)
-                state = await self.legacy.state(found.container)
-                if state == "running":
+                if await self.legacy.state(found.container) == "running":
                     raise StepFailed(f"container {found.container} is still running")
             async with self._step(run, "backup"):
-                spec = await self.legacy.spec(found.container)
                 run.backup = await asyncio.to_thread(self._backup, found.directory, run, spec)
             async with self._step(run, "allocate") as step:
                 new = await asyncio.to_thread(read_legacy_bot, found)
                 await asyncio.to_thread(self._stage_copy, found.directory, found.id)
-                bot = await self._allocate(new)
+                bot = await self._allocate(new, "running" if was_running else "stopped")
                 run.to_pool, run.port = bot.pool_id, bot.port
                 step.detail = f"{bot.pool_id}:{bot.port}"
-                if not was_running:
-                    bot = await self._update(bot, run="stopped")
             async with self._step(run, "start"):
                 bot = await self._set_held(bot, False)
             async with self._step(run, "verify"):
                 await self._verify(bot, verify_timeout)
-            async with self._step(run, "cleanup"):
-                await self.legacy.remove(found.container)
-                await asyncio.to_thread(shutil.rmtree, found.directory)
         except StepFailed as exc:
             reason = str(exc)
             if bot is None:  # not imported: the legacy container is as it was
-                reason = await self._restart_legacy(run, found, was_running, reason)
+                await asyncio.to_thread(shutil.rmtree, self.staging / found.id, True)
+                reason = await self._restart_legacy(found, spec, was_running, reason)
                 return self.log.finish(run, "failed", reason)
             async with self._step(run, "rollback"):
                 await self._unimport(bot, found)
                 run.to_pool, run.port = None, None
-                reason = await self._restart_legacy(run, found, was_running, reason)
+                reason = await self._restart_legacy(found, spec, was_running, reason)
             return self.log.finish(run, "rolled_back", reason)
         self._emit("bot_migrated", bot, run)
+        try:  # verified: from here on the bot stays in its pool, whatever happens
+            async with self._step(run, "cleanup"):
+                await self.legacy.remove(found.container)
+                await asyncio.to_thread(shutil.rmtree, found.directory)
+        except StepFailed as exc:
+            return self.log.finish(run, "migrated", f"legacy copy not removed: {exc}")
         return self.log.finish(run, "migrated")
 
     async def _restart_legacy(
-        self, run: Run, found: LegacyBot, was_running: bool, reason: str
+        self, found: LegacyBot, spec: dict[str, Any], was_running: bool, reason: str
     ) -> str:
+        """The legacy container as it was: its restart policy back, and running if it ran."""
         assert self.legacy is not None
-        if was_running and await self.legacy.state(found.container) != "running":
-            await self.legacy.start(found.container)
+        policy = (spec.get("HostConfig") or {}).get("RestartPolicy")
+        if await self.legacy.state(found.container) == "running":
+            return reason
+        await self.legacy.restore(found.container, policy, start=was_running)
+        if was_running:
             return f"{reason}; legacy container {found.container} started again"
         return reason
 
-    async def _allocate(self, new: NewBot) -> BotRecord:
+    async def _allocate(self, new: NewBot, run: str) -> BotRecord:
         pools = self.pools
         token, token_hash = pools.new_token()
-        bot, pool, created = await pools.store.allocate(new, self.to_pools, token_hash, held=True)
+        bot, pool, created = await pools.store.allocate(
+            new, self.to_pools, token_hash, held=True, run=run
+        )
         pools.set_pool(pool)
         pools.set_bot(bot)
         try:
-            await self._place_staged(bot)
-            if created:
-                await pools.create_runtime(pool, token)
-            else:
-                await pools.wait_created(pool.id)
+            await self._land(bot, created, token)
         except Exception:
             await self.bots.undo(bot)
             raise
-        await pools.push(pool.id)
         return bot
 
     def _stage_copy(self, directory: Path, bot_id: str) -> None:
@@ -430,6 +502,7 @@ class Migrator:
         for stale in (partial, stage):
             shutil.rmtree(stale, ignore_errors=True)
         shutil.copytree(directory, partial, symlinks=True)
+        _private(partial)
         os.rename(partial, stage)
 
     async def _unimport(self, bot: BotRecord, found: LegacyBot) -> None:
@@ -457,7 +530,10 @@ class Migrator:
                 state = status.state if status else "no report"
                 if current.run == "stopped" and state in ("STOPPED", "EXITED"):
                     return
-                if state == "RUNNING" and await self._ping(session, current):
+                # The agent's own view too: on a shared network another process could
+                # answer on the bot's port.
+                ours = status is not None and status.port_ok is not False and status.ping_ok
+                if state == "RUNNING" and ours and await self._ping(session, current):
                     return
                 if time.monotonic() >= deadline:
                     raise StepFailed(
@@ -476,7 +552,7 @@ class Migrator:
     def _backup(self, directory: Path, run: Run, spec: dict[str, Any] | None) -> str:
         """Copy the bot's whole directory (config, strategies, trade database, user data)
         and, for a legacy container, Docker's description of it."""
-        target = self.backups / f"{run.bot}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        target = self.backups / f"{run.id}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         self.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
         target.mkdir(mode=0o700)
         if directory.is_dir():
@@ -486,6 +562,7 @@ class Migrator:
         return str(target)
 
     def _begin(self, bot_id: str, user_id: str, kind: str, source: str, **fields: Any) -> Run:
+        """A new run in the log, saved before anything changes."""
         run = Run(id=f"{kind}-{bot_id}-{secrets.token_hex(3)}", bot=bot_id, user=user_id,
                   kind=kind, source=source, **fields)  # fmt: skip
         return self.log.begin(run)
@@ -530,10 +607,13 @@ def read_legacy_bot(found: LegacyBot) -> NewBot:
         raise StepFailed("config.json is not a JSON object")
     db_url = config.get("db_url")
     if db_url is not None and db_url not in DEFAULT_DB_URLS:
-        raise StepFailed(f"db_url {db_url!r} is not FreqTrade's default; move it by hand")
+        # Not echoed: a database URL may hold a password.
+        raise StepFailed("its db_url is not FreqTrade's default; move that database by hand")
     strategy = check_strategy_name(config.get("strategy"))
     source = _read_inside(found.directory, f"user_data/strategies/{strategy}.py")
     overrides = validate_overrides({k: v for k, v in config.items() if k not in PROTECTED_KEYS})
+    # ftpool's defaults start new bots trading; a legacy bot keeps FreqTrade's own default.
+    overrides.setdefault("initial_state", "stopped")
     return NewBot(found.id, found.user_id, strategy, source, overrides, new_secrets())
 
 
@@ -543,15 +623,83 @@ def _read_inside(directory: Path, rel: str) -> bytes:
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(os.path.realpath(directory)):
         raise StepFailed(f"{rel} points outside the bot's directory")
+    if not real.is_file():
+        raise StepFailed(f"{rel} is not a regular file")
     try:
         return real.read_bytes()
     except OSError as exc:
         raise StepFailed(f"{rel} cannot be read: {exc.strerror}") from None
 
 
+def check_legacy_spec(spec: dict[str, Any]) -> None:
+    """Refuse a legacy container whose settings live outside its config.json: ftpool would
+    start the bot without them (another database, no exchange keys)."""
+    config = spec.get("Config") or {}
+    args = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in OUTSIDE_FLAGS:
+            raise StepFailed(f"the container sets {flag} on its command line; migrate it by hand")
+    if sum(a.split("=", 1)[0] in ("-c", "--config") for a in args) > 1:
+        raise StepFailed("the container reads several config files; migrate it by hand")
+    names = sorted(e.split("=", 1)[0] for e in config.get("Env") or [])
+    outside = [n for n in names if n.startswith("FREQTRADE__")]
+    if outside:
+        raise StepFailed(f"the container sets {', '.join(outside)}; migrate it by hand")
+
+
+def _private(root: Path) -> None:
+    """Only the owner may read a bot's files in a shared pool: group and other bits (and
+    set-id bits) go. Links are left as they are, never followed."""
+    for path in [root, *root.rglob("*")]:
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
 def _copy_trade_dbs(source: Path, target: Path) -> None:
-    for name in TRADE_DBS:
-        for suffix in ("", "-wal", "-shm"):
-            src = source / f"{name}{suffix}"
-            if src.is_file() and not src.is_symlink():
-                shutil.copy2(src, target / src.name)
+    """Copy the trade databases (and their WAL files) from source to target, as root but
+    through descriptors that follow no link: the bot could have planted links in either
+    directory. The copies belong to the owner of the target directory."""
+    src_fd = os.open(source, _NOFOLLOW_DIR)
+    dst_fd = os.open(target, _NOFOLLOW_DIR)
+    try:
+        owner = os.fstat(dst_fd)
+        for name in TRADE_DBS:
+            try:
+                main = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(main.st_mode):
+                continue
+            for suffix in ("", "-wal", "-shm"):
+                # The target's own WAL files belong to its old database: they must go.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{name}{suffix}", dir_fd=dst_fd)
+                _copy_at(src_fd, dst_fd, f"{name}{suffix}", owner.st_uid, owner.st_gid)
+    finally:
+        os.close(src_fd)
+        os.close(dst_fd)
+
+
+def _copy_at(src_fd: int, dst_fd: int, name: str, uid: int, gid: int) -> None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src_fd)
+    except OSError:
+        return  # absent, or a link: nothing of ours to copy
+    tmp = f".{name}.ftpool-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dst_fd)
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            return
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                      dir_fd=dst_fd)  # fmt: skip
+        with os.fdopen(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+            if os.geteuid() == 0:
+                os.fchown(dst.fileno(), uid, gid)
+    os.rename(tmp, name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ class Step:
     ms: float = 0.0
     ok: bool | None = None  # None while it runs
     detail: str = ""
+
+
+_STEP_FIELDS = frozenset(f.name for f in fields(Step))
 
 
 @dataclass(slots=True)
@@ -55,8 +58,11 @@ class Run:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Run:
-        steps = [Step(**s) for s in raw.get("steps", [])]
-        return cls(**{**raw, "steps": steps})
+        """A run as saved; fields this version does not know are dropped."""
+        known = {f.name for f in fields(cls)} - {"steps"}
+        steps = [Step(**{k: v for k, v in s.items() if k in _STEP_FIELDS})
+                 for s in raw.get("steps", [])]  # fmt: skip
+        return cls(**{k: v for k, v in raw.items() if k in known}, steps=steps)
 
 
 class MigrationLog:
@@ -70,12 +76,19 @@ class MigrationLog:
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            # Never overwritten: set aside, so the operator can read what it held.
-            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
-            os.replace(self.path, aside)
-            log.error("migration_log_unreadable", path=str(aside), error=str(exc))
+            self._set_aside(str(exc))
             return
-        self.runs = [Run.from_json(r) for r in raw.get("runs", [])]
+        try:
+            self.runs = [Run.from_json(r) for r in raw.get("runs", [])]
+        except (TypeError, AttributeError) as exc:
+            self._set_aside(f"runs cannot be read: {exc}")
+
+    def _set_aside(self, error: str) -> None:
+        """Never overwritten: set aside, so the operator can read what it held."""
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        os.replace(self.path, aside)
+        self.runs = []
+        log.error("migration_log_unreadable", path=str(aside), error=error)
 
     def save(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")

@@ -308,19 +308,21 @@ class Store:
     # -- allocation ---------------------------------------------------------------
 
     async def allocate(
-        self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False
-    ) -> tuple[BotRecord, PoolRecord, bool]:
+        self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
+        run: str = "running",
+    ) -> tuple[BotRecord, PoolRecord, bool]:  # fmt: skip
         """Place a bot in a pool with a free slot, creating the pool row if none has one.
 
         Returns the bot, its pool, and whether the pool is new (so its runtime must be made).
         """
         return await self._run(
-            self._tx, lambda db: self._allocate(db, bot, placement, token_hash, held)
+            self._tx, lambda db: self._allocate(db, bot, placement, token_hash, held, run)
         )
 
     def _allocate(
-        self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool
-    ) -> tuple[BotRecord, PoolRecord, bool]:
+        self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
+        run: str,
+    ) -> tuple[BotRecord, PoolRecord, bool]:  # fmt: skip
         if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
             raise Conflict(f"bot {bot.id} already exists")
         pool, slot, created = self._place(db, bot.id, bot.user_id, p, token_hash)
@@ -328,7 +330,7 @@ class Store:
         db.execute(
             "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
             " config, secrets, run, nonce, created_at, held)"
-            " VALUES (?,?,?,?,?,?,?,?,?,'running',0,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
             (
                 bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
                 bot.strategy_source, json.dumps(bot.config),
@@ -336,7 +338,7 @@ class Store:
                     "username": bot.secrets.username, "password": bot.secrets.password,
                     "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
                 }),
-                now, int(held),
+                run, now, int(held),
             ),
         )  # fmt: skip
         return _bot_row(db, bot.id), pool, created

@@ -39,6 +39,13 @@ class APIMigration:
             web.post("/api/pool/migration/bots/{instanceId}/rollback", self.rollback),
         ]
 
+    async def shutdown(self, _app: web.Application) -> None:
+        """Stop runs in flight before the store closes; a held bot is released where its
+        record is at the next start (controller/migration.py)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
     async def plan(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
         plan = await self.migrator.plan(_ids(request, "bot"), _ids(request, "user"))

@@ -13,6 +13,7 @@ from common.protocol import LAUNCH_MODES
 from controller.api.middleware import principal, read_json
 from controller.bots import BotManager
 from controller.errors import BadRequest, BotUnavailable, FtpoolError
+from controller.legacy import DISCOVERY_MAX_AGE
 from controller.mapper import BotContainerMapper
 from controller.models import PoolRecord
 from controller.monitor import Monitor, bot_healthy
@@ -157,7 +158,7 @@ class APIPools:
         ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         try:
-            discovered = await self.mapper.migrator.discovered()
+            discovered = await self.mapper.migrator.discovered(DISCOVERY_MAX_AGE)
         except FtpoolError as exc:
             log.warning("legacy_discovery_failed", error=str(exc))
             discovered = {}

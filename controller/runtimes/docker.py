@@ -96,9 +96,11 @@ class DockerRuntime(PoolRuntime):
 
     def _get(self, pool_id: str) -> Container | None:
         try:
-            return self.client.containers.get(self.container_name(pool_id))
+            container = self.client.containers.get(self.container_name(pool_id))
         except docker.errors.NotFound:
             return None
+        # A legacy bot's name is shared with containers ftpool never made: only its own.
+        return container if container.labels.get(LABEL_POOL) == pool_id else None
 
     def _remember_address(self, container: Container) -> None:
         if self.options.host_network:
@@ -130,11 +132,10 @@ class DockerRuntime(PoolRuntime):
 
     def _create(self, launch: PoolLaunch) -> None:
         o = self.options
-        if self._get(launch.pool_id) is not None:
+        name = self.container_name(launch.pool_id)
+        if self.client.containers.list(all=True, filters={"name": f"^{name}$"}):
             # Not ours to reuse or destroy: it may run bots the store does not know.
-            raise RuntimeFailure(
-                f"container {self.container_name(launch.pool_id)} already exists; it is left alone"
-            )
+            raise RuntimeFailure(f"container {name} already exists; it is left alone")
         pool_dir = o.pools_dir / launch.pool_id
         pool_dir.mkdir(parents=True, exist_ok=True)
         # Bot users inside the container must traverse /pool to reach their own directory.

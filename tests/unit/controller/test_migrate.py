@@ -55,4 +55,4 @@ def test_no_token_and_no_controller_are_clear_errors(
     monkeypatch.setenv("ADMIN_TOKEN", "a" * 40)
     # Port 9 on loopback (discard): nothing listens there.
     assert main(["--status", "--url", "http://127.0.0.1:9"]) == 3
-    assert "cannot reach the controller" in capsys.readouterr().err
+    assert "lost the controller" in capsys.readouterr().err

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from controller.legacy import LegacyBot, find_directory
-from controller.migration import StepFailed, read_legacy_bot
+from controller.migration import (
+    StepFailed,
+    _copy_trade_dbs,
+    _private,
+    check_legacy_spec,
+    read_legacy_bot,
+)
 from controller.migration_log import MigrationLog, Run, Step
 
 
@@ -33,7 +40,10 @@ def test_a_legacy_bot_keeps_its_settings_but_not_the_keys_ftpool_manages(tmp_pat
     assert (new.id, new.user_id, new.strategy) == ("leg-1", "alice", "Sample")
     assert new.strategy_source == b"class Sample: ...\n"
     # Its exchange and trading settings come along; its API block and paths do not.
-    assert new.config == {"max_open_trades": 5, "exchange": {"name": "binance", "secret": "s3cret"}}
+    assert new.config == {
+        "max_open_trades": 5, "exchange": {"name": "binance", "secret": "s3cret"},
+        "initial_state": "stopped",  # FreqTrade's default, not ftpool's
+    }  # fmt: skip
     assert new.secrets.password != "pw"
 
 
@@ -42,7 +52,7 @@ def test_a_legacy_bot_keeps_its_settings_but_not_the_keys_ftpool_manages(tmp_pat
     [
         ({"db_url": "postgresql://db/trades"}, "db_url"),
         ({"strategy": "../evil"}, "strategy"),
-        ({"strategy": "Missing"}, "cannot be read"),
+        ({"strategy": "Missing"}, "not a regular file"),
     ],
 )
 def test_what_cannot_be_kept_as_it_is_stops_the_import(tmp_path, change, message):
@@ -93,3 +103,72 @@ def test_an_unreadable_log_is_set_aside_not_overwritten(tmp_path: Path):
     assert log.runs == []
     [aside] = tmp_path.glob(".migration-log.json.unreadable-*")
     assert aside.read_text() == "{not json"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"Cmd": ["trade", "--db-url", "sqlite:////data/x.sqlite"]},
+        {"Entrypoint": ["freqtrade"], "Cmd": ["trade", "--userdir=/data"]},
+        {"Cmd": ["trade", "-c", "a.json", "--config", "b.json"]},
+        {"Env": ["PATH=/bin", "FREQTRADE__EXCHANGE__SECRET=s3cret"]},
+    ],
+)
+def test_a_container_with_settings_outside_its_config_is_refused(config: dict) -> None:
+    with pytest.raises(StepFailed, match="by hand") as exc:
+        check_legacy_spec({"Config": config})
+    assert "s3cret" not in str(exc.value)  # names only, never values
+
+
+def test_a_plain_legacy_container_passes() -> None:
+    check_legacy_spec({"Config": {"Cmd": ["trade", "--config", "config.json"],
+                                  "Env": ["PATH=/usr/bin"]}})  # fmt: skip
+
+
+def test_trade_databases_go_back_without_following_links(tmp_path: Path) -> None:
+    pooled, legacy = tmp_path / "pooled", tmp_path / "legacy"
+    pooled.mkdir()
+    legacy.mkdir()
+    (pooled / "tradesv3.sqlite").write_bytes(b"new db")
+    (pooled / "tradesv3.sqlite-wal").write_bytes(b"new wal")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    # The bot planted links in both directories; neither is followed.
+    os.symlink(victim, pooled / "tradesv3.dryrun.sqlite")
+    os.symlink(victim, legacy / "tradesv3.sqlite-wal")
+    (legacy / "tradesv3.sqlite-shm").write_bytes(b"stale shm")
+    _copy_trade_dbs(pooled, legacy)
+    assert (legacy / "tradesv3.sqlite").read_bytes() == b"new db"
+    assert (legacy / "tradesv3.sqlite-wal").read_bytes() == b"new wal"
+    assert not (legacy / "tradesv3.sqlite-wal").is_symlink()
+    assert not (legacy / "tradesv3.sqlite-shm").exists()  # the old database's, removed
+    assert not (legacy / "tradesv3.dryrun.sqlite").exists()
+    assert victim.read_bytes() == b"untouched"
+
+
+def test_staged_files_are_private_to_the_bot(tmp_path: Path) -> None:
+    directory = legacy_dir(tmp_path)
+    os.chmod(directory / "config.json", 0o4755)
+    os.symlink("/etc/hostname", directory / "link")
+    _private(directory)
+    assert stat.S_IMODE((directory / "config.json").stat().st_mode) == 0o700
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert (directory / "link").is_symlink()
+
+
+def test_ftpools_own_directories_are_never_a_users(tmp_path: Path) -> None:
+    legacy_dir(tmp_path, "alice", "leg-9")
+    legacy_dir(tmp_path, "migrating", "leg-9")  # a staged copy of it
+    assert find_directory(tmp_path, "leg-9") == tmp_path / "alice" / "leg-9"
+
+
+def test_a_log_from_another_version_keeps_what_it_knows(tmp_path: Path) -> None:
+    path = tmp_path / ".migration-log.json"
+    run = {"id": "r1", "bot": "b", "user": "u", "kind": "migrate", "source": "pool",
+           "outcome": "migrated", "future": 1, "steps": [{"name": "stop", "started_at": 1.0,
+                                                          "ok": True, "later": 2}]}  # fmt: skip
+    path.write_text(json.dumps({"version": 2, "runs": [run]}))
+    log = MigrationLog(path)
+    log.load()
+    assert log.latest("b").outcome == "migrated"
+    assert log.latest("b").steps == [Step("stop", 1.0, ok=True)]
