@@ -26,6 +26,7 @@ from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
 from common import __version__
 from common.protocol import (
+    AGENT_FEATURES,
     MAX_FRAME_BYTES,
     Desired,
     Heartbeat,
@@ -177,6 +178,7 @@ class Agent:
         hello = Hello(
             pool_id=s.pool_id, token=s.pool_token, version=__version__,
             capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
+            features=list(AGENT_FEATURES),
         )  # fmt: skip
         await ws.send_bytes(encode(hello))
         self._ws = ws

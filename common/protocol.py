@@ -23,6 +23,9 @@ MAX_ARGS = 64
 # held: the controller is moving the bot to another pool; its agent runs no program for
 # it and leaves its directory alone (neither writes it nor archives it).
 RUN_STATES = ("running", "stopped", "held")
+# What an agent can do beyond protocol 1, announced in its hello: an agent from before a
+# feature would reject frames that use it, so the controller asks only agents that have it.
+AGENT_FEATURES = ("held",)
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
 # supervisord's process state names, plus ABSENT for a bot without a program yet.
@@ -224,20 +227,25 @@ class Hello:
     capacity: int
     port_start: int
     programs: list[BotStatus] = field(default_factory=list)
+    features: list[str] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "pool_id": self.pool_id, "token": self.token, "version": self.version,
             "capacity": self.capacity, "port_start": self.port_start,
-            "programs": [p.to_wire() for p in self.programs],
+            "programs": [p.to_wire() for p in self.programs], "features": self.features,
         }  # fmt: skip
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Hello:
+        # Absent from older agents' hellos: they have none of the features.
+        features = _list(m, "features", 32) if "features" in m else []
+        if not all(isinstance(f, str) and len(f) <= 32 for f in features):
+            raise ProtocolError("features must be short strings")
         return cls(
             pool_id=_id(m, "pool_id"), token=_str(m, "token", 256), version=_str(m, "version", 64),
             capacity=_int(m, "capacity", 1, 1000), port_start=_int(m, "port_start", 1, 65535),
-            programs=[BotStatus.from_wire(p) for p in _list(m, "programs")],
+            programs=[BotStatus.from_wire(p) for p in _list(m, "programs")], features=features,
         )  # fmt: skip
 
 

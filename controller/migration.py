@@ -291,6 +291,7 @@ class Migrator:
         back = self.to_legacy if self.pools.pools[source].legacy_of == bot.id else self.to_pools
         try:
             async with self._step(run, "stop"):
+                self._check_targets(bot.id, placement)
                 bot = await self._hold(bot)
         except StepFailed:
             await self._set_held(self.pools.bots[bot.id], False)  # nothing moved: run as before
@@ -325,9 +326,29 @@ class Migrator:
 
     async def _hold(self, bot: BotRecord) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program."""
+        self._can_hold(bot.pool_id)
         held = await self._set_held(bot, True)
         await self._wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
+
+    def _can_hold(self, pool_id: str) -> None:
+        """An agent from before held bots would refuse every desired state with one."""
+        live = self.pools.live.get(pool_id)
+        if live is not None and live.connected and "held" not in live.features:
+            raise StepFailed(
+                f"the agent of {pool_id} ({live.agent_version}) cannot hold a bot; "
+                "recreate that pool with the current pool image first"
+            )
+
+    def _check_targets(self, bot_id: str, placement: Placement) -> None:
+        """Every pool the bot could be placed in must hold it: checked before it moves."""
+        for pool in list(self.pools.pools.values()):
+            if placement.pooled:
+                fits = pool.legacy_of is None and pool.used < pool.capacity
+            else:
+                fits = pool.legacy_of == bot_id
+            if fits:
+                self._can_hold(pool.id)
 
     async def _wait_applied(
         self, pool_id: str, done: Callable[[PoolLive], bool] = lambda _live: True
@@ -393,6 +414,7 @@ class Migrator:
             await self.pools.create_runtime(pool, token)
             return
         await self.pools.wait_created(pool.id)
+        self._can_hold(pool.id)
         await self.pools.push(pool.id)
         await self._wait_applied(pool.id)
         await self._place_staged(bot)
@@ -432,6 +454,7 @@ class Migrator:
             async with self._step(run, "stop"):
                 spec = await self.legacy.spec(found.container)
                 check_legacy_spec(spec)  # before anything changes
+                self._check_targets(found.id, self.to_pools)
                 await self.legacy.stop(found.container)
                 if await self.legacy.state(found.container) == "running":
                     raise StepFailed(f"container {found.container} is still running")

@@ -62,6 +62,7 @@ class PoolLive:
     bots: dict[str, BotStatus] = field(default_factory=dict)
     stats: PoolStats | None = None
     preloader: str = "ABSENT"
+    features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
 
     @property
     def connected(self) -> bool:
@@ -329,6 +330,7 @@ class PoolManager:
             await old.close(code=4409, message=b"replaced by a newer agent connection")
         now = time.time()
         live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
+        live.features = frozenset(hello.features)
         live.seq = 0  # a reconnected or restarted agent numbers its heartbeats anew
         live.bots = {s.id: s for s in hello.programs}
         orphans = [b for b in live.bots if self.bots.get(b) is None]

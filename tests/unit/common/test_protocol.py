@@ -459,3 +459,20 @@ def test_fuzz_structural_mutations_of_valid_frames() -> None:
                     continue
             body = _replace(body, path, copy.deepcopy(rng.choice(HOSTILE_VALUES)))
         _check(pack(body))
+
+
+def test_an_agents_features_are_announced_and_absent_from_older_agents() -> None:
+    hello = Hello("pool-1", "tok", "1", 10, 9000, features=["held"])
+    assert decode(encode(hello)) == hello
+    m = wire(hello)
+    del m["features"]  # an agent from before features
+    assert decode(pack(m)).features == []
+    for bad in (["x" * 33], [1], "held"):
+        m["features"] = bad
+        rejected(m)
+
+
+def test_held_is_a_run_state() -> None:
+    m = desired_wire(run="held")
+    assert decode(pack(m)).bots[0].run == "held"
+    rejected(desired_wire(run="paused"))
