@@ -173,6 +173,7 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         else None
     )
     migrator = Migrator(bots, legacy, base, placement)
+    bots.legacy_ids = migrator.legacy_ids
     return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events,
                       migrator, BotContainerMapper(pools, migrator))  # fmt: skip
 

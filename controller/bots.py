@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ class ProvisionRequest:
         return cls(instance_id, strategy, validate_overrides(body.get("config")))
 
 
+async def _no_ids() -> set[str]:
+    return set()
+
+
 class BotManager:
     def __init__(
         self,
@@ -71,6 +76,9 @@ class BotManager:
         self.metrics = metrics
         self._moving: set[str] = set()  # pools whose bots are being moved elsewhere
         self.migrating: set[str] = set()  # bots in a migration run (controller/migration.py)
+        # Ids of legacy bots ftpool does not manage yet (set by the app to the migrator's
+        # discovery): taking one would hide that bot from its owner and from migration.
+        self.legacy_ids: Callable[[], Awaitable[set[str]]] = _no_ids
         # Evacuation and migration both move bots between pools: one at a time.
         self.moves = asyncio.Lock()
 
@@ -94,7 +102,7 @@ class BotManager:
 
     async def _provision(self, principal: Principal, req: ProvisionRequest) -> BotRecord:
         instance_id = req.instance_id or f"{principal.user_id[:40]}-bot-{secrets.token_hex(4)}"
-        if instance_id in self.pools.bots:
+        if instance_id in self.pools.bots or instance_id in await self.legacy_ids():
             raise Conflict(f"bot {instance_id} already exists")
         strategy = req.strategy or self.default_strategy
         source = load_strategy(self.strategies_dir, strategy)

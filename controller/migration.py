@@ -35,7 +35,7 @@ from common.ids import check_id, check_strategy_name
 from controller.botconfig import PROTECTED_KEYS, new_secrets, validate_overrides
 from controller.bots import BotManager
 from controller.errors import Conflict, FtpoolError, NotFound
-from controller.legacy import LegacyBot, LegacyContainers
+from controller.legacy import DISCOVERY_MAX_AGE, LegacyBot, LegacyContainers
 from controller.migration_log import MigrationLog, Run, Step
 from controller.models import BotRecord
 from controller.pools import PoolLive
@@ -127,6 +127,14 @@ class Migrator:
             return {}
         found = await self.legacy.discover(max_age)
         return {k: v for k, v in found.items() if k not in self.pools.bots}
+
+    async def legacy_ids(self) -> set[str]:
+        """Ids of the legacy containers found on the host (a listing up to 5 s old)."""
+        try:
+            return set(await self.discovered(DISCOVERY_MAX_AGE))
+        except FtpoolError as exc:  # Docker away: provisioning goes on, the pool's may fail
+            log.warning("legacy_discovery_failed", error=str(exc))
+            return set()
 
     async def plan(self, bot_ids: set[str], users: set[str]) -> dict[str, Any]:
         """Which bot goes to which pool and port; changes nothing."""

@@ -180,6 +180,9 @@ async def test_legacy_fleet_is_discovered(legacy_cluster, docker_client):
     assert info["connection"]["port"] == 9421
     status, _body = await h.call("GET", "/api/pool/bot/leg-a1", BOB)
     assert status == 403  # another user's legacy bot
+    # Its id is taken: a new bot of that id would hide it from its owner and from migration.
+    status, body = await h.call("POST", "/api/bots", BOB, json={"instanceId": "leg-a1"})
+    assert status == 409, body
 
 
 async def test_dry_run_changes_nothing(legacy_cluster, docker_client):
