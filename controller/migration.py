@@ -461,7 +461,7 @@ class Migrator:
         try:
             async with self._step(run, "stop"):
                 spec = await self.legacy.spec(found.container)
-                check_legacy_spec(spec)  # before anything changes
+                check_legacy_spec(spec, found)  # before anything changes
                 self._check_targets(found.id, self.to_pools)
                 await self.legacy.stop(found.container)
                 if await self.legacy.state(found.container) == "running":
@@ -662,9 +662,17 @@ def _read_inside(directory: Path, rel: str) -> bytes:
         raise StepFailed(f"{rel} cannot be read: {exc.strerror}") from None
 
 
-def check_legacy_spec(spec: dict[str, Any]) -> None:
-    """Refuse a legacy container whose settings live outside its config.json: ftpool would
-    start the bot without them (another database, no exchange keys)."""
+def check_legacy_spec(spec: dict[str, Any], found: LegacyBot) -> None:
+    """Refuse a legacy container that does not run from the directory found for it, or
+    whose settings live outside its config.json: ftpool would start the bot without them
+    (another database, no exchange keys)."""
+    # Its bind mount's source as the Docker host sees it, which may differ from the
+    # controller's view of BOT_BASE_DIR above <user>/<id>.
+    suffix = f"/{found.user_id}/{found.id}"
+    sources = [m.get("Source", "").rstrip("/") for m in spec.get("Mounts") or []]
+    if not any(source.endswith(suffix) for source in sources):
+        raise StepFailed(f"the container does not mount its directory (…{suffix}); "
+                         "migrate it by hand")  # fmt: skip
     config = spec.get("Config") or {}
     args = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
     for arg in args:

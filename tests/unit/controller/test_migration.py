@@ -114,15 +114,22 @@ def test_an_unreadable_log_is_set_aside_not_overwritten(tmp_path: Path):
         {"Env": ["PATH=/bin", "FREQTRADE__EXCHANGE__SECRET=s3cret"]},
     ],
 )
-def test_a_container_with_settings_outside_its_config_is_refused(config: dict) -> None:
+def test_a_container_with_settings_outside_its_config_is_refused(
+    tmp_path: Path, config: dict
+) -> None:
+    mounts = [{"Source": "/srv/bots/alice/leg-1", "Destination": "/freqtrade/bot"}]
     with pytest.raises(StepFailed, match="by hand") as exc:
-        check_legacy_spec({"Config": config})
+        check_legacy_spec({"Config": config, "Mounts": mounts}, found(tmp_path / "alice/leg-1"))
     assert "s3cret" not in str(exc.value)  # names only, never values
 
 
-def test_a_plain_legacy_container_passes() -> None:
-    check_legacy_spec({"Config": {"Cmd": ["trade", "--config", "config.json"],
-                                  "Env": ["PATH=/usr/bin"]}})  # fmt: skip
+def test_a_plain_legacy_container_passes_if_it_mounts_its_directory(tmp_path: Path) -> None:
+    spec = {"Config": {"Cmd": ["trade", "--config", "config.json"], "Env": ["PATH=/usr/bin"]},
+            "Mounts": [{"Source": "/srv/bots/alice/leg-1/"}]}  # fmt: skip
+    check_legacy_spec(spec, found(tmp_path / "alice" / "leg-1"))
+    spec["Mounts"] = [{"Source": "/srv/bots/bob/leg-1"}]
+    with pytest.raises(StepFailed, match="does not mount its directory"):
+        check_legacy_spec(spec, found(tmp_path / "alice" / "leg-1"))
 
 
 def test_trade_databases_go_back_without_following_links(tmp_path: Path) -> None:
