@@ -150,10 +150,13 @@ class LocalRuntime(PoolRuntime):
         def write() -> None:
             for sub in ("logs", "programs", "bots", "archive"):
                 (d / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-            conf = d / "supervisord.conf"
-            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # Whole or absent (temporary file, then rename): a controller killed here must
+            # not leave an empty config that marks the pool as made but can never start.
+            conf, tmp = d / "supervisord.conf", d / ".supervisord.conf.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(_supervisord_conf(d, launch))
+            os.replace(tmp, conf)
             (d / "pool.json").write_text(json.dumps({"id": launch.pool_id}))
 
         await asyncio.to_thread(write)
