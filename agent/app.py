@@ -123,6 +123,8 @@ class Agent:
                     await self.reporter.ping_all()
                     next_heartbeat = now + heartbeat_every
                     changed = True
+                elif await self.reporter.ping_starting():
+                    changed = True
                 if changed or self._send_now.is_set():
                     self._send_now.clear()
                     await self._send_heartbeat()

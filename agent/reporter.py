@@ -27,6 +27,9 @@ from common.protocol import BotStatus, PoolStats
 log = structlog.get_logger("agent.reporter")
 # The CpuMeter key of the pool's cgroup; pids are never negative.
 _CGROUP_KEY = -1
+# A bot that has not answered yet is asked at every poll, briefly: a hung one must not hold
+# up the poll loop (the heartbeat's own ping waits the full BOT_PING_TIMEOUT).
+STARTING_PING_TIMEOUT = 0.5
 
 
 class Reporter:
@@ -58,21 +61,41 @@ class Reporter:
         current = await self.supervisor.all_processes()
         before = {n: (i.state, i.pid) for n, i in self.processes.items()}
         self.processes = current
-        return before != {n: (i.state, i.pid) for n, i in current.items()}
+        after = {n: (i.state, i.pid) for n, i in current.items()}
+        for name in {n for n in after if before.get(n) != after[n]}:
+            # A new process (or none): the old one's answers say nothing about it.
+            self._pings.pop(bot_id_of(name), None)
+            self._port_ok.pop(bot_id_of(name), None)
+        return before != after
 
-    async def ping_all(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        running = [
+    def _running(self) -> list[tuple[str, int]]:
+        return [
             (bot, port)
             for bot, port in self._ports.items()
             if (info := self.processes.get(f"bot-{bot}")) and info.state == "RUNNING"
         ]
-        results = await asyncio.gather(
-            *(ping(self._session, port, self.ping_timeout) for _, port in running)
-        )
-        self._pings = {bot: r for (bot, _), r in zip(running, results, strict=True)}
-        self._check_ports(running)
+
+    async def _ping(self, bots: list[tuple[str, int]], timeout: float) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        results = await asyncio.gather(*(ping(self._session, port, timeout) for _, port in bots))
+        self._pings.update({bot: r for (bot, _), r in zip(bots, results, strict=True)})
+        self._check_ports(bots)
+
+    async def ping_all(self) -> None:
+        running = self._running()
+        self._pings, self._port_ok = {}, {}
+        await self._ping(running, self.ping_timeout)
+
+    async def ping_starting(self) -> bool:
+        """Ask the running bots that have not answered yet; True if one answers now, so
+        that a bot just (re)started is reported at once, not at the next heartbeat."""
+        waiting = [(b, p) for b, p in self._running()
+                   if not (r := self._pings.get(b)) or not r.ok]  # fmt: skip
+        if not waiting:
+            return False
+        await self._ping(waiting, min(self.ping_timeout, STARTING_PING_TIMEOUT))
+        return any(self._pings[b].ok for b, _ in waiting)
 
     def _check_ports(self, running: list[tuple[str, int]]) -> None:
         """Whose socket answers on each bot's port: a neighbour could have bound it."""
@@ -86,7 +109,7 @@ class Reporter:
             if ok is False:
                 log.error("bot_port_held_by_another_user", bot=bot, port=port, uids=sorted(uids))
             checked[bot] = ok
-        self._port_ok = checked
+        self._port_ok.update(checked)
 
     def statuses(self) -> list[BotStatus]:
         out = []

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from agent import reporter as reporter_module
 from agent.reporter import Reporter
 from agent.supervisor import ProcessInfo
+from tests.support import free_port
 
 
 def running(name: str, pid: int) -> ProcessInfo:
@@ -47,3 +49,45 @@ def test_without_slot_users_ports_are_not_judged(tmp_path: Path) -> None:
     r.processes = {"bot-a": running("bot-a", 11)}
     r._check_ports([("a", 9000)])
     assert r.statuses()[0].port_ok is None
+
+
+class FakeSupervisor:
+    def __init__(self, processes: dict[str, ProcessInfo]) -> None:
+        self.processes = processes
+
+    async def all_processes(self) -> dict[str, ProcessInfo]:
+        return dict(self.processes)
+
+
+async def test_a_bot_that_comes_up_is_reported_at_once_and_a_new_process_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reporter_module, "listening_uids", lambda: {})
+    port = free_port()
+    supervisor = FakeSupervisor({"bot-a": running("bot-a", 11)})
+    r = Reporter(supervisor=supervisor, ping_timeout=1.0)  # type: ignore[arg-type]
+    r.set_ports({"a": port})
+    await r.poll()
+    try:
+        assert await r.ping_starting() is False  # nothing answers yet
+        assert r.statuses()[0].ping_ok is False
+
+        async def pong(_request: web.Request) -> web.Response:
+            return web.json_response({"status": "pong"})
+
+        app = web.Application()
+        app.router.add_get("/api/v1/ping", pong)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            assert await r.ping_starting() is True  # it answers: report now
+            assert r.statuses()[0].ping_ok is True
+            assert await r.ping_starting() is False  # answered bots wait for the heartbeat
+            supervisor.processes["bot-a"] = running("bot-a", 12)  # restarted
+            assert await r.poll() is True
+            assert r.statuses()[0].ping_ok is None  # the old process's answer is gone
+        finally:
+            await runner.cleanup()
+    finally:
+        await r.close()

@@ -1,0 +1,95 @@
+"""How long a bot takes to migrate from its legacy container into a pool, and back, and how
+long it does not answer meanwhile.
+
+    .venv/bin/python -m bench.migration [--bots 5]
+
+A real controller (docker runtime) provisions `--bots` real `freqtrade webserver` bots with
+POOL_MODE_ENABLED=false, one legacy container each, then migrates them into one pool and
+rolls each back into a legacy container of its own, one bot at a time through the
+migration API (what `ftpool migrate --execute` and `--rollback` call). From each run's
+steps in the migration log it prints, median and maximum:
+
+- run: the whole run, from the first step to the last;
+- unanswered: from the start of the stop step to the end of verification, the time in
+  which neither copy serves the bot's API (verification ends at the new copy's first
+  answered ping);
+- each step's own time.
+
+Needs Docker and `make images`; uses host loopback ports 9700+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from common.logging import setup_logging
+from tests.support import ControllerHarness, make_settings, wait_for
+
+
+def figures(run: dict[str, Any]) -> tuple[float, float]:
+    """(whole run, unanswered) in seconds, from the run's logged steps."""
+    steps = {s["name"]: s for s in run["steps"]}
+    if run["outcome"] not in ("migrated", "rolled_back") or "verify" not in steps:
+        raise AssertionError(f"run {run['id']} ended {run['outcome']}: {run['reason']}")
+    verified = steps["verify"]["started_at"] + steps["verify"]["ms"] / 1000
+    return run["finished_at"] - run["started_at"], verified - steps["stop"]["started_at"]
+
+
+def report(name: str, values: list[float]) -> None:
+    print(f"{name:<24} median {statistics.median(values):6.2f} s   max {max(values):6.2f} s")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bots", type=int, default=5)
+    args = parser.parse_args()
+    setup_logging("warning")
+    client = docker.from_env()
+    bots = [f"bench-mig-{i}" for i in range(args.bots)]
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
+        settings = make_settings(
+            Path(tmp), POOL_RUNTIME="docker", BOT_COMMAND="freqtrade webserver",
+            BOT_LAUNCH="preload", POOL_BASE_PORT="9700", MAX_BOTS_PER_CONTAINER=str(args.bots),
+            POOL_MODE_ENABLED="false", HEARTBEAT_INTERVAL="5000", POOL_GRACE="20000",
+        )  # fmt: skip
+        h = await ControllerHarness(settings).start()
+
+        async def all_answer() -> bool:
+            answers = [await h.call("GET", f"/api/bots/{b}/ping") for b in bots]
+            return all(status == 200 for status, _ in answers)
+
+        try:
+            for bot in bots:
+                await h.provision(instanceId=bot)
+            await wait_for(all_answer, 300, step=0.5)
+            for kind, path in (("migrate", ""), ("rollback", "/rollback")):
+                for bot in bots:
+                    status, body = await h.call("POST", f"/api/pool/migration/bots/{bot}{path}")
+                    if status != 200 or not body["success"]:
+                        raise AssertionError(f"{kind} {bot}: {status} {body}")
+                    whole, unanswered = figures(body["run"])
+                    results.setdefault(f"{kind}: run", []).append(whole)
+                    results.setdefault(f"{kind}: unanswered", []).append(unanswered)
+                    for step in body["run"]["steps"]:
+                        results.setdefault(f"  {kind} {step['name']}", []).append(step["ms"] / 1000)
+                await wait_for(all_answer, 120, step=0.5)
+        finally:
+            await h.stop()
+            for c in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
+                if any(m.get("Source", "").startswith(tmp) for m in c.attrs.get("Mounts", [])):
+                    c.remove(force=True)
+    print(f"{args.bots} real freqtrade bots, one at a time")
+    for name, values in results.items():
+        report(name, values)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
