@@ -174,6 +174,11 @@ class BotManager:
     async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         return await self._change(bot, restarts)
 
+    async def set_held(self, bot: BotRecord, held: bool) -> BotRecord:
+        """Hold the bot for a move (its agent stops it and keeps out of its directory), or
+        release it (controller/migration.py)."""
+        return await self._change(bot, held=int(held))
+
     async def evacuate(self, pool: PoolRecord) -> None:
         """Move every bot of a pool that cannot be started into other pools, with its files.
 

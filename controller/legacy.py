@@ -10,7 +10,6 @@ in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -24,8 +23,7 @@ import docker.errors
 import structlog
 
 from common.ids import is_valid_id
-from controller.errors import RuntimeFailure
-from controller.runtimes.docker import LABEL_POOL
+from controller.runtimes.docker import LABEL_POOL, in_thread
 
 log = structlog.get_logger("controller.legacy")
 PREFIX = "freqtrade-"
@@ -77,15 +75,6 @@ class LegacyContainers:
         self.base_dir = base_dir
         self._last: tuple[float, dict[str, LegacyBot]] = (0.0, {})
 
-    async def _run(self, fn: Callable[[], Any]) -> Any:
-        def call() -> Any:
-            try:
-                return fn()
-            except docker.errors.DockerException as exc:
-                raise RuntimeFailure(f"docker: {exc}") from None
-
-        return await asyncio.to_thread(call)
-
     async def discover(self, max_age: float = 0.0) -> dict[str, LegacyBot]:
         """Bot id → every legacy bot on the host; a container without its directory is
         logged and left out (it cannot be told whose it is). A listing up to max_age
@@ -111,7 +100,7 @@ class LegacyContainers:
                 )  # fmt: skip
             return found
 
-        found = await self._run(discover)
+        found = await in_thread(discover)
         self._last = (time.monotonic(), found)
         return found
 
@@ -124,11 +113,11 @@ class LegacyContainers:
             except docker.errors.NotFound:
                 return "missing"
 
-        return await self._run(state)
+        return await in_thread(state)
 
     async def spec(self, name: str) -> dict[str, Any]:
         """The container as Docker describes it (kept with the bot's backup)."""
-        return await self._run(lambda: self._client().containers.get(name).attrs)
+        return await in_thread(lambda: self._client().containers.get(name).attrs)
 
     async def stop(self, name: str) -> None:
         """Stop it for good: without its restart policy, so that neither a Docker restart
@@ -139,7 +128,7 @@ class LegacyContainers:
             container.update(restart_policy={"Name": "no"})
             container.stop(timeout=STOP_TIMEOUT)
 
-        await self._run(stop)
+        await in_thread(stop)
         log.info("legacy_container_stopped", container=name)
 
     async def restore(self, name: str, policy: dict[str, Any] | None, start: bool) -> None:
@@ -154,7 +143,7 @@ class LegacyContainers:
             if start:
                 container.start()
 
-        await self._run(restore)
+        await in_thread(restore)
         log.info("legacy_container_restored", container=name, started=start)
 
     async def remove(self, name: str) -> None:
@@ -162,5 +151,5 @@ class LegacyContainers:
             with contextlib.suppress(docker.errors.NotFound):
                 self._client().containers.get(name).remove(force=True)
 
-        await self._run(remove)
+        await in_thread(remove)
         log.info("legacy_container_removed", container=name)

@@ -301,24 +301,16 @@ class Migrator:
             async with self._step(run, "stop"):
                 self._check_targets(bot.id, placement)
                 bot = await self._hold(bot)
-        except StepFailed:
-            await self._set_held(self.pools.bots[bot.id], False)  # nothing moved: run as before
-            raise
-        try:
             async with self._step(run, "backup"):
                 run.backup = await asyncio.to_thread(self._backup, self._bot_dir(bot), run, None)
         except StepFailed:
-            await self._set_held(bot, False)
+            await self.bots.set_held(self.pools.bots[bot.id], False)  # nothing moved
             raise
         try:
             async with self._step(run, "allocate") as step:
                 bot = await self._relocate(bot, placement)
-                run.to_pool, run.port = bot.pool_id, bot.port
-                step.detail = f"{bot.pool_id}:{bot.port}"
-            async with self._step(run, "start"):
-                bot = await self._set_held(bot, False)
-            async with self._step(run, "verify"):
-                await self._verify(bot, verify_timeout)
+                self._arrived(run, step, bot)
+            bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
             bot = self.pools.bots[bot.id]
             if bot.pool_id == source:  # it never left: its files go back, and it runs again
@@ -327,15 +319,28 @@ class Migrator:
             async with self._step(run, "rollback"):
                 bot = await self._hold(bot)
                 bot = await self._relocate(bot, back)
-                bot = await self._set_held(bot, False)
+                bot = await self.bots.set_held(bot, False)
             run.to_pool, run.port = None, None
             raise StepFailed(f"{exc}; the bot is back in {bot.pool_id}") from None
+        return bot
+
+    @staticmethod
+    def _arrived(run: Run, step: Step, bot: BotRecord) -> None:
+        run.to_pool, run.port = bot.pool_id, bot.port
+        step.detail = f"{bot.pool_id}:{bot.port}"
+
+    async def _start_and_verify(self, run: Run, bot: BotRecord, timeout: float) -> BotRecord:
+        """Release the bot where it arrived, and see that it answers there."""
+        async with self._step(run, "start"):
+            bot = await self.bots.set_held(bot, False)
+        async with self._step(run, "verify"):
+            await self._verify(bot, timeout)
         return bot
 
     async def _hold(self, bot: BotRecord) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program."""
         self._can_hold(bot.pool_id)
-        held = await self._set_held(bot, True)
+        held = await self.bots.set_held(bot, True)
         await self._wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
 
@@ -376,16 +381,6 @@ class Migrator:
                 raise StepFailed(f"the agent of {pool_id} did not apply generation {gen} "
                                  f"within {HOLD_TIMEOUT:.0f} s")  # fmt: skip
             await asyncio.sleep(0.2)
-
-    async def _set_held(self, bot: BotRecord, held: bool) -> BotRecord:
-        return await self._update(bot, held=int(held))
-
-    async def _update(self, bot: BotRecord, **changes: Any) -> BotRecord:
-        updated, gen = await self.pools.store.update_bot(bot.id, **changes)
-        self.pools.set_bot(updated)
-        self.pools.set_generation(updated.pool_id, gen)
-        await self.pools.push(updated.pool_id)
-        return updated
 
     def _bot_dir(self, bot: BotRecord) -> Path:
         return self.pools.runtime.pools_dir / bot.pool_id / "bots" / bot.id
@@ -436,7 +431,7 @@ class Migrator:
         """A bot held by an interrupted run: its staged files go to the pool the store has
         it in, and it is released there."""
         await self._place_staged(bot)
-        bot = await self._set_held(bot, False)
+        bot = await self.bots.set_held(bot, False)
         log.warning("migration_recovered", bot=bot.id, pool=bot.pool_id)
         return bot
 
@@ -472,12 +467,8 @@ class Migrator:
                 new = await asyncio.to_thread(read_legacy_bot, found)
                 await asyncio.to_thread(self._stage_copy, found.directory, found.id)
                 bot = await self._allocate(new, "running" if was_running else "stopped")
-                run.to_pool, run.port = bot.pool_id, bot.port
-                step.detail = f"{bot.pool_id}:{bot.port}"
-            async with self._step(run, "start"):
-                bot = await self._set_held(bot, False)
-            async with self._step(run, "verify"):
-                await self._verify(bot, verify_timeout)
+                self._arrived(run, step, bot)
+            bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
             reason = str(exc)
             if bot is None:  # not imported: the legacy container is as it was

@@ -59,6 +59,18 @@ class DockerOptions:
         return self.network == "host"
 
 
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking Docker SDK call in a worker thread; its errors become RuntimeFailure."""
+
+    def call() -> T:
+        try:
+            return fn(*args)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"docker: {exc}") from None
+
+    return await asyncio.to_thread(call)
+
+
 class DockerRuntime(PoolRuntime):
     name = "docker"
 
@@ -80,13 +92,7 @@ class DockerRuntime(PoolRuntime):
         return self._client
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        def call() -> T:
-            try:
-                return fn(*args)
-            except docker.errors.DockerException as exc:
-                raise RuntimeFailure(f"docker: {exc}") from None
-
-        return await asyncio.to_thread(call)
+        return await in_thread(fn, *args)
 
     def name_pool(self, pool_id: str, name: str) -> None:
         self._names[pool_id] = name
