@@ -30,7 +30,7 @@ from typing import Any
 import docker
 
 from common.logging import setup_logging
-from tests.support import ControllerHarness, make_settings, wait_for
+from tests.support import ControllerHarness, make_settings, remove_pool_containers, wait_for
 
 
 def figures(run: dict[str, Any]) -> tuple[float, float]:
@@ -83,9 +83,7 @@ async def main() -> None:
                 await wait_for(all_answer, 120, step=0.5)
         finally:
             await h.stop()
-            for c in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
-                if any(m.get("Source", "").startswith(tmp) for m in c.attrs.get("Mounts", [])):
-                    c.remove(force=True)
+            remove_pool_containers(client, tmp)
     print(f"{args.bots} real freqtrade bots, one at a time")
     for name, values in results.items():
         report(name, values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import docker
 import jwt
 from aiohttp import web
 
@@ -298,6 +300,24 @@ class ControllerProcess(ControllerClient):
 
 
 # -- processes of the local runtime, seen from outside (integration tests) ---------------
+
+
+def file_digests(root: Path, skip: Callable[[str], bool]) -> dict[str, str]:
+    """Every regular file under root (by path relative to it, unless skip says so) and a
+    digest of its content: equal before and after means nothing was written."""
+    return {
+        rel: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+        and not skip(rel := str(path.relative_to(root)))
+    }  # fmt: skip
+
+
+def remove_pool_containers(client: docker.DockerClient, under: str) -> None:
+    """Remove ftpool's pool containers whose data lives under `under`: a run's own only."""
+    for c in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
+        if any(m.get("Source", "").startswith(under) for m in c.attrs.get("Mounts", [])):
+            c.remove(force=True)
 
 
 def write_rows(db_file: Path, rows: list[tuple[int, str]]) -> None:

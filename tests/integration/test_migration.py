@@ -9,7 +9,6 @@ and no bot ever runs twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.support import (
     ControllerProcess,
     bot_processes,
     fakebot_pids,
+    file_digests,
     kill_pools,
     read_rows,
     settings_env,
@@ -43,13 +43,8 @@ ROWS = {
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file under root (but the controller's own store and logs) and its content."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_file() and not path.is_symlink() and "ftpool.sqlite3" not in rel \
-                and "/log/" not in f"/{rel}" and not rel.endswith((".pid", ".sock")):  # fmt: skip
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
+    return file_digests(root, lambda rel: "ftpool.sqlite3" in rel or "/log/" in f"/{rel}"
+                        or rel.endswith((".pid", ".sock")))  # fmt: skip
 
 
 async def placement(h: ControllerClient) -> dict[str, tuple[str, str, int]]:

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.local.conftest import Cluster
+from tests.support import remove_pool_containers
 
 POOL_IMAGE = "freqtrade-pool:latest"
 
@@ -37,10 +38,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 def remove_test_pools(client: docker.DockerClient) -> None:
     """Remove pool containers whose data lives under the temp dir: earlier test runs' only."""
-    tmp = tempfile.gettempdir()
-    for c in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
-        if any(m.get("Source", "").startswith(tmp) for m in c.attrs.get("Mounts", [])):
-            c.remove(force=True)
+    remove_pool_containers(client, tempfile.gettempdir())
 
 
 DOCKER_SETTINGS = {

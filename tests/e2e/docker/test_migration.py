@@ -9,7 +9,6 @@ one cluster.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest_asyncio
 from controller.botconfig import DEFAULT_CONFIG
 from tests.e2e.docker.conftest import POOL_IMAGE, cluster_in_docker
 from tests.e2e.docker.test_docker import container_bot_processes
-from tests.support import read_rows, user_token, wait_for, write_rows
+from tests.support import file_digests, read_rows, user_token, wait_for, write_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -83,12 +82,7 @@ def remove_legacy(client: docker.DockerClient) -> None:
 def snapshot(client: docker.DockerClient, base: Path) -> tuple[object, ...]:
     containers = sorted((c.name, c.id, c.status) for c in client.containers.list(all=True)
                         if c.name.startswith("freqtrade-"))  # fmt: skip
-    files = {}
-    for path in sorted(base.rglob("*")):
-        rel = str(path.relative_to(base))
-        if path.is_file() and not path.is_symlink() and not rel.startswith(("pools/", "ftpool")):
-            files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return containers, files
+    return containers, file_digests(base, lambda rel: rel.startswith(("pools/", "ftpool")))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
