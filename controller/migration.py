@@ -111,9 +111,14 @@ class Migrator:
             if pool.legacy_of == bot.id:
                 out.append(Candidate(bot.id, bot.user_id, "legacy-pool", pool.container_name,
                                      bot.run, pool.id))  # fmt: skip
-            elif bot.id in left_pools or bot.id in found:
-                left = left_pools[bot.id].container_name if bot.id in left_pools else ""
-                left = left or found[bot.id].container
+                continue
+            # Left over: an empty legacy pool of the bot, or (the run's own test) a legacy
+            # container the bot was imported from.
+            legacy = found.get(bot.id)
+            left = left_pools[bot.id].container_name if bot.id in left_pools else (
+                legacy.container if legacy is not None and self._imported(legacy) else None
+            )  # fmt: skip
+            if left is not None:
                 out.append(Candidate(bot.id, bot.user_id, "resume", left, bot.run, pool.id))
         for legacy in found.values():
             if legacy.id not in self.pools.bots:
