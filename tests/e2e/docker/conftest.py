@@ -1,4 +1,4 @@
-"""The Docker suite: real pool containers of freqtrade-pool:latest with real freqtrade bots.
+"""The Docker suite: real pool containers of freqtrade-pool:latest with real trading bots.
 
 It needs a running Docker daemon and the images from `make images`; without them it fails
 (never skips), because this suite is the product's production mode.
@@ -45,7 +45,7 @@ DOCKER_SETTINGS = {
     "POOL_RUNTIME": "docker",
     "POOL_IMAGE": POOL_IMAGE,
     "POOL_NETWORK": "host",
-    "BOT_COMMAND": "freqtrade webserver",
+    "BOT_COMMAND": "freqtrade trade",
     "BOT_LAUNCH": "preload",
     "MAX_BOTS_PER_CONTAINER": "10",
     "POOL_BASE_PORT": "9000",

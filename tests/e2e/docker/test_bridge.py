@@ -1,7 +1,8 @@
 """Pools on a user-defined bridge network: bots reached by container address, ports on loopback.
 
 The controller listens on all interfaces so that agents can dial it through the bridge's
-gateway; every packet stays between this host and the containers this test creates.
+gateway, and the bots trade against an exchange emulator on that gateway address; every
+packet stays between this host and the containers this test creates.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest_asyncio
 from tests.e2e.docker.conftest import cluster_in_docker
 from tests.e2e.local.conftest import Cluster
 from tests.e2e.local.test_freqtrade import ALICE, all_running
+from tests.e2e.trading import assert_trading_api, start_exchange, wait_trading
+from tests.exchange import EmulatorProcess, trading_bot
 from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -27,13 +30,14 @@ BASE_PORT = 9200
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bridge_cluster(
     tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
-) -> AsyncIterator[Cluster]:
+) -> AsyncIterator[tuple[Cluster, EmulatorProcess]]:
     for stale in docker_client.networks.list(names=[NETWORK]):
         stale.remove()
     network = docker_client.networks.create(NETWORK, driver="bridge")
     network.reload()
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
     port = free_port()
+    exchange = start_exchange(host=gateway)
     try:
         async with cluster_in_docker(
             tmp_path_factory,
@@ -45,8 +49,9 @@ async def bridge_cluster(
             POOL_BASE_PORT=str(BASE_PORT),
             POOL_PUBLISH_PORTS="true",
         ) as cluster:
-            yield cluster
+            yield cluster, exchange
     finally:
+        exchange.stop()
         network.remove()
 
 
@@ -57,10 +62,11 @@ def answers_on_loopback(port: int) -> bool:
 
 
 async def test_bridge_pool_is_reached_by_container_address(bridge_cluster, docker_client):
-    h = bridge_cluster.harness
+    cluster, exchange = bridge_cluster
+    h = cluster.harness
     for bot in BOTS:
-        await h.provision(ALICE, instanceId=bot)
-    await all_running(bridge_cluster, BOTS, timeout=180)
+        await h.provision(ALICE, **trading_bot(exchange.url, bot))
+    await all_running(cluster, BOTS, timeout=180)
     for bot in BOTS:
         status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
         assert status == 200 and config["bot_name"] == bot
@@ -77,3 +83,6 @@ async def test_bridge_pool_is_reached_by_container_address(bridge_cluster, docke
     assert bindings, "POOL_PUBLISH_PORTS=true publishes the pool's block"
     assert {b["HostIp"] for rows in bindings.values() for b in rows} == {"127.0.0.1"}
     assert answers_on_loopback(BASE_PORT)
+    await wait_trading(h, ALICE, BOTS)
+    for bot in BOTS:
+        await assert_trading_api(h, ALICE, bot)

@@ -11,13 +11,14 @@ import aiohttp
 import pytest
 
 from tests.e2e.docker.conftest import remove_test_pools
+from tests.exchange import trading_bot
 from tests.support import ADMIN_TOKEN, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 IMAGE = "ftpool-controller:latest"
 
 
-async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_client):
+async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_client, exchange):
     docker_client.images.get(IMAGE)  # built by `make images`; missing is a failure
     port = free_port()
     controller = docker_client.containers.run(
@@ -33,7 +34,7 @@ async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_clien
             "CONTROLLER_PORT": str(port),
             "POOL_HOST_DIR": str(tmp_path / "pools"),
             "POOL_BASE_PORT": "9700",
-            "BOT_COMMAND": "freqtrade webserver",
+            "BOT_COMMAND": "freqtrade trade",
             "HEARTBEAT_INTERVAL": "1000",
             "ADMIN_TOKEN": ADMIN_TOKEN,
         },
@@ -51,7 +52,8 @@ async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_clien
                     return None, None
 
             await wait_for(lambda: _ok(get("/healthz")), 60, step=0.5)
-            async with http.post(base + "/api/bots", json={"instanceId": "boxed-1"}) as r:
+            body = trading_bot(exchange.url, "boxed-1")
+            async with http.post(base + "/api/bots", json=body) as r:
                 assert r.status == 201, await r.text()
                 assert (await r.json())["port"] == 9700
 
@@ -61,6 +63,12 @@ async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_clien
 
             await wait_for(running, 120, step=0.5)
             assert await get("/api/bots/boxed-1/ping") == (200, {"status": "pong"})
+
+            async def traded():
+                status, body = await get("/api/bots/boxed-1/status")  # its open trades
+                return status == 200 and body
+
+            await wait_for(traded, 180, step=1)
             # The pool container's /pool is the host directory under the mounted data path.
             pool = docker_client.containers.get("freqtrade-pool-pool-1")
             sources = [m["Source"] for m in pool.attrs["Mounts"]]

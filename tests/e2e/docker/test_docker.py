@@ -1,8 +1,10 @@
-"""End to end in Docker: 12 real freqtrade bots in two real pool containers.
+"""End to end in Docker: 12 real trading bots in two real pool containers.
 
-Runs in order on one cluster: placement, the proxy, the seed's troubleshooting
-commands, isolation between bot users, metrics and health, adoption after a
-controller restart, and a pool container dying under us.
+Each bot is a `freqtrade trade --dry-run` process trading against the exchange emulator
+on the host's loopback. Runs in order on one cluster: placement, trading through the
+proxy, the seed's troubleshooting commands, isolation between bot users, metrics and
+health, adoption after a controller restart, and a pool container dying under us and
+being removed: the bots come back with every trade they had.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ import docker
 import pytest
 
 from tests.e2e.local.test_freqtrade import ALICE, all_running, assert_bots_answer, states
+from tests.e2e.trading import (
+    assert_trades_kept,
+    assert_trading_api,
+    now,
+    trades,
+    wait_trading,
+)
+from tests.exchange import trading_bot
 from tests.support import bot_processes, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -42,9 +52,9 @@ def process_identity(pid: int) -> tuple[int, bytes]:
     return uid, Path(f"/proc/{pid}/environ").read_bytes()
 
 
-async def test_twelve_bots_in_two_containers(docker_cluster, docker_client):
+async def test_twelve_bots_in_two_containers(docker_cluster, docker_client, exchange):
     h = docker_cluster.harness
-    placed = [await h.provision(ALICE, instanceId=bot) for bot in BOTS]
+    placed = [await h.provision(ALICE, **trading_bot(exchange.url, bot)) for bot in BOTS]
     assert [p["poolId"] for p in placed] == ["pool-1"] * 10 + ["pool-2"] * 2
     assert [p["port"] for p in placed] == list(range(9000, 9012))
     await all_running(docker_cluster, BOTS, timeout=240)
@@ -61,6 +71,13 @@ async def test_proxy_reaches_every_bot(docker_cluster):
     await assert_bots_answer(docker_cluster.harness, BOTS)
 
 
+async def test_bots_trade_in_their_containers(docker_cluster):
+    h = docker_cluster.harness
+    await wait_trading(h, ALICE, BOTS)
+    for bot in BOTS:
+        await assert_trading_api(h, ALICE, bot)
+
+
 async def test_seed_troubleshooting_commands(docker_client):
     code, out = run(docker_client, "pool-1", ["supervisorctl", "status"])
     assert code == 0, out
@@ -68,7 +85,7 @@ async def test_seed_troubleshooting_commands(docker_client):
     assert running == {"agent", "preloader", *(f"bot-{b}" for b in BOTS[:10])}
     assert all(f"bot-{b}" in out for b in BOTS[:10])
     code, log = run(docker_client, "pool-1", ["cat", f"/var/log/supervisor/bot-{BOTS[0]}.log"])
-    assert code == 0 and "Uvicorn running" in log
+    assert code == 0 and "to: RUNNING" in log, log[-2000:]
     code, config = run(docker_client, "pool-2", ["cat", f"/pool/bots/{BOTS[10]}/config.json"])
     assert code == 0 and json.loads(config)["bot_name"] == BOTS[10]
 
@@ -134,9 +151,14 @@ async def test_controller_restart_readopts_containers(docker_cluster):
     assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
 
 
+async def pool2_trades(docker_cluster) -> dict[str, dict[int, dict]]:
+    return {b: await trades(docker_cluster.harness, ALICE, b) for b in BOTS[10:]}
+
+
 async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_client):
     h = docker_cluster.harness
     before = await all_running(docker_cluster, BOTS)
+    event, kept = now(), await pool2_trades(docker_cluster)
     pool_container(docker_client, "pool-2").kill()
     killed_at = time.monotonic()
 
@@ -157,6 +179,8 @@ async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_c
     assert all(current[b]["process"]["uptimeSeconds"] > since_kill for b in BOTS[:10])
     processes = container_bot_processes()
     assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
+    for bot, kept_trades in (await pool2_trades(docker_cluster)).items():
+        assert_trades_kept(kept[bot], kept_trades, event)
 
 
 async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_cluster, docker_client):
@@ -165,6 +189,7 @@ async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_clus
     for bot in BOTS[10:]:
         (bots_dir / bot / "user_data" / "kept.txt").write_text(bot)
     before = await all_running(docker_cluster, BOTS)
+    event, kept = now(), await pool2_trades(docker_cluster)
     old = pool_container(docker_client, "pool-2")
     old.remove(force=True)
     after = await all_running(docker_cluster, BOTS, timeout=180)
@@ -175,3 +200,6 @@ async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_clus
     processes = container_bot_processes()
     assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in BOTS}
     await assert_bots_answer(docker_cluster.harness, BOTS[10:])
+    for bot, kept_trades in (await pool2_trades(docker_cluster)).items():
+        assert_trades_kept(kept[bot], kept_trades, event)
+        await assert_trading_api(docker_cluster.harness, ALICE, bot)

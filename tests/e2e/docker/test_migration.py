@@ -2,7 +2,9 @@
 
 The legacy fleet is what a platform had before ftpool: one container `freqtrade-<id>` per
 bot, its directory `BOT_BASE_DIR/<user>/<id>/` with config, strategy and a trade
-database holding known rows; plus a bot ftpool itself provisioned in legacy mode. The
+database holding known rows; plus a bot ftpool itself provisioned in legacy mode. Every
+bot is a `freqtrade trade --dry-run` process trading against the exchange emulator, so
+its trade database grows while it runs; each move must keep every trade, none twice. The
 migration CLI runs as a real subprocess against the running controller. Runs in order on
 one cluster.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 import docker
 import pytest
 import pytest_asyncio
@@ -19,6 +22,8 @@ import pytest_asyncio
 from controller.botconfig import DEFAULT_CONFIG
 from tests.e2e.docker.conftest import POOL_IMAGE, cluster_in_docker
 from tests.e2e.docker.test_docker import container_bot_processes
+from tests.e2e.trading import STRATEGY, assert_trades_kept, now, trades
+from tests.exchange import trading_bot
 from tests.support import file_digests, read_rows, user_token, wait_for, write_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -41,14 +46,16 @@ EXCHANGE_SECRET = "legacy-exchange-secret-0123456789"
 LABEL = "ftpool.e2e-legacy"
 
 
-def legacy_config(bot: str, port: int) -> dict:
+def legacy_config(bot: str, port: int, exchange_url: str) -> dict:
+    trading = trading_bot(exchange_url, bot)["config"]
     return {
         **DEFAULT_CONFIG,
+        **trading,
         "max_open_trades": 5,
         "bot_name": f"{bot}-legacy",
-        "strategy": "SampleStrategy",
+        "strategy": STRATEGY,
         "user_data_dir": "user_data",
-        "exchange": {**DEFAULT_CONFIG["exchange"], "key": "legacy-key", "secret": EXCHANGE_SECRET},
+        "exchange": {**trading["exchange"], "key": "legacy-key", "secret": EXCHANGE_SECRET},
         "api_server": {
             "enabled": True, "listen_ip_address": "127.0.0.1", "listen_port": port,
             "username": "legacy", "password": "legacy-password", "jwt_secret_key": "x" * 32,
@@ -57,18 +64,18 @@ def legacy_config(bot: str, port: int) -> dict:
     }  # fmt: skip
 
 
-def start_legacy(client: docker.DockerClient, base: Path, strategy: Path, bot: str) -> None:
+def start_legacy(
+    client: docker.DockerClient, base: Path, strategy: Path, bot: str, exchange_url: str
+) -> None:
     """A legacy bot as the seed ran it: its own container over its own directory."""
     user, port, rows = LEGACY[bot]
     directory = base / user / bot
     (directory / "user_data" / "strategies").mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(legacy_config(bot, port)))
-    (directory / "user_data" / "strategies" / "SampleStrategy.py").write_bytes(
-        strategy.read_bytes()
-    )
+    (directory / "config.json").write_text(json.dumps(legacy_config(bot, port, exchange_url)))
+    (directory / "user_data" / "strategies" / strategy.name).write_bytes(strategy.read_bytes())
     write_rows(directory / DB, rows)
     client.containers.run(
-        POOL_IMAGE, ["webserver", "--config", "config.json"], entrypoint=["freqtrade"],
+        POOL_IMAGE, ["trade", "--config", "config.json"], entrypoint=["freqtrade"],
         name=f"freqtrade-{bot}", detach=True, network_mode="host", working_dir="/freqtrade/bot",
         volumes={str(directory): {"bind": "/freqtrade/bot", "mode": "rw"}}, labels={LABEL: "1"},
     )  # fmt: skip
@@ -80,9 +87,12 @@ def remove_legacy(client: docker.DockerClient) -> None:
 
 
 def snapshot(client: docker.DockerClient, base: Path) -> tuple[object, ...]:
+    """Containers, files and known trade rows; not the trade databases the bots write to."""
     containers = sorted((c.name, c.id, c.status) for c in client.containers.list(all=True)
                         if c.name.startswith("freqtrade-"))  # fmt: skip
-    return containers, file_digests(base, lambda rel: rel.startswith(("pools/", "ftpool")))
+    files = file_digests(base, lambda rel: rel.startswith(("pools/", "ftpool")) or DB in rel)
+    rows = {bot: read_rows(base / user / bot / DB) for bot, (user, _p, _r) in LEGACY.items()}
+    return containers, files, rows
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -104,6 +114,28 @@ async def legacy_cluster(tmp_path_factory, docker_client):
                     all=True, filters={"name": f"^freqtrade-{bot}$"}
                 ):
                     container.remove(force=True)
+
+
+async def legacy_trades(h, bot: str) -> dict[int, dict]:
+    """A discovered legacy bot's trades, open and closed, from its own API (ftpool holds no
+    credentials for it)."""
+    auth = {"Authorization": aiohttp.encode_basic_auth("legacy", "legacy-password")}
+    api = f"http://127.0.0.1:{LEGACY[bot][1]}/api/v1"
+    async with h.http.get(f"{api}/status", headers=auth) as r:
+        assert r.status == 200, await r.text()
+        open_trades = await r.json()
+    async with h.http.get(f"{api}/trades?limit=500", headers=auth) as r:
+        assert r.status == 200, await r.text()
+        closed = (await r.json())["trades"]
+    return {t["trade_id"]: t for t in [*closed, *open_trades]}
+
+
+async def bot_trades(h, bot: str) -> dict[int, dict]:
+    """A bot's trades: through the proxy once ftpool runs it, else from its own API."""
+    status, _info = await h.call("GET", f"/api/bots/{bot}", TOKENS.get(bot, ALICE))
+    if status == 200:
+        return await trades(h, TOKENS.get(bot, ALICE), bot)
+    return await legacy_trades(h, bot)
 
 
 async def direct_ping(h, port: int) -> bool:
@@ -147,14 +179,14 @@ def pooled_rows(cluster, info: dict, bot: str) -> list:
     return read_rows(cluster.base_dir / "pools" / info["poolId"] / "bots" / bot / DB)
 
 
-async def test_legacy_fleet_is_discovered(legacy_cluster, docker_client):
+async def test_legacy_fleet_is_discovered(legacy_cluster, docker_client, exchange):
     c = legacy_cluster
     h = c.harness
-    strategy = h.settings.strategies_path / "SampleStrategy.py"
+    strategy = h.settings.strategies_path / f"{STRATEGY}.py"
     for bot in LEGACY:
-        start_legacy(docker_client, c.base_dir, strategy, bot)
+        start_legacy(docker_client, c.base_dir, strategy, bot, exchange.url)
     # ftpool's own legacy bot: a container of its own, named after it.
-    created = await h.provision(CAROL, instanceId=MANAGED)
+    created = await h.provision(CAROL, **trading_bot(exchange.url, MANAGED))
     await reachable(h, [MANAGED])
     managed = docker_client.containers.get(f"freqtrade-{MANAGED}")
     assert managed.labels["ftpool.pool"] == created["poolId"]
@@ -177,6 +209,15 @@ async def test_legacy_fleet_is_discovered(legacy_cluster, docker_client):
     # Its id is taken: a new bot of that id would hide it from its owner and from migration.
     status, body = await h.call("POST", "/api/bots", BOB, json={"instanceId": "leg-a1"})
     assert status == 409, body
+
+
+async def test_every_legacy_bot_trades(legacy_cluster):
+    h = legacy_cluster.harness
+
+    async def all_traded() -> bool:
+        return all([await bot_trades(h, bot) for bot in TOKENS])
+
+    await wait_for(all_traded, 240, step=2)
 
 
 async def test_dry_run_changes_nothing(legacy_cluster, docker_client):
@@ -204,6 +245,7 @@ async def test_failed_verification_rolls_back_to_the_running_legacy_bot(
     c = legacy_cluster
     h = c.harness
     container = docker_client.containers.get("freqtrade-leg-b1")
+    event, kept = now(), await legacy_trades(h, "leg-b1")
     code, out = await h.migrate("--execute", "--bot", "leg-b1", "--verify-timeout", "0.001")
     assert code == 1 and "rolled_back" in out, out
     container.reload()
@@ -213,15 +255,19 @@ async def test_failed_verification_rolls_back_to_the_running_legacy_bot(
     status, _info = await h.call("GET", "/api/bots/leg-b1")
     assert status == 404  # not imported
     assert "leg-b1" not in container_bot_processes()  # no pooled copy runs
+    assert_trades_kept(kept, await legacy_trades(h, "leg-b1"), event)
 
 
 async def test_execute_migrates_every_bot_with_its_data(legacy_cluster, docker_client):
     c = legacy_cluster
     h = c.harness
+    event, kept = now(), {bot: await bot_trades(h, bot) for bot in TOKENS}
     code, out = await h.migrate("--execute", "--verbose")
     assert code == 0, out
     assert "4 of 4 migrated" in out and EXCHANGE_SECRET not in out
     await reachable(h, list(TOKENS))
+    for bot in TOKENS:
+        assert_trades_kept(kept[bot], await trades(h, TOKENS[bot], bot), event)
     for bot, (user, _port, rows) in LEGACY.items():
         info = await where(h, bot)
         assert (info["mode"], info["managed"]) == ("pooled", True)
@@ -259,6 +305,7 @@ async def test_rollback_returns_a_bot_to_a_legacy_container_with_its_data(
 ):
     c = legacy_cluster
     h = c.harness
+    event, kept = now(), await trades(h, ALICE, "leg-a1")
     code, out = await h.migrate("--rollback=leg-a1")
     assert code == 0, out
     info = await where(h, "leg-a1")
@@ -267,12 +314,15 @@ async def test_rollback_returns_a_bot_to_a_legacy_container_with_its_data(
     assert container.status == "running" and container.labels["ftpool.pool"] == info["poolId"]
     assert pooled_rows(c, info, "leg-a1") == LEGACY["leg-a1"][2]
     await reachable(h, list(TOKENS))
+    assert_trades_kept(kept, await trades(h, ALICE, "leg-a1"), event)
 
 
-async def test_pool_mode_off_and_on_keeps_every_bot_reachable(legacy_cluster, docker_client):
+async def test_pool_mode_off_and_on_keeps_every_bot_reachable(
+    legacy_cluster, docker_client, exchange
+):
     c = legacy_cluster
     h = await c.restart()  # still POOL_MODE_ENABLED=false: a new bot gets its own container
-    await h.provision(ALICE, instanceId="leg-d1")
+    await h.provision(ALICE, **trading_bot(exchange.url, "leg-d1"))
     everyone = [*TOKENS, "leg-d1"]
     await reachable(h, everyone)
     info = await where(h, "leg-d1")
@@ -282,7 +332,7 @@ async def test_pool_mode_off_and_on_keeps_every_bot_reachable(legacy_cluster, do
     h = await c.restart()
     await reachable(h, everyone)
     assert (await where(h, "leg-d1"))["mode"] == "legacy"
-    created = await h.provision(ALICE, instanceId="leg-new")
+    created = await h.provision(ALICE, **trading_bot(exchange.url, "leg-new"))
     await reachable(h, [*everyone, "leg-new"])
     info = await where(h, "leg-new")
     assert info["mode"] == "pooled" and created["poolId"] == info["poolId"] == "pool-2"

@@ -1,4 +1,7 @@
-"""The end-to-end suite runs real `freqtrade webserver` bots; freqtrade must be installed."""
+"""The end-to-end suite runs real `freqtrade trade` bots against the exchange emulator.
+
+freqtrade must be installed (the project's [e2e] extra).
+"""
 
 from __future__ import annotations
 
@@ -50,12 +53,15 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     c = Cluster(
         base,
         {
-            "BOT_COMMAND": f"{FREQTRADE} webserver",
+            "BOT_COMMAND": f"{FREQTRADE} trade",
             "BOT_LAUNCH": "preload",
             "MAX_BOTS_PER_CONTAINER": "10",
             "POOL_BASE_PORT": "9000",
             "HEARTBEAT_INTERVAL": "1000",
             "BOT_PING_TIMEOUT": "3000",
+            # Pool recovery and evacuation within a test's patience.
+            "HEALTH_CHECK_INTERVAL": "2000",
+            "POOL_START_ATTEMPTS": "2",
             "LOG_LEVEL": "warning",
         },
     )

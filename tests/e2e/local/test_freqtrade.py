@@ -1,20 +1,35 @@
-"""End to end with real FreqTrade: 12 `freqtrade webserver` bots in two real pools.
+"""End to end with real FreqTrade: 12 trading bots in two real pools.
 
-The tests run in order and share one cluster, as an operator's day would: provision,
-reach the bots through the proxy (also with freqtrade-client), operate single bots,
-keep other users out, and restart the controller without a second copy of any bot.
+Each bot is a real `freqtrade trade --dry-run` process trading the DemoStrategy against
+the exchange emulator. The tests run in order and share one cluster, as an operator's
+day would: provision, watch the bots trade through the proxy (also with
+freqtrade-client), operate single bots, keep other users out, restart the controller,
+kill a bot and an agent, and lose a pool for good: every trade survives each of these,
+and no bot ever runs twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import aiohttp
 import pytest
 from freqtrade_client import FtRestClient
 
-from tests.support import bot_processes, user_token, wait_for
+from tests.e2e.trading import (
+    STRATEGY,
+    SUITE_PAIRS,
+    assert_trades_kept,
+    assert_trading_api,
+    now,
+    trades,
+    wait_trading,
+)
+from tests.exchange import pairs, trading_bot
+from tests.support import bot_processes, supervisor_processes, supervisord_pid, user_token, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 ALICE = user_token("alice")
@@ -53,9 +68,9 @@ def freqtrade_processes(base_dir: Path) -> dict[str, list[int]]:
     return found
 
 
-async def test_twelve_bots_fill_two_pools(cluster):
+async def test_twelve_bots_fill_two_pools(cluster, exchange):
     h = cluster.harness
-    placed = [await h.provision(ALICE, instanceId=bot) for bot in BOTS]
+    placed = [await h.provision(ALICE, **trading_bot(exchange.url, bot)) for bot in BOTS]
     assert [p["poolId"] for p in placed] == ["pool-1"] * 10 + ["pool-2"] * 2
     assert [p["port"] for p in placed] == list(range(9000, 9012))
     await all_running(cluster)
@@ -74,7 +89,26 @@ async def assert_bots_answer(harness, bots: list[str]) -> None:
         status, config = await harness.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
         assert status == 200
         assert config["bot_name"] == bot and config["dry_run"] is True
-        assert config["strategy"] == "SampleStrategy"
+        assert config["strategy"] == STRATEGY and config["runmode"] == "dry_run"
+
+
+async def test_bots_trade_and_show_it_through_the_proxy(cluster, exchange):
+    h = cluster.harness
+    await wait_trading(h, ALICE, BOTS)
+    for bot in BOTS:
+        await assert_trading_api(h, ALICE, bot)
+        # The strategy analysed the emulator's candles: the dataframe has its signals.
+        pair = pairs(SUITE_PAIRS)[0]
+        status, candles = await h.call(
+            "GET", f"/api/bots/{bot}/pair_candles?pair={pair}&timeframe=1m", ALICE
+        )
+        assert status == 200 and candles["length"] > 100, candles.get("length")
+        assert "enter_long" in candles["columns"]
+    # Each bot asked the exchange for markets, candles and order books, under its own name.
+    clients = exchange.stats()["clients"]
+    for bot in BOTS:
+        asked = clients[bot]
+        assert {f"GET /api/v3/{e}" for e in ("exchangeInfo", "klines", "depth")} <= asked.keys()
 
 
 async def test_proxy_serves_each_bots_real_api(cluster):
@@ -89,6 +123,8 @@ async def test_freqtrade_client_and_login_through_controller(cluster):
     config = await asyncio.to_thread(client.show_config)
     assert config["bot_name"] == BOTS[0]
     assert "version" in await asyncio.to_thread(client.version)
+    assert await asyncio.to_thread(client.status)  # its open trades
+    assert "trades" in await asyncio.to_thread(client.trades)  # its closed ones
     # FreqUI's flow: login with basic auth, then Bearer tokens issued by the controller.
     status, tokens = await h.call(
         "POST",
@@ -153,6 +189,8 @@ async def test_other_user_is_forbidden(cluster):
         ("GET", f"/api/bots/{bot}"),
         ("GET", f"/api/bots/{bot}/show_config"),
         ("GET", f"/bots/{bot}/api/v1/show_config"),
+        ("GET", f"/api/bots/{bot}/trades"),
+        ("POST", f"/api/bots/{bot}/forceexit"),
         ("POST", f"/api/bots/{bot}/stop"),
         ("DELETE", f"/api/bots/{bot}"),
         ("GET", f"/api/pool/bot/{bot}"),
@@ -163,12 +201,76 @@ async def test_other_user_is_forbidden(cluster):
     assert status == 200 and body["bots"] == []
 
 
+async def all_trades(cluster, bots: list[str]) -> dict[str, dict[int, dict]]:
+    return {bot: await trades(cluster.harness, ALICE, bot) for bot in bots}
+
+
+def assert_each_runs_once(cluster, bots: list[str]) -> None:
+    processes = freqtrade_processes(cluster.base_dir)
+    assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in bots}
+
+
 async def test_controller_restart_adopts_without_duplicates(cluster):
     bots = BOTS[:11]
     before = await all_running(cluster, bots)
+    event, kept = now(), await all_trades(cluster, bots)
     await cluster.restart()
     after = await all_running(cluster, bots, timeout=60)
     assert after == before
-    processes = freqtrade_processes(cluster.base_dir)
-    assert {b: len(p) for b, p in processes.items()} == {b: 1 for b in bots}
-    assert {b: p[0] for b, p in processes.items()} == before
+    assert_each_runs_once(cluster, bots)
+    assert {b: p[0] for b, p in freqtrade_processes(cluster.base_dir).items()} == before
+    for bot, kept_trades in (await all_trades(cluster, bots)).items():
+        assert_trades_kept(kept[bot], kept_trades, event)
+
+
+async def test_a_killed_bot_comes_back_with_its_trades(cluster):
+    bots, victim = BOTS[:11], BOTS[3]
+    before = await all_running(cluster, bots)
+    await wait_trading(cluster.harness, ALICE, [victim])
+    event, kept = now(), await trades(cluster.harness, ALICE, victim)
+    os.kill(before[victim], signal.SIGKILL)
+
+    async def replaced():
+        pids = await all_running(cluster, bots)
+        return pids if pids[victim] != before[victim] else None
+
+    after = await wait_for(replaced, 120)
+    assert all(after[b] == before[b] for b in bots if b != victim)
+    assert_each_runs_once(cluster, bots)
+    assert_trades_kept(kept, await trades(cluster.harness, ALICE, victim), event)
+    await assert_trading_api(cluster.harness, ALICE, victim)
+
+
+async def test_a_killed_agent_leaves_every_bot_trading(cluster):
+    bots = BOTS[:11]
+    pool = cluster.harness.pool_dir("pool-1")
+    before = await all_running(cluster, bots)
+    event, kept = now(), await all_trades(cluster, bots)
+    agent = supervisor_processes(pool)["agent"]["pid"]
+    os.kill(agent, signal.SIGKILL)
+    await wait_for(lambda: supervisor_processes(pool)["agent"]["pid"] not in (agent, 0), 30)
+    await cluster.harness.wait_applied("pool-1")
+    assert await all_running(cluster, bots) == before
+    assert_each_runs_once(cluster, bots)
+    for bot, kept_trades in (await all_trades(cluster, bots)).items():
+        assert_trades_kept(kept[bot], kept_trades, event)
+
+
+async def test_a_lost_pool_has_its_bot_moved_with_its_trades(cluster):
+    """pool-2 cannot start again: its bot moves to a new pool, its trade database with it."""
+    h, moved = cluster.harness, BOTS[10]
+    await all_running(cluster, BOTS[:11])
+    event, kept = now(), await trades(h, ALICE, moved)
+    old = h.pool_dir("pool-2")
+    (old / "supervisord.conf").write_text("[this is not supervisord's configuration\n")
+    os.kill(supervisord_pid(old), signal.SIGKILL)
+
+    async def elsewhere() -> bool:
+        return (await states(cluster))[moved]["poolId"] not in ("pool-2", None)
+
+    await wait_for(elsewhere, 120, step=0.5)
+    await all_running(cluster, BOTS[:11])
+    assert (await states(cluster))[moved]["poolId"] == "pool-3"
+    assert_each_runs_once(cluster, BOTS[:11])
+    assert_trades_kept(kept, await trades(h, ALICE, moved), event)
+    await assert_trading_api(h, ALICE, moved)
