@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format clean images docker
+.PHONY: install run demo test lint format clean images docker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 ## Start the controller: local runtime, embedded SQLite store under ./data, port 5000.
 run: $(STAMP)
 	$(VENV)/bin/ftpool controller
+
+## Offline demo: the exchange emulator, a controller and three dry-run bots that trade.
+demo: $(STAMP)
+	$(VENV)/bin/python -m tests.demo
 
 ## Lint, then every suite: unit, integration (real supervisord), e2e/local (real freqtrade)
 ## and e2e/docker (real pool containers). Installs and starts Docker and builds images first.

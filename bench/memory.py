@@ -1,17 +1,25 @@
-"""Memory of N real FreqTrade bots: pooled in one container vs. legacy, one container each.
+"""Memory of N real trading bots: pooled in one container vs. legacy, one container each.
 
-    .venv/bin/python -m bench.memory [--bots 1,4,10] [--settle 20]
+    .venv/bin/python -m bench.memory [--bots 10] [--pairs 20] [--markets 2000]
+                                     [--minutes 5,15] [--layouts shared,unshared,legacy]
+                                     [--command trade|webserver]
 
-Three layouts side by side, each grown to 1, then 4, then 10 bots and measured at each
-count. Pooled, shared: a real controller (docker runtime) places `freqtrade webserver` bots
-in one pool container, forked from the pool's preloader (BOT_LAUNCH=preload, the default).
-Pooled, unshared: the same as plain processes (BOT_LAUNCH=exec). Legacy: containers of the
-same image run the same command on the same bot directories, one bot each. Each is
-measured from Docker's own accounting (`docker stats`: usage minus inactive page cache,
-summed over containers) and from the PSS of every process in the containers
-(/proc/<pid>/smaps_rollup, shared pages split fairly); "+per bot" is the marginal memory of
-each bot added since the previous count. Needs a running Docker daemon and `make images`.
-Uses host loopback ports 9300+.
+Real `freqtrade trade --dry-run` bots (DemoStrategy, 1m candles) trade against the exchange
+emulator (`python -m tests.exchange`, 2,000 markets by default), each on its own `--pairs`
+pairs, in three layouts side by side, started together and measured after each of
+`--minutes` of trading:
+
+- pooled, shared: one pool container whose bots are forked by its preloader (the default);
+- pooled, unshared: one pool container of plain processes (its launch set to `exec`);
+- legacy: one bare container per bot running `freqtrade trade` on a copy of a pooled
+  bot's directory (the seed's layout).
+
+Each layout is measured with Docker's own accounting (`docker stats`: usage minus inactive
+page cache, summed over its containers), the PSS of every process in its containers
+(shared pages split fairly), and the USS of each bot process (its private pages: what one
+more bot costs). With several `--bots` counts, "+per bot" is the growth between counts.
+`--command webserver` runs idle `freqtrade webserver` bots instead, for comparison.
+Needs Docker and `make images`; uses host loopback ports 9300-9599.
 """
 
 from __future__ import annotations
@@ -19,19 +27,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import shutil
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import docker
 
 from common.logging import setup_logging
-from tests.support import ControllerHarness, make_settings, user_token, wait_for
+from tests.exchange import EmulatorProcess, trading_bot
+from tests.support import ControllerHarness, bot_processes, make_settings, user_token, wait_for
 
 IMAGE = "freqtrade-pool:latest"
-BASE_PORT = 9300
+POOLED_PORT, LEGACY_PORT = 9300, 9500
 MIB = 2**20
+LAYOUTS = ("shared", "unshared", "legacy")
+LABELS = {"shared": "pooled, shared", "unshared": "pooled, unshared", "legacy": "legacy"}
+
+
+@dataclass
+class Figures:
+    """One layout at one moment: docker stats, PSS of all processes, USS of each bot."""
+
+    used: int
+    pss: int
+    uss: list[int] = field(default_factory=list)
 
 
 def docker_memory(container) -> int:
@@ -42,160 +65,228 @@ def docker_memory(container) -> int:
     return mem["usage"] - stats.get("inactive_file", stats.get("total_inactive_file", 0))
 
 
-def pss(container) -> int:
-    """Sum of the proportional set size of every process in the container."""
-    total = 0
-    for row in container.top(ps_args="-eo pid")["Processes"]:
-        try:
-            rollup = Path(f"/proc/{row[0]}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        total += int(rollup.split("\nPss:")[1].split()[0]) * 1024
-    return total
+def rollup(pid: int) -> dict[str, int]:
+    """/proc/<pid>/smaps_rollup in bytes (empty for a process that is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines()[1:]:
+        key, value, *_ = line.split()
+        fields[key.rstrip(":")] = int(value) * 1024
+    return fields
 
 
-def measure(containers: list) -> tuple[int, int]:
+def uss(pid: int) -> int:
+    r = rollup(pid)
+    return r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+
+
+def measure(containers: list, bot_pids: list[int]) -> Figures:
     for c in containers:
         c.reload()
-    return sum(docker_memory(c) for c in containers), sum(pss(c) for c in containers)
-
-
-def parse_steps(text: str) -> list[int]:
-    steps = sorted({int(n) for n in text.split(",")})
-    if not steps or steps[0] < 1 or steps[-1] > 100:
-        raise argparse.ArgumentTypeError("bot counts must be between 1 and 100")
-    return steps
-
-
-async def settle_and_measure(containers: list, settle: float) -> tuple[int, int]:
-    await asyncio.sleep(settle)
-    return measure(containers)
-
-
-async def pooled(
-    steps: list[int], base: Path, settle: float, launch: str
-) -> tuple[dict[int, tuple[int, int]], list[Path]]:
-    """One pool, grown bot by bot to each count in steps; measured at each."""
-    settings = make_settings(
-        base,
-        BOT_LAUNCH=launch,
-        POOL_RUNTIME="docker",
-        POOL_IMAGE=IMAGE,
-        BOT_COMMAND="freqtrade webserver",
-        MAX_BOTS_PER_CONTAINER=str(steps[-1]),
-        POOL_BASE_PORT=str(BASE_PORT),
-        HEARTBEAT_INTERVAL="2000",
-    )
-    harness = await ControllerHarness(settings).start()
-    token = user_token("bench")
-    bots = [f"bench-{i}" for i in range(steps[-1])]
-    figures = {}
-    try:
-        placed = 0
-        for n in steps:
-            for bot in bots[placed:n]:
-                await harness.provision(token, instanceId=bot)
-            for bot in bots[placed:n]:
-                await harness.wait_running(bot, timeout=300)
-            placed = n
-            container = docker.from_env().containers.get("freqtrade-pool-pool-1")
-            figures[n] = await settle_and_measure([container], settle)
-    finally:
-        await harness.stop()
-        with contextlib.suppress(docker.errors.NotFound):
-            docker.from_env().containers.get("freqtrade-pool-pool-1").remove(force=True)
-    return figures, [base / "pools" / "pool-1" / "bots" / b for b in bots]
-
-
-def run_legacy(client: docker.DockerClient, slot: int, bot_dir: Path):  # type: ignore[no-untyped-def]
-    return client.containers.run(
-        IMAGE,
-        ["webserver", "--config", "config.json"],
-        entrypoint="freqtrade",
-        name=f"ftpool-bench-legacy-{slot}",
-        user=str(20000 + slot),
-        environment={"HOME": "/bot"},
-        working_dir="/bot",
-        volumes={str(bot_dir): {"bind": "/bot", "mode": "rw"}},
-        network_mode="host",
-        # A legacy container is the bot alone: not the pool's agent health check.
-        healthcheck={"test": ["NONE"]},
-        detach=True,
+    pids = [int(row[0]) for c in containers for row in c.top(ps_args="-eo pid")["Processes"]]
+    return Figures(
+        used=sum(docker_memory(c) for c in containers),
+        pss=sum(rollup(p).get("Pss", 0) for p in pids),
+        uss=[uss(p) for p in bot_pids],
     )
 
 
-async def legacy(
-    steps: list[int], bot_dirs: list[Path], settle: float
-) -> dict[int, tuple[int, int]]:
-    """The same bots, one container each, added up to each count in steps."""
-    client = docker.from_env()
-    containers: list = []
-    figures = {}
-    try:
-        async with aiohttp.ClientSession() as http:
-
-            async def answers(port: int) -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/api/v1/ping") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            for n in steps:
-                for slot in range(len(containers), n):
-                    containers.append(run_legacy(client, slot, bot_dirs[slot]))
-                for slot in range(n):
-                    await wait_for(lambda s=slot: answers(BASE_PORT + s), 300, step=0.5)
-                figures[n] = await settle_and_measure(containers, settle)
-    finally:
-        for c in containers:
-            c.remove(force=True)
-    return figures
+def pooled_bot_pids(bots: list[str]) -> list[int]:
+    """Host pids of the bots' own processes (not their launchers) in the pool containers."""
+    found = bot_processes(Path("/pool/bots"), "freqtrade")
+    return [found[b][0] for b in bots if b in found]
 
 
-def report(steps: list[int], results: dict[str, dict[int, tuple[int, int]]]) -> None:
-    legacy_figures = results["legacy"]
-    print(f"bench/memory: real freqtrade webserver bots, image {IMAGE}")
-    print(f"{'layout':18}{'bots':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
-          f"{'PSS':>12}{'saved':>8}{'+per bot':>10}")  # fmt: skip
-    for label, figures in results.items():
-        previous: tuple[int, int, int] | None = None
-        for n in steps:
-            used, proportional = figures[n]
-            base_used, base_pss = legacy_figures[n]
-            # The marginal cost of each bot added since the previous count.
-            added = added_pss = ""
-            if previous is not None:
-                added = f"{(used - previous[1]) / (n - previous[0]) / MIB:.0f} MiB"
-                added_pss = f"{(proportional - previous[2]) / (n - previous[0]) / MIB:.0f} MiB"
-            print(
-                f"{label:18}{n:>5}{used / MIB:>10.0f} MiB{100 * (1 - used / base_used):>7.1f}%"
-                f"{added:>10}{proportional / MIB:>8.0f} MiB"
-                f"{100 * (1 - proportional / base_pss):>7.1f}%{added_pss:>10}"
+def legacy_bot_pid(container) -> int:
+    rows = container.top(ps_args="-eo pid,args")["Processes"]
+    return int(next(pid for pid, args in rows if "freqtrade" in args))
+
+
+class Run:
+    """All layouts of one bot count, started together and measured together."""
+
+    def __init__(self, base: Path, exchange: EmulatorProcess, args: argparse.Namespace, n: int):
+        self.base, self.exchange, self.args, self.n = base, exchange, args, n
+        self.docker = docker.from_env()
+        self.token = user_token("bench")
+        self.harness: ControllerHarness | None = None
+        self.bots = {layout: [f"{layout}-{i}" for i in range(n)] for layout in LAYOUTS}
+        self.legacy: list = []
+
+    def body(self, bot: str) -> dict:
+        body = trading_bot(self.exchange.url, bot, self.args.pairs)
+        if self.args.command == "webserver":
+            body.pop("config")
+        return body
+
+    async def start_pooled(self) -> None:
+        settings = make_settings(
+            self.base / "pooled", POOL_RUNTIME="docker", POOL_IMAGE=IMAGE, BOT_LAUNCH="preload",
+            BOT_COMMAND=f"freqtrade {self.args.command}", MAX_BOTS_PER_CONTAINER=str(self.n),
+            POOL_BASE_PORT=str(POOLED_PORT), HEARTBEAT_INTERVAL="5000",
+            BOT_PING_TIMEOUT="5000", LOG_LEVEL="error",
+        )  # fmt: skip
+        self.harness = h = await ControllerHarness(settings).start()
+        # The shared bots fill pool-1, the unshared ones pool-2, which then runs them plainly.
+        for layout in ("shared", "unshared"):
+            if layout in self.args.layouts:
+                for bot in self.bots[layout]:
+                    await h.provision(self.token, **self.body(bot))
+        if "unshared" in self.args.layouts:
+            status, body = await h.call(
+                "PUT", "/api/pool/pools/pool-2/launch", json={"launch": "exec"}
             )
-            previous = (n, used, proportional)
+            assert status == 200, body
+
+    def start_legacy(self) -> None:
+        """Bare containers on copies of the shared bots' directories, on ports of their own."""
+        for slot, bot in enumerate(self.bots["shared"]):
+            source = self.base / "pooled" / "pools" / "pool-1" / "bots" / bot
+            target = self.base / "legacy" / bot
+            shutil.copytree(
+                source / "user_data" / "strategies", target / "user_data" / "strategies"
+            )
+            config = json.loads((source / "config.json").read_text())
+            config["api_server"]["listen_port"] = LEGACY_PORT + slot
+            (target / "config.json").write_text(json.dumps(config))
+            shutil.chown(target, 20000 + slot, 20000 + slot)
+            for path in target.rglob("*"):
+                shutil.chown(path, 20000 + slot, 20000 + slot)
+            self.legacy.append(self.docker.containers.run(
+                IMAGE, [self.args.command, "--config", "config.json"], entrypoint="freqtrade",
+                name=f"ftpool-bench-legacy-{slot}", user=str(20000 + slot),
+                environment={"HOME": "/bot"}, working_dir="/bot",
+                volumes={str(target): {"bind": "/bot", "mode": "rw"}}, network_mode="host",
+                healthcheck={"test": ["NONE"]}, detach=True,
+            ))  # fmt: skip
+
+    async def all_answer(self) -> bool:
+        h = self.harness
+        assert h is not None
+        pooled = [b for layout in ("shared", "unshared") if layout in self.args.layouts
+                  for b in self.bots[layout]]  # fmt: skip
+        for bot in pooled:
+            info = await h.bot(bot)
+            proc = info["process"]
+            if not proc or proc["state"] != "RUNNING" or not proc["ping"]["ok"]:
+                return False
+        for c in self.legacy:
+            c.reload()
+            if c.status != "running":
+                raise AssertionError(f"{c.name} stopped: {c.logs(tail=20).decode()}")
+        return await asyncio.to_thread(self.legacy_answer)
+
+    def legacy_answer(self) -> bool:
+        import urllib.request
+
+        for slot in range(len(self.legacy)):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{LEGACY_PORT + slot}/api/v1/ping", timeout=2
+                ):
+                    pass
+            except OSError:
+                return False
+        return True
+
+    def measure(self) -> dict[str, Figures]:
+        figures = {}
+        if "shared" in self.args.layouts:
+            pool = self.docker.containers.get("freqtrade-pool-pool-1")
+            figures["shared"] = measure([pool], pooled_bot_pids(self.bots["shared"]))
+        if "unshared" in self.args.layouts:
+            pool = self.docker.containers.get("freqtrade-pool-pool-2")
+            figures["unshared"] = measure([pool], pooled_bot_pids(self.bots["unshared"]))
+        if self.legacy:
+            figures["legacy"] = measure(self.legacy, [legacy_bot_pid(c) for c in self.legacy])
+        return figures
+
+    async def run(self) -> dict[int, dict[str, Figures]]:
+        try:
+            await self.start_pooled()
+            if "legacy" in self.args.layouts:
+                self.start_legacy()
+            await wait_for(self.all_answer, 600, step=2)
+            started = time.monotonic()
+            results = {}
+            for minute in self.args.minutes:
+                await asyncio.sleep(max(0.0, started + 60 * minute - time.monotonic()))
+                results[minute] = self.measure()
+            return results
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        if self.harness is not None:
+            await self.harness.stop()
+        for c in self.legacy:
+            with contextlib.suppress(docker.errors.APIError):
+                c.remove(force=True)
+        for name in ("freqtrade-pool-pool-1", "freqtrade-pool-pool-2"):
+            with contextlib.suppress(docker.errors.NotFound):
+                self.docker.containers.get(name).remove(force=True)
+
+
+def report(args: argparse.Namespace, results: dict[int, dict[int, dict[str, Figures]]]) -> None:
+    print(f"bench/memory: freqtrade {args.command} bots, {args.pairs} pairs each, "
+          f"{args.markets} markets, image {IMAGE}")  # fmt: skip
+    print(f"{'layout':18}{'bots':>5}{'min':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
+          f"{'PSS':>10}{'saved':>8}{'+per bot':>10}{'USS/bot':>10}")  # fmt: skip
+    for layout in (x for x in LAYOUTS if x in args.layouts):
+        for minute in args.minutes:
+            previous: tuple[int, Figures] | None = None
+            for n in args.bots:
+                f = results[n][minute][layout]
+                base = results[n][minute].get("legacy")
+                saved = f"{100 * (1 - f.used / base.used):7.1f}%" if base else "       -"
+                saved_pss = f"{100 * (1 - f.pss / base.pss):7.1f}%" if base else "       -"
+                added = added_pss = ""
+                if previous is not None:
+                    dn = n - previous[0]
+                    added = f"{(f.used - previous[1].used) / dn / MIB:.0f} MiB"
+                    added_pss = f"{(f.pss - previous[1].pss) / dn / MIB:.0f} MiB"
+                per_bot = statistics.mean(f.uss) / MIB if f.uss else float("nan")
+                print(
+                    f"{LABELS[layout]:18}{n:>5}{minute:>5}{f.used / MIB:>10.0f} MiB{saved}"
+                    f"{added:>10}{f.pss / MIB:>6.0f} MiB{saved_pss}{added_pss:>10}"
+                    f"{per_bot:>6.0f} MiB"
+                )
+                previous = (n, f)
+
+
+def counts(text: str) -> list[int]:
+    values = sorted({int(n) for n in text.split(",")})
+    if not values or values[0] < 1 or values[-1] > 100:
+        raise argparse.ArgumentTypeError("between 1 and 100")
+    return values
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--bots",
-        type=parse_steps,
-        default=[1, 4, 10],
-        help="comma-separated bot counts to measure at (default 1,4,10)",
-    )
-    parser.add_argument("--settle", type=float, default=20, help="seconds before measuring")
+    parser.add_argument("--bots", type=counts, default=[10], help="bot counts, e.g. 1,10,30")
+    parser.add_argument("--pairs", type=int, default=20, help="pairs per bot")
+    parser.add_argument("--markets", type=int, default=2000, help="markets the exchange lists")
+    parser.add_argument("--minutes", type=counts, default=[5, 15], help="when to measure")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--command", choices=("trade", "webserver"), default="trade")
     args = parser.parse_args()
-    setup_logging("warning")
+    args.layouts = [x for x in args.layouts.split(",") if x in LAYOUTS]
+    if "shared" not in args.layouts:
+        parser.error("the other layouts are built from the shared one: measure it too")
+    setup_logging("error")
     started = time.monotonic()
-    results: dict[str, dict[int, tuple[int, int]]] = {}
-    with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
-        for launch, label in (("preload", "pooled, shared"), ("exec", "pooled, unshared")):
-            figures, dirs = await pooled(args.bots, Path(tmp) / launch, args.settle, launch)
-            results[label] = figures
-        results["legacy"] = await legacy(args.bots, dirs, args.settle)
-    report(args.bots, results)
-    print(f"(legacy: one container per bot; 'saved' against legacy with as many bots; "
+    results: dict[int, dict[int, dict[str, Figures]]] = {}
+    with EmulatorProcess.start(markets=args.markets, weight_limit=0) as exchange:
+        for n in args.bots:
+            with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
+                results[n] = await Run(Path(tmp), exchange, args, n).run()
+        stats = exchange.stats()
+    report(args, results)
+    print(f"(legacy: one bare container per bot; 'saved' against legacy with as many bots; "
+          f"exchange requests: {stats['totals']['requests']}; "
           f"took {time.monotonic() - started:.0f} s)")  # fmt: skip
 
 

@@ -3,8 +3,10 @@ long it does not answer meanwhile.
 
     .venv/bin/python -m bench.migration [--bots 5]
 
-A real controller (docker runtime) provisions `--bots` real `freqtrade webserver` bots with
-POOL_MODE_ENABLED=false, one legacy container each, then migrates them into one pool and
+A real controller (docker runtime) provisions `--bots` real trading bots (`freqtrade trade
+--dry-run`, DemoStrategy, 20 pairs, against the exchange emulator with 2,000 markets;
+`--command webserver` for idle bots) with POOL_MODE_ENABLED=false, one legacy container
+each, waits until each has traded, then migrates them into one pool and
 rolls each back into a legacy container of its own, one bot at a time through the
 migration API (what `ftpool migrate --execute` and `--rollback` call). From each run's
 steps in the migration log it prints, median and maximum:
@@ -14,6 +16,9 @@ steps in the migration log it prints, median and maximum:
   which neither copy serves the bot's API (verification ends at the new copy's first
   answered ping);
 - each step's own time.
+
+After each move, every trade the bot had before it must still be there (checked, not
+timed).
 
 Needs Docker and `make images`; uses host loopback ports 9700+.
 """
@@ -30,6 +35,7 @@ from typing import Any
 import docker
 
 from common.logging import setup_logging
+from tests.exchange import EmulatorProcess, trading_bot
 from tests.support import ControllerHarness, make_settings, remove_pool_containers, wait_for
 
 
@@ -49,14 +55,22 @@ def report(name: str, values: list[float]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bots", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--command", choices=("trade", "webserver"), default="trade")
     args = parser.parse_args()
     setup_logging("warning")
+    with EmulatorProcess.start(markets=2000, weight_limit=0) as exchange:
+        await run(args, exchange)
+
+
+async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
     client = docker.from_env()
+    trading = args.command == "trade"
     bots = [f"bench-mig-{i}" for i in range(args.bots)]
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
         settings = make_settings(
-            Path(tmp), POOL_RUNTIME="docker", BOT_COMMAND="freqtrade webserver",
+            Path(tmp), POOL_RUNTIME="docker", BOT_COMMAND=f"freqtrade {args.command}",
             BOT_LAUNCH="preload", POOL_BASE_PORT="9700", MAX_BOTS_PER_CONTAINER=str(args.bots),
             POOL_MODE_ENABLED="false", HEARTBEAT_INTERVAL="5000", POOL_GRACE="20000",
         )  # fmt: skip
@@ -66,15 +80,30 @@ async def main() -> None:
             answers = [await h.call("GET", f"/api/bots/{b}/ping") for b in bots]
             return all(status == 200 for status, _ in answers)
 
+        async def trade_ids(bot: str) -> set[int]:
+            """Its open trades (`/status`) and closed ones (`/trades`)."""
+            status, open_trades = await h.call("GET", f"/api/bots/{bot}/status")
+            status2, closed = await h.call("GET", f"/api/bots/{bot}/trades?limit=500")
+            if status != 200 or status2 != 200:
+                return set()
+            return {t["trade_id"] for t in [*open_trades, *closed["trades"]]}
+
+        async def all_traded() -> bool:
+            return all([await trade_ids(b) for b in bots])
+
         try:
             for bot in bots:
-                await h.provision(instanceId=bot)
-            await wait_for(all_answer, 300, step=0.5)
+                body = trading_bot(exchange.url, bot, args.pairs) if trading else {}
+                await h.provision(instanceId=bot, **body)
+            await wait_for(all_traded if trading else all_answer, 600, step=1)
             for kind, path in (("migrate", ""), ("rollback", "/rollback")):
                 for bot in bots:
+                    kept = await trade_ids(bot) if trading else set()
                     status, body = await h.call("POST", f"/api/pool/migration/bots/{bot}{path}")
                     if status != 200 or not body["success"]:
                         raise AssertionError(f"{kind} {bot}: {status} {body}")
+                    if not kept <= await trade_ids(bot):
+                        raise AssertionError(f"{kind} {bot} lost trades")
                     whole, unanswered = figures(body["run"])
                     results.setdefault(f"{kind}: run", []).append(whole)
                     results.setdefault(f"{kind}: unanswered", []).append(unanswered)
@@ -84,7 +113,8 @@ async def main() -> None:
         finally:
             await h.stop()
             remove_pool_containers(client, tmp)
-    print(f"{args.bots} real freqtrade bots, one at a time")
+    what = f"trading bots ({args.pairs} pairs)" if trading else "freqtrade webserver bots"
+    print(f"bench/migration: {args.bots} {what}, one at a time")
     for name, values in results.items():
         report(name, values)
 

@@ -1,12 +1,16 @@
 """The controller's bot proxy against the bot itself and against nginx, on loopback.
 
-    .venv/bin/python -m bench.proxy [--requests 5000] [--concurrency 16]
+    .venv/bin/python -m bench.proxy [--requests 2000] [--concurrency 16]
+                                    [--bot trade|fake] [--paths ping,status,trades]
 
-A real controller (local runtime, real supervisord and agent) runs one small fake bot
-(tests/fakebot.py). The same GET /api/v1/ping, with the same headers, goes three ways:
-straight to the bot, through nginx as a plain reverse proxy (keep-alive upstream, installed
-with apt-get when missing, run in the foreground from a generated config), and through the
-controller's `/api/bots/{id}/ping` with a user JWT. One load generator, in its own process,
+A real controller (local runtime, real supervisord and agent) runs one bot: a real trading
+bot (`freqtrade trade --dry-run`, DemoStrategy, 20 pairs, against the exchange emulator,
+measured once it has trades, so `/status` and `/trades` answer with real content), or with
+`--bot fake` the small fake bot of the tests (tests/fakebot.py). Each of `--paths`, with
+the same headers, goes three ways: straight to the bot (basic auth with the bot's own
+credentials), through nginx as a plain reverse proxy (keep-alive upstream, installed with
+apt-get when missing, run in the foreground from a generated config), and through the
+controller's `/api/bots/{id}/<path>` with a user JWT. One load generator, in its own process,
 measures each: latency at concurrency 1 (what a proxy adds to one request) and throughput
 at `--concurrency`. The proxy under test (controller or nginx) runs on core 0; the bot and
 the load generator on core 1, so the proxy has a core of its own, as it would in production.
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -29,7 +35,15 @@ import aiohttp
 
 from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, percentile, pin
 from common.logging import setup_logging
-from tests.support import ControllerHarness, fakebot_pids, kill_pools, make_settings, user_token
+from tests.exchange import EmulatorProcess, trading_bot
+from tests.support import (
+    ControllerHarness,
+    fakebot_pids,
+    kill_pools,
+    make_settings,
+    user_token,
+    wait_for,
+)
 
 CONTROLLER_PORT = PORTS.start + 200
 NGINX_PORT = PORTS.start + 201
@@ -63,25 +77,40 @@ http {{
 # -- the controller (core 0) ------------------------------------------------------------
 
 
-def controller(tmp: str, conn: Connection) -> None:
+def controller(tmp: str, exchange_url: str | None, conn: Connection) -> None:
     pin(MEASURED_CPU)
     setup_logging("error")
-    asyncio.run(_controller(Path(tmp), conn))
+    asyncio.run(_controller(Path(tmp), exchange_url, conn))
 
 
-async def _controller(tmp: Path, conn: Connection) -> None:
+async def _controller(tmp: Path, exchange_url: str | None, conn: Connection) -> None:
+    trading = {}
+    if exchange_url is not None:
+        freqtrade = Path(sys.executable).with_name("freqtrade")
+        trading = {"BOT_COMMAND": f"{freqtrade} trade", "BOT_LAUNCH": "preload"}
     settings = make_settings(
-        tmp, CONTROLLER_PORT=str(CONTROLLER_PORT), POOL_BASE_PORT=str(BOT_BASE_PORT)
+        tmp, CONTROLLER_PORT=str(CONTROLLER_PORT), POOL_BASE_PORT=str(BOT_BASE_PORT), **trading
     )
     h = await ControllerHarness(settings).start()
     try:
         token = user_token("bench")
-        bot = await h.provision(token, instanceId=BOT)
-        await h.wait_running(BOT)
+        body = trading_bot(exchange_url, BOT, 20) if exchange_url else {"instanceId": BOT}
+        bot = await h.provision(token, **body)
+        info = await h.wait_running(BOT, timeout=300)
+        if exchange_url is not None:
+
+            async def traded() -> bool:
+                status, body = await h.call("GET", f"/api/bots/{BOT}/status", token)
+                return status == 200 and bool(body)
+
+            await wait_for(traded, 300, step=1)
         # The bot was forked under this process: move it to the load generator's core.
-        for pid in fakebot_pids(settings.pools_dir / "pool-1" / "bots" / BOT):
+        bot_dir = settings.pools_dir / "pool-1" / "bots" / BOT
+        for pid in fakebot_pids(bot_dir) or [info["process"]["pid"]]:
             os.sched_setaffinity(pid, {LOAD_CPU})
-        conn.send((bot["port"], token))
+        api = json.loads((bot_dir / "config.json").read_text())["api_server"]
+        basic = aiohttp.encode_basic_auth(api["username"], api["password"])
+        conn.send((bot["port"], token, basic))
         await asyncio.to_thread(conn.recv)
     finally:
         await h.stop()
@@ -171,48 +200,66 @@ def load(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--bot", choices=("trade", "fake"), default="trade")
+    parser.add_argument("--paths", default="ping,status,trades")
     args = parser.parse_args()
+    args.paths = [p for p in args.paths.split(",") if p]
+    if args.bot == "trade":
+        with EmulatorProcess.start(markets=2000, weight_limit=0) as exchange:
+            results = run(args, exchange.url)
+    else:
+        results = run(args, None)
+    for path, figures in results.items():
+        report(args, path, figures)
+
+
+def run(args: argparse.Namespace, exchange_url: str | None) -> dict[str, dict]:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
         ours, theirs = ctx.Pipe()
-        ctl = ctx.Process(target=controller, args=(tmp, theirs))
+        ctl = ctx.Process(target=controller, args=(tmp, exchange_url, theirs))
         ctl.start()
-        if not ours.poll(120):
+        if not ours.poll(600):
             raise SystemExit("the controller's bot did not start")
-        bot_port, token = ours.recv()
+        bot_port, token, basic = ours.recv()
         print(f"controller pid {ctl.pid} (for py-spy)", flush=True)
         nginx_dir = Path(tmp) / "nginx"
         nginx_dir.mkdir()
         nginx = start_nginx(nginx_dir, bot_port)
+        results: dict[str, dict] = {}
         try:
-            targets = {
-                "direct": f"http://127.0.0.1:{bot_port}/api/v1/ping",
-                "nginx": f"http://127.0.0.1:{NGINX_PORT}/api/v1/ping",
-                "ftpool": f"http://127.0.0.1:{CONTROLLER_PORT}/api/bots/{BOT}/ping",
-            }
-            asyncio.run(wait_listening(targets["nginx"]))
-            headers = {"Authorization": f"Bearer {token}"}
-            results = {
-                name: (load(url, headers, args.requests // 4, 1),
-                       load(url, headers, args.requests, args.concurrency))
-                for name, url in targets.items()
-            }  # fmt: skip
+            asyncio.run(wait_listening(f"http://127.0.0.1:{NGINX_PORT}/api/v1/ping"))
+            bearer = {"Authorization": f"Bearer {token}"}
+            for path in args.paths:
+                targets = {
+                    "direct": (f"http://127.0.0.1:{bot_port}/api/v1/{path}", basic),
+                    "nginx": (f"http://127.0.0.1:{NGINX_PORT}/api/v1/{path}", basic),
+                    "ftpool": (f"http://127.0.0.1:{CONTROLLER_PORT}/api/bots/{BOT}/{path}",
+                               bearer["Authorization"]),
+                }  # fmt: skip
+                results[path] = {
+                    name: (load(url, {"Authorization": auth}, args.requests // 4, 1),
+                           load(url, {"Authorization": auth}, args.requests, args.concurrency))
+                    for name, (url, auth) in targets.items()
+                }  # fmt: skip
         finally:
             nginx.terminate()
             nginx.wait(10)
             ours.send("stop")
             ctl.join(60)
-    report(args, results)
+    return results
 
 
 def report(
     args: argparse.Namespace,
+    path: str,
     results: dict[str, tuple[tuple[list[float], float], tuple[list[float], float]]],
 ) -> None:
-    print(f"bench/proxy: GET /api/v1/ping; {args.requests // 4} requests one at a time, "
-          f"{args.requests} at {args.concurrency} concurrent")  # fmt: skip
+    bot = "a trading bot" if args.bot == "trade" else "the fake bot"
+    print(f"bench/proxy: GET /api/v1/{path} of {bot}; {args.requests // 4} requests one at a "
+          f"time, {args.requests} at {args.concurrency} concurrent")  # fmt: skip
     print(f"{'':8}{'c=1 p50':>10}{'c=1 p99':>10}{'req/s':>10}{'p50':>9}{'p99':>9}")
     medians, rates = {}, {}
     for name, ((single, _), (many, elapsed)) in results.items():
