@@ -10,9 +10,15 @@ import structlog
 _SECRET_WORDS = ("password", "secret", "token", "key", "authorization")
 
 
+def is_secret_name(name: str) -> bool:
+    """Does this name (a log key, a setting's variable) stand for a secret?"""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for k in event:
-        if k != "event" and any(word in k.lower() for word in _SECRET_WORDS):
+        if k != "event" and is_secret_name(k):
             event[k] = "***"
     return event
 

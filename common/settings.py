@@ -16,6 +16,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from common.ids import ID_PATTERN, is_valid_id
+from common.logging import is_secret_name
 
 
 class SettingsError(ValueError):
@@ -139,10 +140,17 @@ def _build(cls: type, env: Mapping[str, str]) -> Any:
         try:
             values[f.name] = meta["parse"](raw)
         except ValueError as exc:
-            errors.append(f"{meta['env']} {exc} (got {raw!r})")
+            errors.append(f"{meta['env']} {exc} ({_shown(meta['env'], raw)})")
     if errors:
         raise SettingsError("invalid settings: " + "; ".join(errors))
     return cls(**values)
+
+
+def _shown(env: str, raw: str) -> str:
+    """What an error says of a rejected value: never a secret's, even an invalid one."""
+    if is_secret_name(env):
+        return f"got {len(raw.strip())} characters; the value is not shown"
+    return f"got {raw!r}"
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
-from common.settings import AgentSettings, ControllerSettings, SettingsError, describe, load_env
+from common.settings import (
+    AgentSettings,
+    ControllerSettings,
+    SettingsError,
+    _build,
+    describe,
+    load_env,
+    setting,
+)
 
 SEED_DEFAULTS = {
     "pool_mode_enabled": True,
@@ -197,3 +206,37 @@ def test_agent_settings_report_both_problems() -> None:
 def test_agent_settings_validate_numbers() -> None:
     with pytest.raises(SettingsError, match="POOL_CAPACITY"):
         AgentSettings.from_env({**AGENT_ENV, "POOL_CAPACITY": "0"})
+
+
+@pytest.mark.parametrize("variable", ["ADMIN_TOKEN", "JWT_SECRET"])
+def test_an_invalid_secret_is_named_but_never_shown(variable: str) -> None:
+    leaked = "hunter2-but-too-short"
+    with pytest.raises(SettingsError) as info:
+        ControllerSettings.from_env({variable: leaked})
+    message = str(info.value)
+    assert variable in message and "at least 32 characters" in message
+    assert leaked not in message and "hunter2" not in message
+
+
+def test_no_secret_like_setting_is_ever_echoed() -> None:
+    """Every variable named like a key, secret, password or token, present or future."""
+
+    def refuse(_raw: str) -> str:
+        raise ValueError("is refused")
+
+    @dataclass(frozen=True)
+    class Secrets:
+        api_key: str = setting("EXCHANGE_API_KEY", refuse, "", "")
+        password: str = setting("DB_PASSWORD", refuse, "", "")
+        token: str = setting("POOL_TOKEN", refuse, "", "")
+        secret: str = setting("JWT_SECRET", refuse, "", "")
+        plain: str = setting("POOL_IMAGE", refuse, "", "")
+
+    env = {f.metadata["env"]: f"value-of-{f.name}" for f in fields(Secrets)}
+    with pytest.raises(SettingsError) as info:
+        _build(Secrets, env)
+    message = str(info.value)
+    for name in ("api_key", "password", "token", "secret"):
+        assert f"value-of-{name}" not in message
+    assert "'value-of-plain'" in message  # an ordinary value still helps whoever mistyped it
+    assert "EXCHANGE_API_KEY is refused (got 16 characters; the value is not shown)" in message
