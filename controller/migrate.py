@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from common.settings import ControllerSettings, SettingsError
+from controller.migration_log import MIGRATION_STEPS, RESUME_STEPS
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -108,9 +109,9 @@ async def dry_run(client: Client, args: argparse.Namespace, query: list[tuple[st
         print(f"  {b['instanceId']:<30} user {b['userId']:<16} {b['source']:<16} "
               f"{b['container']} [{b['state']}] -> {b['toPool']}:{b['port']}{new}")  # fmt: skip
         if args.verbose:
-            steps = "backup, stop, allocate, start, verify, cleanup"
+            steps = ", ".join(MIGRATION_STEPS)
             if b["source"] == "resume":
-                steps = "verify, cleanup (resumes an interrupted run)"
+                steps = f"{', '.join(RESUME_STEPS)} (resumes an interrupted run)"
             print(f"      steps: {steps}")
     for s in plan["skipped"]:
         print(f"  {s['instanceId']:<30} skipped: {s['reason']}")

@@ -18,6 +18,10 @@ import structlog
 
 log = structlog.get_logger("controller.migration")
 KEEP_RUNS = 20  # runs kept per bot; the oldest go first
+# A run's steps in the order controller/migration.py takes them (the bot is stopped before
+# its files are backed up); `ftpool migrate --dry-run --verbose` prints its plan from these.
+MIGRATION_STEPS = ("stop", "backup", "allocate", "start", "verify", "cleanup")
+RESUME_STEPS = ("verify", "cleanup")  # a run cut short after its bot reached its pool
 
 
 @dataclass(slots=True)

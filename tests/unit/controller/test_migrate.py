@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.cli import main as ftpool
-from controller.migrate import connection, main, parse_args
+from controller.migrate import connection, dry_run, main, parse_args
 
 
 def test_exactly_one_action_is_required(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,3 +56,24 @@ def test_no_token_and_no_controller_are_clear_errors(
     # Port 9 on loopback (discard): nothing listens there.
     assert main(["--status", "--url", "http://127.0.0.1:9"]) == 3
     assert "lost the controller" in capsys.readouterr().err
+
+
+async def test_the_printed_plan_has_the_steps_in_the_order_they_are_taken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bot = {"userId": "alice", "container": "freqtrade-leg-1", "state": "running",
+           "toPool": "pool-2", "port": 9010, "newPool": True}  # fmt: skip
+    bots = [{**bot, "instanceId": "leg-1", "source": "legacy-pool"},
+            {**bot, "instanceId": "leg-2", "source": "resume"}]  # fmt: skip
+    plan = {"bots": bots, "skipped": []}
+
+    class Controller:
+        async def call(self, method: str, path: str, **_: object) -> dict:
+            assert (method, path) == ("GET", "/api/pool/migration/plan")
+            return plan
+
+    assert await dry_run(Controller(), parse_args(["--dry-run", "-v"]), []) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    # The bot stops before its files are copied: the backup never catches a database mid-write.
+    assert "      steps: stop, backup, allocate, start, verify, cleanup\n" in out
+    assert "      steps: verify, cleanup (resumes an interrupted run)\n" in out
