@@ -185,7 +185,7 @@ class Migrator:
             except Exception as exc:
                 run = self.log.latest(bot_id)
                 if run is not None and run.outcome == "in_progress":
-                    self.log.finish(run, "failed", f"unexpected error: {exc}")
+                    await self._finish(run, "failed", f"unexpected error: {exc}")
                 raise
             finally:
                 self.bots.migrating.discard(bot_id)
@@ -223,18 +223,18 @@ class Migrator:
                 bot = await self._recover(bot)
             if self.pools.pools[bot.pool_id].legacy_of == bot.id:
                 raise Conflict(f"bot {bot_id} is in its legacy container already")
-            run = self._begin(bot.id, bot.user_id, "rollback", "pool", from_pool=bot.pool_id)
+            run = await self._begin(bot.id, bot.user_id, "rollback", "pool", from_pool=bot.pool_id)
             try:
                 moved = await self._move(run, bot, self.to_legacy, verify_timeout)
             except StepFailed as exc:
-                return self.log.finish(run, "failed", str(exc))
+                return await self._finish(run, "failed", str(exc))
             run.source_container = self.pools.pools[moved.pool_id].container_name
             self._emit("bot_rolled_back", moved, run)
-            return self.log.finish(run, "rolled_back")
+            return await self._finish(run, "rolled_back")
 
     async def _migrate_pooled(self, bot: BotRecord, verify_timeout: float) -> Run:
         legacy_pool = self.pools.pools[bot.pool_id]
-        run = self._begin(
+        run = await self._begin(
             bot.id,
             bot.user_id,
             "migrate",
@@ -245,25 +245,25 @@ class Migrator:
         try:
             moved = await self._move(run, bot, self.to_pools, verify_timeout)
         except StepFailed as exc:
-            return self.log.finish(run, _undone(run), str(exc))
+            return await self._finish(run, _undone(run), str(exc))
         self._emit("bot_migrated", moved, run)
         try:  # verified: from here on the bot stays in its pool, whatever happens
             async with self._step(run, "cleanup"):
                 await self._remove_pool(legacy_pool.id)
         except StepFailed as exc:
-            return self.log.finish(run, "migrated", f"legacy copy not removed: {exc}")
-        return self.log.finish(run, "migrated")
+            return await self._finish(run, "migrated", f"legacy copy not removed: {exc}")
+        return await self._finish(run, "migrated")
 
     async def _finish_interrupted(self, bot: BotRecord, verify_timeout: float) -> Run:
         """A pooled bot: done already, unless a run stopped before removing its legacy copy
         (an empty legacy pool of it, or its stopped legacy container)."""
         pool = next((p for p in self.pools.pools.values() if p.legacy_of == bot.id), None)
         leftover = await self._leftover_container(bot.id)
-        run = self._begin(bot.id, bot.user_id, "migrate", "pool", from_pool=bot.pool_id,
+        run = await self._begin(bot.id, bot.user_id, "migrate", "pool", from_pool=bot.pool_id,
                           source_container=leftover or "")  # fmt: skip
         run.to_pool, run.port = bot.pool_id, bot.port
         if pool is None and leftover is None:
-            return self.log.finish(run, "skipped", f"already in pool {bot.pool_id}")
+            return await self._finish(run, "skipped", f"already in pool {bot.pool_id}")
         try:
             async with self._step(run, "verify"):
                 await self._verify(bot, verify_timeout)
@@ -273,8 +273,8 @@ class Migrator:
                 if leftover is not None and self.legacy is not None:
                     await self.legacy.remove(leftover)
         except StepFailed as exc:
-            return self.log.finish(run, "failed", str(exc))
-        return self.log.finish(run, "migrated", "resumed an interrupted run")
+            return await self._finish(run, "failed", str(exc))
+        return await self._finish(run, "migrated", "resumed an interrupted run")
 
     async def _leftover_container(self, bot_id: str) -> str | None:
         if self.legacy is None:
@@ -454,7 +454,7 @@ class Migrator:
         was_running = found.state == "running" or bool(
             previous and previous.outcome == "in_progress" and previous.was_running
         )
-        run = self._begin(found.id, found.user_id, "migrate", "legacy-container",
+        run = await self._begin(found.id, found.user_id, "migrate", "legacy-container",
                           source_container=found.container, was_running=was_running)  # fmt: skip
         bot: BotRecord | None = None
         spec: dict[str, Any] = {}
@@ -479,20 +479,20 @@ class Migrator:
             if bot is None:  # not imported: the legacy container is as it was
                 await asyncio.to_thread(shutil.rmtree, self.staging / found.id, True)
                 reason = await self._restart_legacy(found, spec, was_running, reason)
-                return self.log.finish(run, "failed", reason)
+                return await self._finish(run, "failed", reason)
             async with self._step(run, "rollback"):
                 await self._unimport(bot, found)
                 run.to_pool, run.port = None, None
                 reason = await self._restart_legacy(found, spec, was_running, reason)
-            return self.log.finish(run, "rolled_back", reason)
+            return await self._finish(run, "rolled_back", reason)
         self._emit("bot_migrated", bot, run)
         try:  # verified: from here on the bot stays in its pool, whatever happens
             async with self._step(run, "cleanup"):
                 await self.legacy.remove(found.container)
                 await asyncio.to_thread(shutil.rmtree, found.directory)
         except StepFailed as exc:
-            return self.log.finish(run, "migrated", f"legacy copy not removed: {exc}")
-        return self.log.finish(run, "migrated")
+            return await self._finish(run, "migrated", f"legacy copy not removed: {exc}")
+        return await self._finish(run, "migrated")
 
     async def _restart_legacy(
         self, found: LegacyBot, spec: dict[str, Any], was_running: bool, reason: str
@@ -588,11 +588,29 @@ class Migrator:
             (target / "container.json").write_text(json.dumps(spec, indent=1, default=str))
         return str(target)
 
-    def _begin(self, bot_id: str, user_id: str, kind: str, source: str, **fields: Any) -> Run:
-        """A new run in the log, saved before anything changes."""
+    async def _begin(self, bot_id: str, user_id: str, kind: str, source: str, **fields: Any) -> Run:
+        """A new run in the log, saved before anything changes: a log that cannot be
+        written stops the run here, while there is nothing to undo."""
         run = Run(id=f"{kind}-{bot_id}-{secrets.token_hex(3)}", bot=bot_id, user=user_id,
                   kind=kind, source=source, **fields)  # fmt: skip
-        return self.log.begin(run)
+        self.log.add(run)
+        await asyncio.to_thread(self.log.write, self.log.dump())
+        return run
+
+    async def _finish(self, run: Run, outcome: str, reason: str = "") -> Run:
+        self.log.conclude(run, outcome, reason)
+        await self._save()
+        return run
+
+    async def _save(self) -> None:
+        """Write the log in a worker thread (it fsyncs). Once a run has begun, a write that
+        fails is logged and the run goes on: the log never replaces a step's failure nor
+        cancels the rollback that follows it, and the next write saves it all."""
+        data = self.log.dump()
+        try:
+            await asyncio.to_thread(self.log.write, data)
+        except OSError as exc:
+            log.error("migration_log_not_saved", path=str(self.log.path), error=str(exc))
 
     @contextlib.asynccontextmanager
     async def _step(self, run: Run, name: str) -> AsyncIterator[Step]:
@@ -611,7 +629,7 @@ class Migrator:
             step.ok = True
         finally:
             step.ms = round((time.monotonic() - started) * 1000, 1)
-            await asyncio.to_thread(self.log.save)
+            await self._save()
             log.info("migration_step", run=run.id, bot=run.bot, step=name, ok=step.ok, ms=step.ms)
 
     def _emit(self, kind: str, bot: BotRecord, run: Run) -> None:

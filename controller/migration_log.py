@@ -94,29 +94,46 @@ class MigrationLog:
         self.runs = []
         log.error("migration_log_unreadable", path=str(aside), error=error)
 
-    def save(self) -> None:
+    def dump(self) -> str:
+        """The whole log as it is now (taken where the runs change: on the event loop)."""
+        return json.dumps({"version": 1, "runs": [r.to_json() for r in self.runs]}, indent=1)
+
+    def write(self, data: str) -> None:
+        """Replace the file by `data`, durably; it blocks (fsync), so never on the loop."""
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        data = json.dumps({"version": 1, "runs": [r.to_json() for r in self.runs]}, indent=1)
         with open(tmp, "w") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
-    def begin(self, run: Run) -> Run:
+    def save(self) -> None:
+        self.write(self.dump())
+
+    def add(self, run: Run) -> Run:
+        """A new run, in memory; the bot's oldest runs past KEEP_RUNS go."""
         self.runs.append(run)
         mine = [r for r in self.runs if r.bot == run.bot]
         for old in mine[:-KEEP_RUNS]:
             self.runs.remove(old)
+        return run
+
+    def begin(self, run: Run) -> Run:
+        self.add(run)
         self.save()
         return run
 
     def latest(self, bot_id: str) -> Run | None:
         return next((r for r in reversed(self.runs) if r.bot == bot_id), None)
 
-    def finish(self, run: Run, outcome: str, reason: str = "") -> Run:
+    def conclude(self, run: Run, outcome: str, reason: str = "") -> Run:
+        """A run's outcome, in memory."""
         run.outcome, run.reason, run.finished_at = outcome, reason, time.time()
-        self.save()
         log.info("migration_finished", run=run.id, bot=run.bot, kind=run.kind,
                  outcome=outcome, reason=reason)  # fmt: skip
+        return run
+
+    def finish(self, run: Run, outcome: str, reason: str = "") -> Run:
+        self.conclude(run, outcome, reason)
+        self.save()
         return run
