@@ -18,11 +18,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
 from controller.events import Event
 from controller.models import BotRecord, BotSecrets, PoolRecord
 from controller.restarts import RestartRecord
 
+log = structlog.get_logger("controller.store")
 SCHEMA_VERSION = 5
 T = TypeVar("T")
 
@@ -160,6 +163,18 @@ def _set_columns(db: sqlite3.Connection, table: str, row_id: str, changes: dict[
     return db.execute(sql, (*changes.values(), row_id)).rowcount
 
 
+def _roll_back(db: sqlite3.Connection) -> None:
+    """Undo the open transaction, if any: after some errors (SQLITE_FULL, IOERR, NOMEM)
+    SQLite has rolled it back by itself, and a ROLLBACK then would fail. A rollback that
+    fails anyway is logged; it never takes the place of the error that called for it."""
+    if not db.in_transaction:
+        return
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.error("store_rollback_failed", error=str(exc))
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -182,10 +197,10 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db)
+            db.execute("COMMIT")  # a failed COMMIT (busy, full) may leave it open
         except BaseException:
-            db.execute("ROLLBACK")
+            _roll_back(db)
             raise
-        db.execute("COMMIT")
         return result
 
     def _rolled_back(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -195,7 +210,7 @@ class Store:
         try:
             return fn(db)
         finally:
-            db.execute("ROLLBACK")
+            _roll_back(db)
 
     async def open(self) -> None:
         await self._run(self._open)

@@ -393,3 +393,29 @@ async def test_a_pools_launch_and_preloader_nonce_change_its_generation(store: S
         await store.update_pool("pool-9", launch="exec")
     with pytest.raises(ValueError):
         await store.update_pool(pool.id, used=0)
+
+
+async def test_a_full_disk_reports_itself_not_a_failed_rollback(store: Store) -> None:
+    """SQLITE_FULL rolls the transaction back by itself: its error is the one raised, and
+    the store goes on once there is room."""
+    await allocate(store, "small")
+    store.db.execute(
+        f"PRAGMA max_page_count = {store.db.execute('PRAGMA page_count').fetchone()[0]}"
+    )
+    huge = NewBot("huge", "alice", "SampleStrategy", os.urandom(1 << 20), {}, SECRETS)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await store.allocate(huge, FILL, "h")
+    assert not store.db.in_transaction
+    store.db.execute("PRAGMA max_page_count = 1073741823")
+    await allocate(store, "after")
+    assert [b.id for b in (await store.load())[1]] == ["small", "after"]
+
+
+async def test_a_rollback_that_fails_never_hides_why_it_was_needed(store: Store) -> None:
+    def fails(db: sqlite3.Connection) -> None:
+        db.execute("ROLLBACK")  # whatever ended the transaction already
+        raise ValueError("the real problem")
+
+    with pytest.raises(ValueError, match="the real problem"):
+        await store._run(store._tx, fails)
+    await allocate(store, "next")
