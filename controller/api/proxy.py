@@ -264,28 +264,40 @@ class APIProxy:
             await upstream.close()
             raise
         self._websockets.add(client)
-
-        async def pump(source: Any, sink: Any) -> None:
-            async for msg in source:
-                if msg.type == WSMsgType.TEXT:
-                    await sink.send_str(msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    await sink.send_bytes(msg.data)
-                else:
-                    break
-
-        tasks = [
-            asyncio.create_task(pump(upstream, client)),
-            asyncio.create_task(pump(client, upstream)),
-        ]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await relay(upstream, client, bot.id)
         finally:
-            for t in tasks:
-                t.cancel()
             await upstream.close()
             await client.close()
         return client
+
+
+async def relay(upstream: Any, client: Any, bot_id: str) -> None:
+    """Pass messages both ways until either side ends, then stop the other direction.
+
+    Both pumps are awaited to their end, so an error of either (a side that went away
+    mid-send) is retrieved and logged, by its type only: the upstream URL holds the bot's
+    token."""
+    pumps = [asyncio.create_task(_pump(upstream, client)),
+             asyncio.create_task(_pump(client, upstream))]  # fmt: skip
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        for outcome in await asyncio.gather(*pumps, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.info("bot_ws_relay_ended", bot=bot_id, error=type(outcome).__name__)
+
+
+async def _pump(source: Any, sink: Any) -> None:
+    async for msg in source:
+        if msg.type == WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        else:
+            break
 
 
 def _kept(headers: Any, drop: frozenset[str]) -> CIMultiDict[str]:
