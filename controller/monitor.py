@@ -55,6 +55,15 @@ class HealthReport:
         }  # fmt: skip
 
 
+def _said(exc: Exception) -> str:
+    """What a report says of a failure: our own errors' words; of anything else its type,
+    its details go to the log."""
+    if isinstance(exc, FtpoolError):
+        return str(exc)
+    log.error("unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+    return f"unexpected {type(exc).__name__}"
+
+
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
     status = pools.status_of(bot)
     if bot.run == "stopped":
@@ -135,10 +144,10 @@ class Monitor:
                     continue  # removed meanwhile, or its runtime is being made right now
                 try:
                     await self._check_pool(pool_id, report)
-                except FtpoolError as exc:
+                except Exception as exc:
                     # One pool the runtime cannot answer for must not stop the others' checks.
                     report.issues.append(
-                        {"type": "pool_check_failed", "poolId": pool_id, "error": str(exc)}
+                        {"type": "pool_check_failed", "poolId": pool_id, "error": _said(exc)}
                     )
             for bot_id in list(self.pools.bots):
                 # Re-read each record: the checks above may have awaited for a while, and a

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import requests
 import structlog
+import urllib3
 from docker.models.containers import Container
 
 from common import __version__
@@ -59,13 +61,24 @@ class DockerOptions:
         return self.network == "host"
 
 
+# What a Docker SDK call raises when the daemon fails: the SDK's own errors, and those it
+# lets through from below (requests' ConnectionError for a daemon that is away, urllib3's
+# on a broken stream, the socket's and the file system's OSError).
+DAEMON_ERRORS = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+
+
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking Docker SDK call in a worker thread; its errors become RuntimeFailure."""
 
     def call() -> T:
         try:
             return fn(*args)
-        except docker.errors.DockerException as exc:
+        except DAEMON_ERRORS as exc:
             raise RuntimeFailure(f"docker: {exc}") from None
 
     return await asyncio.to_thread(call)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+import requests
+
 from common.protocol import BotStatus, Hello
+from controller.runtimes import RuntimeState
 from tests.unit.controller.apps import ALICE, Api, ApiFactory, report
 
 
@@ -198,3 +202,27 @@ async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
     assert "pool-1" in pools.pools and ("remove", "pool-1") not in api.runtime.calls
     created = await api.provision(ALICE, instanceId="b5")
     assert created["poolId"] == "pool-4"
+
+
+async def test_a_pool_the_runtime_cannot_inspect_never_stops_the_others_checks(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for bot_id in ("b1", "b2", "b3"):
+        await api.provision(instanceId=bot_id)
+    connect(api, "pool-3")
+    report(api, "b3", "EXITED")
+    api.runtime.launches.pop("pool-2")  # lost: to be made again
+    inspect = api.runtime.inspect
+
+    async def daemon_away_for_pool_1(pool_id: str) -> RuntimeState:
+        if pool_id == "pool-1":  # whatever escaped a runtime's wrapping, not our error
+            raise requests.exceptions.ConnectionError("Connection aborted.")
+        return await inspect(pool_id)
+
+    monkeypatch.setattr(api.runtime, "inspect", daemon_away_for_pool_1)
+    result = await api.controller.monitor.evaluate()
+    assert {"type": "pool_check_failed", "poolId": "pool-1",
+            "error": "unexpected ConnectionError"} in result.issues  # fmt: skip
+    assert {"action": "recreate", "poolId": "pool-2", "ok": True} in result.recovery_actions
+    assert nonce(api, "b3") == 1  # the bots' checks ran too
