@@ -165,6 +165,10 @@ class Agent:
                         await self._session(ws)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     log.warning("controller_unreachable", error=str(exc))
+                except SupervisorError as exc:
+                    # supervisord did not answer (restarting, busy): the connection goes,
+                    # the agent stays and connects again once it answers.
+                    log.warning("supervisord_unavailable", error=str(exc))
                 finally:
                     self._ws = None
                 # A connection that lived a while resets the backoff; a flapping one does not.
@@ -185,20 +189,35 @@ class Agent:
         await ws.send_bytes(encode(hello))
         self._ws = ws
         log.info("controller_connected", url=s.controller_url)
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.BINARY:
-                continue
-            try:
-                frame = decode(msg.data)
-            except ProtocolError as exc:
-                log.warning("bad_frame_from_controller", error=str(exc))
-                continue
-            if isinstance(frame, Desired):
-                self.reporter.set_ports({b.id: b.port for b in frame.bots})
-                self.reconciler.submit(frame)
-            elif isinstance(frame, LogRequest):
-                await ws.send_bytes(encode(await self._tail_log(frame)))
+        answers: set[asyncio.Task[None]] = set()
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    continue
+                try:
+                    frame = decode(msg.data)
+                except ProtocolError as exc:
+                    log.warning("bad_frame_from_controller", error=str(exc))
+                    continue
+                if isinstance(frame, Desired):
+                    self.reporter.set_ports({b.id: b.port for b in frame.bots})
+                    self.reconciler.submit(frame)
+                elif isinstance(frame, LogRequest):
+                    # Answered in a task of its own: a log being read must not hold up the
+                    # desired states behind it.
+                    answer = asyncio.create_task(self._answer_log(ws, frame))
+                    answers.add(answer)
+                    answer.add_done_callback(answers.discard)
+        finally:
+            for answer in answers:
+                answer.cancel()
+            await asyncio.gather(*answers, return_exceptions=True)
         log.warning("controller_disconnected", code=ws.close_code)
+
+    async def _answer_log(self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest) -> None:
+        response = await self._tail_log(req)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_bytes(encode(response))
 
     async def _tail_log(self, req: LogRequest) -> LogResponse:
         try:

@@ -8,6 +8,7 @@ call runs on one dedicated worker thread. Calls that could wait on a process
 from __future__ import annotations
 
 import asyncio
+import http.client
 import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,10 +47,8 @@ class ProcessInfo:
 
 class SupervisorClient:
     def __init__(self, socket_path: Path) -> None:
-        self._proxy = xmlrpc.client.ServerProxy(
-            "http://127.0.0.1",
-            transport=SupervisorTransport(serverurl=f"unix://{socket_path}"),
-        )
+        self._transport = SupervisorTransport(serverurl=f"unix://{socket_path}")
+        self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=self._transport)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supervisor-rpc")
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -58,8 +57,11 @@ class SupervisorClient:
                 return getattr(self._proxy.supervisor, method)(*args)
             except xmlrpc.client.Fault as fault:
                 raise SupervisorError(fault.faultString, fault.faultCode) from None
-            except (OSError, xmlrpc.client.ProtocolError) as exc:
-                raise SupervisorError(f"supervisord unreachable: {exc}") from None
+            except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
+                # The transport keeps its connection, half used: without a new one every
+                # later call would fail (CannotSendRequest), even once supervisord is back.
+                self._transport.close()
+                raise SupervisorError(f"supervisord unreachable: {exc!r}") from None
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 

@@ -1,0 +1,100 @@
+"""The agent's connection to its controller: supervisord's hiccups are survived, and a log
+being read holds up no desired state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.app import Agent
+from common.protocol import Desired, Hello, LogRequest, LogResponse, Message, decode, encode
+from common.settings import AgentSettings
+from tests.unit.agent.fake_supervisord import serving
+
+
+class FakeController:
+    """The controller's agent socket: sends its outbox to each agent that connects, and
+    queues every frame an agent sends."""
+
+    def __init__(self, outbox: list[Message]) -> None:
+        self.outbox = outbox
+        self.connections = 0
+        self.frames: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def agents_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.connections += 1
+        for frame in self.outbox:
+            await ws.send_bytes(encode(frame))
+        async for msg in ws:
+            await self.frames.put(decode(msg.data))
+        return ws
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path, outbox: list[Message]
+) -> AsyncIterator[tuple[Agent, FakeController]]:
+    """An agent whose connect loop runs against a fake controller; its supervisord is away
+    until a test serves tmp_path/supervisor.sock."""
+    controller = FakeController(outbox)
+    app = web.Application()
+    app.router.add_get("/api/agents/ws", controller.agents_ws)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    settings = AgentSettings.from_env({
+        "POOL_ID": "pool-1", "POOL_TOKEN": "t" * 64, "POOL_DIR": str(tmp_path),
+        "LOG_DIR": str(tmp_path / "logs"), "SUPERVISOR_SOCKET": str(tmp_path / "supervisor.sock"),
+        "CONTROLLER_URL": f"ws://127.0.0.1:{server.port}/api/agents/ws",
+        "AGENT_MAX_BACKOFF": "50",
+    })  # fmt: skip
+    agent = Agent(settings)
+    connecting = asyncio.create_task(agent._connect_loop())
+    try:
+        yield agent, controller
+    finally:
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        agent.supervisor.close()
+        await agent.reporter.close()
+
+
+async def test_supervisord_away_while_connecting_is_retried_never_fatal(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    async with connected(aiohttp_server, tmp_path, []) as (_agent, controller):
+        async with asyncio.timeout(10):
+            while controller.connections < 3:  # each attempt fails at supervisord
+                await asyncio.sleep(0.01)
+        with serving(tmp_path / "supervisor.sock"):  # back
+            hello = await asyncio.wait_for(controller.frames.get(), 10)
+        assert isinstance(hello, Hello) and hello.pool_id == "pool-1"
+
+
+async def test_a_log_being_read_holds_up_no_desired_state(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    outbox: list[Message] = [LogRequest(1, "b1", 100), Desired(5, [])]
+    async with connected(aiohttp_server, tmp_path, outbox) as (agent, controller):
+        read = asyncio.Event()
+
+        async def slow_tail(name: str, max_bytes: int) -> bytes:
+            await read.wait()
+            return f"log of {name}".encode()
+
+        agent.supervisor.tail_log = slow_tail  # type: ignore[method-assign]
+        with serving(tmp_path / "supervisor.sock"):
+            assert isinstance(await asyncio.wait_for(controller.frames.get(), 10), Hello)
+            async with asyncio.timeout(5):
+                while agent.reconciler._latest is None:
+                    await asyncio.sleep(0.01)
+            assert agent.reconciler._latest.gen == 5
+            read.set()
+            answer = await asyncio.wait_for(controller.frames.get(), 5)
+        assert answer == LogResponse(1, b"log of bot-b1")
