@@ -49,5 +49,10 @@ class RuntimeFailure(FtpoolError):
     status = 502
 
 
+class PoolExists(RuntimeFailure):
+    """A pool was to be made where one exists that this creation did not make: it may run
+    bots the store does not know, so it is left alone."""
+
+
 class StoreError(FtpoolError):
     """The SQLite store cannot be opened, read or migrated; fatal at start-up."""

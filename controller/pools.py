@@ -32,7 +32,7 @@ from common.protocol import (
     encode,
 )
 from controller.botconfig import bot_files
-from controller.errors import BotUnavailable, Conflict, NotFound, RuntimeFailure
+from controller.errors import BotUnavailable, Conflict, NotFound, PoolExists, RuntimeFailure
 from controller.events import EventBus
 from controller.models import BotRecord, PoolRecord
 from controller.runtimes import PoolLaunch, PoolRuntime, RuntimeState
@@ -105,6 +105,9 @@ class PoolManager:
         self._files: dict[str, dict[str, bytes]] = {}
         self._deleted_at_gen: dict[str, int] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
+        # Pools whose failed creation left something that could not be discarded then: it
+        # is discarded before the next creation of that pool.
+        self._leftovers: set[str] = set()
         self._removals: set[asyncio.Task[bool]] = set()
         # Serializes making and removing runtimes: cleanup may free a pool id that a
         # provision reuses at once, and the new pool must wait for the old one to go.
@@ -183,8 +186,27 @@ class PoolManager:
         return pool_id in self._creating
 
     async def _locked_create(self, launch: PoolLaunch) -> None:
+        pool_id = launch.pool_id
         async with self.lifecycle:
-            await self.runtime.create(launch)
+            if pool_id in self._leftovers:  # ours, from a creation that failed before
+                await self.runtime.discard(pool_id)
+                self._leftovers.discard(pool_id)
+            try:
+                await self.runtime.create(launch)
+            except PoolExists:
+                raise  # not made by this creation: never ours to remove
+            except Exception:
+                await self._discard_leftover(pool_id)
+                raise
+
+    async def _discard_leftover(self, pool_id: str) -> None:
+        """What a failed creation made (a container that did not start, a supervisord whose
+        agent did not come up) goes, so that the pool's number can be taken again."""
+        try:
+            await self.runtime.discard(pool_id)
+        except Exception as exc:
+            self._leftovers.add(pool_id)
+            log.error("pool_leftover_not_discarded", pool=pool_id, error=str(exc))
 
     async def wait_created(self, pool_id: str) -> None:
         task = self._creating.get(pool_id)

@@ -26,7 +26,7 @@ import urllib3
 from docker.models.containers import Container
 
 from common import __version__
-from controller.errors import RuntimeFailure
+from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
     PoolRuntime,
@@ -154,7 +154,7 @@ class DockerRuntime(PoolRuntime):
         name = self.container_name(launch.pool_id)
         if self.client.containers.list(all=True, filters={"name": f"^{name}$"}):
             # Not ours to reuse or destroy: it may run bots the store does not know.
-            raise RuntimeFailure(f"container {name} already exists; it is left alone")
+            raise PoolExists(f"container {name} already exists; it is left alone")
         pool_dir = o.pools_dir / launch.pool_id
         pool_dir.mkdir(parents=True, exist_ok=True)
         # Bot users inside the container must traverse /pool to reach their own directory.

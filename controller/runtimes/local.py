@@ -25,7 +25,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 import agent as agent_package
 from common.ini import ini_environment, ini_value
-from controller.errors import RuntimeFailure
+from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
     PoolRuntime,
@@ -145,7 +145,7 @@ class LocalRuntime(PoolRuntime):
         d = self._dir(launch.pool_id)
         if self._pid(launch.pool_id) is not None:
             # Not ours to reuse or destroy: it may run bots the store does not know.
-            raise RuntimeFailure(f"pool {launch.pool_id} already runs in {d}; it is left alone")
+            raise PoolExists(f"pool {launch.pool_id} already runs in {d}; it is left alone")
 
         def write() -> None:
             for sub in ("logs", "programs", "bots", "archive"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.errors import RuntimeFailure
 from tests.support import (
     ControllerProcess,
     fakebot_pids,
@@ -195,3 +196,24 @@ async def test_a_pool_that_cannot_start_again_has_its_bots_moved_with_their_data
     # The lost pool is gone, its directory too (nothing was left in it).
     status = (await h.call("GET", "/api/pool/status"))[1]
     assert not old.exists() and "pool-1" not in {p["id"] for p in status["pools"]}
+
+
+async def test_a_pool_whose_creation_failed_halfway_leaves_nothing_in_the_way(
+    harness_factory, monkeypatch: pytest.MonkeyPatch
+):
+    h = await harness_factory(POOL_BASE_PORT="23700")
+    runtime = h.controller.pools.runtime
+    start = runtime._start
+
+    async def started_then_failed(pool_id: str) -> None:
+        await start(pool_id)  # supervisord and its agent run...
+        raise RuntimeFailure(f"{pool_id} did not come up in time")  # ...but too late
+
+    monkeypatch.setattr(runtime, "_start", started_then_failed)
+    status, body = await h.call("POST", "/api/bots", json={"instanceId": "half-1"})
+    assert status == 502 and "did not come up" in body["error"], body
+    assert supervisord_pid(h.pool_dir("pool-1")) is None  # what it made is gone
+    monkeypatch.setattr(runtime, "_start", start)
+    # The next pool takes the same number, and comes up.
+    assert (await h.provision(instanceId="half-2"))["poolId"] == "pool-1"
+    await h.wait_running("half-2")

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from common.protocol import BotStatus
 from controller.app import Controller
-from controller.errors import RuntimeFailure
+from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
 from tests.support import ADMIN_TOKEN, user_token
 
@@ -32,14 +32,20 @@ class FakeRuntime(PoolRuntime):
         self.calls: list[tuple[str, str]] = []
         self.launches: dict[str, PoolLaunch] = {}
         self.broken: set[str] = set()  # pools that cannot be created: a lost host, say
+        # Pools whose creation fails after the pool exists (its agent never came up, say).
+        self.half_made: set[str] = set()
         self.locations: dict[str, list[str]] = {}  # bot id → pools holding its directory
         self.unmovable: set[str] = set()  # bots whose directory cannot be moved
 
     async def create(self, launch: PoolLaunch) -> None:
         self.calls.append(("create", launch.pool_id))
+        if launch.pool_id in self.launches:  # as the real runtimes: never taken over
+            raise PoolExists(f"{launch.pool_id} exists already; it is left alone")
         if launch.pool_id in self.broken:
             raise RuntimeFailure(f"cannot create {launch.pool_id}")
         self.launches[launch.pool_id] = launch
+        if launch.pool_id in self.half_made:
+            raise RuntimeFailure(f"{launch.pool_id} was made but its agent never came up")
 
     async def inspect(self, pool_id: str) -> RuntimeState:
         self.calls.append(("inspect", pool_id))
