@@ -238,6 +238,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await monitor
+    await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()
     await controller.store.close()

@@ -58,6 +58,7 @@ class PoolRecord:
     launch: str | None = None  # None: the controller's BOT_LAUNCH
     preloader_nonce: int = 0
     legacy_of: str | None = None  # a legacy pool: the one bot it was made for
+    removing: bool = False  # its runtime is being removed; it takes no bot meanwhile
 
     @property
     def container_name(self) -> str:

@@ -116,6 +116,8 @@ class Monitor:
         self._due: float | None = None
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        # Each pool's recovery under way: one at a time per pool, each in a task of its own.
+        self._recoveries: dict[str, asyncio.Task[None]] = {}
 
     def check_soon(self) -> None:
         """Evaluate at once instead of at the next interval (a runtime saw a pool die)."""
@@ -130,11 +132,21 @@ class Monitor:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             self._wakeup.clear()
             try:
-                await self.evaluate()
+                await self.evaluate(wait=False)
             except Exception:
                 log.exception("health_check_failed")
 
-    async def evaluate(self) -> HealthReport:
+    async def stop(self) -> None:
+        """End the recoveries under way (the controller is shutting down)."""
+        for task in list(self._recoveries.values()):
+            task.cancel()
+        await asyncio.gather(*self._recoveries.values(), return_exceptions=True)
+
+    async def evaluate(self, wait: bool = True) -> HealthReport:
+        """Judge every pool and bot, and act. A pool's recovery runs in a task of its own;
+        with `wait` the report is returned once the recoveries it started have ended (their
+        outcome in it), else at once (they add their outcome to it when they end)."""
+        recoveries: list[asyncio.Task[None]] = []
         async with self._lock:
             started = time.monotonic()
             report = HealthReport(timestamp=datetime.now(UTC).isoformat())
@@ -142,8 +154,12 @@ class Monitor:
             for pool_id in list(self.pools.pools):
                 if pool_id not in self.pools.pools or self.pools.creating(pool_id):
                     continue  # removed meanwhile, or its runtime is being made right now
+                if pool_id in self._recoveries:
+                    report.issues.append({"type": "pool_recovering", "poolId": pool_id})
+                    continue  # one recovery at a time per pool
                 try:
-                    await self._check_pool(pool_id, report)
+                    if (recovery := await self._check_pool(pool_id, report)) is not None:
+                        recoveries.append(recovery)
                 except Exception as exc:
                     # One pool the runtime cannot answer for must not stop the others' checks.
                     report.issues.append(
@@ -158,10 +174,13 @@ class Monitor:
             report.duration_ms = round((time.monotonic() - started) * 1000, 2)
             self.last_report = report
             log.info("health_check_complete", issues=len(report.issues),
-                     actions=len(report.recovery_actions), ms=report.duration_ms)  # fmt: skip
-            return report
+                     recoveries=len(recoveries), ms=report.duration_ms)  # fmt: skip
+        if wait and recoveries:
+            await asyncio.wait(recoveries)
+        return report
 
-    async def _check_pool(self, pool_id: str, report: HealthReport) -> None:
+    async def _check_pool(self, pool_id: str, report: HealthReport) -> asyncio.Task[None] | None:
+        """Judge a pool; the recovery it needs is started in a task, which is returned."""
         pool = self.pools.pools[pool_id]
         live = self.pools.live[pool_id]
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
@@ -171,7 +190,7 @@ class Monitor:
             if pool_id in self._suspect:
                 self._suspect.discard(pool_id)
                 self.events.emit("pool_healthy", pool=pool_id)
-            return
+            return None
         state = await self.pools.runtime.inspect(pool_id)
         entry.update(healthy=False, runtime=str(state))
         silent = round(time.time() - (live.last_seen or live.disconnected_at), 1)
@@ -185,37 +204,49 @@ class Monitor:
             # Nothing of it runs anywhere: its deleted bots are gone for sure.
             await self.pools.finalize_deletions(pool_id)
         if not self.pools.bots_in(pool_id):
-            return
+            return None
         recovery = self._recovery(pool, state)
         if recovery is None:
             # Suspect but running: the runtime's view may be in flux (a container being
             # removed still shows as running), so look again soon rather than in a whole
             # HEALTH_CHECK_INTERVAL.
             self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
-            return
+            return None
         action, coro = recovery
         if action in ("restart", "recreate"):
             starts, first = self._starts.get(pool_id, (0, time.time()))
             self._starts[pool_id] = (starts + 1, first)
             self._started_at[pool_id] = time.time()
+        task = asyncio.create_task(self._recover(pool_id, action, coro, report))
+        self._recoveries[pool_id] = task
+        task.add_done_callback(lambda _t: self._recoveries.pop(pool_id, None))
+        return task
+
+    async def _recover(
+        self, pool_id: str, action: str, coro: Coroutine[Any, Any, Any], report: HealthReport
+    ) -> None:
+        """One pool's recovery, which may be slow (a container stopping, a pool being made):
+        no other pool's check and no bot's waits for it."""
         try:
             await coro
+        except Exception as exc:
+            error = _said(exc)
+            report.recovery_actions.append(
+                {"action": action, "poolId": pool_id, "ok": False, "error": error}
+            )
+            # Look again soon, not a whole HEALTH_CHECK_INTERVAL later: the pool may have
+            # changed under the action (removed while it was being restarted).
+            asyncio.get_running_loop().call_later(RECOVERY_RETRY_SECONDS, self.check_soon)
+            self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=False,
+                             error=error)  # fmt: skip
+            self.metrics.pool_recoveries.labels(action, "failed").inc()
+        else:
             if action == "evacuate":  # the pool is gone; a new pool may reuse its id
                 self._forget_pool(pool_id)
                 self._suspect.discard(pool_id)
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=True)
             self.metrics.pool_recoveries.labels(action, "ok").inc()
-        except FtpoolError as exc:
-            report.recovery_actions.append(
-                {"action": action, "poolId": pool_id, "ok": False, "error": str(exc)}
-            )
-            # Look again soon, not a whole HEALTH_CHECK_INTERVAL later: the pool may have
-            # changed under the action (removed while it was being restarted).
-            self._due_at(time.time() + RECOVERY_RETRY_SECONDS)
-            self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=False,
-                             error=str(exc))  # fmt: skip
-            self.metrics.pool_recoveries.labels(action, "failed").inc()
         log.warning("pool_recovery", pool=pool_id, action=action)
 
     async def _check_bot(self, bot: BotRecord, report: HealthReport) -> None:

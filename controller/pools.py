@@ -105,12 +105,17 @@ class PoolManager:
         self._files: dict[str, dict[str, bytes]] = {}
         self._deleted_at_gen: dict[str, int] = {}
         self._creating: dict[str, asyncio.Task[None]] = {}
+        # Pools marked removing in the store: out of the view, their runtime going (slow),
+        # their number still taken; and the removal under way for each.
+        self.retiring: dict[str, PoolRecord] = {}
+        self._retirements: dict[str, asyncio.Task[None]] = {}
         # Pools whose failed creation left something that could not be discarded then: it
         # is discarded before the next creation of that pool.
         self._leftovers: set[str] = set()
         self._removals: set[asyncio.Task[bool]] = set()
-        # Serializes making and removing runtimes: cleanup may free a pool id that a
-        # provision reuses at once, and the new pool must wait for the old one to go.
+        # Serializes making runtimes, and marking pools removing: no pool is marked while
+        # it is being made, and none is made once marked. (The removal itself runs outside
+        # it: a removed pool keeps its number until its runtime is gone.)
         self.lifecycle = asyncio.Lock()
         self._requests: dict[int, asyncio.Future[LogResponse]] = {}
         self._request_ids = itertools.count(1)
@@ -120,6 +125,10 @@ class PoolManager:
     async def load(self) -> None:
         pools, bots = await self.store.load()
         for pool in pools:
+            if pool.removing:  # a removal a failure or a restart cut short: cleanup ends it
+                self.retiring[pool.id] = pool
+                self.runtime.name_pool(pool.id, pool.container_name)
+                continue
             self.set_pool(pool)
         for bot in bots:
             self.set_bot(bot)
@@ -188,6 +197,8 @@ class PoolManager:
     async def _locked_create(self, launch: PoolLaunch) -> None:
         pool_id = launch.pool_id
         async with self.lifecycle:
+            if pool_id in self.retiring:
+                raise RuntimeFailure(f"pool {pool_id} is being removed")
             if pool_id in self._leftovers:  # ours, from a creation that failed before
                 await self.runtime.discard(pool_id)
                 self._leftovers.discard(pool_id)
@@ -222,24 +233,45 @@ class PoolManager:
         await self.create_runtime(pool, token)
 
     async def remove_empty(self, pool: PoolRecord) -> bool:
-        """Remove a pool without bots: its record, its agent's connection, its runtime (its
-        directory's leftovers go to the archive). False if it gained a bot meanwhile."""
+        """Remove a pool without bots: its agent's connection, its runtime (its directory's
+        leftovers go to the archive), then its record. False if it gained a bot meanwhile.
+
+        Only marking it removing waits for the lifecycle lock; the slow part (a container
+        stopping) holds up no other pool's creation."""
         async with self.lifecycle:
-            if not await self.store.remove_pool(pool.id):
+            retired = await self.store.retire_pool(pool.id)
+            if retired is None:
                 return False
             live = self.live.get(pool.id)
-            self.forget_pool(pool.id, pool)
-            if live is not None and live.ws is not None:
-                await live.ws.close(code=4410, message=b"pool removed")
-            await self.runtime.remove(pool.id)
-        log.info("pool_removed", pool=pool.id, legacy_of=pool.legacy_of)
+            self.forget_pool(pool.id)
+            self.retiring[pool.id] = retired
+        if live is not None and live.ws is not None:
+            await live.ws.close(code=4410, message=b"pool removed")
+        await self.finish_removal(retired)
         return True
+
+    async def finish_removal(self, pool: PoolRecord) -> None:
+        """Remove a pool marked removing: its runtime, then its record, which frees its
+        number. Concurrent callers wait for the same removal; a failed one stays marked."""
+        task = self._retirements.get(pool.id)
+        if task is None:
+            task = asyncio.create_task(self._remove_retired(pool))
+            self._retirements[pool.id] = task
+            task.add_done_callback(lambda _t: self._retirements.pop(pool.id, None))
+        await asyncio.shield(task)
+
+    async def _remove_retired(self, pool: PoolRecord) -> None:
+        await self.runtime.remove(pool.id)
+        await self.store.remove_pool(pool.id)
+        self.retiring.pop(pool.id, None)
+        log.info("pool_removed", pool=pool.id, legacy_of=pool.legacy_of)
 
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't."""
         await self._finish_moves()
         found = await self.runtime.list()
-        unknown = self.unknown_pools = [p for p in found if p not in self.pools]
+        known = self.pools.keys() | self.retiring.keys()
+        unknown = self.unknown_pools = [p for p in found if p not in known]
         for pool_id in unknown:
             log.warning("unknown_pool_left_alone", pool=pool_id)
         for pool in list(self.pools.values()):

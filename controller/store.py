@@ -26,7 +26,7 @@ from controller.models import BotRecord, BotSecrets, PoolRecord
 from controller.restarts import RestartRecord
 
 log = structlog.get_logger("controller.store")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 T = TypeVar("T")
 
 _SCHEMA_V1 = """
@@ -101,8 +101,13 @@ ALTER TABLE pools ADD COLUMN legacy_of TEXT;
 ALTER TABLE bots ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX pools_legacy ON pools (legacy_of) WHERE legacy_of IS NOT NULL;
 """
+# A pool being removed: it holds no bot and takes none, and keeps its number (so its port
+# block, its name) until its runtime is gone, which may take a while (STOP_TIMEOUT).
+_SCHEMA_V6 = """
+ALTER TABLE pools ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
+"""
 _MIGRATIONS: dict[int, str] = {
-    1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5,
+    1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
 }  # fmt: skip
 
 
@@ -133,6 +138,7 @@ def _pool(row: sqlite3.Row) -> PoolRecord:
         owner=row["owner"], used=row["used"], generation=row["generation"],
         token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
         launch=row["launch"], preloader_nonce=row["preloader_nonce"], legacy_of=row["legacy_of"],
+        removing=bool(row["removing"]),
     )  # fmt: skip
 
 
@@ -373,13 +379,17 @@ class Store:
             order = "used DESC, num" if p.fill else "used ASC, num"
             row = db.execute(
                 f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
-                f"AND legacy_of IS NULL AND id IS NOT ? ORDER BY {order} LIMIT 1",
+                f"AND legacy_of IS NULL AND removing = 0 AND id IS NOT ? ORDER BY {order} LIMIT 1",
                 (owner, p.max_bots, avoid),
             ).fetchone()
         else:
             # A legacy pool serves its one bot only; an empty one left behind is taken again.
             owner = user_id
             row = db.execute("SELECT * FROM pools WHERE legacy_of = ?", (bot_id,)).fetchone()
+            if row is not None and row["removing"]:
+                # Its container, which has the name the new one would take, is still there.
+                raise Conflict(f"the legacy container of {bot_id} is being removed; "
+                               "try again shortly")  # fmt: skip
             if row is not None and row["used"] >= row["capacity"]:
                 raise Conflict(f"bot {bot_id} is in its legacy container already")
         created = row is None
@@ -564,6 +574,19 @@ class Store:
             return _pool_row(db, pool_id)
 
         return await self._run(self._tx, change)
+
+    async def retire_pool(self, pool_id: str) -> PoolRecord | None:
+        """Mark an empty pool as being removed (it takes no bot from now on; its row, and
+        with it its number, stays until remove_pool); None if it has a bot."""
+
+        def retire(db: sqlite3.Connection) -> PoolRecord | None:
+            if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
+                return None
+            if not db.execute("UPDATE pools SET removing = 1 WHERE id = ?", (pool_id,)).rowcount:
+                return None
+            return _pool_row(db, pool_id)
+
+        return await self._run(self._tx, retire)
 
     async def remove_pool(self, pool_id: str) -> bool:
         """Delete an empty pool's row; False if it gained a bot meanwhile."""

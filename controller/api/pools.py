@@ -188,6 +188,10 @@ class APIPools:
         principal(request).require_admin()
         removed = 0
         now = time.time()
+        for pool in list(self.pools.retiring.values()):
+            # Marked removing by a removal that failed, or that a restart cut short.
+            await self.pools.finish_removal(pool)
+            removed += 1
         for pool in list(self.pools.pools.values()):
             empty_since = pool.emptied_at or pool.created_at
             if pool.used or now - empty_since < self.cleanup_grace:

@@ -6,6 +6,7 @@ a recording fake that reports every pool it made RUNNING, so no process is ever 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class FakeRuntime(PoolRuntime):
         self.half_made: set[str] = set()
         self.locations: dict[str, list[str]] = {}  # bot id → pools holding its directory
         self.unmovable: set[str] = set()  # bots whose directory cannot be moved
+        self.exited: set[str] = set()  # pools whose processes stopped, until restarted
+        # A slow runtime: a call named here (restart, remove) waits until its event is set.
+        self.gates: dict[str, asyncio.Event] = {}
 
     async def create(self, launch: PoolLaunch) -> None:
         self.calls.append(("create", launch.pool_id))
@@ -49,10 +53,19 @@ class FakeRuntime(PoolRuntime):
 
     async def inspect(self, pool_id: str) -> RuntimeState:
         self.calls.append(("inspect", pool_id))
-        return RuntimeState.RUNNING if pool_id in self.launches else RuntimeState.MISSING
+        if pool_id not in self.launches:
+            return RuntimeState.MISSING
+        return RuntimeState.EXITED if pool_id in self.exited else RuntimeState.RUNNING
+
+    async def _gate(self, call: str) -> None:
+        gate = self.gates.get(call)
+        if gate is not None:
+            await gate.wait()
 
     async def restart(self, pool_id: str) -> None:
         self.calls.append(("restart", pool_id))
+        await self._gate("restart")
+        self.exited.discard(pool_id)
 
     async def restart_agent(self, pool_id: str) -> None:
         self.calls.append(("restart_agent", pool_id))
@@ -71,6 +84,7 @@ class FakeRuntime(PoolRuntime):
 
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))
+        await self._gate("remove")
         self.launches.pop(pool_id, None)
 
     async def stats(self, pool_id: str) -> PoolUsage | None:

@@ -226,3 +226,29 @@ async def test_a_pool_the_runtime_cannot_inspect_never_stops_the_others_checks(
             "error": "unexpected ConnectionError"} in result.issues  # fmt: skip
     assert {"action": "recreate", "poolId": "pool-2", "ok": True} in result.recovery_actions
     assert nonce(api, "b3") == 1  # the bots' checks ran too
+
+
+async def test_a_slow_pool_recovery_holds_up_no_other_pools_checks(make_api: ApiFactory) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1", HEALTH_CHECK_INTERVAL="20")
+    for bot_id in ("b1", "b2"):
+        await api.provision(instanceId=bot_id)
+    connect(api, "pool-2")
+    report(api, "b2", "EXITED")
+    # pool-1 stopped, and its restart takes long (a container given 90 s to stop).
+    api.runtime.exited.add("pool-1")
+    restarted = api.runtime.gates["restart"] = asyncio.Event()
+    monitor = api.controller.monitor
+    loop = asyncio.create_task(monitor.run())
+    try:
+        async with asyncio.timeout(5):
+            while nonce(api, "b2") == 0:  # pool-2's bot is restarted meanwhile
+                await asyncio.sleep(0.01)
+        assert "pool_recovering" in await evaluate(api)  # and again: nothing waits for it
+        assert api.runtime.calls.count(("restart", "pool-1")) == 1  # one at a time
+        restarted.set()
+        async with asyncio.timeout(5):
+            while "pool-1" in api.runtime.exited:
+                await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+        await monitor.stop()

@@ -419,3 +419,21 @@ async def test_a_rollback_that_fails_never_hides_why_it_was_needed(store: Store)
     with pytest.raises(ValueError, match="the real problem"):
         await store._run(store._tx, fails)
     await allocate(store, "next")
+
+
+async def test_a_pool_being_removed_takes_no_bot_and_keeps_its_number(store: Store) -> None:
+    await allocate(store, "a")
+    await store.remove_bot("a")
+    retired = await store.retire_pool("pool-1")
+    assert retired is not None and retired.removing
+    assert (await allocate(store, "b"))[1].id == "pool-2"  # not into it, not its number
+    assert await store.retire_pool("pool-2") is None  # it has a bot
+    legacy = Placement(max_bots=10, base_port=9000, pooled=False)
+    await allocate(store, "leg", legacy)
+    await store.remove_bot("leg")
+    assert (await store.retire_pool("pool-3")).removing
+    with pytest.raises(Conflict, match="being removed"):  # its container has that name
+        await allocate(store, "leg", legacy)
+    assert await store.remove_pool("pool-1") and await store.remove_pool("pool-3")
+    assert (await allocate(store, "c"))[1].id == "pool-2"  # fill: the fullest first
+    assert (await allocate(store, "leg", legacy))[1].id == "pool-1"
