@@ -207,9 +207,10 @@ class Run:
     async def run(self) -> dict[int, dict[str, Figures]]:
         try:
             await self.start_pooled()
+            await wait_for(self.all_answer, 600, step=2)  # the agent has written their files
             if "legacy" in self.args.layouts:
                 self.start_legacy()
-            await wait_for(self.all_answer, 600, step=2)
+                await wait_for(self.all_answer, 600, step=2)
             started = time.monotonic()
             results = {}
             for minute in self.args.minutes:
