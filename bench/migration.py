@@ -94,7 +94,7 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
         try:
             for bot in bots:
                 body = trading_bot(exchange.url, bot, args.pairs) if trading else {}
-                await h.provision(instanceId=bot, **body)
+                await h.provision(**{"instanceId": bot, **body})
             await wait_for(all_traded if trading else all_answer, 600, step=1)
             for kind, path in (("migrate", ""), ("rollback", "/rollback")):
                 for bot in bots:

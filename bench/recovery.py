@@ -117,7 +117,7 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
         try:
             for bot in bots:
                 body = trading_bot(exchange.url, bot, args.pairs) if trading else {}
-                await h.provision(instanceId=bot, **body)
+                await h.provision(**{"instanceId": bot, **body})
             await wait_for(all_answer, 600, step=0.5)
             for round_ in range(args.rounds):
                 victim = bots[round_ % len(bots)]
