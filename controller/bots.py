@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from common.ids import check_id, check_strategy_name
+from common.states import ProcessState, RunState
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
 from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
@@ -154,18 +155,20 @@ class BotManager:
         monitor gave up on it) is started afresh, with a clean restart record."""
         self._live(bot)
         status = self.pools.status_of(bot)
-        down = bot.run == "running" and (status is None or status.state != "RUNNING")
+        down = bot.run == RunState.RUNNING and (
+            status is None or status.state != ProcessState.RUNNING
+        )
         nonce = bot.nonce + 1 if down else bot.nonce
-        return await self._change(bot, RestartRecord(), run="running", nonce=nonce)
+        return await self._change(bot, RestartRecord(), run=RunState.RUNNING, nonce=nonce)
 
     async def stop(self, bot: BotRecord) -> BotRecord:
         self._live(bot)
-        return await self._change(bot, run="stopped")
+        return await self._change(bot, run=RunState.STOPPED)
 
     async def restart(self, bot: BotRecord) -> BotRecord:
         """Restart the process (start it if stopped): a new nonce makes the agent restart it."""
         self._live(bot)
-        return await self._change(bot, RestartRecord(), run="running", nonce=bot.nonce + 1)
+        return await self._change(bot, RestartRecord(), run=RunState.RUNNING, nonce=bot.nonce + 1)
 
     async def auto_restart(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         """The monitor's restart: the desired run state stays as the user left it."""
@@ -229,7 +232,7 @@ class BotManager:
         except OSError as exc:
             moved = False
             log.error("bot_files_not_moved", bot=bot.id, pool=from_pool, error=str(exc))
-            bot, _gen = await pools.store.update_bot(bot.id, run="stopped")
+            bot, _gen = await pools.store.update_bot(bot.id, run=RunState.STOPPED)
         pools.forget_bot(bot.id)
         pools.set_pool(new_pool)
         pools.set_bot(bot)

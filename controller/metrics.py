@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from common.states import PoolStatusWord
 from controller.pools import PoolManager
 from controller.views import bot_status_word
 
@@ -36,8 +37,8 @@ class PoolStateCollector(Collector):
         now = time.time()
         pool_states = GaugeMetricFamily("ftpool_pools", "Pools by state", labels=["state"])
         suspect = sum(1 for p in pools.pools if pools.is_suspect(p))
-        pool_states.add_metric(["running"], len(pools.pools) - suspect)
-        pool_states.add_metric(["suspect"], suspect)
+        pool_states.add_metric([PoolStatusWord.RUNNING], len(pools.pools) - suspect)
+        pool_states.add_metric([PoolStatusWord.SUSPECT], suspect)
         yield pool_states
         bot_states = GaugeMetricFamily(
             "ftpool_bots", "Bots by status, as GET /api/bots reports it", labels=["status"]

@@ -32,6 +32,7 @@ import aiohttp
 import structlog
 
 from common.ids import check_id, check_strategy_name
+from common.states import STOPPED, ProcessState, RunState
 from controller.botconfig import PROTECTED_KEYS, new_secrets, validate_overrides
 from controller.bots import BotManager
 from controller.errors import Conflict, FtpoolError, NotFound
@@ -471,7 +472,8 @@ class Migrator:
             async with self._step(run, "allocate") as step:
                 new = await asyncio.to_thread(read_legacy_bot, found)
                 await asyncio.to_thread(self._stage_copy, found.directory, found.id)
-                bot = await self._allocate(new, "running" if was_running else "stopped")
+                run_state = RunState.RUNNING if was_running else RunState.STOPPED
+                bot = await self._allocate(new, run_state)
                 self._arrived(run, step, bot)
             bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
@@ -507,7 +509,7 @@ class Migrator:
             return f"{reason}; legacy container {found.container} started again"
         return reason
 
-    async def _allocate(self, new: NewBot, run: str) -> BotRecord:
+    async def _allocate(self, new: NewBot, run: RunState) -> BotRecord:
         pools = self.pools
         token, token_hash = pools.new_token()
         bot, pool, created = await pools.store.allocate(
@@ -555,12 +557,12 @@ class Migrator:
                 current = self.pools.bots.get(bot.id, bot)
                 status = self.pools.status_of(current)
                 state = status.state if status else "no report"
-                if current.run == "stopped" and state in ("STOPPED", "EXITED"):
+                if current.run == RunState.STOPPED and state in STOPPED:
                     return
                 # The agent's own view too: on a shared network another process could
                 # answer on the bot's port.
                 ours = status is not None and status.port_ok is not False and status.ping_ok
-                if state == "RUNNING" and ours and await self._ping(session, current):
+                if state == ProcessState.RUNNING and ours and await self._ping(session, current):
                     return
                 if time.monotonic() >= deadline:
                     raise StepFailed(

@@ -6,6 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.states import RunState
 from controller.restarts import RestartRecord
 
 
@@ -34,7 +35,7 @@ class BotRecord:
     strategy_source: bytes = field(repr=False)
     config: dict[str, Any] = field(repr=False)
     secrets: BotSecrets
-    run: str = "running"
+    run: RunState = RunState.RUNNING
     nonce: int = 0
     deleting: bool = False
     purge: bool = False

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from common.states import AT_REST, DIED, TRANSITIONAL, ProcessState, RunState
 from controller.bots import BotManager
 from controller.errors import FtpoolError
 from controller.events import EventBus
@@ -31,8 +32,6 @@ from controller.restarts import RestartPolicy, RestartRecord, Verdict, decide
 from controller.runtimes import RuntimeState
 
 log = structlog.get_logger("controller.monitor")
-# States in which supervisord has no process for the bot and will not start one.
-DOWN_STATES = frozenset({"EXITED", "FATAL"})
 RECOVERY_RETRY_SECONDS = 2.0
 # A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
 EVACUATE_AFTER_GRACES = 3
@@ -66,11 +65,11 @@ def _said(exc: Exception) -> str:
 
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
     status = pools.status_of(bot)
-    if bot.run == "stopped":
-        return status is None or status.state in ("STOPPED", "EXITED", "ABSENT")
+    if bot.run == RunState.STOPPED:
+        return status is None or status.state in AT_REST
     return (
         status is not None
-        and status.state == "RUNNING"
+        and status.state == ProcessState.RUNNING
         and status.ping_ok is not False
         and status.port_ok is not False
     )
@@ -254,17 +253,18 @@ class Monitor:
         healthy = bot_healthy(self.pools, bot)
         report.bots.append({
             "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
-            "state": status.state if status else "UNKNOWN",
+            "state": status.state if status else ProcessState.UNKNOWN,
             "ping": status.ping_ok if status else None, "healthy": healthy,
             "failed": bot.restarts.failed,
         })  # fmt: skip
-        if bot.deleting or bot.held or bot.run != "running" or self.pools.is_suspect(bot.pool_id):
+        if bot.deleting or bot.held or bot.run != RunState.RUNNING \
+                or self.pools.is_suspect(bot.pool_id):  # fmt: skip
             self._forget(bot.id)
             return
         now = time.time()
         reason = self._problem(bot, now)
         if reason is None:
-            ran = now - status.since if status and status.state == "RUNNING" else 0.0
+            ran = now - status.since if status and status.state == ProcessState.RUNNING else 0.0
             if healthy and bot.restarts.attempts and ran >= self.policy.reset_after:
                 await self.bots.set_restarts(bot, RestartRecord())
                 log.info("bot_restarts_reset", bot=bot.id, pool=bot.pool_id)
@@ -346,11 +346,11 @@ class Monitor:
     def _problem(self, bot: BotRecord, now: float) -> str | None:
         """Why a bot that should run needs a restart now, or None."""
         status = self.pools.status_of(bot)
-        if status is None or status.state in ("STARTING", "BACKOFF", "STOPPING"):
+        if status is None or status.state in TRANSITIONAL:
             return None
-        if status.state in DOWN_STATES:
+        if status.state in DIED:
             return "bot_not_running"
-        if status.state != "RUNNING":
+        if status.state != ProcessState.RUNNING:
             # STOPPED, ABSENT: the agent starts it on the next desired state; act only when
             # it stays down since the previous evaluation, which saw the very same report.
             seen = self._down_since.get(bot.id)

@@ -31,6 +31,7 @@ from common.protocol import (
     PoolStats,
     encode,
 )
+from common.states import DIED, ProcessState, RunState
 from controller.botconfig import bot_files
 from controller.errors import BotUnavailable, Conflict, NotFound, PoolExists, RuntimeFailure
 from controller.events import EventBus
@@ -61,7 +62,7 @@ class PoolLive:
     acked_gen: int = 0
     bots: dict[str, BotStatus] = field(default_factory=dict)
     stats: PoolStats | None = None
-    preloader: str = "ABSENT"
+    preloader: ProcessState = ProcessState.ABSENT
     features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
 
     @property
@@ -317,7 +318,7 @@ class PoolManager:
                     port=bot.port,
                     command=[*self.bot_command, "--config", "config.json"],
                     files=files,
-                    run="held" if bot.held else bot.run,
+                    run=RunState.HELD if bot.held else bot.run,
                     nonce=bot.nonce,
                 )
             )
@@ -427,7 +428,7 @@ class PoolManager:
                 self.events.emit("bot_state", pool=pool_id, bot=bot_id, reason=status.state,
                                  user=record.user_id if record else None,
                                  was=before.state if before else None)  # fmt: skip
-                if status.state in ("EXITED", "FATAL"):
+                if status.state in DIED:
                     self.on_trouble()
         if self._deleted_at_gen:
             await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from common.states import RunState
 from controller.errors import CapacityExhausted, Conflict, NotFound, StoreError
 from controller.events import Event
 from controller.models import BotRecord, BotSecrets, PoolRecord
@@ -147,7 +148,7 @@ def _bot(row: sqlite3.Row) -> BotRecord:
         id=row["id"], user_id=row["user_id"], pool_id=row["pool_id"], slot=row["slot"],
         port=row["port"], strategy=row["strategy"], strategy_source=row["strategy_source"],
         config=json.loads(row["config"]), secrets=BotSecrets(**json.loads(row["secrets"])),
-        run=row["run"], nonce=row["nonce"], deleting=bool(row["deleting"]),
+        run=RunState(row["run"]), nonce=row["nonce"], deleting=bool(row["deleting"]),
         purge=bool(row["purge"]), created_at=row["created_at"], held=bool(row["held"]),
         restarts=RestartRecord(row["restart_attempts"], row["restart_cycles"],
                                row["restart_last"], bool(row["failed"])),
@@ -330,7 +331,7 @@ class Store:
 
     async def allocate(
         self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
-        run: str = "running",
+        run: RunState = RunState.RUNNING,
     ) -> tuple[BotRecord, PoolRecord, bool]:  # fmt: skip
         """Place a bot in a pool with a free slot, creating the pool row if none has one.
 
@@ -342,7 +343,7 @@ class Store:
 
     def _allocate(
         self, db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
-        run: str,
+        run: RunState,
     ) -> tuple[BotRecord, PoolRecord, bool]:  # fmt: skip
         if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
             raise Conflict(f"bot {bot.id} already exists")

@@ -5,22 +5,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from common.states import BotStatusWord, RunState
 from controller.models import BotRecord
 from controller.pools import PoolManager
 
 
-def bot_status_word(pools: PoolManager, bot: BotRecord) -> str:
+def bot_status_word(pools: PoolManager, bot: BotRecord) -> BotStatusWord:
     if bot.deleting:
-        return "deleting"
+        return BotStatusWord.DELETING
     if bot.held:
-        return "migrating"
-    if bot.restarts.failed and bot.run == "running":
-        return "failed"  # the monitor gave up on it; a start or restart tries again
+        return BotStatusWord.MIGRATING
+    if bot.restarts.failed and bot.run == RunState.RUNNING:
+        return BotStatusWord.FAILED  # the monitor gave up on it; a start or restart tries again
     status = pools.status_of(bot)
     if status is None:
-        return "pending"
+        return BotStatusWord.PENDING
     # The last report of a pool we cannot hear from may be out of date.
-    return "unknown" if pools.is_suspect(bot.pool_id) else status.state.lower()
+    if pools.is_suspect(bot.pool_id):
+        return BotStatusWord.UNKNOWN
+    return BotStatusWord.of_process(status.state)
 
 
 def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from common.protocol import LAUNCH_MODES
+from common.states import FleetHealth, PoolStatusWord, RunState
 from controller.api.middleware import principal, read_json
 from controller.bots import BotManager
 from controller.errors import BadRequest, BotUnavailable, FtpoolError
@@ -50,7 +51,8 @@ class APIPools:
         pool = self.pools.pools[pool_id]
         live = self.pools.live[pool_id]
         bots = self.pools.bots_in(pool_id)
-        status = "suspect" if self.pools.is_suspect(pool_id) else "running"
+        suspect = self.pools.is_suspect(pool_id)
+        status = PoolStatusWord.SUSPECT if suspect else PoolStatusWord.RUNNING
         stats = live.stats
         try:
             usage = await self.pools.runtime.stats(pool_id)
@@ -129,15 +131,15 @@ class APIPools:
         pool_ids = list(self.pools.pools)
         healthy_pools = sum(1 for p in pool_ids if not self.pools.is_suspect(p))
         bots = [b for b in self.pools.bots.values() if not b.deleting]
-        running = [b for b in bots if b.run == "running"]
+        running = [b for b in bots if b.run == RunState.RUNNING]
         healthy_bots = sum(1 for b in running if bot_healthy(self.pools, b))
         unhealthy = (len(pool_ids) - healthy_pools) + (len(running) - healthy_bots)
         if unhealthy == 0:
-            overall = "healthy"
+            overall = FleetHealth.HEALTHY
         elif healthy_pools == 0 and pool_ids:
-            overall = "unhealthy"
+            overall = FleetHealth.UNHEALTHY
         else:
-            overall = "degraded"
+            overall = FleetHealth.DEGRADED
         return {
             "status": overall,
             "pools": {
