@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.states import PoolStatusWord
-from controller.pools import PoolManager
-from controller.views import bot_status_word
+from controller.health.status import bot_status_word
+from controller.pools.manager import PoolManager
 
 # Proxied requests answer in about a millisecond; bots that compute can take seconds.
 PROXY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30)

@@ -29,10 +29,10 @@ from common.ids import InvalidId
 from common.states import ProcessState, RunState
 from controller.api.middleware import AUTHENTICATOR, json_error, public
 from controller.auth import Principal
-from controller.bots import BotManager
+from controller.bots.manager import BotManager
 from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
 from controller.metrics import Metrics
-from controller.models import BotRecord
+from controller.records import BotRecord
 
 log = structlog.get_logger("controller.api.proxy")
 HOP_BY_HOP = frozenset({
