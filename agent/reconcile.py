@@ -31,11 +31,11 @@ from agent.programs import (
     render_preloader,
     render_program,
 )
-from agent.supervisor import ACTIVE_STATES, ProcessInfo, SupervisorClient
+from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotSpec, Desired, check_relpath
+from common.states import ACTIVE, SETTLED, ProcessState, RunState
 
 log = structlog.get_logger("agent.reconcile")
-_SETTLED = frozenset({"STOPPED", "EXITED", "FATAL", "UNKNOWN"})
 _STOP_TIMEOUT = 120.0
 
 
@@ -168,7 +168,7 @@ class Reconciler:
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
         for spec in desired.bots:
-            if spec.run != "held":
+            if spec.run != RunState.HELD:
                 await self._converge(spec, processes.get(program_name(spec.id)))
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
         await asyncio.to_thread(self._save_nonces)
@@ -185,7 +185,7 @@ class Reconciler:
         processes = await self.supervisor.all_processes()
         if PRELOADER not in processes:
             return
-        bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE_STATES]
+        bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE]
         log.info("preloader_restart", bots=len(bots))
         await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
         await self._stop_and_wait(PRELOADER)
@@ -197,7 +197,7 @@ class Reconciler:
         if self.options.run_dir is not None:
             self.options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for spec in specs:
-            if spec.run == "held":
+            if spec.run == RunState.HELD:
                 continue  # no program: reloading the config stops and removes it
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             keep.add(path.name)
@@ -234,11 +234,11 @@ class Reconciler:
 
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
-        state = info.state if info else "ABSENT"
+        state = info.state if info else ProcessState.ABSENT
         applied = self._nonces.setdefault(spec.id, spec.nonce)
-        if spec.run == "stopped":
+        if spec.run == RunState.STOPPED:
             self._nonces[spec.id] = spec.nonce
-            if state in ACTIVE_STATES:
+            if state in ACTIVE:
                 log.info("bot_stop", bot=spec.id)
                 await self.supervisor.stop(name)
         elif spec.nonce > applied:
@@ -246,7 +246,7 @@ class Reconciler:
             await self._stop_and_wait(name)
             await self.supervisor.start(name)
             self._nonces[spec.id] = spec.nonce
-        elif state == "STOPPED":
+        elif state == ProcessState.STOPPED:
             # Never started, or stopped on purpose. A bot that died (EXITED, FATAL) is left
             # alone: restarting it is the controller's policy, asked through the nonce.
             log.info("bot_start", bot=spec.id)
@@ -276,7 +276,7 @@ class Reconciler:
         deadline = time.monotonic() + _STOP_TIMEOUT
         while time.monotonic() < deadline:
             info = (await self.supervisor.all_processes()).get(name)
-            if info is None or info.state in _SETTLED:
+            if info is None or info.state in SETTLED:
                 return
             await asyncio.sleep(0.2)
         log.error("bot_stop_timeout", program=name)
@@ -287,7 +287,7 @@ class Reconciler:
         """Bot directories of bots no longer wanted are archived, or deleted when purged."""
         if not self.bots_dir.exists():
             return
-        running = {bot_id_of(n) for n, i in processes.items() if i.state in ACTIVE_STATES}
+        running = {bot_id_of(n) for n, i in processes.items() if i.state in ACTIVE}
         for bot_dir in list(self.bots_dir.iterdir()):
             bot_id = bot_dir.name
             if bot_id in wanted or bot_id in running:

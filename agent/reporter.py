@@ -23,6 +23,7 @@ from agent.probes import (
 from agent.programs import PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, PoolStats
+from common.states import ProcessState
 
 log = structlog.get_logger("agent.reporter")
 # The CpuMeter key of the pool's cgroup; pids are never negative.
@@ -72,7 +73,7 @@ class Reporter:
         return [
             (bot, port)
             for bot, port in self._ports.items()
-            if (info := self.processes.get(f"bot-{bot}")) and info.state == "RUNNING"
+            if (info := self.processes.get(f"bot-{bot}")) and info.state == ProcessState.RUNNING
         ]
 
     async def _ping(self, bots: list[tuple[str, int]], timeout: float) -> None:
@@ -121,7 +122,7 @@ class Reporter:
             alive = info.pid > 0
             pid = self._bot_pid(name, info.pid) if alive else 0
             pids.add(pid)
-            p = self._pings.get(bot) if info.state == "RUNNING" else None
+            p = self._pings.get(bot) if info.state == ProcessState.RUNNING else None
             out.append(
                 BotStatus(
                     id=bot,
@@ -133,15 +134,15 @@ class Reporter:
                     ping_ms=p.ms if p else None,
                     rss=rss_bytes(pid) if alive else 0,
                     cpu=self._cpu.sample(pid) if alive else 0.0,
-                    port_ok=self._port_ok.get(bot) if info.state == "RUNNING" else None,
+                    port_ok=self._port_ok.get(bot) if info.state == ProcessState.RUNNING else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
         return out
 
-    def preloader_state(self) -> str:
+    def preloader_state(self) -> ProcessState:
         info = self.processes.get(PRELOADER)
-        return info.state if info else "ABSENT"
+        return info.state if info else ProcessState.ABSENT
 
     def _bot_pid(self, program: str, program_pid: int) -> int:
         """The bot's own pid: with preloading, the forked bot's, not its launcher's."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
-ACTIVE_STATES = frozenset({"STARTING", "RUNNING", "BACKOFF", "STOPPING"})
+from common.states import PROCESS_STATES_BY_NAME, ProcessState
 
 
 class SupervisorError(Exception):
@@ -31,7 +31,7 @@ class SupervisorError(Exception):
 @dataclass(slots=True)
 class ProcessInfo:
     name: str
-    state: str
+    state: ProcessState
     pid: int
     start: float
     stop: float
@@ -40,7 +40,10 @@ class ProcessInfo:
     @classmethod
     def from_rpc(cls, raw: dict[str, Any]) -> ProcessInfo:
         return cls(
-            name=raw["name"], state=raw["statename"], pid=raw["pid"],
+            name=raw["name"],
+            # supervisord has no other states; anything else is not a state we can act on.
+            state=PROCESS_STATES_BY_NAME.get(raw["statename"], ProcessState.UNKNOWN),
+            pid=raw["pid"],
             start=float(raw["start"]), stop=float(raw["stop"]), exit_status=raw["exitstatus"],
         )  # fmt: skip
 

@@ -36,8 +36,9 @@ from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, cpu_seconds, percentile, 
 from common.logging import setup_logging
 from common.protocol import BotStatus, Heartbeat, Hello, PoolStats, encode
 from controller.app import build, create_app
-from controller.models import BotRecord, BotSecrets, PoolRecord
-from controller.pools import PoolManager, hash_token
+from controller.pools.live import hash_token
+from controller.pools.manager import PoolManager
+from controller.records import BotRecord, BotSecrets, PoolRecord
 from tests.support import make_settings
 from tests.unit.controller.apps import FakeRuntime
 

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="migrate's flags (--help)")
     args = parser.parse_args(argv)
     if args.command == "migrate":
-        from controller.migrate import main as migrate
+        from controller.migration.cli import main as migrate
 
         return migrate(args.args)
     if args.args:

@@ -14,26 +14,20 @@ from typing import Any
 import msgpack
 
 from common.ids import is_valid_id
+from common.states import PROCESS_STATES_BY_NAME, ProcessState, RunState
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 MAX_BOTS_PER_FRAME = 1000
 MAX_FILE_BYTES = 1024 * 1024
 MAX_ARGS = 64
-# held: the controller is moving the bot to another pool; its agent runs no program for
-# it and leaves its directory alone (neither writes it nor archives it).
-RUN_STATES = ("running", "stopped", "held")
+# Run states by their wire word (common/states.py says what each means).
+_RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 # What an agent can do beyond protocol 1, announced in its hello: an agent from before a
 # feature would reject frames that use it, so the controller asks only agents that have it.
 AGENT_FEATURES = ("held",)
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
-# supervisord's process state names, plus ABSENT for a bot without a program yet.
-PROCESS_STATES = (
-    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN",
-    "ABSENT",
-)  # fmt: skip
-_PROCESS_STATE_SET = frozenset(PROCESS_STATES)
 _NUMBER = (int, float)
 _FILE_PART = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
@@ -115,7 +109,7 @@ class BotSpec:
     port: int
     command: list[str]
     files: dict[str, bytes]
-    run: str = "running"
+    run: RunState = RunState.RUNNING
     nonce: int = 0
 
     def to_wire(self) -> dict[str, Any]:
@@ -137,8 +131,8 @@ class BotSpec:
             check_relpath(path)
             if not isinstance(content, bytes) or len(content) > MAX_FILE_BYTES:
                 raise ProtocolError(f"file {path!r} must be bytes up to {MAX_FILE_BYTES}")
-        run = _str(m, "run")
-        if run not in RUN_STATES:
+        run = _RUN_STATES_BY_NAME.get(_str(m, "run"))
+        if run is None:
             raise ProtocolError("run must be running, stopped or held")
         return cls(
             id=_id(m, "id"), port=_int(m, "port", 1, 65535), command=command,
@@ -151,7 +145,7 @@ class BotStatus:
     """What one bot is, as its agent observed it."""
 
     id: str
-    state: str
+    state: ProcessState
     pid: int = 0
     since: float = 0.0
     exit_status: int | None = None
@@ -177,12 +171,13 @@ class BotStatus:
         # `type(x) is int` also refuses bools, as _get does.
         m = _map(raw, "bot status")
         get = m.get
-        bot_id, state, pid, rss = get("id"), get("state"), get("pid"), get("rss")
+        bot_id, name, pid, rss = get("id"), get("state"), get("pid"), get("rss")
         exit_status, ping_ok, port_ok = get("exit"), get("ping_ok"), get("port_ok")
         if not is_valid_id(bot_id):
             raise ProtocolError("field 'id' is not a valid id")
-        if type(state) is not str or state not in _PROCESS_STATE_SET:
-            raise ProtocolError(f"unknown process state {state!r}")
+        state = PROCESS_STATES_BY_NAME.get(name) if type(name) is str else None
+        if state is None:
+            raise ProtocolError(f"unknown process state {name!r}")
         if type(pid) is not int or not 0 <= pid <= 2**31:
             raise ProtocolError("field 'pid' must be an int in range")
         if type(rss) is not int or not 0 <= rss < 2**63:
@@ -256,8 +251,8 @@ class Heartbeat:
     gen: int
     bots: list[BotStatus]
     pool: PoolStats
-    # supervisord's state of the pool's preloader; "ABSENT" when the pool runs none.
-    preloader: str = "ABSENT"
+    # supervisord's state of the pool's preloader; ABSENT when the pool runs none.
+    preloader: ProcessState = ProcessState.ABSENT
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -268,9 +263,10 @@ class Heartbeat:
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Heartbeat:
-        preloader = _str(m, "preloader", 16)
-        if preloader not in PROCESS_STATES:
-            raise ProtocolError(f"unknown preloader state {preloader!r}")
+        name = _str(m, "preloader", 16)
+        preloader = PROCESS_STATES_BY_NAME.get(name)
+        if preloader is None:
+            raise ProtocolError(f"unknown preloader state {name!r}")
         return cls(
             seq=_int(m, "seq"), gen=_int(m, "gen"),
             bots=[BotStatus.from_wire(b) for b in _list(m, "bots")],

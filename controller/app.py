@@ -16,27 +16,31 @@ from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
 from controller.api.bots import APIBots
 from controller.api.events import APIEvents
-from controller.api.health import APIHealth
+from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
 from controller.api.migration import APIMigration
+from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
-from controller.bots import BotManager
+from controller.bots.locations import BotContainerMapper
+from controller.bots.manager import BotManager
 from controller.errors import StoreError
 from controller.events import EventBus
-from controller.legacy import LegacyContainers
-from controller.mapper import BotContainerMapper
+from controller.health.monitor import Monitor
+from controller.health.restarts import RestartPolicy
 from controller.metrics import Metrics
-from controller.migration import Migrator
-from controller.monitor import Monitor
-from controller.pools import PoolManager
-from controller.restarts import RestartPolicy
+from controller.migration.run import Migrator
+from controller.moves.evacuation import Evacuation
+from controller.moves.guard import MoveGuard
+from controller.pools.manager import PoolManager
 from controller.runtimes import PoolRuntime
 from controller.runtimes.docker import DockerOptions, DockerRuntime
+from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
-from controller.store import Placement, Store
+from controller.store.allocation import Placement
+from controller.store.store import Store
 
 log = structlog.get_logger("controller")
 CONTROLLER = web.AppKey("controller", "Controller")
@@ -104,6 +108,7 @@ class Controller:
     events: EventBus
     migrator: Migrator
     mapper: BotContainerMapper
+    evacuation: Evacuation
 
     def on_runtime_event(self, pool_id: str, action: str) -> None:
         """A pool died: record it now and let the monitor act without waiting for its turn."""
@@ -143,9 +148,11 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         fill=settings.placement == "fill",
     )
     metrics = Metrics(pools)
+    guard = MoveGuard()
     bots = BotManager(
-        pools, placement, settings.strategies_path, settings.default_strategy, metrics
+        pools, placement, settings.strategies_path, settings.default_strategy, metrics, guard
     )
+    evacuation = Evacuation(pools, placement, guard)
     policy = RestartPolicy(
         max_attempts=settings.max_restart_attempts,
         backoff=settings.restart_backoff_ms / 1000,
@@ -161,6 +168,7 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         settings.bot_unresponsive_ms / 1000,
         metrics,
         events=events,
+        evacuation=evacuation,
         pool_starts=settings.pool_start_attempts,
     )
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
@@ -172,10 +180,10 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
         if isinstance(runtime, DockerRuntime)
         else None
     )
-    migrator = Migrator(bots, legacy, base, placement)
-    bots.legacy_ids = migrator.legacy_ids
+    migrator = Migrator(bots, legacy, base, placement, guard)
+    bots.legacy_ids = migrator.planner.legacy_ids
     return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events,
-                      migrator, BotContainerMapper(pools, migrator))  # fmt: skip
+                      migrator, BotContainerMapper(pools, legacy), evacuation)  # fmt: skip
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -191,18 +199,18 @@ def create_app(controller: Controller) -> web.Application:
     events = APIEvents(controller.events)
     migration = APIMigration(controller.migrator)
     apis = [
-        APIHealth(controller.pools),
+        APIHealthz(controller.pools),
         APIMetrics(controller.metrics, s.metrics_public),
         APIAgents(controller.pools),
         events,
         APIPools(
             controller.pools,
-            controller.bots,
             controller.monitor,
             controller.mapper,
             s.pool_mode_enabled,
             s.pool_cleanup_grace_ms / 1000,
         ),
+        APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
         migration,
@@ -227,6 +235,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.load()
+    await controller.evacuation.finish_interrupted()  # before any pool starts its bots
     await controller.pools.adopt()
     await controller.migrator.startup()
     controller.pools.runtime.watch(controller.on_runtime_event)

@@ -14,7 +14,7 @@ from typing import Any
 
 from common.ids import check_strategy_name
 from controller.errors import BadRequest
-from controller.models import BotRecord, BotSecrets
+from controller.records import BotRecord, BotSecrets
 
 # Keys a user may not set: they would move the API, the data or the code elsewhere.
 PROTECTED_KEYS = frozenset({

@@ -14,17 +14,16 @@ import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 import structlog
 
-if TYPE_CHECKING:  # the store imports Event: a runtime import would be circular
-    from controller.store import Store
+from controller.records import Event
+from controller.store.store import Store
 
 log = structlog.get_logger("controller.events")
-Listener = Callable[["Event"], Awaitable[None] | None]
+Listener = Callable[[Event], Awaitable[None] | None]
 # Events waiting for the writer; beyond this the store is not keeping up and new ones
 # are counted and dropped, so a stuck store cannot take the controller's memory.
 MAX_PENDING = 10_000
@@ -32,30 +31,6 @@ MAX_PENDING = 10_000
 BATCH = 500
 # Events a subscriber may have unread before it is ended.
 SUBSCRIBER_QUEUE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int  # assigned by the store; 0 until stored
-    ts: float
-    type: str
-    pool_id: str | None
-    bot_id: str | None
-    user_id: str | None  # the bot's owner; None for pool events, which only admins see
-    reason: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def visible_to(self, user_id: str | None) -> bool:
-        """Whether a user sees this event; None stands for an admin, who sees all."""
-        return user_id is None or self.user_id == user_id
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "type": self.type, "poolId": self.pool_id,
-            "instanceId": self.bot_id, "reason": self.reason,
-            "timestamp": datetime.fromtimestamp(self.ts, UTC).isoformat(),
-            "detail": self.detail,
-        }  # fmt: skip
 
 
 class Subscription:

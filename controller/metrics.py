@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.pools import PoolManager
-from controller.views import bot_status_word
+from common.states import PoolStatusWord
+from controller.health.status import bot_status_word
+from controller.pools.manager import PoolManager
 
 # Proxied requests answer in about a millisecond; bots that compute can take seconds.
 PROXY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30)
@@ -36,8 +37,8 @@ class PoolStateCollector(Collector):
         now = time.time()
         pool_states = GaugeMetricFamily("ftpool_pools", "Pools by state", labels=["state"])
         suspect = sum(1 for p in pools.pools if pools.is_suspect(p))
-        pool_states.add_metric(["running"], len(pools.pools) - suspect)
-        pool_states.add_metric(["suspect"], suspect)
+        pool_states.add_metric([PoolStatusWord.RUNNING], len(pools.pools) - suspect)
+        pool_states.add_metric([PoolStatusWord.SUSPECT], suspect)
         yield pool_states
         bot_states = GaugeMetricFamily(
             "ftpool_bots", "Bots by status, as GET /api/bots reports it", labels=["status"]

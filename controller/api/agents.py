@@ -9,7 +9,7 @@ from aiohttp import WSMsgType, web
 
 from common.protocol import MAX_FRAME_BYTES, Heartbeat, Hello, LogResponse, ProtocolError, decode
 from controller.api.middleware import principal, public
-from controller.pools import PoolManager
+from controller.pools.manager import PoolManager
 
 log = structlog.get_logger("controller.api.agents")
 HELLO_TIMEOUT = 10.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from controller.api.middleware import principal, read_json
-from controller.bots import BotManager, ProvisionRequest
-from controller.views import bot_status_word, bot_view
+from controller.api.views import bot_view
+from controller.bots.manager import BotManager, ProvisionRequest
+from controller.health.status import bot_status_word
 
 
 class APIBots:

@@ -15,8 +15,8 @@ from aiohttp import web
 from common.ids import check_id
 from controller.api.middleware import principal, read_json
 from controller.errors import BadRequest
-from controller.migration import Migrator
-from controller.migration_log import Run
+from controller.migration.log import Run
+from controller.migration.run import Migrator
 
 VERIFY_TIMEOUT = 60.0
 MAX_VERIFY_TIMEOUT = 600.0
@@ -41,14 +41,14 @@ class APIMigration:
 
     async def shutdown(self, _app: web.Application) -> None:
         """Stop runs in flight before the store closes; a held bot is released where its
-        record is at the next start (controller/migration.py)."""
+        record is at the next start (controller/migration/run.py)."""
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
     async def plan(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        plan = await self.migrator.plan(_ids(request, "bot"), _ids(request, "user"))
+        plan = await self.migrator.planner.plan(_ids(request, "bot"), _ids(request, "user"))
         return web.json_response({"success": True, **plan})
 
     async def history(self, request: web.Request) -> web.Response:

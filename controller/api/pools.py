@@ -1,4 +1,5 @@
-"""/api/pool: the seed's pool endpoints (status, health-check, cleanup, bot placement)."""
+"""/api/pool: the seed's pool endpoints (status, health-check, cleanup) and each pool's
+launch mode and preloader; a bot's place is /api/pool/bot (api/pool_bot.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,25 @@ import structlog
 from aiohttp import web
 
 from common.protocol import LAUNCH_MODES
+from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
-from controller.bots import BotManager
-from controller.errors import BadRequest, BotUnavailable, FtpoolError
-from controller.legacy import DISCOVERY_MAX_AGE
-from controller.mapper import BotContainerMapper
-from controller.models import PoolRecord
-from controller.monitor import Monitor, bot_healthy
-from controller.pools import PoolManager
+from controller.bots.locations import BotContainerMapper
+from controller.errors import BadRequest, FtpoolError
+from controller.health.monitor import Monitor
+from controller.health.status import fleet_health
+from controller.pools.manager import PoolManager
+from controller.records import PoolRecord
 
 log = structlog.get_logger("controller.api.pools")
-LOG_TAIL_DEFAULT = 16384
 
 
 class APIPools:
     def __init__(
-        self, pools: PoolManager, bots: BotManager, monitor: Monitor, mapper: BotContainerMapper,
+        self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper,
         pool_mode: bool, cleanup_grace: float,
     ) -> None:  # fmt: skip
         self.mapper = mapper
         self.pools = pools
-        self.bots = bots
         self.monitor = monitor
         self.pool_mode = pool_mode
         self.cleanup_grace = cleanup_grace
@@ -40,8 +39,6 @@ class APIPools:
             web.get("/api/pool/status", self.status),
             web.post("/api/pool/health-check", self.health_check),
             web.post("/api/pool/cleanup", self.cleanup),
-            web.get("/api/pool/bot/{instanceId}", self.bot_info),
-            web.get("/api/pool/bot/{instanceId}/log", self.bot_log),
             web.put("/api/pool/pools/{poolId}/launch", self.set_launch),
             web.post("/api/pool/pools/{poolId}/preloader/restart", self.restart_preloader),
         ]
@@ -50,7 +47,8 @@ class APIPools:
         pool = self.pools.pools[pool_id]
         live = self.pools.live[pool_id]
         bots = self.pools.bots_in(pool_id)
-        status = "suspect" if self.pools.is_suspect(pool_id) else "running"
+        suspect = self.pools.is_suspect(pool_id)
+        status = PoolStatusWord.SUSPECT if suspect else PoolStatusWord.RUNNING
         stats = live.stats
         try:
             usage = await self.pools.runtime.stats(pool_id)
@@ -125,40 +123,12 @@ class APIPools:
         pool = await self.pools.restart_preloader(request.match_info["poolId"])
         return web.json_response(self._launch_view(pool))
 
-    def _health(self) -> dict[str, Any]:
-        pool_ids = list(self.pools.pools)
-        healthy_pools = sum(1 for p in pool_ids if not self.pools.is_suspect(p))
-        bots = [b for b in self.pools.bots.values() if not b.deleting]
-        running = [b for b in bots if b.run == "running"]
-        healthy_bots = sum(1 for b in running if bot_healthy(self.pools, b))
-        unhealthy = (len(pool_ids) - healthy_pools) + (len(running) - healthy_bots)
-        if unhealthy == 0:
-            overall = "healthy"
-        elif healthy_pools == 0 and pool_ids:
-            overall = "unhealthy"
-        else:
-            overall = "degraded"
-        return {
-            "status": overall,
-            "pools": {
-                "total": len(pool_ids),
-                "healthy": healthy_pools,
-                "unhealthy": len(pool_ids) - healthy_pools,
-            },
-            "bots": {
-                "total": len(bots),
-                "healthy": healthy_bots,
-                "unhealthy": len(running) - healthy_bots,
-                "stopped": len(bots) - len(running),
-            },
-        }
-
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
         ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         try:
-            discovered = await self.mapper.migrator.discovered(DISCOVERY_MAX_AGE)
+            discovered = await self.mapper.legacy_bots()
         except FtpoolError as exc:
             log.warning("legacy_discovery_failed", error=str(exc))
             discovered = {}
@@ -175,7 +145,7 @@ class APIPools:
                 # Legacy containers ftpool did not provision (BOT_BASE_DIR/<user>/<bot>/):
                 # shown, and left alone until they are migrated.
                 "legacyBots": [b.view() for b in discovered.values()],
-                "health": self._health(),
+                "health": fleet_health(self.pools),
             }
         )
 
@@ -207,20 +177,3 @@ class APIPools:
                 "message": f"Cleaned up {removed} empty pool containers",
             }
         )
-
-    async def bot_info(self, request: web.Request) -> web.Response:
-        where = await self.mapper.resolve(principal(request), request.match_info["instanceId"])
-        return web.json_response({"success": True, **where.to_json()})
-
-    async def bot_log(self, request: web.Request) -> web.Response:
-        bot = self.bots.get(principal(request), request.match_info["instanceId"])
-        try:
-            max_bytes = int(request.query.get("bytes", LOG_TAIL_DEFAULT))
-        except ValueError:
-            raise web.HTTPBadRequest(reason="bytes must be an integer") from None
-        if not 1 <= max_bytes <= 1024 * 1024:
-            raise web.HTTPBadRequest(reason="bytes must be between 1 and 1048576")
-        data = await self.pools.request_log(bot.pool_id, bot.id, max_bytes)
-        if data is None:
-            raise BotUnavailable(f"pool {bot.pool_id} is not connected")
-        return web.Response(body=data, content_type="text/plain", charset="utf-8")

@@ -26,12 +26,13 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from common.ids import InvalidId
+from common.states import ProcessState, RunState
 from controller.api.middleware import AUTHENTICATOR, json_error, public
 from controller.auth import Principal
-from controller.bots import BotManager
+from controller.bots.manager import BotManager
 from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
 from controller.metrics import Metrics
-from controller.models import BotRecord
+from controller.records import BotRecord
 
 log = structlog.get_logger("controller.api.proxy")
 HOP_BY_HOP = frozenset({
@@ -167,8 +168,8 @@ class APIProxy:
         status = self.pools.status_of(bot)
         # Only a bot its agent saw RUNNING gets traffic (and so its credentials): while it
         # starts or backs off, its port may not be its own yet.
-        if bot.deleting or bot.held or bot.run == "stopped" or status is None \
-                or status.state != "RUNNING":  # fmt: skip
+        if bot.deleting or bot.held or bot.run == RunState.STOPPED or status is None \
+                or status.state != ProcessState.RUNNING:  # fmt: skip
             raise BotUnavailable(f"bot {bot.id} is not running")
         if status.port_ok is False:
             # Another user's process holds the bot's port: it must not get the credentials.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,28 @@ class Api:
         status, data, _ = await self.call("POST", "/api/bots", token, json=body)
         assert status == 201, data
         return data
+
+
+class AgentSocket:
+    """Stands in for a connected agent's WebSocket: takes desired-state frames."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    async def close(self, **_: object) -> None:
+        self.closed = True
+
+
+def connect(api: Api, pool_id: str = "pool-1") -> None:
+    """Make the pool look heard from, as a connected agent's heartbeat would."""
+    live = api.controller.pools.live[pool_id]
+    live.ws = AgentSocket()  # type: ignore[assignment]
+    live.last_seen = live.connected_at = time.time()
 
 
 def report(api: Api, instance_id: str, state: str, since: float = 1.0) -> None:

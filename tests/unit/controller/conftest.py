@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller.app import build, create_app
-from controller.store import Store
+from controller.store.store import Store
 from tests.support import make_settings
 from tests.unit.controller.apps import Api, ApiFactory, FakeRuntime
 

@@ -22,7 +22,7 @@ from controller.botconfig import (
     validate_overrides,
 )
 from controller.errors import BadRequest
-from controller.models import BotRecord, BotSecrets
+from controller.records import BotRecord, BotSecrets
 
 SECRETS = BotSecrets("ftpool", "bot-password-xyz", "bot-jwt-secret-xyz", "bot-ws-token-xyz")
 

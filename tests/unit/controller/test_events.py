@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from controller import events as events_module
-from controller.events import Event, EventBus
-from controller.store import SCHEMA_VERSION, Store
+from controller.events import EventBus
+from controller.records import Event
+from controller.store.schema import SCHEMA_VERSION
+from controller.store.store import Store
 from tests.support import wait_for
 
 
@@ -168,7 +170,7 @@ async def test_a_bus_without_a_store_only_logs() -> None:
 async def test_a_version_2_store_gains_the_events_table_and_keeps_its_data(
     tmp_path: Path,
 ) -> None:
-    from controller.store import _SCHEMA_V1, _SCHEMA_V2
+    from controller.store.schema import _SCHEMA_V1, _SCHEMA_V2
 
     path = tmp_path / "v2.sqlite3"
     db = sqlite3.connect(path)

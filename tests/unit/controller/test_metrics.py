@@ -5,8 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.protocol import BotStatus, Heartbeat, Hello, PoolStats, encode
-from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory, report, report_running
-from tests.unit.controller.test_monitor import connect
+from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory, connect, report, report_running
 
 
 async def scrape(api: Api) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -1,0 +1,43 @@
+"""/api/pool/bot/{instanceId}: where a bot runs (pooled or legacy, managed or only
+discovered), as the seed's BotContainerMapper answers it, and the tail of its log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.api.middleware import principal
+from controller.bots.locations import BotContainerMapper
+from controller.bots.manager import BotManager
+from controller.errors import BotUnavailable
+
+LOG_TAIL_DEFAULT = 16384
+
+
+class APIPoolBot:
+    def __init__(self, bots: BotManager, mapper: BotContainerMapper) -> None:
+        self.bots = bots
+        self.pools = bots.pools
+        self.mapper = mapper
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/pool/bot/{instanceId}", self.bot_info),
+            web.get("/api/pool/bot/{instanceId}/log", self.bot_log),
+        ]
+
+    async def bot_info(self, request: web.Request) -> web.Response:
+        where = await self.mapper.resolve(principal(request), request.match_info["instanceId"])
+        return web.json_response({"success": True, **where.to_json()})
+
+    async def bot_log(self, request: web.Request) -> web.Response:
+        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        try:
+            max_bytes = int(request.query.get("bytes", LOG_TAIL_DEFAULT))
+        except ValueError:
+            raise web.HTTPBadRequest(reason="bytes must be an integer") from None
+        if not 1 <= max_bytes <= 1024 * 1024:
+            raise web.HTTPBadRequest(reason="bytes must be between 1 and 1048576")
+        data = await self.pools.request_log(bot.pool_id, bot.id, max_bytes)
+        if data is None:
+            raise BotUnavailable(f"pool {bot.pool_id} is not connected")
+        return web.Response(body=data, content_type="text/plain", charset="utf-8")

@@ -1,0 +1,1 @@
+"""Bots: their lifecycle as writes of desired state, and where each one runs."""

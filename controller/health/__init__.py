@@ -1,0 +1,1 @@
+"""Health: the restart policy, what a bot's and the fleet's health is called, and the monitor."""

@@ -1,0 +1,69 @@
+"""What the controller says of a bot's and of the fleet's health, from the records and
+the agents' last reports: the words API answers and metrics use, and whether a bot is
+healthy (the monitor's view too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.states import AT_REST, BotStatusWord, FleetHealth, ProcessState, RunState
+from controller.pools.manager import PoolManager
+from controller.records import BotRecord
+
+
+def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
+    status = pools.status_of(bot)
+    if bot.run == RunState.STOPPED:
+        return status is None or status.state in AT_REST
+    return (
+        status is not None
+        and status.state == ProcessState.RUNNING
+        and status.ping_ok is not False
+        and status.port_ok is not False
+    )
+
+
+def bot_status_word(pools: PoolManager, bot: BotRecord) -> BotStatusWord:
+    if bot.deleting:
+        return BotStatusWord.DELETING
+    if bot.held:
+        return BotStatusWord.MIGRATING
+    if bot.restarts.failed and bot.run == RunState.RUNNING:
+        return BotStatusWord.FAILED  # the monitor gave up on it; a start or restart tries again
+    status = pools.status_of(bot)
+    if status is None:
+        return BotStatusWord.PENDING
+    # The last report of a pool we cannot hear from may be out of date.
+    if pools.is_suspect(bot.pool_id):
+        return BotStatusWord.UNKNOWN
+    return BotStatusWord.of_process(status.state)
+
+
+def fleet_health(pools: PoolManager) -> dict[str, Any]:
+    """Pools and bots counted healthy or not, and the word for all of them together."""
+    pool_ids = list(pools.pools)
+    healthy_pools = sum(1 for p in pool_ids if not pools.is_suspect(p))
+    bots = [b for b in pools.bots.values() if not b.deleting]
+    running = [b for b in bots if b.run == RunState.RUNNING]
+    healthy_bots = sum(1 for b in running if bot_healthy(pools, b))
+    unhealthy = (len(pool_ids) - healthy_pools) + (len(running) - healthy_bots)
+    if unhealthy == 0:
+        overall = FleetHealth.HEALTHY
+    elif healthy_pools == 0 and pool_ids:
+        overall = FleetHealth.UNHEALTHY
+    else:
+        overall = FleetHealth.DEGRADED
+    return {
+        "status": overall,
+        "pools": {
+            "total": len(pool_ids),
+            "healthy": healthy_pools,
+            "unhealthy": len(pool_ids) - healthy_pools,
+        },
+        "bots": {
+            "total": len(bots),
+            "healthy": healthy_bots,
+            "unhealthy": len(running) - healthy_bots,
+            "stopped": len(bots) - len(running),
+        },
+    }

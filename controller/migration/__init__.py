@@ -1,0 +1,1 @@
+"""Migration: legacy containers (one per bot) into pools and back; plan, runs, log, CLI."""

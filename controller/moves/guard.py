@@ -1,0 +1,46 @@
+"""One move at a time, and no user's change to what is moving.
+
+Evacuation (a lost pool's bots) and migration (one bot at a time) both move bots between
+pools: they take the guard's lock, so they never run beside each other. While a pool's
+bots or a bot are moving, a user's start, stop, restart or delete of them is refused
+(409) until the move is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from controller.errors import Conflict
+from controller.records import BotRecord
+
+
+class MoveGuard:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self._pools: set[str] = set()  # pools whose bots are being moved elsewhere
+        self._bots: set[str] = set()  # bots in a migration run
+
+    def pool_moving(self, pool_id: str) -> contextlib.AbstractContextManager[None]:
+        """While the block runs, the pool's bots are being moved elsewhere."""
+        return _member(self._pools, pool_id)
+
+    def bot_moving(self, bot_id: str) -> contextlib.AbstractContextManager[None]:
+        """While the block runs, the bot is being moved (a migration run)."""
+        return _member(self._bots, bot_id)
+
+    def refuse_if_moving(self, bot: BotRecord) -> None:
+        if bot.held or bot.id in self._bots:
+            raise Conflict(f"bot {bot.id} is being migrated; try again when it is done")
+        if bot.pool_id in self._pools:
+            raise Conflict(f"bot {bot.id} is being moved to another pool; try again shortly")
+
+
+@contextlib.contextmanager
+def _member(members: set[str], key: str) -> Iterator[None]:
+    members.add(key)
+    try:
+        yield
+    finally:
+        members.discard(key)

@@ -1,0 +1,178 @@
+"""Moving one held bot to another pool: hold, stage, relocate, land, release.
+
+A bot's files move while it is *held*: its agents run no program for it and leave its
+directory alone. The old copy is confirmed stopped (its agent applied the hold, or
+nothing of its pool runs) before its files leave; they travel through a staging
+directory, so after a crash they are in exactly one of: the old pool, staging, the new
+pool, and `recover` brings them to the pool the store has the bot in. A new pool's agent
+must have applied the bot's hold before the files land, and the bot runs there only once
+it is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from common.states import STOPPED, ProcessState, RunState
+from controller.bots.manager import BotManager
+from controller.errors import FtpoolError
+from controller.pools.live import PoolLive
+from controller.records import BotRecord
+from controller.runtimes import RuntimeState
+from controller.runtimes.base import hand_over
+from controller.store.allocation import Placement
+
+log = structlog.get_logger("controller.moves")
+HOLD_TIMEOUT = 90.0  # supervisord gives a bot 30 s to stop; its agent reports within seconds
+
+
+class StepFailed(FtpoolError):
+    """A step of a move failed; what it says is for the operator."""
+
+    status = 409
+
+
+class Transfer:
+    def __init__(self, bots: BotManager, staging: Path) -> None:
+        self.bots = bots
+        self.pools = bots.pools
+        self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
+
+    async def release(self, bot: BotRecord) -> BotRecord:
+        """The bot runs (or stays stopped, as its user wants) where it is now."""
+        return await self.bots.set_held(bot, False)
+
+    async def hold(self, bot: BotRecord) -> BotRecord:
+        """Hold the bot and wait until its agent has stopped it and removed its program."""
+        self.can_hold(bot.pool_id)
+        held = await self.bots.set_held(bot, True)
+        await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
+        return held
+
+    def can_hold(self, pool_id: str) -> None:
+        """An agent from before held bots would refuse every desired state with one."""
+        live = self.pools.live.get(pool_id)
+        if live is not None and live.connected and "held" not in live.features:
+            raise StepFailed(
+                f"the agent of {pool_id} ({live.agent_version}) cannot hold a bot; "
+                "recreate that pool with the current pool image first"
+            )
+
+    def check_targets(self, bot_id: str, placement: Placement) -> None:
+        """Every pool the bot could be placed in must hold it: checked before it moves."""
+        for pool in list(self.pools.pools.values()):
+            if placement.pooled:
+                fits = pool.legacy_of is None and pool.used < pool.capacity
+            else:
+                fits = pool.legacy_of == bot_id
+            if fits:
+                self.can_hold(pool.id)
+
+    async def wait_applied(
+        self, pool_id: str, done: Callable[[PoolLive], bool] = lambda _live: True
+    ) -> None:
+        """Wait until the pool's agent has applied its current desired state (and `done`
+        holds of its report), or nothing of the pool runs at all."""
+        gen = self.pools.pools[pool_id].generation
+        deadline = time.monotonic() + HOLD_TIMEOUT
+        while True:
+            live = self.pools.live.get(pool_id)
+            if live is not None and live.connected:
+                if live.acked_gen >= gen and done(live):
+                    return
+            elif await self.pools.runtime.inspect(pool_id) != RuntimeState.RUNNING:
+                return  # nothing of the pool runs: nor does any bot of it
+            if time.monotonic() > deadline:
+                raise StepFailed(f"the agent of {pool_id} did not apply generation {gen} "
+                                 f"within {HOLD_TIMEOUT:.0f} s")  # fmt: skip
+            await asyncio.sleep(0.2)
+
+    def bot_dir(self, bot: BotRecord) -> Path:
+        return self.pools.runtime.pools_dir / bot.pool_id / "bots" / bot.id
+
+    async def relocate(self, bot: BotRecord, placement: Placement) -> BotRecord:
+        """Move a held, stopped bot to another pool: its files via staging, its record in
+        one transaction. It stays held."""
+        pools = self.pools
+        bot = pools.bots[bot.id]  # as it is now, not as the caller last saw it
+        stage = self.staging / bot.id
+        source = self.bot_dir(bot)
+        if source.is_dir():
+            await asyncio.to_thread(hand_over, source, stage)
+        token, token_hash = pools.new_token()
+        moved, pool, created, old = await pools.store.relocate(
+            bot.id, placement, token_hash, held=True
+        )
+        pools.forget_bot(bot.id)
+        pools.set_pool(old)
+        pools.set_pool(pool)
+        pools.set_bot(moved)
+        await pools.push(old.id)
+        await self.land(moved, created, token)
+        log.info("bot_relocated", bot=bot.id, source=old.id, target=pool.id, port=moved.port)
+        return moved
+
+    async def land(self, bot: BotRecord, created: bool, token: str) -> None:
+        """Bring a held bot's staged files into its new pool. A running agent must have
+        applied the bot's hold first: an older desired state still being applied would
+        take the directory for a removed bot's and archive it."""
+        pool = self.pools.pools[bot.pool_id]
+        if created:
+            await self.place_staged(bot)  # before its agent exists
+            await self.pools.create_runtime(pool, token)
+            return
+        await self.pools.wait_created(pool.id)
+        self.can_hold(pool.id)
+        await self.pools.push(pool.id)
+        await self.wait_applied(pool.id)
+        await self.place_staged(bot)
+
+    async def place_staged(self, bot: BotRecord) -> None:
+        stage = self.staging / bot.id
+        if stage.is_dir():
+            await asyncio.to_thread(hand_over, stage, self.bot_dir(bot))
+
+    async def recover(self, bot: BotRecord) -> BotRecord:
+        """A bot held by an interrupted run: its staged files go to the pool the store has
+        it in, and it is released there."""
+        await self.place_staged(bot)
+        bot = await self.release(bot)
+        log.warning("migration_recovered", bot=bot.id, pool=bot.pool_id)
+        return bot
+
+    async def verify(self, bot: BotRecord, timeout: float) -> None:
+        """The bot runs in its new pool and answers its API (a stopped bot: its agent has
+        it, stopped)."""
+        deadline = time.monotonic() + timeout
+        state = "no report"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            while True:
+                current = self.pools.bots.get(bot.id, bot)
+                status = self.pools.status_of(current)
+                state = status.state if status else "no report"
+                if current.run == RunState.STOPPED and state in STOPPED:
+                    return
+                # The agent's own view too: on a shared network another process could
+                # answer on the bot's port.
+                ours = status is not None and status.port_ok is not False and status.ping_ok
+                if state == ProcessState.RUNNING and ours and await self.ping(session, current):
+                    return
+                if time.monotonic() >= deadline:
+                    raise StepFailed(
+                        f"bot did not answer /api/v1/ping within {timeout:g} s ({state})"
+                    )
+                await asyncio.sleep(0.25)
+
+    async def ping(self, session: aiohttp.ClientSession, bot: BotRecord) -> bool:
+        host = self.pools.runtime.bot_host(bot.pool_id)
+        try:
+            async with session.get(f"http://{host}:{bot.port}/api/v1/ping") as response:
+                return response.status == 200 and (await response.json()).get("status") == "pong"
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False

@@ -1,0 +1,1 @@
+"""Pools: their records in memory, their agents' live reports, desired state, runtimes."""

@@ -1,0 +1,1 @@
+"""The SQLite store: schema, allocation, desired-state writes and the events table."""

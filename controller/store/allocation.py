@@ -1,0 +1,202 @@
+"""Allocation: which pool and slot (and so which port) a bot gets, in one transaction.
+
+Pool N owns the port block [base + (N-1)·max, base + N·max); slot s of it is port
+block start + s. Freed slots and pool numbers are taken again. Each function here runs
+inside the store's transaction (controller/store/store.py), so two allocations never
+share a slot or a port.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from common.states import RunState
+from controller.errors import CapacityExhausted, Conflict, NotFound
+from controller.records import BotRecord, BotSecrets, PoolRecord
+from controller.store.sql import bot_row, bump, pool_row, release
+
+Moved = tuple[BotRecord, PoolRecord, bool]  # a bot in its new slot, that pool, made for it
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """How allocation chooses a pool."""
+
+    max_bots: int
+    base_port: int
+    pooled: bool = True
+    per_user: bool = False
+    fill: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NewBot:
+    id: str
+    user_id: str
+    strategy: str
+    strategy_source: bytes
+    config: dict[str, Any]
+    secrets: BotSecrets
+
+
+def allocate(
+    db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
+    run: RunState,
+) -> Moved:  # fmt: skip
+    """Place a new bot in a pool with a free slot, made if none has one."""
+    if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
+        raise Conflict(f"bot {bot.id} already exists")
+    pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash)
+    now = time.time()
+    db.execute(
+        "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
+        " config, secrets, run, nonce, created_at, held)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
+        (
+            bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
+            bot.strategy_source, json.dumps(bot.config),
+            json.dumps({
+                "username": bot.secrets.username, "password": bot.secrets.password,
+                "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
+            }),
+            run, now, int(held),
+        ),
+    )  # fmt: skip
+    return bot_row(db, bot.id), pool, created
+
+
+def place(
+    db: sqlite3.Connection, bot_id: str, user_id: str, p: Placement, token_hash: str,
+    avoid: str | None = None,
+) -> tuple[PoolRecord, int, bool]:  # fmt: skip
+    """Take a free slot in a pool (not `avoid`), made if none has one.
+
+    Without pooling the slot is in the bot's own legacy pool. Returns the pool as it is
+    with the slot taken, the slot, and whether it was made; the caller puts the bot in
+    the slot within the same transaction.
+    """
+    if p.pooled:
+        owner = user_id if p.per_user else None
+        order = "used DESC, num" if p.fill else "used ASC, num"
+        row = db.execute(
+            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
+            f"AND legacy_of IS NULL AND removing = 0 AND id IS NOT ? ORDER BY {order} LIMIT 1",
+            (owner, p.max_bots, avoid),
+        ).fetchone()
+    else:
+        # A legacy pool serves its one bot only; an empty one left behind is taken again.
+        owner = user_id
+        row = db.execute("SELECT * FROM pools WHERE legacy_of = ?", (bot_id,)).fetchone()
+        if row is not None and row["removing"]:
+            # Its container, which has the name the new one would take, is still there.
+            raise Conflict(f"the legacy container of {bot_id} is being removed; "
+                           "try again shortly")  # fmt: skip
+        if row is not None and row["used"] >= row["capacity"]:
+            raise Conflict(f"bot {bot_id} is in its legacy container already")
+    created = row is None
+    if created:
+        num = _free_pool_number(db)
+        port_start = p.base_port + (num - 1) * p.max_bots
+        if port_start + p.max_bots - 1 > 65535:
+            raise CapacityExhausted("no port block left for another pool")
+        db.execute(
+            "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
+            " token_hash, created_at, legacy_of) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, ?)",
+            (f"pool-{num}", num, port_start, p.max_bots if p.pooled else 1, owner,
+             token_hash, time.time(), None if p.pooled else bot_id),
+        )  # fmt: skip
+        row = db.execute("SELECT * FROM pools WHERE num = ?", (num,)).fetchone()
+    pool_id, capacity = row["id"], row["capacity"]
+    taken = {r[0] for r in db.execute("SELECT slot FROM bots WHERE pool_id = ?", (pool_id,))}
+    db.execute(
+        "UPDATE pools SET used = used + 1, generation = generation + 1, emptied_at = NULL"
+        " WHERE id = ?",
+        (pool_id,),
+    )
+    slot = next(s for s in range(capacity) if s not in taken)
+    return pool_row(db, pool_id), slot, created
+
+
+def relocate(
+    db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool
+) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
+    """Move one bot to a slot of another pool (its legacy pool, without pooling).
+
+    Returns the bot, its new pool, whether that pool is new, and the old pool.
+    """
+    row = db.execute("SELECT user_id, pool_id FROM bots WHERE id = ?", (bot_id,))
+    user_id, old_pool = row.fetchone() or (None, None)
+    if user_id is None:
+        raise NotFound(f"bot {bot_id} is not in the store")
+    pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool)
+    db.execute(
+        "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
+        (pool.id, slot, pool.port_start + slot, int(held), bot_id),
+    )
+    release(db, old_pool)
+    bump(db, old_pool)
+    return bot_row(db, bot_id), pool, created, pool_row(db, old_pool)
+
+
+def plan(
+    db: sqlite3.Connection, bots: list[tuple[str, str]], p: Placement
+) -> list[tuple[str, int, bool]]:
+    """Where allocation would put each (bot id, user id), in order: pool id, port and
+    whether the pool would be new. Run in a transaction that is rolled back."""
+    out = []
+    for n, (bot_id, user_id) in enumerate(bots):
+        pool, slot, created = place(db, bot_id, user_id, p, "")
+        port = pool.port_start + slot
+        # A stand-in row takes the slot, so the next bot is planned past it.
+        db.execute(
+            "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy,"
+            " strategy_source, config, secrets, run, created_at)"
+            " VALUES (?, ?, ?, ?, ?, '', x'', '{}', '{}', 'stopped', 0)",
+            (f"plan {n}", user_id, pool.id, slot, port),
+        )
+        out.append((pool.id, port, created))
+    return out
+
+
+def move_bots(
+    db: sqlite3.Connection, from_pool: str, placement: Placement, token_hash: str
+) -> tuple[list[Moved], PoolRecord]:
+    """Give every bot of a lost pool a slot in other pools.
+
+    Returns each moved bot with its new pool and whether that pool is new, and the old
+    pool: it keeps no bot, and counts as full, so nothing new is placed in it while it
+    waits to be removed. A legacy pool's bot stays legacy, in a new pool of its own.
+    """
+    moved = []
+    legacy = pool_row(db, from_pool).legacy_of is not None
+    p = replace(placement, pooled=False) if legacy else placement
+    # It no longer stands for its legacy bot, whose new pool takes that place.
+    db.execute(
+        "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1,"
+        " legacy_of = NULL WHERE id = ?",
+        (time.time(), from_pool),
+    )
+    rows = db.execute(
+        "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
+    ).fetchall()
+    for bot_id, user_id in rows:
+        pool, slot, created = place(db, bot_id, user_id, p, token_hash, from_pool)
+        db.execute(
+            "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
+            (pool.id, slot, pool.port_start + slot, bot_id),
+        )
+        moved.append((bot_row(db, bot_id), pool, created))
+    return moved, pool_row(db, from_pool)
+
+
+def _free_pool_number(db: sqlite3.Connection) -> int:
+    row = db.execute(
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pools WHERE num = 1) THEN 1 ELSE"
+        " (SELECT min(p.num + 1) FROM pools p WHERE NOT EXISTS"
+        "  (SELECT 1 FROM pools q WHERE q.num = p.num + 1)) END"
+    ).fetchone()
+    return int(row[0])

@@ -1,0 +1,162 @@
+"""The store's schema, and opening a store file: each schema version's migration, run in
+order on a file that is older; a file that is not ftpool's, is damaged or is newer than
+this controller raises StoreError and is never changed."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from controller.errors import StoreError
+from controller.store.sql import in_transaction
+
+SCHEMA_VERSION = 6
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE pools (
+    id TEXT PRIMARY KEY,
+    num INTEGER NOT NULL UNIQUE,
+    port_start INTEGER NOT NULL,
+    capacity INTEGER NOT NULL,
+    owner TEXT,
+    used INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 1,
+    token_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    emptied_at REAL
+);
+CREATE INDEX pools_free ON pools (owner, capacity, used);
+CREATE TABLE bots (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    pool_id TEXT NOT NULL REFERENCES pools (id),
+    slot INTEGER NOT NULL,
+    port INTEGER NOT NULL UNIQUE,
+    strategy TEXT NOT NULL,
+    strategy_source BLOB NOT NULL,
+    config TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    run TEXT NOT NULL CHECK (run IN ('running', 'stopped')),
+    nonce INTEGER NOT NULL DEFAULT 0,
+    deleting INTEGER NOT NULL DEFAULT 0,
+    purge INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    UNIQUE (pool_id, slot)
+);
+CREATE INDEX bots_user ON bots (user_id);
+CREATE INDEX bots_pool ON bots (pool_id);
+"""
+# A pool's own launch mode (NULL: the controller's BOT_LAUNCH) and its preloader's restart
+# nonce, which the operator raises to restart the preloader once.
+_SCHEMA_V2 = """
+ALTER TABLE pools ADD COLUMN launch TEXT CHECK (launch IN ('preload', 'exec'));
+ALTER TABLE pools ADD COLUMN preloader_nonce INTEGER NOT NULL DEFAULT 0;
+"""
+# Health and recovery events (controller/events.py), a bounded history: ids only grow, so
+# clients resume a stream after the last id they saw.
+_SCHEMA_V3 = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    pool_id TEXT,
+    bot_id TEXT,
+    user_id TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_user ON events (user_id, id);
+"""
+# Each bot's automatic restart record (controller/health/restarts.py), kept across
+# restarts of the controller so a crash-looping bot cannot earn fresh attempts by
+# outliving it.
+_SCHEMA_V4 = """
+ALTER TABLE bots ADD COLUMN restart_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN restart_cycles INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN restart_last REAL NOT NULL DEFAULT 0;
+ALTER TABLE bots ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+"""
+# Legacy mode and migration: a legacy pool runs one bot in a container named after it
+# (legacy_of: that bot's id), and a held bot is being moved between pools: its agents
+# neither run it nor touch its directory until the move is done.
+_SCHEMA_V5 = """
+ALTER TABLE pools ADD COLUMN legacy_of TEXT;
+ALTER TABLE bots ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX pools_legacy ON pools (legacy_of) WHERE legacy_of IS NOT NULL;
+"""
+# A pool being removed: it holds no bot and takes none, and keeps its number (so its port
+# block, its name) until its runtime is gone, which may take a while (STOP_TIMEOUT).
+_SCHEMA_V6 = """
+ALTER TABLE pools ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
+"""
+_MIGRATIONS: dict[int, str] = {
+    1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
+}  # fmt: skip
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """Open the store file (made if absent), checked and migrated to SCHEMA_VERSION."""
+    db: sqlite3.Connection | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 5000")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        # Checked before switching to WAL, which would change someone else's database.
+        foreign = check == "ok" and _foreign(db)
+        usable = check == "ok" and not foreign
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0] if usable else ""
+    except (sqlite3.Error, OSError) as exc:
+        if db is not None:
+            db.close()
+        raise StoreError(f"cannot open store {path}: {exc}") from None
+    problem = None
+    if check != "ok":
+        problem = f"store {path} failed its integrity check: {check}"
+    elif foreign:
+        problem = f"{path} is a database of something else, not ftpool"
+    elif mode.lower() != "wal":
+        problem = f"store {path} cannot use WAL journaling (got {mode})"
+    if problem is not None:
+        db.close()
+        raise StoreError(problem)
+    try:
+        _migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _foreign(db: sqlite3.Connection) -> bool:
+    """A database with tables but without ftpool's meta table."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return bool(tables) and "meta" not in tables
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
+    if has_meta is None:
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise StoreError(f"{path} is a database of something else, not ftpool")
+        version = 0
+    else:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"store schema {version} is newer than this controller ({SCHEMA_VERSION})")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+
+        def step(db: sqlite3.Connection, target: int = target) -> None:
+            for statement in _MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(target),))
+
+        in_transaction(db, step)

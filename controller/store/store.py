@@ -1,0 +1,242 @@
+"""The SQLite store: pools, bots and their desired state, and the events table.
+
+All access goes through one worker thread, so every operation is serialized and
+each multi-row change is one transaction (BEGIN IMMEDIATE ... COMMIT). A file
+that cannot be opened, is not a database, fails its integrity check or has a
+newer schema raises StoreError; it is never replaced by an empty store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common.states import RunState
+from controller.errors import NotFound, StoreError
+from controller.records import BotRecord, Event, PoolRecord, RestartRecord
+from controller.store import allocation
+from controller.store.allocation import Moved, NewBot, Placement
+from controller.store.events import add_events, read_events
+from controller.store.schema import open_database
+from controller.store.sql import (
+    bot_of,
+    bot_row,
+    bump,
+    in_transaction,
+    pool_of,
+    pool_row,
+    release,
+    rolled_back,
+    set_columns,
+)
+
+T = TypeVar("T")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing -----------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return in_transaction(self.db, fn)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(db, *args) in one transaction, on the store's thread."""
+        return await self._run(self._tx, lambda db: fn(db, *args))
+
+    async def open(self) -> None:
+        def open_() -> None:
+            self._db = open_database(self.path)
+
+        await self._run(open_)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(close)
+        self._executor.shutdown(wait=True)
+
+    # -- reads --------------------------------------------------------------------
+
+    async def load(self) -> tuple[list[PoolRecord], list[BotRecord]]:
+        def load() -> tuple[list[PoolRecord], list[BotRecord]]:
+            try:
+                pools = [pool_of(r) for r in self.db.execute("SELECT * FROM pools ORDER BY num")]
+                bots = [bot_of(r) for r in self.db.execute("SELECT * FROM bots ORDER BY port")]
+            except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+                raise StoreError(f"cannot read store {self.path}: {exc}") from None
+            return pools, bots
+
+        return await self._run(load)
+
+    async def check_layout(self, max_bots: int, base_port: int) -> None:
+        """Refuse to start when the port layout changed under existing pools."""
+
+        def check(db: sqlite3.Connection) -> None:
+            want = json.dumps({"max_bots": max_bots, "base_port": base_port})
+            row = db.execute("SELECT value FROM meta WHERE key='layout'").fetchone()
+            pools = db.execute("SELECT count(*) FROM pools").fetchone()[0]
+            if row is not None and row[0] != want and pools:
+                have = json.loads(row[0])
+                raise StoreError(
+                    "MAX_BOTS_PER_CONTAINER/POOL_BASE_PORT changed while pools exist "
+                    f"(store has {have['max_bots']}/{have['base_port']}); "
+                    "restore them or remove all pools first"
+                )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (want,))
+
+        await self._run(self._tx, check)
+
+    # -- allocation (controller/store/allocation.py) --------------------------------
+
+    async def allocate(
+        self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
+        run: RunState = RunState.RUNNING,
+    ) -> Moved:  # fmt: skip
+        """Place a bot in a pool with a free slot, creating the pool row if none has one.
+
+        Returns the bot, its pool, and whether the pool is new (so its runtime must be made).
+        """
+        return await self._write(allocation.allocate, bot, placement, token_hash, held, run)
+
+    async def relocate(
+        self, bot_id: str, placement: Placement, token_hash: str, held: bool
+    ) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
+        """Move one bot to a slot of another pool (its legacy pool, without pooling).
+
+        Returns the bot, its new pool, whether that pool is new, and the old pool.
+        """
+        return await self._write(allocation.relocate, bot_id, placement, token_hash, held)
+
+    async def plan(
+        self, bots: list[tuple[str, str]], placement: Placement
+    ) -> list[tuple[str, int, bool]]:
+        """Where allocation would put each (bot id, user id), in order: pool id, port and
+        whether the pool would be new. Nothing is written: the very allocation code runs
+        in a transaction that is rolled back."""
+
+        def what_if(db: sqlite3.Connection) -> list[tuple[str, int, bool]]:
+            return allocation.plan(db, bots, placement)
+
+        return await self._run(lambda: rolled_back(self.db, what_if))
+
+    async def move_bots(
+        self, from_pool: str, placement: Placement, token_hash: str
+    ) -> tuple[list[Moved], PoolRecord]:
+        """Give every bot of a lost pool a slot in other pools, in one transaction
+        (controller/store/allocation.py says what the old pool keeps)."""
+        return await self._write(allocation.move_bots, from_pool, placement, token_hash)
+
+    # -- desired-state changes (each bumps the pool's generation) -------------------
+
+    async def update_bot(
+        self, bot_id: str, restarts: RestartRecord | None = None, **changes: Any
+    ) -> tuple[BotRecord, int]:
+        """Change run/nonce/deleting/purge/held and the restart record of a bot; returns it and
+        its pool's new generation."""
+        allowed = {"run", "nonce", "deleting", "purge", "held"}
+        if not set(changes) <= allowed or not (changes or restarts):
+            raise ValueError(f"can only change {allowed} and restarts")
+        if restarts is not None:
+            changes.update(
+                restart_attempts=restarts.attempts, restart_cycles=restarts.cycles,
+                restart_last=restarts.last, failed=int(restarts.failed),
+            )  # fmt: skip
+
+        def change(db: sqlite3.Connection) -> tuple[BotRecord, int]:
+            set_columns(db, "bots", bot_id, changes)
+            bot = bot_row(db, bot_id)
+            return bot, bump(db, bot.pool_id)
+
+        return await self._run(self._tx, change)
+
+    async def remove_bot(self, bot_id: str) -> PoolRecord:
+        """Forget a deleted bot once its agent confirmed it gone; its slot is free again."""
+
+        def remove(db: sqlite3.Connection) -> PoolRecord:
+            row = db.execute("SELECT pool_id FROM bots WHERE id = ?", (bot_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"bot {bot_id} is not in the store")
+            db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
+            release(db, row[0])
+            return pool_row(db, row[0])
+
+        return await self._run(self._tx, remove)
+
+    async def set_pool_token(self, pool_id: str, token_hash: str) -> None:
+        def update(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE pools SET token_hash = ? WHERE id = ?", (token_hash, pool_id))
+
+        await self._run(self._tx, update)
+
+    async def update_pool(self, pool_id: str, **changes: Any) -> PoolRecord:
+        """Change a pool's launch mode or preloader nonce; returns it with its new generation."""
+        allowed = {"launch", "preloader_nonce"}
+        if not changes or not set(changes) <= allowed:
+            raise ValueError(f"can only change {allowed}")
+
+        def change(db: sqlite3.Connection) -> PoolRecord:
+            if not set_columns(db, "pools", pool_id, changes):
+                raise NotFound(f"pool {pool_id} does not exist")
+            bump(db, pool_id)
+            return pool_row(db, pool_id)
+
+        return await self._run(self._tx, change)
+
+    async def retire_pool(self, pool_id: str) -> PoolRecord | None:
+        """Mark an empty pool as being removed (it takes no bot from now on; its row, and
+        with it its number, stays until remove_pool); None if it has a bot."""
+
+        def retire(db: sqlite3.Connection) -> PoolRecord | None:
+            if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
+                return None
+            if not db.execute("UPDATE pools SET removing = 1 WHERE id = ?", (pool_id,)).rowcount:
+                return None
+            return pool_row(db, pool_id)
+
+        return await self._run(self._tx, retire)
+
+    async def remove_pool(self, pool_id: str) -> bool:
+        """Delete an empty pool's row; False if it gained a bot meanwhile."""
+
+        def remove(db: sqlite3.Connection) -> bool:
+            if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
+                return False
+            db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
+            return True
+
+        return await self._run(self._tx, remove)
+
+    # -- events (controller/store/events.py) ----------------------------------------
+
+    async def add_events(self, events: list[Event], keep: int) -> list[int]:
+        """Store events in one transaction and keep only the last `keep`; returns their ids."""
+        return await self._write(add_events, events, keep) if events else []
+
+    async def events(self, limit: int, since_id: int | None, user_id: str | None) -> list[Event]:
+        """Oldest first: the first `limit` events after `since_id`, or else the last `limit`.
+
+        user_id None reads everyone's; a user's are those of their own bots.
+        """
+        return await self._run(lambda: read_events(self.db, limit, since_id, user_id))

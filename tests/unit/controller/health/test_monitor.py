@@ -1,0 +1,232 @@
+"""The monitor's restart policy, from agents' reports, on the real app (no processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import requests
+
+from common.protocol import BotStatus, Hello
+from controller.runtimes import RuntimeState
+from tests.unit.controller.apps import ALICE, Api, ApiFactory, connect, report
+
+
+def nonce(api: Api, bot: str) -> int:
+    return api.controller.pools.bots[bot].nonce
+
+
+def bot(api: Api, bot_id: str = "b1"):  # type: ignore[no-untyped-def]
+    return api.controller.pools.bots[bot_id]
+
+
+async def evaluate(api: Api) -> set[str]:
+    return {i["type"] for i in (await api.controller.monitor.evaluate()).issues}
+
+
+async def test_a_dead_bot_is_restarted_at_once_then_backs_off(make_api: ApiFactory) -> None:
+    api: Api = await make_api(RESTART_BACKOFF="600000")
+    await api.provision(instanceId="b1")
+    connect(api)
+    report(api, "b1", "EXITED", since=100.0)
+    await evaluate(api)
+    assert nonce(api, "b1") == 1 and bot(api).restarts.attempts == 1
+    report(api, "b1", "EXITED", since=200.0)  # died again at once
+    assert "restart_backoff" in await evaluate(api)
+    assert nonce(api, "b1") == 1
+
+
+async def test_a_crash_loop_gets_its_attempts_a_cooldown_and_is_marked_failed(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(
+        MAX_RESTART_ATTEMPTS="2", RESTART_BACKOFF="1", RESTART_COOLDOWN="100", RESTART_CYCLES="1"
+    )
+    await api.provision(instanceId="b1")
+    connect(api)
+    for expected in (1, 2):
+        report(api, "b1", "FATAL")
+        await evaluate(api)
+        assert nonce(api, "b1") == expected
+        await asyncio.sleep(0.01)
+    assert "restart_cooldown" in await evaluate(api)
+    await asyncio.sleep(0.11)
+    assert "bot_failed" in await evaluate(api)
+    assert bot(api).restarts.failed and nonce(api, "b1") == 2
+    status, body, _ = await api.call("GET", "/api/bots/b1")
+    assert body["status"] == "failed" and body["restarts"]["failed"] is True
+    await evaluate(api)
+    assert nonce(api, "b1") == 2  # left alone
+
+    # The record survives a new controller over the same store.
+    again: Api = await make_api()
+    assert again.controller.pools.bots["b1"].restarts.failed
+
+    # A start tries again, with a clean record.
+    status, body, _ = await api.call("POST", "/api/bots/b1/start")
+    assert status == 200 and nonce(api, "b1") == 3
+    assert not bot(api).restarts.failed and bot(api).restarts.attempts == 0
+
+
+async def test_a_bot_whose_api_stops_answering_is_restarted(make_api: ApiFactory) -> None:
+    api: Api = await make_api(BOT_UNRESPONSIVE_TIMEOUT="50")
+    await api.provision(instanceId="b1")
+    connect(api)
+    live = api.controller.pools.live["pool-1"]
+    live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=1.0, ping_ok=False)
+    await evaluate(api)
+    assert nonce(api, "b1") == 0  # not yet unanswered for BOT_UNRESPONSIVE_TIMEOUT
+    await asyncio.sleep(0.06)
+    assert "bot_not_responding" in await evaluate(api)
+    assert nonce(api, "b1") == 1
+
+
+async def test_a_healthy_run_clears_the_restart_record(make_api: ApiFactory) -> None:
+    api: Api = await make_api(RESTART_RESET_AFTER="1")
+    await api.provision(instanceId="b1")
+    connect(api)
+    report(api, "b1", "EXITED")
+    await evaluate(api)
+    assert bot(api).restarts.attempts == 1
+    live = api.controller.pools.live["pool-1"]
+    live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=time.time() - 1, ping_ok=True)
+    await evaluate(api)
+    assert bot(api).restarts.attempts == 0
+
+
+async def test_a_users_stop_is_never_undone(make_api: ApiFactory) -> None:
+    api: Api = await make_api()
+    await api.provision(instanceId="b1")
+    connect(api)
+    assert (await api.call("POST", "/api/bots/b1/stop"))[0] == 200
+    api.controller.pools.live["pool-1"].bots["b1"] = BotStatus("b1", "STOPPED", since=5.0)
+    for _ in range(3):
+        await api.controller.monitor.evaluate()
+    bot = api.controller.pools.bots["b1"]
+    assert (bot.run, bot.nonce) == ("stopped", 0)
+
+
+async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFactory) -> None:
+    api: Api = await make_api(POOL_GRACE="50")
+    await api.provision(instanceId="b1")
+    connect(api)
+    live = api.controller.pools.live["pool-1"]
+    live.last_seen = live.disconnected_at = time.time() - 1  # connected, but silent
+    await evaluate(api)
+    assert api.runtime.calls[-1] == ("restart_agent", "pool-1")
+    await evaluate(api)  # the new agent gets two grace periods to report
+    assert ("restart", "pool-1") not in api.runtime.calls
+    assert api.runtime.calls.count(("restart_agent", "pool-1")) == 1
+    await asyncio.sleep(0.11)
+    await evaluate(api)
+    assert api.runtime.calls[-1] == ("restart", "pool-1")
+
+
+async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFactory) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2", POOL_GRACE="20")
+    for bot_id in ("b1", "b2", "b3"):
+        await api.provision(ALICE, instanceId=bot_id)
+    connect(api, "pool-1")
+    connect(api, "pool-2")
+    pools = api.controller.pools
+    # pool-1's container is gone, and no new one can be made where it was.
+    api.runtime.launches.pop("pool-1")
+    api.runtime.broken.add("pool-1")
+    pools.live["pool-1"].ws = None
+    for _ in range(2):  # the allowed starts, each failing
+        await evaluate(api)
+    assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
+    assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
+    await asyncio.sleep(0.07)  # failing for three grace periods: not a passing hiccup
+    await evaluate(api)
+    # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
+    # pool (pool-1's number stays taken until the old pool is removed).
+    calls = api.runtime.calls
+    assert calls.index(("discard", "pool-1")) < calls.index(("move", "b1:pool-1>pool-2"))
+    assert ("move", "b2:pool-1>pool-3") in calls and ("create", "pool-3") in calls
+    assert (pools.bots["b1"].pool_id, pools.bots["b1"].port) == ("pool-2", 21003)
+    assert (pools.bots["b2"].pool_id, pools.bots["b2"].port) == ("pool-3", 21004)
+    assert "pool-1" not in pools.pools and ("remove", "pool-1") in calls
+    # The desired state of each pool now names its bots with their new ports.
+    assert [(s.id, s.port) for s in pools.desired("pool-2").bots] == [("b3", 21002), ("b1", 21003)]
+    status, body, _ = await api.call("GET", "/api/bots/b2", ALICE)
+    assert status == 200 and body["poolId"] == "pool-3" and body["port"] == 21004
+
+
+async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="1", POOL_GRACE="1")
+    for bot_id in ("b1", "b2", "b3", "b4"):
+        await api.provision(ALICE, instanceId=bot_id)
+    connect(api, "pool-2")
+    pools = api.controller.pools
+    api.runtime.launches.pop("pool-1")
+    api.runtime.broken.add("pool-1")
+    api.runtime.unmovable.add("b2")
+    await evaluate(api)  # one failed start
+    await asyncio.sleep(0.01)
+    await evaluate(api)
+    # Both went to one new pool, whose agent can still prove who it is.
+    assert {pools.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
+    launch = api.runtime.launches["pool-3"]
+    hello = Hello("pool-3", launch.token, "1", launch.capacity, launch.port_start)
+    assert pools.verify_hello(hello)
+    # b2's directory stayed behind: it is not started without its trade database, and
+    # the old pool (holding that directory) stays, full, so nothing new lands in it.
+    assert (pools.bots["b1"].run, pools.bots["b2"].run) == ("running", "stopped")
+    assert [s.run for s in pools.desired("pool-3").bots] == ["running", "stopped"]
+    assert "pool-1" in pools.pools and ("remove", "pool-1") not in api.runtime.calls
+    created = await api.provision(ALICE, instanceId="b5")
+    assert created["poolId"] == "pool-4"
+
+
+async def test_a_pool_the_runtime_cannot_inspect_never_stops_the_others_checks(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for bot_id in ("b1", "b2", "b3"):
+        await api.provision(instanceId=bot_id)
+    connect(api, "pool-3")
+    report(api, "b3", "EXITED")
+    api.runtime.launches.pop("pool-2")  # lost: to be made again
+    inspect = api.runtime.inspect
+
+    async def daemon_away_for_pool_1(pool_id: str) -> RuntimeState:
+        if pool_id == "pool-1":  # whatever escaped a runtime's wrapping, not our error
+            raise requests.exceptions.ConnectionError("Connection aborted.")
+        return await inspect(pool_id)
+
+    monkeypatch.setattr(api.runtime, "inspect", daemon_away_for_pool_1)
+    result = await api.controller.monitor.evaluate()
+    assert {"type": "pool_check_failed", "poolId": "pool-1",
+            "error": "unexpected ConnectionError"} in result.issues  # fmt: skip
+    assert {"action": "recreate", "poolId": "pool-2", "ok": True} in result.recovery_actions
+    assert nonce(api, "b3") == 1  # the bots' checks ran too
+
+
+async def test_a_slow_pool_recovery_holds_up_no_other_pools_checks(make_api: ApiFactory) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1", HEALTH_CHECK_INTERVAL="20")
+    for bot_id in ("b1", "b2"):
+        await api.provision(instanceId=bot_id)
+    connect(api, "pool-2")
+    report(api, "b2", "EXITED")
+    # pool-1 stopped, and its restart takes long (a container given 90 s to stop).
+    api.runtime.exited.add("pool-1")
+    restarted = api.runtime.gates["restart"] = asyncio.Event()
+    monitor = api.controller.monitor
+    loop = asyncio.create_task(monitor.run())
+    try:
+        async with asyncio.timeout(5):
+            while nonce(api, "b2") == 0:  # pool-2's bot is restarted meanwhile
+                await asyncio.sleep(0.01)
+        assert "pool_recovering" in await evaluate(api)  # and again: nothing waits for it
+        assert api.runtime.calls.count(("restart", "pool-1")) == 1  # one at a time
+        restarted.set()
+        async with asyncio.timeout(5):
+            while "pool-1" in api.runtime.exited:
+                await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+        await monitor.stop()

@@ -1,0 +1,139 @@
+"""Whole migration runs on the real app over the recording runtime, with agents that obey at
+once: the steps a run takes, and what a failing step leaves behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+
+import pytest
+
+from common.protocol import BotStatus, Desired, decode
+from controller.migration import log as migration_log
+from controller.migration.log import MIGRATION_STEPS
+from controller.runtimes import PoolLaunch
+from tests.unit.controller.apps import Api, ApiFactory
+
+
+class ObedientAgent:
+    """A connected agent's socket that applies each desired state the moment it is sent:
+    every bot that should run runs and answers, a held or stopped one is not run."""
+
+    closed = False
+
+    def __init__(self, api: Api, pool_id: str) -> None:
+        self.api, self.pool_id = api, pool_id
+
+    async def send_bytes(self, data: bytes) -> None:
+        desired = decode(data)
+        assert isinstance(desired, Desired)
+        live = self.api.controller.pools.live[self.pool_id]
+        live.acked_gen, live.last_seen = desired.gen, time.time()
+        live.bots = {s.id: BotStatus(s.id, "RUNNING", pid=7, since=1.0, ping_ok=True)
+                     for s in desired.bots if s.run == "running"}  # fmt: skip
+
+    async def close(self, **_: object) -> None:
+        self.closed = True
+
+
+def obey(api: Api, pool_id: str) -> None:
+    live = api.controller.pools.live[pool_id]
+    live.ws = ObedientAgent(api, pool_id)  # type: ignore[assignment]
+    live.connected_at = live.last_seen = time.time()
+    live.features = frozenset({"held"})
+
+
+@pytest.fixture
+async def legacy(make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """A bot in a legacy pool of its own; every pool made from now on has an agent at once,
+    and a bot that runs answers its ping."""
+    api: Api = await make_api(POOL_MODE_ENABLED="false")
+    api.runtime.pools_dir = api.controller.settings.pools_dir
+    await api.provision(instanceId="leg-1")
+    obey(api, "pool-1")
+    create = api.runtime.create
+
+    async def create_with_agent(launch: PoolLaunch) -> None:
+        await create(launch)
+        obey(api, launch.pool_id)
+
+    monkeypatch.setattr(api.runtime, "create", create_with_agent)
+
+    async def pong(_session: object, _bot: object) -> bool:
+        return True
+
+    monkeypatch.setattr(api.controller.migrator.transfer, "ping", pong)
+    return api
+
+
+async def test_a_run_takes_its_steps_in_the_order_the_plan_prints(legacy: Api) -> None:
+    run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=5)
+    assert run.outcome == "migrated", run
+    assert tuple(s.name for s in run.steps) == MIGRATION_STEPS
+    assert legacy.controller.pools.bots["leg-1"].pool_id == "pool-2"
+
+
+@pytest.fixture
+def full_disk(legacy: Api, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The log's file can be written once (the run's start), then the disk is full."""
+    syncs: list[int] = []
+    fsync = os.fsync
+
+    def sync_once(fd: int) -> None:
+        syncs.append(fd)
+        if len(syncs) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(migration_log.os, "fsync", sync_once)
+    return syncs
+
+
+async def test_a_log_that_cannot_be_saved_never_keeps_a_failed_step_from_its_undo(
+    legacy: Api, full_disk: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_backup(*_: object) -> str:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(legacy.controller.migrator, "_backup", no_backup)
+    run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=5)
+    assert (run.outcome, [(s.name, s.ok) for s in run.steps]) == (
+        "failed", [("stop", True), ("backup", False)]
+    )  # fmt: skip
+    bot = legacy.controller.pools.bots["leg-1"]
+    assert (bot.pool_id, bot.held) == ("pool-1", False)  # released where it was: it runs
+    assert len(full_disk) > 1  # the log was written to, and failed
+
+
+async def test_a_log_that_cannot_be_saved_never_cancels_a_rollback(
+    legacy: Api, full_disk: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def silent(_session: object, _bot: object) -> bool:
+        return False
+
+    monkeypatch.setattr(legacy.controller.migrator.transfer, "ping", silent)
+    run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=0.3)
+    assert run.outcome == "rolled_back", run
+    assert [(s.name, s.ok) for s in run.steps][-2:] == [("verify", False), ("rollback", True)]
+    bot = legacy.controller.pools.bots["leg-1"]
+    assert (bot.pool_id, bot.held) == ("pool-1", False)
+
+
+async def test_the_logs_fsyncs_run_off_the_event_loop(
+    legacy: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        threads.append(threading.get_ident())
+        fsync(fd)
+
+    monkeypatch.setattr(migration_log.os, "fsync", recorded)
+    run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=5)
+    assert run.outcome == "migrated"
+    # One at the start, one per step, one at the end: none on the loop's thread.
+    assert len(threads) == 1 + len(MIGRATION_STEPS) + 1
+    assert threading.get_ident() not in threads
