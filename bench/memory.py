@@ -232,8 +232,9 @@ class Run:
 
 
 def report(args: argparse.Namespace, results: dict[int, dict[int, dict[str, Figures]]]) -> None:
-    print(f"bench/memory: freqtrade {args.command} bots, {args.pairs} pairs each, "
-          f"{args.markets} markets, image {IMAGE}")  # fmt: skip
+    what = (f"trade bots, {args.pairs} pairs each, {args.markets} markets"
+            if args.command == "trade" else "webserver bots (no exchange)")  # fmt: skip
+    print(f"bench/memory: freqtrade {what}, image {IMAGE}")
     print(f"{'layout':18}{'bots':>5}{'min':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
           f"{'PSS':>10}{'saved':>8}{'+per bot':>10}{'USS/bot':>10}")  # fmt: skip
     for layout in (x for x in LAYOUTS if x in args.layouts):
