@@ -25,7 +25,7 @@ log = structlog.get_logger("controller.api.pools")
 
 class APIPools:
     def __init__(
-        self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper,
+        self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
         pool_mode: bool, cleanup_grace: float,
     ) -> None:  # fmt: skip
         self.mapper = mapper

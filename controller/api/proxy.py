@@ -54,7 +54,9 @@ def _hop_by_hop(headers: Any) -> frozenset[str]:
 
 
 class APIProxy:
-    def __init__(self, bots: BotManager, timeout: float, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, bots: BotManager, *, timeout: float, max_body: int, metrics: Metrics
+    ) -> None:
         self.metrics = metrics
         self.bots = bots
         self.pools = bots.pools

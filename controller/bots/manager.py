@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import structlog
 
 from common.ids import check_id, check_strategy_name
+from common.settings import ControllerSettings
 from common.states import ProcessState, RunState
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
@@ -25,6 +25,7 @@ from controller.metrics import Metrics
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, RestartRecord
+from controller.runtimes.legacy import LegacyContainers
 from controller.store.allocation import NewBot, Placement
 
 log = structlog.get_logger("controller.bots")
@@ -55,30 +56,31 @@ class ProvisionRequest:
         return cls(instance_id, strategy, validate_overrides(body.get("config")))
 
 
-async def _no_ids() -> set[str]:
-    return set()
+@dataclass(frozen=True, slots=True)
+class BotsConfig:
+    strategies_dir: Path  # strategy X is the file X.py there
+    default_strategy: str
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> BotsConfig:
+        return cls(settings.strategies_path, settings.default_strategy)
 
 
 class BotManager:
     def __init__(
-        self,
-        pools: PoolManager,
-        placement: Placement,
-        strategies_dir: Path,
-        default_strategy: str,
-        metrics: Metrics,
-        guard: MoveGuard,
-    ) -> None:
+        self, pools: PoolManager, config: BotsConfig, *, placement: Placement, metrics: Metrics,
+        guard: MoveGuard, legacy: LegacyContainers | None,
+    ) -> None:  # fmt: skip
         self.pools = pools
         self.placement = placement
-        self.strategies_dir = strategies_dir
-        self.default_strategy = default_strategy
+        self.strategies_dir = config.strategies_dir
+        self.default_strategy = config.default_strategy
         self.metrics = metrics
         # Bots being moved between pools (controller/moves/): their users' changes wait.
         self.guard = guard
-        # Ids of legacy bots ftpool does not manage yet (set by the app to the migrator's
-        # discovery): taking one would hide that bot from its owner and from migration.
-        self.legacy_ids: Callable[[], Awaitable[set[str]]] = _no_ids
+        # Legacy bots ftpool does not manage yet (None: no Docker, so none): taking one's
+        # id would hide that bot from its owner and from migration.
+        self.legacy = legacy
 
     def get(self, principal: Principal, instance_id: str) -> BotRecord:
         check_id(instance_id, "instanceId")
@@ -100,7 +102,7 @@ class BotManager:
 
     async def _provision(self, principal: Principal, req: ProvisionRequest) -> BotRecord:
         instance_id = req.instance_id or f"{principal.user_id[:40]}-bot-{secrets.token_hex(4)}"
-        if instance_id in self.pools.bots or instance_id in await self.legacy_ids():
+        if instance_id in self.pools.bots or instance_id in await self._legacy_ids():
             raise Conflict(f"bot {instance_id} already exists")
         strategy = req.strategy or self.default_strategy
         source = load_strategy(self.strategies_dir, strategy)
@@ -120,6 +122,9 @@ class BotManager:
         await self.pools.push(pool.id)
         log.info("bot_provisioned", bot=bot.id, user=bot.user_id, pool=pool.id, port=bot.port)
         return bot
+
+    async def _legacy_ids(self) -> set[str]:
+        return await self.legacy.known_ids() if self.legacy is not None else set()
 
     async def undo(self, bot: BotRecord) -> None:
         """Forget a bot whose pool could not be made, and the pool if it is empty."""

@@ -12,7 +12,6 @@ touched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from common.settings import ControllerSettings
 from common.states import DIED, TRANSITIONAL, ProcessState, RunState
 from controller.bots.manager import BotManager
 from controller.errors import FtpoolError
@@ -29,6 +29,7 @@ from controller.health.restarts import RestartPolicy, Verdict, decide
 from controller.health.status import bot_healthy
 from controller.metrics import Metrics
 from controller.moves.evacuation import Evacuation
+from controller.pools.alarm import Alarm
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord, RestartRecord
 from controller.runtimes import RuntimeState
@@ -65,34 +66,50 @@ def _said(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}"
 
 
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    interval: float  # seconds between evaluations (HEALTH_CHECK_INTERVAL)
+    policy: RestartPolicy
+    unresponsive_after: float  # seconds a running bot's ping may fail
+    # Starts of a pool that never became healthy before its bots are moved elsewhere.
+    pool_starts: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> MonitorConfig:
+        policy = RestartPolicy(
+            max_attempts=settings.max_restart_attempts,
+            backoff=settings.restart_backoff_ms / 1000,
+            cooldown=settings.restart_cooldown_ms / 1000,
+            cycles=settings.restart_cycles,
+            reset_after=settings.restart_reset_after_ms / 1000,
+        )
+        return cls(
+            interval=settings.health_check_interval_ms / 1000, policy=policy,
+            unresponsive_after=settings.bot_unresponsive_ms / 1000,
+            pool_starts=settings.pool_start_attempts,
+        )  # fmt: skip
+
+
 class Monitor:
     def __init__(
-        self,
-        pools: PoolManager,
-        bots: BotManager,
-        interval: float,
-        policy: RestartPolicy,
-        unresponsive_after: float,
-        metrics: Metrics,
-        *,
-        events: EventBus,
-        evacuation: Evacuation,
-        pool_starts: int = 3,
-    ) -> None:
+        self, pools: PoolManager, bots: BotManager, config: MonitorConfig, *, metrics: Metrics,
+        events: EventBus, evacuation: Evacuation, alarm: Alarm,
+    ) -> None:  # fmt: skip
+        self.pools = pools
+        self.bots = bots
+        self.evacuation = evacuation
         self.metrics = metrics
         self.events = events
         # The seed's monitor.addListener: every health and recovery event, as it is stored.
         self.add_listener = events.add_listener
+        self.interval = config.interval
+        self.policy = config.policy
+        self.unresponsive_after = config.unresponsive_after
+        self.pool_starts = config.pool_starts
+        # Rung by whoever sees trouble (controller/pools/alarm.py), and by the monitor itself.
+        self.alarm = alarm
         # Pools seen suspect, so that becoming suspect and healthy again are one event each.
         self._suspect: set[str] = set()
-        self.pools = pools
-        self.bots = bots
-        self.evacuation = evacuation
-        self.interval = interval
-        self.policy = policy
-        self.unresponsive_after = unresponsive_after
-        # Starts of a pool that never became healthy before its bots are moved elsewhere.
-        self.pool_starts = pool_starts
         self.last_report: HealthReport | None = None
         # When each bot's ping was first seen failing while it ran (cleared by a good one).
         self._unanswered_since: dict[str, float] = {}
@@ -106,22 +123,15 @@ class Monitor:
         # The earliest time a bot's backoff or cooldown ends: the next evaluation is due.
         self._due: float | None = None
         self._lock = asyncio.Lock()
-        self._wakeup = asyncio.Event()
         # Each pool's recovery under way: one at a time per pool, each in a task of its own.
         self._recoveries: dict[str, asyncio.Task[None]] = {}
-
-    def check_soon(self) -> None:
-        """Evaluate at once instead of at the next interval (a runtime saw a pool die)."""
-        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
             timeout = self.interval
             if self._due is not None:
                 timeout = max(0.0, min(timeout, self._due - time.time()))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            self._wakeup.clear()
+            await self.alarm.wait(timeout)
             try:
                 await self.evaluate(wait=False)
             except Exception:
@@ -227,7 +237,7 @@ class Monitor:
             )
             # Look again soon, not a whole HEALTH_CHECK_INTERVAL later: the pool may have
             # changed under the action (removed while it was being restarted).
-            asyncio.get_running_loop().call_later(RECOVERY_RETRY_SECONDS, self.check_soon)
+            asyncio.get_running_loop().call_later(RECOVERY_RETRY_SECONDS, self.alarm.ring)
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=False,
                              error=error)  # fmt: skip
             self.metrics.pool_recoveries.labels(action, "failed").inc()

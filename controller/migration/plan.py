@@ -7,15 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
-from controller.errors import Conflict, FtpoolError
+from controller.errors import Conflict
 from controller.migration.log import MigrationLog
 from controller.pools.manager import PoolManager
-from controller.runtimes.legacy import DISCOVERY_MAX_AGE, LegacyBot, LegacyContainers
+from controller.runtimes.legacy import LegacyBot, LegacyContainers
 from controller.store.allocation import Placement
-
-log = structlog.get_logger("controller.migration")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +68,6 @@ class MigrationPlanner:
             return {}
         found = await self.legacy.discover(max_age)
         return {k: v for k, v in found.items() if k not in self.pools.bots}
-
-    async def legacy_ids(self) -> set[str]:
-        """Ids of the legacy containers found on the host (a listing up to 5 s old)."""
-        try:
-            return set(await self.discovered(DISCOVERY_MAX_AGE))
-        except FtpoolError as exc:  # Docker away: provisioning goes on, the pool's may fail
-            log.warning("legacy_discovery_failed", error=str(exc))
-            return set()
 
     async def plan(self, bot_ids: set[str], users: set[str]) -> dict[str, Any]:
         """Which bot goes to which pool and port; changes nothing."""

@@ -50,7 +50,7 @@ log = structlog.get_logger("controller.migration")
 
 class Migrator:
     def __init__(
-        self, bots: BotManager, legacy: LegacyContainers | None, base_dir: Path,
+        self, bots: BotManager, *, legacy: LegacyContainers | None, base_dir: Path,
         placement: Placement, guard: MoveGuard,
     ) -> None:  # fmt: skip
         self.bots = bots

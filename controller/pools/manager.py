@@ -22,6 +22,8 @@ from common.protocol import BotStatus, Desired, Heartbeat, Hello, LogRequest, Lo
 from common.states import DIED
 from controller.errors import BotUnavailable, Conflict, NotFound, PoolExists, RuntimeFailure
 from controller.events import EventBus
+from controller.pools.alarm import Alarm
+from controller.pools.config import PoolsConfig
 from controller.pools.desired import DesiredStates
 from controller.pools.live import PoolLive, hash_token
 from controller.records import BotRecord, PoolRecord
@@ -33,27 +35,20 @@ log = structlog.get_logger("controller.pools")
 
 class PoolManager:
     def __init__(
-        self,
-        store: Store,
-        runtime: PoolRuntime,
-        bot_command: tuple[str, ...],
-        controller_url: str,
-        agent_env: dict[str, str],
-        pool_grace: float,
-        bot_launch: str = "preload",
-        events: EventBus | None = None,
-    ) -> None:
+        self, store: Store, runtime: PoolRuntime, config: PoolsConfig, *, events: EventBus,
+        alarm: Alarm,
+    ) -> None:  # fmt: skip
         self.store = store
         self.runtime = runtime
-        self.controller_url = controller_url
-        self.agent_env = agent_env
-        self.pool_grace = pool_grace
-        self.desired_states = DesiredStates(bot_command, bot_launch, lambda: runtime.bot_listen_ip)
-        # Without a bus of the app's, transitions are only logged.
-        self.events = events or EventBus(None)
-        # Called when a report shows a bot down or an agent's connection is lost (set by
-        # the app to wake the monitor, which then judges at once).
-        self.on_trouble: Callable[[], None] = lambda: None
+        self.config = config
+        self.pool_grace = config.pool_grace
+        self.desired_states = DesiredStates(
+            config.bot_command, config.bot_launch, lambda: runtime.bot_listen_ip
+        )
+        self.events = events
+        # Rung when a report shows a bot down, an agent's connection is lost or the runtime
+        # saw a pool die: the monitor then judges at once.
+        self.alarm = alarm
         self.pools: dict[str, PoolRecord] = {}
         self.bots: dict[str, BotRecord] = {}
         self.live: dict[str, PoolLive] = {}
@@ -139,7 +134,8 @@ class PoolManager:
     def launch(self, pool: PoolRecord, token: str) -> PoolLaunch:
         return PoolLaunch(
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
-            token=token, controller_url=self.controller_url, agent_env=self.agent_env,
+            token=token, controller_url=self.config.controller_url,
+            agent_env=self.config.agent_env,
         )  # fmt: skip
 
     async def create_runtime(self, pool: PoolRecord, token: str) -> None:
@@ -330,7 +326,7 @@ class PoolManager:
             live.disconnected_at = time.time()
             log.warning("agent_disconnected", pool=pool_id)
             self.events.emit("agent_disconnected", pool=pool_id)
-            self.on_trouble()
+            self.alarm.ring()
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         live = self.live.get(pool_id)
@@ -352,7 +348,7 @@ class PoolManager:
                                  user=record.user_id if record else None,
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
-                    self.on_trouble()
+                    self.alarm.ring()
         if self._deleted_at_gen:
             await self.finalize_deletions(pool_id, confirmed_gen=hb.gen)
         # Taking the condition's lock costs more than the rest of a heartbeat: only when
@@ -438,6 +434,7 @@ class PoolManager:
         live.runtime_event, live.runtime_event_at = action, time.time()
         log.warning("pool_died", pool=pool_id, action=action)
         self.events.emit("pool_died", pool=pool_id, reason=action)
+        self.alarm.ring()
 
     def is_suspect(self, pool_id: str) -> bool:
         live = self.live.get(pool_id)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from common.settings import ControllerSettings
 from common.states import RunState
 from controller.errors import CapacityExhausted, Conflict, NotFound
 from controller.records import BotRecord, BotSecrets, PoolRecord
@@ -31,6 +32,14 @@ class Placement:
     pooled: bool = True
     per_user: bool = False
     fill: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> Placement:
+        return cls(
+            max_bots=settings.max_bots_per_container, base_port=settings.pool_base_port,
+            pooled=settings.pool_mode_enabled, per_user=settings.pool_tenancy == "per-user",
+            fill=settings.placement == "fill",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
