@@ -159,7 +159,7 @@ def create_app(controller: Controller) -> web.Application:
         app.add_routes(api.routes())
     app.on_startup.append(proxy.startup)
     # WebSockets never end by themselves: close them first, or shutdown waits on them.
-    app.on_shutdown.append(lambda _app: controller.pools.close_agents())
+    app.on_shutdown.append(lambda _app: controller.pools.sessions.close_agents())
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
@@ -173,16 +173,17 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     s = controller.settings
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
-    await controller.pools.load()
+    await controller.pools.lifecycle.load()
     await controller.evacuation.finish_interrupted()  # before any pool starts its bots
-    await controller.pools.adopt()
+    await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
     # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).
-    controller.pools.runtime.watch(controller.pools.runtime_event)
+    controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
-             pools=len(controller.pools.pools), bots=len(controller.pools.bots))  # fmt: skip
+             pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):

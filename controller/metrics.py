@@ -36,19 +36,19 @@ class PoolStateCollector(Collector):
         pools = self.pools
         now = time.time()
         pool_states = GaugeMetricFamily("ftpool_pools", "Pools by state", labels=["state"])
-        suspect = sum(1 for p in pools.pools if pools.is_suspect(p))
-        pool_states.add_metric([PoolStatusWord.RUNNING], len(pools.pools) - suspect)
+        suspect = sum(1 for p in pools.registry.pools if pools.sessions.is_suspect(p))
+        pool_states.add_metric([PoolStatusWord.RUNNING], len(pools.registry.pools) - suspect)
         pool_states.add_metric([PoolStatusWord.SUSPECT], suspect)
         yield pool_states
         bot_states = GaugeMetricFamily(
             "ftpool_bots", "Bots by status, as GET /api/bots reports it", labels=["status"]
         )
-        statuses = Tally(bot_status_word(pools, b) for b in pools.bots.values())
+        statuses = Tally(bot_status_word(pools, b) for b in pools.registry.bots.values())
         for status, count in sorted(statuses.items()):
             bot_states.add_metric([status], count)
         yield bot_states
-        used = sum(p.used for p in pools.pools.values())
-        capacity = sum(p.capacity for p in pools.pools.values())
+        used = sum(p.used for p in pools.registry.pools.values())
+        capacity = sum(p.capacity for p in pools.registry.pools.values())
         yield GaugeMetricFamily("ftpool_slots_used", "Bot slots taken in all pools", value=used)
         yield GaugeMetricFamily(
             "ftpool_slots_free", "Bot slots free in existing pools", value=capacity - used
@@ -56,19 +56,19 @@ class PoolStateCollector(Collector):
         yield CounterMetricFamily(
             "ftpool_agent_frames_received",
             "Frames received from agents after their hello (heartbeats, log answers)",
-            value=pools.frames_received,
+            value=pools.sessions.frames_received,
         )
         yield CounterMetricFamily(
             "ftpool_agent_frames_rejected",
             "Agent frames refused: malformed, unexpected, or a hello without a valid token",
-            value=pools.frames_rejected,
+            value=pools.sessions.frames_rejected,
         )
         age = GaugeMetricFamily(
             "ftpool_pool_heartbeat_age_seconds",
             "Seconds since each pool's agent was last heard from (pools never heard from: absent)",
             labels=["pool"],
         )
-        for pool_id, live in pools.live.items():
+        for pool_id, live in pools.registry.live.items():
             if live.last_seen:
                 age.add_metric([pool_id], round(now - live.last_seen, 3))
         yield age

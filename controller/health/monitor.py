@@ -96,6 +96,9 @@ class Monitor:
         events: EventBus, evacuation: Evacuation, alarm: Alarm,
     ) -> None:  # fmt: skip
         self.pools = pools
+        self.registry = pools.registry
+        self.sessions = pools.sessions
+        self.lifecycle = pools.lifecycle
         self.bots = bots
         self.evacuation = evacuation
         self.metrics = metrics
@@ -152,8 +155,8 @@ class Monitor:
             started = time.monotonic()
             report = HealthReport(timestamp=datetime.now(UTC).isoformat())
             self._due = None
-            for pool_id in list(self.pools.pools):
-                if pool_id not in self.pools.pools or self.pools.creating(pool_id):
+            for pool_id in list(self.registry.pools):
+                if pool_id not in self.registry.pools or self.lifecycle.creating(pool_id):
                     continue  # removed meanwhile, or its runtime is being made right now
                 if pool_id in self._recoveries:
                     report.issues.append({"type": "pool_recovering", "poolId": pool_id})
@@ -166,10 +169,10 @@ class Monitor:
                     report.issues.append(
                         {"type": "pool_check_failed", "poolId": pool_id, "error": _said(exc)}
                     )
-            for bot_id in list(self.pools.bots):
+            for bot_id in list(self.registry.bots):
                 # Re-read each record: the checks above may have awaited for a while, and a
                 # user's stop or delete made meanwhile must not be undone.
-                bot = self.pools.bots.get(bot_id)
+                bot = self.registry.bots.get(bot_id)
                 if bot is not None:
                     await self._check_bot(bot, report)
             report.duration_ms = round((time.monotonic() - started) * 1000, 2)
@@ -182,11 +185,11 @@ class Monitor:
 
     async def _check_pool(self, pool_id: str, report: HealthReport) -> asyncio.Task[None] | None:
         """Judge a pool; the recovery it needs is started in a task, which is returned."""
-        pool = self.pools.pools[pool_id]
-        live = self.pools.live[pool_id]
+        pool = self.registry.pools[pool_id]
+        live = self.registry.live[pool_id]
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
         report.pools.append(entry)
-        if not self.pools.is_suspect(pool_id):
+        if not self.sessions.is_suspect(pool_id):
             self._forget_pool(pool_id)
             if pool_id in self._suspect:
                 self._suspect.discard(pool_id)
@@ -203,8 +206,8 @@ class Monitor:
                              silentSeconds=silent, connected=live.connected)  # fmt: skip
         if state == RuntimeState.MISSING:
             # Nothing of it runs anywhere: its deleted bots are gone for sure.
-            await self.pools.finalize_deletions(pool_id)
-        if not self.pools.bots_in(pool_id):
+            await self.lifecycle.finish_deletions(pool_id)
+        if not self.registry.bots_in(pool_id):
             return None
         recovery = self._recovery(pool, state)
         if recovery is None:
@@ -251,7 +254,7 @@ class Monitor:
         log.warning("pool_recovery", pool=pool_id, action=action)
 
     async def _check_bot(self, bot: BotRecord, report: HealthReport) -> None:
-        status = self.pools.status_of(bot)
+        status = self.registry.status_of(bot)
         healthy = bot_healthy(self.pools, bot)
         report.bots.append({
             "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
@@ -260,7 +263,7 @@ class Monitor:
             "failed": bot.restarts.failed,
         })  # fmt: skip
         if bot.deleting or bot.held or bot.run != RunState.RUNNING \
-                or self.pools.is_suspect(bot.pool_id):  # fmt: skip
+                or self.sessions.is_suspect(bot.pool_id):  # fmt: skip
             self._forget(bot.id)
             return
         now = time.time()
@@ -280,7 +283,7 @@ class Monitor:
                                   "retryInSeconds": round(decision.due - now, 1)})  # fmt: skip
             self._due_at(decision.due)
             return
-        if self.pools.bots.get(bot.id) is not bot:
+        if self.registry.bots.get(bot.id) is not bot:
             return  # changed by a user while this check ran: their word wins
         if decision.verdict is Verdict.FAIL:
             if not bot.restarts.failed:
@@ -306,7 +309,7 @@ class Monitor:
         self, pool: PoolRecord, state: RuntimeState
     ) -> tuple[str, Coroutine[Any, Any, Any]] | None:
         """The action that brings a suspect pool back, or None to wait and look again."""
-        now, grace = time.time(), self.pools.pool_grace
+        now, grace = time.time(), self.sessions.pool_grace
         starts, first = self._starts.get(pool.id, (0, now))
         # Started again and again, never healthy, for a while (not a passing hiccup of the
         # runtime or its storage): move its bots to other pools.
@@ -314,10 +317,10 @@ class Monitor:
                 and now - first >= EVACUATE_AFTER_GRACES * grace:  # fmt: skip
             return "evacuate", self.evacuation.evacuate(pool)
         if state == RuntimeState.MISSING:
-            return "recreate", self.pools.recreate(pool)
+            return "recreate", self.lifecycle.recreate(pool)
         if state == RuntimeState.EXITED:
             return "restart", self.pools.runtime.restart(pool.id)
-        live = self.pools.live[pool.id]
+        live = self.registry.live[pool.id]
         # A pool just (re)started has not been silent: its agent is on its way.
         heard = max(live.last_seen, live.disconnected_at, self._started_at.get(pool.id, 0.0))
         if now - heard <= grace:
@@ -347,7 +350,7 @@ class Monitor:
 
     def _problem(self, bot: BotRecord, now: float) -> str | None:
         """Why a bot that should run needs a restart now, or None."""
-        status = self.pools.status_of(bot)
+        status = self.registry.status_of(bot)
         if status is None or status.state in TRANSITIONAL:
             return None
         if status.state in DIED:

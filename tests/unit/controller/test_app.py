@@ -16,7 +16,7 @@ from tests.unit.controller.apps import FakeRuntime
 
 def test_the_parts_share_their_collaborators(tmp_path: Path) -> None:
     c = build(make_settings(tmp_path), runtime=FakeRuntime())
-    assert c.pools.alarm is c.monitor.alarm
+    assert c.pools.sessions.alarm is c.monitor.alarm
     assert c.bots.guard is c.evacuation.guard is c.migrator.guard
     assert c.bots.pools is c.pools and c.monitor.evacuation is c.evacuation
     assert c.bots.placement == c.evacuation.placement == Placement.from_settings(c.settings)

@@ -32,13 +32,13 @@ async def rung(alarm: Alarm) -> bool:
 async def test_a_pool_in_trouble_rings_the_monitors_alarm(api: Api) -> None:
     await api.provision(instanceId="b1")
     pools, alarm = api.controller.pools, api.controller.monitor.alarm
-    assert pools.alarm is alarm  # the same one, given to both when they were made
+    assert pools.sessions.alarm is alarm  # the same one, given to both when they were made
     connect(api)
     await pools.heartbeat("pool-1", Heartbeat(1, 1, [BotStatus("b1", "EXITED")], PoolStats()))
     assert await rung(alarm)
-    pools.runtime_event("pool-1", "die")
+    pools.sessions.runtime_event("pool-1", "die")
     assert await rung(alarm)
-    socket = pools.live["pool-1"].ws
+    socket = pools.registry.live["pool-1"].ws
     assert isinstance(socket, AgentSocket)
-    pools.detach("pool-1", socket)  # type: ignore[arg-type]
+    pools.sessions.detach("pool-1", socket)  # type: ignore[arg-type]
     assert await rung(alarm)
