@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
 from controller.events import EventBus
-from controller.health.monitor import Monitor, MonitorConfig
+from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
@@ -89,8 +90,11 @@ class Controller:
     mapper: BotContainerMapper
 
 
-def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> Controller:
-    """Every part, each given its settings and its collaborators as it is made."""
+def build(
+    settings: ControllerSettings, runtime: PoolRuntime | None = None, clock: Clock = time.time
+) -> Controller:
+    """Every part, each given its settings and its collaborators as it is made (a test's
+    runtime that starts nothing, and the monitor's clock, may be given too)."""
     base = settings.bot_base_dir
     auth = Authenticator(
         persistent_secret(settings.admin_token, base / "admin-token"),
@@ -116,7 +120,8 @@ def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> C
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
     evacuation = Evacuation(pools, placement, guard)
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
-                      events=events, evacuation=evacuation, alarm=alarm)  # fmt: skip
+                      events=events, evacuation=evacuation, alarm=alarm,
+                      clock=clock)  # fmt: skip
     migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard)
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.protocol import BotStatus
 from common.states import AT_REST, BotStatusWord, FleetHealth, ProcessState, RunState
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
 
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
-    status = pools.registry.status_of(bot)
+    return is_healthy(bot, pools.registry.status_of(bot))
+
+
+def is_healthy(bot: BotRecord, status: BotStatus | None) -> bool:
+    """A bot is healthy as its agent last reported it: at rest if stopped, else running,
+    answering its ping, on a port of its own."""
     if bot.run == RunState.STOPPED:
         return status is None or status.state in AT_REST
     return (

@@ -109,11 +109,25 @@ class FakeRuntime(PoolRuntime):
         self.calls.append(("close", ""))
 
 
+class FakeClock:
+    """The monitor's time, moved on by a test instead of by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Api:
     client: TestClient
     controller: Controller
     runtime: FakeRuntime
+    clock: FakeClock
 
     async def call(
         self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kw: Any

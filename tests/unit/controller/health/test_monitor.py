@@ -1,4 +1,5 @@
-"""The monitor's restart policy, from agents' reports, on the real app (no processes)."""
+"""The monitor, on the real app (no processes): its clock is the test's, moved on instead of
+slept through."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ async def test_a_crash_loop_gets_its_attempts_a_cooldown_and_is_marked_failed(
         report(api, "b1", "FATAL")
         await evaluate(api)
         assert nonce(api, "b1") == expected
-        await asyncio.sleep(0.01)
+        api.clock.advance(0.01)
     assert "restart_cooldown" in await evaluate(api)
-    await asyncio.sleep(0.11)
+    api.clock.advance(0.11)
     assert "bot_failed" in await evaluate(api)
     assert bot(api).restarts.failed and nonce(api, "b1") == 2
     status, body, _ = await api.call("GET", "/api/bots/b1")
@@ -77,7 +78,7 @@ async def test_a_bot_whose_api_stops_answering_is_restarted(make_api: ApiFactory
     live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=1.0, ping_ok=False)
     await evaluate(api)
     assert nonce(api, "b1") == 0  # not yet unanswered for BOT_UNRESPONSIVE_TIMEOUT
-    await asyncio.sleep(0.06)
+    api.clock.advance(0.06)
     assert "bot_not_responding" in await evaluate(api)
     assert nonce(api, "b1") == 1
 
@@ -118,7 +119,7 @@ async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFa
     await evaluate(api)  # the new agent gets two grace periods to report
     assert ("restart", "pool-1") not in api.runtime.calls
     assert api.runtime.calls.count(("restart_agent", "pool-1")) == 1
-    await asyncio.sleep(0.11)
+    api.clock.advance(0.11)
     await evaluate(api)
     assert api.runtime.calls[-1] == ("restart", "pool-1")
 
@@ -138,7 +139,7 @@ async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFac
         await evaluate(api)
     assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
     assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
-    await asyncio.sleep(0.07)  # failing for three grace periods: not a passing hiccup
+    api.clock.advance(0.07)  # failing for three grace periods: not a passing hiccup
     await evaluate(api)
     # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
     # pool (pool-1's number stays taken until the old pool is removed).
@@ -166,7 +167,7 @@ async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
     api.runtime.broken.add("pool-1")
     api.runtime.unmovable.add("b2")
     await evaluate(api)  # one failed start
-    await asyncio.sleep(0.01)
+    api.clock.advance(0.01)
     await evaluate(api)
     # Both went to one new pool, whose agent can still prove who it is.
     assert {pools.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}

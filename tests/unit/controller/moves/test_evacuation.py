@@ -4,8 +4,6 @@ the monitor starts it.)"""
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.unit.controller.apps import Api, ApiFactory
 
 
@@ -47,7 +45,7 @@ async def test_a_bot_stopped_for_want_of_its_files_leaves_memory_as_the_store_ha
     api.runtime.broken.add("pool-1")
     api.runtime.unmovable.add("b2")
     await api.controller.monitor.evaluate()  # one failed start
-    await asyncio.sleep(0.01)
+    api.clock.advance(0.01)
     await api.controller.monitor.evaluate()  # evacuated into pool-2, b2 stopped
     registry = api.controller.pools.registry
     assert registry.bots["b2"].run == "stopped"
