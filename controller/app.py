@@ -29,6 +29,7 @@ from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
 from controller.events import EventBus
+from controller.health.gauges import PoolStateCollector
 from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
@@ -108,7 +109,7 @@ def build(
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
-    metrics = Metrics(pools)
+    metrics = Metrics(collectors=[PoolStateCollector(pools)])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (

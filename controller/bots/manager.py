@@ -174,11 +174,6 @@ class BotManager:
     async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         return await self._change(bot, restarts)
 
-    async def set_held(self, bot: BotRecord, held: bool) -> BotRecord:
-        """Hold the bot for a move (its agent stops it and keeps out of its directory), or
-        release it (controller/moves/transfer.py)."""
-        return await self._change(bot, held=int(held))
-
     async def delete(self, bot: BotRecord, purge: bool) -> bool:
         """Remove the bot from its pool; True once its agent confirmed it is gone."""
         if not bot.deleting:

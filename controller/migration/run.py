@@ -62,7 +62,7 @@ class Migrator:
         self.log = MigrationLog(base_dir / ".migration-log.json")
         self.staging = base_dir / "migrating"
         self.backups = base_dir / "migration-backups"
-        self.transfer = Transfer(bots, self.staging)
+        self.transfer = Transfer(bots.pools, self.staging)
         self.planner = MigrationPlanner(self.pools, legacy, self.log, self.to_pools)
         # One bot at a time, and never beside an evacuation: both move bots between pools.
         self.guard = guard

@@ -20,9 +20,9 @@ import aiohttp
 import structlog
 
 from common.states import STOPPED, ProcessState, RunState
-from controller.bots.manager import BotManager
 from controller.errors import FtpoolError
 from controller.pools.live import PoolLive
+from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 from controller.runtimes import RuntimeState
 from controller.runtimes.base import hand_over
@@ -39,20 +39,25 @@ class StepFailed(FtpoolError):
 
 
 class Transfer:
-    def __init__(self, bots: BotManager, staging: Path) -> None:
-        self.bots = bots
-        self.pools = bots.pools
-        self.registry = bots.pools.registry
+    def __init__(self, pools: PoolManager, staging: Path) -> None:
+        self.pools = pools
+        self.registry = pools.registry
         self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
 
     async def release(self, bot: BotRecord) -> BotRecord:
         """The bot runs (or stays stopped, as its user wants) where it is now."""
-        return await self.bots.set_held(bot, False)
+        return await self._set_held(bot, False)
+
+    async def _set_held(self, bot: BotRecord, held: bool) -> BotRecord:
+        """Held, its agent stops it and keeps out of its directory; released, it runs."""
+        change = await self.pools.store.update_bot(bot.id, held=int(held))
+        await self.registry.apply(change)
+        return change.bot(bot.id)
 
     async def hold(self, bot: BotRecord) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program."""
         self.can_hold(bot.pool_id)
-        held = await self.bots.set_held(bot, True)
+        held = await self._set_held(bot, True)
         await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
 
