@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +26,17 @@ from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots.locations import BotContainerMapper
-from controller.bots.manager import BotManager
+from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
 from controller.events import EventBus
-from controller.health.monitor import Monitor
-from controller.health.restarts import RestartPolicy
+from controller.health.gauges import PoolStateCollector
+from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
 from controller.moves.guard import MoveGuard
+from controller.pools.alarm import Alarm
+from controller.pools.config import PoolsConfig
 from controller.pools.manager import PoolManager
 from controller.runtimes import PoolRuntime
 from controller.runtimes.docker import DockerOptions, DockerRuntime
@@ -66,124 +69,67 @@ def persistent_secret(configured: str, path: Path) -> str:
     return value
 
 
-def agent_url(settings: ControllerSettings) -> str:
-    if settings.agent_controller_url:
-        return settings.agent_controller_url
-    host = settings.controller_host
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"ws://{host}:{settings.controller_port}/api/agents/ws"
-
-
 def make_runtime(settings: ControllerSettings) -> PoolRuntime:
-    archive = settings.bot_base_dir / "archive"
     if settings.pool_runtime == "docker":
-        return DockerRuntime(
-            DockerOptions(
-                image=settings.pool_image,
-                network=settings.pool_network,
-                pools_dir=settings.pools_dir,
-                host_pools_dir=settings.host_pools_dir,
-                archive_dir=archive,
-                memory_limit=settings.pool_memory_limit,
-                publish_ports=settings.pool_publish_ports,
-                publish_ip=settings.pool_publish_ip,
-            )
-        )
-    return LocalRuntime(settings.pools_dir, archive)
+        return DockerRuntime(DockerOptions.from_settings(settings))
+    return LocalRuntime(settings.pools_dir, settings.bot_base_dir / "archive")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Controller:
     settings: ControllerSettings
+    admin_token_file: Path | None
+    auth: Authenticator
     store: Store
+    events: EventBus
+    metrics: Metrics
     pools: PoolManager
     bots: BotManager
+    evacuation: Evacuation
     monitor: Monitor
-    auth: Authenticator
-    metrics: Metrics
-    admin_token_file: Path | None
-    events: EventBus
     migrator: Migrator
     mapper: BotContainerMapper
-    evacuation: Evacuation
-
-    def on_runtime_event(self, pool_id: str, action: str) -> None:
-        """A pool died: record it now and let the monitor act without waiting for its turn."""
-        self.pools.runtime_event(pool_id, action)
-        self.monitor.check_soon()
 
 
-def build(settings: ControllerSettings, runtime: PoolRuntime | None = None) -> Controller:
+def build(
+    settings: ControllerSettings, runtime: PoolRuntime | None = None, clock: Clock = time.time
+) -> Controller:
+    """Every part, each given its settings and its collaborators as it is made (a test's
+    runtime that starts nothing, and the monitor's clock, may be given too)."""
     base = settings.bot_base_dir
-    admin_file = None if settings.admin_token else base / "admin-token"
     auth = Authenticator(
         persistent_secret(settings.admin_token, base / "admin-token"),
         persistent_secret(settings.jwt_secret, base / "jwt-secret"),
     )
     store = Store(settings.database_path)
     events = EventBus(store, settings.events_max)
-    pools = PoolManager(
-        store,
-        runtime or make_runtime(settings),
-        settings.bot_command,
-        agent_url(settings),
-        {
-            "HEARTBEAT_INTERVAL": str(settings.heartbeat_interval_ms),
-            "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
-            "LOG_LEVEL": settings.log_level,
-            "PRELOAD_MODULES": settings.preload_modules,
-        },
-        settings.pool_grace_ms / 1000,
-        bot_launch=settings.bot_launch,
-        events=events,
-    )
-    placement = Placement(
-        max_bots=settings.max_bots_per_container,
-        base_port=settings.pool_base_port,
-        pooled=settings.pool_mode_enabled,
-        per_user=settings.pool_tenancy == "per-user",
-        fill=settings.placement == "fill",
-    )
-    metrics = Metrics(pools)
-    guard = MoveGuard()
-    bots = BotManager(
-        pools, placement, settings.strategies_path, settings.default_strategy, metrics, guard
-    )
-    evacuation = Evacuation(pools, placement, guard)
-    policy = RestartPolicy(
-        max_attempts=settings.max_restart_attempts,
-        backoff=settings.restart_backoff_ms / 1000,
-        cooldown=settings.restart_cooldown_ms / 1000,
-        cycles=settings.restart_cycles,
-        reset_after=settings.restart_reset_after_ms / 1000,
-    )
-    monitor = Monitor(
-        pools,
-        bots,
-        settings.health_check_interval_ms / 1000,
-        policy,
-        settings.bot_unresponsive_ms / 1000,
-        metrics,
-        events=events,
-        evacuation=evacuation,
-        pool_starts=settings.pool_start_attempts,
-    )
+    runtime = runtime or make_runtime(settings)
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
-    pools.on_trouble = monitor.check_soon
-    runtime = pools.runtime
+    alarm = Alarm()
+    pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
+                        alarm=alarm)  # fmt: skip
+    placement = Placement.from_settings(settings)
+    metrics = Metrics(collectors=[PoolStateCollector(pools)])
+    guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
         LegacyContainers(lambda: runtime.client, base)
         if isinstance(runtime, DockerRuntime)
         else None
     )
-    migrator = Migrator(bots, legacy, base, placement, guard)
-    bots.legacy_ids = migrator.planner.legacy_ids
-    return Controller(settings, store, pools, bots, monitor, auth, metrics, admin_file, events,
-                      migrator, BotContainerMapper(pools, legacy), evacuation)  # fmt: skip
+    bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
+                      metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
+    evacuation = Evacuation(pools, placement, guard)
+    monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
+                      events=events, evacuation=evacuation, alarm=alarm,
+                      clock=clock)  # fmt: skip
+    migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard)
+    return Controller(
+        settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
+        auth=auth, store=store, events=events, metrics=metrics, pools=pools, bots=bots,
+        evacuation=evacuation, monitor=monitor, migrator=migrator,
+        mapper=BotContainerMapper(pools, legacy),
+    )  # fmt: skip
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -193,9 +139,8 @@ def create_app(controller: Controller) -> web.Application:
     )
     app[AUTHENTICATOR] = controller.auth
     app[CONTROLLER] = controller
-    proxy = APIProxy(
-        controller.bots, s.proxy_timeout_ms / 1000, s.max_body_bytes, controller.metrics
-    )
+    proxy = APIProxy(controller.bots, timeout=s.proxy_timeout_ms / 1000,
+                     max_body=s.max_body_bytes, metrics=controller.metrics)  # fmt: skip
     events = APIEvents(controller.events)
     migration = APIMigration(controller.migrator)
     apis = [
@@ -207,8 +152,8 @@ def create_app(controller: Controller) -> web.Application:
             controller.pools,
             controller.monitor,
             controller.mapper,
-            s.pool_mode_enabled,
-            s.pool_cleanup_grace_ms / 1000,
+            pool_mode=s.pool_mode_enabled,
+            cleanup_grace=s.pool_cleanup_grace_ms / 1000,
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
@@ -220,7 +165,7 @@ def create_app(controller: Controller) -> web.Application:
         app.add_routes(api.routes())
     app.on_startup.append(proxy.startup)
     # WebSockets never end by themselves: close them first, or shutdown waits on them.
-    app.on_shutdown.append(lambda _app: controller.pools.close_agents())
+    app.on_shutdown.append(lambda _app: controller.pools.sessions.close_agents())
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
@@ -234,15 +179,17 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     s = controller.settings
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
-    await controller.pools.load()
+    await controller.pools.lifecycle.load()
     await controller.evacuation.finish_interrupted()  # before any pool starts its bots
-    await controller.pools.adopt()
+    await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
-    controller.pools.runtime.watch(controller.on_runtime_event)
+    # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).
+    controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
-             pools=len(controller.pools.pools), bots=len(controller.pools.bots))  # fmt: skip
+             pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -69,7 +69,7 @@ class Subscription:
 
 
 class EventBus:
-    """Without a store the bus only logs: it is born closed (a PoolManager's default)."""
+    """Without a store the bus only logs: it is born closed."""
 
     def __init__(self, store: Store | None, keep: int = 10_000) -> None:
         self.store = store

@@ -35,7 +35,7 @@ class BotSecrets:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BotRecord:
     id: str
     user_id: str
@@ -55,7 +55,7 @@ class BotRecord:
     restarts: RestartRecord = field(default_factory=RestartRecord)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PoolRecord:
     id: str
     num: int

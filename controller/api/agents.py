@@ -26,7 +26,7 @@ class APIAgents:
         ]
 
     def _reject(self, reason: str, pool_id: str | None = None) -> None:
-        self.pools.frames_rejected += 1
+        self.pools.sessions.frames_rejected += 1
         log.warning("agent_frame_rejected", reason=reason, pool=pool_id)
 
     @public
@@ -46,18 +46,18 @@ class APIAgents:
                 hello = frame if isinstance(frame, Hello) else None
             except ProtocolError as exc:
                 self._reject(str(exc))
-        if hello is None or not self.pools.verify_hello(hello):
+        if hello is None or not self.pools.sessions.verify_hello(hello):
             self._reject("first frame is not a valid hello with a known pool token")
             await ws.close(code=4401, message=b"unauthorized")
             return ws
         pool_id = hello.pool_id
-        await self.pools.attach(hello, ws)
+        await self.pools.sessions.attach(hello, ws)
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.BINARY:
                     self._reject(f"non-binary frame {msg.type.name}", pool_id)
                     continue
-                self.pools.frames_received += 1
+                self.pools.sessions.frames_received += 1
                 try:
                     frame = decode(msg.data)
                 except ProtocolError as exc:
@@ -66,11 +66,11 @@ class APIAgents:
                 if isinstance(frame, Heartbeat):
                     await self.pools.heartbeat(pool_id, frame)
                 elif isinstance(frame, LogResponse):
-                    self.pools.log_response(frame)
+                    self.pools.sessions.log_response(frame)
                 else:
                     self._reject(f"unexpected frame {frame.t}", pool_id)
         finally:
-            self.pools.detach(pool_id, ws)
+            self.pools.sessions.detach(pool_id, ws)
         return ws
 
     async def list(self, request: web.Request) -> web.Response:
@@ -86,18 +86,18 @@ class APIAgents:
                 if live.last_seen
                 else None,
                 "sequence": live.seq,
-                "generation": self.pools.pools[pool_id].generation,
+                "generation": self.pools.registry.pools[pool_id].generation,
                 "appliedGeneration": live.acked_gen,
             }
-            for pool_id, live in sorted(self.pools.live.items())
+            for pool_id, live in sorted(self.pools.registry.live.items())
         ]
         return web.json_response(
             {
                 "success": True,
                 "agents": agents,
                 "frames": {
-                    "received": self.pools.frames_received,
-                    "rejected": self.pools.frames_rejected,
+                    "received": self.pools.sessions.frames_received,
+                    "rejected": self.pools.sessions.frames_rejected,
                 },
             }
         )

@@ -18,13 +18,13 @@ class APIHealthz:
 
     @public
     async def healthz(self, _request: web.Request) -> web.Response:
-        connected = sum(1 for live in self.pools.live.values() if live.connected)
+        connected = sum(1 for live in self.pools.registry.live.values() if live.connected)
         return web.json_response(
             {
                 "status": "ok",
                 "version": __version__,
-                "pools": len(self.pools.pools),
+                "pools": len(self.pools.registry.pools),
                 "agentsConnected": connected,
-                "bots": len(self.pools.bots),
+                "bots": len(self.pools.registry.bots),
             }
         )

@@ -37,7 +37,7 @@ class APIPoolBot:
             raise web.HTTPBadRequest(reason="bytes must be an integer") from None
         if not 1 <= max_bytes <= 1024 * 1024:
             raise web.HTTPBadRequest(reason="bytes must be between 1 and 1048576")
-        data = await self.pools.request_log(bot.pool_id, bot.id, max_bytes)
+        data = await self.pools.sessions.request_log(bot.pool_id, bot.id, max_bytes)
         if data is None:
             raise BotUnavailable(f"pool {bot.pool_id} is not connected")
         return web.Response(body=data, content_type="text/plain", charset="utf-8")

@@ -25,7 +25,7 @@ log = structlog.get_logger("controller.api.pools")
 
 class APIPools:
     def __init__(
-        self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper,
+        self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
         pool_mode: bool, cleanup_grace: float,
     ) -> None:  # fmt: skip
         self.mapper = mapper
@@ -44,10 +44,10 @@ class APIPools:
         ]
 
     async def _pool_view(self, pool_id: str) -> dict[str, Any]:
-        pool = self.pools.pools[pool_id]
-        live = self.pools.live[pool_id]
-        bots = self.pools.bots_in(pool_id)
-        suspect = self.pools.is_suspect(pool_id)
+        pool = self.pools.registry.pools[pool_id]
+        live = self.pools.registry.live[pool_id]
+        bots = self.pools.registry.bots_in(pool_id)
+        suspect = self.pools.sessions.is_suspect(pool_id)
         status = PoolStatusWord.SUSPECT if suspect else PoolStatusWord.RUNNING
         stats = live.stats
         try:
@@ -75,7 +75,7 @@ class APIPools:
             },
             "cpuPercent": stats.cpu if stats else None,
             "launch": {
-                "mode": self.pools.launch_mode(pool),
+                "mode": self.pools.registry.launch_mode(pool),
                 "override": pool.launch,
                 # supervisord's state of the preloader, as the agent last reported it.
                 "preloader": live.preloader,
@@ -99,7 +99,7 @@ class APIPools:
         return {
             "success": True,
             "poolId": pool.id,
-            "launch": self.pools.launch_mode(pool),
+            "launch": self.pools.registry.launch_mode(pool),
             "override": pool.launch,
             "preloaderRestarts": pool.preloader_nonce,
             "generation": pool.generation,
@@ -115,17 +115,17 @@ class APIPools:
             or (launch is not None and launch not in LAUNCH_MODES)
         ):
             raise BadRequest('body must be {"launch": "preload" | "exec" | null}')
-        pool = await self.pools.set_launch(request.match_info["poolId"], launch)
+        pool = await self.pools.lifecycle.set_launch(request.match_info["poolId"], launch)
         return web.json_response(self._launch_view(pool))
 
     async def restart_preloader(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        pool = await self.pools.restart_preloader(request.match_info["poolId"])
+        pool = await self.pools.lifecycle.restart_preloader(request.match_info["poolId"])
         return web.json_response(self._launch_view(pool))
 
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        ordered = sorted(self.pools.pools.values(), key=lambda p: p.num)
+        ordered = sorted(self.pools.registry.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         try:
             discovered = await self.mapper.legacy_bots()
@@ -141,7 +141,7 @@ class APIPools:
                 "totalBots": sum(p["botsCount"] for p in pools),
                 "pools": pools,
                 # Pools the runtime has that the store does not know: reported, never touched.
-                "unknownPools": self.pools.unknown_pools,
+                "unknownPools": self.pools.lifecycle.unknown_pools,
                 # Legacy containers ftpool did not provision (BOT_BASE_DIR/<user>/<bot>/):
                 # shown, and left alone until they are migrated.
                 "legacyBots": [b.view() for b in discovered.values()],
@@ -156,20 +156,7 @@ class APIPools:
 
     async def cleanup(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        removed = 0
-        now = time.time()
-        for pool in list(self.pools.retiring.values()):
-            # Marked removing by a removal that failed, or that a restart cut short.
-            await self.pools.finish_removal(pool)
-            removed += 1
-        for pool in list(self.pools.pools.values()):
-            empty_since = pool.emptied_at or pool.created_at
-            if pool.used or now - empty_since < self.cleanup_grace:
-                continue
-            if not await self.pools.remove_empty(pool):
-                continue
-            removed += 1
-            log.info("pool_cleaned_up", pool=pool.id)
+        removed = await self.pools.lifecycle.cleanup(self.cleanup_grace)
         return web.json_response(
             {
                 "success": True,

@@ -54,7 +54,9 @@ def _hop_by_hop(headers: Any) -> frozenset[str]:
 
 
 class APIProxy:
-    def __init__(self, bots: BotManager, timeout: float, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, bots: BotManager, *, timeout: float, max_body: int, metrics: Metrics
+    ) -> None:
         self.metrics = metrics
         self.bots = bots
         self.pools = bots.pools
@@ -165,7 +167,7 @@ class APIProxy:
             raise web.HTTPNotFound(reason="use /bots/{instanceId}/api/v1/token/login or refresh")
         caller = self._caller(request, tail)
         bot = self.bots.get(caller, request.match_info["instanceId"])
-        status = self.pools.status_of(bot)
+        status = self.pools.registry.status_of(bot)
         # Only a bot its agent saw RUNNING gets traffic (and so its credentials): while it
         # starts or backs off, its port may not be its own yet.
         if bot.deleting or bot.held or bot.run == RunState.STOPPED or status is None \

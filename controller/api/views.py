@@ -11,7 +11,7 @@ from controller.records import BotRecord
 
 
 def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
-    status = pools.status_of(bot)
+    status = pools.registry.status_of(bot)
     process = None
     if status is not None:
         alive = status.pid > 0
@@ -24,7 +24,7 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "cpuPercent": status.cpu,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
             "portOk": status.port_ok,
-            "stale": pools.is_suspect(bot.pool_id),
+            "stale": pools.sessions.is_suspect(bot.pool_id),
         }
     return {
         "instanceId": bot.id,

@@ -49,14 +49,14 @@ class BotContainerMapper:
         if self.legacy is None:
             return {}
         found = await self.legacy.discover(DISCOVERY_MAX_AGE)
-        return {k: v for k, v in found.items() if k not in self.pools.bots}
+        return {k: v for k, v in found.items() if k not in self.pools.registry.bots}
 
     async def resolve(self, principal: Principal, instance_id: str) -> BotLocation:
         check_id(instance_id, "instanceId")
-        bot = self.pools.bots.get(instance_id)
+        bot = self.pools.registry.bots.get(instance_id)
         if bot is not None:
             principal.require_owner(bot.user_id)
-            pool = self.pools.pools[bot.pool_id]
+            pool = self.pools.registry.pools[bot.pool_id]
             return BotLocation(
                 instance_id=bot.id, user_id=bot.user_id,
                 mode="legacy" if pool.legacy_of == bot.id else "pooled", managed=True,

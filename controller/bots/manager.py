@@ -1,15 +1,14 @@
 """Bot lifecycle: provision, start, stop, restart, delete, as writes of desired state.
 
-Each operation is one store transaction that bumps the pool's generation,
-followed by a push to the pool's agent. Nothing here talks to a process: the
-agent converges, and a lost push is repeated on the agent's next connect.
+Each operation is one store transaction that bumps the pool's generation; the registry
+takes its change and pushes it to the pool's agent. Nothing here talks to a process:
+the agent converges, and a lost push is repeated on the agent's next connect.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import structlog
 
 from common.ids import check_id, check_strategy_name
+from common.settings import ControllerSettings
 from common.states import ProcessState, RunState
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
@@ -25,6 +25,7 @@ from controller.metrics import Metrics
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, RestartRecord
+from controller.runtimes.legacy import LegacyContainers
 from controller.store.allocation import NewBot, Placement
 
 log = structlog.get_logger("controller.bots")
@@ -55,41 +56,45 @@ class ProvisionRequest:
         return cls(instance_id, strategy, validate_overrides(body.get("config")))
 
 
-async def _no_ids() -> set[str]:
-    return set()
+@dataclass(frozen=True, slots=True)
+class BotsConfig:
+    strategies_dir: Path  # strategy X is the file X.py there
+    default_strategy: str
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> BotsConfig:
+        return cls(settings.strategies_path, settings.default_strategy)
 
 
 class BotManager:
     def __init__(
-        self,
-        pools: PoolManager,
-        placement: Placement,
-        strategies_dir: Path,
-        default_strategy: str,
-        metrics: Metrics,
-        guard: MoveGuard,
-    ) -> None:
+        self, pools: PoolManager, config: BotsConfig, *, placement: Placement, metrics: Metrics,
+        guard: MoveGuard, legacy: LegacyContainers | None,
+    ) -> None:  # fmt: skip
         self.pools = pools
+        self.registry = pools.registry  # read, and given each store write's change
+        self.store = pools.store
+        self.lifecycle = pools.lifecycle
         self.placement = placement
-        self.strategies_dir = strategies_dir
-        self.default_strategy = default_strategy
+        self.strategies_dir = config.strategies_dir
+        self.default_strategy = config.default_strategy
         self.metrics = metrics
         # Bots being moved between pools (controller/moves/): their users' changes wait.
         self.guard = guard
-        # Ids of legacy bots ftpool does not manage yet (set by the app to the migrator's
-        # discovery): taking one would hide that bot from its owner and from migration.
-        self.legacy_ids: Callable[[], Awaitable[set[str]]] = _no_ids
+        # Legacy bots ftpool does not manage yet (None: no Docker, so none): taking one's
+        # id would hide that bot from its owner and from migration.
+        self.legacy = legacy
 
     def get(self, principal: Principal, instance_id: str) -> BotRecord:
         check_id(instance_id, "instanceId")
-        bot = self.pools.bots.get(instance_id)
+        bot = self.registry.bots.get(instance_id)
         if bot is None:
             raise NotFound(f"bot {instance_id} not found")
         principal.require_owner(bot.user_id)
         return bot
 
     def visible(self, principal: Principal) -> list[BotRecord]:
-        bots = self.pools.bots.values()
+        bots = self.registry.bots.values()
         if principal.is_admin:
             return sorted(bots, key=lambda b: b.port)
         return sorted((b for b in bots if b.user_id == principal.user_id), key=lambda b: b.port)
@@ -100,44 +105,42 @@ class BotManager:
 
     async def _provision(self, principal: Principal, req: ProvisionRequest) -> BotRecord:
         instance_id = req.instance_id or f"{principal.user_id[:40]}-bot-{secrets.token_hex(4)}"
-        if instance_id in self.pools.bots or instance_id in await self.legacy_ids():
+        if instance_id in self.registry.bots or instance_id in await self._legacy_ids():
             raise Conflict(f"bot {instance_id} already exists")
         strategy = req.strategy or self.default_strategy
         source = load_strategy(self.strategies_dir, strategy)
-        token, token_hash = self.pools.new_token()
+        token, token_hash = self.lifecycle.new_token()
         new = NewBot(instance_id, principal.user_id, strategy, source, req.config, new_secrets())
-        bot, pool, created = await self.pools.store.allocate(new, self.placement, token_hash)
-        self.pools.set_pool(pool)
-        self.pools.set_bot(bot)
-        if created:
+        change = await self.store.allocate(new, self.placement, token_hash)
+        await self.registry.apply(change)  # its agent, if it has one, is told
+        bot = change.bot(instance_id)
+        pool = change.pool(bot.pool_id)
+        if pool.id in change.created:
             try:
-                await self.pools.create_runtime(pool, token)
+                await self.lifecycle.create_runtime(pool, token)
             except Exception as exc:
                 await self.undo(bot)
                 raise RuntimeFailure(f"could not start pool {pool.id}: {exc}") from exc
         else:
-            await self.pools.wait_created(pool.id)
-        await self.pools.push(pool.id)
+            # Being made for another bot: its agent gets its desired state when it connects.
+            await self.lifecycle.wait_created(pool.id)
         log.info("bot_provisioned", bot=bot.id, user=bot.user_id, pool=pool.id, port=bot.port)
         return bot
 
+    async def _legacy_ids(self) -> set[str]:
+        return await self.legacy.known_ids() if self.legacy is not None else set()
+
     async def undo(self, bot: BotRecord) -> None:
         """Forget a bot whose pool could not be made, and the pool if it is empty."""
-        pool = await self.pools.store.remove_bot(bot.id)
-        self.pools.forget_bot(bot.id)
-        if await self.pools.store.remove_pool(pool.id):
-            self.pools.forget_pool(pool.id)
-        else:
-            self.pools.set_pool(pool)
+        await self.registry.apply(await self.store.remove_bot(bot.id))
+        await self.registry.apply(await self.store.remove_pool(bot.pool_id))
 
     async def _change(
         self, bot: BotRecord, restarts: RestartRecord | None = None, **changes: Any
     ) -> BotRecord:
-        updated, gen = await self.pools.store.update_bot(bot.id, restarts, **changes)
-        self.pools.set_bot(updated)
-        self.pools.set_generation(updated.pool_id, gen)
-        await self.pools.push(updated.pool_id)
-        return updated
+        change = await self.store.update_bot(bot.id, restarts, **changes)
+        await self.registry.apply(change)
+        return change.bot(bot.id)
 
     def _live(self, bot: BotRecord) -> None:
         if bot.deleting:
@@ -148,7 +151,7 @@ class BotManager:
         """Run the bot; a bot that should run already but does not (it exited, or the
         monitor gave up on it) is started afresh, with a clean restart record."""
         self._live(bot)
-        status = self.pools.status_of(bot)
+        status = self.registry.status_of(bot)
         down = bot.run == RunState.RUNNING and (
             status is None or status.state != ProcessState.RUNNING
         )
@@ -171,21 +174,15 @@ class BotManager:
     async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         return await self._change(bot, restarts)
 
-    async def set_held(self, bot: BotRecord, held: bool) -> BotRecord:
-        """Hold the bot for a move (its agent stops it and keeps out of its directory), or
-        release it (controller/moves/transfer.py)."""
-        return await self._change(bot, held=int(held))
-
     async def delete(self, bot: BotRecord, purge: bool) -> bool:
         """Remove the bot from its pool; True once its agent confirmed it is gone."""
         if not bot.deleting:
             self._live(bot)
             bot = await self._change(bot, deleting=1, purge=int(purge))
-            self.pools.mark_deleted(bot)
         started = time.monotonic()
         # Only a connected agent can confirm soon; otherwise answer 202 at once.
-        wait = DELETE_WAIT if self.pools.live[bot.pool_id].connected else 0
-        done = await self.pools.wait_until(lambda: bot.id not in self.pools.bots, wait)
+        wait = DELETE_WAIT if self.registry.live[bot.pool_id].connected else 0
+        done = await self.pools.sessions.wait_until(lambda: bot.id not in self.registry.bots, wait)
         log.info("bot_delete_requested", bot=bot.id, pool=bot.pool_id, purge=purge,
                  confirmed=done, ms=round((time.monotonic() - started) * 1000))  # fmt: skip
         return done

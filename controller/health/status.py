@@ -6,13 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.protocol import BotStatus
 from common.states import AT_REST, BotStatusWord, FleetHealth, ProcessState, RunState
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
 
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
-    status = pools.status_of(bot)
+    return is_healthy(bot, pools.registry.status_of(bot))
+
+
+def is_healthy(bot: BotRecord, status: BotStatus | None) -> bool:
+    """A bot is healthy as its agent last reported it: at rest if stopped, else running,
+    answering its ping, on a port of its own."""
     if bot.run == RunState.STOPPED:
         return status is None or status.state in AT_REST
     return (
@@ -30,20 +36,20 @@ def bot_status_word(pools: PoolManager, bot: BotRecord) -> BotStatusWord:
         return BotStatusWord.MIGRATING
     if bot.restarts.failed and bot.run == RunState.RUNNING:
         return BotStatusWord.FAILED  # the monitor gave up on it; a start or restart tries again
-    status = pools.status_of(bot)
+    status = pools.registry.status_of(bot)
     if status is None:
         return BotStatusWord.PENDING
     # The last report of a pool we cannot hear from may be out of date.
-    if pools.is_suspect(bot.pool_id):
+    if pools.sessions.is_suspect(bot.pool_id):
         return BotStatusWord.UNKNOWN
     return BotStatusWord.of_process(status.state)
 
 
 def fleet_health(pools: PoolManager) -> dict[str, Any]:
     """Pools and bots counted healthy or not, and the word for all of them together."""
-    pool_ids = list(pools.pools)
-    healthy_pools = sum(1 for p in pool_ids if not pools.is_suspect(p))
-    bots = [b for b in pools.bots.values() if not b.deleting]
+    pool_ids = list(pools.registry.pools)
+    healthy_pools = sum(1 for p in pool_ids if not pools.sessions.is_suspect(p))
+    bots = [b for b in pools.registry.bots.values() if not b.deleting]
     running = [b for b in bots if b.run == RunState.RUNNING]
     healthy_bots = sum(1 for b in running if bot_healthy(pools, b))
     unhealthy = (len(pool_ids) - healthy_pools) + (len(running) - healthy_bots)

@@ -7,15 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
-from controller.errors import Conflict, FtpoolError
+from controller.errors import Conflict
 from controller.migration.log import MigrationLog
 from controller.pools.manager import PoolManager
-from controller.runtimes.legacy import DISCOVERY_MAX_AGE, LegacyBot, LegacyContainers
+from controller.runtimes.legacy import LegacyBot, LegacyContainers
 from controller.store.allocation import Placement
-
-log = structlog.get_logger("controller.migration")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +30,7 @@ class MigrationPlanner:
         to_pools: Placement,
     ) -> None:  # fmt: skip
         self.pools = pools
+        self.registry = pools.registry
         self.legacy = legacy
         self.log = log
         self.to_pools = to_pools
@@ -43,9 +40,9 @@ class MigrationPlanner:
         pooled bot whose legacy copy an interrupted run left behind (to resume)."""
         out = []
         found = await self.legacy.discover() if self.legacy is not None else {}
-        left_pools = {p.legacy_of: p for p in self.pools.pools.values() if p.legacy_of}
-        for bot in self.pools.bots.values():
-            pool = self.pools.pools[bot.pool_id]
+        left_pools = {p.legacy_of: p for p in self.registry.pools.values() if p.legacy_of}
+        for bot in self.registry.bots.values():
+            pool = self.registry.pools[bot.pool_id]
             if bot.deleting:
                 continue
             if pool.legacy_of == bot.id:
@@ -61,7 +58,7 @@ class MigrationPlanner:
             if left is not None:
                 out.append(Candidate(bot.id, bot.user_id, "resume", left, bot.run, pool.id))
         for legacy in found.values():
-            if legacy.id not in self.pools.bots:
+            if legacy.id not in self.registry.bots:
                 out.append(Candidate(legacy.id, legacy.user_id, "legacy-container",
                                      legacy.container, legacy.state))  # fmt: skip
         return sorted(out, key=lambda c: (c.user_id, c.id))
@@ -71,15 +68,7 @@ class MigrationPlanner:
         if self.legacy is None:
             return {}
         found = await self.legacy.discover(max_age)
-        return {k: v for k, v in found.items() if k not in self.pools.bots}
-
-    async def legacy_ids(self) -> set[str]:
-        """Ids of the legacy containers found on the host (a listing up to 5 s old)."""
-        try:
-            return set(await self.discovered(DISCOVERY_MAX_AGE))
-        except FtpoolError as exc:  # Docker away: provisioning goes on, the pool's may fail
-            log.warning("legacy_discovery_failed", error=str(exc))
-            return set()
+        return {k: v for k, v in found.items() if k not in self.registry.bots}
 
     async def plan(self, bot_ids: set[str], users: set[str]) -> dict[str, Any]:
         """Which bot goes to which pool and port; changes nothing."""
@@ -93,7 +82,7 @@ class MigrationPlanner:
         plan = []
         for c in chosen:
             if c.source == "resume":  # it runs in its pool already; its legacy copy goes
-                bot = self.pools.bots[c.id]
+                bot = self.registry.bots[c.id]
                 pool_id, port, new = bot.pool_id, bot.port, False
             else:
                 pool_id, port, new = next(slots)
@@ -107,7 +96,7 @@ class MigrationPlanner:
         return {"bots": plan, "skipped": skipped}
 
     def _why_not(self, bot_id: str) -> str:
-        bot = self.pools.bots.get(bot_id)
+        bot = self.registry.bots.get(bot_id)
         if bot is None:
             return "no such legacy bot"
         return f"already in pool {bot.pool_id}"

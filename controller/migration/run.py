@@ -50,18 +50,19 @@ log = structlog.get_logger("controller.migration")
 
 class Migrator:
     def __init__(
-        self, bots: BotManager, legacy: LegacyContainers | None, base_dir: Path,
+        self, bots: BotManager, *, legacy: LegacyContainers | None, base_dir: Path,
         placement: Placement, guard: MoveGuard,
     ) -> None:  # fmt: skip
         self.bots = bots
         self.pools = bots.pools
+        self.registry = bots.pools.registry
         self.legacy = legacy
         self.to_pools = replace(placement, pooled=True)
         self.to_legacy = replace(placement, pooled=False)
         self.log = MigrationLog(base_dir / ".migration-log.json")
         self.staging = base_dir / "migrating"
         self.backups = base_dir / "migration-backups"
-        self.transfer = Transfer(bots, self.staging)
+        self.transfer = Transfer(bots.pools, self.staging)
         self.planner = MigrationPlanner(self.pools, legacy, self.log, self.to_pools)
         # One bot at a time, and never beside an evacuation: both move bots between pools.
         self.guard = guard
@@ -69,7 +70,7 @@ class Migrator:
     async def startup(self) -> None:
         """Load the log; bring bots held by an interrupted run back to a running state."""
         await asyncio.to_thread(self.log.load)
-        for bot in [b for b in self.pools.bots.values() if b.held]:
+        for bot in [b for b in self.registry.bots.values() if b.held]:
             async with self.guard.lock:
                 try:
                     await self.transfer.recover(bot)
@@ -100,12 +101,12 @@ class Migrator:
     async def migrate(self, bot_id: str, verify_timeout: float) -> Run:
         check_id(bot_id, "instanceId")
         async with self._running(bot_id):
-            bot = self.pools.bots.get(bot_id)
+            bot = self.registry.bots.get(bot_id)
             if bot is not None and bot.held:
                 bot = await self.transfer.recover(bot)
             if bot is not None:
                 self._check_live(bot)
-                pool = self.pools.pools[bot.pool_id]
+                pool = self.registry.pools[bot.pool_id]
                 if pool.legacy_of == bot.id:
                     return await self._migrate_pooled(bot, verify_timeout)
                 return await self._finish_interrupted(bot, verify_timeout)
@@ -118,25 +119,25 @@ class Migrator:
         """A pooled bot goes back to a legacy container of its own, with its files."""
         check_id(bot_id, "instanceId")
         async with self._running(bot_id):
-            bot = self.pools.bots.get(bot_id)
+            bot = self.registry.bots.get(bot_id)
             if bot is None:
                 raise NotFound(f"bot {bot_id} is not managed by ftpool")
             self._check_live(bot)
             if bot.held:
                 bot = await self.transfer.recover(bot)
-            if self.pools.pools[bot.pool_id].legacy_of == bot.id:
+            if self.registry.pools[bot.pool_id].legacy_of == bot.id:
                 raise Conflict(f"bot {bot_id} is in its legacy container already")
             run = await self._begin(bot.id, bot.user_id, "rollback", "pool", from_pool=bot.pool_id)
             try:
                 moved = await self._move(run, bot, self.to_legacy, verify_timeout)
             except StepFailed as exc:
                 return await self.log.end_run(run, "failed", str(exc))
-            run.source_container = self.pools.pools[moved.pool_id].container_name
+            run.source_container = self.registry.pools[moved.pool_id].container_name
             self._emit("bot_rolled_back", moved, run)
             return await self.log.end_run(run, "rolled_back")
 
     async def _migrate_pooled(self, bot: BotRecord, verify_timeout: float) -> Run:
-        legacy_pool = self.pools.pools[bot.pool_id]
+        legacy_pool = self.registry.pools[bot.pool_id]
         run = await self._begin(
             bot.id,
             bot.user_id,
@@ -160,7 +161,7 @@ class Migrator:
     async def _finish_interrupted(self, bot: BotRecord, verify_timeout: float) -> Run:
         """A pooled bot: done already, unless a run stopped before removing its legacy copy
         (an empty legacy pool of it, or its stopped legacy container)."""
-        pool = next((p for p in self.pools.pools.values() if p.legacy_of == bot.id), None)
+        pool = next((p for p in self.registry.pools.values() if p.legacy_of == bot.id), None)
         leftover = await self.planner.leftover_container(bot.id)
         run = await self._begin(bot.id, bot.user_id, "migrate", "pool", from_pool=bot.pool_id,
                           source_container=leftover or "")  # fmt: skip
@@ -187,7 +188,7 @@ class Migrator:
         """Hold, back up, move and release the bot, and verify it; a failure after the move
         brings it back where it was (raising StepFailed either way)."""
         source = bot.pool_id
-        back = self.to_legacy if self.pools.pools[source].legacy_of == bot.id else self.to_pools
+        back = self.to_legacy if self.registry.pools[source].legacy_of == bot.id else self.to_pools
         try:
             async with self.log.step(run, "stop"):
                 self.transfer.check_targets(bot.id, placement)
@@ -196,7 +197,7 @@ class Migrator:
                 directory = self.transfer.bot_dir(bot)
                 run.backup = await asyncio.to_thread(self._backup, directory, run, None)
         except StepFailed:
-            await self.transfer.release(self.pools.bots[bot.id])  # nothing moved
+            await self.transfer.release(self.registry.bots[bot.id])  # nothing moved
             raise
         try:
             async with self.log.step(run, "allocate") as step:
@@ -204,7 +205,7 @@ class Migrator:
                 self._arrived(run, step, bot)
             bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
-            bot = self.pools.bots[bot.id]
+            bot = self.registry.bots[bot.id]
             if bot.pool_id == source:  # it never left: its files go back, and it runs again
                 await self.transfer.recover(bot)
                 raise
@@ -230,8 +231,8 @@ class Migrator:
         return bot
 
     async def _remove_pool(self, pool_id: str) -> None:
-        pool = self.pools.pools.get(pool_id)
-        if pool is not None and not await self.pools.remove_empty(pool):
+        pool = self.registry.pools.get(pool_id)
+        if pool is not None and not await self.pools.lifecycle.remove_empty(pool):
             raise StepFailed(f"pool {pool_id} is not empty; it is left in place")
 
     # -- importing a discovered container ------------------------------------------------------
@@ -299,14 +300,12 @@ class Migrator:
 
     async def _allocate(self, new: NewBot, run: RunState) -> BotRecord:
         pools = self.pools
-        token, token_hash = pools.new_token()
-        bot, pool, created = await pools.store.allocate(
-            new, self.to_pools, token_hash, held=True, run=run
-        )
-        pools.set_pool(pool)
-        pools.set_bot(bot)
+        token, token_hash = pools.lifecycle.new_token()
+        change = await pools.store.allocate(new, self.to_pools, token_hash, held=True, run=run)
+        await pools.registry.apply(change)
+        bot = change.bot(new.id)
         try:
-            await self.transfer.land(bot, created, token)
+            await self.transfer.land(bot, bot.pool_id in change.created, token)
         except Exception:
             await self.bots.undo(bot)
             raise
@@ -318,10 +317,7 @@ class Migrator:
         archives what is left of its directory."""
         bot = await self.transfer.hold(bot)
         await asyncio.to_thread(_copy_trade_dbs, self.transfer.bot_dir(bot), found.directory)
-        pool = await self.pools.store.remove_bot(bot.id)
-        self.pools.forget_bot(bot.id)
-        self.pools.set_pool(pool)
-        await self.pools.push(pool.id)
+        await self.registry.apply(await self.pools.store.remove_bot(bot.id))
 
     # -- checks and records -------------------------------------------------------------------
 

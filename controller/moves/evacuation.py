@@ -49,38 +49,40 @@ class Evacuation:
             await pools.runtime.discard(pool.id)
             if await pools.runtime.inspect(pool.id) == RuntimeState.RUNNING:
                 raise RuntimeFailure(f"pool {pool.id} still runs; its bots stay where they are")
-            await pools.finalize_deletions(pool.id)  # nothing of it runs: deleted bots are gone
-            _token, token_hash = pools.new_token()
-            moved, old = await pools.store.move_bots(pool.id, self.placement, token_hash)
-            pools.set_pool(old)  # full, so that nothing new is placed in it
-            targets = {new_pool.id for _b, new_pool, _c in moved}
+            # Nothing of it runs: its deleted bots are gone.
+            await pools.lifecycle.finish_deletions(pool.id)
+            _token, token_hash = pools.lifecycle.new_token()
+            change = await pools.store.move_bots(pool.id, self.placement, token_hash)
+            # The old pool stays, full, so that nothing new is placed in it. The new pools
+            # are told once the bots' directories are there: an agent told first would
+            # make a fresh one where the bot's own must go.
+            await pools.registry.apply(change, push=False)
+            targets = [p.id for p in change.pools if p.id != pool.id]
             try:
-                stranded = [b.id for b, new_pool, _c in moved
-                            if not await self._move_files(b, pool.id, new_pool)]  # fmt: skip
-                for pool_id in {p.id for _b, p, created in moved if created}:
-                    # Each new pool gets a token of its own, on the record kept in memory.
-                    await pools.recreate(pools.pools[pool_id])
+                stranded = [b.id for b in change.bots
+                            if not await self._move_files(b, pool.id)]  # fmt: skip
+                for pool_id in change.created:
+                    # Each new pool gets a token of its own.
+                    await pools.lifecycle.recreate(pools.registry.pools[pool_id])
             finally:
                 for pool_id in targets:
-                    await pools.push(pool_id)
+                    await pools.registry.push(pool_id)
         if not stranded:
-            await pools.remove_empty(old)
-        log.warning("pool_evacuated", pool=pool.id, bots=len(moved), stranded=stranded)
+            await pools.lifecycle.remove_empty(change.pool(pool.id))
+        log.warning("pool_evacuated", pool=pool.id, bots=len(change.bots), stranded=stranded)
 
-    async def _move_files(self, bot: BotRecord, from_pool: str, new_pool: PoolRecord) -> bool:
+    async def _move_files(self, bot: BotRecord, from_pool: str) -> bool:
         pools = self.pools
         try:
-            await pools.runtime.move_bot_files(bot.id, from_pool, new_pool.id)
+            await pools.runtime.move_bot_files(bot.id, from_pool, bot.pool_id)
             moved = True
         except OSError as exc:
             moved = False
             log.error("bot_files_not_moved", bot=bot.id, pool=from_pool, error=str(exc))
-            bot, _gen = await pools.store.update_bot(bot.id, run=RunState.STOPPED)
-        pools.forget_bot(bot.id)
-        pools.set_pool(new_pool)
-        pools.set_bot(bot)
+            change = await pools.store.update_bot(bot.id, run=RunState.STOPPED)
+            await pools.registry.apply(change, push=False)  # pushed with the others
         pools.events.emit(
-            "bot_moved" if moved else "bot_move_failed", pool=new_pool.id, bot=bot.id,
+            "bot_moved" if moved else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
             user=bot.user_id, reason="pool_lost", fromPool=from_pool, port=bot.port,
         )  # fmt: skip
         return moved
@@ -89,7 +91,7 @@ class Evacuation:
         """Bring each bot's directory to its pool, where a move to another pool (a lost
         pool's evacuation) was cut short, before any pool starts the bot without it."""
         for bot_id, where in (await self.pools.runtime.bot_locations()).items():
-            bot = self.pools.bots.get(bot_id)
+            bot = self.pools.registry.bots.get(bot_id)
             if bot is None or bot.pool_id in where or len(where) != 1:
                 continue
             if await self.pools.runtime.inspect(where[0]) == RuntimeState.RUNNING:

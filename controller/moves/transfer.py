@@ -20,9 +20,9 @@ import aiohttp
 import structlog
 
 from common.states import STOPPED, ProcessState, RunState
-from controller.bots.manager import BotManager
 from controller.errors import FtpoolError
 from controller.pools.live import PoolLive
+from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 from controller.runtimes import RuntimeState
 from controller.runtimes.base import hand_over
@@ -39,25 +39,31 @@ class StepFailed(FtpoolError):
 
 
 class Transfer:
-    def __init__(self, bots: BotManager, staging: Path) -> None:
-        self.bots = bots
-        self.pools = bots.pools
+    def __init__(self, pools: PoolManager, staging: Path) -> None:
+        self.pools = pools
+        self.registry = pools.registry
         self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
 
     async def release(self, bot: BotRecord) -> BotRecord:
         """The bot runs (or stays stopped, as its user wants) where it is now."""
-        return await self.bots.set_held(bot, False)
+        return await self._set_held(bot, False)
+
+    async def _set_held(self, bot: BotRecord, held: bool) -> BotRecord:
+        """Held, its agent stops it and keeps out of its directory; released, it runs."""
+        change = await self.pools.store.update_bot(bot.id, held=int(held))
+        await self.registry.apply(change)
+        return change.bot(bot.id)
 
     async def hold(self, bot: BotRecord) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program."""
         self.can_hold(bot.pool_id)
-        held = await self.bots.set_held(bot, True)
+        held = await self._set_held(bot, True)
         await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
 
     def can_hold(self, pool_id: str) -> None:
         """An agent from before held bots would refuse every desired state with one."""
-        live = self.pools.live.get(pool_id)
+        live = self.registry.live.get(pool_id)
         if live is not None and live.connected and "held" not in live.features:
             raise StepFailed(
                 f"the agent of {pool_id} ({live.agent_version}) cannot hold a bot; "
@@ -66,7 +72,7 @@ class Transfer:
 
     def check_targets(self, bot_id: str, placement: Placement) -> None:
         """Every pool the bot could be placed in must hold it: checked before it moves."""
-        for pool in list(self.pools.pools.values()):
+        for pool in list(self.registry.pools.values()):
             if placement.pooled:
                 fits = pool.legacy_of is None and pool.used < pool.capacity
             else:
@@ -79,10 +85,10 @@ class Transfer:
     ) -> None:
         """Wait until the pool's agent has applied its current desired state (and `done`
         holds of its report), or nothing of the pool runs at all."""
-        gen = self.pools.pools[pool_id].generation
+        gen = self.registry.pools[pool_id].generation
         deadline = time.monotonic() + HOLD_TIMEOUT
         while True:
-            live = self.pools.live.get(pool_id)
+            live = self.registry.live.get(pool_id)
             if live is not None and live.connected:
                 if live.acked_gen >= gen and done(live):
                     return
@@ -100,36 +106,32 @@ class Transfer:
         """Move a held, stopped bot to another pool: its files via staging, its record in
         one transaction. It stays held."""
         pools = self.pools
-        bot = pools.bots[bot.id]  # as it is now, not as the caller last saw it
+        bot = pools.registry.bots[bot.id]  # as it is now, not as the caller last saw it
         stage = self.staging / bot.id
         source = self.bot_dir(bot)
         if source.is_dir():
             await asyncio.to_thread(hand_over, source, stage)
-        token, token_hash = pools.new_token()
-        moved, pool, created, old = await pools.store.relocate(
-            bot.id, placement, token_hash, held=True
-        )
-        pools.forget_bot(bot.id)
-        pools.set_pool(old)
-        pools.set_pool(pool)
-        pools.set_bot(moved)
-        await pools.push(old.id)
-        await self.land(moved, created, token)
-        log.info("bot_relocated", bot=bot.id, source=old.id, target=pool.id, port=moved.port)
+        token, token_hash = pools.lifecycle.new_token()
+        change = await pools.store.relocate(bot.id, placement, token_hash, held=True)
+        # Both agents are told: the old one no longer has the bot, the new one has it held.
+        await pools.registry.apply(change)
+        moved = change.bot(bot.id)
+        await self.land(moved, moved.pool_id in change.created, token)
+        log.info("bot_relocated", bot=bot.id, source=bot.pool_id, target=moved.pool_id,
+                 port=moved.port)  # fmt: skip
         return moved
 
     async def land(self, bot: BotRecord, created: bool, token: str) -> None:
         """Bring a held bot's staged files into its new pool. A running agent must have
         applied the bot's hold first: an older desired state still being applied would
         take the directory for a removed bot's and archive it."""
-        pool = self.pools.pools[bot.pool_id]
+        pool = self.registry.pools[bot.pool_id]
         if created:
             await self.place_staged(bot)  # before its agent exists
-            await self.pools.create_runtime(pool, token)
+            await self.pools.lifecycle.create_runtime(pool, token)
             return
-        await self.pools.wait_created(pool.id)
+        await self.pools.lifecycle.wait_created(pool.id)
         self.can_hold(pool.id)
-        await self.pools.push(pool.id)
         await self.wait_applied(pool.id)
         await self.place_staged(bot)
 
@@ -153,8 +155,8 @@ class Transfer:
         state = "no report"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
             while True:
-                current = self.pools.bots.get(bot.id, bot)
-                status = self.pools.status_of(current)
+                current = self.registry.bots.get(bot.id, bot)
+                status = self.registry.status_of(current)
                 state = status.state if status else "no report"
                 if current.run == RunState.STOPPED and state in STOPPED:
                     return

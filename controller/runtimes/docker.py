@@ -26,6 +26,7 @@ import urllib3
 from docker.models.containers import Container
 
 from common import __version__
+from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
@@ -55,6 +56,19 @@ class DockerOptions:
     memory_limit: str = ""
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
+        return cls(
+            image=settings.pool_image,
+            network=settings.pool_network,
+            pools_dir=settings.pools_dir,
+            host_pools_dir=settings.host_pools_dir,
+            archive_dir=settings.bot_base_dir / "archive",
+            memory_limit=settings.pool_memory_limit,
+            publish_ports=settings.pool_publish_ports,
+            publish_ip=settings.pool_publish_ip,
+        )
 
     @property
     def host_network(self) -> bool:

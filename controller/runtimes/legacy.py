@@ -23,6 +23,7 @@ import docker.errors
 import structlog
 
 from common.ids import is_valid_id
+from controller.errors import FtpoolError
 from controller.runtimes.docker import LABEL_POOL, in_thread
 
 log = structlog.get_logger("controller.legacy")
@@ -103,6 +104,15 @@ class LegacyContainers:
         found = await in_thread(discover)
         self._last = (time.monotonic(), found)
         return found
+
+    async def known_ids(self) -> set[str]:
+        """Ids of the legacy bots on the host (a listing up to DISCOVERY_MAX_AGE old); none
+        when Docker cannot be asked: provisioning goes on (a pool's creation may fail)."""
+        try:
+            return set(await self.discover(DISCOVERY_MAX_AGE))
+        except FtpoolError as exc:
+            log.warning("legacy_discovery_failed", error=str(exc))
+            return set()
 
     async def state(self, name: str) -> str:
         """Docker's state of the container, or "missing"."""

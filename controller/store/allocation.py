@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from common.settings import ControllerSettings
 from common.states import RunState
 from controller.errors import CapacityExhausted, Conflict, NotFound
 from controller.records import BotRecord, BotSecrets, PoolRecord
+from controller.store.change import Change
 from controller.store.sql import bot_row, bump, pool_row, release
-
-Moved = tuple[BotRecord, PoolRecord, bool]  # a bot in its new slot, that pool, made for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,14 @@ class Placement:
     pooled: bool = True
     per_user: bool = False
     fill: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> Placement:
+        return cls(
+            max_bots=settings.max_bots_per_container, base_port=settings.pool_base_port,
+            pooled=settings.pool_mode_enabled, per_user=settings.pool_tenancy == "per-user",
+            fill=settings.placement == "fill",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,7 @@ class NewBot:
 def allocate(
     db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
     run: RunState,
-) -> Moved:  # fmt: skip
+) -> Change:  # fmt: skip
     """Place a new bot in a pool with a free slot, made if none has one."""
     if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
         raise Conflict(f"bot {bot.id} already exists")
@@ -66,7 +74,8 @@ def allocate(
             run, now, int(held),
         ),
     )  # fmt: skip
-    return bot_row(db, bot.id), pool, created
+    return Change(pools=(pool,), bots=(bot_row(db, bot.id),),
+                  created=frozenset({pool.id} if created else ()))  # fmt: skip
 
 
 def place(
@@ -123,11 +132,9 @@ def place(
 
 def relocate(
     db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool
-) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
-    """Move one bot to a slot of another pool (its legacy pool, without pooling).
-
-    Returns the bot, its new pool, whether that pool is new, and the old pool.
-    """
+) -> Change:
+    """Move one bot to a slot of another pool (its legacy pool, without pooling): the
+    change holds the bot, its old pool and its new one (made if it is in `created`)."""
     row = db.execute("SELECT user_id, pool_id FROM bots WHERE id = ?", (bot_id,))
     user_id, old_pool = row.fetchone() or (None, None)
     if user_id is None:
@@ -139,7 +146,8 @@ def relocate(
     )
     release(db, old_pool)
     bump(db, old_pool)
-    return bot_row(db, bot_id), pool, created, pool_row(db, old_pool)
+    return Change(pools=(pool_row(db, old_pool), pool), bots=(bot_row(db, bot_id),),
+                  created=frozenset({pool.id} if created else ()))  # fmt: skip
 
 
 def plan(
@@ -164,14 +172,16 @@ def plan(
 
 def move_bots(
     db: sqlite3.Connection, from_pool: str, placement: Placement, token_hash: str
-) -> tuple[list[Moved], PoolRecord]:
+) -> Change:
     """Give every bot of a lost pool a slot in other pools.
 
-    Returns each moved bot with its new pool and whether that pool is new, and the old
-    pool: it keeps no bot, and counts as full, so nothing new is placed in it while it
-    waits to be removed. A legacy pool's bot stays legacy, in a new pool of its own.
+    The change holds each moved bot, its new pool (made if it is in `created`), and the
+    old pool first: it keeps no bot, and counts as full, so nothing new is placed in it
+    while it waits to be removed. A legacy pool's bot stays legacy, in a new pool of its own.
     """
-    moved = []
+    moved: list[BotRecord] = []
+    targets: list[str] = []  # the pools they went to, in the order they were placed
+    created: set[str] = set()
     legacy = pool_row(db, from_pool).legacy_of is not None
     p = replace(placement, pooled=False) if legacy else placement
     # It no longer stands for its legacy bot, whose new pool takes that place.
@@ -184,13 +194,18 @@ def move_bots(
         "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
     ).fetchall()
     for bot_id, user_id in rows:
-        pool, slot, created = place(db, bot_id, user_id, p, token_hash, from_pool)
+        pool, slot, made = place(db, bot_id, user_id, p, token_hash, from_pool)
         db.execute(
             "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
             (pool.id, slot, pool.port_start + slot, bot_id),
         )
-        moved.append((bot_row(db, bot_id), pool, created))
-    return moved, pool_row(db, from_pool)
+        moved.append(bot_row(db, bot_id))
+        if pool.id not in targets:
+            targets.append(pool.id)
+        if made:
+            created.add(pool.id)
+    pools = [pool_row(db, pool_id) for pool_id in [from_pool, *targets]]
+    return Change(pools=tuple(pools), bots=tuple(moved), created=frozenset(created))
 
 
 def _free_pool_number(db: sqlite3.Connection) -> int:

@@ -1,5 +1,7 @@
 """The SQLite store: pools, bots and their desired state, and the events table.
 
+Every write returns the Change it made (controller/store/change.py).
+
 All access goes through one worker thread, so every operation is serialized and
 each multi-row change is one transaction (BEGIN IMMEDIATE ... COMMIT). A file
 that cannot be opened, is not a database, fails its integrity check or has a
@@ -20,7 +22,8 @@ from common.states import RunState
 from controller.errors import NotFound, StoreError
 from controller.records import BotRecord, Event, PoolRecord, RestartRecord
 from controller.store import allocation
-from controller.store.allocation import Moved, NewBot, Placement
+from controller.store.allocation import NewBot, Placement
+from controller.store.change import Change
 from controller.store.events import add_events, read_events
 from controller.store.schema import open_database
 from controller.store.sql import (
@@ -113,20 +116,15 @@ class Store:
     async def allocate(
         self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
         run: RunState = RunState.RUNNING,
-    ) -> Moved:  # fmt: skip
-        """Place a bot in a pool with a free slot, creating the pool row if none has one.
-
-        Returns the bot, its pool, and whether the pool is new (so its runtime must be made).
-        """
+    ) -> Change:  # fmt: skip
+        """Place a bot in a pool with a free slot, creating the pool row if none has one
+        (then it is in the change's `created`: its runtime must be made)."""
         return await self._write(allocation.allocate, bot, placement, token_hash, held, run)
 
     async def relocate(
         self, bot_id: str, placement: Placement, token_hash: str, held: bool
-    ) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
-        """Move one bot to a slot of another pool (its legacy pool, without pooling).
-
-        Returns the bot, its new pool, whether that pool is new, and the old pool.
-        """
+    ) -> Change:
+        """Move one bot to a slot of another pool (its legacy pool, without pooling)."""
         return await self._write(allocation.relocate, bot_id, placement, token_hash, held)
 
     async def plan(
@@ -141,9 +139,7 @@ class Store:
 
         return await self._run(lambda: rolled_back(self.db, what_if))
 
-    async def move_bots(
-        self, from_pool: str, placement: Placement, token_hash: str
-    ) -> tuple[list[Moved], PoolRecord]:
+    async def move_bots(self, from_pool: str, placement: Placement, token_hash: str) -> Change:
         """Give every bot of a lost pool a slot in other pools, in one transaction
         (controller/store/allocation.py says what the old pool keeps)."""
         return await self._write(allocation.move_bots, from_pool, placement, token_hash)
@@ -152,9 +148,9 @@ class Store:
 
     async def update_bot(
         self, bot_id: str, restarts: RestartRecord | None = None, **changes: Any
-    ) -> tuple[BotRecord, int]:
-        """Change run/nonce/deleting/purge/held and the restart record of a bot; returns it and
-        its pool's new generation."""
+    ) -> Change:
+        """Change run/nonce/deleting/purge/held and the restart record of a bot; the change
+        holds it and its pool, with its new generation."""
         allowed = {"run", "nonce", "deleting", "purge", "held"}
         if not set(changes) <= allowed or not (changes or restarts):
             raise ValueError(f"can only change {allowed} and restarts")
@@ -164,67 +160,71 @@ class Store:
                 restart_last=restarts.last, failed=int(restarts.failed),
             )  # fmt: skip
 
-        def change(db: sqlite3.Connection) -> tuple[BotRecord, int]:
+        def change(db: sqlite3.Connection) -> Change:
             set_columns(db, "bots", bot_id, changes)
             bot = bot_row(db, bot_id)
-            return bot, bump(db, bot.pool_id)
+            bump(db, bot.pool_id)
+            return Change(pools=(pool_row(db, bot.pool_id),), bots=(bot,))
 
         return await self._run(self._tx, change)
 
-    async def remove_bot(self, bot_id: str) -> PoolRecord:
-        """Forget a deleted bot once its agent confirmed it gone; its slot is free again."""
+    async def remove_bot(self, bot_id: str) -> Change:
+        """Forget a bot (deleted, and confirmed gone; or its import undone): its slot is free
+        again, and its pool's desired state moves on without it."""
 
-        def remove(db: sqlite3.Connection) -> PoolRecord:
+        def remove(db: sqlite3.Connection) -> Change:
             row = db.execute("SELECT pool_id FROM bots WHERE id = ?", (bot_id,)).fetchone()
             if row is None:
                 raise NotFound(f"bot {bot_id} is not in the store")
             db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
             release(db, row[0])
-            return pool_row(db, row[0])
+            bump(db, row[0])
+            return Change(pools=(pool_row(db, row[0]),), removed_bots=(bot_id,))
 
         return await self._run(self._tx, remove)
 
-    async def set_pool_token(self, pool_id: str, token_hash: str) -> None:
-        def update(db: sqlite3.Connection) -> None:
+    async def set_pool_token(self, pool_id: str, token_hash: str) -> Change:
+        def update(db: sqlite3.Connection) -> Change:
             db.execute("UPDATE pools SET token_hash = ? WHERE id = ?", (token_hash, pool_id))
+            return Change(pools=(pool_row(db, pool_id),))
 
-        await self._run(self._tx, update)
+        return await self._run(self._tx, update)
 
-    async def update_pool(self, pool_id: str, **changes: Any) -> PoolRecord:
-        """Change a pool's launch mode or preloader nonce; returns it with its new generation."""
+    async def update_pool(self, pool_id: str, **changes: Any) -> Change:
+        """Change a pool's launch mode or preloader nonce (its generation goes up)."""
         allowed = {"launch", "preloader_nonce"}
         if not changes or not set(changes) <= allowed:
             raise ValueError(f"can only change {allowed}")
 
-        def change(db: sqlite3.Connection) -> PoolRecord:
+        def change(db: sqlite3.Connection) -> Change:
             if not set_columns(db, "pools", pool_id, changes):
                 raise NotFound(f"pool {pool_id} does not exist")
             bump(db, pool_id)
-            return pool_row(db, pool_id)
+            return Change(pools=(pool_row(db, pool_id),))
 
         return await self._run(self._tx, change)
 
-    async def retire_pool(self, pool_id: str) -> PoolRecord | None:
+    async def retire_pool(self, pool_id: str) -> Change:
         """Mark an empty pool as being removed (it takes no bot from now on; its row, and
-        with it its number, stays until remove_pool); None if it has a bot."""
+        with it its number, stays until remove_pool); no change if it has a bot."""
 
-        def retire(db: sqlite3.Connection) -> PoolRecord | None:
+        def retire(db: sqlite3.Connection) -> Change:
             if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
-                return None
+                return Change()
             if not db.execute("UPDATE pools SET removing = 1 WHERE id = ?", (pool_id,)).rowcount:
-                return None
-            return pool_row(db, pool_id)
+                return Change()
+            return Change(retired_pools=(pool_row(db, pool_id),))
 
         return await self._run(self._tx, retire)
 
-    async def remove_pool(self, pool_id: str) -> bool:
-        """Delete an empty pool's row; False if it gained a bot meanwhile."""
+    async def remove_pool(self, pool_id: str) -> Change:
+        """Delete an empty pool's row; no change if it gained a bot meanwhile."""
 
-        def remove(db: sqlite3.Connection) -> bool:
+        def remove(db: sqlite3.Connection) -> Change:
             if db.execute("SELECT 1 FROM bots WHERE pool_id = ?", (pool_id,)).fetchone():
-                return False
+                return Change()
             db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
-            return True
+            return Change(removed_pools=(pool_id,))
 
         return await self._run(self._tx, remove)
 

@@ -61,7 +61,7 @@ async def raw(
 
 
 def bot_api(h: ControllerHarness, bot_id: str) -> dict[str, Any]:
-    pool = h.controller.pools.bots[bot_id].pool_id
+    pool = h.controller.pools.registry.bots[bot_id].pool_id
     config = json.loads((h.pool_dir(pool) / "bots" / bot_id / "config.json").read_text())
     return config["api_server"]
 

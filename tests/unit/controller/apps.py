@@ -109,11 +109,25 @@ class FakeRuntime(PoolRuntime):
         self.calls.append(("close", ""))
 
 
+class FakeClock:
+    """The monitor's time, moved on by a test instead of by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class Api:
     client: TestClient
     controller: Controller
     runtime: FakeRuntime
+    clock: FakeClock
 
     async def call(
         self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kw: Any
@@ -152,15 +166,15 @@ class AgentSocket:
 
 def connect(api: Api, pool_id: str = "pool-1") -> None:
     """Make the pool look heard from, as a connected agent's heartbeat would."""
-    live = api.controller.pools.live[pool_id]
+    live = api.controller.pools.registry.live[pool_id]
     live.ws = AgentSocket()  # type: ignore[assignment]
     live.last_seen = live.connected_at = time.time()
 
 
 def report(api: Api, instance_id: str, state: str, since: float = 1.0) -> None:
     """What the bot's agent would report (the proxy only forwards to a RUNNING bot)."""
-    bot = api.controller.pools.bots[instance_id]
-    api.controller.pools.live[bot.pool_id].bots[instance_id] = BotStatus(
+    bot = api.controller.pools.registry.bots[instance_id]
+    api.controller.pools.registry.live[bot.pool_id].bots[instance_id] = BotStatus(
         instance_id, state, pid=4242 if state == "RUNNING" else 0, since=since
     )
 

@@ -11,7 +11,7 @@ import pytest
 from controller.app import build, create_app
 from controller.store.store import Store
 from tests.support import make_settings
-from tests.unit.controller.apps import Api, ApiFactory, FakeRuntime
+from tests.unit.controller.apps import Api, ApiFactory, FakeClock, FakeRuntime
 
 
 @pytest.fixture
@@ -25,10 +25,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 async def make_api(tmp_path: Path, aiohttp_client: Callable[..., Any]) -> ApiFactory:
     async def make(**overrides: str) -> Api:
-        runtime = FakeRuntime()
-        controller = build(make_settings(tmp_path, **overrides), runtime=runtime)
+        runtime, clock = FakeRuntime(), FakeClock()
+        controller = build(make_settings(tmp_path, **overrides), runtime=runtime, clock=clock)
         client = await aiohttp_client(create_app(controller))
-        return Api(client, controller, runtime)
+        return Api(client, controller, runtime, clock)
 
     return make
 

@@ -46,7 +46,8 @@ async def test_metrics_after_real_actions(make_api: ApiFactory) -> None:
     heartbeat = Heartbeat(1, 3, [BotStatus("b1", "RUNNING", pid=7, since=1.0)], PoolStats())
     await ws.send_bytes(encode(heartbeat))
     await ws.send_bytes(b"\x00not msgpack")
-    await api.controller.pools.wait_until(lambda: api.controller.pools.frames_rejected == 1, 5)
+    sessions = api.controller.pools.sessions
+    await sessions.wait_until(lambda: sessions.frames_rejected == 1, 5)
     # An agent without a valid token is refused and counted too.
     bad = await api.client.ws_connect("/api/agents/ws")
     await bad.send_bytes(encode(Hello("pool-2", "wrong", "t", 2, 21002)))

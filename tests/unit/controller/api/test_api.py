@@ -72,7 +72,7 @@ async def test_401_without_or_with_an_invalid_token(api: Api, method: str, path:
     status, body, _ = await api.call(method, path, token=None, headers={"Authorization": "Basic x"})
     assert_error(status, body, 401)
     # Nothing changed on the way.
-    bot = api.controller.pools.bots["b1"]
+    bot = api.controller.pools.registry.bots["b1"]
     assert (bot.run, bot.nonce, bot.deleting) == ("running", 0, False)
 
 
@@ -116,7 +116,7 @@ async def test_403_on_another_users_bot(api: Api, method: str, path: str) -> Non
     bot_id = (await api.provision(ALICE, instanceId="alices-bot"))["instanceId"]
     status, body, _ = await api.call(method, path.format(id=bot_id), BOB)
     assert_error(status, body, 403)
-    bot = api.controller.pools.bots[bot_id]
+    bot = api.controller.pools.registry.bots[bot_id]
     assert (bot.run, bot.nonce, bot.deleting) == ("running", 0, False)
 
 
@@ -166,7 +166,7 @@ async def test_freqtrade_login_gives_controller_tokens(api: Api) -> None:
 async def test_a_bot_whose_port_another_user_holds_is_not_proxied(api: Api) -> None:
     await api.provision(ALICE, instanceId="b1")
     report_running(api, "b1")
-    api.controller.pools.live["pool-1"].bots["b1"].port_ok = False
+    api.controller.pools.registry.live["pool-1"].bots["b1"].port_ok = False
     status, body, _ = await api.call("GET", "/bots/b1/api/v1/show_config", ALICE)
     assert_error(status, body, 503)
     assert "port" in body["error"]
@@ -224,7 +224,7 @@ async def test_400_for_bad_provision_requests(api: Api, body: bytes, fragment: s
         )
         assert_error(status, data, 400)
         assert fragment in data["error"]
-    assert api.controller.pools.bots == {}
+    assert api.controller.pools.registry.bots == {}
     assert api.runtime.launches == {}
 
 
@@ -256,7 +256,7 @@ async def test_413_for_a_body_over_the_limit(make_api: ApiFactory) -> None:
         "POST", "/api/bots", data=big, headers={"Content-Type": "application/json"}
     )
     assert_error(status, body, 413)
-    assert "big" not in api.controller.pools.bots
+    assert "big" not in api.controller.pools.registry.bots
     # The proxy refuses as well, before it connects to the bot.
     await api.provision(instanceId="b1")
     report_running(api, "b1")
@@ -269,8 +269,8 @@ async def test_409_for_a_duplicate_instance_id(api: Api) -> None:
     for token in (ALICE, BOB, ADMIN_TOKEN):
         status, body, _ = await api.call("POST", "/api/bots", token, json={"instanceId": "dup"})
         assert_error(status, body, 409)
-    assert len(api.controller.pools.bots) == 1
-    assert api.controller.pools.bots["dup"].user_id == "alice"
+    assert len(api.controller.pools.registry.bots) == 1
+    assert api.controller.pools.registry.bots["dup"].user_id == "alice"
 
 
 @pytest.mark.parametrize(
@@ -306,7 +306,7 @@ async def test_provision_response_shape(api: Api) -> None:
         "success": True, "instanceId": "b1", "poolId": "pool-1", "port": 21000,
         "status": "pending",
     }  # fmt: skip
-    bot = api.controller.pools.bots["b1"]
+    bot = api.controller.pools.registry.bots["b1"]
     assert bot.user_id == "alice"
     assert bot.config == {"max_open_trades": 1}
     assert api.runtime.calls.count(("create", "pool-1")) == 1
@@ -318,7 +318,7 @@ async def test_provision_without_a_body_generates_an_id(api: Api) -> None:
     status, body, _ = await api.call("POST", "/api/provision-enhanced", ALICE)
     assert status == 201, body
     assert body["instanceId"].startswith("alice-bot-")
-    assert api.controller.pools.bots[body["instanceId"]].strategy == "SampleStrategy"
+    assert api.controller.pools.registry.bots[body["instanceId"]].strategy == "SampleStrategy"
 
 
 async def test_bots_fill_one_pool_before_the_next(api: Api) -> None:
@@ -393,7 +393,7 @@ async def test_pool_status(api: Api) -> None:
 async def test_a_pools_launch_mode_and_preloader_restart(make_api: ApiFactory) -> None:
     api = await make_api(BOT_LAUNCH="preload")
     await api.provision(ALICE, instanceId="b1")
-    pools = api.controller.pools
+    pools = api.controller.pools.registry
     launch = "/api/pool/pools/pool-1/launch"
     restart = "/api/pool/pools/pool-1/preloader/restart"
     for method, path in (("PUT", launch), ("POST", restart)):
@@ -428,7 +428,7 @@ async def test_a_pools_launch_mode_and_preloader_restart(make_api: ApiFactory) -
 
 async def test_lifecycle_writes_desired_state(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     await api.provision(ALICE, instanceId="b1")
-    pools = api.controller.pools
+    pools = api.controller.pools.registry
     gen = pools.pools["pool-1"].generation
 
     status, body, _ = await api.call("POST", "/api/bots/b1/stop", ALICE)
@@ -512,7 +512,7 @@ async def test_no_response_contains_a_secret(api: Api) -> None:
     await record("GET", "/api/bots/a1", "wrong-token")
 
     secrets = {JWT_SECRET, ADMIN_TOKEN}
-    for bot in api.controller.pools.bots.values():
+    for bot in api.controller.pools.registry.bots.values():
         secrets |= {bot.secrets.password, bot.secrets.jwt_secret, bot.secrets.ws_token}
     for launch in api.runtime.launches.values():
         secrets.add(launch.token)

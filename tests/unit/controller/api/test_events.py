@@ -168,7 +168,7 @@ async def test_agents_heartbeats_and_runtime_events_are_events(make_api: ApiFact
     await api.provision(ALICE, instanceId="a1")
     pools = api.controller.pools
     ws = AgentSocket()
-    await pools.attach(
+    await pools.sessions.attach(
         Hello(pool_id="pool-1", token="t", version="1", capacity=10, port_start=21000,
               programs=[]),
         ws,  # type: ignore[arg-type]
@@ -176,8 +176,8 @@ async def test_agents_heartbeats_and_runtime_events_are_events(make_api: ApiFact
     stats = PoolStats(mem_used=0, mem_limit=0, cpu=0.0)
     for seq, state in enumerate(("STARTING", "RUNNING", "RUNNING"), start=1):
         await pools.heartbeat("pool-1", Heartbeat(seq, 1, [BotStatus("a1", state)], stats))
-    pools.detach("pool-1", ws)  # type: ignore[arg-type]
-    pools.runtime_event("pool-1", "oom")
+    pools.sessions.detach("pool-1", ws)  # type: ignore[arg-type]
+    pools.sessions.runtime_event("pool-1", "oom")
     # The lost connection also woke the monitor, which found the pool suspect (once).
     events = [e for e in await stored(api, 6) if e.type != "pool_suspect"]
     assert [(e.type, e.reason, e.bot_id, e.user_id) for e in events] == [

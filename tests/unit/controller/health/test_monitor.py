@@ -1,4 +1,5 @@
-"""The monitor's restart policy, from agents' reports, on the real app (no processes)."""
+"""The monitor, on the real app (no processes): its clock is the test's, moved on instead of
+slept through."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from tests.unit.controller.apps import ALICE, Api, ApiFactory, connect, report
 
 
 def nonce(api: Api, bot: str) -> int:
-    return api.controller.pools.bots[bot].nonce
+    return api.controller.pools.registry.bots[bot].nonce
 
 
 def bot(api: Api, bot_id: str = "b1"):  # type: ignore[no-untyped-def]
-    return api.controller.pools.bots[bot_id]
+    return api.controller.pools.registry.bots[bot_id]
 
 
 async def evaluate(api: Api) -> set[str]:
@@ -49,9 +50,9 @@ async def test_a_crash_loop_gets_its_attempts_a_cooldown_and_is_marked_failed(
         report(api, "b1", "FATAL")
         await evaluate(api)
         assert nonce(api, "b1") == expected
-        await asyncio.sleep(0.01)
+        api.clock.advance(0.01)
     assert "restart_cooldown" in await evaluate(api)
-    await asyncio.sleep(0.11)
+    api.clock.advance(0.11)
     assert "bot_failed" in await evaluate(api)
     assert bot(api).restarts.failed and nonce(api, "b1") == 2
     status, body, _ = await api.call("GET", "/api/bots/b1")
@@ -61,7 +62,7 @@ async def test_a_crash_loop_gets_its_attempts_a_cooldown_and_is_marked_failed(
 
     # The record survives a new controller over the same store.
     again: Api = await make_api()
-    assert again.controller.pools.bots["b1"].restarts.failed
+    assert again.controller.pools.registry.bots["b1"].restarts.failed
 
     # A start tries again, with a clean record.
     status, body, _ = await api.call("POST", "/api/bots/b1/start")
@@ -73,11 +74,11 @@ async def test_a_bot_whose_api_stops_answering_is_restarted(make_api: ApiFactory
     api: Api = await make_api(BOT_UNRESPONSIVE_TIMEOUT="50")
     await api.provision(instanceId="b1")
     connect(api)
-    live = api.controller.pools.live["pool-1"]
+    live = api.controller.pools.registry.live["pool-1"]
     live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=1.0, ping_ok=False)
     await evaluate(api)
     assert nonce(api, "b1") == 0  # not yet unanswered for BOT_UNRESPONSIVE_TIMEOUT
-    await asyncio.sleep(0.06)
+    api.clock.advance(0.06)
     assert "bot_not_responding" in await evaluate(api)
     assert nonce(api, "b1") == 1
 
@@ -89,7 +90,7 @@ async def test_a_healthy_run_clears_the_restart_record(make_api: ApiFactory) -> 
     report(api, "b1", "EXITED")
     await evaluate(api)
     assert bot(api).restarts.attempts == 1
-    live = api.controller.pools.live["pool-1"]
+    live = api.controller.pools.registry.live["pool-1"]
     live.bots["b1"] = BotStatus("b1", "RUNNING", pid=7, since=time.time() - 1, ping_ok=True)
     await evaluate(api)
     assert bot(api).restarts.attempts == 0
@@ -100,10 +101,10 @@ async def test_a_users_stop_is_never_undone(make_api: ApiFactory) -> None:
     await api.provision(instanceId="b1")
     connect(api)
     assert (await api.call("POST", "/api/bots/b1/stop"))[0] == 200
-    api.controller.pools.live["pool-1"].bots["b1"] = BotStatus("b1", "STOPPED", since=5.0)
+    api.controller.pools.registry.live["pool-1"].bots["b1"] = BotStatus("b1", "STOPPED", since=5.0)
     for _ in range(3):
         await api.controller.monitor.evaluate()
-    bot = api.controller.pools.bots["b1"]
+    bot = api.controller.pools.registry.bots["b1"]
     assert (bot.run, bot.nonce) == ("stopped", 0)
 
 
@@ -111,14 +112,14 @@ async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFa
     api: Api = await make_api(POOL_GRACE="50")
     await api.provision(instanceId="b1")
     connect(api)
-    live = api.controller.pools.live["pool-1"]
+    live = api.controller.pools.registry.live["pool-1"]
     live.last_seen = live.disconnected_at = time.time() - 1  # connected, but silent
     await evaluate(api)
     assert api.runtime.calls[-1] == ("restart_agent", "pool-1")
     await evaluate(api)  # the new agent gets two grace periods to report
     assert ("restart", "pool-1") not in api.runtime.calls
     assert api.runtime.calls.count(("restart_agent", "pool-1")) == 1
-    await asyncio.sleep(0.11)
+    api.clock.advance(0.11)
     await evaluate(api)
     assert api.runtime.calls[-1] == ("restart", "pool-1")
 
@@ -129,7 +130,7 @@ async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFac
         await api.provision(ALICE, instanceId=bot_id)
     connect(api, "pool-1")
     connect(api, "pool-2")
-    pools = api.controller.pools
+    pools = api.controller.pools.registry
     # pool-1's container is gone, and no new one can be made where it was.
     api.runtime.launches.pop("pool-1")
     api.runtime.broken.add("pool-1")
@@ -138,7 +139,7 @@ async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFac
         await evaluate(api)
     assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
     assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
-    await asyncio.sleep(0.07)  # failing for three grace periods: not a passing hiccup
+    api.clock.advance(0.07)  # failing for three grace periods: not a passing hiccup
     await evaluate(api)
     # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
     # pool (pool-1's number stays taken until the old pool is removed).
@@ -161,18 +162,18 @@ async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
     for bot_id in ("b1", "b2", "b3", "b4"):
         await api.provision(ALICE, instanceId=bot_id)
     connect(api, "pool-2")
-    pools = api.controller.pools
+    pools = api.controller.pools.registry
     api.runtime.launches.pop("pool-1")
     api.runtime.broken.add("pool-1")
     api.runtime.unmovable.add("b2")
     await evaluate(api)  # one failed start
-    await asyncio.sleep(0.01)
+    api.clock.advance(0.01)
     await evaluate(api)
     # Both went to one new pool, whose agent can still prove who it is.
     assert {pools.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
     launch = api.runtime.launches["pool-3"]
     hello = Hello("pool-3", launch.token, "1", launch.capacity, launch.port_start)
-    assert pools.verify_hello(hello)
+    assert api.controller.pools.sessions.verify_hello(hello)
     # b2's directory stayed behind: it is not started without its trade database, and
     # the old pool (holding that directory) stays, full, so nothing new lands in it.
     assert (pools.bots["b1"].run, pools.bots["b2"].run) == ("running", "stopped")

@@ -29,7 +29,7 @@ class ObedientAgent:
     async def send_bytes(self, data: bytes) -> None:
         desired = decode(data)
         assert isinstance(desired, Desired)
-        live = self.api.controller.pools.live[self.pool_id]
+        live = self.api.controller.pools.registry.live[self.pool_id]
         live.acked_gen, live.last_seen = desired.gen, time.time()
         live.bots = {s.id: BotStatus(s.id, "RUNNING", pid=7, since=1.0, ping_ok=True)
                      for s in desired.bots if s.run == "running"}  # fmt: skip
@@ -39,7 +39,7 @@ class ObedientAgent:
 
 
 def obey(api: Api, pool_id: str) -> None:
-    live = api.controller.pools.live[pool_id]
+    live = api.controller.pools.registry.live[pool_id]
     live.ws = ObedientAgent(api, pool_id)  # type: ignore[assignment]
     live.connected_at = live.last_seen = time.time()
     live.features = frozenset({"held"})
@@ -72,7 +72,7 @@ async def test_a_run_takes_its_steps_in_the_order_the_plan_prints(legacy: Api) -
     run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=5)
     assert run.outcome == "migrated", run
     assert tuple(s.name for s in run.steps) == MIGRATION_STEPS
-    assert legacy.controller.pools.bots["leg-1"].pool_id == "pool-2"
+    assert legacy.controller.pools.registry.bots["leg-1"].pool_id == "pool-2"
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ async def test_a_log_that_cannot_be_saved_never_keeps_a_failed_step_from_its_und
     assert (run.outcome, [(s.name, s.ok) for s in run.steps]) == (
         "failed", [("stop", True), ("backup", False)]
     )  # fmt: skip
-    bot = legacy.controller.pools.bots["leg-1"]
+    bot = legacy.controller.pools.registry.bots["leg-1"]
     assert (bot.pool_id, bot.held) == ("pool-1", False)  # released where it was: it runs
     assert len(full_disk) > 1  # the log was written to, and failed
 
@@ -117,7 +117,7 @@ async def test_a_log_that_cannot_be_saved_never_cancels_a_rollback(
     run = await legacy.controller.migrator.migrate("leg-1", verify_timeout=0.3)
     assert run.outcome == "rolled_back", run
     assert [(s.name, s.ok) for s in run.steps][-2:] == [("verify", False), ("rollback", True)]
-    bot = legacy.controller.pools.bots["leg-1"]
+    bot = legacy.controller.pools.registry.bots["leg-1"]
     assert (bot.pool_id, bot.held) == ("pool-1", False)
 
 

@@ -52,8 +52,8 @@ async def empty_pool_1(make_api: ApiFactory) -> Api:
     api: Api = await make_api(POOL_CLEANUP_GRACE="0", MAX_BOTS_PER_CONTAINER="1")
     await api.provision(instanceId="b1")
     assert (await api.call("DELETE", "/api/bots/b1"))[0] == 202  # no agent to confirm
-    await api.controller.pools.finalize_deletions("pool-1")  # its runtime says: gone
-    assert api.controller.pools.pools["pool-1"].used == 0
+    await api.controller.pools.lifecycle.finish_deletions("pool-1")  # its runtime says: gone
+    assert api.controller.pools.registry.pools["pool-1"].used == 0
     return api
 
 
@@ -88,7 +88,7 @@ async def test_a_removal_cut_short_is_finished_by_the_next_cleanup(
     # A new controller over the same store: the pool is still being removed, not unknown.
     again: Api = await make_api(POOL_CLEANUP_GRACE="0", MAX_BOTS_PER_CONTAINER="1")
     again.runtime.launches["pool-1"] = api.runtime.launches["pool-1"]
-    assert await again.controller.pools.adopt() == []
+    assert await again.controller.pools.lifecycle.adopt() == []
     assert (await again.provision(instanceId="b2"))["poolId"] == "pool-2"
     status, body, _ = await again.call("POST", "/api/pool/cleanup")
     assert status == 200 and body["removedPools"] == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import Conflict, NotFound, StoreError
-from controller.records import BotSecrets
+from controller.records import BotRecord, BotSecrets, PoolRecord
 from controller.store.allocation import NewBot, Placement
 from controller.store.schema import SCHEMA_VERSION
 from controller.store.store import Store
@@ -24,8 +24,29 @@ def new_bot(bot_id: str, user: str = "alice") -> NewBot:
     return NewBot(bot_id, user, "SampleStrategy", b"source", {"max_open_trades": 1}, SECRETS)
 
 
-async def allocate(store: Store, bot_id: str, placement: Placement = FILL, user: str = "alice"):  # type: ignore[no-untyped-def]
-    return await store.allocate(new_bot(bot_id, user), placement, "hash")
+async def allocate(
+    store: Store, bot_id: str, placement: Placement = FILL, user: str = "alice"
+) -> tuple[BotRecord, PoolRecord, bool]:
+    """The bot as placed, its pool, and whether the pool was made for it."""
+    change = await store.allocate(new_bot(bot_id, user), placement, "hash")
+    bot = change.bot(bot_id)
+    return bot, change.pool(bot.pool_id), bot.pool_id in change.created
+
+
+async def removed(store: Store, bot_id: str) -> PoolRecord:
+    """The pool of a bot removed from the store, as the removal left it."""
+    [pool] = (await store.remove_bot(bot_id)).pools
+    return pool
+
+
+async def relocate(
+    store: Store, bot_id: str, placement: Placement, held: bool
+) -> tuple[BotRecord, PoolRecord, bool, PoolRecord]:
+    """The bot in its new slot, its new pool, whether that was made, and its old pool."""
+    change = await store.relocate(bot_id, placement, "hash", held=held)
+    bot = change.bot(bot_id)
+    [old] = [p for p in change.pools if p.id != bot.pool_id]
+    return bot, change.pool(bot.pool_id), bot.pool_id in change.created, old
 
 
 async def test_allocation_fills_pool_1_then_pool_2(store: Store) -> None:
@@ -75,7 +96,7 @@ async def test_a_duplicate_bot_id_is_refused_and_rolled_back(store: Store) -> No
 async def test_a_freed_slot_is_reused(store: Store) -> None:
     for i in range(5):
         await allocate(store, f"b{i}")
-    pool = await store.remove_bot("b2")
+    pool = await removed(store, "b2")
     assert pool.used == 4
     assert pool.emptied_at is None
     bot, _, created = await allocate(store, "new")
@@ -86,7 +107,7 @@ async def test_an_emptied_pool_frees_its_number_and_port_block(store: Store) -> 
     for i in range(25):
         await allocate(store, f"b{i}")
     for i in range(10, 20):
-        pool = await store.remove_bot(f"b{i}")
+        pool = await removed(store, f"b{i}")
     assert pool.id == "pool-2"
     assert pool.used == 0
     assert pool.emptied_at is not None
@@ -163,13 +184,13 @@ async def test_relocate_moves_a_bot_between_legacy_and_pooled_slots(store: Store
     await allocate(store, "keep")  # pool-1, pooled
     _bot, legacy_pool, _ = await allocate(store, "mover", LEGACY)  # pool-2
     assert legacy_pool.legacy_of == "mover"
-    bot, pool, created, old = await store.relocate("mover", FILL, "hash", held=True)
+    bot, pool, created, old = await relocate(store, "mover", FILL, held=True)
     assert (bot.pool_id, bot.slot, bot.port, bot.held) == ("pool-1", 1, 9001, True)
     assert not created and pool.used == 2
     # The legacy pool is empty but still the bot's: a way back finds it again.
     assert (old.id, old.used, old.legacy_of) == ("pool-2", 0, "mover")
     assert old.generation > legacy_pool.generation and old.emptied_at is not None
-    bot, pool, created, old = await store.relocate("mover", LEGACY, "hash", held=False)
+    bot, pool, created, old = await relocate(store, "mover", LEGACY, held=False)
     assert (bot.pool_id, bot.port, bot.held, created) == ("pool-2", 9010, False, False)
     assert (old.id, old.used) == ("pool-1", 1)
     with pytest.raises(Conflict):
@@ -199,20 +220,20 @@ async def test_a_lost_legacy_pools_bot_gets_a_legacy_pool_again(store: Store) ->
     await allocate(store, "shared")  # pool-1
     await allocate(store, "leg", LEGACY)  # pool-2
     # Evacuated in pool mode, the legacy bot still gets a container of its own.
-    [(bot, pool, created)], old = await store.move_bots("pool-2", FILL, "hash")
-    assert (bot.pool_id, pool.legacy_of, pool.capacity, created) == ("pool-3", "leg", 1, True)
+    change = await store.move_bots("pool-2", FILL, "hash")
+    [bot], (old, pool) = change.bots, change.pools
+    assert (bot.pool_id, pool.legacy_of, pool.capacity) == ("pool-3", "leg", 1)
+    assert change.created == {"pool-3"}
     assert pool.container_name == "freqtrade-leg"
     assert (old.legacy_of, old.used, old.capacity) == (None, 1, 1)
 
 
 async def test_held_is_stored_with_the_bot(store: Store) -> None:
     await allocate(store, "h")
-    bot, _gen = await store.update_bot("h", held=1)
-    assert bot.held is True
+    assert (await store.update_bot("h", held=1)).bot("h").held is True
     _pools, bots = await store.load()
     assert bots[0].held is True
-    bot, _, _ = await store.allocate(new_bot("h2"), FILL, "hash", held=True)
-    assert bot.held is True
+    assert (await store.allocate(new_bot("h2"), FILL, "hash", held=True)).bot("h2").held
 
 
 async def test_allocation_stops_at_the_last_port_block(tmp_path: Path, store: Store) -> None:
@@ -231,9 +252,10 @@ async def test_allocation_stops_at_the_last_port_block(tmp_path: Path, store: St
 
 async def test_update_bot_changes_desired_state(store: Store) -> None:
     _, pool, _ = await allocate(store, "b")
-    bot, gen = await store.update_bot("b", run="stopped", nonce=3)
+    change = await store.update_bot("b", run="stopped", nonce=3)
+    bot = change.bot("b")
     assert (bot.run, bot.nonce) == ("stopped", 3)
-    assert gen == pool.generation + 1
+    assert change.pool(pool.id).generation == pool.generation + 1
     with pytest.raises(ValueError):
         await store.update_bot("b", port=1)
     with pytest.raises(ValueError):
@@ -383,9 +405,9 @@ async def test_a_version_1_store_is_upgraded_with_its_pools_and_bots(tmp_path: P
 
 async def test_a_pools_launch_and_preloader_nonce_change_its_generation(store: Store) -> None:
     _, pool, _ = await allocate(store, "b")
-    changed = await store.update_pool(pool.id, launch="exec")
+    changed = (await store.update_pool(pool.id, launch="exec")).pool(pool.id)
     assert (changed.launch, changed.generation) == ("exec", pool.generation + 1)
-    changed = await store.update_pool(pool.id, launch=None, preloader_nonce=1)
+    changed = (await store.update_pool(pool.id, launch=None, preloader_nonce=1)).pool(pool.id)
     assert (changed.launch, changed.preloader_nonce) == (None, 1)
     (loaded,), _ = await store.load()
     assert loaded == changed
@@ -426,14 +448,14 @@ async def test_a_rollback_that_fails_never_hides_why_it_was_needed(store: Store)
 async def test_a_pool_being_removed_takes_no_bot_and_keeps_its_number(store: Store) -> None:
     await allocate(store, "a")
     await store.remove_bot("a")
-    retired = await store.retire_pool("pool-1")
-    assert retired is not None and retired.removing
+    [retired] = (await store.retire_pool("pool-1")).retired_pools
+    assert retired.removing
     assert (await allocate(store, "b"))[1].id == "pool-2"  # not into it, not its number
-    assert await store.retire_pool("pool-2") is None  # it has a bot
+    assert not await store.retire_pool("pool-2")  # it has a bot: no change
     legacy = Placement(max_bots=10, base_port=9000, pooled=False)
     await allocate(store, "leg", legacy)
     await store.remove_bot("leg")
-    assert (await store.retire_pool("pool-3")).removing
+    assert (await store.retire_pool("pool-3")).retired_pools[0].removing
     with pytest.raises(Conflict, match="being removed"):  # its container has that name
         await allocate(store, "leg", legacy)
     assert await store.remove_pool("pool-1") and await store.remove_pool("pool-3")

@@ -1,0 +1,63 @@
+"""Gauges of the fleet, read from the in-memory view only when /metrics is scraped: pools
+by state, bots by status word, slots, agent frames and each pool's heartbeat age."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from common.states import PoolStatusWord
+from controller.health.status import bot_status_word
+from controller.pools.manager import PoolManager
+
+
+class PoolStateCollector(Collector):
+    """Pools, bots, slots and heartbeats, as the PoolManager holds them at scrape time."""
+
+    def __init__(self, pools: PoolManager) -> None:
+        self.pools = pools
+
+    def collect(self) -> Iterator[Metric]:
+        pools = self.pools
+        now = time.time()
+        pool_states = GaugeMetricFamily("ftpool_pools", "Pools by state", labels=["state"])
+        suspect = sum(1 for p in pools.registry.pools if pools.sessions.is_suspect(p))
+        pool_states.add_metric([PoolStatusWord.RUNNING], len(pools.registry.pools) - suspect)
+        pool_states.add_metric([PoolStatusWord.SUSPECT], suspect)
+        yield pool_states
+        bot_states = GaugeMetricFamily(
+            "ftpool_bots", "Bots by status, as GET /api/bots reports it", labels=["status"]
+        )
+        statuses = Tally(bot_status_word(pools, b) for b in pools.registry.bots.values())
+        for status, count in sorted(statuses.items()):
+            bot_states.add_metric([status], count)
+        yield bot_states
+        used = sum(p.used for p in pools.registry.pools.values())
+        capacity = sum(p.capacity for p in pools.registry.pools.values())
+        yield GaugeMetricFamily("ftpool_slots_used", "Bot slots taken in all pools", value=used)
+        yield GaugeMetricFamily(
+            "ftpool_slots_free", "Bot slots free in existing pools", value=capacity - used
+        )
+        yield CounterMetricFamily(
+            "ftpool_agent_frames_received",
+            "Frames received from agents after their hello (heartbeats, log answers)",
+            value=pools.sessions.frames_received,
+        )
+        yield CounterMetricFamily(
+            "ftpool_agent_frames_rejected",
+            "Agent frames refused: malformed, unexpected, or a hello without a valid token",
+            value=pools.sessions.frames_rejected,
+        )
+        age = GaugeMetricFamily(
+            "ftpool_pool_heartbeat_age_seconds",
+            "Seconds since each pool's agent was last heard from (pools never heard from: absent)",
+            labels=["pool"],
+        )
+        for pool_id, live in pools.registry.live.items():
+            if live.last_seen:
+                age.add_metric([pool_id], round(now - live.last_seen, 3))
+        yield age

@@ -1,0 +1,194 @@
+"""Health as an explicit state machine: what the monitor remembers of each pool and bot
+between evaluations, and pure judgements over it, like the restart policy's `decide`.
+
+A judgement takes a record, what is seen now and the time, and returns the record to keep
+and what to do; it neither waits nor acts. The monitor (controller/health/monitor.py)
+gathers what is seen (the agents' reports, the runtime's word on a suspect pool), judges,
+and carries the actions out.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from common.protocol import BotStatus
+from common.states import DIED, TRANSITIONAL, ProcessState, RunState
+from controller.health.restarts import Decision, RestartPolicy, Verdict, decide
+from controller.health.status import is_healthy
+from controller.records import BotRecord
+from controller.runtimes import RuntimeState
+
+RECOVERY_RETRY_SECONDS = 2.0
+# A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
+EVACUATE_AFTER_GRACES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    policy: RestartPolicy
+    unresponsive_after: float  # seconds a running bot's ping may fail
+    pool_grace: float  # seconds a pool may be silent
+    pool_starts: int  # starts of a lost pool before its bots move elsewhere
+
+
+# -- pools ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolHealth:
+    """What the monitor remembers of a pool since it was last healthy."""
+
+    suspect: bool = False  # seen suspect: becoming suspect and healthy again are one event each
+    starts: int = 0  # restarts and recreations since
+    first_start: float = 0.0  # when the first of them was
+    last_start: float = 0.0
+    agent_restarted: float | None = None  # when its agent alone was restarted
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSeen:
+    suspect: bool  # its agent is gone or silent, or the runtime saw it die
+    runtime: RuntimeState | None  # the runtime's word, asked only of a suspect pool
+    bots: int
+    deleting: int  # of them, bots being deleted: gone for sure if the pool is missing
+    heard_at: float  # when its agent last spoke, or its connection was lost
+
+
+class Recovery(enum.StrEnum):
+    RESTART_AGENT = "restart_agent"
+    RESTART = "restart"  # and once restarted, its record starts afresh
+    RECREATE = "recreate"
+    EVACUATE = "evacuate"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolJudgement:
+    health: PoolHealth  # the record to keep
+    became_suspect: bool = False
+    became_healthy: bool = False
+    finish_deletions: bool = False  # nothing of it runs: its deleted bots are gone
+    recovery: Recovery | None = None
+    look_again_at: float | None = None  # suspect but running: the runtime may be in flux
+
+
+def judge_pool(health: PoolHealth, seen: PoolSeen, now: float, rules: Rules) -> PoolJudgement:
+    if not seen.suspect:
+        return PoolJudgement(PoolHealth(), became_healthy=health.suspect)
+    became_suspect = not health.suspect
+    health = replace(health, suspect=True)
+    missing = seen.runtime == RuntimeState.MISSING
+    if seen.bots - (seen.deleting if missing else 0) == 0:
+        return PoolJudgement(health, became_suspect, finish_deletions=missing)
+    health, recovery = _recovery(health, seen, now, rules)
+    if recovery is None:
+        return PoolJudgement(health, became_suspect, finish_deletions=missing,
+                             look_again_at=now + RECOVERY_RETRY_SECONDS)  # fmt: skip
+    if recovery in (Recovery.RESTART, Recovery.RECREATE):
+        first = health.first_start if health.starts else now
+        health = replace(health, starts=health.starts + 1, first_start=first, last_start=now)
+    return PoolJudgement(health, became_suspect, finish_deletions=missing, recovery=recovery)
+
+
+def _recovery(
+    health: PoolHealth, seen: PoolSeen, now: float, rules: Rules
+) -> tuple[PoolHealth, Recovery | None]:
+    """What brings a suspect pool back, or None to wait and look again."""
+    grace = rules.pool_grace
+    first = health.first_start if health.starts else now
+    # Started again and again, never healthy, for a while (not a passing hiccup of the
+    # runtime or its storage): move its bots to other pools.
+    if seen.runtime != RuntimeState.RUNNING and health.starts >= rules.pool_starts \
+            and now - first >= EVACUATE_AFTER_GRACES * grace:  # fmt: skip
+        return health, Recovery.EVACUATE
+    if seen.runtime == RuntimeState.MISSING:
+        return health, Recovery.RECREATE
+    if seen.runtime == RuntimeState.EXITED:
+        return health, Recovery.RESTART
+    # A pool just (re)started has not been silent: its agent is on its way.
+    if now - max(seen.heard_at, health.last_start) <= grace:
+        return health, None
+    # Running, but its agent is gone or hung for a whole grace period. Its bots run on:
+    # restart the agent alone, which adopts them; the whole pool only if a restarted
+    # agent did not report within two more grace periods.
+    if health.agent_restarted is None:
+        return replace(health, agent_restarted=now), Recovery.RESTART_AGENT
+    if now - health.agent_restarted > 2 * grace:
+        return replace(health, agent_restarted=None), Recovery.RESTART
+    return health, None
+
+
+# -- bots -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BotHealth:
+    """What the monitor remembers of a bot that should run, between evaluations."""
+
+    unanswered_since: float | None = None  # its ping first seen failing while it ran
+    down_since: float | None = None  # the `since` of the report that saw it down
+
+
+class BotAction(enum.Enum):
+    NONE = "none"
+    RESET_RESTARTS = "reset_restarts"  # healthy for RESTART_RESET_AFTER: a clean record
+    WAIT = "wait"  # backing off or cooling down (`decision.due`)
+    MARK_FAILED = "mark_failed"
+    FAILED = "failed"  # marked already: left alone
+    RESTART = "restart"  # and once restarted, its record starts afresh
+
+
+@dataclass(frozen=True, slots=True)
+class BotJudgement:
+    health: BotHealth  # the record to keep
+    action: BotAction = BotAction.NONE
+    problem: str | None = None  # why it needs a restart: bot_not_running, bot_not_responding
+    decision: Decision | None = None  # the restart policy's, when there is a problem
+    look_again_at: float | None = None  # when an unanswered ping becomes a problem
+
+
+def judge_bot(
+    health: BotHealth, bot: BotRecord, status: BotStatus | None, pool_suspect: bool,
+    now: float, rules: Rules,
+) -> BotJudgement:  # fmt: skip
+    if bot.deleting or bot.held or bot.run != RunState.RUNNING or pool_suspect:
+        return BotJudgement(BotHealth())  # not the monitor's to restart, or cannot be told
+    health, problem, due = _problem(health, status, now, rules.unresponsive_after)
+    if problem is None:
+        ran = now - status.since if status and status.state == ProcessState.RUNNING else 0.0
+        if is_healthy(bot, status) and bot.restarts.attempts and ran >= rules.policy.reset_after:
+            return BotJudgement(health, BotAction.RESET_RESTARTS, look_again_at=due)
+        return BotJudgement(health, look_again_at=due)
+    decision = decide(rules.policy, bot.restarts, now)
+    if decision.verdict is Verdict.WAIT:
+        return BotJudgement(health, BotAction.WAIT, problem, decision)
+    if decision.verdict is Verdict.FAIL:
+        action = BotAction.FAILED if bot.restarts.failed else BotAction.MARK_FAILED
+        return BotJudgement(health, action, problem, decision)
+    return BotJudgement(health, BotAction.RESTART, problem, decision)
+
+
+def _problem(
+    health: BotHealth, status: BotStatus | None, now: float, unresponsive_after: float
+) -> tuple[BotHealth, str | None, float | None]:
+    """Why a bot that should run needs a restart now (or None), the record to keep, and
+    when to look again if its ping fails but not yet for long enough."""
+    if status is None or status.state in TRANSITIONAL:
+        return health, None, None
+    if status.state in DIED:
+        return health, "bot_not_running", None
+    if status.state != ProcessState.RUNNING:
+        # STOPPED, ABSENT: the agent starts it on the next desired state; act only when
+        # it stays down since the previous evaluation, which saw the very same report.
+        down = health.down_since == status.since
+        return replace(health, down_since=status.since), "bot_not_running" if down else None, None
+    health = replace(health, down_since=None)
+    if status.ping_ok is not False:
+        return replace(health, unanswered_since=None), None, None
+    since = health.unanswered_since if health.unanswered_since is not None else now
+    health = replace(health, unanswered_since=since)
+    # Counted from the process start too: FreqTrade's API takes a while to come up.
+    answerless_from = max(since, status.since)
+    if now - answerless_from >= unresponsive_after:
+        return health, "bot_not_responding", None
+    return health, None, answerless_from + unresponsive_after

@@ -1,0 +1,191 @@
+"""The agents' sessions: one WebSocket per pool's agent, authenticated by its hello, and
+what its frames say of the pool (heartbeats, answers to log requests).
+
+A heartbeat only updates the pool's live state (memory; the store is not touched) and
+reports what changed; acting on it is the lifecycle's (controller/pools/lifecycle.py).
+A pool is suspect while its agent is gone, silent for POOL_GRACE, or seen dead by the
+runtime since it last spoke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from common.protocol import Heartbeat, Hello, LogRequest, LogResponse, encode
+from common.states import DIED
+from controller.errors import BotUnavailable, RuntimeFailure
+from controller.events import EventBus
+from controller.pools.alarm import Alarm
+from controller.pools.live import hash_token
+from controller.pools.registry import PoolRegistry
+from controller.runtimes import PoolRuntime
+
+log = structlog.get_logger("controller.pools")
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReport:
+    """What one heartbeat changed."""
+
+    pool_id: str
+    applied_gen: int  # the generation of desired state the agent has applied
+    changed: tuple[str, ...]  # bots whose process state changed (or that appeared)
+
+
+class AgentSessions:
+    def __init__(
+        self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
+        pool_grace: float,
+    ) -> None:  # fmt: skip
+        self.registry = registry
+        self.runtime = runtime
+        self.events = events
+        self.alarm = alarm  # rung when a bot died or an agent went away
+        self.pool_grace = pool_grace
+        self.frames_received = 0
+        self.frames_rejected = 0
+        self._changed = asyncio.Condition()
+        self._waiters = 0
+        self._requests: dict[int, asyncio.Future[LogResponse]] = {}
+        self._request_ids = itertools.count(1)
+
+    def verify_hello(self, hello: Hello) -> bool:
+        pool = self.registry.pools.get(hello.pool_id)
+        return pool is not None and hmac.compare_digest(hash_token(hello.token), pool.token_hash)
+
+    async def attach(self, hello: Hello, ws: web.WebSocketResponse) -> None:
+        live = self.registry.live[hello.pool_id]
+        old = live.ws
+        if old is not None and old is not ws and not old.closed:
+            # The newest connection of a pool's agent wins; the old one is stale.
+            await old.close(code=4409, message=b"replaced by a newer agent connection")
+        now = time.time()
+        live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
+        live.features = frozenset(hello.features)
+        live.seq = 0  # a reconnected or restarted agent numbers its heartbeats anew
+        live.bots = {s.id: s for s in hello.programs}
+        orphans = [b for b in live.bots if self.registry.bots.get(b) is None]
+        if orphans:
+            log.warning("orphan_bots_will_be_stopped", pool=hello.pool_id, bots=orphans)
+        self.events.emit("agent_connected", pool=hello.pool_id, version=hello.version,
+                         adopted=len(live.bots))  # fmt: skip
+        await self.registry.push(hello.pool_id)
+        try:
+            # A restarted container may have a new address on its network: look again.
+            await self.runtime.inspect(hello.pool_id)
+        except RuntimeFailure as exc:
+            log.warning("pool_inspect_failed", pool=hello.pool_id, error=str(exc))
+
+    def detach(self, pool_id: str, ws: web.WebSocketResponse) -> None:
+        live = self.registry.live.get(pool_id)
+        if live is not None and live.ws is ws:
+            live.ws = None
+            live.disconnected_at = time.time()
+            log.warning("agent_disconnected", pool=pool_id)
+            self.events.emit("agent_disconnected", pool=pool_id)
+            self.alarm.ring()
+
+    def record(self, pool_id: str, hb: Heartbeat) -> HeartbeatReport | None:
+        """Take a heartbeat into the pool's live state; None if it says nothing new."""
+        live = self.registry.live.get(pool_id)
+        if live is None:
+            return None  # the pool was just removed; its connection is closing
+        if hb.seq <= live.seq:
+            return None  # a replayed or reordered frame
+        previous = live.bots
+        live.bots = {s.id: s for s in hb.bots}
+        live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        if live.preloader != hb.preloader:
+            log.info("preloader_state", pool=pool_id, state=hb.preloader, was=live.preloader)
+            live.preloader = hb.preloader
+        changed = []
+        for bot_id, status in live.bots.items():
+            before = previous.get(bot_id)
+            if before is None or before.state != status.state:
+                changed.append(bot_id)
+                record = self.registry.bots.get(bot_id)  # None for an orphan: admins see it
+                self.events.emit("bot_state", pool=pool_id, bot=bot_id, reason=status.state,
+                                 user=record.user_id if record else None,
+                                 was=before.state if before else None)  # fmt: skip
+                if status.state in DIED:
+                    self.alarm.ring()
+        return HeartbeatReport(pool_id, hb.gen, tuple(changed))
+
+    async def notify(self) -> None:
+        """Wake whoever waits for a change (a delete awaiting its agent's confirmation).
+        Taking the condition's lock costs more than the rest of a heartbeat: only when
+        someone waits."""
+        if self._waiters:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (bounded) until predicate holds after some heartbeat; True if it did."""
+        self._waiters += 1
+        try:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+                except TimeoutError:
+                    return predicate()
+            return True
+        finally:
+            self._waiters -= 1
+
+    async def close_agents(self) -> None:
+        for live in self.registry.live.values():
+            if live.ws is not None:
+                await live.ws.close(code=1001, message=b"controller shutting down")
+
+    async def request_log(self, pool_id: str, bot_id: str, max_bytes: int) -> bytes | None:
+        """The tail of a bot's log, asked of its agent; None when the agent is not connected."""
+        live = self.registry.live.get(pool_id)
+        if live is None or live.ws is None or live.ws.closed:
+            return None
+        request_id = next(self._request_ids)
+        future: asyncio.Future[LogResponse] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        try:
+            await live.ws.send_bytes(encode(LogRequest(request_id, bot_id, max_bytes)))
+            response = await asyncio.wait_for(future, 10)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            raise BotUnavailable(f"agent of {pool_id} did not answer") from None
+        finally:
+            self._requests.pop(request_id, None)
+        if response.error:
+            raise BotUnavailable(f"log not available: {response.error}")
+        return response.data
+
+    def log_response(self, response: LogResponse) -> None:
+        future = self._requests.get(response.id)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    def runtime_event(self, pool_id: str, action: str) -> None:
+        """The runtime saw the pool die: suspect at once, until its agent connects again."""
+        live = self.registry.live.get(pool_id)
+        if live is None:
+            log.warning("runtime_event_for_unknown_pool", pool=pool_id, action=action)
+            return
+        live.runtime_event, live.runtime_event_at = action, time.time()
+        log.warning("pool_died", pool=pool_id, action=action)
+        self.events.emit("pool_died", pool=pool_id, reason=action)
+        self.alarm.ring()
+
+    def is_suspect(self, pool_id: str) -> bool:
+        live = self.registry.live.get(pool_id)
+        if live is None or not live.connected:
+            return True
+        # A death the runtime reported is cleared by any later word from the agent: an
+        # oom-killed bot inside a living container does not silence the pool.
+        if live.runtime_event_at > max(live.connected_at, live.last_seen):
+            return True
+        return time.time() - live.last_seen > self.pool_grace

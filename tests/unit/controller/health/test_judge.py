@@ -1,0 +1,133 @@
+"""Health judged as a pure function of a record, what is seen and the time: no app, no
+clock, no waiting."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from common.protocol import BotStatus
+from common.states import ProcessState, RunState
+from controller.health import judge
+from controller.health.judge import BotAction, BotHealth, PoolHealth, Recovery
+from controller.health.restarts import RestartPolicy
+from controller.records import BotRecord, BotSecrets, RestartRecord
+from controller.runtimes import RuntimeState
+
+POLICY = RestartPolicy(max_attempts=2, backoff=10, cooldown=100, cycles=2, reset_after=60)
+RULES = judge.Rules(POLICY, unresponsive_after=30, pool_grace=20, pool_starts=2)
+T = 1_000_000.0
+RUNNING, EXITED, MISSING = RuntimeState.RUNNING, RuntimeState.EXITED, RuntimeState.MISSING
+
+
+def pool(
+    health: PoolHealth, runtime: RuntimeState | None, now: float = T, *, suspect: bool = True,
+    bots: int = 1, deleting: int = 0, heard_at: float = T - 100,
+) -> judge.PoolJudgement:  # fmt: skip
+    seen = judge.PoolSeen(suspect, runtime, bots, deleting, heard_at)
+    return judge.judge_pool(health, seen, now, RULES)
+
+
+BOT = BotRecord(id="b1", user_id="alice", pool_id="pool-1", slot=0, port=9000, strategy="S",
+                strategy_source=b"", config={}, secrets=BotSecrets("u", "p", "j", "w"))  # fmt: skip
+
+
+def status(state: ProcessState, since: float = T - 1000, ping_ok: bool | None = True) -> BotStatus:
+    return BotStatus("b1", state, pid=7, since=since, ping_ok=ping_ok)
+
+
+def bot(
+    health: BotHealth, record: BotRecord, seen: BotStatus, now: float = T, suspect: bool = False
+) -> judge.BotJudgement:
+    return judge.judge_bot(health, record, seen, suspect, now, RULES)
+
+
+def test_a_pool_heard_from_is_healthy_and_forgets_its_troubles() -> None:
+    troubled = PoolHealth(suspect=True, starts=2, first_start=T - 5, agent_restarted=T)
+    verdict = pool(troubled, None, suspect=False)
+    assert verdict.health == PoolHealth() and verdict.became_healthy
+    assert not pool(PoolHealth(), None, suspect=False).became_healthy
+
+
+def test_a_lost_pool_is_made_again_then_its_bots_move_after_its_starts_and_graces() -> None:
+    verdict = pool(PoolHealth(), MISSING)
+    assert (verdict.became_suspect, verdict.finish_deletions) == (True, True)
+    assert verdict.recovery is Recovery.RECREATE
+    assert (verdict.health.starts, verdict.health.first_start) == (1, T)
+    verdict = pool(verdict.health, EXITED, T + 1)
+    assert verdict.recovery is Recovery.RESTART and not verdict.became_suspect
+    health = verdict.health
+    assert (health.starts, health.first_start, health.last_start) == (2, T, T + 1)
+    # Two starts, but not yet failing for three grace periods: a hiccup, perhaps.
+    assert pool(health, EXITED, T + 59).recovery is Recovery.RESTART
+    assert pool(health, EXITED, T + 60).recovery is Recovery.EVACUATE
+
+
+def test_a_silent_agent_is_restarted_alone_then_its_whole_pool() -> None:
+    verdict = pool(PoolHealth(), RUNNING, heard_at=T - 21)
+    assert verdict.recovery is Recovery.RESTART_AGENT and verdict.health.agent_restarted == T
+    waiting = pool(verdict.health, RUNNING, T + 40)
+    assert waiting.recovery is None and waiting.look_again_at is not None
+    whole = pool(verdict.health, RUNNING, T + 41)
+    assert whole.recovery is Recovery.RESTART and whole.health.agent_restarted is None
+
+
+def test_a_pool_just_started_or_heard_gets_its_grace() -> None:
+    started = PoolHealth(suspect=True, starts=1, first_start=T, last_start=T)
+    verdict = pool(started, RUNNING, T + 20)
+    assert verdict.recovery is None and verdict.look_again_at == T + 22
+
+
+def test_a_lost_pool_without_bots_is_left_alone_its_deleted_bots_gone() -> None:
+    verdict = pool(PoolHealth(), MISSING, bots=2, deleting=2)
+    assert verdict.finish_deletions and verdict.recovery is None
+    # Exited, its deleted bots may still run in it: it is started again.
+    assert pool(PoolHealth(), EXITED, bots=2, deleting=2).recovery is Recovery.RESTART
+
+
+def test_a_dead_bot_is_restarted_at_once_then_backs_off_then_fails() -> None:
+    verdict = bot(BotHealth(), BOT, status(ProcessState.EXITED))
+    assert (verdict.action, verdict.problem) == (BotAction.RESTART, "bot_not_running")
+    assert verdict.decision is not None and verdict.decision.record.attempts == 1
+    restarted = replace(BOT, restarts=verdict.decision.record)
+    backing_off = bot(BotHealth(), restarted, status(ProcessState.FATAL))
+    assert backing_off.action is BotAction.WAIT and backing_off.decision is not None
+    assert backing_off.decision.due == T + 10  # RESTART_BACKOFF after the first
+    spent = replace(BOT, restarts=RestartRecord(attempts=2, cycles=1, last=T - 1000))
+    assert bot(BotHealth(), spent, status(ProcessState.EXITED)).action is BotAction.MARK_FAILED
+    marked = replace(BOT, restarts=RestartRecord(failed=True))
+    assert bot(BotHealth(), marked, status(ProcessState.EXITED)).action is BotAction.FAILED
+
+
+def test_a_stopped_report_counts_only_when_the_next_look_sees_the_same() -> None:
+    first = bot(BotHealth(), BOT, status(ProcessState.STOPPED, since=5.0))
+    assert first.problem is None and first.health.down_since == 5.0
+    assert bot(first.health, BOT, status(ProcessState.STOPPED, since=5.0)).action \
+        is BotAction.RESTART  # fmt: skip
+
+
+def test_an_unanswered_ping_is_a_problem_only_after_its_timeout() -> None:
+    quiet = status(ProcessState.RUNNING, ping_ok=False)
+    first = bot(BotHealth(), BOT, quiet)
+    assert first.problem is None and first.look_again_at == T + 30
+    later = bot(first.health, BOT, quiet, T + 30)
+    assert (later.action, later.problem) == (BotAction.RESTART, "bot_not_responding")
+    # A good answer forgets the silence.
+    answered = bot(first.health, BOT, status(ProcessState.RUNNING), T + 30)
+    assert answered.health.unanswered_since is None and answered.action is BotAction.NONE
+
+
+def test_only_a_bot_that_should_run_in_a_pool_that_can_be_heard_is_judged() -> None:
+    dead = status(ProcessState.EXITED)
+    cases = [(replace(BOT, run=RunState.STOPPED), False), (BOT, True),
+             (replace(BOT, held=True), False), (replace(BOT, deleting=True), False)]  # fmt: skip
+    for record, suspect in cases:
+        verdict = bot(BotHealth(down_since=1.0), record, dead, suspect=suspect)
+        assert verdict.action is BotAction.NONE and verdict.health == BotHealth()
+
+
+def test_a_long_healthy_run_clears_the_restart_record() -> None:
+    restarted = replace(BOT, restarts=RestartRecord(attempts=1, last=T - 100))
+    fresh = bot(BotHealth(), restarted, status(ProcessState.RUNNING, since=T - 59))
+    assert fresh.action is BotAction.NONE
+    long = bot(BotHealth(), restarted, status(ProcessState.RUNNING, since=T - 60))
+    assert long.action is BotAction.RESET_RESTARTS

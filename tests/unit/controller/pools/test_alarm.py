@@ -1,0 +1,44 @@
+"""The alarm: whoever sees a pool in trouble rings it, and the monitor wakes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from common.protocol import BotStatus, Heartbeat, PoolStats
+from controller.pools.alarm import Alarm
+from tests.unit.controller.apps import AgentSocket, Api, connect
+
+
+async def test_a_rung_alarm_wakes_the_next_wait_at_once_and_only_that_one() -> None:
+    alarm = Alarm()
+    alarm.ring()
+    started = time.monotonic()
+    await alarm.wait(5)
+    assert time.monotonic() - started < 1
+    started = time.monotonic()
+    await alarm.wait(0.05)  # not rung since: waits its time out
+    assert time.monotonic() - started >= 0.04
+
+
+async def rung(alarm: Alarm) -> bool:
+    try:
+        await asyncio.wait_for(alarm.wait(5), 0.5)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_a_pool_in_trouble_rings_the_monitors_alarm(api: Api) -> None:
+    await api.provision(instanceId="b1")
+    pools, alarm = api.controller.pools, api.controller.monitor.alarm
+    assert pools.sessions.alarm is alarm  # the same one, given to both when they were made
+    connect(api)
+    await pools.heartbeat("pool-1", Heartbeat(1, 1, [BotStatus("b1", "EXITED")], PoolStats()))
+    assert await rung(alarm)
+    pools.sessions.runtime_event("pool-1", "die")
+    assert await rung(alarm)
+    socket = pools.registry.live["pool-1"].ws
+    assert isinstance(socket, AgentSocket)
+    pools.sessions.detach("pool-1", socket)  # type: ignore[arg-type]
+    assert await rung(alarm)

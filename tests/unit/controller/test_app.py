@@ -1,0 +1,43 @@
+"""Wiring: each part is made from its settings, with its collaborators handed to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.app import build
+from controller.bots.manager import BotsConfig
+from controller.health.monitor import MonitorConfig
+from controller.pools.config import PoolsConfig
+from controller.runtimes.docker import DockerOptions
+from controller.store.allocation import Placement
+from tests.support import make_settings
+from tests.unit.controller.apps import FakeRuntime
+
+
+def test_the_parts_share_their_collaborators(tmp_path: Path) -> None:
+    c = build(make_settings(tmp_path), runtime=FakeRuntime())
+    assert c.pools.sessions.alarm is c.monitor.alarm
+    assert c.bots.guard is c.evacuation.guard is c.migrator.guard
+    assert c.bots.pools is c.pools and c.monitor.evacuation is c.evacuation
+    assert c.bots.placement == c.evacuation.placement == Placement.from_settings(c.settings)
+
+
+def test_each_config_says_what_its_settings_say(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, CONTROLLER_HOST="::", CONTROLLER_PORT="5123", POOL_GRACE="7000",
+        HEALTH_CHECK_INTERVAL="3000", MAX_RESTART_ATTEMPTS="4", RESTART_BACKOFF="500",
+        POOL_TENANCY="per-user", POOL_PLACEMENT="spread", POOL_MODE_ENABLED="false",
+        POOL_START_ATTEMPTS="5", BOT_UNRESPONSIVE_TIMEOUT="9000", DEFAULT_STRATEGY="Other",
+    )  # fmt: skip
+    pools = PoolsConfig.from_settings(settings)
+    assert pools.controller_url == "ws://127.0.0.1:5123/api/agents/ws"
+    assert (pools.pool_grace, pools.bot_launch) == (7.0, "exec")
+    assert pools.agent_env["HEARTBEAT_INTERVAL"] == "500"
+    monitor = MonitorConfig.from_settings(settings)
+    assert (monitor.interval, monitor.unresponsive_after, monitor.pool_starts) == (3.0, 9.0, 5)
+    assert (monitor.policy.max_attempts, monitor.policy.backoff) == (4, 0.5)
+    placement = Placement.from_settings(settings)
+    assert (placement.pooled, placement.per_user, placement.fill) == (False, True, False)
+    assert BotsConfig.from_settings(settings).default_strategy == "Other"
+    docker = DockerOptions.from_settings(settings)
+    assert docker.archive_dir == tmp_path / "archive"
