@@ -19,6 +19,9 @@ from controller.health.status import is_healthy
 from controller.records import BotRecord
 from controller.runtimes import RuntimeState
 
+# Members looked up once: on its class, an enum's member costs an attribute lookup each
+# time, and the monitor judges every bot at every evaluation.
+_RUNNING, _SHOULD_RUN = ProcessState.RUNNING, RunState.RUNNING
 RECOVERY_RETRY_SECONDS = 2.0
 # A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
 EVACUATE_AFTER_GRACES = 3
@@ -72,9 +75,16 @@ class PoolJudgement:
     look_again_at: float | None = None  # suspect but running: the runtime may be in flux
 
 
+HEALTHY_POOL = PoolHealth()
+_STILL_HEALTHY, _HEALTHY_AGAIN = (
+    PoolJudgement(HEALTHY_POOL),
+    PoolJudgement(HEALTHY_POOL, became_healthy=True),
+)
+
+
 def judge_pool(health: PoolHealth, seen: PoolSeen, now: float, rules: Rules) -> PoolJudgement:
     if not seen.suspect:
-        return PoolJudgement(PoolHealth(), became_healthy=health.suspect)
+        return _HEALTHY_AGAIN if health.suspect else _STILL_HEALTHY
     became_suspect = not health.suspect
     health = replace(health, suspect=True)
     missing = seen.runtime == RuntimeState.MISSING
@@ -147,17 +157,23 @@ class BotJudgement:
     look_again_at: float | None = None  # when an unanswered ping becomes a problem
 
 
+CLEAN_BOT = BotHealth()
+_NOTHING = BotJudgement(CLEAN_BOT)  # most bots, at most evaluations: no allocation for them
+
+
 def judge_bot(
     health: BotHealth, bot: BotRecord, status: BotStatus | None, pool_suspect: bool,
     now: float, rules: Rules,
 ) -> BotJudgement:  # fmt: skip
-    if bot.deleting or bot.held or bot.run != RunState.RUNNING or pool_suspect:
-        return BotJudgement(BotHealth())  # not the monitor's to restart, or cannot be told
+    if bot.deleting or bot.held or bot.run != _SHOULD_RUN or pool_suspect:
+        return _NOTHING  # not the monitor's to restart, or cannot be told
     health, problem, due = _problem(health, status, now, rules.unresponsive_after)
     if problem is None:
-        ran = now - status.since if status and status.state == ProcessState.RUNNING else 0.0
-        if is_healthy(bot, status) and bot.restarts.attempts and ran >= rules.policy.reset_after:
+        ran = now - status.since if status and status.state == _RUNNING else 0.0
+        if bot.restarts.attempts and ran >= rules.policy.reset_after and is_healthy(bot, status):
             return BotJudgement(health, BotAction.RESET_RESTARTS, look_again_at=due)
+        if health is CLEAN_BOT and due is None:
+            return _NOTHING
         return BotJudgement(health, look_again_at=due)
     decision = decide(rules.policy, bot.restarts, now)
     if decision.verdict is Verdict.WAIT:
@@ -177,16 +193,16 @@ def _problem(
         return health, None, None
     if status.state in DIED:
         return health, "bot_not_running", None
-    if status.state != ProcessState.RUNNING:
+    if status.state != _RUNNING:
         # STOPPED, ABSENT: the agent starts it on the next desired state; act only when
         # it stays down since the previous evaluation, which saw the very same report.
         down = health.down_since == status.since
-        return replace(health, down_since=status.since), "bot_not_running" if down else None, None
-    health = replace(health, down_since=None)
+        return BotHealth(health.unanswered_since, status.since), \
+            "bot_not_running" if down else None, None  # fmt: skip
     if status.ping_ok is not False:
-        return replace(health, unanswered_since=None), None, None
+        return CLEAN_BOT, None, None  # running and answering: nothing to remember
     since = health.unanswered_since if health.unanswered_since is not None else now
-    health = replace(health, unanswered_since=since)
+    health = BotHealth(unanswered_since=since)
     # Counted from the process start too: FreqTrade's API takes a while to come up.
     answerless_from = max(since, status.since)
     if now - answerless_from >= unresponsive_after:

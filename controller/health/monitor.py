@@ -25,6 +25,8 @@ from common.states import ProcessState
 from controller.bots.manager import BotManager
 from controller.events import EventBus
 from controller.health.judge import (
+    CLEAN_BOT,
+    HEALTHY_POOL,
     RECOVERY_RETRY_SECONDS,
     BotAction,
     BotHealth,
@@ -144,12 +146,17 @@ class Monitor:
                     report.issues.append(
                         {"type": "pool_check_failed", "poolId": pool_id, "error": said(exc)}
                     )
+            suspects: dict[str, bool] = {}  # each pool's, asked once for all its bots
             for bot_id in list(self.registry.bots):
                 # Re-read each record: the checks above may have awaited for a while, and a
                 # user's stop or delete made meanwhile must not be undone.
                 bot = self.registry.bots.get(bot_id)
-                if bot is not None:
-                    await self._check_bot(bot, report)
+                if bot is None:
+                    continue
+                suspect = suspects.get(bot.pool_id)
+                if suspect is None:
+                    suspect = suspects[bot.pool_id] = self.sessions.is_suspect(bot.pool_id)
+                await self._check_bot(bot, suspect, report)
             report.duration_ms = round((time.monotonic() - started) * 1000, 2)
             self.last_report = report
             log.info("health_check_complete", issues=len(report.issues),
@@ -168,11 +175,12 @@ class Monitor:
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
-        bots = self.registry.bots_in(pool_id)
+        # Its bots count only for a suspect pool: one that would be recovered.
+        bots = self.registry.bots_in(pool_id) if suspect else []
         seen = PoolSeen(suspect, state, len(bots), sum(b.deleting for b in bots),
                         heard_at=max(live.last_seen, live.disconnected_at))  # fmt: skip
         now = self.clock()
-        verdict = judge_pool(self._pools.get(pool_id, PoolHealth()), seen, now, self.rules)
+        verdict = judge_pool(self._pools.get(pool_id, HEALTHY_POOL), seen, now, self.rules)
         self._pools[pool_id] = verdict.health
         if verdict.became_healthy:
             self.events.emit("pool_healthy", pool=pool_id)
@@ -236,7 +244,7 @@ class Monitor:
 
     # -- bots ------------------------------------------------------------------------------
 
-    async def _check_bot(self, bot: BotRecord, report: HealthReport) -> None:
+    async def _check_bot(self, bot: BotRecord, suspect: bool, report: HealthReport) -> None:
         status = self.registry.status_of(bot)
         report.bots.append({
             "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
@@ -245,8 +253,7 @@ class Monitor:
             "failed": bot.restarts.failed,
         })  # fmt: skip
         now = self.clock()
-        suspect = self.sessions.is_suspect(bot.pool_id)
-        verdict = judge_bot(self._bots.get(bot.id, BotHealth()), bot, status, suspect, now,
+        verdict = judge_bot(self._bots.get(bot.id, CLEAN_BOT), bot, status, suspect, now,
                             self.rules)  # fmt: skip
         self._bots[bot.id] = verdict.health
         if verdict.look_again_at is not None:

@@ -11,6 +11,9 @@ from common.states import AT_REST, BotStatusWord, FleetHealth, ProcessState, Run
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
+# Members looked up once (an enum's member is an attribute lookup on its class each time).
+_RUNNING, _KEPT_STOPPED = ProcessState.RUNNING, RunState.STOPPED
+
 
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
     return is_healthy(bot, pools.registry.status_of(bot))
@@ -19,11 +22,11 @@ def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
 def is_healthy(bot: BotRecord, status: BotStatus | None) -> bool:
     """A bot is healthy as its agent last reported it: at rest if stopped, else running,
     answering its ping, on a port of its own."""
-    if bot.run == RunState.STOPPED:
+    if bot.run == _KEPT_STOPPED:
         return status is None or status.state in AT_REST
     return (
         status is not None
-        and status.state == ProcessState.RUNNING
+        and status.state == _RUNNING
         and status.ping_ok is not False
         and status.port_ok is not False
     )

@@ -43,7 +43,8 @@ class PoolManager:
         report = self.sessions.record(pool_id, hb)
         if report is not None:
             await self.lifecycle.settle(report)
-        await self.sessions.notify()
+        if self.sessions.waited_for:
+            await self.sessions.notify()
 
     @property
     def frames_rejected(self) -> int:

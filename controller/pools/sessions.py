@@ -31,9 +31,9 @@ from controller.runtimes import PoolRuntime
 log = structlog.get_logger("controller.pools")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeartbeatReport:
-    """What one heartbeat changed."""
+    """What one heartbeat changed (one is made per heartbeat: not frozen, which costs)."""
 
     pool_id: str
     applied_gen: int  # the generation of desired state the agent has applied
@@ -117,12 +117,16 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring()
-        return HeartbeatReport(pool_id, hb.gen, tuple(changed))
+        return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
+
+    @property
+    def waited_for(self) -> bool:
+        """Whether someone waits for a change (a delete awaiting its agent's confirmation)."""
+        return self._waiters > 0
 
     async def notify(self) -> None:
-        """Wake whoever waits for a change (a delete awaiting its agent's confirmation).
-        Taking the condition's lock costs more than the rest of a heartbeat: only when
-        someone waits."""
+        """Wake whoever waits for a change. Taking the condition's lock costs more than the
+        rest of a heartbeat: only when someone waits."""
         if self._waiters:
             async with self._changed:
                 self._changed.notify_all()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import structlog
 
 from common.states import RunState
+from controller.errors import NotFound
 from controller.records import BotRecord, BotSecrets, PoolRecord, RestartRecord
 
 log = structlog.get_logger("controller.store")
@@ -74,11 +75,17 @@ def bot_of(row: sqlite3.Row) -> BotRecord:
 
 
 def pool_row(db: sqlite3.Connection, pool_id: str) -> PoolRecord:
-    return pool_of(db.execute("SELECT * FROM pools WHERE id = ?", (pool_id,)).fetchone())
+    row = db.execute("SELECT * FROM pools WHERE id = ?", (pool_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"pool {pool_id} is not in the store")
+    return pool_of(row)
 
 
 def bot_row(db: sqlite3.Connection, bot_id: str) -> BotRecord:
-    return bot_of(db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone())
+    row = db.execute("SELECT * FROM bots WHERE id = ?", (bot_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"bot {bot_id} is not in the store")
+    return bot_of(row)
 
 
 def set_columns(db: sqlite3.Connection, table: str, row_id: str, changes: dict[str, Any]) -> int:

@@ -184,8 +184,12 @@ class Store:
         return await self._run(self._tx, remove)
 
     async def set_pool_token(self, pool_id: str, token_hash: str) -> Change:
+        """A pool's new token (its runtime is made anew); no change if it is not stored."""
+
         def update(db: sqlite3.Connection) -> Change:
-            db.execute("UPDATE pools SET token_hash = ? WHERE id = ?", (token_hash, pool_id))
+            sql = "UPDATE pools SET token_hash = ? WHERE id = ?"
+            if not db.execute(sql, (token_hash, pool_id)).rowcount:
+                return Change()
             return Change(pools=(pool_row(db, pool_id),))
 
         return await self._run(self._tx, update)

@@ -461,3 +461,11 @@ async def test_a_pool_being_removed_takes_no_bot_and_keeps_its_number(store: Sto
     assert await store.remove_pool("pool-1") and await store.remove_pool("pool-3")
     assert (await allocate(store, "c"))[1].id == "pool-2"  # fill: the fullest first
     assert (await allocate(store, "leg", legacy))[1].id == "pool-1"
+
+
+async def test_a_write_of_what_the_store_does_not_have(store: Store) -> None:
+    assert not await store.set_pool_token("pool-9", "hash")  # nothing to change
+    with pytest.raises(NotFound):
+        await store.update_bot("nobody", run="stopped")
+    with pytest.raises(NotFound):
+        await store.move_bots("pool-9", FILL, "hash")
