@@ -32,6 +32,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +181,6 @@ class Run:
         return await asyncio.to_thread(self.legacy_answer)
 
     def legacy_answer(self) -> bool:
-        import urllib.request
-
         for slot in range(len(self.legacy)):
             try:
                 with urllib.request.urlopen(

@@ -35,8 +35,15 @@ from typing import Any
 import docker
 
 from common.logging import setup_logging
+from tests.e2e.trading import trades, wait_trading
 from tests.exchange import EmulatorProcess, trading_bot
-from tests.support import ControllerHarness, make_settings, remove_pool_containers, wait_for
+from tests.support import (
+    ADMIN_TOKEN,
+    ControllerHarness,
+    make_settings,
+    remove_pool_containers,
+    wait_for,
+)
 
 
 def figures(run: dict[str, Any]) -> tuple[float, float]:
@@ -81,21 +88,16 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
             return all(status == 200 for status, _ in answers)
 
         async def trade_ids(bot: str) -> set[int]:
-            """Its open trades (`/status`) and closed ones (`/trades`)."""
-            status, open_trades = await h.call("GET", f"/api/bots/{bot}/status")
-            status2, closed = await h.call("GET", f"/api/bots/{bot}/trades?limit=500")
-            if status != 200 or status2 != 200:
-                return set()
-            return {t["trade_id"] for t in [*open_trades, *closed["trades"]]}
-
-        async def all_traded() -> bool:
-            return all([await trade_ids(b) for b in bots])
+            return set(await trades(h, ADMIN_TOKEN, bot))
 
         try:
             for bot in bots:
                 body = trading_bot(exchange.url, bot, args.pairs) if trading else {}
                 await h.provision(**{"instanceId": bot, **body})
-            await wait_for(all_traded if trading else all_answer, 600, step=1)
+            if trading:
+                await wait_trading(h, ADMIN_TOKEN, bots, timeout=600)
+            else:
+                await wait_for(all_answer, 600, step=1)
             for kind, path in (("migrate", ""), ("rollback", "/rollback")):
                 for bot in bots:
                     kept = await trade_ids(bot) if trading else set()

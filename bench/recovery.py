@@ -36,8 +36,9 @@ from pathlib import Path
 import docker
 
 from common.logging import setup_logging
+from tests.e2e.trading import trades
 from tests.exchange import EmulatorProcess, trading_bot
-from tests.support import ControllerHarness, bot_processes, make_settings, wait_for
+from tests.support import ADMIN_TOKEN, ControllerHarness, bot_processes, make_settings, wait_for
 
 CONTAINER = "freqtrade-pool-pool-1"
 
@@ -95,11 +96,9 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
 
         async def assert_kept(bot: str, kept: set[int]) -> None:
             """Every trade open before the kill is still there (open, or closed since)."""
-            now_open = await open_trades(bot) or set()
-            status, body = await h.call("GET", f"/api/bots/{bot}/trades?limit=500")
-            closed = {t["trade_id"] for t in body["trades"]} if status == 200 else set()
-            if not kept <= now_open | closed:
-                raise AssertionError(f"{bot} lost trades: {kept} vs {now_open | closed}")
+            now = set(await trades(h, ADMIN_TOKEN, bot))
+            if not kept <= now:
+                raise AssertionError(f"{bot} lost trades: {kept} vs {now}")
 
         async def all_answer() -> bool:
             return all(await asyncio.gather(*(answers(b) for b in bots)))
