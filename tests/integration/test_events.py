@@ -42,12 +42,21 @@ async def restarted(h, bot: str, old_pid: int) -> None:
     await h.wait_running(bot, timeout=30)
 
 
-async def test_a_killed_bot_is_seen_and_restarted_with_the_poll_off(harness_factory):
-    h = await harness_factory(POOL_BASE_PORT="25000", MAX_BOTS_PER_CONTAINER="2", **POLL_OFF)
+@pytest.mark.parametrize(("launch", "base"), [("exec", 25000), ("preload", 25002)])
+async def test_a_killed_bot_is_seen_and_restarted_with_the_poll_off(harness_factory, launch, base):
+    h = await harness_factory(
+        POOL_BASE_PORT=str(base), MAX_BOTS_PER_CONTAINER="2", BOT_LAUNCH=launch,
+        PRELOAD_MODULES="aiohttp,yarl", **POLL_OFF,
+    )  # fmt: skip
     # Even coming up (RUNNING after startsecs) is told by supervisord's event, not a poll.
     pids = await h.provision_running("ev-1", "ev-2")
     pool = h.pool_dir("pool-1")
-    assert supervisor_processes(pool)["agent-events"]["statename"] == "RUNNING"
+    processes = supervisor_processes(pool)
+    assert processes["agent-events"]["statename"] == "RUNNING"
+    # The program's process: the bot itself, or (preloaded) its launcher, which exits when
+    # the preloader tells it of the bot's end.
+    program = processes["bot-ev-1"]["pid"]
+    assert (program == pids["ev-1"]) == (launch == "exec")
 
     os.kill(pids["ev-1"], signal.SIGKILL)
     # Restarted long before the next poll or heartbeat, and the monitor never ticked
@@ -59,9 +68,7 @@ async def test_a_killed_bot_is_seen_and_restarted_with_the_poll_off(harness_fact
     # The agent learnt of the exit from the process's pidfd, and from supervisord's event.
     log = agent_log(pool)
     exits = [(e["program"], e["pid"]) for e in log if e["event"] == "process_exit_seen"]
-    assert ("bot-ev-1", pids["ev-1"]) in exits or any(
-        e["event"] == "pidfd_unavailable" for e in log
-    )
+    assert ("bot-ev-1", program) in exits or any(e["event"] == "pidfd_unavailable" for e in log)
     events = [(e["program"], e["state"]) for e in log if e["event"] == "process_event"]
     assert ("bot-ev-1", "EXITED") in events and ("bot-ev-1", "RUNNING") in events
     _status, body = await h.call("GET", "/api/pool/events/history?limit=1000")
