@@ -37,16 +37,22 @@ _CGROUP_KEY = -1
 STARTING_PING_TIMEOUT = 0.5
 STARTING_PING_EVERY = 0.15
 STARTING_PING_FOR = 30.0
+# However many bots start at once (a pool restarted), at most this many such pings a second.
+STARTING_PINGS_PER_SECOND = 100
 # A process that may answer: FreqTrade's API is up long before supervisord's startsecs end.
 _UP = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
 
-def starting_ping_at(seen_at: float, asked_at: float | None, slow_every: float) -> float:
-    """When a bot whose process (first seen at `seen_at`) has not answered yet is asked next."""
+def starting_ping_at(
+    seen_at: float, asked_at: float | None, slow_every: float, waiting: int = 1
+) -> float:
+    """When a bot whose process (first seen at `seen_at`) has not answered yet is asked
+    next, while `waiting` bots have not answered."""
     if asked_at is None:
         return seen_at
-    fast = asked_at - seen_at < STARTING_PING_FOR
-    return asked_at + (STARTING_PING_EVERY if fast else slow_every)
+    if asked_at - seen_at >= STARTING_PING_FOR:
+        return asked_at + slow_every
+    return asked_at + max(STARTING_PING_EVERY, waiting / STARTING_PINGS_PER_SECOND)
 
 
 class Reporter:
@@ -152,20 +158,20 @@ class Reporter:
         return [(b, port, pid) for b, port, pid in self._up()
                 if not (r := self._pings.get(b)) or not r.ok]  # fmt: skip
 
-    def _due_at(self, bot: str) -> float:
-        return starting_ping_at(
-            self._seen_at.get(bot, 0.0), self._asked_at.get(bot), self.slow_ping_every
-        )
+    def _due_at(self, bot: str, waiting: int) -> float:
+        seen, asked = self._seen_at.get(bot, 0.0), self._asked_at.get(bot)
+        return starting_ping_at(seen, asked, self.slow_ping_every, waiting)
 
     def next_starting_ping(self) -> float | None:
         """When the next bot that has not answered yet is due to be asked (clock time)."""
-        return min((self._due_at(b) for b, _port, _pid in self._waiting()), default=None)
+        waiting = self._waiting()
+        return min((self._due_at(b, len(waiting)) for b, _, _ in waiting), default=None)
 
     async def ping_starting(self) -> bool:
         """Ask the bots that are up but have not answered yet and are due; True if one
         answers now, so that a bot just (re)started is reported at once."""
-        now = self.clock()
-        due = [(b, port, pid) for b, port, pid in self._waiting() if self._due_at(b) <= now]
+        now, waiting = self.clock(), self._waiting()
+        due = [(b, port, pid) for b, port, pid in waiting if self._due_at(b, len(waiting)) <= now]
         if not due:
             return False
         for bot, _port, _pid in due:

@@ -11,7 +11,13 @@ from aiohttp import web
 
 from agent import reporter as reporter_module
 from agent.probes import PingResult
-from agent.reporter import STARTING_PING_EVERY, STARTING_PING_FOR, Reporter, starting_ping_at
+from agent.reporter import (
+    STARTING_PING_EVERY,
+    STARTING_PING_FOR,
+    STARTING_PINGS_PER_SECOND,
+    Reporter,
+    starting_ping_at,
+)
 from agent.supervisor import ProcessInfo
 from tests.support import free_port
 
@@ -98,6 +104,9 @@ def test_a_bot_not_answering_yet_is_asked_often_at_first_then_at_the_slow_pace()
     assert starting_ping_at(seen, seen, 1.0) == seen + STARTING_PING_EVERY
     late = seen + STARTING_PING_FOR + 1
     assert starting_ping_at(seen, late, 1.0) == late + 1.0
+    # A whole pool starting at once is asked at most STARTING_PINGS_PER_SECOND times a second.
+    many = 10 * STARTING_PINGS_PER_SECOND
+    assert starting_ping_at(seen, seen, 1.0, waiting=many) == seen + 10.0
 
 
 async def test_a_bot_that_comes_up_is_reported_at_once_and_a_new_process_afresh(
