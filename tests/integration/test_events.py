@@ -1,6 +1,7 @@
 """Event-driven agents on real supervisord: a killed bot is seen and restarted with the poll
-off, a pool made before the event listener existed still works, and so does an agent of
-the previous version beside the new listener."""
+off; a pool made before the event listener existed still works, and so do an agent of the
+previous version beside the new listener and a new agent under a controller of the
+previous version."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from controller.runtimes.local import LocalRuntime
-from tests.support import fakebot_pids, supervisor_processes, wait_for
+from controller.runtimes.local_conf import listener_section
+from tests.support import (
+    ControllerProcess,
+    fakebot_pids,
+    kill_pools,
+    settings_env,
+    supervisor_processes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,30 +126,36 @@ def process_environment(pid: int) -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in raw.split("\0") if "=" in entry)
 
 
-def previous_agent(into: Path) -> Path | None:
-    """The agent and common packages of the previous version, or None without git history."""
-    archive = subprocess.run(["git", "-C", str(SOURCE), "archive", PREVIOUS, "agent", "common"],
-                             capture_output=True, check=False)  # fmt: skip
+def previous_version(into: Path) -> Path:
+    """The previous version's agent, common and controller packages (skip without history)."""
+    archive = subprocess.run(
+        ["git", "-C", str(SOURCE), "archive", PREVIOUS, "agent", "common", "controller"],
+        capture_output=True, check=False,
+    )  # fmt: skip
     if archive.returncode != 0:
-        return None
+        pytest.skip(f"no git history with {PREVIOUS}")
     into.mkdir()
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    assert not (into / "agent" / "eventlistener.py").exists()
     return into
+
+
+def agent_code(tree: Path) -> Callable[[str], str]:
+    """A rewrite of a pool's supervisord.conf: its agent runs the code of `tree`."""
+
+    def rewrite(conf: str) -> str:
+        return re.sub(r"(\[program:agent\]\n(?:.+\n)*?environment=.*)\n",
+                      rf'\1,PYTHONPATH="{tree}"\n', conf)  # fmt: skip
+
+    return rewrite
 
 
 async def test_an_agent_of_the_previous_version_works_beside_the_new_listener(
     harness_factory, tmp_path
 ):
-    old = previous_agent(tmp_path / "previous")
-    if old is None:
-        pytest.skip(f"no git history with {PREVIOUS}")
-    assert not (old / "agent" / "eventlistener.py").exists()
-
-    def previous_agent_code(conf: str) -> str:  # the listener stays
-        return re.sub(r"(\[program:agent\]\n(?:.+\n)*?environment=.*)\n",
-                      rf'\1,PYTHONPATH="{old}"\n', conf)  # fmt: skip
-
-    h, pool = await pool_remade(harness_factory, tmp_path, "old-1", previous_agent_code,
+    old = previous_version(tmp_path / "previous")
+    # The listener stays.
+    h, pool = await pool_remade(harness_factory, tmp_path, "old-1", agent_code(old),
                                 POOL_BASE_PORT="25020", MAX_BOTS_PER_CONTAINER="2")  # fmt: skip
     agents = (await h.call("GET", "/api/agents"))[1]["agents"]
     assert [a["connected"] for a in agents] == [True]
@@ -150,3 +166,30 @@ async def test_an_agent_of_the_previous_version_works_beside_the_new_listener(
     await kill_and_see_restarted(h, pool, "old-1")
     # The listener told no one, and never held supervisord up.
     assert "event not delivered" in (pool / "logs" / "eventlistener.log").read_text()
+
+
+async def test_a_new_agent_works_with_a_controller_of_the_previous_version(tmp_path):
+    old = previous_version(tmp_path / "previous")
+    env = settings_env(tmp_path / "data", POOL_BASE_PORT="25030", MAX_BOTS_PER_CONTAINER="2")
+    env["PYTHONPATH"] = str(old)
+    controller = await ControllerProcess(env, source=old).start()
+    try:
+        await controller.provision_running("new-1")  # its pool runs its own (old) agent
+        await controller.kill()
+        pool = controller.pool_dir("pool-1")
+        conf = pool / "supervisord.conf"
+        # This version's agent, and its event listener, in the pool the old controller made.
+        text = agent_code(SOURCE)(conf.read_text())
+        conf.write_text(text.replace("[include]", "\n".join(listener_section(pool)) + "[include]"))
+        await LocalRuntime(controller.settings.pools_dir, tmp_path / "archive").restart("pool-1")
+        await controller.start()  # the old controller adopts the pool again
+        await controller.wait_running("new-1", timeout=40)
+        processes = supervisor_processes(pool)
+        assert processes["agent-events"]["statename"] == "RUNNING"
+        assert process_environment(processes["agent"]["pid"]).get("PYTHONPATH") == str(SOURCE)
+        assert (pool / "run" / "events.sock").exists()  # this version's agent listens
+        await kill_and_see_restarted(controller, pool, "new-1")
+        assert (await controller.call("GET", "/api/bots/new-1/ping"))[0] == 200
+    finally:
+        await controller.close()
+        kill_pools(tmp_path / "data")
