@@ -103,6 +103,9 @@ class Watch:
                 changed = await self.reporter.poll()
             except SupervisorError as exc:
                 log.warning("supervisord_poll_failed", error=str(exc))
+                # Exits are not asked about again every 10 ms of an outage (supervisord
+                # restarting, its processes all ending): the next poll sees them.
+                self._exits.clear()
                 continue
             self.last_poll_ok = self.clock()
             self.exits.watch(self.reporter.processes)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.reporter import Reporter
-from agent.supervisor import ProcessInfo
+from agent.supervisor import ProcessInfo, SupervisorError
 from agent.watch import EXIT_REPOLLS, Watch, unconfirmed
 from common.protocol import BotStatus
 from common.states import ProcessState
@@ -137,3 +137,32 @@ def test_exits_are_asked_about_a_bounded_number_of_times() -> None:
     while exits := unconfirmed(exits, {"bot-a": info("bot-a", 11)}):
         polls += 1
     assert polls == 1 + EXIT_REPOLLS
+
+
+class Away(Supervisor):
+    """supervisord going away: every poll fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    async def all_processes(self) -> dict[str, ProcessInfo]:
+        self.polls += 1
+        raise SupervisorError("supervisord unreachable")
+
+
+async def test_exits_during_an_outage_of_supervisord_are_not_asked_about_over_and_over(
+    tmp_path: Path,
+) -> None:
+    supervisor = Away()
+    async with watching(tmp_path, supervisor) as (watch, _reports):
+        while supervisor.polls < 1:  # the first round of pings asks for a poll
+            await asyncio.sleep(0.01)
+        for i in range(10):
+            watch.on_exit(f"bot-{i}", 100 + i)
+        while supervisor.polls < 2:
+            await asyncio.sleep(0.01)
+        polls = supervisor.polls
+        for _ in range(20):  # with the poll an hour apart, nothing asks again
+            await asyncio.sleep(0.01)
+        assert supervisor.polls == polls
