@@ -370,8 +370,8 @@ def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
 def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
     """Bot id → pids of bot processes running `command` in bots_dir/<id>, their own directory.
 
-    A preloaded bot is a fork of the preloader (its command line says so, with the modules
-    it preloads), and its launcher, which only stands in for it, is not counted. For
+    A preloaded bot is a fork of the preloader (its command line says `freqtrade bot <id>`),
+    and its launcher, which only stands in for it, is not counted. For
     containers pass /pool/bots: the host sees a containerized process's cwd as the
     container's path.
     """
@@ -384,8 +384,11 @@ def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
 
 
 def is_bot(cmd: str, command: str) -> bool:
-    """A process running `command`, or a fork of the preloader (which only bots are)."""
-    return (command in cmd or "preloader.py" in cmd) and "launcher.py" not in cmd
+    """A process running `command`, or a fork of the preloader (which only bots are): it
+    shows itself as `freqtrade bot <id>`, or with the preloader's command line while it
+    is being forked."""
+    forked = cmd.startswith("freqtrade bot ") or "preloader.py" in cmd
+    return (command in cmd or forked) and "launcher.py" not in cmd
 
 
 def fakebot_pids(bot_dir: Path) -> list[int]:
