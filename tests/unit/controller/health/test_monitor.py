@@ -215,7 +215,10 @@ async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
         "pools/pool-1/bots/b2: trades of b2",
     ]
     assert "pool-1" in pools.pools and ("remove", "pool-1") not in api.runtime.calls
-    assert pools.pools["pool-1"].draining
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200 and {p["id"]: p["draining"] for p in body["pools"]} == {
+        "pool-1": True, "pool-2": False, "pool-3": False
+    }  # fmt: skip
     created = await api.provision(ALICE, instanceId="b5")
     assert created["poolId"] == "pool-4"
     [failed] = await events_of(api, "bot_move_failed", 1)

@@ -108,3 +108,21 @@ async def test_a_step_that_fails_leaves_the_bot_released_where_the_store_has_it(
     await evacuation.evacuate(registry.pools["pool-1"])
     assert registry.bots["b2"].pool_id == "pool-3" and "pool-1" not in registry.pools
     assert bot_dirs(api, "b2") == ["pools/pool-3/bots/b2: trades of b2"]
+
+
+async def test_a_users_change_waits_while_a_move_has_the_bot(api: Api) -> None:
+    """Held by a move (an evacuation's bot already out of its old pool, or one a crash
+    left held), or in a pool being emptied: 409 until the move is done."""
+    for bot_id in ("b1", "b2"):
+        await api.provision(instanceId=bot_id)
+    registry, store = api.controller.pools.registry, api.controller.pools.store
+    await registry.apply(await store.update_bot("b1", held=1))
+    status, body, _ = await api.call("POST", "/api/bots/b1/stop")
+    assert status == 409 and "being moved to another pool" in body["error"], body
+    with api.controller.guard.pool_moving("pool-1"):
+        status, body, _ = await api.call("DELETE", "/api/bots/b2")
+        assert status == 409 and "being moved to another pool" in body["error"], body
+    with api.controller.guard.bot_moving("b2"):
+        status, body, _ = await api.call("POST", "/api/bots/b2/restart")
+        assert status == 409 and "being migrated" in body["error"], body
+    assert (await api.call("POST", "/api/bots/b2/stop"))[0] == 200
