@@ -27,7 +27,7 @@ import time
 FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
 )  # fmt: skip
-USAGE = "usage: launcher.py --socket S --pidfile P [--user U] -- INTERPRETER SCRIPT [ARGS...]"
+USAGE = "usage: launcher.py --socket S --pidfile P [--user U] [--title T] -- PYTHON SCRIPT [ARG...]"
 CONNECT_ATTEMPTS = 20  # the preloader may be starting with the pool: wait up to ~10 s
 
 
@@ -101,11 +101,11 @@ def stand_in(conn: socket.socket, pid: int, pidfile: str) -> int:
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """`--socket S --pidfile P [--user U] -- COMMAND...`, parsed by hand: argparse alone
-    would add a few MiB to each of a pool's launchers."""
+    """`--socket S --pidfile P [--user U] [--title T] -- COMMAND...`, parsed by hand:
+    argparse alone would add a few MiB to each of a pool's launchers."""
     options: dict[str, str] = {}
     while argv and argv[0] != "--":
-        if argv[0] not in ("--socket", "--pidfile", "--user") or len(argv) < 2:
+        if argv[0] not in ("--socket", "--pidfile", "--user", "--title") or len(argv) < 2:
             raise SystemExit(f"launcher: unexpected argument {argv[0]!r}")
         options[argv[0][2:]] = argv[1]
         argv = argv[2:]
@@ -130,6 +130,7 @@ def main() -> int:
         "env": {**os.environ, **env_extra},
         "uid": uid,
         "gid": gid,
+        "title": options.get("title"),  # what `ps` shows for the forked bot
     }
     socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
     reply = read_line(conn)

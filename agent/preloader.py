@@ -41,6 +41,8 @@ import sys
 import traceback
 
 MAX_REQUEST = 64 * 1024
+MAX_TITLE = 200
+PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
 
@@ -105,6 +107,27 @@ def warm_up_database() -> None:
         engine.dispose()
 
 
+def set_title(title: str) -> None:
+    """Show `title` as this process's command line (`ps`, `docker top`) and name (`top`).
+
+    A forked bot would otherwise show the preloader's command line. The title is written
+    over the process's own argument area, which the kernel reports as /proc/PID/cmdline (as
+    the setproctitle library does; by hand here, since this file runs under FreqTrade's
+    interpreter, whose packages are the user's image's, with the standard library only).
+    It is cut to fit the preloader's own command line, always long enough for a bot id.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(title.encode()[:15]), 0, 0, 0)
+    with open("/proc/self/stat", "rb") as stat:
+        # Fields after the command name (which may hold spaces); arg_start is field 48.
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])
+    if start <= 0 or end <= start:
+        return
+    raw = title.encode()[: end - start - 1]
+    ctypes.memmove(start, raw + b"\0" * (end - start - len(raw)), end - start)
+
+
 def other_threads() -> int:
     """Python threads besides this one: forking a process that runs threads is unsafe.
     (Native libraries' own threads, such as OpenBLAS's or pyarrow's jemalloc's, started on
@@ -155,6 +178,8 @@ def run_bot(request: dict, fds: list[int], close: list[socket.socket], pidfds: l
         if os.getppid() != preloader:
             return  # the preloader died before the signal was armed
         os.umask(0o077)
+        if request.get("title"):
+            set_title(request["title"])
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = list(request["argv"])
@@ -189,6 +214,13 @@ def valid(request: object) -> bool:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
         and (request.get("uid") is None or isinstance(request.get("uid"), int))
         and (request.get("gid") is None or isinstance(request.get("gid"), int))
+        and valid_title(request.get("title"))
+    )
+
+
+def valid_title(title: object) -> bool:
+    return title is None or (
+        isinstance(title, str) and len(title) <= MAX_TITLE and title.isprintable()
     )
 
 

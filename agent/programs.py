@@ -129,6 +129,7 @@ def render_program(
             opts.launcher_python, "-I", "-S", str(LAUNCHER_PY),
             "--socket", str(opts.preloader_socket), "--pidfile", str(opts.run_dir / f"{name}.pid"),
             *(["--user", user] if user else []),
+            "--title", f"freqtrade bot {bot_id}",
             "--", *preload.argv,
         ]  # fmt: skip
     lines = [

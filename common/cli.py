@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ftpool",
         description="Run FreqTrade bots in shared pools. Settings come from the environment "
-        "and a .env file; see the README.",
+        "and a .env file; see docs/settings.md.",
     )
     parser.add_argument("command", choices=["controller", "agent", "migrate"], help="what to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="migrate's flags (--help)")

@@ -35,6 +35,8 @@ from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
 from controller.moves.guard import MoveGuard
+from controller.moves.recovery import recover_moves
+from controller.moves.transfer import Transfer
 from controller.pools.alarm import Alarm
 from controller.pools.config import PoolsConfig
 from controller.pools.manager import PoolManager
@@ -85,6 +87,8 @@ class Controller:
     metrics: Metrics
     pools: PoolManager
     bots: BotManager
+    guard: MoveGuard
+    transfer: Transfer
     evacuation: Evacuation
     monitor: Monitor
     migrator: Migrator
@@ -119,15 +123,19 @@ def build(
     )
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
-    evacuation = Evacuation(pools, placement, guard)
+    # The one way a bot moves between pools, for evacuation and migration alike.
+    transfer = Transfer(pools, base / "migrating")
+    evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
                       events=events, evacuation=evacuation, alarm=alarm,
                       clock=clock)  # fmt: skip
-    migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard)
+    migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard,
+                        transfer=transfer)  # fmt: skip
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
         auth=auth, store=store, events=events, metrics=metrics, pools=pools, bots=bots,
-        evacuation=evacuation, monitor=monitor, migrator=migrator,
+        guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
+        migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
     )  # fmt: skip
 
@@ -180,7 +188,8 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.lifecycle.load()
-    await controller.evacuation.finish_interrupted()  # before any pool starts its bots
+    # Moves a crash cut short are recovered before any pool starts its bots.
+    await recover_moves(controller.transfer, controller.guard)
     await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
     # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).

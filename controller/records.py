@@ -51,7 +51,7 @@ class BotRecord:
     deleting: bool = False
     purge: bool = False
     created_at: float = 0.0
-    held: bool = False  # being moved to another pool (migration): no agent runs it
+    held: bool = False  # being moved to another pool (moves/): no agent runs it
     restarts: RestartRecord = field(default_factory=RestartRecord)
 
 
@@ -71,6 +71,7 @@ class PoolRecord:
     preloader_nonce: int = 0
     legacy_of: str | None = None  # a legacy pool: the one bot it was made for
     removing: bool = False  # its runtime is being removed; it takes no bot meanwhile
+    draining: bool = False  # its bots are being moved out (evacuation): it takes no bot
 
     @property
     def container_name(self) -> str:

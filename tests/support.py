@@ -264,9 +264,12 @@ class ControllerHarness(ControllerClient):
 class ControllerProcess(ControllerClient):
     """`python -m controller` as a child process, for tests that kill it with SIGKILL."""
 
-    def __init__(self, env: dict[str, str], source: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], module: str = "controller", source: Path | None = None
+    ) -> None:
         """`source`: the tree to run the controller of (another version's); default this one."""
         self.env = env
+        self.module = module  # run as `python -m <module>`: a test's may wrap the controller
         self.source = source or Path(__file__).parent.parent
         self.settings = ControllerSettings.from_env(env)
         self.base = f"http://127.0.0.1:{self.settings.controller_port}"
@@ -275,7 +278,7 @@ class ControllerProcess(ControllerClient):
     async def start(self) -> ControllerProcess:
         env = {"PATH": os.environ.get("PATH", ""), **self.env}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller", env=env, cwd=self.source
+            sys.executable, "-m", self.module, env=env, cwd=self.source
         )
         self.http = self.http or aiohttp.ClientSession()
 
@@ -372,8 +375,8 @@ def processes_under(base_dir: Path) -> list[tuple[int, str, Path]]:
 def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
     """Bot id → pids of bot processes running `command` in bots_dir/<id>, their own directory.
 
-    A preloaded bot is a fork of the preloader (its command line says so, with the modules
-    it preloads), and its launcher, which only stands in for it, is not counted. For
+    A preloaded bot is a fork of the preloader (its command line says `freqtrade bot <id>`),
+    and its launcher, which only stands in for it, is not counted. For
     containers pass /pool/bots: the host sees a containerized process's cwd as the
     container's path.
     """
@@ -386,8 +389,11 @@ def bot_processes(bots_dir: Path, command: str) -> dict[str, list[int]]:
 
 
 def is_bot(cmd: str, command: str) -> bool:
-    """A process running `command`, or a fork of the preloader (which only bots are)."""
-    return (command in cmd or "preloader.py" in cmd) and "launcher.py" not in cmd
+    """A process running `command`, or a fork of the preloader (which only bots are): it
+    shows itself as `freqtrade bot <id>`, or with the preloader's command line while it
+    is being forked."""
+    forked = cmd.startswith("freqtrade bot ") or "preloader.py" in cmd
+    return (command in cmd or forked) and "launcher.py" not in cmd
 
 
 def fakebot_pids(bot_dir: Path) -> list[int]:

@@ -66,6 +66,8 @@ class APIPools:
             "bots": [b.id for b in bots],
             "ports": {"start": pool.port_start, "end": pool.port_start + pool.capacity - 1},
             "owner": pool.owner,
+            # Its bots are being moved out (or one's files could not be): it takes no bot.
+            "draining": pool.draining,
             "memory": {
                 # As the agent measures it: the container's cgroup, or the pool's processes.
                 "usedBytes": stats.mem_used if stats else None,

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="ftpool migrate",
         description="Move bots from legacy containers (one per bot) into pools, and back. "
-        "Talks to the running controller; see the README's Migration section.",
+        "Talks to the running controller; see docs/operations.md, Legacy mode and migration.",
     )
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")

@@ -8,8 +8,9 @@ Three kinds of legacy bot take part:
 A managed bot moves by the transfer of controller/moves/transfer.py (held, so at no
 moment do two copies run: the old copy is confirmed stopped before the new one is
 released, and a failed verification stops the new copy, again confirmed, before the old
-one starts). Each run is recorded step by step in the migration log. A held bot found at
-start-up, or by a re-run, is brought to a consistent state first.
+one starts). Each run is recorded step by step in the migration log. A held bot found by
+a re-run is brought to a consistent state first; at start-up the moves' one crash
+recovery (controller/moves/recovery.py) has done so already.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import structlog
 from common.ids import check_id
 from common.states import RunState
 from controller.bots.manager import BotManager
-from controller.errors import Conflict, FtpoolError, NotFound
+from controller.errors import Conflict, NotFound
 from controller.migration.legacy_import import (
     _copy_trade_dbs,
     check_legacy_spec,
@@ -51,7 +52,7 @@ log = structlog.get_logger("controller.migration")
 class Migrator:
     def __init__(
         self, bots: BotManager, *, legacy: LegacyContainers | None, base_dir: Path,
-        placement: Placement, guard: MoveGuard,
+        placement: Placement, guard: MoveGuard, transfer: Transfer,
     ) -> None:  # fmt: skip
         self.bots = bots
         self.pools = bots.pools
@@ -60,23 +61,16 @@ class Migrator:
         self.to_pools = replace(placement, pooled=True)
         self.to_legacy = replace(placement, pooled=False)
         self.log = MigrationLog(base_dir / ".migration-log.json")
-        self.staging = base_dir / "migrating"
         self.backups = base_dir / "migration-backups"
-        self.transfer = Transfer(bots.pools, self.staging)
+        self.transfer = transfer
+        self.staging = transfer.staging  # an import's copy waits there, as moves' files do
         self.planner = MigrationPlanner(self.pools, legacy, self.log, self.to_pools)
         # One bot at a time, and never beside an evacuation: both move bots between pools.
         self.guard = guard
 
     async def startup(self) -> None:
-        """Load the log; bring bots held by an interrupted run back to a running state."""
+        """Load the log (bots held by an interrupted run were recovered before)."""
         await asyncio.to_thread(self.log.load)
-        for bot in [b for b in self.registry.bots.values() if b.held]:
-            async with self.guard.lock:
-                try:
-                    await self.transfer.recover(bot)
-                except (FtpoolError, OSError) as exc:
-                    # It stays held (nothing runs it) for an operator; the rest start.
-                    log.error("migration_recovery_failed", bot=bot.id, error=str(exc))
 
     # -- migration ------------------------------------------------------------------------
 
@@ -201,7 +195,7 @@ class Migrator:
             raise
         try:
             async with self.log.step(run, "allocate") as step:
-                bot = await self.transfer.relocate(bot, placement)
+                bot = await self.transfer.move(bot, placement)
                 self._arrived(run, step, bot)
             bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
@@ -211,7 +205,7 @@ class Migrator:
                 raise
             async with self.log.step(run, "rollback"):
                 bot = await self.transfer.hold(bot)
-                bot = await self.transfer.relocate(bot, back)
+                bot = await self.transfer.move(bot, back)
                 bot = await self.transfer.release(bot)
             run.to_pool, run.port = None, None
             raise StepFailed(f"{exc}; the bot is back in {bot.pool_id}") from None

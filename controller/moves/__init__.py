@@ -1,2 +1,3 @@
-"""Moving bots between pools: one move at a time (guard), a lost pool's evacuation, and
-the transfer of one held bot (hold, stage, relocate, land, release) that migration uses."""
+"""Moving bots between pools: one move at a time (guard), the transfer every move takes
+(hold, stage, relocate, land, release), its one crash recovery, and a lost pool's
+evacuation, which moves each of its bots by that transfer (as migration does)."""

@@ -2,8 +2,8 @@
 
 Evacuation (a lost pool's bots) and migration (one bot at a time) both move bots between
 pools: they take the guard's lock, so they never run beside each other. While a pool's
-bots or a bot are moving, a user's start, stop, restart or delete of them is refused
-(409) until the move is done.
+bots or a bot are moving (or a bot is held by a move), a user's start, stop, restart or
+delete of them is refused (409) until the move is done.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ class MoveGuard:
         return _member(self._bots, bot_id)
 
     def refuse_if_moving(self, bot: BotRecord) -> None:
-        if bot.held or bot.id in self._bots:
+        if bot.id in self._bots:
             raise Conflict(f"bot {bot.id} is being migrated; try again when it is done")
-        if bot.pool_id in self._pools:
+        # Held: some move has it (an evacuation's, past its old pool, or one cut short).
+        if bot.held or bot.pool_id in self._pools:
             raise Conflict(f"bot {bot.id} is being moved to another pool; try again shortly")
 
 

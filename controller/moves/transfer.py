@@ -1,12 +1,21 @@
-"""Moving one held bot to another pool: hold, stage, relocate, land, release.
+"""Moving one bot to another pool: hold, stage, relocate, land, release.
 
-A bot's files move while it is *held*: its agents run no program for it and leave its
-directory alone. The old copy is confirmed stopped (its agent applied the hold, or
-nothing of its pool runs) before its files leave; they travel through a staging
-directory, so after a crash they are in exactly one of: the old pool, staging, the new
-pool, and `recover` brings them to the pool the store has the bot in. A new pool's agent
-must have applied the bot's hold before the files land, and the bot runs there only once
-it is released.
+Every move of a bot between pools takes these steps (evacuation, controller/moves/
+evacuation.py; migration, controller/migration/run.py):
+
+- hold: the bot is *held*: its agents run no program for it and leave its directory alone.
+  The old copy is confirmed stopped (its agent applied the hold, or nothing of its pool
+  runs) before its files leave (principle 4).
+- stage: its directory moves to a staging directory (BOT_BASE_DIR/migrating/<bot>).
+- relocate: its record moves to a slot of another pool, in one transaction; still held.
+- land: its staged files move into the new pool, once that pool's agent has applied the
+  hold (a new pool's runtime is made only once they are there).
+- release: it runs (or stays stopped, as its user wants) where it is now.
+
+So after a crash a bot's files are in exactly one of: its old pool, staging, its new
+pool, and a held bot's record says where they belong: the crash recovery
+(controller/moves/recovery.py) brings staged files to the pool the store has the bot
+in and releases it there, whatever move was cut short.
 """
 
 from __future__ import annotations
@@ -44,6 +53,16 @@ class Transfer:
         self.registry = pools.registry
         self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
 
+    # -- hold and release ---------------------------------------------------------------
+
+    async def hold(self, bot: BotRecord) -> BotRecord:
+        """Hold the bot and wait until its agent has stopped it and removed its program
+        (at once where nothing of its pool runs)."""
+        self.can_hold(bot.pool_id)
+        held = await self._set_held(bot, True)
+        await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
+        return held
+
     async def release(self, bot: BotRecord) -> BotRecord:
         """The bot runs (or stays stopped, as its user wants) where it is now."""
         return await self._set_held(bot, False)
@@ -53,13 +72,6 @@ class Transfer:
         change = await self.pools.store.update_bot(bot.id, held=int(held))
         await self.registry.apply(change)
         return change.bot(bot.id)
-
-    async def hold(self, bot: BotRecord) -> BotRecord:
-        """Hold the bot and wait until its agent has stopped it and removed its program."""
-        self.can_hold(bot.pool_id)
-        held = await self._set_held(bot, True)
-        await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
-        return held
 
     def can_hold(self, pool_id: str) -> None:
         """An agent from before held bots would refuse every desired state with one."""
@@ -74,7 +86,7 @@ class Transfer:
         """Every pool the bot could be placed in must hold it: checked before it moves."""
         for pool in list(self.registry.pools.values()):
             if placement.pooled:
-                fits = pool.legacy_of is None and pool.used < pool.capacity
+                fits = pool.legacy_of is None and pool.used < pool.capacity and not pool.draining
             else:
                 fits = pool.legacy_of == bot_id
             if fits:
@@ -99,36 +111,52 @@ class Transfer:
                                  f"within {HOLD_TIMEOUT:.0f} s")  # fmt: skip
             await asyncio.sleep(0.2)
 
+    # -- stage, relocate, land ----------------------------------------------------------
+
     def bot_dir(self, bot: BotRecord) -> Path:
         return self.pools.runtime.pools_dir / bot.pool_id / "bots" / bot.id
 
-    async def relocate(self, bot: BotRecord, placement: Placement) -> BotRecord:
-        """Move a held, stopped bot to another pool: its files via staging, its record in
-        one transaction. It stays held."""
+    async def move(self, bot: BotRecord, placement: Placement) -> BotRecord:
+        """Stage, relocate and land a held bot whose old copy is stopped. It stays held."""
+        await self.stage(bot)
+        return await self.relocate(bot, placement)
+
+    async def stage(self, bot: BotRecord) -> None:
+        """The held bot's directory leaves its pool for staging (OSError if it cannot)."""
+        source = self.bot_dir(self.registry.bots[bot.id])
+        if source.is_dir():  # else never written (its pool died before its agent made it)
+            await asyncio.to_thread(hand_over, source, self.staging / bot.id)
+
+    async def relocate(
+        self, bot: BotRecord, placement: Placement, *, staged: bool = True
+    ) -> BotRecord:
+        """The held bot's record moves to a slot of another pool, in one transaction, and
+        its staged files land there (none if its stage failed: what is in staging then is
+        not this move's). It stays held."""
         pools = self.pools
-        bot = pools.registry.bots[bot.id]  # as it is now, not as the caller last saw it
-        stage = self.staging / bot.id
-        source = self.bot_dir(bot)
-        if source.is_dir():
-            await asyncio.to_thread(hand_over, source, stage)
+        source = pools.registry.bots[bot.id].pool_id
         token, token_hash = pools.lifecycle.new_token()
         change = await pools.store.relocate(bot.id, placement, token_hash, held=True)
         # Both agents are told: the old one no longer has the bot, the new one has it held.
         await pools.registry.apply(change)
         moved = change.bot(bot.id)
-        await self.land(moved, moved.pool_id in change.created, token)
-        log.info("bot_relocated", bot=bot.id, source=bot.pool_id, target=moved.pool_id,
+        await self.land(moved, moved.pool_id in change.created, token, staged=staged)
+        log.info("bot_relocated", bot=bot.id, source=source, target=moved.pool_id,
                  port=moved.port)  # fmt: skip
         return moved
 
-    async def land(self, bot: BotRecord, created: bool, token: str) -> None:
-        """Bring a held bot's staged files into its new pool. A running agent must have
-        applied the bot's hold first: an older desired state still being applied would
-        take the directory for a removed bot's and archive it."""
+    async def land(self, bot: BotRecord, created: bool, token: str, *, staged: bool = True) -> None:
+        """Bring a held bot's staged files into its pool (a new pool's runtime is made once
+        they are there). A running agent must have applied the bot's hold first: an older
+        desired state still being applied would take the directory for a removed bot's and
+        archive it."""
         pool = self.registry.pools[bot.pool_id]
         if created:
-            await self.place_staged(bot)  # before its agent exists
+            if staged:
+                await self.place_staged(bot)  # before its agent exists
             await self.pools.lifecycle.create_runtime(pool, token)
+            return
+        if not staged:
             return
         await self.pools.lifecycle.wait_created(pool.id)
         self.can_hold(pool.id)
@@ -141,12 +169,15 @@ class Transfer:
             await asyncio.to_thread(hand_over, stage, self.bot_dir(bot))
 
     async def recover(self, bot: BotRecord) -> BotRecord:
-        """A bot held by an interrupted run: its staged files go to the pool the store has
-        it in, and it is released there."""
-        await self.place_staged(bot)
+        """A held bot whose move was cut short (a failed step): its staged files land in the
+        pool the store has it in, and it is released there."""
+        bot = self.registry.bots[bot.id]
+        await self.land(bot, False, "")
         bot = await self.release(bot)
-        log.warning("migration_recovered", bot=bot.id, pool=bot.pool_id)
+        log.warning("bot_move_recovered", bot=bot.id, pool=bot.pool_id)
         return bot
+
+    # -- after the move ------------------------------------------------------------------
 
     async def verify(self, bot: BotRecord, timeout: float) -> None:
         """The bot runs in its new pool and answers its API (a stopped bot: its agent has

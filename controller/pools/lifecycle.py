@@ -116,7 +116,7 @@ class PoolLifecycle:
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't.
 
-        Moves cut short by a crash are finished before (controller/moves/evacuation.py)."""
+        Moves cut short by a crash are recovered before (controller/moves/recovery.py)."""
         found = await self.runtime.list()
         known = self.registry.pools.keys() | self.registry.retiring.keys()
         unknown = self.unknown_pools = [p for p in found if p not in known]

@@ -52,14 +52,11 @@ class PoolRegistry:
         self._take(Change(pools=tuple(p for p in pools if not p.removing), bots=tuple(bots),
                           retired_pools=tuple(p for p in pools if p.removing)))  # fmt: skip
 
-    async def apply(self, change: Change, push: bool = True) -> None:
+    async def apply(self, change: Change) -> None:
         """Take a store write's change into the view; push the pools whose desired state
-        moved on (unless the caller pushes them later: an evacuation, once the bots'
-        files are where the new desired state says)."""
-        moved_on = self._take(change)
-        if push:
-            for pool_id in moved_on:
-                await self.push(pool_id)
+        moved on."""
+        for pool_id in self._take(change):
+            await self.push(pool_id)
 
     def _take(self, change: Change) -> list[str]:
         moved_on = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import enum
 import os
 import shutil
@@ -67,14 +66,6 @@ class PoolRuntime(abc.ABC):
     async def discard(self, pool_id: str) -> None:
         """Make sure nothing of the pool runs, or can start again by itself; keep its files."""
 
-    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
-        """Move a bot's directory (config, strategy, trade database) to another pool's."""
-        await asyncio.to_thread(move_bot_dir, self.pools_dir, bot_id, from_pool, to_pool)
-
-    async def bot_locations(self) -> dict[str, list[str]]:
-        """Bot id → the pools whose directory holds a directory of that bot."""
-        return await asyncio.to_thread(bot_dirs, self.pools_dir)
-
     @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:
         """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
@@ -108,15 +99,9 @@ class PoolRuntime(abc.ABC):
         """Release clients; pools keep running."""
 
 
-def move_bot_dir(pools_dir: Path, bot_id: str, from_pool: str, to_pool: str) -> None:
-    """Move pools/<from>/bots/<id> to pools/<to>/bots/<id>, handed over owned by root."""
-    source = pools_dir / from_pool / "bots" / bot_id
-    if source.is_dir():  # else never written (its pool died before its agent made it)
-        hand_over(source, pools_dir / to_pool / "bots" / bot_id)
-
-
 def hand_over(source: Path, target: Path) -> None:
-    """Move a bot's directory to `target`, owned by root on the way.
+    """Move a bot's directory to `target` (a move's step, controller/moves/transfer.py),
+    owned by root on the way.
 
     Root ownership first, while no agent uses the directory: in the new pool the old slot's
     user may be another tenant's bot. The new pool's agent gives it to the bot's slot user.
@@ -152,12 +137,3 @@ def retire_pool_dir(pool_dir: Path, archive_dir: Path) -> None:
 
 def _entries(directory: Path) -> list[Path]:
     return list(directory.iterdir()) if directory.is_dir() else []
-
-
-def bot_dirs(pools_dir: Path) -> dict[str, list[str]]:
-    """Bot id → the pools under pools_dir with a directory of that bot, in one pass."""
-    found: dict[str, list[str]] = {}
-    for bots in pools_dir.glob("*/bots"):
-        for bot_dir in _entries(bots):
-            found.setdefault(bot_dir.name, []).append(bots.parent.name)
-    return found

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from common.settings import ControllerSettings
 from common.states import RunState
 from controller.errors import CapacityExhausted, Conflict, NotFound
-from controller.records import BotRecord, BotSecrets, PoolRecord
+from controller.records import BotSecrets, PoolRecord
 from controller.store.change import Change
 from controller.store.sql import bot_row, bump, pool_row, release
 
@@ -93,7 +93,8 @@ def place(
         order = "used DESC, num" if p.fill else "used ASC, num"
         row = db.execute(
             f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
-            f"AND legacy_of IS NULL AND removing = 0 AND id IS NOT ? ORDER BY {order} LIMIT 1",
+            f"AND legacy_of IS NULL AND removing = 0 AND draining = 0 AND id IS NOT ? "
+            f"ORDER BY {order} LIMIT 1",
             (owner, p.max_bots, avoid),
         ).fetchone()
     else:
@@ -134,11 +135,20 @@ def relocate(
     db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool
 ) -> Change:
     """Move one bot to a slot of another pool (its legacy pool, without pooling): the
-    change holds the bot, its old pool and its new one (made if it is in `created`)."""
-    row = db.execute("SELECT user_id, pool_id FROM bots WHERE id = ?", (bot_id,))
-    user_id, old_pool = row.fetchone() or (None, None)
-    if user_id is None:
+    change holds the bot, its old pool and its new one (made if it is in `created`).
+
+    A legacy pool's bot that leaves its draining (lost) pool for a legacy pool again gets
+    a new one, which stands for the bot from now on: the old one stands for nobody."""
+    row = db.execute(
+        "SELECT b.user_id, b.pool_id, p.legacy_of, p.draining FROM bots b"
+        " JOIN pools p ON p.id = b.pool_id WHERE b.id = ?",
+        (bot_id,),
+    ).fetchone()
+    if row is None:
         raise NotFound(f"bot {bot_id} is not in the store")
+    user_id, old_pool, legacy_of, draining = row
+    if not p.pooled and legacy_of == bot_id and draining:
+        db.execute("UPDATE pools SET legacy_of = NULL WHERE id = ?", (old_pool,))
     pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool)
     db.execute(
         "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
@@ -168,44 +178,6 @@ def plan(
         )
         out.append((pool.id, port, created))
     return out
-
-
-def move_bots(
-    db: sqlite3.Connection, from_pool: str, placement: Placement, token_hash: str
-) -> Change:
-    """Give every bot of a lost pool a slot in other pools.
-
-    The change holds each moved bot, its new pool (made if it is in `created`), and the
-    old pool first: it keeps no bot, and counts as full, so nothing new is placed in it
-    while it waits to be removed. A legacy pool's bot stays legacy, in a new pool of its own.
-    """
-    moved: list[BotRecord] = []
-    targets: list[str] = []  # the pools they went to, in the order they were placed
-    created: set[str] = set()
-    legacy = pool_row(db, from_pool).legacy_of is not None
-    p = replace(placement, pooled=False) if legacy else placement
-    # It no longer stands for its legacy bot, whose new pool takes that place.
-    db.execute(
-        "UPDATE pools SET used = capacity, emptied_at = ?, generation = generation + 1,"
-        " legacy_of = NULL WHERE id = ?",
-        (time.time(), from_pool),
-    )
-    rows = db.execute(
-        "SELECT id, user_id FROM bots WHERE pool_id = ? ORDER BY slot", (from_pool,)
-    ).fetchall()
-    for bot_id, user_id in rows:
-        pool, slot, made = place(db, bot_id, user_id, p, token_hash, from_pool)
-        db.execute(
-            "UPDATE bots SET pool_id = ?, slot = ?, port = ? WHERE id = ?",
-            (pool.id, slot, pool.port_start + slot, bot_id),
-        )
-        moved.append(bot_row(db, bot_id))
-        if pool.id not in targets:
-            targets.append(pool.id)
-        if made:
-            created.add(pool.id)
-    pools = [pool_row(db, pool_id) for pool_id in [from_pool, *targets]]
-    return Change(pools=tuple(pools), bots=tuple(moved), created=frozenset(created))
 
 
 def _free_pool_number(db: sqlite3.Connection) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,8 +90,14 @@ CREATE UNIQUE INDEX pools_legacy ON pools (legacy_of) WHERE legacy_of IS NOT NUL
 _SCHEMA_V6 = """
 ALTER TABLE pools ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
 """
+# A pool being drained: its bots are being moved out (a lost pool's evacuation), so it
+# takes no new bot; one that keeps a bot's files it could not hand over stays so, empty.
+_SCHEMA_V7 = """
+ALTER TABLE pools ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
+    7: _SCHEMA_V7,
 }  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def pool_of(row: sqlite3.Row) -> PoolRecord:
         owner=row["owner"], used=row["used"], generation=row["generation"],
         token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
         launch=row["launch"], preloader_nonce=row["preloader_nonce"], legacy_of=row["legacy_of"],
-        removing=bool(row["removing"]),
+        removing=bool(row["removing"]), draining=bool(row["draining"]),
     )  # fmt: skip
 
 

@@ -139,11 +139,6 @@ class Store:
 
         return await self._run(lambda: rolled_back(self.db, what_if))
 
-    async def move_bots(self, from_pool: str, placement: Placement, token_hash: str) -> Change:
-        """Give every bot of a lost pool a slot in other pools, in one transaction
-        (controller/store/allocation.py says what the old pool keeps)."""
-        return await self._write(allocation.move_bots, from_pool, placement, token_hash)
-
     # -- desired-state changes (each bumps the pool's generation) -------------------
 
     async def update_bot(
@@ -204,6 +199,17 @@ class Store:
             if not set_columns(db, "pools", pool_id, changes):
                 raise NotFound(f"pool {pool_id} does not exist")
             bump(db, pool_id)
+            return Change(pools=(pool_row(db, pool_id),))
+
+        return await self._run(self._tx, change)
+
+    async def set_draining(self, pool_id: str, draining: bool) -> Change:
+        """Mark a pool draining (its bots are being moved out: it takes no new bot), or not
+        any more. Its desired state is the same: its generation stays."""
+
+        def change(db: sqlite3.Connection) -> Change:
+            if not set_columns(db, "pools", pool_id, {"draining": int(draining)}):
+                raise NotFound(f"pool {pool_id} does not exist")
             return Change(pools=(pool_row(db, pool_id),))
 
         return await self._run(self._tx, change)

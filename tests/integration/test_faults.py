@@ -162,6 +162,12 @@ async def test_a_controller_down_for_a_minute_changes_nothing(harness_factory):
     assert supervisor_processes(pool)["agent"]["pid"] == agent
 
 
+def break_pool(pool_dir: Path) -> None:
+    """The pool breaks for good: its supervisord dies and its configuration is ruined."""
+    (pool_dir / "supervisord.conf").write_text("[this is not supervisord's configuration\n")
+    os.kill(supervisord_pid(pool_dir), signal.SIGKILL)
+
+
 async def test_a_pool_that_cannot_start_again_has_its_bots_moved_with_their_data(
     harness_factory,
 ):
@@ -173,9 +179,7 @@ async def test_a_pool_that_cannot_start_again_has_its_bots_moved_with_their_data
     old = h.pool_dir("pool-1")
     for bot in ("ev-1", "ev-2"):
         (old / "bots" / bot / "user_data" / "tradesv3.sqlite").write_text(f"trades of {bot}")
-    # pool-1 breaks for good: its supervisord dies and its configuration is ruined.
-    (old / "supervisord.conf").write_text("[this is not supervisord's configuration\n")
-    os.kill(supervisord_pid(old), signal.SIGKILL)
+    break_pool(old)  # for good
 
     async def moved() -> bool:
         bots = await h.bots()
@@ -196,6 +200,70 @@ async def test_a_pool_that_cannot_start_again_has_its_bots_moved_with_their_data
     # The lost pool is gone, its directory too (nothing was left in it).
     status = (await h.call("GET", "/api/pool/status"))[1]
     assert not old.exists() and "pool-1" not in {p["id"] for p in status["pools"]}
+
+
+@pytest.mark.parametrize(
+    ("step", "base_port", "placed"),
+    [
+        # Staged, its record not moved: back in the lost pool, which is evacuated again.
+        ("relocate", "23800", "pool-3"),
+        # Its record moved to a new pool, not made yet, its files still staged.
+        ("land", "23900", "pool-3"),
+    ],
+)
+async def test_a_controller_killed_mid_evacuation_leaves_each_bot_once_with_its_data(
+    tmp_path: Path, step: str, base_port: str, placed: str
+):
+    env = settings_env(
+        tmp_path, POOL_BASE_PORT=base_port, MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2",
+        POOL_GRACE="2000", HEALTH_CHECK_INTERVAL="2000", POOL_CLEANUP_GRACE="0",
+    )  # fmt: skip
+    bots = ["ev-1", "ev-2", "ev-3"]
+    first = ControllerProcess({**env, "FTPOOL_TEST_DIE_AT": f"{step}:ev-2"},
+                              module="tests.integration.dying_controller")  # fmt: skip
+    second = None
+    try:
+        await first.start()
+        before = await first.provision_running(*bots)  # pool-1: ev-1, ev-2; pool-2: ev-3
+        old = first.pool_dir("pool-1")
+        for bot in ("ev-1", "ev-2"):
+            (old / "bots" / bot / "user_data" / "tradesv3.sqlite").write_text(f"trades of {bot}")
+        break_pool(old)
+        # Evacuated: ev-1 into pool-2; ev-2 is staged when the controller dies.
+        assert first.process is not None
+        await asyncio.wait_for(first.process.wait(), 90)
+        assert first.process.returncode == -signal.SIGKILL
+        staged = tmp_path / "migrating" / "ev-2"
+        assert (staged / "user_data" / "tradesv3.sqlite").read_text() == "trades of ev-2"
+        assert bot_anywhere(tmp_path, "ev-2") == []  # held, and its pool dead: not running
+
+        second = await ControllerProcess(env).start()
+        await asyncio.gather(*(second.wait_running(b, timeout=90) for b in bots))
+        views = await second.bots()
+        assert {b: v["poolId"] for b, v in views.items()} == {
+            "ev-1": "pool-2", "ev-2": placed, "ev-3": "pool-2"
+        }  # fmt: skip
+        pids = await second.pids()
+        assert pids["ev-3"] == before["ev-3"]  # its pool was never touched
+        for bot in bots:
+            bot_dir = second.pool_dir(views[bot]["poolId"]) / "bots" / bot
+            assert bot_anywhere(tmp_path, bot) == fakebot_pids(bot_dir) == [pids[bot]]
+            if bot != "ev-3":
+                assert (bot_dir / "user_data" / "tradesv3.sqlite").read_text() == f"trades of {bot}"
+            assert (await second.call("GET", f"/api/bots/{bot}/ping"))[0] == 200
+        assert not staged.exists()
+        # The lost pool goes, with nothing left in it: at the end of the evacuation that
+        # started again, or as the empty pool it was left (draining) at the crash.
+        status, body = await second.call("POST", "/api/pool/cleanup")
+        assert status == 200, body
+        pools = {p["id"] for p in (await second.call("GET", "/api/pool/status"))[1]["pools"]}
+        assert pools == {"pool-2", "pool-3"} and not old.exists()
+        assert not list((tmp_path / "archive").glob("ev-*"))  # no bot's files left behind
+    finally:
+        for process in (first, second):
+            if process is not None:
+                await process.close()
+        kill_pools(tmp_path)
 
 
 async def test_a_pool_whose_creation_failed_halfway_leaves_nothing_in_the_way(

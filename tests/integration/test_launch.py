@@ -97,9 +97,18 @@ async def test_a_killed_agent_leaves_every_bot_running(harness_factory, launch):
     assert_each_runs_once(h, pids)
 
 
+def title_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        return cmdline.read().rstrip(b"\0").decode()
+
+
 async def test_a_killed_launcher_takes_its_bot_along(harness_factory):
     h = await start(harness_factory, "preload")
     pids = await h.pids()
+    # ps shows each forked bot as itself, not as the preloader it was forked from.
+    assert {bot: title_of(pid) for bot, pid in pids.items()} == {
+        bot: f"freqtrade bot {bot}" for bot in BOTS
+    }
     launcher = supervisor_processes(h.pool_dir("pool-1"))["bot-ln-1"]["pid"]
     assert launcher != pids["ln-1"]
     os.kill(launcher, signal.SIGKILL)

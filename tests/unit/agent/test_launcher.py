@@ -10,9 +10,13 @@ from agent.launcher import parse
 def test_options_and_the_command_after_the_separator() -> None:
     options, command = parse(
         ["--socket", "/run/p.sock", "--pidfile", "/run/b.pid", "--user", "ftbot1",
+         "--title", "freqtrade bot b-1",
          "--", "/usr/bin/python3", "/bin/freqtrade", "--config", "config.json"]
     )  # fmt: skip
-    assert options == {"socket": "/run/p.sock", "pidfile": "/run/b.pid", "user": "ftbot1"}
+    assert options == {
+        "socket": "/run/p.sock", "pidfile": "/run/b.pid", "user": "ftbot1",
+        "title": "freqtrade bot b-1",
+    }  # fmt: skip
     assert command == ["/usr/bin/python3", "/bin/freqtrade", "--config", "config.json"]
 
 

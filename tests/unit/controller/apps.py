@@ -11,15 +11,19 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
-from common.protocol import BotStatus
+from common.protocol import BotStatus, Desired, decode
 from controller.app import Controller
 from controller.errors import PoolExists, RuntimeFailure
+from controller.moves import transfer
+from controller.records import Event
 from controller.runtimes import PoolLaunch, PoolRuntime, PoolUsage, RuntimeState
-from tests.support import ADMIN_TOKEN, user_token
+from tests.support import ADMIN_TOKEN, user_token, wait_for
 
 ALICE = user_token("alice")
 BOB = user_token("bob")
@@ -30,14 +34,13 @@ class FakeRuntime(PoolRuntime):
 
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, pools_dir: Path = Path("/nonexistent/pools")) -> None:
+        self.pools_dir = pools_dir  # where a move finds bots' directories (none, unless made)
         self.calls: list[tuple[str, str]] = []
         self.launches: dict[str, PoolLaunch] = {}
         self.broken: set[str] = set()  # pools that cannot be created: a lost host, say
         # Pools whose creation fails after the pool exists (its agent never came up, say).
         self.half_made: set[str] = set()
-        self.locations: dict[str, list[str]] = {}  # bot id → pools holding its directory
-        self.unmovable: set[str] = set()  # bots whose directory cannot be moved
         self.exited: set[str] = set()  # pools whose processes stopped, until restarted
         # A slow runtime: a call named here (restart, remove) waits until its event is set.
         self.gates: dict[str, asyncio.Event] = {}
@@ -74,14 +77,6 @@ class FakeRuntime(PoolRuntime):
     async def discard(self, pool_id: str) -> None:
         self.calls.append(("discard", pool_id))
         self.launches.pop(pool_id, None)
-
-    async def move_bot_files(self, bot_id: str, from_pool: str, to_pool: str) -> None:
-        self.calls.append(("move", f"{bot_id}:{from_pool}>{to_pool}"))
-        if bot_id in self.unmovable:
-            raise OSError(f"cannot move {bot_id}")
-
-    async def bot_locations(self) -> dict[str, list[str]]:
-        return self.locations
 
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))
@@ -184,3 +179,85 @@ def report_running(api: Api, instance_id: str) -> None:
 
 
 ApiFactory = Callable[..., Any]
+
+
+class ObedientAgent:
+    """A connected agent's socket that applies each desired state the moment it is sent:
+    every bot that should run runs and answers, a held or stopped one is not run."""
+
+    closed = False
+
+    def __init__(self, api: Api, pool_id: str) -> None:
+        self.api, self.pool_id = api, pool_id
+
+    async def send_bytes(self, data: bytes) -> None:
+        desired = decode(data)
+        assert isinstance(desired, Desired)
+        live = self.api.controller.pools.registry.live[self.pool_id]
+        live.acked_gen, live.last_seen = desired.gen, time.time()
+        live.bots = {s.id: BotStatus(s.id, "RUNNING", pid=7, since=1.0, ping_ok=True)
+                     for s in desired.bots if s.run == "running"}  # fmt: skip
+
+    async def close(self, **_: object) -> None:
+        self.closed = True
+
+
+def obey(api: Api, pool_id: str) -> None:
+    """The pool's agent is connected, can hold bots, and applies what it is sent at once."""
+    live = api.controller.pools.registry.live[pool_id]
+    live.ws = ObedientAgent(api, pool_id)  # type: ignore[assignment]
+    live.connected_at = live.last_seen = time.time()
+    live.features = frozenset({"held"})
+
+
+def obey_new_pools(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pool made from now on has an obedient agent at once."""
+    create = api.runtime.create
+
+    async def create_with_agent(launch: PoolLaunch) -> None:
+        await create(launch)
+        obey(api, launch.pool_id)
+
+    monkeypatch.setattr(api.runtime, "create", create_with_agent)
+
+
+def write_bot_dir(api: Api, where: str) -> Path:
+    """A bot's directory as its agent would have left it, with a trade database, at
+    `where` under BOT_BASE_DIR (pools/<pool>/bots/<bot>, or staged: migrating/<bot>)."""
+    bot_dir = api.controller.settings.bot_base_dir / where
+    (bot_dir / "user_data").mkdir(parents=True)
+    (bot_dir / "user_data" / "tradesv3.sqlite").write_text(f"trades of {bot_dir.name}")
+    return bot_dir
+
+
+def bot_dirs(api: Api, bot_id: str) -> list[str]:
+    """Where a bot's directory is (relative to BOT_BASE_DIR), and what its trades say."""
+    base = api.controller.settings.bot_base_dir
+    found = [*base.glob(f"pools/*/bots/{bot_id}"), *base.glob(f"migrating/{bot_id}")]
+    return [f"{d.relative_to(base)}: {(d / 'user_data' / 'tradesv3.sqlite').read_text()}"
+            for d in sorted(found)]  # fmt: skip
+
+
+def record_hand_overs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each directory a move hands over is recorded among the runtime's calls, as
+    ("hand_over", "<from>><to>") relative to BOT_BASE_DIR, in order with the rest."""
+    base, hand_over = api.controller.settings.bot_base_dir, transfer.hand_over
+
+    def recorded(source: Path, target: Path) -> None:
+        api.runtime.calls.append(
+            ("hand_over", f"{source.relative_to(base)}>{target.relative_to(base)}")
+        )
+        hand_over(source, target)
+
+    monkeypatch.setattr(transfer, "hand_over", recorded)
+
+
+async def events_of(api: Api, kind: str, count: int) -> list[Event]:
+    """The first `count` stored events of a kind, once there are that many (the bus
+    stores them in the background)."""
+
+    async def stored() -> list[Event]:
+        found = [e for e in await api.controller.events.recent(1000) if e.type == kind]
+        return found[:count] if len(found) >= count else []
+
+    return await wait_for(stored, timeout=5, step=0.02)

@@ -25,8 +25,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 async def make_api(tmp_path: Path, aiohttp_client: Callable[..., Any]) -> ApiFactory:
     async def make(**overrides: str) -> Api:
-        runtime, clock = FakeRuntime(), FakeClock()
-        controller = build(make_settings(tmp_path, **overrides), runtime=runtime, clock=clock)
+        settings = make_settings(tmp_path, **overrides)
+        runtime, clock = FakeRuntime(settings.pools_dir), FakeClock()
+        controller = build(settings, runtime=runtime, clock=clock)
         client = await aiohttp_client(create_app(controller))
         return Api(client, controller, runtime, clock)
 

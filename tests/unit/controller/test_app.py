@@ -17,7 +17,10 @@ from tests.unit.controller.apps import FakeRuntime
 def test_the_parts_share_their_collaborators(tmp_path: Path) -> None:
     c = build(make_settings(tmp_path), runtime=FakeRuntime())
     assert c.pools.sessions.alarm is c.monitor.alarm
-    assert c.bots.guard is c.evacuation.guard is c.migrator.guard
+    assert c.guard is c.bots.guard is c.evacuation.guard is c.migrator.guard
+    # One transfer for every move, with one staging directory (and one crash recovery).
+    assert c.transfer is c.evacuation.transfer is c.migrator.transfer
+    assert c.transfer.staging == c.migrator.staging == tmp_path / "migrating"
     assert c.bots.pools is c.pools and c.monitor.evacuation is c.evacuation
     assert c.bots.placement == c.evacuation.placement == Placement.from_settings(c.settings)
 

@@ -11,7 +11,19 @@ import requests
 
 from common.protocol import BotStatus, Heartbeat, Hello, PoolStats
 from controller.runtimes import RuntimeState
-from tests.unit.controller.apps import ALICE, Api, ApiFactory, connect, report
+from tests.unit.controller.apps import (
+    ALICE,
+    Api,
+    ApiFactory,
+    bot_dirs,
+    connect,
+    events_of,
+    obey,
+    obey_new_pools,
+    record_hand_overs,
+    report,
+    write_bot_dir,
+)
 
 
 def nonce(api: Api, bot: str) -> int:
@@ -124,48 +136,67 @@ async def test_a_silent_agent_is_restarted_alone_before_its_pool(make_api: ApiFa
     assert api.runtime.calls[-1] == ("restart", "pool-1")
 
 
-async def test_a_pool_that_cannot_be_started_has_its_bots_moved(make_api: ApiFactory) -> None:
+async def test_a_pool_that_cannot_be_started_has_its_bots_moved(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="2", POOL_GRACE="20")
     for bot_id in ("b1", "b2", "b3"):
         await api.provision(ALICE, instanceId=bot_id)
-    connect(api, "pool-1")
-    connect(api, "pool-2")
+    obey(api, "pool-2")
+    obey_new_pools(api, monkeypatch)
+    record_hand_overs(api, monkeypatch)
+    for bot_id in ("b1", "b2"):
+        write_bot_dir(api, f"pools/pool-1/bots/{bot_id}")
     pools = api.controller.pools.registry
     # pool-1's container is gone, and no new one can be made where it was.
     api.runtime.launches.pop("pool-1")
     api.runtime.broken.add("pool-1")
-    pools.live["pool-1"].ws = None
     for _ in range(2):  # the allowed starts, each failing
         await evaluate(api)
     assert api.runtime.calls.count(("create", "pool-1")) == 1 + 2  # provisioning, retries
     assert {b.pool_id for b in pools.bots.values()} == {"pool-1", "pool-2"}
     api.clock.advance(0.07)  # failing for three grace periods: not a passing hiccup
     await evaluate(api)
-    # Discarded first, then each bot's files moved: b1 into pool-2's free slot, b2 to a new
-    # pool (pool-1's number stays taken until the old pool is removed).
+    # Discarded first, then each bot moved through staging: b1 into pool-2's free slot, b2
+    # to a new pool (pool-1's number stays taken until the old pool is removed), made
+    # only once b2's files are in it.
     calls = api.runtime.calls
-    assert calls.index(("discard", "pool-1")) < calls.index(("move", "b1:pool-1>pool-2"))
-    assert ("move", "b2:pool-1>pool-3") in calls and ("create", "pool-3") in calls
+    first = calls.index(("hand_over", "pools/pool-1/bots/b1>migrating/b1"))
+    assert calls.index(("discard", "pool-1")) < first
+    assert calls[first + 1] == ("hand_over", "migrating/b1>pools/pool-2/bots/b1")
+    landed = calls.index(("hand_over", "migrating/b2>pools/pool-3/bots/b2"))
+    assert landed < calls.index(("create", "pool-3"))
+    assert bot_dirs(api, "b1") == ["pools/pool-2/bots/b1: trades of b1"]
+    assert bot_dirs(api, "b2") == ["pools/pool-3/bots/b2: trades of b2"]
     assert (pools.bots["b1"].pool_id, pools.bots["b1"].port) == ("pool-2", 21003)
     assert (pools.bots["b2"].pool_id, pools.bots["b2"].port) == ("pool-3", 21004)
+    assert not any(b.held for b in pools.bots.values())
     assert "pool-1" not in pools.pools and ("remove", "pool-1") in calls
     # The desired state of each pool now names its bots with their new ports.
     assert [(s.id, s.port) for s in pools.desired("pool-2").bots] == [("b3", 21002), ("b1", 21003)]
     status, body, _ = await api.call("GET", "/api/bots/b2", ALICE)
     assert status == 200 and body["poolId"] == "pool-3" and body["port"] == 21004
+    moved = await events_of(api, "bot_moved", 2)
+    assert [(e.bot_id, e.pool_id, e.detail["fromPool"]) for e in moved] == [
+        ("b1", "pool-2", "pool-1"), ("b2", "pool-3", "pool-1")
+    ]  # fmt: skip
 
 
 async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
-    make_api: ApiFactory,
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_START_ATTEMPTS="1", POOL_GRACE="1")
     for bot_id in ("b1", "b2", "b3", "b4"):
         await api.provision(ALICE, instanceId=bot_id)
     connect(api, "pool-2")
+    obey_new_pools(api, monkeypatch)
+    for bot_id in ("b1", "b2"):
+        write_bot_dir(api, f"pools/pool-1/bots/{bot_id}")
+    # b2's directory cannot be staged: a stale copy of it is in the way.
+    write_bot_dir(api, "migrating/b2")
     pools = api.controller.pools.registry
     api.runtime.launches.pop("pool-1")
     api.runtime.broken.add("pool-1")
-    api.runtime.unmovable.add("b2")
     await evaluate(api)  # one failed start
     api.clock.advance(0.01)
     await evaluate(api)
@@ -175,12 +206,23 @@ async def test_an_evacuation_into_one_new_pool_that_cannot_move_a_bots_files(
     hello = Hello("pool-3", launch.token, "1", launch.capacity, launch.port_start)
     assert api.controller.pools.sessions.verify_hello(hello)
     # b2's directory stayed behind: it is not started without its trade database, and
-    # the old pool (holding that directory) stays, full, so nothing new lands in it.
+    # the old pool (holding that directory) stays, draining, so nothing new lands in it.
     assert (pools.bots["b1"].run, pools.bots["b2"].run) == ("running", "stopped")
+    assert not pools.bots["b2"].held
     assert [s.run for s in pools.desired("pool-3").bots] == ["running", "stopped"]
+    assert bot_dirs(api, "b2") == [
+        "migrating/b2: trades of b2",
+        "pools/pool-1/bots/b2: trades of b2",
+    ]
     assert "pool-1" in pools.pools and ("remove", "pool-1") not in api.runtime.calls
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200 and {p["id"]: p["draining"] for p in body["pools"]} == {
+        "pool-1": True, "pool-2": False, "pool-3": False
+    }  # fmt: skip
     created = await api.provision(ALICE, instanceId="b5")
     assert created["poolId"] == "pool-4"
+    [failed] = await events_of(api, "bot_move_failed", 1)
+    assert (failed.bot_id, failed.pool_id, failed.detail["fromPool"]) == ("b2", "pool-3", "pool-1")
 
 
 async def test_a_pool_the_runtime_cannot_inspect_never_stops_the_others_checks(

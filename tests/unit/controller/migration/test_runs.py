@@ -6,43 +6,12 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import time
 
 import pytest
 
-from common.protocol import BotStatus, Desired, decode
 from controller.migration import log as migration_log
 from controller.migration.log import MIGRATION_STEPS
-from controller.runtimes import PoolLaunch
-from tests.unit.controller.apps import Api, ApiFactory
-
-
-class ObedientAgent:
-    """A connected agent's socket that applies each desired state the moment it is sent:
-    every bot that should run runs and answers, a held or stopped one is not run."""
-
-    closed = False
-
-    def __init__(self, api: Api, pool_id: str) -> None:
-        self.api, self.pool_id = api, pool_id
-
-    async def send_bytes(self, data: bytes) -> None:
-        desired = decode(data)
-        assert isinstance(desired, Desired)
-        live = self.api.controller.pools.registry.live[self.pool_id]
-        live.acked_gen, live.last_seen = desired.gen, time.time()
-        live.bots = {s.id: BotStatus(s.id, "RUNNING", pid=7, since=1.0, ping_ok=True)
-                     for s in desired.bots if s.run == "running"}  # fmt: skip
-
-    async def close(self, **_: object) -> None:
-        self.closed = True
-
-
-def obey(api: Api, pool_id: str) -> None:
-    live = api.controller.pools.registry.live[pool_id]
-    live.ws = ObedientAgent(api, pool_id)  # type: ignore[assignment]
-    live.connected_at = live.last_seen = time.time()
-    live.features = frozenset({"held"})
+from tests.unit.controller.apps import Api, ApiFactory, obey, obey_new_pools
 
 
 @pytest.fixture
@@ -50,16 +19,9 @@ async def legacy(make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch) -> Api:
     """A bot in a legacy pool of its own; every pool made from now on has an agent at once,
     and a bot that runs answers its ping."""
     api: Api = await make_api(POOL_MODE_ENABLED="false")
-    api.runtime.pools_dir = api.controller.settings.pools_dir
     await api.provision(instanceId="leg-1")
     obey(api, "pool-1")
-    create = api.runtime.create
-
-    async def create_with_agent(launch: PoolLaunch) -> None:
-        await create(launch)
-        obey(api, launch.pool_id)
-
-    monkeypatch.setattr(api.runtime, "create", create_with_agent)
+    obey_new_pools(api, monkeypatch)
 
     async def pong(_session: object, _bot: object) -> bool:
         return True

@@ -40,8 +40,8 @@ async def test_a_change_is_pushed_when_the_desired_state_moved_on(api: Api) -> N
     await registry.apply(await store.set_pool_token("pool-1", "new-hash"))
     assert sent(api) == [gen + 1]  # the same desired state: nothing to tell the agent
     assert registry.pools["pool-1"].token_hash == "new-hash"
-    await registry.apply(await store.update_bot("b1", nonce=2), push=False)
-    assert sent(api) == [gen + 1]  # the caller pushes later
+    await registry.apply(await store.update_bot("b1", nonce=2))
+    assert sent(api) == [gen + 1, gen + 2]
     assert registry.pools["pool-1"].generation == gen + 2
 
 

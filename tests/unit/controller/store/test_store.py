@@ -219,13 +219,33 @@ async def test_plan_is_the_allocation_that_would_happen_and_writes_nothing(store
 async def test_a_lost_legacy_pools_bot_gets_a_legacy_pool_again(store: Store) -> None:
     await allocate(store, "shared")  # pool-1
     await allocate(store, "leg", LEGACY)  # pool-2
-    # Evacuated in pool mode, the legacy bot still gets a container of its own.
-    change = await store.move_bots("pool-2", FILL, "hash")
-    [bot], (old, pool) = change.bots, change.pools
-    assert (bot.pool_id, pool.legacy_of, pool.capacity) == ("pool-3", "leg", 1)
-    assert change.created == {"pool-3"}
+    # Evacuated (its pool drained) in pool mode, the legacy bot still gets a container of
+    # its own, which stands for it from now on.
+    await store.set_draining("pool-2", True)
+    bot, pool, created, old = await relocate(store, "leg", LEGACY, held=True)
+    assert (bot.pool_id, pool.legacy_of, pool.capacity, created) == ("pool-3", "leg", 1, True)
     assert pool.container_name == "freqtrade-leg"
-    assert (old.legacy_of, old.used, old.capacity) == (None, 1, 1)
+    assert (old.legacy_of, old.used, old.capacity, old.draining) == (None, 0, 1, True)
+
+
+async def test_a_draining_pool_takes_no_bot_until_it_drains_no_more(store: Store) -> None:
+    small = Placement(max_bots=2, base_port=9000)
+    _bot, before, _created = await allocate(store, "a", small)  # pool-1
+    [pool] = (await store.set_draining("pool-1", True)).pools
+    assert pool.draining and pool.generation == before.generation  # the same desired state
+    bot, pool, created = await allocate(store, "b", small)
+    assert (bot.pool_id, created) == ("pool-2", True)
+    # Its bot leaves it, and its freed slot stays empty.
+    moved, _pool, _created, old = await relocate(store, "a", small, held=True)
+    assert (moved.pool_id, old.used, old.emptied_at is not None) == ("pool-2", 0, True)
+    assert (await allocate(store, "c", small))[0].pool_id == "pool-3"
+    assert await store.plan([("d", "alice")], small) == [("pool-3", 9005, False)]
+    await store.set_draining("pool-1", False)
+    assert [(await allocate(store, b, small))[0].pool_id for b in ("d", "e")] == [
+        "pool-3", "pool-1"
+    ]  # fmt: skip
+    pools, _bots = await store.load()
+    assert not any(p.draining for p in pools)
 
 
 async def test_held_is_stored_with_the_bot(store: Store) -> None:
@@ -468,4 +488,4 @@ async def test_a_write_of_what_the_store_does_not_have(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.update_bot("nobody", run="stopped")
     with pytest.raises(NotFound):
-        await store.move_bots("pool-9", FILL, "hash")
+        await store.set_draining("pool-9", True)

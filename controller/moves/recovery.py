@@ -1,0 +1,42 @@
+"""The one crash recovery of every move, run at start-up before any pool starts a bot.
+
+Whatever move a crash cut short (an evacuation, a migration run, an import), a bot's
+files are in exactly one of: its old pool, staging, its new pool, and while they move the
+bot is held, in the pool the store has it in (controller/moves/transfer.py). So each held
+bot's staged files go to that pool, and it is released there. A pool that was being
+drained (an evacuation) and still has bots takes bots again: if it is still lost, the
+monitor evacuates it again; an emptied one waits for cleanup like any empty pool.
+
+It runs before the controller serves: no agent is connected yet, and each is sent its
+desired state as it is after the recovery when it connects. So files are placed without
+waiting for an agent to apply a hold: none applies anything meanwhile.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from controller.errors import FtpoolError
+from controller.moves.guard import MoveGuard
+from controller.moves.transfer import Transfer
+
+log = structlog.get_logger("controller.moves")
+
+
+async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
+    registry, store = transfer.registry, transfer.pools.store
+    async with guard.lock:
+        for bot in [b for b in registry.bots.values() if b.held]:
+            try:
+                await transfer.place_staged(bot)
+                await transfer.release(bot)
+            except (FtpoolError, OSError) as exc:
+                # It stays held (nothing runs it) for an operator; the rest start.
+                log.error("move_recovery_failed", bot=bot.id, pool=bot.pool_id, error=str(exc))
+                continue
+            log.warning("move_recovered", bot=bot.id, pool=bot.pool_id)
+        for pool in [p for p in registry.pools.values() if p.draining]:
+            left = len(registry.bots_in(pool.id))
+            if left:
+                await registry.apply(await store.set_draining(pool.id, False))
+                log.warning("pool_draining_ended", pool=pool.id, bots=left)

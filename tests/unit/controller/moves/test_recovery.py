@@ -1,0 +1,138 @@
+"""The one crash recovery of every move: a controller that died in the middle of a move
+(an evacuation's or a migration's) is followed by one that starts over the same files,
+and finds each bot in exactly one pool, released, with its own files there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.moves.transfer import Transfer
+from tests.unit.controller.apps import (
+    Api,
+    ApiFactory,
+    bot_dirs,
+    obey,
+    obey_new_pools,
+    write_bot_dir,
+)
+
+
+class Crash(BaseException):
+    """The controller dies here: nothing after it runs, no handler of errors either."""
+
+
+def crash_at(api: Api, monkeypatch: pytest.MonkeyPatch, step: str, bot_id: str) -> None:
+    """The controller dies as the transfer of `bot_id` begins `step`."""
+    transfer: Transfer = api.controller.transfer
+    original = getattr(transfer, step)
+
+    async def dying(bot: Any, *args: Any, **kw: Any) -> Any:
+        if bot.id == bot_id:
+            raise Crash(f"killed as {bot_id} began {step}")
+        return await original(bot, *args, **kw)
+
+    monkeypatch.setattr(transfer, step, dying)
+
+
+def running_once(api: Api) -> dict[str, str]:
+    """Each bot, by the pool whose desired state runs it; a bot in two would show."""
+    registry = api.controller.pools.registry
+    found = [(s.id, pool_id, s.run) for pool_id in registry.pools
+             for s in registry.desired(pool_id).bots]  # fmt: skip
+    assert len({bot for bot, _pool, _run in found}) == len(found), found
+    assert all(run == "running" for _bot, _pool, run in found), found
+    return {bot: pool for bot, pool, _run in found}
+
+
+@pytest.mark.parametrize(
+    ("step", "bot_id", "where"),
+    [
+        ("relocate", "b1", "pool-1"),  # staged, not relocated: back in the lost pool
+        ("land", "b1", "pool-2"),  # relocated to a pool with an agent, not landed
+        ("land", "b2", "pool-3"),  # relocated to a new pool, not landed, the pool not made
+    ],
+)
+async def test_an_evacuation_cut_short_is_finished_by_the_next_start(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch, step: str, bot_id: str, where: str
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2")
+    for bot in ("b1", "b2", "b3"):
+        await api.provision(instanceId=bot)  # pool-1: b1, b2; pool-2: b3
+    obey(api, "pool-2")
+    obey_new_pools(api, monkeypatch)
+    for bot in ("b1", "b2"):
+        write_bot_dir(api, f"pools/pool-1/bots/{bot}")
+    crash_at(api, monkeypatch, step, bot_id)
+    api.runtime.launches.pop("pool-1")  # lost
+    with pytest.raises(Crash):
+        await api.controller.evacuation.evacuate(api.controller.pools.registry.pools["pool-1"])
+    assert api.controller.pools.registry.bots[bot_id].held
+    assert bot_dirs(api, bot_id) == [f"migrating/{bot_id}: trades of {bot_id}"]
+
+    again: Api = await make_api(MAX_BOTS_PER_CONTAINER="2")
+    registry = again.controller.pools.registry
+    assert registry.bots[bot_id].pool_id == where and not registry.bots[bot_id].held
+    placed = running_once(again)
+    for bot in ("b1", "b2"):
+        assert bot_dirs(again, bot) == [f"pools/{placed[bot]}/bots/{bot}: trades of {bot}"]
+    # Its pool was made at this start, after its files were there (adopt runs after).
+    assert ("create", where) in again.runtime.calls
+    # The lost pool takes bots again while it has any (if still lost, it is evacuated
+    # again); emptied, it waits for cleanup like any empty pool.
+    pool_1 = registry.pools["pool-1"]
+    assert pool_1.draining is (not registry.bots_in("pool-1"))
+    await again.controller.pools.lifecycle.cleanup(0)
+    assert ("pool-1" in registry.pools) is bool(registry.bots_in("pool-1"))
+
+
+async def test_a_migration_cut_short_is_finished_by_the_same_path(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(POOL_MODE_ENABLED="false")
+    await api.provision(instanceId="leg-1")  # pool-1: a legacy pool of its own
+    obey(api, "pool-1")
+    obey_new_pools(api, monkeypatch)
+    write_bot_dir(api, "pools/pool-1/bots/leg-1")
+    crash_at(api, monkeypatch, "land", "leg-1")
+    with pytest.raises(Crash):
+        await api.controller.migrator.migrate("leg-1", verify_timeout=5)
+    assert bot_dirs(api, "leg-1") == ["migrating/leg-1: trades of leg-1"]
+
+    again: Api = await make_api(POOL_MODE_ENABLED="false")
+    bot = again.controller.pools.registry.bots["leg-1"]
+    assert (bot.pool_id, bot.held) == ("pool-2", False)
+    assert running_once(again) == {"leg-1": "pool-2"}
+    assert bot_dirs(again, "leg-1") == ["pools/pool-2/bots/leg-1: trades of leg-1"]
+
+
+async def test_the_recovery_moves_only_staged_files_and_never_overwrites(
+    make_api: ApiFactory,
+) -> None:
+    """A directory of a bot in some pool's directory is never taken from there (that pool
+    may run it); staged files that would overwrite a directory stay staged, and their
+    bot stays held, for an operator, while every other bot starts."""
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for bot in ("b1", "b2", "b3"):
+        await api.provision(instanceId=bot)  # pool-1, pool-2, pool-3
+    store, registry = api.controller.pools.store, api.controller.pools.registry
+    for bot in ("b1", "b2", "b3"):
+        await registry.apply(await store.update_bot(bot, held=1))
+    write_bot_dir(api, "pools/pool-9/bots/b1")  # b1's files elsewhere, not staged
+    write_bot_dir(api, "migrating/b2")
+    write_bot_dir(api, "migrating/b3")
+    write_bot_dir(api, "pools/pool-3/bots/b3")  # in the way of b3's staged files
+
+    again: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    bots = again.controller.pools.registry.bots
+    assert [(b, bots[b].held) for b in ("b1", "b2", "b3")] == [
+        ("b1", False), ("b2", False), ("b3", True)
+    ]  # fmt: skip
+    assert bot_dirs(again, "b1") == ["pools/pool-9/bots/b1: trades of b1"]
+    assert bot_dirs(again, "b2") == ["pools/pool-2/bots/b2: trades of b2"]
+    assert bot_dirs(again, "b3") == [
+        "migrating/b3: trades of b3",
+        "pools/pool-3/bots/b3: trades of b3",
+    ]
+    assert [s.run for s in again.controller.pools.registry.desired("pool-3").bots] == ["held"]
