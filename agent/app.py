@@ -1,8 +1,8 @@
 """The agent process: one WebSocket to the controller, heartbeats out, desired state in.
 
 The bots never depend on this connection: if the controller is unreachable the
-agent keeps polling supervisord, leaves every process as it is, and reconnects
-with capped exponential backoff.
+agent keeps watching supervisord (agent/watch.py), leaves every process as it is, and
+reconnects with capped exponential backoff.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import aiohttp
 import structlog
 
 from agent import health
+from agent.eventlistener import SOCKET_NAME
 from agent.programs import ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
+from agent.watch import Watch
 from common import __version__
 from common.protocol import (
     AGENT_FEATURES,
@@ -55,6 +57,14 @@ class Agent:
             cgroup_metrics=settings.pool_metrics == "cgroup",
             pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
+            slow_ping_every=settings.poll_interval_ms / 1000,
+        )
+        self.watch = Watch(
+            self.reporter,
+            poll_interval=settings.poll_interval_ms / 1000,
+            heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+            events_path=run_dir / SOCKET_NAME,
+            send=self._send_heartbeat,
         )
         options = ProgramOptions(
             log_dir=settings.log_dir,
@@ -65,32 +75,29 @@ class Agent:
             preload_modules=settings.preload_modules,
         )
         self.reconciler = Reconciler(
-            self.supervisor, settings.pool_dir, options, on_change=self._send_soon
+            self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0
-        self._send_now = asyncio.Event()
-        self._last_poll_ok = time.monotonic()
         self._health_server: asyncio.AbstractServer | None = None
 
     def _slot_uid(self, port: int) -> int:
         user = self.reconciler.options.user_for(port)
         return pwd.getpwnam(user).pw_uid if user else os.getuid()
 
-    def _send_soon(self) -> None:
-        self._send_now.set()
-
     async def run(self) -> None:
         if self.settings.health_socket:
-            max_age = max(10.0, 5 * self.settings.poll_interval_ms / 1000)
+            # supervisord is asked at least every poll and every heartbeat.
+            every = min(self.settings.poll_interval_ms, self.settings.heartbeat_interval_ms)
+            max_age = max(10.0, 5 * every / 1000)
             self._health_server = await health.serve(
                 Path(self.settings.health_socket),
-                lambda: health.status(self._last_poll_ok, max_age, self._ws is not None),
+                lambda: health.status(self.watch.last_poll_ok, max_age, self._ws is not None),
             )
         await self._wait_for_supervisor()
         tasks = [
             asyncio.create_task(self.reconciler.run(), name="reconcile"),
-            asyncio.create_task(self._poll_loop(), name="poll"),
+            asyncio.create_task(self.watch.run(), name="watch"),
             asyncio.create_task(self._connect_loop(), name="connect"),
         ]
         try:
@@ -109,33 +116,6 @@ class Agent:
             except SupervisorError as exc:
                 log.warning("supervisord_not_ready", error=str(exc))
                 await asyncio.sleep(1)
-
-    async def _poll_loop(self) -> None:
-        """Poll supervisord often (cheap, local) and report at once when a bot changes."""
-        interval = self.settings.poll_interval_ms / 1000
-        heartbeat_every = self.settings.heartbeat_interval_ms / 1000
-        next_heartbeat = 0.0
-        while True:
-            try:
-                changed = await self.reporter.poll()
-                now = self._last_poll_ok = time.monotonic()
-                if now >= next_heartbeat:
-                    await self.reporter.ping_all()
-                    next_heartbeat = now + heartbeat_every
-                    changed = True
-                elif await self.reporter.ping_starting():
-                    changed = True
-                if changed or self._send_now.is_set():
-                    self._send_now.clear()
-                    await self._send_heartbeat()
-            except SupervisorError as exc:
-                log.warning("supervisord_poll_failed", error=str(exc))
-            # Wake for the next heartbeat too: HEARTBEAT_INTERVAL may be shorter than the poll.
-            # (An overdue one means the poll failed: retry after the normal interval.)
-            until_heartbeat = next_heartbeat - time.monotonic()
-            wait = min(interval, until_heartbeat) if until_heartbeat > 0 else interval
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._send_now.wait(), wait)
 
     async def _send_heartbeat(self) -> None:
         if self._ws is None or self._ws.closed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +29,30 @@ from common.states import ProcessState
 log = structlog.get_logger("agent.reporter")
 # The CpuMeter key of the pool's cgroup; pids are never negative.
 _CGROUP_KEY = -1
-# A bot that has not answered yet is asked at every poll, briefly: a hung one must not hold
-# up the poll loop (the heartbeat's own ping waits the full BOT_PING_TIMEOUT).
+# A bot whose process has not answered yet is asked briefly (the heartbeat's own ping waits
+# the full BOT_PING_TIMEOUT): every STARTING_PING_EVERY for the first STARTING_PING_FOR
+# seconds of its process, so that its first answer is reported within that interval, then
+# at the slower pace the reporter is given (the poll's). A bot that answered is asked only
+# at heartbeats.
 STARTING_PING_TIMEOUT = 0.5
+STARTING_PING_EVERY = 0.15
+STARTING_PING_FOR = 30.0
+# However many bots start at once (a pool restarted), at most this many such pings a second.
+STARTING_PINGS_PER_SECOND = 100
+# A process that may answer: FreqTrade's API is up long before supervisord's startsecs end.
+_UP = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
+
+
+def starting_ping_at(
+    seen_at: float, asked_at: float | None, slow_every: float, waiting: int = 1
+) -> float:
+    """When a bot whose process (first seen at `seen_at`) has not answered yet is asked
+    next, while `waiting` bots have not answered."""
+    if asked_at is None:
+        return seen_at
+    if asked_at - seen_at >= STARTING_PING_FOR:
+        return asked_at + slow_every
+    return asked_at + max(STARTING_PING_EVERY, waiting / STARTING_PINGS_PER_SECOND)
 
 
 class Reporter:
@@ -41,8 +63,17 @@ class Reporter:
         cgroup_metrics: bool = False,
         pid_dir: Path | None = None,
         uid_for: Callable[[int], int] | None = None,
+        slow_ping_every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.supervisor = supervisor
+        self.slow_ping_every = slow_ping_every
+        self.clock = clock
+        # Per bot, of its current process: when it was first seen up, when a starting ping
+        # last asked it, and whose first answer was logged.
+        self._seen_at: dict[str, float] = {}
+        self._asked_at: dict[str, float] = {}
+        self._answered: dict[str, int] = {}
         self.pid_dir = pid_dir
         self.uid_for = uid_for
         self._port_ok: dict[str, bool | None] = {}
@@ -63,40 +94,89 @@ class Reporter:
         before = {n: (i.state, i.pid) for n, i in self.processes.items()}
         self.processes = current
         after = {n: (i.state, i.pid) for n, i in current.items()}
-        for name in {n for n in after if before.get(n) != after[n]}:
+        now = self.clock()
+        for name in {n for n in after if before.get(n) != after[n]} | (before.keys() - after):
+            info = current.get(name)
+            log.info("process_state", program=name, state=info.state if info else None,
+                     pid=info.pid if info else 0)  # fmt: skip
+            if (bot := bot_id_of(name)) is None:
+                continue
+            up = info is not None and info.state in _UP and info.pid > 0
+            if up and before.get(name, (None, 0))[1] == info.pid:  # type: ignore[union-attr]
+                continue  # STARTING -> RUNNING: the same process, its answers still hold
             # A new process (or none): the old one's answers say nothing about it.
-            self._pings.pop(bot_id_of(name), None)
-            self._port_ok.pop(bot_id_of(name), None)
+            self._pings.pop(bot, None)
+            self._port_ok.pop(bot, None)
+            self._asked_at.pop(bot, None)
+            if up:
+                self._seen_at[bot] = now
+            else:
+                self._seen_at.pop(bot, None)
+            if info is None:
+                self._answered.pop(bot, None)
         return before != after
 
-    def _running(self) -> list[tuple[str, int]]:
+    def _up(self) -> list[tuple[str, int, int]]:
+        """(bot, port, pid) of every bot whose process is starting or running."""
         return [
-            (bot, port)
+            (bot, port, info.pid)
             for bot, port in self._ports.items()
-            if (info := self.processes.get(f"bot-{bot}")) and info.state == ProcessState.RUNNING
+            if (info := self.processes.get(f"bot-{bot}")) and info.state in _UP
         ]
 
-    async def _ping(self, bots: list[tuple[str, int]], timeout: float) -> None:
+    def _pid_of(self, bot: str) -> int:
+        info = self.processes.get(f"bot-{bot}")
+        return info.pid if info is not None and info.state in _UP else 0
+
+    async def _ping(self, bots: list[tuple[str, int, int]], timeout: float) -> bool:
+        """Ping bots; True if one that had not answered (since its last report) now does."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        results = await asyncio.gather(*(ping(self._session, port, timeout) for _, port in bots))
-        self._pings.update({bot: r for (bot, _), r in zip(bots, results, strict=True)})
-        self._check_ports(bots)
+        results = await asyncio.gather(*(ping(self._session, port, timeout) for _, port, _ in bots))
+        answers = False
+        kept = []
+        for (bot, port, pid), result in zip(bots, results, strict=True):
+            if self._pid_of(bot) != pid:
+                continue  # a process replaced while it was asked: the answer was not its own
+            kept.append((bot, port))
+            before = self._pings.get(bot)
+            self._pings[bot] = result
+            answers = answers or (result.ok and not (before and before.ok))
+            if result.ok and self._answered.get(bot) != pid:
+                self._answered[bot] = pid
+                seen = self._seen_at.get(bot)
+                after = round((self.clock() - seen) * 1000) if seen is not None else None
+                log.info("bot_answering", bot=bot, pid=pid, port=port, after_ms=after)
+        self._check_ports(kept)
+        return answers
 
     async def ping_all(self) -> None:
-        running = self._running()
-        self._pings, self._port_ok = {}, {}
-        await self._ping(running, self.ping_timeout)
+        """Ask every bot that is up: the heartbeat's round."""
+        await self._ping(self._up(), self.ping_timeout)
+
+    def _waiting(self) -> list[tuple[str, int, int]]:
+        return [(b, port, pid) for b, port, pid in self._up()
+                if not (r := self._pings.get(b)) or not r.ok]  # fmt: skip
+
+    def _due_at(self, bot: str, waiting: int) -> float:
+        seen, asked = self._seen_at.get(bot, 0.0), self._asked_at.get(bot)
+        return starting_ping_at(seen, asked, self.slow_ping_every, waiting)
+
+    def next_starting_ping(self) -> float | None:
+        """When the next bot that has not answered yet is due to be asked (clock time)."""
+        waiting = self._waiting()
+        return min((self._due_at(b, len(waiting)) for b, _, _ in waiting), default=None)
 
     async def ping_starting(self) -> bool:
-        """Ask the running bots that have not answered yet; True if one answers now, so
-        that a bot just (re)started is reported at once, not at the next heartbeat."""
-        waiting = [(b, p) for b, p in self._running()
-                   if not (r := self._pings.get(b)) or not r.ok]  # fmt: skip
-        if not waiting:
+        """Ask the bots that are up but have not answered yet and are due; True if one
+        answers now, so that a bot just (re)started is reported at once."""
+        now, waiting = self.clock(), self._waiting()
+        due = [(b, port, pid) for b, port, pid in waiting if self._due_at(b, len(waiting)) <= now]
+        if not due:
             return False
-        await self._ping(waiting, min(self.ping_timeout, STARTING_PING_TIMEOUT))
-        return any(self._pings[b].ok for b, _ in waiting)
+        for bot, _port, _pid in due:
+            self._asked_at[bot] = now
+        return await self._ping(due, min(self.ping_timeout, STARTING_PING_TIMEOUT))
 
     def _check_ports(self, running: list[tuple[str, int]]) -> None:
         """Whose socket answers on each bot's port: a neighbour could have bound it."""
@@ -122,7 +202,8 @@ class Reporter:
             alive = info.pid > 0
             pid = self._bot_pid(name, info.pid) if alive else 0
             pids.add(pid)
-            p = self._pings.get(bot) if info.state == ProcessState.RUNNING else None
+            up = info.state in _UP
+            p = self._pings.get(bot) if up else None
             out.append(
                 BotStatus(
                     id=bot,
@@ -134,7 +215,7 @@ class Reporter:
                     ping_ms=p.ms if p else None,
                     rss=rss_bytes(pid) if alive else 0,
                     cpu=self._cpu.sample(pid) if alive else 0.0,
-                    port_ok=self._port_ok.get(bot) if info.state == ProcessState.RUNNING else None,
+                    port_ok=self._port_ok.get(bot) if up else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})

@@ -125,6 +125,13 @@ def _heartbeat_interval() -> Any:
     return setting("HEARTBEAT_INTERVAL", _MS, "5000", "agent heartbeat period")
 
 
+def _poll_interval() -> Any:
+    return setting(
+        "AGENT_POLL_INTERVAL", _MS, "1000",
+        "agents' poll of supervisord, the safety net of its process-state events",
+    )  # fmt: skip
+
+
 def _bot_ping_timeout() -> Any:
     return setting("BOT_PING_TIMEOUT", _MS, "5000", "agent's timeout for a bot's /api/v1/ping")
 
@@ -250,6 +257,7 @@ class ControllerSettings:
         "JWT_SECRET", _secret, "", "HS256 key for user tokens (default: generated)"
     )
     heartbeat_interval_ms: int = _heartbeat_interval()
+    poll_interval_ms: int = _poll_interval()
     pool_grace_ms: int = setting(
         "POOL_GRACE", _MS, "20000", "silence after which a pool is suspect"
     )
@@ -352,9 +360,7 @@ class AgentSettings:
     port_start: int = setting("POOL_PORT_START", _int(1, 65535), "9000", "first port of block")
     heartbeat_interval_ms: int = _heartbeat_interval()
     bot_ping_timeout_ms: int = _bot_ping_timeout()
-    poll_interval_ms: int = setting(
-        "AGENT_POLL_INTERVAL", _MS, "1000", "how often supervisord is polled for state changes"
-    )
+    poll_interval_ms: int = _poll_interval()
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
     preload_modules: str = _preload_modules()
     bot_user_prefix: str = setting(

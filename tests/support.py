@@ -264,9 +264,13 @@ class ControllerHarness(ControllerClient):
 class ControllerProcess(ControllerClient):
     """`python -m controller` as a child process, for tests that kill it with SIGKILL."""
 
-    def __init__(self, env: dict[str, str], module: str = "controller") -> None:
+    def __init__(
+        self, env: dict[str, str], module: str = "controller", source: Path | None = None
+    ) -> None:
+        """`source`: the tree to run the controller of (another version's); default this one."""
         self.env = env
         self.module = module  # run as `python -m <module>`: a test's may wrap the controller
+        self.source = source or Path(__file__).parent.parent
         self.settings = ControllerSettings.from_env(env)
         self.base = f"http://127.0.0.1:{self.settings.controller_port}"
         self.process: asyncio.subprocess.Process | None = None
@@ -274,7 +278,7 @@ class ControllerProcess(ControllerClient):
     async def start(self) -> ControllerProcess:
         env = {"PATH": os.environ.get("PATH", ""), **self.env}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, env=env, cwd=Path(__file__).parent.parent
+            sys.executable, "-m", self.module, env=env, cwd=self.source
         )
         self.http = self.http or aiohttp.ClientSession()
 

@@ -26,11 +26,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from common.ids import InvalidId
-from common.states import ProcessState, RunState
+from common.states import RunState
 from controller.api.middleware import AUTHENTICATOR, json_error, public
 from controller.auth import Principal
 from controller.bots.manager import BotManager
 from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
+from controller.health.status import serves
 from controller.metrics import Metrics
 from controller.records import BotRecord
 
@@ -168,11 +169,11 @@ class APIProxy:
         caller = self._caller(request, tail)
         bot = self.bots.get(caller, request.match_info["instanceId"])
         status = self.pools.registry.status_of(bot)
-        # Only a bot its agent saw RUNNING gets traffic (and so its credentials): while it
-        # starts or backs off, its port may not be its own yet.
-        if bot.deleting or bot.held or bot.run == RunState.STOPPED or status is None \
-                or status.state != ProcessState.RUNNING:  # fmt: skip
+        # Only a bot its agent saw up gets traffic (and so its credentials): before its own
+        # process answers, or while it backs off, its port may not be its own.
+        if bot.deleting or bot.held or bot.run == RunState.STOPPED or not serves(status):
             raise BotUnavailable(f"bot {bot.id} is not running")
+        assert status is not None
         if status.port_ok is False:
             # Another user's process holds the bot's port: it must not get the credentials.
             raise BotUnavailable(f"bot {bot.id}'s port is held by another process")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -107,13 +107,16 @@ class Monitor:
         self._recoveries: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
+        next_evaluation = self.clock() + self.interval
         while True:
-            timeout = self.interval
-            if self._due is not None:
-                timeout = max(0.0, min(timeout, self._due - self.clock()))
-            await self.alarm.wait(timeout)
+            until = next_evaluation if self._due is None else min(next_evaluation, self._due)
+            ringing = await self.alarm.wait(max(0.0, until - self.clock()))
             try:
-                await self.evaluate(wait=False)
+                if ringing.bots_only and self.clock() < until:
+                    await self.check_bots(ringing.bots)  # dead bots: their restart at once
+                else:  # its time came, or rung for a pool
+                    next_evaluation = self.clock() + self.interval
+                    await self.evaluate(wait=False)
             except Exception:
                 log.exception("health_check_failed")
 
@@ -164,6 +167,14 @@ class Monitor:
         if wait and recoveries:
             await asyncio.wait(recoveries)
         return report
+
+    async def check_bots(self, bot_ids: Iterable[str]) -> None:
+        """Judge these bots alone and act, as a whole evaluation would for them."""
+        async with self._lock:
+            scratch = HealthReport(timestamp=datetime.now(UTC).isoformat())  # not the last
+            for bot_id in bot_ids:
+                if (bot := self.registry.bots.get(bot_id)) is not None:
+                    await self._check_bot(bot, self.sessions.is_suspect(bot.pool_id), scratch)
 
     # -- pools -----------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
 # Members looked up once (an enum's member is an attribute lookup on its class each time).
-_RUNNING, _KEPT_STOPPED = ProcessState.RUNNING, RunState.STOPPED
+_RUNNING, _STARTING = ProcessState.RUNNING, ProcessState.STARTING
+_KEPT_STOPPED = RunState.STOPPED
 
 
 def bot_healthy(pools: PoolManager, bot: BotRecord) -> bool:
@@ -30,6 +31,17 @@ def is_healthy(bot: BotRecord, status: BotStatus | None) -> bool:
         and status.ping_ok is not False
         and status.port_ok is not False
     )
+
+
+def serves(status: BotStatus | None) -> bool:
+    """Whether a bot may get traffic (and so its credentials): its agent saw it RUNNING, or
+    still STARTING in supervisord's eyes (its startsecs have not passed) but answering its
+    agent's ping already, as that very process (the agent forgets the answers of a process
+    it no longer runs). An agent of the previous version reports no ping while a bot
+    starts: its bots get traffic once RUNNING, as before."""
+    if status is None:
+        return False
+    return status.state == _RUNNING or (status.state == _STARTING and status.ping_ok is True)
 
 
 def bot_status_word(pools: PoolManager, bot: BotRecord) -> BotStatusWord:

@@ -23,6 +23,7 @@ class PoolsConfig:
             controller_url=agent_url(settings),
             agent_env={
                 "HEARTBEAT_INTERVAL": str(settings.heartbeat_interval_ms),
+                "AGENT_POLL_INTERVAL": str(settings.poll_interval_ms),
                 "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
                 "LOG_LEVEL": settings.log_level,
                 "PRELOAD_MODULES": settings.preload_modules,

@@ -116,7 +116,7 @@ class AgentSessions:
                                  user=record.user_id if record else None,
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
-                    self.alarm.ring()
+                    self.alarm.ring_for(bot_id)
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
 
     @property

@@ -24,7 +24,6 @@ import structlog
 from supervisor.xmlrpc import SupervisorTransport
 
 import agent as agent_package
-from common.ini import ini_environment, ini_value
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
@@ -33,62 +32,13 @@ from controller.runtimes.base import (
     RuntimeState,
     retire_pool_dir,
 )
+from controller.runtimes.local_conf import supervisord_conf
 
 log = structlog.get_logger("runtime.local")
 # Only these variables of the controller's environment reach a pool: never its secrets.
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SOURCE_ROOT = Path(agent_package.__file__).resolve().parent.parent
-
-
-def _supervisord_conf(pool_dir: Path, launch: PoolLaunch) -> str:
-    d = pool_dir
-    agent_env = {
-        "CONTROLLER_URL": launch.controller_url,
-        "POOL_ID": launch.pool_id,
-        "POOL_TOKEN": launch.token,
-        "POOL_DIR": str(d),
-        "LOG_DIR": str(d / "logs"),
-        "SUPERVISOR_SOCKET": str(d / "supervisor.sock"),
-        "POOL_CAPACITY": str(launch.capacity),
-        "POOL_PORT_START": str(launch.port_start),
-        **launch.agent_env,
-    }
-    return "\n".join([
-        "[unix_http_server]",
-        f"file={ini_value(str(d / 'supervisor.sock'))}",
-        "chmod=0700",
-        "",
-        "[supervisord]",
-        f"logfile={ini_value(str(d / 'logs' / 'supervisord.log'))}",
-        f"pidfile={ini_value(str(d / 'supervisord.pid'))}",
-        f"childlogdir={ini_value(str(d / 'logs'))}",
-        f"directory={ini_value(str(d))}",
-        "minfds=4096",
-        "",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "",
-        "[supervisorctl]",
-        f"serverurl=unix://{ini_value(str(d / 'supervisor.sock'))}",
-        "",
-        "[program:agent]",
-        f"command={ini_value(sys.executable)} -m agent",
-        f"directory={ini_value(str(d))}",
-        f"environment={ini_environment(agent_env)}",
-        "autostart=true",
-        "autorestart=true",
-        "startsecs=1",
-        "startretries=1000",
-        "stopwaitsecs=10",
-        "redirect_stderr=true",
-        f"stdout_logfile={ini_value(str(d / 'logs' / 'agent.log'))}",
-        "stdout_logfile_maxbytes=10MB",
-        "",
-        "[include]",
-        f"files={ini_value(str(d / 'programs' / '*.conf'))}",
-        "",
-    ])  # fmt: skip
 
 
 def _children(pid: int) -> list[int]:
@@ -155,7 +105,7 @@ class LocalRuntime(PoolRuntime):
             conf, tmp = d / "supervisord.conf", d / ".supervisord.conf.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(_supervisord_conf(d, launch))
+                f.write(supervisord_conf(d, launch))
             os.replace(tmp, conf)
             (d / "pool.json").write_text(json.dumps({"id": launch.pool_id}))
 

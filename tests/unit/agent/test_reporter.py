@@ -1,14 +1,23 @@
-"""The reporter's view of who holds each bot's port."""
+"""The reporter: who holds each bot's port, and when a starting bot is asked and reported."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from agent import reporter as reporter_module
-from agent.reporter import Reporter
+from agent.probes import PingResult
+from agent.reporter import (
+    STARTING_PING_EVERY,
+    STARTING_PING_FOR,
+    STARTING_PINGS_PER_SECOND,
+    Reporter,
+    starting_ping_at,
+)
 from agent.supervisor import ProcessInfo
 from tests.support import free_port
 
@@ -59,35 +68,101 @@ class FakeSupervisor:
         return dict(self.processes)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def process(name: str, pid: int, state: str = "RUNNING") -> ProcessInfo:
+    return ProcessInfo(name=name, state=state, pid=pid, start=1.0, stop=0.0, exit_status=0)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def answering(port: int) -> AsyncIterator[None]:
+    """FreqTrade's /api/v1/ping on `port` while the block runs."""
+
+    async def pong(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "pong"})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/ping", pong)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def test_a_bot_not_answering_yet_is_asked_often_at_first_then_at_the_slow_pace() -> None:
+    seen = 100.0
+    assert starting_ping_at(seen, None, 1.0) == seen  # at once
+    assert starting_ping_at(seen, seen, 1.0) == seen + STARTING_PING_EVERY
+    late = seen + STARTING_PING_FOR + 1
+    assert starting_ping_at(seen, late, 1.0) == late + 1.0
+    # A whole pool starting at once is asked at most STARTING_PINGS_PER_SECOND times a second.
+    many = 10 * STARTING_PINGS_PER_SECOND
+    assert starting_ping_at(seen, seen, 1.0, waiting=many) == seen + 10.0
+
+
 async def test_a_bot_that_comes_up_is_reported_at_once_and_a_new_process_afresh(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(reporter_module, "listening_uids", lambda: {})
     port = free_port()
-    supervisor = FakeSupervisor({"bot-a": running("bot-a", 11)})
-    r = Reporter(supervisor=supervisor, ping_timeout=1.0)  # type: ignore[arg-type]
+    clock = Clock()
+    # FreqTrade's API answers long before supervisord's startsecs end: STARTING is asked too.
+    supervisor = FakeSupervisor({"bot-a": process("bot-a", 11, "STARTING")})
+    r = Reporter(supervisor=supervisor, ping_timeout=1.0, clock=clock)  # type: ignore[arg-type]
     r.set_ports({"a": port})
     await r.poll()
     try:
+        assert r.next_starting_ping() == clock.now  # a new process: asked at once
         assert await r.ping_starting() is False  # nothing answers yet
         assert r.statuses()[0].ping_ok is False
-
-        async def pong(_request: web.Request) -> web.Response:
-            return web.json_response({"status": "pong"})
-
-        app = web.Application()
-        app.router.add_get("/api/v1/ping", pong)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
+        assert await r.ping_starting() is False  # asked just now: not due again yet
+        assert r.next_starting_ping() == clock.now + STARTING_PING_EVERY
+        async with answering(port):
+            clock.now += STARTING_PING_EVERY
             assert await r.ping_starting() is True  # it answers: report now
-            assert r.statuses()[0].ping_ok is True
-            assert await r.ping_starting() is False  # answered bots wait for the heartbeat
-            supervisor.processes["bot-a"] = running("bot-a", 12)  # restarted
+            status = r.statuses()[0]
+            assert (status.state, status.ping_ok) == ("STARTING", True)
+            assert r.next_starting_ping() is None  # answered bots wait for the heartbeat
+            clock.now += 10
+            assert await r.ping_starting() is False
+            supervisor.processes["bot-a"] = process("bot-a", 11)  # STARTING -> RUNNING
+            assert await r.poll() is True
+            assert r.statuses()[0].ping_ok is True  # the same process: its answer holds
+            assert r.next_starting_ping() is None
+            supervisor.processes["bot-a"] = process("bot-a", 12)  # restarted
             assert await r.poll() is True
             assert r.statuses()[0].ping_ok is None  # the old process's answer is gone
-        finally:
-            await runner.cleanup()
+            assert await r.ping_starting() is True  # the new one's first answer
+    finally:
+        await r.close()
+
+
+async def test_an_answer_for_a_process_replaced_meanwhile_is_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reporter_module, "listening_uids", lambda: {})
+    port = free_port()
+    supervisor = FakeSupervisor({"bot-a": process("bot-a", 11)})
+    r = Reporter(supervisor=supervisor, ping_timeout=1.0)  # type: ignore[arg-type]
+    r.set_ports({"a": port})
+    await r.poll()
+
+    async def replaced_while_asked(*_args: object) -> PingResult:
+        r.processes = {"bot-a": process("bot-a", 12)}
+        return PingResult(True, 1.0)
+
+    monkeypatch.setattr(reporter_module, "ping", replaced_while_asked)
+    try:
+        await r.ping_all()
+        assert r.statuses()[0].ping_ok is None
     finally:
         await r.close()

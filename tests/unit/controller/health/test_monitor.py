@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from common.protocol import BotStatus, Hello
+from common.protocol import BotStatus, Heartbeat, Hello, PoolStats
 from controller.runtimes import RuntimeState
 from tests.unit.controller.apps import (
     ALICE,
@@ -273,3 +273,22 @@ async def test_a_slow_pool_recovery_holds_up_no_other_pools_checks(make_api: Api
     finally:
         loop.cancel()
         await monitor.stop()
+
+
+async def test_a_bot_reported_dead_is_restarted_at_once_without_judging_everything(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api()  # HEALTH_CHECK_INTERVAL: ten minutes
+    for bot_id in ("b1", "b2"):
+        await api.provision(instanceId=bot_id)
+    connect(api)
+    pools, monitor = api.controller.pools, api.controller.monitor
+    statuses = [BotStatus("b1", "EXITED", since=5.0), BotStatus("b2", "RUNNING", pid=8)]
+    # The heartbeat that reports the exit rings the alarm for b1 alone; the app's monitor
+    # loop restarts it, and judges nothing else.
+    await pools.heartbeat("pool-1", Heartbeat(1, 1, statuses, PoolStats()))
+    async with asyncio.timeout(10):
+        while nonce(api, "b1") == 0:
+            await asyncio.sleep(0.01)
+    assert bot(api).restarts.attempts == 1 and nonce(api, "b2") == 0
+    assert monitor.last_report is None  # no whole evaluation ran

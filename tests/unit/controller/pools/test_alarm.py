@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from common.protocol import BotStatus, Heartbeat, PoolStats
-from controller.pools.alarm import Alarm
+from controller.pools.alarm import MAX_BOTS, Alarm, Ringing
 from tests.unit.controller.apps import AgentSocket, Api, connect
 
 
@@ -42,3 +42,19 @@ async def test_a_pool_in_trouble_rings_the_monitors_alarm(api: Api) -> None:
     assert isinstance(socket, AgentSocket)
     pools.sessions.detach("pool-1", socket)  # type: ignore[arg-type]
     assert await rung(alarm)
+
+
+async def test_a_dead_bot_rings_for_itself_and_a_pools_trouble_for_everything() -> None:
+    alarm = Alarm()
+    alarm.ring_for("b1")
+    alarm.ring_for("b2")
+    ringing = await alarm.wait(5)
+    assert ringing == Ringing(everything=False, bots=frozenset({"b1", "b2"}))
+    assert ringing.bots_only
+    alarm.ring_for("b1")
+    alarm.ring()
+    assert not (await alarm.wait(5)).bots_only  # a pool too: everything is judged
+    assert await alarm.wait(0) == Ringing(everything=False)  # timed out: nothing rang
+    for i in range(MAX_BOTS + 1):  # more than a targeted check is for
+        alarm.ring_for(f"b{i}")
+    assert (await alarm.wait(5)).everything
