@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from agent.marketdata.report import StatsReader
 from agent.probes import (
     CpuMeter,
     PingResult,
@@ -20,9 +21,9 @@ from agent.probes import (
     ping,
     rss_bytes,
 )
-from agent.programs import PRELOADER, bot_id_of
+from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
-from common.protocol import BotStatus, PoolStats
+from common.protocol import BotStatus, MarketDataStats, PoolStats
 from common.states import ProcessState
 
 log = structlog.get_logger("agent.reporter")
@@ -41,7 +42,9 @@ class Reporter:
         cgroup_metrics: bool = False,
         pid_dir: Path | None = None,
         uid_for: Callable[[int], int] | None = None,
+        market_data_socket: Path | None = None,
     ) -> None:
+        """`market_data_socket`: where the pool's market-data proxy serves its counters."""
         self.supervisor = supervisor
         self.pid_dir = pid_dir
         self.uid_for = uid_for
@@ -53,6 +56,8 @@ class Reporter:
         self._ports: dict[str, int] = {}
         self._cpu = CpuMeter()
         self._session: aiohttp.ClientSession | None = None
+        self._market_data = StatsReader(market_data_socket) if market_data_socket else None
+        self._market_data_figures: MarketDataStats | None = None
 
     def set_ports(self, ports: dict[str, int]) -> None:
         self._ports = ports
@@ -87,6 +92,20 @@ class Reporter:
         running = self._running()
         self._pings, self._port_ok = {}, {}
         await self._ping(running, self.ping_timeout)
+        if self._market_data is not None:
+            self._market_data_figures = await self._market_data.read()
+
+    def market_data(self) -> MarketDataStats | None:
+        """The pool's market-data proxy: supervisord's state of it and its last counters;
+        None when the pool runs none."""
+        info = self.processes.get(MARKET_DATA)
+        if self._market_data is None or info is None:
+            return None
+        figures = self._market_data_figures
+        if figures is None or info.state != ProcessState.RUNNING:
+            return MarketDataStats(info.state)
+        return MarketDataStats(info.state, figures.cache_bytes, figures.cache_entries,
+                               figures.upstreams)  # fmt: skip
 
     async def ping_starting(self) -> bool:
         """Ask the running bots that have not answered yet; True if one answers now, so
@@ -171,3 +190,5 @@ class Reporter:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._market_data is not None:
+            await self._market_data.close()

@@ -41,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True, help="TCP port on --host")
     p.add_argument("--host", default="127.0.0.1", help="address to serve bots on")
     p.add_argument("--quote-ttl-ms", type=int, default=2000, help="tickers, order books")
-    p.add_argument("--candle-ttl-ms", type=int, default=2000, help="answers with an open candle")
+    p.add_argument("--candle-ttl-ms", type=int, default=5000, help="answers with an open candle")
     p.add_argument("--cache-bytes", type=_positive(int), default=64 << 20)
     p.add_argument("--upstream-timeout-ms", type=_positive(int), default=10_000)
     p.add_argument("--stats-socket", type=Path, help="unix socket serving GET /stats")

@@ -27,7 +27,7 @@ class Lifetimes:
     """The configured lifetimes, in milliseconds."""
 
     quote_ms: int = 2000
-    candle_ms: int = 2000
+    candle_ms: int = 5000
 
 
 def expires_at(

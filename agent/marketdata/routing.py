@@ -1,12 +1,16 @@
 """Pointing a bot's ccxt at its pool's market-data proxy, as the agent writes its config.
 
-For an exchange with a table, every http(s) entry of `exchange.ccxt_config.urls.api` (ccxt's
-defaults from the table, or the user's own override, which becomes the upstream) is
-replaced by the proxy's address for that upstream, and so are the entries a user set in
-`ccxt_sync_config` or `ccxt_async_config` (they win over ccxt_config in FreqTrade). Private
-keys are routed too: the proxy passes them through unchanged, and so the address's budget
-and back-offs cover every request (an exchange bans the address, not the key).
-Websocket URLs and entries that cannot be routed (credentials in the URL, not http) stay.
+For an exchange with a table, the `urls.api` keys the table names (its public market data)
+in `exchange.ccxt_config` are replaced by the proxy's address for their upstream: ccxt's
+default from the table, or the user's own override. So are those keys where a user set
+them in `ccxt_sync_config` or `ccxt_async_config` (they win over ccxt_config in FreqTrade).
+
+Private keys (orders, balances, the wallet) are left alone: they go to the exchange
+directly, encrypted end to end. The proxy listens on a loopback port that any user of the
+host could take while it restarts; what reaches it must hold no secret. Orders then never
+wait for a restarting proxy, and the budget still sees their weight: the exchange's
+used-weight header on every public answer counts the whole address.
+Entries that cannot be routed (credentials in the URL, not http) stay as they are.
 
 The controller stores and returns the user's config; only the file in the pool differs.
 """
@@ -65,11 +69,9 @@ def route_config(
         return None  # an urls.api that is not a map: left to the user and ccxt
     for key, default in table.urls.items():
         base.setdefault(key, default)
-    _route_all(base, port, table.exchange)
-    for section in _SECTIONS:
-        urls = _urls(ex, section, create=False)
-        if urls is not None:
-            _route_all(urls, port, table.exchange)
+    for urls in [base, *(_urls(ex, section, create=False) for section in _SECTIONS)]:
+        for key in table.urls.keys() & (urls or {}).keys():
+            urls[key] = _routed(urls[key], port, table.exchange)
     return routed
 
 
@@ -85,14 +87,9 @@ def _urls(exchange: dict[str, Any], section: str, create: bool) -> dict[str, Any
     return node
 
 
-def _route_all(urls: dict[str, Any], port: int, exchange: str) -> None:
-    for key, value in urls.items():
-        urls[key] = _routed(value, port, exchange)
-
-
 def _routed(value: object, port: int, exchange: str) -> object:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        return value  # a websocket URL, a nested map (ccxt.pro's), or not a URL
+        return value  # not an http(s) URL
     if value.startswith(f"http://127.0.0.1:{port}{PREFIX}"):
         return value
     try:

@@ -5,8 +5,9 @@ not with code. An exchange without a table is not routed through the proxy by th
 and passes through untouched should a request for it arrive anyway.
 
 A table names:
-- `urls`: ccxt's default `urls.api` of the exchange (the upstreams of the keys a user did
-  not override; the agent's interpreter has no ccxt to ask);
+- `urls`: the keys of ccxt's `urls.api` that bots reach through the proxy (its public
+  market data, never the private keys), with ccxt's defaults (the upstreams of the keys
+  a user did not override; the agent's interpreter has no ccxt to ask);
 - `private`: query parameters and headers that make a request private (never shared);
 - `budget`: the address's request-weight limit per minute, the share of it public requests
   may use, the header in which the exchange reports the weight used, its error code;

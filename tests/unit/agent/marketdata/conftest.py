@@ -67,15 +67,21 @@ class ProxyUnderTest:
         [upstream] = self.proxy.snapshot()["upstreams"]
         return upstream
 
-    def ccxt_bot(self, exchange_url: str, **options: Any) -> ccxt.binance:
-        """A real ccxt binance whose URLs the agent would have routed through this proxy."""
+    def ccxt_bot(
+        self, exchange_url: str, private_too: bool = False, **options: Any
+    ) -> ccxt.binance:
+        """A real ccxt binance with its URLs as the agent routes them through this proxy
+        (the public one); `private_too`: its private URL through the proxy as well."""
         config = exchange_config(exchange_url, pairs(3))
         routed = route_config(config, self.port, load_tables())
         assert routed is not None
         ex = routed["exchange"]
+        urls = dict(ex["ccxt_config"]["urls"]["api"])
+        if private_too:
+            urls["private"] = self.base(urls["private"])
         return ccxt.binance({
-            "urls": {"api": ex["ccxt_config"]["urls"]["api"]},
-            "options": ex["ccxt_config"]["options"], "enableRateLimit": False, **options,
+            "urls": {"api": urls}, "options": ex["ccxt_config"]["options"],
+            "enableRateLimit": False, **options,
         })  # fmt: skip
 
 

@@ -1,5 +1,7 @@
-"""Private requests pass through: each bot's own key and signature reach the exchange as
-they were sent, the answer goes to that bot alone, and nothing of it is kept or logged."""
+"""Private requests: the agent routes none through the proxy (bots send them to the exchange
+directly); one that arrives anyway (a keyed request on the public URL, a user's own
+routing) passes through: its key and signature reach the exchange as they were sent, the
+answer goes to that bot alone, and nothing of it is kept or logged."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ OTHER_KEY, OTHER_SECRET = "another-bots-key", "another-bots-secret"
 async def test_signed_requests_pass_through_unchanged(start_proxy, emulator, clock, log_output):
     clock.follow_wall_clock()
     proxy = await start_proxy()
-    mine = proxy.ccxt_bot(emulator.url, apiKey=KEY, secret=SECRET)
-    theirs = proxy.ccxt_bot(emulator.url, apiKey=OTHER_KEY, secret=OTHER_SECRET)
+    mine = proxy.ccxt_bot(emulator.url, private_too=True, apiKey=KEY, secret=SECRET)
+    theirs = proxy.ccxt_bot(emulator.url, private_too=True, apiKey=OTHER_KEY, secret=OTHER_SECRET)
     try:
         await mine.load_markets()
         kept = len(proxy.proxy.cache)
@@ -64,3 +66,20 @@ async def test_a_public_path_with_an_api_key_is_not_shared(start_proxy, emulator
         status, _, _ = await proxy.get(base, "/depth?symbol=BTCUSDT&limit=5", headers=headers)
         assert status == 200
     assert proxy.counters()["passthrough"] == 2 and len(proxy.proxy.cache) == 0
+
+
+async def test_as_the_agent_routes_bots_private_requests_never_reach_the_proxy(
+    start_proxy, emulator, clock
+):
+    clock.follow_wall_clock()
+    proxy = await start_proxy()
+    bot = proxy.ccxt_bot(emulator.url, apiKey=KEY, secret=SECRET)
+    try:
+        balance = await bot.fetch_balance()
+    finally:
+        await bot.close()
+    assert balance["USDT"]["free"] == 10000.0
+    stats = await emulator_stats(emulator)
+    assert stats["endpoints"]["GET /api/v3/account"]["requests"] == 1
+    counters = proxy.counters()  # the market list, and nothing else
+    assert (counters["requests"], counters["passthrough"]) == (1, 0)

@@ -19,11 +19,14 @@ def upstream_of(url: str) -> str:
     return target(url.removeprefix(PROXY)).url
 
 
-def test_every_default_url_goes_through_the_proxy_to_binance():
+def test_the_public_url_goes_through_the_proxy_to_binance():
     config = {"exchange": {"name": "binance", "key": "k", "secret": "s"}, "dry_run": True}
     routed = route_config(config, PORT, TABLES)
     urls = routed["exchange"]["ccxt_config"]["urls"]["api"]
-    assert {k: upstream_of(v) for k, v in urls.items()} == TABLES["binance"].urls
+    # Only the public key: ccxt's defaults stay for the others (orders, balances, wallet).
+    assert {k: upstream_of(v) for k, v in urls.items()} == {
+        "public": "https://api.binance.com/api/v3"
+    }
     # Nothing else changes, and the input is left alone.
     assert routed["exchange"]["key"] == "k" and routed["dry_run"] is True
     assert "ccxt_config" not in config["exchange"]
@@ -33,14 +36,16 @@ def test_the_users_own_urls_become_the_upstreams():
     config = exchange_config("http://127.0.0.1:8700", pairs(3), client="bot-1")
     routed = route_config(config, PORT, TABLES)
     sync = routed["exchange"]["ccxt_config"]["urls"]["api"]
-    assert upstream_of(sync["public"]) == "http://127.0.0.1:8700/c/bot-1/api/v3"
-    assert upstream_of(sync["private"]) == "http://127.0.0.1:8700/c/bot-1/api/v3"
     asynchronous = routed["exchange"]["ccxt_async_config"]["urls"]["api"]
-    assert upstream_of(asynchronous["public"]) == "http://127.0.0.1:8700/c/bot-1/api/v3"
-    # ccxt.pro's websocket URLs are left as they are.
-    original = config["exchange"]["ccxt_async_config"]["urls"]["api"]
-    websockets = {k: v for k, v in original.items() if not str(v).startswith("http")}
-    assert websockets and all(asynchronous[k] == v for k, v in websockets.items())
+    for urls in (sync, asynchronous):
+        assert upstream_of(urls["public"]) == "http://127.0.0.1:8700/c/bot-1/api/v3"
+    # Every other key (private ones, ccxt.pro's websockets) is left as the user set it.
+    for section, urls in (("ccxt_config", sync), ("ccxt_async_config", asynchronous)):
+        original = config["exchange"][section]["urls"]["api"]
+        assert {k: v for k, v in urls.items() if k != "public"} == {
+            k: v for k, v in original.items() if k != "public"
+        }
+    assert sync["private"] == "http://127.0.0.1:8700/c/bot-1/api/v3"
     assert (
         routed["exchange"]["ccxt_async_config"]["options"]
         == config["exchange"]["ccxt_async_config"]["options"]
@@ -48,13 +53,11 @@ def test_the_users_own_urls_become_the_upstreams():
 
 
 def test_urls_that_cannot_be_routed_stay():
-    config = {"exchange": {"name": "Binance", "ccxt_config": {"urls": {"api": {
-        "public": "https://user:pw@api.binance.com/api/v3", "private": "ftp://x",
-    }}}}}  # fmt: skip
-    urls = route_config(config, PORT, TABLES)["exchange"]["ccxt_config"]["urls"]["api"]
-    assert urls["public"] == "https://user:pw@api.binance.com/api/v3"
-    assert urls["private"] == "ftp://x"
-    assert upstream_of(urls["v1"]) == "https://api.binance.com/api/v1"
+    for public in ("https://user:pw@api.binance.com/api/v3", "ftp://x", 42):
+        config = {"exchange": {"name": "Binance", "ccxt_config": {"urls": {"api": {
+            "public": public}}}}}  # fmt: skip
+        urls = route_config(config, PORT, TABLES)["exchange"]["ccxt_config"]["urls"]["api"]
+        assert urls == {"public": public}
 
 
 def test_exchanges_without_a_table_and_odd_configs_are_untouched():
