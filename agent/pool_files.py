@@ -125,6 +125,7 @@ class PoolFiles:
             owner = _owner(md.user)
             directory = MarketDataProgram.socket_dir(self.pool_dir)
             directory.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
             if owner is not None:
                 os.chown(directory, *owner)
         except (OSError, RuntimeError) as exc:

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from agent.app import market_data_program
 from agent.marketdata.address import target
 from agent.programs import MARKET_DATA, MarketDataProgram, ProgramOptions
 from agent.reconcile import Reconciler
 from common.protocol import Desired
+from common.settings import AgentSettings
 from tests.unit.agent.test_reconcile import FakeSupervisor, fake, pool_dir, spec
 
 __all__ = ["fake", "pool_dir"]  # test_reconcile's fixtures, used here too
@@ -103,3 +105,14 @@ async def test_a_proxy_whose_user_is_missing_is_not_run_and_bots_go_direct(fake,
     assert MARKET_DATA not in fake.groups
     assert written_config(pool_dir, "b1") == BINANCE
     assert fake.state("b1") == "RUNNING"
+
+
+def test_the_agents_settings_decide_whether_the_pool_runs_a_proxy() -> None:
+    env = {"POOL_ID": "pool-1", "POOL_TOKEN": "t", "MARKET_DATA_PORT": "8001",
+           "MARKET_DATA_QUOTE_TTL": "1500", "MARKET_DATA_USER": "nobody"}  # fmt: skip
+    md = market_data_program(AgentSettings.from_env(env))
+    assert md == MarketDataProgram(
+        port=8001, quote_ttl_ms=1500, candle_ttl_ms=5000, cache_bytes=64 << 20, user="nobody"
+    )
+    assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PROXY": "off"})) is None
+    assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PORT": "0"})) is None
