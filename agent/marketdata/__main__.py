@@ -20,7 +20,7 @@ from aiohttp import web
 
 from agent.marketdata.lifetime import Lifetimes
 from agent.marketdata.proxy import MarketDataProxy, ProxyConfig
-from agent.marketdata.table import TableError, load_tables
+from agent.marketdata.table import ExchangeTable, TableError, load_tables
 from common.logging import setup_logging
 
 log = structlog.get_logger("marketdata")
@@ -52,9 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, tables: dict[str, ExchangeTable]) -> None:
     proxy = MarketDataProxy(
-        load_tables(),
+        tables,
         ProxyConfig(
             lifetimes=Lifetimes(args.quote_ttl_ms, args.candle_ttl_ms),
             cache_bytes=args.cache_bytes,
@@ -98,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):
             args.stats_socket.unlink()  # a previous run's
     try:
-        asyncio.run(serve(args))
+        tables = load_tables()
     except TableError as exc:
         print(f"ftpool market data: {exc}", file=sys.stderr)
         return 2
+    try:
+        asyncio.run(serve(args, tables))
     except OSError as exc:
         print(f"ftpool market data: cannot serve on port {args.port}: {exc}", file=sys.stderr)
         return 1
