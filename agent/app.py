@@ -21,7 +21,7 @@ import structlog
 
 from agent import health
 from agent.eventlistener import SOCKET_NAME
-from agent.programs import ProgramOptions, program_name
+from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
@@ -44,6 +44,20 @@ from common.settings import AgentSettings
 log = structlog.get_logger("agent")
 
 
+def market_data_program(settings: AgentSettings) -> MarketDataProgram | None:
+    """The pool's market-data proxy, if it is on and the controller gave it a port."""
+    if not settings.market_data_proxy or not settings.market_data_port:
+        return None
+    return MarketDataProgram(
+        port=settings.market_data_port,
+        quote_ttl_ms=settings.market_data_quote_ttl_ms,
+        candle_ttl_ms=settings.market_data_candle_ttl_ms,
+        cache_bytes=settings.market_data_cache_bytes,
+        user=settings.market_data_user or None,
+        log_level=settings.log_level,
+    )
+
+
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
@@ -51,6 +65,7 @@ class Agent:
         # The preloader's socket and the launchers' pidfiles (the controller decides per
         # pool whether bots are preloaded).
         run_dir = settings.pool_dir / "run"
+        market_data = market_data_program(settings)
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -58,6 +73,9 @@ class Agent:
             pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
+            market_data_socket=MarketDataProgram.socket_dir(settings.pool_dir) / "stats.sock"
+            if market_data
+            else None,
         )
         self.watch = Watch(
             self.reporter,
@@ -73,6 +91,7 @@ class Agent:
             run_dir=run_dir,
             launcher_python=sys.executable,
             preload_modules=settings.preload_modules,
+            market_data=market_data,
         )
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
@@ -128,6 +147,7 @@ class Agent:
             bots=bots,
             pool=self.reporter.pool_stats(bots),
             preloader=self.reporter.preloader_state(),
+            market_data=self.reporter.market_data(),
         )
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._ws.send_bytes(encode(frame))

@@ -40,6 +40,7 @@ def command_line(argv: list[str]) -> str:
 
 
 PRELOADER = "preloader"
+MARKET_DATA = "marketdata"
 LAUNCHER_PY = Path(__file__).with_name("launcher.py")
 PRELOADER_PY = Path(__file__).with_name("preloader.py")
 
@@ -77,6 +78,23 @@ def python_command(argv: list[str]) -> PythonCommand | None:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketDataProgram:
+    """The pool's market-data proxy (agent/marketdata): where it serves and what it keeps."""
+
+    port: int
+    quote_ttl_ms: int = 2000
+    candle_ttl_ms: int = 5000
+    cache_bytes: int = 64 << 20
+    user: str | None = None  # None: runs as the agent
+    log_level: str = "info"
+
+    @staticmethod
+    def socket_dir(pool_dir: Path) -> Path:
+        """Where it serves its counters to the agent (its own, private directory)."""
+        return pool_dir / MARKET_DATA
+
+
+@dataclass(frozen=True, slots=True)
 class ProgramOptions:
     """Pool-wide knobs of rendering: log place, per-slot users, and how bots are launched."""
 
@@ -91,6 +109,7 @@ class ProgramOptions:
     # How long bots wait for a new preloader to listen before they are started anyway.
     preloader_wait: float = 60.0
     stop_wait_secs: int = 30
+    market_data: MarketDataProgram | None = None  # None: the pool runs no market-data proxy
     log_max_bytes: str = "10MB"
     log_backups: int = 3
 
@@ -159,24 +178,46 @@ def render_program(
     return "\n".join(lines)
 
 
+def _pool_service(name: str, argv: list[str], pool_dir: Path, opts: ProgramOptions,
+                  user: str | None = None, stop_wait: int = 10) -> str:  # fmt: skip
+    """A program the pool runs for all its bots: started with supervisord, restarted at once
+    whatever ended it (bots depend on it meanwhile)."""
+    return "\n".join([
+        f"[program:{name}]",
+        f"command={command_line(argv)}",
+        f"directory={ini_value(str(pool_dir))}",
+        *([f"user={ini_value(user)}"] if user else []),
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=1",
+        "startretries=100",
+        "stopsignal=TERM",
+        f"stopwaitsecs={stop_wait}",
+        "redirect_stderr=true",
+        f"stdout_logfile={ini_value(str(opts.log_dir / f'{name}.log'))}",
+        f"stdout_logfile_maxbytes={opts.log_max_bytes}",
+        f"stdout_logfile_backups={opts.log_backups}",
+        "",
+    ])  # fmt: skip
+
+
 def render_preloader(preload: PythonCommand, pool_dir: Path, opts: ProgramOptions) -> str:
     """The pool's preloader program, run by the bots' own interpreter."""
     assert opts.run_dir is not None
     argv = [preload.interpreter, str(PRELOADER_PY), "--socket", str(opts.preloader_socket)]
     if opts.preload_modules:
         argv += ["--modules", opts.preload_modules]
-    return "\n".join([
-        f"[program:{PRELOADER}]",
-        f"command={command_line(argv)}",
-        f"directory={ini_value(str(pool_dir))}",
-        "autostart=true",
-        "autorestart=true",
-        "startsecs=1",
-        "startretries=100",
-        "stopsignal=TERM",
-        "stopwaitsecs=10",
-        "redirect_stderr=true",
-        f"stdout_logfile={ini_value(str(opts.log_dir / 'preloader.log'))}",
-        "stdout_logfile_maxbytes=10MB",
-        "",
-    ])  # fmt: skip
+    return _pool_service(PRELOADER, argv, pool_dir, opts)
+
+
+def render_market_data(md: MarketDataProgram, pool_dir: Path, opts: ProgramOptions) -> str:
+    """The pool's market-data proxy program, run by the agent's interpreter (isolated: no
+    environment variables, no working directory on its path)."""
+    socket = MarketDataProgram.socket_dir(pool_dir) / "stats.sock"
+    argv = [
+        opts.launcher_python, "-I", "-m", "agent.marketdata", "--port", str(md.port),
+        "--quote-ttl-ms", str(md.quote_ttl_ms), "--candle-ttl-ms", str(md.candle_ttl_ms),
+        "--cache-bytes", str(md.cache_bytes), "--stats-socket", str(socket),
+        "--log-level", md.log_level,
+    ]  # fmt: skip
+    return _pool_service(MARKET_DATA, argv, pool_dir, opts, md.user, stop_wait=5)

@@ -11,65 +11,39 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pwd
 import shutil
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
-from agent.files import make_bot_dir, write_bot_files
-from agent.programs import (
-    PRELOADER,
-    ProgramOptions,
-    PythonCommand,
-    bot_id_of,
-    program_name,
-    python_command,
-    render_preloader,
-    render_program,
-)
+from agent.pool_files import PoolFiles, write_if_changed
+from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
 from agent.supervisor import ProcessInfo, SupervisorClient
-from common.protocol import BotSpec, Desired, check_relpath
+from common.protocol import BotSpec, Desired
 from common.states import ACTIVE, SETTLED, ProcessState, RunState
 
 log = structlog.get_logger("agent.reconcile")
 _STOP_TIMEOUT = 120.0
+MARKET_DATA_WAIT = 15.0  # seconds a new market-data proxy may take to listen
 
 
-def resolve_command(argv: list[str]) -> list[str]:
-    """Find a bare program name on PATH or beside this interpreter (a venv's bin/)."""
-    if "/" in argv[0]:
-        return argv
-    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
-    found = shutil.which(argv[0], path=search)
-    return [found or argv[0], *argv[1:]]
-
-
-def _write_if_changed(path: Path, content: bytes, mode: int) -> bool:
-    try:
-        if path.read_bytes() == content:
-            return False
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    os.replace(tmp, path)
-    return True
-
-
-def _owner(user: str | None) -> tuple[int, int] | None:
-    if user is None:
-        return None
-    try:
-        record = pwd.getpwnam(user)
-    except KeyError:
-        raise RuntimeError(f"slot user {user} does not exist in this pool image") from None
-    return record.pw_uid, record.pw_gid
+async def _listening(
+    connect: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+    timeout: float,
+) -> bool:
+    """Whether something listens where `connect` connects, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _reader, writer = await connect()
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        return True
+    return False
 
 
 class Reconciler:
@@ -86,6 +60,7 @@ class Reconciler:
         self.archive_dir = pool_dir / "archive"
         self.state_file = pool_dir / "agent-state.json"
         self.options = options
+        self.files = PoolFiles(pool_dir, options)
         self.applied_gen = 0
         self._on_change = on_change
         # Applied restart nonces of the bots and of the preloader (None: none seen yet).
@@ -107,7 +82,7 @@ class Reconciler:
 
     def _save_nonces(self) -> None:
         state = {"nonces": self._nonces, "preloader": self._preloader_nonce}
-        _write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
+        write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
         """Queue a desired state; only the newest one is applied if several arrive at once."""
@@ -140,7 +115,7 @@ class Reconciler:
         wanted = {spec.id: spec for spec in desired.bots}
         # Without a run directory there is no place for a preloader's socket: plain exec.
         preload = desired.launch == "preload" and self.options.run_dir is not None
-        await asyncio.to_thread(self._write_files, desired.bots, preload)
+        await asyncio.to_thread(self.files.write, desired.bots, preload)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -164,6 +139,8 @@ class Reconciler:
             await self._wait_for_preloader()
         elif PRELOADER in added or PRELOADER in changed:
             await self._wait_for_preloader()
+        if MARKET_DATA in added or MARKET_DATA in changed:
+            await self._wait_for_market_data()
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
@@ -191,47 +168,6 @@ class Reconciler:
         await self._stop_and_wait(PRELOADER)
         await self.supervisor.start(PRELOADER)
 
-    def _write_files(self, specs: list[BotSpec], preload: bool) -> None:
-        keep = set()
-        preloader: PythonCommand | None = None
-        if self.options.run_dir is not None:
-            self.options.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for spec in specs:
-            if spec.run == RunState.HELD:
-                continue  # no program: reloading the config stops and removes it
-            path = self.programs_dir / f"{program_name(spec.id)}.conf"
-            keep.add(path.name)
-            try:
-                forkable = self._write_bot(spec, path, preload)
-            except (OSError, RuntimeError, ValueError) as exc:
-                # One bot's broken directory (or a missing slot user) must not hold up the
-                # rest of the pool; its program stays as it was.
-                log.error("bot_files_failed", bot=spec.id, error=str(exc))
-                continue
-            preloader = preloader or forkable
-        if preloader is not None:
-            # One preloader per pool, for the bots' interpreter; only while there are bots.
-            conf = render_preloader(preloader, self.bots_dir.parent, self.options)
-            path = self.programs_dir / f"{PRELOADER}.conf"
-            _write_if_changed(path, conf.encode(), 0o600)
-            keep.add(path.name)
-        for path in self.programs_dir.glob("*.conf"):
-            if path.name not in keep:
-                path.unlink()
-
-    def _write_bot(self, spec: BotSpec, program_file: Path, preload: bool) -> PythonCommand | None:
-        bot_dir = self.bots_dir / spec.id
-        user = self.options.user_for(spec.port)
-        owner = _owner(user)
-        make_bot_dir(bot_dir, owner)
-        write_bot_files(bot_dir, {check_relpath(p): c for p, c in spec.files.items()}, owner)
-        argv = resolve_command(spec.command)
-        forkable = python_command(argv) if preload else None
-        conf = render_program(spec.id, argv, bot_dir, self.options, user, forkable)
-        if _write_if_changed(program_file, conf.encode(), 0o600) and preload and not forkable:
-            log.warning("bot_not_preloaded", bot=spec.id, reason="its command is not Python")
-        return forkable
-
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
         state = info.state if info else ProcessState.ABSENT
@@ -256,16 +192,19 @@ class Reconciler:
         """Until a new preloader has imported FreqTrade and listens (bounded): bots started
         before that would give up waiting for it and run unshared."""
         path = self.options.preloader_socket
-        deadline = time.monotonic() + self.options.preloader_wait
-        while path is not None and time.monotonic() < deadline:
-            try:
-                _reader, writer = await asyncio.open_unix_connection(str(path))
-            except OSError:
-                await asyncio.sleep(0.2)
-                continue
-            writer.close()
-            return
-        log.warning("preloader_not_ready", timeout=self.options.preloader_wait)
+        if path is not None and not await _listening(
+            lambda: asyncio.open_unix_connection(str(path)), self.options.preloader_wait
+        ):
+            log.warning("preloader_not_ready", timeout=self.options.preloader_wait)
+
+    async def _wait_for_market_data(self) -> None:
+        """Until a new market-data proxy listens (bounded): bots started before it would
+        begin with failed requests."""
+        md = self.options.market_data
+        if md is not None and not await _listening(
+            lambda: asyncio.open_connection("127.0.0.1", md.port), MARKET_DATA_WAIT
+        ):
+            log.warning("market_data_proxy_not_ready", port=md.port, timeout=MARKET_DATA_WAIT)
 
     async def _unload(self, name: str) -> None:
         await self._stop_and_wait(name)

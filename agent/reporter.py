@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from agent.marketdata.report import StatsReader
 from agent.probes import (
     CpuMeter,
     PingResult,
@@ -21,9 +22,9 @@ from agent.probes import (
     ping,
     rss_bytes,
 )
-from agent.programs import PRELOADER, bot_id_of
+from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
-from common.protocol import BotStatus, PoolStats
+from common.protocol import BotStatus, MarketDataStats, PoolStats
 from common.states import ProcessState
 
 log = structlog.get_logger("agent.reporter")
@@ -65,7 +66,9 @@ class Reporter:
         uid_for: Callable[[int], int] | None = None,
         slow_ping_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        market_data_socket: Path | None = None,
     ) -> None:
+        """`market_data_socket`: where the pool's market-data proxy serves its counters."""
         self.supervisor = supervisor
         self.slow_ping_every = slow_ping_every
         self.clock = clock
@@ -84,6 +87,8 @@ class Reporter:
         self._ports: dict[str, int] = {}
         self._cpu = CpuMeter()
         self._session: aiohttp.ClientSession | None = None
+        self._market_data = StatsReader(market_data_socket) if market_data_socket else None
+        self._market_data_figures: MarketDataStats | None = None
 
     def set_ports(self, ports: dict[str, int]) -> None:
         self._ports = ports
@@ -153,6 +158,8 @@ class Reporter:
     async def ping_all(self) -> None:
         """Ask every bot that is up: the heartbeat's round."""
         await self._ping(self._up(), self.ping_timeout)
+        if self._market_data is not None:
+            self._market_data_figures = await self._market_data.read()
 
     def _waiting(self) -> list[tuple[str, int, int]]:
         return [(b, port, pid) for b, port, pid in self._up()
@@ -166,6 +173,18 @@ class Reporter:
         """When the next bot that has not answered yet is due to be asked (clock time)."""
         waiting = self._waiting()
         return min((self._due_at(b, len(waiting)) for b, _, _ in waiting), default=None)
+
+    def market_data(self) -> MarketDataStats | None:
+        """The pool's market-data proxy: supervisord's state of it and its last counters;
+        None when the pool runs none."""
+        info = self.processes.get(MARKET_DATA)
+        if self._market_data is None or info is None:
+            return None
+        figures = self._market_data_figures
+        if figures is None or info.state != ProcessState.RUNNING:
+            return MarketDataStats(info.state)
+        return MarketDataStats(info.state, figures.cache_bytes, figures.cache_entries,
+                               figures.upstreams)  # fmt: skip
 
     async def ping_starting(self) -> bool:
         """Ask the bots that are up but have not answered yet and are due; True if one
@@ -252,3 +271,5 @@ class Reporter:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._market_data is not None:
+            await self._market_data.close()

@@ -213,6 +213,76 @@ class PoolStats:
         return cls(_int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0)
 
 
+# A pool's market-data proxy (agent/marketdata): what it did per exchange and upstream.
+MAX_UPSTREAMS = 64
+_UPSTREAM_COUNTERS = ("requests", "hits", "coalesced", "upstream", "passthrough", "refused",
+                      "errors", "weight", "used_weight", "backoffs")  # fmt: skip
+_EXCHANGE = re.compile(r"\A[a-z][a-z0-9]{0,31}\Z")
+_ORIGIN = re.compile(r"\A(https?://[A-Za-z0-9.:\[\]_-]{1,300}|other)\Z")
+
+
+@dataclass(slots=True)
+class UpstreamStats:
+    """Counters of one upstream origin of one exchange, since the proxy started."""
+
+    exchange: str
+    origin: str  # scheme://host[:port], or "other" past MAX_UPSTREAMS
+    requests: int = 0  # the bots' requests
+    hits: int = 0  # answered from the cache
+    coalesced: int = 0  # answered by a request already in flight
+    upstream: int = 0  # sent to the exchange
+    passthrough: int = 0  # of those, private or not in the table
+    refused: int = 0  # answered by the proxy: backing off, or over the public share
+    errors: int = 0  # the exchange unreachable or too slow
+    weight: int = 0  # the table's weight of the public requests sent
+    used_weight: int = 0  # the address's weight this minute, as the exchange last said
+    backoffs: int = 0  # back-offs after a 429 or 418
+    backoff_s: float = 0.0  # seconds of back-off left
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {name: getattr(self, name) for name in _UPSTREAM_COUNTERS}
+        return {"exchange": self.exchange, "origin": self.origin, **wire,
+                "backoff_s": self.backoff_s}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: object) -> UpstreamStats:
+        m = _map(raw, "upstream stats")
+        exchange, origin = _str(m, "exchange", 32), _str(m, "origin", 310)
+        if not _EXCHANGE.match(exchange) or not _ORIGIN.match(origin):
+            raise ProtocolError("bad exchange or origin in market-data stats")
+        counters = {name: _int(m, name) for name in _UPSTREAM_COUNTERS}
+        return cls(exchange, origin, **counters, backoff_s=_opt_num(m, "backoff_s") or 0.0)
+
+
+@dataclass(slots=True)
+class MarketDataStats:
+    """The pool's market-data proxy: its process state (supervisord's), its cache, its
+    upstreams. A proxy that does not answer has no cache or upstream figures."""
+
+    state: ProcessState
+    cache_bytes: int = 0
+    cache_entries: int = 0
+    upstreams: list[UpstreamStats] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "state": self.state, "cache_bytes": self.cache_bytes,
+            "cache_entries": self.cache_entries,
+            "upstreams": [u.to_wire() for u in self.upstreams],
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: object) -> MarketDataStats:
+        m = _map(raw, "market-data stats")
+        state = PROCESS_STATES_BY_NAME.get(_str(m, "state", 16))
+        if state is None:
+            raise ProtocolError("unknown market-data proxy state")
+        return cls(
+            state, _int(m, "cache_bytes"), _int(m, "cache_entries"),
+            [UpstreamStats.from_wire(u) for u in _list(m, "upstreams", MAX_UPSTREAMS)],
+        )  # fmt: skip
+
+
 @dataclass(slots=True)
 class Hello:
     t = "hello"
@@ -253,13 +323,18 @@ class Heartbeat:
     pool: PoolStats
     # supervisord's state of the pool's preloader; ABSENT when the pool runs none.
     preloader: ProcessState = ProcessState.ABSENT
+    # The pool's market-data proxy; None when it runs none (or the agent predates it).
+    market_data: MarketDataStats | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "seq": self.seq, "gen": self.gen,
             "bots": [b.to_wire() for b in self.bots], "pool": self.pool.to_wire(),
             "preloader": self.preloader,
         }  # fmt: skip
+        if self.market_data is not None:
+            wire["md"] = self.market_data.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Heartbeat:
@@ -267,10 +342,12 @@ class Heartbeat:
         preloader = PROCESS_STATES_BY_NAME.get(name)
         if preloader is None:
             raise ProtocolError(f"unknown preloader state {name!r}")
+        md = m.get("md")
         return cls(
             seq=_int(m, "seq"), gen=_int(m, "gen"),
             bots=[BotStatus.from_wire(b) for b in _list(m, "bots")],
             pool=PoolStats.from_wire(m.get("pool")), preloader=preloader,
+            market_data=None if md is None else MarketDataStats.from_wire(md),
         )  # fmt: skip
 
 

@@ -142,6 +142,34 @@ def _preload_modules() -> Any:
     )
 
 
+def _market_data_proxy() -> Any:
+    return setting(
+        "MARKET_DATA_PROXY", _bool, "true",
+        "bots reach their exchange's public market data through their pool's shared cache",
+    )  # fmt: skip
+
+
+def _market_data_quote_ttl() -> Any:
+    return setting(
+        "MARKET_DATA_QUOTE_TTL", _int(0, 3_600_000), "2000",
+        "how long the market-data proxy shares tickers and order books (0: in flight only)",
+    )  # fmt: skip
+
+
+def _market_data_candle_ttl() -> Any:
+    return setting(
+        "MARKET_DATA_CANDLE_TTL", _int(0, 3_600_000), "5000",
+        "how long it shares candles while the newest is open (closed ones: for good)",
+    )  # fmt: skip
+
+
+def _market_data_cache_bytes() -> Any:
+    return setting(
+        "MARKET_DATA_CACHE_BYTES", _int(1 << 20, 1 << 34), str(64 << 20),
+        "memory the market-data proxy of each pool may keep answers in",
+    )  # fmt: skip
+
+
 def load_env(dotenv: Path | None = None) -> dict[str, str]:
     """The process environment over the values of `.env` (or ENV_FILE)."""
     path = dotenv or Path(os.environ.get("ENV_FILE", ".env"))
@@ -277,6 +305,14 @@ class ControllerSettings:
         "pools' default: fork bots from a process with FreqTrade imported (preload), or exec",
     )
     preload_modules: str = _preload_modules()
+    market_data_proxy: bool = _market_data_proxy()
+    market_data_base_port: int = setting(
+        "MARKET_DATA_BASE_PORT", _int(1024, 65535), "8000",
+        "pool N's market-data proxy listens on 127.0.0.1:<this + N - 1>, below POOL_BASE_PORT",
+    )  # fmt: skip
+    market_data_quote_ttl_ms: int = _market_data_quote_ttl()
+    market_data_candle_ttl_ms: int = _market_data_candle_ttl()
+    market_data_cache_bytes: int = _market_data_cache_bytes()
     strategies_dir: str = setting(
         "STRATEGIES_DIR", _text, "", "directory of strategy files (default: bundled samples)"
     )
@@ -336,6 +372,11 @@ class ControllerSettings:
             )
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
+        if settings.market_data_proxy and settings.market_data_base_port >= settings.pool_base_port:
+            raise SettingsError(
+                "invalid settings: MARKET_DATA_BASE_PORT must be below POOL_BASE_PORT (pools' "
+                "market-data proxies take the ports from it upwards, one per pool)"
+            )
         return settings
 
 
@@ -363,6 +404,17 @@ class AgentSettings:
     poll_interval_ms: int = _poll_interval()
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
     preload_modules: str = _preload_modules()
+    market_data_proxy: bool = _market_data_proxy()
+    market_data_port: int = setting(
+        "MARKET_DATA_PORT", _int(0, 65535), "0",
+        "this pool's market-data proxy's port on 127.0.0.1 (0: the pool runs none)",
+    )  # fmt: skip
+    market_data_quote_ttl_ms: int = _market_data_quote_ttl()
+    market_data_candle_ttl_ms: int = _market_data_candle_ttl()
+    market_data_cache_bytes: int = _market_data_cache_bytes()
+    market_data_user: str = setting(
+        "MARKET_DATA_USER", _text, "", "user the market-data proxy runs as (empty: the agent's)"
+    )
     bot_user_prefix: str = setting(
         "BOT_USER_PREFIX", _text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"
     )

@@ -61,6 +61,8 @@ def settings_env(base_dir: Path, **overrides: str) -> dict[str, str]:
         "BOT_COMMAND": f"{sys.executable} {FAKEBOT}",
         # Plain exec keeps each fake bot's own command line; tests of preloading set preload.
         "BOT_LAUNCH": "exec",
+        # Fake bots fetch no market data; tests of the pools' market-data proxy turn it on.
+        "MARKET_DATA_PROXY": "off",
         "LOG_LEVEL": "warning",
         **overrides,
     }

@@ -13,6 +13,7 @@ from aiohttp import web
 from common.protocol import LAUNCH_MODES
 from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
+from controller.api.views import market_data_view
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
@@ -83,6 +84,8 @@ class APIPools:
                 "preloader": live.preloader,
                 "preloaderRestarts": pool.preloader_nonce,
             },
+            # The pool's shared exchange cache: what its bots asked, what reached the exchange.
+            "marketData": market_data_view(live.market_data),
             "lastRuntimeEvent": {"action": live.runtime_event, "at": live.runtime_event_at}
             if live.runtime_event
             else None,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from common.protocol import MarketDataStats, UpstreamStats
 from controller.health.status import bot_status_word
+from controller.pools.live import exchange_totals
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
@@ -43,3 +45,32 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
         },
         "createdAt": bot.created_at,
     }
+
+
+def _upstream_view(u: UpstreamStats) -> dict[str, Any]:
+    return {
+        "requests": u.requests, "cacheHits": u.hits, "coalesced": u.coalesced,
+        "upstreamRequests": u.upstream, "passedThrough": u.passthrough, "refused": u.refused,
+        "errors": u.errors, "publicWeight": u.weight, "usedWeight": u.used_weight,
+        "backoffs": u.backoffs, "backoffSecondsLeft": u.backoff_s,
+    }  # fmt: skip
+
+
+def market_data_view(stats: MarketDataStats | None) -> dict[str, Any] | None:
+    """A pool's market-data proxy as its agent last reported it; None: the pool runs none."""
+    if stats is None:
+        return None
+    return {
+        "state": stats.state,
+        "cache": {"bytes": stats.cache_bytes, "entries": stats.cache_entries},
+        "exchanges": {
+            name: {
+                **_upstream_view(total),
+                "upstreams": [
+                    {"origin": u.origin, **_upstream_view(u)}
+                    for u in stats.upstreams if u.exchange == name
+                ],
+            }
+            for name, total in sorted(exchange_totals(stats).items())
+        },
+    }  # fmt: skip

@@ -12,7 +12,21 @@ from prometheus_client.registry import Collector
 
 from common.states import PoolStatusWord
 from controller.health.status import bot_status_word
+from controller.pools.live import exchange_totals
 from controller.pools.manager import PoolManager
+
+# Each pool's market-data proxy, per exchange: (metric, help, counter field). Counters start
+# again when a proxy restarts, as Prometheus counters may.
+MARKET_DATA_COUNTERS = (
+    ("requests", "Bots' exchange requests through their pool's market-data proxy", "requests"),
+    ("cache_hits", "Bots' requests answered from the market-data cache", "hits"),
+    ("coalesced", "Bots' requests answered by an identical one already in flight", "coalesced"),
+    ("upstream_requests", "Requests the market-data proxy sent to the exchange", "upstream"),
+    ("passed_through", "Private or untabled requests passed through unchanged", "passthrough"),
+    ("refused", "Requests answered 429/418 by the proxy while backing off", "refused"),
+    ("errors", "Requests answered 502/504: the exchange unreachable or too slow", "errors"),
+    ("backoffs", "Back-offs of the pool after the exchange answered 429 or 418", "backoffs"),
+)
 
 
 class PoolStateCollector(Collector):
@@ -61,3 +75,31 @@ class PoolStateCollector(Collector):
             if live.last_seen:
                 age.add_metric([pool_id], round(now - live.last_seen, 3))
         yield age
+        yield from self.market_data()
+
+    def market_data(self) -> Iterator[Metric]:
+        """Per pool and exchange, as each pool's agent last reported its proxy."""
+        labels = ["pool", "exchange"]
+        counters = [
+            (CounterMetricFamily(f"ftpool_market_data_{name}", doc, labels=labels), field)
+            for name, doc, field in MARKET_DATA_COUNTERS
+        ]
+        used = GaugeMetricFamily(
+            "ftpool_market_data_used_weight",
+            "The pool's address's request weight this minute, as the exchange last reported it",
+            labels=labels,
+        )
+        cache = GaugeMetricFamily(
+            "ftpool_market_data_cache_bytes", "Bytes the market-data cache holds", labels=["pool"]
+        )
+        for pool_id, live in self.pools.registry.live.items():
+            if live.market_data is None:
+                continue
+            cache.add_metric([pool_id], live.market_data.cache_bytes)
+            for exchange, total in exchange_totals(live.market_data).items():
+                for family, field in counters:
+                    family.add_metric([pool_id, exchange], getattr(total, field))
+                used.add_metric([pool_id, exchange], total.used_weight)
+        yield from (family for family, _ in counters)
+        yield used
+        yield cache

@@ -15,6 +15,9 @@ class PoolsConfig:
     agent_env: dict[str, str] = field(default_factory=dict)  # every pool's agent gets these
     pool_grace: float = 20.0  # seconds of silence after which a pool is suspect
     bot_launch: str = "preload"  # BOT_LAUNCH: a pool's launch unless it has its own
+    # Pool N's market-data proxy listens on this + N - 1 (below pool_base_port); None: off.
+    market_data_base_port: int | None = None
+    pool_base_port: int = 9000
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> PoolsConfig:
@@ -27,10 +30,35 @@ class PoolsConfig:
                 "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
                 "LOG_LEVEL": settings.log_level,
                 "PRELOAD_MODULES": settings.preload_modules,
+                "MARKET_DATA_PROXY": "on" if settings.market_data_proxy else "off",
+                "MARKET_DATA_QUOTE_TTL": str(settings.market_data_quote_ttl_ms),
+                "MARKET_DATA_CANDLE_TTL": str(settings.market_data_candle_ttl_ms),
+                "MARKET_DATA_CACHE_BYTES": str(settings.market_data_cache_bytes),
             },
             pool_grace=settings.pool_grace_ms / 1000,
             bot_launch=settings.bot_launch,
+            market_data_base_port=settings.market_data_base_port
+            if settings.market_data_proxy
+            else None,
+            pool_base_port=settings.pool_base_port,
         )
+
+    def market_data_env(self, pool_num: int) -> dict[str, str]:
+        """What pool `pool_num`'s agent is told of its market-data proxy: its port, or off
+        when there is none to give (the proxies' ports would reach the bots' blocks)."""
+        port = market_data_port(self.market_data_base_port, pool_num, self.pool_base_port)
+        if port is None:
+            return {"MARKET_DATA_PROXY": "off"}
+        return {"MARKET_DATA_PORT": str(port)}
+
+
+def market_data_port(base: int | None, pool_num: int, pool_base_port: int) -> int | None:
+    """Pool `pool_num`'s market-data proxy port: base + num - 1, if that stays below the
+    bots' ports; None when the proxy is off or no port is left."""
+    if base is None:
+        return None
+    port = base + pool_num - 1
+    return port if port < pool_base_port else None
 
 
 def agent_url(settings: ControllerSettings) -> str:

@@ -58,10 +58,14 @@ class PoolLifecycle:
         return token, hash_token(token)
 
     def launch(self, pool: PoolRecord, token: str) -> PoolLaunch:
+        market_data = self.config.market_data_env(pool.num)
+        if market_data.get("MARKET_DATA_PROXY") == "off" and self.config.market_data_base_port:
+            log.warning("pool_without_market_data_proxy", pool=pool.id,
+                        reason="its proxy's port would reach POOL_BASE_PORT")  # fmt: skip
         return PoolLaunch(
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
             token=token, controller_url=self.config.controller_url,
-            agent_env=self.config.agent_env,
+            agent_env={**self.config.agent_env, **market_data},
         )  # fmt: skip
 
     async def create_runtime(self, pool: PoolRecord, token: str) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from aiohttp import web
 
-from common.protocol import BotStatus, PoolStats
+from common.protocol import BotStatus, MarketDataStats, PoolStats, UpstreamStats
 from common.states import ProcessState
 
 
@@ -33,8 +33,24 @@ class PoolLive:
     bots: dict[str, BotStatus] = field(default_factory=dict)
     stats: PoolStats | None = None
     preloader: ProcessState = ProcessState.ABSENT
+    market_data: MarketDataStats | None = None  # the pool's market-data proxy, if it runs one
     features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
 
     @property
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
+
+
+# Per exchange, these are the largest of its upstreams', not their sum.
+_LARGEST = ("used_weight", "backoff_s")
+
+
+def exchange_totals(stats: MarketDataStats) -> dict[str, UpstreamStats]:
+    """A proxy's counters per exchange, over its upstream origins."""
+    totals: dict[str, UpstreamStats] = {}
+    for upstream in stats.upstreams:
+        total = totals.setdefault(upstream.exchange, UpstreamStats(upstream.exchange, "*"))
+        for f in fields(UpstreamStats)[2:]:
+            ours, theirs = getattr(total, f.name), getattr(upstream, f.name)
+            setattr(total, f.name, max(ours, theirs) if f.name in _LARGEST else ours + theirs)
+    return totals

@@ -103,6 +103,7 @@ class AgentSessions:
         previous = live.bots
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        live.market_data = hb.market_data
         if live.preloader != hb.preloader:
             log.info("preloader_state", pool=pool_id, state=hb.preloader, was=live.preloader)
             live.preloader = hb.preloader

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 from aiohttp import web
@@ -147,9 +148,15 @@ class ExchangeEmulator:
         config = exchange_config(emu.url, pairs(20))
     """
 
-    def __init__(self, settings: Settings | None = None, **overrides: object) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        clock: Callable[[], int] | None = None,
+        **overrides: object,
+    ) -> None:
+        """`clock`: the time in ms (default: the wall clock), for tests that move time on."""
         self.settings = replace(settings or Settings(), **overrides)
-        self.state = State(self.settings)
+        self.state = State(self.settings, clock)
         self.app = build_app(self.state)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None

@@ -13,12 +13,14 @@ from supervisor.options import ServerOptions, UnhosedConfigParser
 from agent.programs import (
     LAUNCHER_PY,
     PRELOADER_PY,
+    MarketDataProgram,
     ProgramOptions,
     PythonCommand,
     bot_id_of,
     command_line,
     program_name,
     python_command,
+    render_market_data,
     render_preloader,
     render_program,
 )
@@ -200,3 +202,22 @@ def test_preloader_program_runs_the_bots_interpreter(tmp_path: Path) -> None:
         "--socket", str(tmp_path / "run" / "preloader.sock"), "--modules", "pandas,numpy",
     ]  # fmt: skip
     assert process.autostart and process.autorestart
+
+
+def test_the_market_data_proxy_program(tmp_path: Path, opts: ProgramOptions) -> None:
+    md = MarketDataProgram(port=8001, quote_ttl_ms=1500, candle_ttl_ms=0, cache_bytes=1 << 20)
+    opts = ProgramOptions(log_dir=opts.log_dir, launcher_python="/opt/ftpool/bin/python")
+    name, (process,) = load_like_supervisord(render_market_data(md, tmp_path, opts), tmp_path)
+    assert name == "marketdata" and bot_id_of(name) is None
+    assert shlex.split(process.command) == [
+        "/opt/ftpool/bin/python", "-I", "-m", "agent.marketdata", "--port", "8001",
+        "--quote-ttl-ms", "1500", "--candle-ttl-ms", "0", "--cache-bytes", str(1 << 20),
+        "--stats-socket", str(tmp_path / "marketdata" / "stats.sock"), "--log-level", "info",
+    ]  # fmt: skip
+    # Restarted by supervisord at once, whatever ended it; not as another user unless told.
+    assert process.autostart and process.autorestart and process.startsecs == 1
+    assert process.uid is None
+    assert process.stdout_logfile == str(opts.log_dir / "marketdata.log")
+    as_nobody = MarketDataProgram(port=8001, user="nobody")
+    _, (process,) = load_like_supervisord(render_market_data(as_nobody, tmp_path, opts), tmp_path)
+    assert process.uid == 65534

@@ -15,8 +15,9 @@ import pytest
 from supervisor.options import UnhosedConfigParser
 from supervisor.xmlrpc import Faults
 
+from agent.pool_files import resolve_command
 from agent.programs import ProgramOptions
-from agent.reconcile import Reconciler, resolve_command
+from agent.reconcile import Reconciler
 from agent.supervisor import ProcessInfo, SupervisorError
 from common.protocol import BotSpec, Desired
 

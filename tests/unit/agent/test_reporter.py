@@ -166,3 +166,63 @@ async def test_an_answer_for_a_process_replaced_meanwhile_is_not_kept(
         assert r.statuses()[0].ping_ok is None
     finally:
         await r.close()
+
+
+async def serve_stats(path: Path, body: bytes) -> web.AppRunner:
+    """What the market-data proxy serves its agent on its unix socket."""
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, str(path)).start()
+    return runner
+
+
+PROXY_STATS = (
+    b'{"cache": {"bytes": 2048, "entries": 3}, "upstreams": [{"exchange": "binance",'
+    b' "origin": "https://api.binance.com", "requests": 30, "hits": 20, "coalesced": 5,'
+    b' "upstream": 5, "passthrough": 1, "refused": 0, "errors": 0, "weight": 12,'
+    b' "used_weight": 40, "backoffs": 0, "backoff_s": 0.0}]}'
+)
+
+
+async def test_the_market_data_proxys_counters_go_into_the_heartbeat(tmp_path: Path) -> None:
+    socket = tmp_path / "stats.sock"
+    r = Reporter(FakeSupervisor({}), ping_timeout=1.0, market_data_socket=socket)  # type: ignore[arg-type]
+    await r.ping_all()
+    assert r.market_data() is None  # the pool runs no proxy (yet)
+    r.processes = {"marketdata": running("marketdata", 5)}
+    runner = await serve_stats(socket, PROXY_STATS)
+    try:
+        await r.ping_all()
+    finally:
+        await runner.cleanup()
+    figures = r.market_data()
+    assert figures is not None and figures.state == "RUNNING"
+    assert (figures.cache_bytes, figures.cache_entries) == (2048, 3)
+    [upstream] = figures.upstreams
+    assert (upstream.exchange, upstream.hits, upstream.used_weight) == ("binance", 20, 40)
+    # supervisord restarts it: its state, without figures until it answers again.
+    r.processes = {"marketdata": ProcessInfo("marketdata", "STARTING", 6, 1.0, 0.0, 0)}
+    assert r.market_data().state == "STARTING" and r.market_data().upstreams == []
+    await r.close()
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b'{"cache": {}}', PROXY_STATS.replace(b"binance", b"Bin ance")]
+)
+async def test_a_proxy_saying_nonsense_gives_no_figures(tmp_path: Path, body: bytes) -> None:
+    socket = tmp_path / "stats.sock"
+    r = Reporter(FakeSupervisor({}), ping_timeout=1.0, market_data_socket=socket)  # type: ignore[arg-type]
+    r.processes = {"marketdata": running("marketdata", 5)}
+    runner = await serve_stats(socket, body)
+    try:
+        await r.ping_all()
+    finally:
+        await runner.cleanup()
+    assert r.market_data().upstreams == [] and r.market_data().cache_bytes == 0
+    await r.close()

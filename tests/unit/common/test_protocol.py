@@ -21,8 +21,10 @@ from common.protocol import (
     Hello,
     LogRequest,
     LogResponse,
+    MarketDataStats,
     PoolStats,
     ProtocolError,
+    UpstreamStats,
     check_relpath,
     decode,
     encode,
@@ -61,6 +63,16 @@ def status(bot_id: str = "bot-1", **over: Any) -> BotStatus:
     return BotStatus(**values)
 
 
+def market_data() -> MarketDataStats:
+    return MarketDataStats(
+        "RUNNING", 1 << 20, 12,
+        [UpstreamStats("binance", "https://api.binance.com", 100, 80, 10, 10, 2, 0, 0, 24, 480,
+                       0, 0.0),
+         UpstreamStats("binance", "http://[::1]:8700", 5, 0, 0, 5, 5, 0, 1, 0, 0, 1, 12.5),
+         UpstreamStats("kraken", "other", 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0.0)],
+    )  # fmt: skip
+
+
 def sample_messages() -> list[Any]:
     return [
         Hello("pool-1", "t" * 64, "0.1.0", 10, 9000, [status(), status("bot-2", state="FATAL")]),
@@ -73,6 +85,8 @@ def sample_messages() -> list[Any]:
             "RUNNING",
         ),
         Heartbeat(1, 0, [], PoolStats()),
+        Heartbeat(2, 0, [], PoolStats(), "RUNNING", market_data()),
+        Heartbeat(3, 0, [], PoolStats(), "ABSENT", MarketDataStats("BACKOFF")),
         Desired(5, [spec(), spec("bot-2", 9001, run="stopped", nonce=0)], purge=["gone-1"]),
         Desired(0, [], launch="exec", preloader_nonce=3),
         LogRequest(9, "bot-1", 4096),
@@ -476,3 +490,35 @@ def test_held_is_a_run_state() -> None:
     m = desired_wire(run="held")
     assert decode(pack(m)).bots[0].run == "held"
     rejected(desired_wire(run="paused"))
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ({"state": "SLEEPING"}, "md"),
+        ({"cache_bytes": -1}, "md"),
+        ({"upstreams": {}}, "md"),
+        ({"upstreams": [{}] * 65}, "md"),
+        ({"exchange": "Binance"}, "upstream"),
+        ({"exchange": "b" * 33}, "upstream"),
+        ({"origin": "ftp://x"}, "upstream"),
+        ({"origin": "https://x/path?q=1"}, "upstream"),
+        ({"origin": "https://" + "x" * 400}, "upstream"),
+        ({"hits": -1}, "upstream"),
+        ({"hits": True}, "upstream"),
+        ({"used_weight": 1.5}, "upstream"),
+        ({"backoff_s": -1}, "upstream"),
+        ({"backoff_s": math.inf}, "upstream"),
+    ],
+    ids=repr,
+)
+def test_wrong_market_data_fields(override: dict[str, Any], where: str) -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats(), "RUNNING", market_data()))
+    (m["md"] if where == "md" else m["md"]["upstreams"][0]).update(override)
+    rejected(m)
+
+
+def test_market_data_is_absent_from_older_agents_heartbeats() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats()))
+    assert "md" not in m
+    assert decode(msgpack.packb(m)).market_data is None

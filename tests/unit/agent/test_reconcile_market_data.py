@@ -1,0 +1,118 @@
+"""The pool's market-data proxy as the reconciler sets it up: its program while there are
+bots, and each bot's config file pointed at it (never the config the controller sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.app import market_data_program
+from agent.marketdata.address import target
+from agent.programs import MARKET_DATA, MarketDataProgram, ProgramOptions
+from agent.reconcile import Reconciler
+from common.protocol import Desired
+from common.settings import AgentSettings
+from tests.unit.agent.test_reconcile import FakeSupervisor, fake, pool_dir, spec
+
+__all__ = ["fake", "pool_dir"]  # test_reconcile's fixtures, used here too
+
+BINANCE = {"exchange": {"name": "binance", "key": "", "secret": ""}, "dry_run": True}
+
+
+@pytest.fixture
+async def proxy_port() -> AsyncIterator[int]:
+    """Something listening, as the proxy supervisord starts would: the reconciler waits
+    for it before it starts bots."""
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+def reconciler(fake: FakeSupervisor, pool_dir: Path, **market_data: Any) -> Reconciler:
+    md = MarketDataProgram(**market_data) if market_data else None
+    options = ProgramOptions(log_dir=pool_dir / "logs", market_data=md)
+    return Reconciler(fake, pool_dir, options)  # type: ignore[arg-type]
+
+
+def bot(bot_id: str, port: int, config: dict[str, Any], **over: Any) -> Any:
+    files = {"config.json": json.dumps(config).encode(), "user_data/strategies/S.py": b"x\n"}
+    return spec(bot_id, port, files=files, **over)
+
+
+def written_config(pool_dir: Path, bot_id: str) -> dict[str, Any]:
+    return json.loads((pool_dir / "bots" / bot_id / "config.json").read_bytes())
+
+
+async def test_bots_reach_their_exchange_through_the_pools_proxy(fake, pool_dir, proxy_port):
+    rec = reconciler(fake, pool_dir, port=proxy_port, quote_ttl_ms=1500, log_level="warning")
+    sent = bot("b1", 9000, BINANCE)
+    controllers_files = dict(sent.files)
+    await rec.apply(Desired(1, [sent, bot("b2", 9001, {"exchange": {"name": "kraken"}})]))
+
+    program = fake.groups[MARKET_DATA]
+    assert program.state == "RUNNING" and program.config["autorestart"] == "true"
+    argv = shlex.split(program.config["command"])
+    assert argv[1:4] == ["-I", "-m", "agent.marketdata"]
+    assert argv[argv.index("--port") + 1] == str(proxy_port)
+    assert argv[argv.index("--quote-ttl-ms") + 1] == "1500"
+    assert argv[argv.index("--stats-socket") + 1] == str(pool_dir / "marketdata" / "stats.sock")
+    assert (pool_dir / "marketdata").is_dir()
+    assert fake.started[0] == MARKET_DATA  # before any bot
+
+    urls = written_config(pool_dir, "b1")["exchange"]["ccxt_config"]["urls"]["api"]
+    prefix = f"http://127.0.0.1:{proxy_port}"
+    assert target(urls["public"].removeprefix(prefix)).url == "https://api.binance.com/api/v3"
+    assert written_config(pool_dir, "b1")["dry_run"] is True
+    # What the controller sent is not changed; a bot of an exchange without a table is not
+    # routed at all.
+    assert sent.files == controllers_files
+    assert written_config(pool_dir, "b2") == {"exchange": {"name": "kraken"}}
+
+
+async def test_the_proxy_runs_only_while_the_pool_has_bots(fake, pool_dir, proxy_port):
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    assert MARKET_DATA in fake.groups
+    await rec.apply(Desired(2, [bot("b1", 9000, BINANCE, run="held")]))
+    assert MARKET_DATA not in fake.groups and MARKET_DATA in fake.removed
+    await rec.apply(Desired(3, [bot("b1", 9000, BINANCE)]))
+    assert fake.groups[MARKET_DATA].state == "RUNNING"
+
+
+async def test_changed_lifetimes_restart_the_proxy_alone(fake, pool_dir, proxy_port):
+    await reconciler(fake, pool_dir, port=proxy_port).apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    fake.started.clear()
+    rec = reconciler(fake, pool_dir, port=proxy_port, candle_ttl_ms=9000)
+    await rec.apply(Desired(2, [bot("b1", 9000, BINANCE)]))
+    assert fake.started == [MARKET_DATA] and fake.stopped == [MARKET_DATA]
+
+
+async def test_without_the_proxy_configs_are_as_the_controller_sent_them(fake, pool_dir):
+    await reconciler(fake, pool_dir).apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    assert MARKET_DATA not in fake.groups
+    assert written_config(pool_dir, "b1") == BINANCE
+
+
+async def test_a_proxy_whose_user_is_missing_is_not_run_and_bots_go_direct(fake, pool_dir):
+    rec = reconciler(fake, pool_dir, port=1, user="no-such-user-ftpool")
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    assert MARKET_DATA not in fake.groups
+    assert written_config(pool_dir, "b1") == BINANCE
+    assert fake.state("b1") == "RUNNING"
+
+
+def test_the_agents_settings_decide_whether_the_pool_runs_a_proxy() -> None:
+    env = {"POOL_ID": "pool-1", "POOL_TOKEN": "t", "MARKET_DATA_PORT": "8001",
+           "MARKET_DATA_QUOTE_TTL": "1500", "MARKET_DATA_USER": "nobody"}  # fmt: skip
+    md = market_data_program(AgentSettings.from_env(env))
+    assert md == MarketDataProgram(
+        port=8001, quote_ttl_ms=1500, candle_ttl_ms=5000, cache_bytes=64 << 20, user="nobody"
+    )
+    assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PROXY": "off"})) is None
+    assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PORT": "0"})) is None

@@ -1,0 +1,89 @@
+"""Pools' market-data proxies as the controller sees them: each pool's agent told its port,
+and what the proxy reports shown in /api/pool/status and /metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.protocol import Heartbeat, Hello, MarketDataStats, PoolStats, UpstreamStats, encode
+from common.settings import SettingsError
+from tests.support import make_settings
+from tests.unit.controller.apps import ALICE, ApiFactory
+from tests.unit.controller.test_metrics import scrape, value
+
+
+async def test_each_pool_is_told_its_own_proxy_port(make_api: ApiFactory) -> None:
+    api = await make_api(
+        MARKET_DATA_PROXY="true", MARKET_DATA_BASE_PORT="20999", MARKET_DATA_QUOTE_TTL="1500",
+        MAX_BOTS_PER_CONTAINER="1",
+    )  # fmt: skip
+    for bot in ("b1", "b2"):
+        await api.provision(ALICE, instanceId=bot)
+    first, second = (api.runtime.launches[p].agent_env for p in ("pool-1", "pool-2"))
+    assert first["MARKET_DATA_PROXY"] == "on" and first["MARKET_DATA_PORT"] == "20999"
+    assert first["MARKET_DATA_QUOTE_TTL"] == "1500"
+    # Pool 2's would be POOL_BASE_PORT (21000), a bot's port: it runs without a proxy.
+    assert second["MARKET_DATA_PROXY"] == "off" and "MARKET_DATA_PORT" not in second
+
+
+async def test_pools_run_no_proxy_when_it_is_off(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="false")
+    await api.provision(ALICE, instanceId="b1")
+    env = api.runtime.launches["pool-1"].agent_env
+    assert env["MARKET_DATA_PROXY"] == "off" and "MARKET_DATA_PORT" not in env
+
+
+def test_the_proxies_ports_must_be_below_the_bots(tmp_path) -> None:
+    with pytest.raises(SettingsError, match="MARKET_DATA_BASE_PORT must be below"):
+        make_settings(tmp_path, MARKET_DATA_PROXY="true", MARKET_DATA_BASE_PORT="21000")
+    make_settings(tmp_path, MARKET_DATA_PROXY="false", MARKET_DATA_BASE_PORT="21000")
+
+
+async def test_what_the_proxy_did_is_in_pool_status_and_metrics(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    await api.provision(ALICE, instanceId="b1")
+    token = api.runtime.launches["pool-1"].token
+    ws = await api.client.ws_connect("/api/agents/ws")
+    await ws.send_bytes(encode(Hello("pool-1", token, "t", 10, 21000)))
+    await ws.receive()  # the desired state
+    md = MarketDataStats("RUNNING", 4096, 7, [
+        UpstreamStats("binance", "https://api.binance.com", requests=100, hits=70,
+                      coalesced=20, upstream=10, weight=30, used_weight=400),
+        UpstreamStats("binance", "http://127.0.0.1:8700", requests=5, upstream=5,
+                      passthrough=5, used_weight=20, backoffs=1, backoff_s=3.5),
+    ])  # fmt: skip
+    await ws.send_bytes(encode(Heartbeat(1, 1, [], PoolStats(), "ABSENT", md)))
+    sessions, live = api.controller.pools.sessions, api.controller.pools.registry.live
+    assert await sessions.wait_until(lambda: live["pool-1"].market_data is not None, 5)
+
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200
+    view = body["pools"][0]["marketData"]
+    assert view["state"] == "RUNNING" and view["cache"] == {"bytes": 4096, "entries": 7}
+    binance = view["exchanges"]["binance"]
+    assert (binance["requests"], binance["cacheHits"], binance["coalesced"]) == (105, 70, 20)
+    assert (binance["upstreamRequests"], binance["passedThrough"]) == (15, 5)
+    assert (binance["usedWeight"], binance["backoffs"], binance["backoffSecondsLeft"]) == (
+        400, 1, 3.5,
+    )  # fmt: skip
+    assert [u["origin"] for u in binance["upstreams"]] == [
+        "https://api.binance.com", "http://127.0.0.1:8700",
+    ]  # fmt: skip
+
+    m = await scrape(api)
+    labels = {"pool": "pool-1", "exchange": "binance"}
+    assert value(m, "ftpool_market_data_requests_total", **labels) == 105
+    assert value(m, "ftpool_market_data_cache_hits_total", **labels) == 70
+    assert value(m, "ftpool_market_data_coalesced_total", **labels) == 20
+    assert value(m, "ftpool_market_data_upstream_requests_total", **labels) == 15
+    assert value(m, "ftpool_market_data_backoffs_total", **labels) == 1
+    assert value(m, "ftpool_market_data_used_weight", **labels) == 400
+    assert value(m, "ftpool_market_data_cache_bytes", pool="pool-1") == 4096
+    await ws.close()
+
+
+async def test_a_pool_without_a_proxy_shows_none(make_api: ApiFactory) -> None:
+    api = await make_api()
+    await api.provision(ALICE, instanceId="b1")
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200 and body["pools"][0]["marketData"] is None
