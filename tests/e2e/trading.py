@@ -101,3 +101,22 @@ async def assert_trading_api(client: Any, token: str, bot: str) -> None:
     status, balance = await client.call("GET", f"/api/bots/{bot}/balance", token)
     assert status == 200 and balance["stake"] == "USDT", balance
     assert any(c["currency"] == "USDT" for c in balance["currencies"])
+
+
+# The suites run pools as the product does by default: with their market-data proxy.
+MARKET_DATA = {"MARKET_DATA_PROXY": "true", "MARKET_DATA_BASE_PORT": "8600"}
+
+
+async def assert_market_data_proxied(client: Any, pools: list[str]) -> None:
+    """Each pool's market-data proxy runs and carried its bots' public requests upstream
+    (the emulator's per-bot prefixes keep each bot's URLs apart, so the suites see routing;
+    the integration test sees bots share)."""
+    status, body = await client.call("GET", "/api/pool/status")
+    assert status == 200
+    found = {p["id"]: p.get("marketData") for p in body["pools"]}
+    for pool in pools:
+        market = found[pool]
+        assert market is not None and market["state"] == "RUNNING", (pool, market)
+        binance = market["exchanges"]["binance"]
+        assert binance["requests"] > 0 and binance["upstreamRequests"] > 0, (pool, binance)
+        assert binance["errors"] == 0 and binance["refused"] == 0, (pool, binance)

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.local.conftest import Cluster
+from tests.e2e.trading import MARKET_DATA
 from tests.support import remove_pool_containers
 
 POOL_IMAGE = "freqtrade-pool:latest"
@@ -53,6 +54,7 @@ DOCKER_SETTINGS = {
     "BOT_PING_TIMEOUT": "3000",
     "POOL_GRACE": "5000",
     "LOG_LEVEL": "warning",
+    **MARKET_DATA,
 }
 
 

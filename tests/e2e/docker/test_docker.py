@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.local.test_freqtrade import ALICE, all_running, assert_bots_answer, states
 from tests.e2e.trading import (
+    assert_market_data_proxied,
     assert_trades_kept,
     assert_trading_api,
     now,
@@ -76,6 +77,7 @@ async def test_bots_trade_in_their_containers(docker_cluster):
     await wait_trading(h, ALICE, BOTS)
     for bot in BOTS:
         await assert_trading_api(h, ALICE, bot)
+    await assert_market_data_proxied(h, ["pool-1", "pool-2"])
 
 
 async def test_seed_troubleshooting_commands(docker_client):

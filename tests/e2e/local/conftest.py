@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.e2e.trading import MARKET_DATA
 from tests.support import ControllerHarness, kill_pools, make_settings
 
 FREQTRADE = shutil.which("freqtrade", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -63,6 +64,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
             "HEALTH_CHECK_INTERVAL": "2000",
             "POOL_START_ATTEMPTS": "2",
             "LOG_LEVEL": "warning",
+            **MARKET_DATA,
         },
     )
     await c.start()

@@ -22,6 +22,7 @@ from freqtrade_client import FtRestClient
 from tests.e2e.trading import (
     STRATEGY,
     SUITE_PAIRS,
+    assert_market_data_proxied,
     assert_trades_kept,
     assert_trading_api,
     now,
@@ -109,6 +110,8 @@ async def test_bots_trade_and_show_it_through_the_proxy(cluster, exchange):
     for bot in BOTS:
         asked = clients[bot]
         assert {f"GET /api/v3/{e}" for e in ("exchangeInfo", "klines", "depth")} <= asked.keys()
+    # ... through their pool's market-data proxy.
+    await assert_market_data_proxied(h, ["pool-1", "pool-2"])
 
 
 async def test_proxy_serves_each_bots_real_api(cluster):
