@@ -123,6 +123,7 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess) -> None:
             MAX_BOTS_PER_CONTAINER=str(args.bots), HEARTBEAT_INTERVAL="5000",
             POOL_GRACE="20000", HEALTH_CHECK_INTERVAL="30000",
             LOG_LEVEL="info",  # the agents': their lines time the stages
+            MARKET_DATA_PROXY="true",  # as pools run by default
         )  # fmt: skip
         pool = Pool(args.runtime, settings.pools_dir / "pool-1")
         h = await ControllerHarness(settings).start()

@@ -84,12 +84,20 @@ async def test_seed_troubleshooting_commands(docker_client):
     code, out = run(docker_client, "pool-1", ["supervisorctl", "status"])
     assert code == 0, out
     running = {line.split()[0] for line in out.splitlines() if "RUNNING" in line}
-    assert running == {"agent", "preloader", *(f"bot-{b}" for b in BOTS[:10])}
+    # The pool's own programs (the agent, its event listener, the preloader, the market-data
+    # proxy), then one per bot.
+    pool_programs = {"agent", "agent-events", "preloader", "marketdata"}
+    assert running == {*pool_programs, *(f"bot-{b}" for b in BOTS[:10])}
     assert all(f"bot-{b}" in out for b in BOTS[:10])
     code, log = run(docker_client, "pool-1", ["cat", f"/var/log/supervisor/bot-{BOTS[0]}.log"])
     assert code == 0 and "to: RUNNING" in log, log[-2000:]
     code, config = run(docker_client, "pool-2", ["cat", f"/pool/bots/{BOTS[10]}/config.json"])
     assert code == 0 and json.loads(config)["bot_name"] == BOTS[10]
+    # The bot's public market data goes through its pool's proxy (pool-2: the second port);
+    # its private URLs are left as the user set them.
+    urls = json.loads(config)["exchange"]["ccxt_config"]["urls"]["api"]
+    assert urls["public"].startswith("http://127.0.0.1:8601/e/binance/"), urls["public"]
+    assert "127.0.0.1:8601" not in urls["private"], urls["private"]
 
 
 async def test_bot_users_are_isolated(docker_cluster, docker_client):
