@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import struct
 import tempfile
@@ -172,10 +173,14 @@ async def _agents(plan: Plan, conn: Connection) -> list[int]:
             )
             for step, rate in enumerate(plan.rate)
         ]
-        for ws in sockets:
-            await ws.close()
         for task in drains:
             task.cancel()
+        # All at once and bounded: one by one, each close waits for the controller's reply
+        # while it handles thousands of agents going away, longer than the parent waits.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True), 30
+            )
     return sent
 
 
