@@ -208,13 +208,15 @@ class Run:
             await self.start_pooled()
             await wait_for(self.all_answer, 600, step=2)  # the agent has written their files
             if "legacy" in self.args.layouts:
-                self.start_legacy()
+                await asyncio.to_thread(self.start_legacy)  # off the loop, as measuring
                 await wait_for(self.all_answer, 600, step=2)
             started = time.monotonic()
             results = {}
             for minute in self.args.minutes:
                 await asyncio.sleep(max(0.0, started + 60 * minute - time.monotonic()))
-                results[minute] = self.measure()
+                # Off the loop: measuring dozens of containers takes minutes on a busy
+                # machine, and this loop also runs the controller the pools report to.
+                results[minute] = await asyncio.to_thread(self.measure)
             return results
         finally:
             await self.stop()
