@@ -73,7 +73,7 @@ class Agent:
             pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
-            market_data_socket=MarketDataProgram.socket_dir(settings.pool_dir) / "stats.sock"
+            market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,
         )

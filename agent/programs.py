@@ -93,6 +93,11 @@ class MarketDataProgram:
         """Where it serves its counters to the agent (its own, private directory)."""
         return pool_dir / MARKET_DATA
 
+    @staticmethod
+    def stats_socket(pool_dir: Path) -> Path:
+        """The socket it serves its counters on, which the agent reads."""
+        return MarketDataProgram.socket_dir(pool_dir) / "stats.sock"
+
 
 @dataclass(frozen=True, slots=True)
 class ProgramOptions:
@@ -213,7 +218,7 @@ def render_preloader(preload: PythonCommand, pool_dir: Path, opts: ProgramOption
 def render_market_data(md: MarketDataProgram, pool_dir: Path, opts: ProgramOptions) -> str:
     """The pool's market-data proxy program, run by the agent's interpreter (isolated: no
     environment variables, no working directory on its path)."""
-    socket = MarketDataProgram.socket_dir(pool_dir) / "stats.sock"
+    socket = MarketDataProgram.stats_socket(pool_dir)
     argv = [
         opts.launcher_python, "-I", "-m", "agent.marketdata", "--port", str(md.port),
         "--quote-ttl-ms", str(md.quote_ttl_ms), "--candle-ttl-ms", str(md.candle_ttl_ms),

@@ -158,6 +158,9 @@ class Reporter:
     async def ping_all(self) -> None:
         """Ask every bot that is up: the heartbeat's round."""
         await self._ping(self._up(), self.ping_timeout)
+
+    async def read_market_data(self) -> None:
+        """Ask the pool's market-data proxy for its counters (once per heartbeat)."""
         if self._market_data is not None:
             self._market_data_figures = await self._market_data.read()
 

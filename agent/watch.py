@@ -122,6 +122,7 @@ class Watch:
             if self.clock() >= next_round:
                 next_round = self.clock() + self.heartbeat_interval
                 await self.reporter.ping_all()
+                await self.reporter.read_market_data()
                 self.report_soon()  # the heartbeat
             elif await self.reporter.ping_starting():
                 self.report_soon()  # a bot's first answer

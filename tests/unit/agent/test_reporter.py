@@ -193,12 +193,12 @@ PROXY_STATS = (
 async def test_the_market_data_proxys_counters_go_into_the_heartbeat(tmp_path: Path) -> None:
     socket = tmp_path / "stats.sock"
     r = Reporter(FakeSupervisor({}), ping_timeout=1.0, market_data_socket=socket)  # type: ignore[arg-type]
-    await r.ping_all()
+    await r.read_market_data()
     assert r.market_data() is None  # the pool runs no proxy (yet)
     r.processes = {"marketdata": running("marketdata", 5)}
     runner = await serve_stats(socket, PROXY_STATS)
     try:
-        await r.ping_all()
+        await r.read_market_data()
     finally:
         await runner.cleanup()
     figures = r.market_data()
@@ -221,7 +221,7 @@ async def test_a_proxy_saying_nonsense_gives_no_figures(tmp_path: Path, body: by
     r.processes = {"marketdata": running("marketdata", 5)}
     runner = await serve_stats(socket, body)
     try:
-        await r.ping_all()
+        await r.read_market_data()
     finally:
         await runner.cleanup()
     assert r.market_data().upstreams == [] and r.market_data().cache_bytes == 0
