@@ -285,7 +285,8 @@ def main() -> None:
     start_at = time.time() + WARM_UP
     for _, conn in clients:
         conn.send(start_at)
-    prober_conn.send((start_at, start_at + len(rates) * (args.seconds + DRAIN)))
+    # Until the last step ends: then the clients close every agent's socket at once.
+    prober_conn.send((start_at, start_at + len(rates) * (args.seconds + DRAIN) - DRAIN))
     print("agents connected; steps start", flush=True)
     steps = []
     cpu_before = None
