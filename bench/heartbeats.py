@@ -42,6 +42,7 @@ from controller.app import build, create_app
 from controller.pools.live import hash_token
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, BotSecrets, PoolRecord
+from controller.runtimes.base import RuntimeState
 from tests.support import ADMIN_TOKEN, make_settings
 from tests.unit.controller.apps import FakeRuntime
 
@@ -68,6 +69,13 @@ def bot_id(pool: int, slot: int) -> str:
 
 
 # -- the controller's side (core 0) -----------------------------------------------------
+
+
+class BenchRuntime(FakeRuntime):
+    """Every pool runs: the monitor's regular evaluations find nothing to recover."""
+
+    async def inspect(self, pool_id: str) -> RuntimeState:
+        return RuntimeState.RUNNING
 
 
 def add_pools(pools: PoolManager, count: int, bots: int) -> None:
@@ -99,8 +107,10 @@ async def _serve(count: int, bots: int, gc_freeze: bool, conn: Connection) -> No
         settings = make_settings(Path(tmp), CONTROLLER_PORT=str(PORT), LOG_LEVEL="warning",
                                  GC_FREEZE=str(gc_freeze).lower(),
                                  # Pools fall silent between steps; none may turn suspect.
-                                 POOL_GRACE="600000")  # fmt: skip
-        controller = build(settings, runtime=FakeRuntime())
+                                 POOL_GRACE="600000",
+                                 # The monitor evaluates every pool and bot as by default.
+                                 HEALTH_CHECK_INTERVAL="30000")  # fmt: skip
+        controller = build(settings, runtime=BenchRuntime())
         runner = web.AppRunner(create_app(controller), access_log=None)
         await runner.setup()
         add_pools(controller.pools, count, bots)
@@ -347,7 +357,8 @@ def report(
 
 def report_pauses(
     args: argparse.Namespace, rates: list[int], start_at: float,
-    probed: tuple[list[float], list[float], int], gc_rows: list[tuple[float, int, float]],
+    probed: tuple[list[float], list[float], int],
+    gc_rows: list[tuple[float, int, float, float]],
 ) -> None:  # fmt: skip
     """Proxied requests' latency and the controller's garbage collections, per step."""
     step_of = lambda at: int((at - start_at) // (args.seconds + DRAIN))  # noqa: E731
@@ -358,17 +369,21 @@ def report_pauses(
             lat[step].append(seconds * 1000)
     full: list[list[float]] = [[] for _ in rates]
     young: list[list[float]] = [[] for _ in rates]
-    for at, generation, seconds in gc_rows:
+    cpu: list[float] = [0.0 for _ in rates]
+    for at, generation, seconds, gc_cpu in gc_rows:
         if 0 <= (step := step_of(at)) < len(rates):
             (full if generation == 2 else young)[step].append(seconds * 1000)
+            cpu[step] += gc_cpu * 1000
     print(f"proxied /api/bots/{{id}}/ping at {args.probe_rate:g}/s (latency from when due); "
           f"{failed} failed; controller garbage collections (ms)")  # fmt: skip
     print(f"{'offered/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'full GCs':>10}"
-          f"{'max full':>10}{'young GCs':>11}{'max young':>11}")  # fmt: skip
-    for rate, ms, f, y in zip(rates, lat, full, young, strict=True):
+          f"{'max full':>10}{'young GCs':>11}{'max young':>11}{'GC wall':>9}"
+          f"{'GC CPU':>8}")  # fmt: skip
+    for rate, ms, f, y, c in zip(rates, lat, full, young, cpu, strict=True):
         print(f"{rate:>10}{percentile(ms, 50):>9.1f}{percentile(ms, 99):>9.1f}"
               f"{max(ms, default=float('nan')):>9.1f}{len(f):>10}{max(f, default=0):>10.1f}"
-              f"{len(y):>11}{max(y, default=0):>11.1f}")  # fmt: skip
+              f"{len(y):>11}{max(y, default=0):>11.1f}{sum(f) + sum(y):>9.0f}"
+              f"{c:>8.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":
