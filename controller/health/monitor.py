@@ -119,7 +119,7 @@ class Monitor:
                     await self.check_bots(ringing.bots)  # dead bots: their restart at once
                 else:  # its time came, or rung for a pool
                     next_evaluation = self.clock() + self.interval
-                    await self.evaluate(wait=False)
+                    await self.evaluate(wait=False, detailed=False)
             except Exception:
                 log.exception("health_check_failed")
 
@@ -129,14 +129,15 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*self._recoveries.values(), return_exceptions=True)
 
-    async def evaluate(self, wait: bool = True) -> HealthReport:
+    async def evaluate(self, wait: bool = True, detailed: bool = True) -> HealthReport:
         """Judge every pool and bot, and act. A pool's recovery runs in a task of its own;
         with `wait` the report is returned once the recoveries it started have ended (their
-        outcome in it), else at once (they add their outcome to it when they end)."""
+        outcome in it), else at once (they add their outcome to it when they end). With
+        `detailed` the report has an entry for every pool and bot."""
         recoveries: list[asyncio.Task[None]] = []
         async with self._lock:
             started = time.monotonic()
-            report = HealthReport(timestamp=datetime.now(UTC).isoformat())
+            report = HealthReport(timestamp=datetime.now(UTC).isoformat(), detailed=detailed)
             self._due = None
             for n, pool_id in enumerate(list(self.registry.pools), 1):
                 if n % YIELD_EVERY == 0:
@@ -178,7 +179,7 @@ class Monitor:
     async def check_bots(self, bot_ids: Iterable[str]) -> None:
         """Judge these bots alone and act, as a whole evaluation would for them."""
         async with self._lock:
-            scratch = HealthReport(timestamp=datetime.now(UTC).isoformat())  # not the last
+            scratch = HealthReport(datetime.now(UTC).isoformat(), detailed=False)  # not the last
             for bot_id in bot_ids:
                 if (bot := self.registry.bots.get(bot_id)) is not None:
                     await self._check_bot(bot, self.sessions.is_suspect(bot.pool_id), scratch)
@@ -189,7 +190,8 @@ class Monitor:
         """Judge a pool; the recovery it needs is started in a task, which is returned."""
         live = self.registry.live[pool_id]
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
-        report.pools.append(entry)
+        if report.detailed:
+            report.pools.append(entry)
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
@@ -264,12 +266,13 @@ class Monitor:
 
     async def _check_bot(self, bot: BotRecord, suspect: bool, report: HealthReport) -> None:
         status = self.registry.status_of(bot)
-        report.bots.append({
-            "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
-            "state": status.state if status else ProcessState.UNKNOWN,
-            "ping": status.ping_ok if status else None, "healthy": is_healthy(bot, status),
-            "failed": bot.restarts.failed,
-        })  # fmt: skip
+        if report.detailed:
+            report.bots.append({
+                "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
+                "state": status.state if status else ProcessState.UNKNOWN,
+                "ping": status.ping_ok if status else None, "healthy": is_healthy(bot, status),
+                "failed": bot.restarts.failed,
+            })  # fmt: skip
         now = self.clock()
         verdict = judge_bot(self._bots.get(bot.id, CLEAN_BOT), bot, status, suspect, now,
                             self.rules)  # fmt: skip
