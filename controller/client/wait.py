@@ -1,0 +1,45 @@
+"""Waiting until a bot gets where a command sent it (`--wait`): a pure test of a bot's
+view, and a bounded poll around it with an injected clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller.client.command import Failed
+
+AT_REST = frozenset({"stopped", "exited", "absent"})
+POLL_SECONDS = 0.5
+
+
+def arrived(view: dict[str, Any], target: str, old_pid: int | None = None) -> bool:
+    """Whether a bot's view (GET /api/bots/{id}) shows it `running` (answering its ping,
+    as a new process if old_pid is given) or `stopped`."""
+    status = view.get("status")
+    process = view.get("process") or {}
+    if target == "stopped":
+        return status in AT_REST
+    if status != "running" or process.get("state") != "RUNNING":
+        return False
+    if (process.get("ping") or {}).get("ok") is False:
+        return False
+    return old_pid is None or process.get("pid") not in (None, old_pid)
+
+
+def wait_until(
+    fetch: Callable[[], dict[str, Any]], target: str, timeout: float, *, old_pid: int | None = None,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:  # fmt: skip
+    """Poll fetch() until the bot arrived; Failed after `timeout` seconds."""
+    deadline = clock() + timeout
+    while True:
+        view = fetch()
+        if arrived(view, target, old_pid):
+            return view
+        if clock() >= deadline:
+            raise Failed(
+                f"bot {view.get('instanceId')} is {view.get('status')}, "
+                f"not {target}, after {timeout:g} s"
+            )
+        sleep(POLL_SECONDS)
