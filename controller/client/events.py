@@ -45,7 +45,7 @@ def event_line(event: dict[str, Any]) -> str:
     return (
         f"{when(event.get('timestamp'))}  #{event.get('id'):<6} {event.get('type', '?'):<18} "
         f"{event.get('poolId') or '-':<10} {event.get('instanceId') or '-':<20} "
-        f"{event.get('reason') or '-'}  {extra}"
+        f"{event.get('reason') or '-':<16} {extra}"
     ).rstrip()
 
 

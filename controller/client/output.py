@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -96,12 +95,13 @@ class Output:
         if not rows:
             self.line(empty)
             return
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+        # No lines around or under the header, as `docker ps` prints: awk reads it too.
+        table = Table(box=None, pad_edge=False, header_style="bold")
         for name in columns:
             table.add_column(name, no_wrap=True, overflow="fold")
         for row in rows:
             table.add_row(*(Text(clean(text(cell))) for cell in row))
-        self.console.print(table)
+        self._print(table)
 
     def fields(self, pairs: Sequence[tuple[str, Any]]) -> None:
         """A key-value list: one `key  value` line each."""
@@ -110,4 +110,12 @@ class Output:
         table.add_column(overflow="fold")
         for key, value in pairs:
             table.add_row(Text(key), Text(clean(text(value))))
-        self.console.print(table)
+        self._print(table)
+
+    def _print(self, table: Table) -> None:
+        """A table without the spaces rich pads its last column with."""
+        with self.console.capture() as captured:
+            self.console.print(table)
+        lines = captured.get().split("\n")
+        self.file.write("\n".join(line.rstrip() for line in lines))
+        self.file.flush()
