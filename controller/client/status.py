@@ -12,7 +12,9 @@ from controller.client.command import Session, client_command
 from controller.client.http import ApiError
 
 
-def summary(health: dict[str, Any], bots: list[dict[str, Any]], pools: dict[str, Any] | None):
+def summary(
+    health: dict[str, Any], bots: list[dict[str, Any]], pools: dict[str, Any] | None
+) -> dict[str, Any]:
     """What `status` shows, as one JSON-able dict."""
     counts = Counter(b.get("status") for b in bots)
     result: dict[str, Any] = {
