@@ -62,8 +62,8 @@ def run(body: Callable[[], int | None]) -> int:
         return fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `ftpool bots ls | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `ftpool bots ls | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_OK
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,9 @@ def checked_token(token: str) -> str:
 def checked_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"the controller URL must start with http:// or https://: {url!r}")
+    if "@" in urllib.parse.urlsplit(url).netloc:
+        # Credentials in the URL would be shown in every error message.
+        raise ConfigError("the controller URL holds credentials: give the token on its own")
     return url.rstrip("/")
 
 

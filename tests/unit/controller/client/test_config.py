@@ -64,6 +64,7 @@ def test_a_token_others_can_read_is_refused(tmp_path: Path) -> None:
         (Flags(), {}, "no token"),
         (Flags(config="/nonexistent/ftpool.toml"), {"FTPOOL_TOKEN": TOKEN}, "does not exist"),
         (Flags(url="ftp://x", token=TOKEN), {}, "http:// or https://"),
+        (Flags(url=f"http://admin:{TOKEN}@h:1", token=TOKEN), {}, "holds credentials"),
         (Flags(token="a b"), {}, "spaces or control"),
         (Flags(token=" "), {}, "empty"),
         (Flags(token_file="/nonexistent/token"), {}, "cannot read the token file"),
