@@ -13,9 +13,9 @@ import click
 
 from controller.client import output as fmt
 from controller.client.command import Session, client_command
-from controller.client.http import ApiError, segment
+from controller.client.http import ApiError, Unreachable, segment
 from controller.client.logs import new_part
-from controller.client.wait import wait_until
+from controller.client.wait import PATIENCE_SECONDS, Patience, wait_until
 
 COLUMNS = ("ID", "USER", "POOL", "PORT", "STRATEGY", "STATUS", "PID", "UPTIME", "MEMORY", "CPU",
            "PING", "RESTARTS")  # fmt: skip
@@ -232,6 +232,7 @@ def logs(session: Session, bot_id: str, size: int, follow: bool, interval: float
     previous = session.api.text(path, bytes=size)
     show = log_printer(session, bot_id)
     show(previous)
+    patience = Patience(PATIENCE_SECONDS)
     while follow:
         time.sleep(interval)
         try:
@@ -240,6 +241,10 @@ def logs(session: Session, bot_id: str, size: int, follow: bool, interval: float
             if exc.status != 503:  # its pool is away for a moment: look again
                 raise
             continue
+        except Unreachable as exc:  # the controller restarts: look again, for a while
+            patience.lost(exc)
+            continue
+        patience.found()
         part, gap = new_part(previous, current)
         if gap:
             click.echo(

@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from controller.client.command import Session, client_command
+from controller.client.http import Unreachable
+from controller.client.wait import PATIENCE_SECONDS, Patience
 
 RECONNECT_SECONDS = 1.0
 
@@ -64,12 +66,17 @@ def stored(session: Session, limit: int, since: int | None) -> list[dict[str, An
 def follow(session: Session, last: int) -> None:
     """Print the events after id `last` as they come, until Ctrl-C. A stream the controller
     ends (a reader too slow, a restart) is resumed after the last id seen: nothing is
-    missed or shown twice."""
+    missed or shown twice. A controller away for longer than PATIENCE_SECONDS ends it."""
+    patience = Patience(PATIENCE_SECONDS)
     while True:
         lines = session.api.lines("/api/pool/events", {"Last-Event-ID": str(last)})
-        for event in parse_sse(lines):
-            show(session, event)
-            last = event["id"]
+        try:
+            for event in parse_sse(lines):
+                patience.found()
+                show(session, event)
+                last = event["id"]
+        except Unreachable as exc:
+            patience.lost(exc)
         time.sleep(RECONNECT_SECONDS)
 
 

@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import click
+
 from controller.client.command import Failed
+from controller.client.http import Unreachable
 
 AT_REST = frozenset({"stopped", "exited", "absent"})
 POLL_SECONDS = 0.5
+# A follower waits this long for a controller that went away (a restart takes seconds).
+PATIENCE_SECONDS = 60.0
 
 
 def arrived(view: dict[str, Any], target: str, old_pid: int | None = None) -> bool:
@@ -43,3 +48,27 @@ def wait_until(
                 f"not {target}, after {timeout:g} s"
             )
         sleep(POLL_SECONDS)
+
+
+class Patience:
+    """How long a follower (`-f`) keeps trying a controller it lost, a restart say: from
+    the first failure on, `seconds`; the first failure is told on stderr once."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.lost_at: float | None = None
+
+    def found(self) -> None:
+        if self.lost_at is not None:
+            click.echo("ftpool: reconnected", err=True)
+        self.lost_at = None
+
+    def lost(self, exc: Unreachable) -> None:
+        """Note the failure; raise it once the controller has been away too long."""
+        now = self.clock()
+        if self.lost_at is None:
+            self.lost_at = now
+            click.echo(f"ftpool: {exc}; trying again for {self.seconds:g} s", err=True)
+        elif now - self.lost_at >= self.seconds:
+            raise exc

@@ -180,6 +180,14 @@ async def test_wrong_tokens_and_refusals_are_clear_errors(harness_factory, tmp_p
     assert result.code == 2 and "chmod 600" in result.err
 
 
+async def follower(h: ControllerHarness, *args: str) -> asyncio.subprocess.Process:
+    """`ftpool ARGS` as the admin, left running: a follower (-f) the test reads and ends."""
+    return await asyncio.create_subprocess_exec(
+        FTPOOL, *args, env=environment(h, ADMIN_TOKEN, h.settings.bot_base_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def read_until(
     stream: asyncio.StreamReader, wanted: str, seen: list[str], start: int = 0
 ) -> None:
@@ -193,15 +201,8 @@ async def read_until(
 async def test_logs_and_events_follow_until_ctrl_c(harness_factory) -> None:
     h = await harness_factory(POOL_BASE_PORT="26530", **POOL)
     assert (await ftpool(h, "bots", "create", "f-1", "--wait")).code == 0
-    env = environment(h, ADMIN_TOKEN, h.settings.bot_base_dir)
-
-    async def follow(*args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            FTPOOL, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-
-    logs = await follow("bots", "logs", "f-1", "-f", "--interval", "0.2")
-    events = await follow("events", "-f", "--json", "--limit", "1000")
+    logs = await follower(h, "bots", "logs", "f-1", "-f", "--interval", "0.2")
+    events = await follower(h, "events", "-f", "--json", "--limit", "1000")
     log_lines: list[str] = []
     event_lines: list[str] = []
     assert logs.stdout and events.stdout
@@ -221,3 +222,37 @@ async def test_logs_and_events_follow_until_ctrl_c(harness_factory) -> None:
         process.send_signal(signal.SIGINT)
         _out, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 130 and b"Traceback" not in err, err
+
+
+async def test_followers_ride_out_a_controller_restart(harness_factory) -> None:
+    h = await harness_factory(POOL_BASE_PORT="26540", **POOL)
+    assert (await ftpool(h, "bots", "create", "r-1", "--wait")).code == 0
+    logs = await follower(h, "bots", "logs", "r-1", "-f", "--interval", "0.2")
+    events = await follower(h, "events", "-f", "--json", "--limit", "1000")
+    assert logs.stdout and events.stdout
+    log_lines: list[str] = []
+    event_lines: list[str] = []
+    await asyncio.wait_for(read_until(logs.stdout, "fakebot r-1 on", log_lines), 30)
+    await asyncio.wait_for(read_until(events.stdout, '"reason":"RUNNING"', event_lines), 30)
+
+    # The controller goes away and comes back on the same port and data (its bots run on).
+    await h.stop()
+    for process in (logs, events):  # both noticed, and keep trying
+        assert process.stderr
+        await asyncio.wait_for(read_until(process.stderr, "trying again", []), 30)
+    h = await harness_factory(
+        CONTROLLER_PORT=str(h.settings.controller_port), POOL_BASE_PORT="26540", **POOL
+    )
+    await h.wait_running("r-1")
+    before = len(event_lines)
+    assert (await ftpool(h, "bots", "restart", "r-1", "--wait")).code == 0
+    await asyncio.wait_for(read_until(logs.stdout, "fakebot r-1 on", log_lines, 1), 60)
+    await asyncio.wait_for(read_until(events.stdout, '"reason":"RUNNING"', event_lines, before), 60)
+    ids = [json.loads(line)["id"] for line in event_lines]
+    assert ids == sorted(set(ids))  # resumed after the last id: none twice, in order
+
+    for process in (logs, events):
+        process.send_signal(signal.SIGINT)
+        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 130, err
+        assert b"reconnected" in err and b"Traceback" not in err

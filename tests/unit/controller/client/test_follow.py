@@ -6,9 +6,9 @@ import pytest
 
 from controller.client.command import Failed
 from controller.client.events import event_line, parse_sse
-from controller.client.http import error_message
+from controller.client.http import Unreachable, error_message
 from controller.client.logs import ANCHOR, new_part
-from controller.client.wait import arrived, wait_until
+from controller.client.wait import Patience, arrived, wait_until
 
 
 def test_the_new_part_of_a_log_tail() -> None:
@@ -76,3 +76,23 @@ def test_wait_until_is_bounded() -> None:
     assert len(sleeps) == 2
     with pytest.raises(Failed, match="b1 is pending, not running, after 3 s"):
         wait_until(lambda: view("pending"), "running", 3, clock=lambda: now[0], sleep=sleep)
+
+
+def test_patience_with_a_lost_controller(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    patience = Patience(10, clock=lambda: now[0])
+    lost = Unreachable("cannot reach the controller at http://h:1: refused")
+    patience.lost(lost)
+    now[0] = 9.9
+    patience.lost(lost)  # still patient
+    patience.found()
+    now[0] = 30
+    patience.lost(lost)  # a new absence: a new 10 s
+    now[0] = 40
+    with pytest.raises(Unreachable):
+        patience.lost(lost)
+    assert capsys.readouterr().err.splitlines() == [
+        "ftpool: cannot reach the controller at http://h:1: refused; trying again for 10 s",
+        "ftpool: reconnected",
+        "ftpool: cannot reach the controller at http://h:1: refused; trying again for 10 s",
+    ]
