@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 import time
@@ -237,11 +238,10 @@ def logs(session: Session, bot_id: str, size: int, follow: bool, interval: float
         time.sleep(interval)
         try:
             current = session.api.text(path, bytes=size)
-        except ApiError as exc:
-            if exc.status != 503:  # its pool is away for a moment: look again
+        except (ApiError, Unreachable) as exc:
+            # The controller restarts, or the bot's pool is away (503): look again, a while.
+            if isinstance(exc, ApiError) and exc.status != 503:
                 raise
-            continue
-        except Unreachable as exc:  # the controller restarts: look again, for a while
             patience.lost(exc)
             continue
         patience.found()
@@ -257,8 +257,8 @@ def logs(session: Session, bot_id: str, size: int, follow: bool, interval: float
 
 def log_printer(session: Session, bot_id: str) -> Callable[[bytes], None]:
     """Log text as it came, or with --json one {"instanceId", "log"} line per piece."""
+    # One decoder for the whole log: a character cut between two looks is joined again.
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
     if session.out.as_json:
-        return lambda part: session.out.json_line(
-            {"instanceId": bot_id, "log": part.decode("utf-8", "replace")}
-        )
-    return lambda part: session.out.raw(part.decode("utf-8", "replace"))
+        return lambda part: session.out.json_line({"instanceId": bot_id, "log": decode(part)})
+    return lambda part: session.out.raw(decode(part))

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from controller.client.command import Failed
-from controller.client.http import Unreachable
+from controller.client.http import ApiError, Unreachable
 
 AT_REST = frozenset({"stopped", "exited", "absent"})
 POLL_SECONDS = 0.5
@@ -51,8 +51,9 @@ def wait_until(
 
 
 class Patience:
-    """How long a follower (`-f`) keeps trying a controller it lost, a restart say: from
-    the first failure on, `seconds`; the first failure is told on stderr once."""
+    """How long a follower (`-f`) keeps trying a controller it lost (a restart, say) or a
+    bot whose pool is away (503): `seconds` from the first failure on, which is told on
+    stderr once."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
@@ -64,7 +65,7 @@ class Patience:
             click.echo("ftpool: reconnected", err=True)
         self.lost_at = None
 
-    def lost(self, exc: Unreachable) -> None:
+    def lost(self, exc: Unreachable | ApiError) -> None:
         """Note the failure; raise it once the controller has been away too long."""
         now = self.clock()
         if self.lost_at is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from controller.client.bots import COLUMNS, bot_row
+from controller.client.bots import COLUMNS, bot_row, log_printer
+from controller.client.command import Session
 from controller.client.output import Output, clean, duration, percent, size
 
 
@@ -37,6 +38,18 @@ def test_a_table_shows_cells_as_text_one_row_per_line() -> None:
     empty = io.StringIO()
     Output(file=empty).table(["ID"], [], empty="no bots")
     assert empty.getvalue() == "no bots\n"
+
+
+def test_a_log_is_printed_as_it_came_even_cut_inside_a_character() -> None:
+    out = io.StringIO()
+    show = log_printer(Session(api=None, out=Output(file=out)), "b1")  # type: ignore[arg-type]
+    for part in (b"caf\xc3", b"\xa9 \x1b[2J\n"):
+        show(part)
+    assert out.getvalue() == "caf\u00e9 \ufffd[2J\n"
+    out = io.StringIO()
+    show = log_printer(Session(api=None, out=Output(as_json=True, file=out)), "b1")  # type: ignore[arg-type]
+    show(b"line\n")
+    assert json.loads(out.getvalue()) == {"instanceId": "b1", "log": "line\n"}
 
 
 def test_fields_and_json() -> None:
