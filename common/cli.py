@@ -1,27 +1,30 @@
 """The `ftpool` command: `ftpool controller|agent|migrate ...` run ftpool itself, and
 `ftpool bots|pools|events|status ...` are the client of a running controller (docs/cli.md).
 
-Each subcommand is a click command or group named in COMMANDS and imported only when it
-runs (or when `ftpool --help` lists them): `ftpool agent` in a pool loads no client code.
-To add one, write a module with a click command or group and add its line to COMMANDS.
+Each subcommand is named in COMMANDS and imported only when it runs (or when `ftpool --help`
+lists them): `ftpool agent` in a pool loads no client code. To add one, add its line to
+COMMANDS: a click command or group, or the `main(argv) -> int` of a tool with its own
+argument parser (argparse), which gets every argument after its name, --help included.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import click
 
-# name → "module:attribute" of a click command or group.
-COMMANDS: dict[str, str] = {
-    "controller": "common.cli:controller",
-    "agent": "common.cli:agent",
-    "migrate": "common.cli:migrate",
-    "bots": "controller.client.bots:bots",
-    "pools": "controller.client.pools:pools",
-    "events": "controller.client.events:events",
-    "status": "controller.client.status:status",
+# name → ("module:attribute", what `ftpool --help` says of it); the attribute is a click
+# command or group, or an argparse tool's main(argv).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "controller": ("common.cli:controller", "run the controller"),
+    "agent": ("common.cli:agent", "run a pool's agent"),
+    "migrate": ("controller.migration.cli:main", "move bots from legacy containers into pools"),
+    "bots": ("controller.client.bots:bots", "list, create, start, stop, remove bots; their logs"),
+    "pools": ("controller.client.pools:pools", "the pools, their bots and memory (admin)"),
+    "events": ("controller.client.events:events", "health transitions and recoveries; -f"),
+    "status": ("controller.client.status:status", "the controller and the fleet at a glance"),
 }
 
 
@@ -32,14 +35,33 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in COMMANDS:
             return None
-        module, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module), attribute)
-        if not isinstance(command, click.Command):
-            raise TypeError(f"{target} is not a click command")
-        return command
+        target, summary = COMMANDS[cmd_name]
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if isinstance(command, click.Command):
+            return command
+        return passthrough(cmd_name, command, summary)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list from COMMANDS alone: `ftpool --help` imports none of them."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
+
+
+def passthrough(name: str, run: Callable[[list[str]], int], summary: str) -> click.Command:
+    """A tool with its own argument parser as a subcommand: it parses every argument."""
+
+    @click.command(
+        name, help=summary, add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )  # fmt: skip
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        sys.exit(run(list(args)))
+
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,18 +85,6 @@ def agent() -> None:
     from agent.__main__ import main as run
 
     sys.exit(run())
-
-
-@click.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def migrate(args: tuple[str, ...]) -> None:
-    """Move bots from legacy containers into pools, and back (--help for its flags)."""
-    from controller.migration.cli import main as run
-
-    sys.exit(run(list(args)))
 
 
 def main(argv: list[str] | None = None) -> int:

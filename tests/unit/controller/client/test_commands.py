@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -33,6 +34,18 @@ def test_every_command_is_listed(runner: CliRunner) -> None:
         assert verb in result.output
     assert runner.invoke(cli, ["pools", "--help"]).exit_code == 0
     assert "--follow" in runner.invoke(cli, ["events", "--help"]).output
+
+
+def test_every_registered_command_resolves(runner: CliRunner) -> None:
+    for name in COMMANDS:
+        command = cli.get_command(click.Context(cli), name)
+        assert isinstance(command, click.Command) and command.name == name
+
+
+def test_an_argparse_tool_gets_every_argument(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["migrate", "--help"])
+    assert result.exit_code == 0 and "--rollback" in result.output
+    assert runner.invoke(cli, ["migrate", "--bogus"]).exit_code == 2
 
 
 def test_controller_and_agent_take_no_arguments(runner: CliRunner) -> None:
