@@ -1,8 +1,8 @@
 """The `ftpool` command: `ftpool controller|agent|migrate ...` run ftpool itself, and
 `ftpool bots|pools|events|status ...` are the client of a running controller (docs/cli.md).
 
-Each subcommand is named in COMMANDS and imported only when it runs (or when `ftpool --help`
-lists them): `ftpool agent` in a pool loads no client code. To add one, add its line to
+Each subcommand is named in COMMANDS and imported only when it runs (`ftpool --help` shows
+the summaries there): `ftpool agent` loads no client code. To add one, add its line to
 COMMANDS: a click command or group, or the `main(argv) -> int` of a tool with its own
 argument parser (argparse), which gets every argument after its name, --help included.
 """
