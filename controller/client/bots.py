@@ -197,6 +197,11 @@ lifecycle_command("stop", "Stop a bot's process (it keeps its slot).")
 lifecycle_command("restart", "Restart a bot's process (starts it if stopped).")
 
 
+def interactive() -> bool:
+    """Whether a person can answer a question: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
 @bots.command("rm")
 @click.argument("bot_id", metavar="ID")
 @click.option(
@@ -208,7 +213,7 @@ def rm(session: Session, bot_id: str, purge: bool, yes: bool) -> None:
     """Remove a bot and free its slot; its directory is archived (deleted with --purge)."""
     if not yes:
         what = "delete its trade database" if purge else "archive its directory"
-        if not sys.stdin.isatty():
+        if not interactive():
             raise click.UsageError(f"removing {bot_id} needs --yes when not asked on a terminal")
         click.confirm(f"Remove bot {bot_id} and {what}?", abort=True, err=True)
     answer = session.api.delete(bot_path(bot_id), purge="true" if purge else "false")

@@ -73,6 +73,16 @@ def test_usage_errors_exit_2(runner: CliRunner, argv: list[str], message: str) -
     assert message in result.output
 
 
+def test_rm_asks_on_a_terminal(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.client.bots.interactive", lambda: True)
+    argv = ["bots", "rm", "b1", "--url", NOWHERE, "--token", TOKEN]
+    no = runner.invoke(cli, argv, input="n\n")
+    assert no.exit_code == 1 and "Remove bot b1 and archive its directory?" in no.stderr
+    assert "Aborted" in no.stderr  # and nothing was sent: NOWHERE would be exit 3
+    yes = runner.invoke(cli, [*argv, "--purge"], input="y\n")
+    assert "delete its trade database" in yes.stderr and yes.exit_code == 3  # it went on
+
+
 def test_no_token_is_a_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["bots", "ls", "--url", NOWHERE])
     assert result.exit_code == 2
