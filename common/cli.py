@@ -1,4 +1,5 @@
-"""The `ftpool` command: `ftpool controller`, `ftpool agent` or `ftpool migrate ...`."""
+"""The `ftpool` command: `ftpool controller`, `ftpool agent`, `ftpool migrate ...` or
+`ftpool upgrade ...`."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Run FreqTrade bots in shared pools. Settings come from the environment "
         "and a .env file; see docs/settings.md.",
     )
-    parser.add_argument("command", choices=["controller", "agent", "migrate"], help="what to run")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="migrate's flags (--help)")
+    commands = ["controller", "agent", "migrate", "upgrade"]
+    parser.add_argument("command", choices=commands, help="what to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="migrate's or upgrade's flags")
     args = parser.parse_args(argv)
     if args.command == "migrate":
         from controller.migration.cli import main as migrate
 
         return migrate(args.args)
+    if args.command == "upgrade":
+        from controller.upgrade.cli import main as upgrade
+
+        return upgrade(args.args)
     if args.args:
         parser.error(f"{args.command} takes no arguments")
     if args.command == "controller":
