@@ -55,8 +55,8 @@ def images(docker_client: docker.DockerClient) -> dict[str, str]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(tmp_path_factory, docker_client, images):
     async with cluster_in_docker(
-        tmp_path_factory, docker_client, MAX_BOTS_PER_CONTAINER="2", POOL_BASE_PORT="29500",
-        MARKET_DATA_BASE_PORT="29900",
+        tmp_path_factory, docker_client, MAX_BOTS_PER_CONTAINER="2", POOL_BASE_PORT="29600",
+        MARKET_DATA_BASE_PORT="29500",
     ) as c:  # fmt: skip
         yield c
 
