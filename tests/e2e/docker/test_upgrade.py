@@ -7,7 +7,8 @@ so its bots cannot start. Four trading bots in two pools. Runs in order on one c
 the pools show their image, a dry run changes nothing, every pool moves to B with each
 bot answering and every trade row kept (with a canary and a soak), a canary on the
 broken image fails and its pool is rolled back to B with its data while the other pool is
-never touched, and a controller stopped mid-upgrade rolls the pool back at its next start.
+never touched, and a controller killed (-9) mid-upgrade rolls the pool back at its next
+start.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.e2e.docker.test_docker import container_bot_processes
 from tests.e2e.local.test_freqtrade import ALICE, all_running, assert_bots_answer
 from tests.e2e.trading import assert_trades_kept, now, trades, wait_trading
 from tests.exchange import trading_bot
-from tests.support import wait_for
+from tests.support import ControllerProcess, settings_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 IMAGE_B = "freqtrade-pool:test-b"
@@ -180,23 +181,31 @@ async def test_a_failing_canary_is_rolled_back_with_its_data_and_stops_the_run(
         assert_trades_kept(before[bot], after[bot], event)
 
 
-async def test_a_controller_stopped_mid_upgrade_rolls_the_pool_back_at_its_next_start(
+async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_start(
     cluster, docker_client, images
 ):
-    h = cluster.harness
     event, before = now(), await all_trades(cluster)
-    status, started = await h.call(
-        "POST", "/api/pool/upgrade", json={"image": POOL_IMAGE, "pools": ["pool-2"]}
-    )
-    assert status == 202, started
+    # The same controller (settings, store, pools) as a child process, to be killed -9.
+    await cluster.stop()
+    doomed = ControllerProcess(settings_env(cluster.base_dir, **cluster.overrides))
+    try:
+        await doomed.start()
+        status, started = await doomed.call(
+            "POST", "/api/pool/upgrade", json={"image": POOL_IMAGE, "pools": ["pool-2"]}
+        )
+        assert status == 202, started
 
-    async def verifying():
-        _, body = await h.call("GET", "/api/pool/upgrade")
-        return body["current"] and body["current"]["pools"][0]["step"] == "verifying"
+        async def verifying():
+            _, body = await doomed.call("GET", "/api/pool/upgrade")
+            return body["current"] and body["current"]["pools"][0]["step"] == "verifying"
 
-    await wait_for(verifying, 300, step=0.2)
-    # Stopped now: the new container runs, its bots not yet verified.
-    h = await cluster.restart()
+        await wait_for(verifying, 300, step=0.1)
+        # Killed now: the new container runs, its bots not yet verified.
+        await doomed.kill()
+    finally:
+        await doomed.close()
+    assert container(docker_client, "pool-2").image.id == images[POOL_IMAGE]
+    h = await cluster.start()
     _, body = await h.call("GET", "/api/pool/upgrade")
     run = body["runs"][-1]
     assert run["id"] == started["run"]["id"] and run["outcome"] == "interrupted", run
