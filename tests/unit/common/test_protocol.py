@@ -495,6 +495,10 @@ def test_the_freqtrade_version_is_announced_and_absent_from_older_agents() -> No
     for bad in ("x" * 65, 2026):
         m["freqtrade"] = bad
         rejected(m)
+    # A controller from before the field reads a newer agent's hello: unknown keys are
+    # ignored, as this one ignores a later agent's.
+    m = {**wire(hello), "a_later_field": [1]}
+    assert decode(pack(m)) == hello
 
 
 def test_held_is_a_run_state() -> None:
