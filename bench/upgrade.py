@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace, client: docker.DockerClient, exchange) -
             BOT_COMMAND="freqtrade trade", BOT_LAUNCH="preload", POOL_BASE_PORT="29600",
             MARKET_DATA_PROXY="true", MARKET_DATA_BASE_PORT="29500",
             MAX_BOTS_PER_CONTAINER=str(args.per_pool), HEARTBEAT_INTERVAL="2000",
-            POOL_GRACE="20000",
+            POOL_GRACE="20000", PROXY_TIMEOUT="60000",  # 30 bots starting on 2 cores
         )  # fmt: skip
         h = await ControllerHarness(settings).start()
         try:
