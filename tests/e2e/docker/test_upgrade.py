@@ -110,6 +110,8 @@ async def test_pools_show_the_image_they_run(cluster, docker_client, exchange, i
             POOL_IMAGE, images[POOL_IMAGE], True,
         )  # fmt: skip
         assert image["freqtrade"] and image["freqtrade"][0].isdigit()
+    bots = await h.bots(ALICE)
+    assert {b["freqtrade"] for b in bots.values()} == {status["pools"][0]["image"]["freqtrade"]}
     status, metrics = await h.call("GET", "/metrics")
     assert "ftpool_pools_outdated_image 0.0" in metrics.decode()
 
