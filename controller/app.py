@@ -32,6 +32,7 @@ from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
 from controller.health.monitor import Clock, Monitor, MonitorConfig
+from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
@@ -98,6 +99,7 @@ class Controller:
     mapper: BotContainerMapper
     upgrader: Upgrader
     census: ImageCensus
+    heap: HeapKeeper
 
 
 def build(
@@ -144,6 +146,7 @@ def build(
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
         upgrader=Upgrader(pools, transfer, guard), census=census,
+        heap=HeapKeeper(HeapConfig.from_settings(settings)),
     )  # fmt: skip
 
 
@@ -209,13 +212,18 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    # What the store loaded lives as long as the controller: out of the collector's way.
+    controller.heap.settle()
+    heap = asyncio.create_task(controller.heap.run(), name="heap")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    for task in (monitor, heap):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    controller.heap.close()
     await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()
