@@ -1,4 +1,4 @@
-"""The `ftpool` command: `ftpool controller|agent|migrate ...` run ftpool itself, and
+"""The `ftpool` command: `ftpool controller|agent|migrate|upgrade ...` run ftpool itself, and
 `ftpool bots|pools|events|status ...` are the client of a running controller (docs/cli.md).
 
 Each subcommand is named in COMMANDS and imported only when it runs (`ftpool --help` shows
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "controller": ("common.cli:controller", "run the controller"),
     "agent": ("common.cli:agent", "run a pool's agent"),
     "migrate": ("controller.migration.cli:main", "move bots from legacy containers into pools"),
+    "upgrade": ("controller.upgrade.cli:main", "move pools to a new pool image, pool by pool"),
     "bots": ("controller.client.bots:bots", "list, create, start, stop, remove bots; their logs"),
     "pools": ("controller.client.pools:pools", "the pools, their bots and memory (admin)"),
     "events": ("controller.client.events:events", "health transitions and recoveries; -f"),

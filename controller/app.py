@@ -24,6 +24,7 @@ from controller.api.migration import APIMigration
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
+from controller.api.upgrade import APIUpgrade
 from controller.auth import Authenticator
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
@@ -47,6 +48,8 @@ from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
 from controller.store.allocation import Placement
 from controller.store.store import Store
+from controller.upgrade.census import ImageCensus
+from controller.upgrade.run import Upgrader
 
 log = structlog.get_logger("controller")
 CONTROLLER = web.AppKey("controller", "Controller")
@@ -94,6 +97,8 @@ class Controller:
     monitor: Monitor
     migrator: Migrator
     mapper: BotContainerMapper
+    upgrader: Upgrader
+    census: ImageCensus
     heap: HeapKeeper
 
 
@@ -115,7 +120,8 @@ def build(
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
-    metrics = Metrics(collectors=[PoolStateCollector(pools)])
+    census = ImageCensus(pools)  # which image each pool runs
+    metrics = Metrics(collectors=[PoolStateCollector(pools), census])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -139,6 +145,7 @@ def build(
         guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
+        upgrader=Upgrader(pools, transfer, guard), census=census,
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
     )  # fmt: skip
 
@@ -156,7 +163,7 @@ def create_app(controller: Controller) -> web.Application:
     migration = APIMigration(controller.migrator)
     apis = [
         APIHealthz(controller.pools),
-        APIMetrics(controller.metrics, s.metrics_public),
+        APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
         events,
         APIPools(
@@ -165,11 +172,13 @@ def create_app(controller: Controller) -> web.Application:
             controller.mapper,
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
+            census=controller.census,
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
         migration,
+        APIUpgrade(controller.upgrader, controller.census),
         proxy,
     ]
     for api in apis:
@@ -180,6 +189,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
+    app.on_shutdown.append(lambda _app: controller.upgrader.shutdown())
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app
@@ -193,6 +203,9 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     # Moves a crash cut short are recovered before any pool starts its bots.
     await recover_moves(controller.transfer, controller.guard)
+    # An upgrade a crash cut short: the pool it was replacing back on its old image, before
+    # adopt() would recreate a missing one from POOL_IMAGE.
+    await controller.upgrader.recover()
     await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
     # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).
