@@ -170,6 +170,21 @@ def _market_data_cache_bytes() -> Any:
     )  # fmt: skip
 
 
+def _backup_interval() -> Any:
+    return setting(
+        "BACKUP_INTERVAL", _int(1000, 3_600_000), "5000",
+        "how often each bot's changed trade database is copied to the backup target: the "
+        "recovery point (measured by bench/backup)",
+    )  # fmt: skip
+
+
+def _backup_retention() -> Any:
+    return setting(
+        "BACKUP_RETENTION", _int(0, 3650), "30",
+        "days a deleted bot's backups are kept (and daily restore points of every bot)",
+    )  # fmt: skip
+
+
 def load_env(dotenv: Path | None = None) -> dict[str, str]:
     """The process environment over the values of `.env` (or ENV_FILE)."""
     path = dotenv or Path(os.environ.get("ENV_FILE", ".env"))
@@ -337,7 +352,26 @@ class ControllerSettings:
     events_max: int = setting(
         "EVENTS_MAX", _int(1, 10_000_000), "10000", "health and recovery events kept in the store"
     )
+    backup_dir: str = setting(
+        "BACKUP_DIR", _text, "",
+        "backup target of every bot's trade database, config and strategy (default "
+        "BOT_BASE_DIR/backups; best on another disk; `off`: no backups)",
+    )  # fmt: skip
+    backup_host_dir: str = setting(
+        "BACKUP_HOST_DIR", _text, "", "the backup target as the Docker host sees it (docker)"
+    )
+    backup_interval_ms: int = _backup_interval()
+    backup_retention_days: int = _backup_retention()
     log_level: str = _log_level()
+
+    @property
+    def backups_path(self) -> Path | None:
+        """The backup target; None when backups are off."""
+        if self.backup_dir == "off":
+            return None
+        return (
+            Path(self.backup_dir).absolute() if self.backup_dir else self.bot_base_dir / "backups"
+        )
 
     @property
     def database_path(self) -> Path:
@@ -370,6 +404,8 @@ class ControllerSettings:
                 "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
                 "bridge network (agents cannot reach the controller's loopback address)"
             )
+        if settings.backup_host_dir and not Path(settings.backup_host_dir).is_absolute():
+            raise SettingsError("invalid settings: BACKUP_HOST_DIR must be an absolute path")
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
         if settings.market_data_proxy and settings.market_data_base_port >= settings.pool_base_port:
@@ -427,6 +463,11 @@ class AgentSettings:
         "processes",
         "pool memory/CPU from the bots' processes or from the pool's cgroup",
     )
+    backup_dir: str = setting(
+        "BACKUP_DIR", _text, "", "this pool's backup directory (empty: no backups)"
+    )
+    backup_interval_ms: int = _backup_interval()
+    backup_retention_days: int = _backup_retention()
     log_level: str = _log_level()
 
     @classmethod

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
+from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
 from controller.api.events import APIEvents
 from controller.api.healthz import APIHealthz
@@ -25,6 +26,7 @@ from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
+from controller.backups.service import BackupService
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
@@ -93,6 +95,7 @@ class Controller:
     monitor: Monitor
     migrator: Migrator
     mapper: BotContainerMapper
+    backups: BackupService
 
 
 def build(
@@ -137,6 +140,8 @@ def build(
         guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
+        backups=BackupService(settings.backups_path, transfer, guard, events,
+                              settings.backup_retention_days),
     )  # fmt: skip
 
 
@@ -165,7 +170,8 @@ def create_app(controller: Controller) -> web.Application:
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
-        APIBots(controller.bots),
+        APIBots(controller.bots, controller.backups),
+        APIBackups(controller.bots, controller.backups),
         migration,
         proxy,
     ]
@@ -196,10 +202,12 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
+    sweep.cancel()
     monitor.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await monitor

@@ -30,6 +30,16 @@ class PoolLaunch:
     token: str = field(repr=False)
     controller_url: str
     agent_env: dict[str, str] = field(default_factory=dict)
+    # This pool's backup target, as the controller sees it (None: no backups).
+    backup_dir: Path | None = None
+
+
+def make_backup_dir(launch: PoolLaunch) -> None:
+    """The pool's backup target (and the backup root), private to root."""
+    if launch.backup_dir is not None:
+        launch.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for directory in (launch.backup_dir, launch.backup_dir.parent.parent):
+            os.chmod(directory, 0o700)
 
 
 @dataclass(frozen=True, slots=True)
