@@ -73,7 +73,10 @@ class BackupService:
         return self.root
 
     async def points(self, bot: BotRecord) -> list[RestorePoint]:
-        return await asyncio.to_thread(list_points, self._root(), bot.id)
+        """The bot's restore points. Only its own: points from before it was created are a
+        deleted bot's that had the same id (kept for BACKUP_RETENTION), maybe another user's."""
+        points = await asyncio.to_thread(list_points, self._root(), bot.id)
+        return [p for p in points if p.time >= bot.created_at]
 
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
         """Stop the bot, put its database back from a restore point, start it again."""
