@@ -141,6 +141,7 @@ class Backups:
         self.state = BackupState()
         self.specs: list[BotSpec] = []
         self._seen: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._files: dict[str, dict[str, bytes]] = {}  # each bot's files as last written
         # One thread does every backup and restore: never a snapshot of a database being
         # restored, and the file identity of one bot never leaks into other work.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backups")
@@ -156,6 +157,9 @@ class Backups:
 
     def round(self, specs: list[BotSpec]) -> None:
         """Back up every bot that changed; the state says whether the target took it all."""
+        ids = {spec.id for spec in specs}  # bots gone from the pool are forgotten
+        self._seen = {key: sig for key, sig in self._seen.items() if key[0] in ids}
+        self._files = {bot: files for bot, files in self._files.items() if bot in ids}
         try:
             if not self.target.is_dir():
                 raise FileNotFoundError(f"backup target {self.target} is missing")
@@ -163,6 +167,7 @@ class Backups:
                 if spec.run != RunState.HELD:
                     self.back_up(spec)
         except OSError as exc:
+            self._files.clear()  # whatever reached a failing target is written again
             self.state.failures += 1
             self.state.ok, self.state.error = False, (exc.strerror or str(exc))[:500]
             if self.state.failures in (1, 10, 100) or self.state.failures % 1000 == 0:
@@ -176,13 +181,19 @@ class Backups:
 
     def back_up(self, spec: BotSpec) -> None:
         bot_target = self.target / spec.id
-        bot_target.mkdir(mode=0o700, exist_ok=True)
-        for rel, content in spec.files.items():
-            path = bot_target / "files"
-            for part in check_relpath(rel).split("/"):
-                path.mkdir(mode=0o700, exist_ok=True)  # each one private, not the umask's
-                path = path / part
-            write_if_changed(path, content, 0o600)
+        try:
+            bot_target.mkdir(mode=0o700)
+            self._files.pop(spec.id, None)  # a new target (or a lost one): write them again
+        except FileExistsError:
+            pass
+        if self._files.get(spec.id) != spec.files:
+            for rel, content in spec.files.items():
+                path = bot_target / "files"
+                for part in check_relpath(rel).split("/"):
+                    path.mkdir(mode=0o700, exist_ok=True)  # each one private, not the umask's
+                    path = path / part
+                write_if_changed(path, content, 0o600)
+            self._files[spec.id] = spec.files
         owner = self.owner_for(spec.port)
         for name in DB_NAMES:
             db = self.bots_dir / spec.id / name
