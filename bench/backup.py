@@ -4,12 +4,14 @@
 
 A real controller runs one local pool (host processes; ports 29090-29199) of trading bots
 (`freqtrade trade --dry-run`, DemoStrategy, 3 pairs each, against the exchange emulator),
-twice for `--seconds` each: with backups every `--interval` ms (BACKUP_INTERVAL), and with
-backups off (BACKUP_DIR=off). While backups run, the live databases are watched every
-0.1 s: the recovery point of a change is the time from the change of a bot's database
-(its file's mtime) to the first snapshot in the target made after it. Prints the
-recovery point (median, 95th percentile, maximum), the agent's CPU time per bot and
-minute and its memory, with backups and without, and the snapshots' size.
+twice: with backups every `--interval` ms (BACKUP_INTERVAL), and with backups off
+(BACKUP_DIR=off). From the bots' creation until `--seconds` after every bot traded, the
+live databases are watched every 0.1 s: the recovery point of a change is the time from
+the change of a bot's database (its file's mtime: its creation, each trade opened, each
+order) to the first snapshot in the target made after it. The agent's CPU time and memory
+are measured over the `--seconds` of trading. Prints the recovery point (median, 95th
+percentile, maximum), the agent's CPU time per bot and minute and its memory, with
+backups and without, and the snapshots' size.
 """
 
 from __future__ import annotations
@@ -52,19 +54,20 @@ def snapshots(directory: Path) -> list[float]:
     return sorted(time_of(p.name[: -len(".sqlite")]) for p in directory.glob("*.sqlite"))
 
 
-async def watch(bots_dir: Path, target: Path, bots: list[str], seconds: float) -> list[float]:
-    """Recovery points: for each change of a bot's database, the time until a snapshot."""
+async def watch(bots_dir: Path, target: Path, bots: list[str], stop: asyncio.Event) -> list[float]:
+    """Recovery points: for each change of a bot's database (from its creation on, until
+    `stop`), the time until the first snapshot made after it."""
     pending: dict[str, list[float]] = {b: [] for b in bots}  # changes not backed up yet
-    last: dict[str, int | None] = {b: db_mtime(bots_dir / b / DB) for b in bots}
+    last: dict[str, int | None] = dict.fromkeys(bots)
     lags: list[float] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end or any(pending.values()):
-        if time.monotonic() > end + 60:
-            break  # bounded: a change never backed up is reported below
+    drain_until = float("inf")
+    while time.monotonic() < drain_until and (not stop.is_set() or any(pending.values())):
+        if stop.is_set() and drain_until == float("inf"):
+            drain_until = time.monotonic() + 60  # bounded: what is left is reported below
         now = time.time()
         for bot in bots:
             mtime = db_mtime(bots_dir / bot / DB)
-            if mtime != last[bot] and time.monotonic() < end:
+            if mtime != last[bot] and not stop.is_set():
                 last[bot] = mtime
                 pending[bot].append(now)
             if pending[bot]:
@@ -93,20 +96,24 @@ async def run(args: argparse.Namespace, exchange: EmulatorProcess, backups: bool
         )  # fmt: skip
         h = await ControllerHarness(settings).start()
         try:
+            pool_dir = settings.pools_dir / "pool-1"
+            target = settings.bot_base_dir / "backups" / "pools" / "pool-1"
+            stop = asyncio.Event()
+            watcher = (
+                asyncio.create_task(watch(pool_dir / "bots", target, bots, stop))
+                if backups
+                else None
+            )
             for bot in bots:
                 await h.provision(ADMIN_TOKEN, **trading_bot(exchange.url, bot))
             await wait_trading(h, ADMIN_TOKEN, bots, timeout=300)
-            pool_dir = settings.pools_dir / "pool-1"
             pid = agent_pid(pool_dir)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            target = settings.bot_base_dir / "backups" / "pools" / "pool-1"
-            if backups:
-                lags = await watch(pool_dir / "bots", target, bots, args.seconds)
-            else:
-                await asyncio.sleep(args.seconds)
-                lags = []
+            await asyncio.sleep(args.seconds)
             elapsed = time.monotonic() - t0
             cpu = cpu_seconds(pid) - cpu0
+            stop.set()
+            lags = await watcher if watcher is not None else []
             sizes = [p.stat().st_size for p in target.glob(f"*/{DB}/*.sqlite")] if backups else []
             return {
                 "lags": lags, "cpu_per_bot_minute": cpu / args.bots / elapsed * 60,
