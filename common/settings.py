@@ -395,6 +395,16 @@ class ControllerSettings:
     def host_pools_dir(self) -> Path:
         return Path(self.pool_host_dir) if self.pool_host_dir else self.pools_dir
 
+    @property
+    def host_backups_dir(self) -> Path | None:
+        """The backup target as the Docker host sees it: BACKUP_HOST_DIR, or beside
+        POOL_HOST_DIR when both are under BOT_BASE_DIR (the default), or BACKUP_DIR."""
+        if self.backup_host_dir:
+            return Path(self.backup_host_dir)
+        if self.pool_host_dir and not self.backup_dir:
+            return Path(self.pool_host_dir).parent / "backups"
+        return self.backups_path
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControllerSettings:
         settings: ControllerSettings = _build(cls, load_env() if env is None else env)
@@ -406,6 +416,13 @@ class ControllerSettings:
             )
         if settings.backup_host_dir and not Path(settings.backup_host_dir).is_absolute():
             raise SettingsError("invalid settings: BACKUP_HOST_DIR must be an absolute path")
+        custom_backups = settings.backup_dir not in ("", "off")
+        if settings.pool_host_dir and custom_backups and not settings.backup_host_dir:
+            raise SettingsError(
+                "invalid settings: BACKUP_HOST_DIR must be set when POOL_HOST_DIR and "
+                "BACKUP_DIR are (the controller runs in a container: where is BACKUP_DIR on "
+                "the Docker host?)"
+            )
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
         if settings.market_data_proxy and settings.market_data_base_port >= settings.pool_base_port:

@@ -69,9 +69,7 @@ class DockerOptions:
             pools_dir=settings.pools_dir,
             host_pools_dir=settings.host_pools_dir,
             archive_dir=settings.bot_base_dir / "archive",
-            host_backups_dir=Path(settings.backup_host_dir)
-            if settings.backup_host_dir
-            else settings.backups_path,
+            host_backups_dir=settings.host_backups_dir,
             memory_limit=settings.pool_memory_limit,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
