@@ -158,6 +158,11 @@ class BackupService:
                 await asyncio.to_thread(shutil.rmtree, directory, True)
             log.info("bot_backups_removed", bot=bot_id)
         self.purged &= known  # the rest are gone now, their backups with them
+        pools = set(self.registry.pools) | set(self.registry.retiring)
+        for directory in (root / "pools").glob("*"):
+            if directory.name not in pools:
+                with contextlib.suppress(OSError):  # not empty: a moved bot's points
+                    directory.rmdir()  # a removed pool's, emptied
         return due
 
 

@@ -16,6 +16,7 @@ from common.protocol import (
     decode,
 )
 from common.states import RunState
+from controller.backups.points import list_points
 from tests.support import user_token
 from tests.unit.controller.apps import Api, ObedientAgent, events_of, obey
 from tests.unit.controller.backups.test_points import T0, snapshot
@@ -129,3 +130,16 @@ async def test_a_failing_target_is_an_event_and_a_metric(api: Api) -> None:
     assert "ftpool_backup_failing_pools 0.0" in metrics
     assert 'ftpool_backup_age_seconds{pool="pool-1"}' in metrics
     assert len(await events_of(api, "backup_failed", 1)) == 1
+
+
+async def test_the_sweep_removes_purged_bots_backups_and_empty_pool_directories(api: Api) -> None:
+    await alices_bot(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    snapshot(root, "pool-9", "gone", T0, 1)  # a deleted bot's, in a removed pool
+    (root / "pools" / "pool-8").mkdir()  # a removed pool's, empty
+    service = api.controller.backups
+    assert await service.sweep() == []  # within the retention: kept
+    service.purge("gone")
+    assert await service.sweep() == ["gone"]
+    assert sorted(p.name for p in (root / "pools").iterdir()) == ["pool-1"]
+    assert list_points(root, "b1")  # the living bot's stay
