@@ -362,6 +362,12 @@ class ControllerSettings:
     )
     backup_interval_ms: int = _backup_interval()
     backup_retention_days: int = _backup_retention()
+    gc_freeze: bool = setting(
+        "GC_FREEZE", _bool, "true", "freeze the long-lived heap so full collections stay short"
+    )
+    gc_pause_budget_ms: int = setting(
+        "GC_PAUSE_BUDGET", _MS, "20", "a longer full collection freezes the heap again"
+    )
     log_level: str = _log_level()
 
     @property

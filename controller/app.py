@@ -33,6 +33,7 @@ from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
 from controller.health.monitor import Clock, Monitor, MonitorConfig
+from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
@@ -96,6 +97,7 @@ class Controller:
     migrator: Migrator
     mapper: BotContainerMapper
     backups: BackupService
+    heap: HeapKeeper
 
 
 def build(
@@ -142,6 +144,7 @@ def build(
         mapper=BotContainerMapper(pools, legacy),
         backups=BackupService(settings.backups_path, transfer, guard, events,
                               settings.backup_retention_days),
+        heap=HeapKeeper(HeapConfig.from_settings(settings)),
     )  # fmt: skip
 
 
@@ -202,15 +205,19 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    # What the store loaded lives as long as the controller: out of the collector's way.
+    controller.heap.settle()
+    heap = asyncio.create_task(controller.heap.run(), name="heap")
     sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    sweep.cancel()
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    for task in (monitor, heap, sweep):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    controller.heap.close()
     await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()
