@@ -15,6 +15,7 @@ from aiohttp import web
 
 from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
+from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
 from controller.api.events import APIEvents
 from controller.api.healthz import APIHealthz
@@ -26,6 +27,7 @@ from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.api.upgrade import APIUpgrade
 from controller.auth import Authenticator
+from controller.backups.service import BackupService
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
@@ -99,6 +101,7 @@ class Controller:
     mapper: BotContainerMapper
     upgrader: Upgrader
     census: ImageCensus
+    backups: BackupService
     heap: HeapKeeper
 
 
@@ -146,6 +149,8 @@ def build(
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
         upgrader=Upgrader(pools, transfer, guard), census=census,
+        backups=BackupService(settings.backups_path, transfer, guard, events,
+                              settings.backup_retention_days),
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
     )  # fmt: skip
 
@@ -176,7 +181,8 @@ def create_app(controller: Controller) -> web.Application:
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
-        APIBots(controller.bots),
+        APIBots(controller.bots, controller.backups),
+        APIBackups(controller.bots, controller.backups),
         migration,
         APIUpgrade(controller.upgrader, controller.census),
         proxy,
@@ -215,11 +221,12 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     # What the store loaded lives as long as the controller: out of the collector's way.
     controller.heap.settle()
     heap = asyncio.create_task(controller.heap.run(), name="heap")
+    sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    for task in (monitor, heap):
+    for task in (monitor, heap, sweep):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -17,7 +17,7 @@ import time
 import structlog
 
 from controller.errors import Conflict, NotFound, PoolExists, RuntimeFailure
-from controller.pools.config import PoolsConfig
+from controller.pools.config import PoolsConfig, pool_backup_dir
 from controller.pools.live import hash_token
 from controller.pools.registry import PoolRegistry
 from controller.pools.sessions import HeartbeatReport
@@ -65,10 +65,13 @@ class PoolLifecycle:
         if market_data.get("MARKET_DATA_PROXY") == "off" and self.config.market_data_base_port:
             log.warning("pool_without_market_data_proxy", pool=pool.id,
                         reason="its proxy's port would reach POOL_BASE_PORT")  # fmt: skip
+        backup_dir = pool_backup_dir(self.config.backups_dir, pool.id)
+        backup = {"BACKUP_DIR": str(backup_dir)} if backup_dir else {}
         return PoolLaunch(
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
             token=token, controller_url=self.config.controller_url,
-            agent_env={**self.config.agent_env, **market_data}, image=image,
+            agent_env={**self.config.agent_env, **market_data, **backup}, image=image,
+            backup_dir=backup_dir,
         )  # fmt: skip
 
     async def create_runtime(self, pool: PoolRecord, token: str, image: str = "") -> None:

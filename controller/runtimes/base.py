@@ -31,6 +31,8 @@ class PoolLaunch:
     controller_url: str
     agent_env: dict[str, str] = field(default_factory=dict)
     image: str = ""  # the image to run (a runtime with images); "" for its configured one
+    # This pool's backup target, as the controller sees it (None: no backups).
+    backup_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,14 @@ class ImageInfo:
 
     def to_json(self) -> dict[str, str]:
         return {"ref": self.ref, "id": self.id}
+
+
+def make_backup_dir(launch: PoolLaunch) -> None:
+    """The pool's backup target (and the backup root), private to root."""
+    if launch.backup_dir is not None:
+        launch.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for directory in (launch.backup_dir, launch.backup_dir.parent.parent):
+            os.chmod(directory, 0o700)
 
 
 @dataclass(frozen=True, slots=True)

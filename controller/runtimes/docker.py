@@ -34,12 +34,14 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
+    make_backup_dir,
     retire_pool_dir,
 )
 
 log = structlog.get_logger("runtime.docker")
 LABEL_POOL = "ftpool.pool"
 LABEL_VERSION = "ftpool.version"
+BACKUP_MOUNT = "/backup"
 STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
 # supervisorctl of the pool image's own supervisor install (see images/pool/Dockerfile).
 SUPERVISORCTL = ["/opt/ftpool/bin/python", "-m", "supervisor.supervisorctl",
@@ -54,6 +56,8 @@ class DockerOptions:
     pools_dir: Path  # where the controller sees pool directories
     host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
     archive_dir: Path
+    # The backup target as the Docker host sees it (pool P's: <it>/pools/P, at /backup).
+    host_backups_dir: Path | None = None
     memory_limit: str = ""
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
@@ -66,6 +70,7 @@ class DockerOptions:
             pools_dir=settings.pools_dir,
             host_pools_dir=settings.host_pools_dir,
             archive_dir=settings.bot_base_dir / "archive",
+            host_backups_dir=settings.host_backups_dir,
             memory_limit=settings.pool_memory_limit,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
@@ -183,12 +188,19 @@ class DockerRuntime(PoolRuntime):
             "POOL_PORT_START": str(launch.port_start),
             **launch.agent_env,
         }
+        volumes = {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}}
+        if launch.backup_dir is not None and o.host_backups_dir is not None:
+            # Its own bots' backups only: the pool's directory of the target, nothing else.
+            make_backup_dir(launch)
+            host_dir = o.host_backups_dir / "pools" / launch.pool_id
+            volumes[str(host_dir)] = {"bind": BACKUP_MOUNT, "mode": "rw"}
+            env["BACKUP_DIR"] = BACKUP_MOUNT
         kwargs: dict[str, Any] = {
             "name": self.container_name(launch.pool_id),
             "detach": True,
             "labels": {LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
             "environment": env,
-            "volumes": {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}},
+            "volumes": volumes,
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
