@@ -33,9 +33,10 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, empty: Any = None) -> Any:
+    """The request's JSON body; `empty` when it has none (a body `null` is None)."""
     if not request.body_exists:
-        return None
+        return empty
     try:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):

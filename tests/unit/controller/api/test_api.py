@@ -321,6 +321,17 @@ async def test_provision_without_a_body_generates_an_id(api: Api) -> None:
     assert api.controller.pools.registry.bots[body["instanceId"]].strategy == "SampleStrategy"
 
 
+async def test_a_null_body_is_refused_not_taken_for_no_body(api: Api) -> None:
+    # Found by the OpenAPI fuzz run: a body `null` provisioned a default bot.
+    json_null = {"data": "null", "headers": {"Content-Type": "application/json"}}
+    for path in ("/api/bots", "/api/provision-enhanced"):
+        status, body, _ = await api.call("POST", path, ALICE, **json_null)
+        assert_error(status, body, 400)
+    assert api.controller.pools.registry.bots == {}
+    status, body, _ = await api.call("POST", "/api/pool/migration/bots/b1", **json_null)
+    assert_error(status, body, 400)
+
+
 async def test_bots_fill_one_pool_before_the_next(api: Api) -> None:
     ports = [(await api.provision(instanceId=f"b{i}"))["port"] for i in range(11)]
     assert ports == list(range(21000, 21011))
