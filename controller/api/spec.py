@@ -110,7 +110,10 @@ def error_name(code: int) -> str:
 
 
 def error_response(code: int) -> Schema:
-    return answer(ref("Error"), f"{HTTPStatus(code).phrase}: the JSON error")
+    response = answer(ref("Error"), f"{HTTPStatus(code).phrase}: the JSON error")
+    if code == 401:
+        response["headers"] = {"WWW-Authenticate": {"required": True, "schema": STR}}
+    return response
 
 
 ERROR = obj({"success": {"const": False}, "error": STR})

@@ -1,23 +1,26 @@
 """Property-based fuzzing of every operation in /api/openapi.json against a real controller.
 
 Schemathesis generates requests from the description (valid and invalid ones) and sends
-them, as the admin, as a user (alice) and with no credentials, to a real controller whose
-pools run under real supervisord with fake bots. Every answer must:
-- not be a 500, and a 5xx at all only where the description says a bot or the runtime
-  can fail (the proxy's 502/503/504);
-- be declared by the description, with its content type, and match its schema;
+them, as the admin, as a user (alice, by Bearer and by basic auth) and with no credentials,
+to a real controller whose pools run under real supervisord with fake bots. Every answer
+must:
+- not be a 500, and a 5xx at all only where the description says a bot can fail (the
+  proxy's 502/503/504);
+- be declared by the description (status, content type, headers) and match its schema;
+  an invalid request must be refused, a secured operation must refuse bad credentials;
 - never be a 2xx for a user acting on another user's bot;
 - hold no secret: the admin token, the JWT secret, any bot's API password, JWT secret or
   WebSocket token, the exchange keys a bot was provisioned with.
 
-Bounded: MAX_EXAMPLES per operation and identity (fewer for provisioning, which starts
-processes), derandomized so a CI run is reproducible, no shrinking; past BUDGET_SECONDS
-the remaining operations get MIN_EXAMPLES each, so every operation is still tried.
-"""
+Bounded (docs/testing.md): MAX_EXAMPLES per operation and identity (fewer for
+provisioning, which starts processes), derandomized so a CI run is reproducible, no
+shrinking; past BUDGET_SECONDS the remaining operations get MIN_EXAMPLES each, so every
+operation is still tried."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -42,7 +46,7 @@ from tests.support import ADMIN_TOKEN, JWT_SECRET, ControllerHarness, user_token
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 BASE_PORT = 26000
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 60
 PROVISION_EXAMPLES = 5
 MIN_EXAMPLES = 3
 BUDGET_SECONDS = 150.0
@@ -56,6 +60,7 @@ UNBOUNDED = {("GET", "/api/pool/events")}
 PROXY_FAILURES = {502, 503, 504}
 CHECKS = [
     status_code_conformance, content_type_conformance, response_schema_conformance,
+    response_headers_conformance,
     # Invalid input (by the description) is refused with a 4xx; a secured operation
     # refuses a request without or with wrong credentials.
     negative_data_rejection, ignored_auth,
@@ -65,25 +70,32 @@ CHECKS = [
 @dataclass
 class Identity:
     name: str
-    token: str | None
+    authorization: str | None  # the Authorization header it sends
     own_bot: str | None  # a bot of theirs that must reach no other user
     others_bot: str | None  # a bot they must never act on
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {"Authorization": self.authorization} if self.authorization else {}
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 IDENTITIES = {
     "anonymous": Identity("anonymous", None, None, "bob-bot-1"),
-    "alice": Identity("alice", ALICE, "alice-bot-1", "bob-bot-1"),
-    "admin": Identity("admin", ADMIN_TOKEN, None, None),
+    "alice": Identity("alice", f"Bearer {ALICE}", "alice-bot-1", "bob-bot-1"),
+    # As freqtrade-client sends it: good under /bots/ only, a 401 everywhere else.
+    "alice-basic": Identity("alice-basic", basic("alice", ALICE), "alice-bot-1", "bob-bot-1"),
+    "admin": Identity("admin", f"Bearer {ADMIN_TOKEN}", None, None),
 }
 
 
 @dataclass
 class Fleet:
     harness: ControllerHarness
+    document: dict[str, Any]
     schema: Any
     findings: list[str] = field(default_factory=list)
 
@@ -110,7 +122,7 @@ async def fleet(module_harness_factory) -> Fleet:
     # Credentials are the identity's, never generated; unknown query parameters are
     # ignored by design, so adding some does not make a request invalid.
     schema.config.generation.update(with_security_parameters=False, allow_extra_parameters=False)
-    return Fleet(harness, schema)
+    return Fleet(harness, doc, schema)
 
 
 def _operations(schema: Any) -> list[Any]:
@@ -202,7 +214,7 @@ def fuzz_operation(
     return sent
 
 
-@pytest.mark.parametrize("identity", ["anonymous", "alice", "admin"])
+@pytest.mark.parametrize("identity", list(IDENTITIES))
 async def test_fuzz_every_operation(fleet: Fleet, identity: str) -> None:
     who = IDENTITIES[identity]
     started = time.monotonic()
@@ -224,3 +236,21 @@ async def test_no_user_reaches_another_users_bot(fleet: Fleet) -> None:
         path = operation.path.replace("{instanceId}", "bob-bot-1").replace("{tail}", "ping")
         status, body = await h.call(operation.method.upper(), path, ALICE)
         assert 400 <= status < 500, (operation.method, path, status, body)
+
+
+async def test_an_undeclared_method_is_a_405_naming_the_declared_ones(fleet: Fleet) -> None:
+    h = fleet.harness
+    assert h.http is not None
+    for path, item in fleet.document["paths"].items():
+        declared = {verb.upper() for verb in item if verb != "parameters"}
+        url = h.base + path.replace("{instanceId}", "alice-bot-1").replace("{poolId}", "pool-1")
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - declared:
+            async with h.http.request(method, url, headers=h.headers()) as r:
+                if path.startswith(("/api/bots/{instanceId}/", "/bots/")):
+                    # Other methods of /api/bots/{id}/start or of token/login are proxy
+                    # paths: they reach the bot, or token/* is refused with a 404.
+                    assert r.status < 500 or r.status in PROXY_FAILURES, (method, path)
+                    continue
+                assert r.status == 405, (method, path, r.status)
+                expected = declared | ({"HEAD"} if "GET" in declared else set())
+                assert set(r.headers["Allow"].split(",")) == expected, (method, path)
