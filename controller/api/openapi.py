@@ -90,7 +90,7 @@ def describe(routes: Iterable[web.AbstractRoute], operations: Operations) -> dic
             continue
         used |= {int(c) for c in operation["responses"] if c.isdigit()}
         item = paths.setdefault(openapi_path(path), {})
-        if PATH_PARAMETERS.keys() & set(_PLACEHOLDER.findall(openapi_path(path))):
+        if "{" in path:  # a placeholder PATH_PARAMETERS does not name fails here, in tests
             item["parameters"] = _path_parameters(openapi_path(path))
         for verb in ANY_METHOD if method == "*" else (method.lower(),):
             item[verb] = {**operation, "operationId": _operation_id(verb, path)}
@@ -119,12 +119,6 @@ def _operation_id(verb: str, path: str) -> str:
 class APIOpenAPI:
     """Serves the description of the app it is part of, made once at its first request."""
 
-    def __init__(self, apis: Iterable[Any]) -> None:
-        self.operations: Operations = {**self.own_operations}
-        for api in apis:
-            self.operations.update(api.operations)
-        self._document: dict[str, Any] | None = None
-
     own_operations: Operations = {
         ("GET", "/api/openapi.json"): op(
             "this description (OpenAPI 3.1)", security=PUBLIC, tags=("meta",),
@@ -132,6 +126,12 @@ class APIOpenAPI:
                                  "paths": {"type": "object"}}))},
         ),
     }  # fmt: skip
+
+    def __init__(self, apis: Iterable[Any]) -> None:
+        self.operations: Operations = {**self.own_operations}
+        for api in apis:
+            self.operations.update(api.operations)
+        self._document: dict[str, Any] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/api/openapi.json", self.document)]

@@ -61,6 +61,14 @@ async def test_every_error_answer_refers_to_a_described_error(api: Api) -> None:
                 assert "401" in operation["responses"]
 
 
+async def test_operation_ids_are_unique(api: Api) -> None:
+    doc = await _document(api)
+    ids = [
+        o["operationId"] for i in doc["paths"].values() for v, o in i.items() if v != "parameters"
+    ]
+    assert len(ids) == len(set(ids))
+
+
 async def test_every_placeholder_is_a_declared_path_parameter(api: Api) -> None:
     doc = await _document(api)
     for path, item in doc["paths"].items():
