@@ -22,6 +22,7 @@ from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
 from controller.api.migration import APIMigration
+from controller.api.openapi import APIOpenAPI
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
@@ -187,6 +188,7 @@ def create_app(controller: Controller) -> web.Application:
         APIUpgrade(controller.upgrader, controller.census),
         proxy,
     ]
+    apis.append(APIOpenAPI(apis))
     for api in apis:
         app.add_routes(api.routes())
     app.on_startup.append(proxy.startup)

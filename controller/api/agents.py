@@ -17,6 +17,19 @@ from common.protocol import (
     decode,
 )
 from controller.api.middleware import principal, public
+from controller.api.spec import (
+    ADMIN,
+    BOOL,
+    INT,
+    NUM,
+    PUBLIC,
+    STR,
+    Operations,
+    answer,
+    nullable,
+    obj,
+    op,
+)
 from controller.pools.manager import PoolManager
 
 log = structlog.get_logger("controller.api.agents")
@@ -24,6 +37,28 @@ HELLO_TIMEOUT = 10.0
 
 
 class APIAgents:
+    operations: Operations = {
+        ("GET", "/api/agents/ws"): op(
+            "the pool agents' WebSocket (msgpack frames)", security=PUBLIC, tags=("agents",),
+            description="The first frame, hello, carries the pool token; without it the "
+            "socket closes with 4401. A request that is not a WebSocket upgrade is a 400.",
+            ok={101: {"description": "switching to the WebSocket protocol"}}, errors=(400,),
+        ),
+        ("GET", "/api/agents"): op(
+            "each pool's agent connection and the frame counters", security=ADMIN,
+            tags=("agents",),
+            ok={200: answer(obj({
+                "success": {"const": True},
+                "agents": {"type": "array", "items": obj({
+                    "poolId": STR, "connected": BOOL, "version": nullable(STR),
+                    "connectedAt": nullable(NUM), "lastHeartbeatAgoSeconds": nullable(NUM),
+                    "sequence": INT, "generation": INT, "appliedGeneration": INT,
+                })},
+                "frames": obj({"received": INT, "rejected": INT}),
+            }))},
+        ),
+    }  # fmt: skip
+
     def __init__(self, pools: PoolManager) -> None:
         self.pools = pools
 

@@ -5,13 +5,94 @@ from __future__ import annotations
 from aiohttp import web
 
 from controller.api.middleware import principal, read_json
+from controller.api.spec import (
+    ANY_OBJECT,
+    BOOL,
+    ID,
+    INT,
+    STR,
+    TRUE,
+    USER,
+    Operations,
+    answer,
+    json_body,
+    obj,
+    op,
+    query,
+    ref,
+)  # fmt: skip
 from controller.api.views import bot_view
 from controller.backups.service import BackupService
 from controller.bots.manager import BotManager, ProvisionRequest
 from controller.health.status import bot_status_word
 
+_PROVISION = op(
+    "provision a bot",
+    security=USER,
+    tags=("bots",),
+    errors=(409, 502, 503, 507),
+    description="Without instanceId one is generated. config is merged over safe defaults; "
+    "keys ftpool manages are refused (400).",
+    body=json_body(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"instanceId": ID, "strategy": STR, "config": ANY_OBJECT},
+        }
+    ),
+    ok={
+        201: answer(
+            obj(
+                {
+                    "success": TRUE,
+                    "instanceId": ID,
+                    "poolId": ID,
+                    "port": INT,
+                    "status": STR,
+                }
+            ),
+            "provisioned",
+        )
+    },
+)
+_LIFECYCLE = answer(obj({
+    "success": TRUE, "instanceId": ID, "action": {"enum": ["start", "stop", "restart"]},
+    "desired": {"enum": ["running", "stopped"]}, "status": STR,
+}))  # fmt: skip
+_DELETED = obj({
+    "success": TRUE, "instanceId": ID, "status": {"enum": ["deleted", "deleting"]},
+    "archived": BOOL,
+})  # fmt: skip
+_ONE_BOT = {"errors": (400, 403, 404), "security": USER, "tags": ("bots",)}
+OPERATIONS: Operations = {
+    ("POST", "/api/bots"): _PROVISION,
+    ("POST", "/api/provision-enhanced"): {**_PROVISION, "summary": "provision a bot (alias)"},
+    ("GET", "/api/bots"): op(
+        "your bots (admin: all)", security=USER, tags=("bots",),
+        ok={200: answer(obj({"success": TRUE, "bots": {"type": "array", "items": ref("Bot")}}))},
+    ),
+    ("GET", "/api/bots/{instanceId}"): op(
+        "one bot", ok={200: answer({"allOf": [ref("Bot"), obj({"success": TRUE})]})}, **_ONE_BOT,
+    ),
+    ("DELETE", "/api/bots/{instanceId}"): op(
+        "remove the bot; its directory is archived, or deleted with purge=true",
+        params=(query("purge", {"enum": ["true", "false", "1", "0"]}, "delete its files"),),
+        ok={200: answer(_DELETED, "deleted"), 202: answer(_DELETED, "its agent has not confirmed")},
+        **{**_ONE_BOT, "errors": (400, 403, 404, 409)},
+    ),
+    **{
+        ("POST", f"/api/bots/{{instanceId}}/{verb}"): op(
+            f"{verb} the bot's process", ok={200: _LIFECYCLE},
+            **{**_ONE_BOT, "errors": (400, 403, 404, 409, 502)},
+        )
+        for verb in ("start", "stop", "restart")
+    },
+}  # fmt: skip
+
 
 class APIBots:
+    operations = OPERATIONS
+
     def __init__(self, bots: BotManager, backups: BackupService | None = None) -> None:
         self.bots = bots
         self.backups = backups  # told of purges: a purged bot's backups go too
@@ -31,7 +112,7 @@ class APIBots:
         ]
 
     async def provision(self, request: web.Request) -> web.Response:
-        req = ProvisionRequest.from_json(await read_json(request))
+        req = ProvisionRequest.from_json(await read_json(request, empty={}))
         bot = await self.bots.provision(principal(request), req)
         return web.json_response(
             {

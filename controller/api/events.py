@@ -13,6 +13,7 @@ import json
 from aiohttp import web
 
 from controller.api.middleware import principal
+from controller.api.spec import USER, Operations, answer, obj, op, query, ref
 from controller.errors import BadRequest
 from controller.events import Event, EventBus, Subscription
 
@@ -52,6 +53,40 @@ def sse(event: Event) -> bytes:
 
 
 class APIEvents:
+    operations: Operations = {
+        ("GET", "/api/pool/events"): op(
+            "health and recovery events as Server-Sent Events", security=USER,
+            tags=("events",), errors=(400,),
+            description="The stored events after Last-Event-ID (or since), or else the last "
+            "`history`, then live ones; a keepalive comment every 15 s. A user sees only "
+            "the events of their own bots.",
+            params=(
+                query("history", {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                      "how many stored events to send first (default 0)"),
+                query("since", {"type": "integer", "minimum": 0},
+                      "send the stored events after this id first"),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "integer", "minimum": 0},
+                 "description": "as since; a reconnecting EventSource sends it"},
+            ),
+            ok={200: answer({"type": "string"}, "the event stream", "text/event-stream")},
+        ),
+        ("GET", "/api/pool/events/history"): op(
+            "stored events as JSON, oldest first", security=USER, tags=("events",),
+            errors=(400,),
+            params=(
+                query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                      f"at most this many (default {HISTORY_DEFAULT})"),
+                query("since", {"type": "integer", "minimum": 0},
+                      "the first events after this id (else the last ones)"),
+            ),
+            ok={200: answer(obj({
+                "success": {"const": True},
+                "events": {"type": "array", "items": ref("Event")},
+            }))},
+        ),
+    }  # fmt: skip
+
     def __init__(self, events: EventBus) -> None:
         self.events = events
 

@@ -6,10 +6,21 @@ from aiohttp import web
 
 from common import __version__
 from controller.api.middleware import public
+from controller.api.spec import INT, PUBLIC, STR, Operations, answer, obj, op
 from controller.pools.manager import PoolManager
 
 
 class APIHealthz:
+    operations: Operations = {
+        ("GET", "/healthz"): op(
+            "liveness and readiness, for load balancers", security=PUBLIC, tags=("health",),
+            ok={200: answer(obj({
+                "status": {"const": "ok"}, "version": STR, "pools": INT,
+                "agentsConnected": INT, "bots": INT,
+            }))},
+        ),
+    }  # fmt: skip
+
     def __init__(self, pools: PoolManager) -> None:
         self.pools = pools
 

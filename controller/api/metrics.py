@@ -8,10 +8,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api.middleware import AUTHENTICATOR, public
+from controller.api.spec import Operations, answer, op
 from controller.metrics import Metrics
 
 
 class APIMetrics:
+    operations: Operations = {
+        ("GET", "/metrics"): op(
+            "Prometheus metrics (text exposition format)", tags=("metrics",),
+            description="Admin only, unless METRICS_PUBLIC=true.",
+            security=[{"adminToken": []}, {}], errors=(401, 403),
+            ok={200: answer({"type": "string"}, "the metrics", "text/plain")},
+        ),
+    }  # fmt: skip
+
     def __init__(
         self, metrics: Metrics, public_scrape: bool,
         refresh: Callable[[], Awaitable[None]] | None = None,

@@ -33,9 +33,10 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, empty: Any = None) -> Any:
+    """The request's JSON body; `empty` when it has none (a body `null` is None)."""
     if not request.body_exists:
-        return None
+        return empty
     try:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
@@ -44,18 +45,29 @@ async def read_json(request: web.Request) -> Any:
         raise web.HTTPBadRequest(reason="body nests too deeply") from None
 
 
+def _with_required_headers(response: web.Response) -> web.Response:
+    """A 401 says how to authenticate (RFC 9110 11.6.1). Bearer only: a Basic challenge
+    would make a browser running FreqUI pop up its own login dialog."""
+    if response.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ftpool"'
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except FtpoolError as exc:
-        return json_error(exc.status, str(exc))
+        return _with_required_headers(json_error(exc.status, str(exc)))
     except InvalidId as exc:
         return json_error(400, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason)
+        response = json_error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 names the methods the route has (RFC 9110 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return _with_required_headers(response)
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return json_error(500, "internal error")

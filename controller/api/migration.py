@@ -14,12 +14,49 @@ from aiohttp import web
 
 from common.ids import check_id
 from controller.api.middleware import principal, read_json
+from controller.api.spec import ADMIN, ID, NUM, Operations, answer, json_body, obj, op, ref
 from controller.errors import BadRequest
 from controller.migration.log import Run
 from controller.migration.run import Migrator
 
 VERIFY_TIMEOUT = 60.0
 MAX_VERIFY_TIMEOUT = 600.0
+_IDS = {"type": "array", "items": ID}
+_RUN_BODY = json_body({
+    "type": "object", "additionalProperties": False,
+    "properties": {"verifyTimeout": {**NUM, "exclusiveMinimum": 0, "maximum": MAX_VERIFY_TIMEOUT}},
+})  # fmt: skip
+_RUN = answer(obj({"success": {"type": "boolean"}, "run": ref("MigrationRun")}),
+              "the run, once it ended (success false: it failed)")  # fmt: skip
+OPERATIONS: Operations = {
+    ("GET", "/api/pool/migration/plan"): op(
+        "what a migration would do, bot by bot", security=ADMIN, tags=("migration",),
+        errors=(400,),
+        params=(
+            {"name": "bot", "in": "query", "schema": _IDS, "explode": True,
+             "description": "only these bots"},
+            {"name": "user", "in": "query", "schema": _IDS, "explode": True,
+             "description": "only these users' bots"},
+        ),
+        ok={200: answer(obj({"success": {"const": True}, "bots": {"type": "array"},
+                             "skipped": {"type": "array"}}))},
+    ),
+    ("GET", "/api/pool/migration/log"): op(
+        "the migration log's runs", security=ADMIN, tags=("migration",), errors=(400,),
+        params=({"name": "bot", "in": "query", "schema": _IDS, "explode": True,
+                 "description": "only these bots' runs"},),
+        ok={200: answer(obj({"success": {"const": True},
+                             "runs": {"type": "array", "items": ref("MigrationRun")}}))},
+    ),
+    ("POST", "/api/pool/migration/bots/{instanceId}"): op(
+        "migrate one legacy bot into a pool", security=ADMIN, tags=("migration",),
+        body=_RUN_BODY, errors=(404, 409), ok={200: _RUN},
+    ),
+    ("POST", "/api/pool/migration/bots/{instanceId}/rollback"): op(
+        "move one pooled bot back to a legacy container", security=ADMIN,
+        tags=("migration",), body=_RUN_BODY, errors=(404, 409), ok={200: _RUN},
+    ),
+}  # fmt: skip
 
 
 def _ids(request: web.Request, name: str) -> set[str]:
@@ -27,6 +64,8 @@ def _ids(request: web.Request, name: str) -> set[str]:
 
 
 class APIMigration:
+    operations = OPERATIONS
+
     def __init__(self, migrator: Migrator) -> None:
         self.migrator = migrator
         self._running: set[asyncio.Task[Run]] = set()
@@ -58,8 +97,7 @@ class APIMigration:
         return web.json_response({"success": True, "runs": runs})
 
     async def _verify_timeout(self, request: web.Request) -> float:
-        body = await read_json(request) if request.can_read_body else None
-        body = {} if body is None else body
+        body = await read_json(request, empty={})
         if not isinstance(body, dict) or set(body) - {"verifyTimeout"}:
             raise BadRequest('body must be {"verifyTimeout": seconds} or empty')
         timeout = body.get("verifyTimeout", VERIFY_TIMEOUT)

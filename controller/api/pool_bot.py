@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from controller.api.middleware import principal
+from controller.api.spec import USER, Operations, answer, op, query, ref
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager
 from controller.errors import BotUnavailable
@@ -14,6 +15,21 @@ LOG_TAIL_DEFAULT = 16384
 
 
 class APIPoolBot:
+    operations: Operations = {
+        ("GET", "/api/pool/bot/{instanceId}"): op(
+            "where the bot runs (pooled or legacy, managed or only discovered)",
+            security=USER, errors=(400, 403, 404), tags=("bots",),
+            ok={200: answer(ref("BotLocation"))},
+        ),
+        ("GET", "/api/pool/bot/{instanceId}/log"): op(
+            "the tail of the bot's process log", security=USER, tags=("bots",),
+            errors=(400, 403, 404, 503),
+            params=(query("bytes", {"type": "integer", "minimum": 1, "maximum": 1048576},
+                          f"how much of the end (default {LOG_TAIL_DEFAULT})"),),
+            ok={200: answer({"type": "string"}, "the log's last bytes", "text/plain")},
+        ),
+    }  # fmt: skip
+
     def __init__(self, bots: BotManager, mapper: BotContainerMapper) -> None:
         self.bots = bots
         self.pools = bots.pools

@@ -13,6 +13,23 @@ from aiohttp import web
 from common.protocol import LAUNCH_MODES
 from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
+from controller.api.spec import (
+    ADMIN,
+    ANY_LIST,
+    BOOL,
+    INT,
+    LAUNCH,
+    NUM,
+    STR,
+    TRUE,
+    Operations,
+    answer,
+    json_body,
+    nullable,
+    obj,
+    op,
+    ref,
+)  # fmt: skip
 from controller.api.views import market_data_view
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
@@ -23,9 +40,46 @@ from controller.records import PoolRecord
 from controller.upgrade.census import ImageCensus
 
 log = structlog.get_logger("controller.api.pools")
+_LAUNCH_VIEW = answer(obj({
+    "success": TRUE, "poolId": STR, "launch": LAUNCH, "override": nullable(LAUNCH),
+    "preloaderRestarts": INT, "generation": INT,
+}))  # fmt: skip
+OPERATIONS: Operations = {
+    ("GET", "/api/pool/status"): op(
+        "pools with their bots, capacity, memory, CPU, agent and health", security=ADMIN,
+        tags=("pools",),
+        ok={200: answer(obj({
+            "success": TRUE, "poolMode": BOOL, "runtime": STR, "totalPools": INT,
+            "totalBots": INT, "pools": {"type": "array", "items": ref("Pool")},
+            "unknownPools": ANY_LIST, "legacyBots": ANY_LIST, "health": ref("FleetHealth"),
+        }))},
+    ),
+    ("POST", "/api/pool/health-check"): op(
+        "evaluate health now and run recovery", security=ADMIN, tags=("pools",),
+        ok={200: answer(obj({
+            "success": TRUE, "timestamp": STR, "pools": ANY_LIST, "bots": ANY_LIST,
+            "issues": ANY_LIST, "recoveryActions": ANY_LIST, "durationMs": NUM,
+        }))},
+    ),
+    ("POST", "/api/pool/cleanup"): op(
+        "remove pools empty for POOL_CLEANUP_GRACE", security=ADMIN, tags=("pools",),
+        ok={200: answer(obj({"success": TRUE, "removedPools": INT, "message": STR}))},
+    ),
+    ("PUT", "/api/pool/pools/{poolId}/launch"): op(
+        "how this pool starts its bots (null: BOT_LAUNCH)", security=ADMIN, tags=("pools",),
+        body=json_body(obj({"launch": nullable(LAUNCH)})), errors=(404,),
+        ok={200: _LAUNCH_VIEW},
+    ),
+    ("POST", "/api/pool/pools/{poolId}/preloader/restart"): op(
+        "restart the pool's preloader once", security=ADMIN, tags=("pools",),
+        errors=(404, 409), ok={200: _LAUNCH_VIEW},
+    ),
+}  # fmt: skip
 
 
 class APIPools:
+    operations = OPERATIONS
+
     def __init__(
         self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
         pool_mode: bool, cleanup_grace: float, census: ImageCensus | None = None,

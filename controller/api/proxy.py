@@ -28,6 +28,7 @@ from yarl import URL
 from common.ids import InvalidId
 from common.states import RunState
 from controller.api.middleware import AUTHENTICATOR, json_error, public
+from controller.api.spec import BOT_CLIENT, STR, USER, Operations, answer, obj, op
 from controller.auth import Principal
 from controller.bots.manager import BotManager
 from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
@@ -41,6 +42,43 @@ HOP_BY_HOP = frozenset({
     "trailers", "transfer-encoding", "upgrade", "host", "authorization", "cookie",
 })  # fmt: skip
 _STREAM_CHUNK = 64 * 1024
+_PASSED = {"description": "FreqTrade's own answer, passed through", "content": {"*/*": {}}}
+# A status both the controller (its JSON error) and the bot (anything) may answer.
+_EITHER = {
+    "description": "the controller's JSON error (400: a bad path, 403: not your bot, 404: no "
+    "such bot, 413: body too large, 502/504: the bot unreachable or silent, 503: the bot is "
+    "not running), or the bot's own answer",
+    "content": {"*/*": {}},
+}
+_PROXY_ANSWERS = {200: _PASSED, **dict.fromkeys((400, 403, 404, 413, 502, 503, 504), _EITHER),
+                  "default": _PASSED}  # fmt: skip
+OPERATIONS: Operations = {
+    ("POST", "/bots/{instanceId}/api/v1/token/login"): op(
+        "FreqTrade's login, answered by the controller with its own tokens",
+        security=[{"basicAuth": []}], errors=(400, 403, 404), tags=("bot proxy",),
+        description="Basic auth: the user id and a platform token (not one login issued).",
+        ok={200: answer(obj({"access_token": STR, "refresh_token": STR}))},
+    ),
+    ("POST", "/bots/{instanceId}/api/v1/token/refresh"): op(
+        "a new access token for a refresh token", security=[{"bearerToken": []}],
+        errors=(400, 403, 404), tags=("bot proxy",),
+        ok={200: answer(obj({"access_token": STR}))},
+    ),
+    ("*", "/bots/{instanceId}/api/v1/{tail}"): op(
+        "the bot's FreqTrade REST API /api/v1/{tail}, passed through", security=BOT_CLIENT,
+        tags=("bot proxy",), ok=_PROXY_ANSWERS,
+        description="Any method, query and body is streamed to a running bot with its own "
+        "credentials. Its errors are JSON (503: the bot is not running); the bot's own are "
+        "passed as they are. "
+        "message/ws takes the access token in ?token=.",
+    ),
+    ("*", "/api/bots/{instanceId}/{tail}"): op(
+        "the bot's FreqTrade REST API /api/v1/{tail}, passed through", security=USER,
+        tags=("bot proxy",), ok=_PROXY_ANSWERS,
+        description="As under /bots/{instanceId}/api/v1/, bearer tokens only; the lifecycle "
+        "routes take precedence and token/* is not reachable (404).",
+    ),
+}  # fmt: skip
 
 
 def _hop_by_hop(headers: Any) -> frozenset[str]:
@@ -55,6 +93,8 @@ def _hop_by_hop(headers: Any) -> frozenset[str]:
 
 
 class APIProxy:
+    operations = OPERATIONS
+
     def __init__(
         self, bots: BotManager, *, timeout: float, max_body: int, metrics: Metrics
     ) -> None:

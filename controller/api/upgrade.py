@@ -14,6 +14,18 @@ from aiohttp import web
 
 from common.ids import check_id
 from controller.api.middleware import principal, read_json
+from controller.api.spec import (
+    ADMIN,
+    ANY_LIST,
+    ANY_OBJECT,
+    BOOL,
+    TRUE,
+    answer,
+    json_body,
+    nullable,
+    obj,
+    op,
+)  # fmt: skip
 from controller.errors import BadRequest
 from controller.upgrade.census import ImageCensus
 from controller.upgrade.plan import Selection
@@ -32,7 +44,6 @@ FIELDS = {"image", "dryRun", *LIMITS, *SELECTORS}
 def parse_upgrade(body: Any) -> tuple[UpgradeOptions, bool]:
     """A POST body as the run's options, and whether it is a dry run; BadRequest says what
     is wrong with it."""
-    body = {} if body is None else body
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     unknown = set(body) - FIELDS
@@ -69,7 +80,37 @@ def parse_upgrade(body: Any) -> tuple[UpgradeOptions, bool]:
     return options, dry_run
 
 
+_IDS = {"type": "array", "maxItems": 1000, "items": {"type": "string"}}
+_BODY = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "image": {"type": "string"}, "dryRun": BOOL,
+        **{name: {"type": "number", "minimum": lo, "maximum": hi}
+           for name, (lo, hi) in LIMITS.items()},
+        **{name: _IDS for name in SELECTORS},
+    },
+}  # fmt: skip
+
+
 class APIUpgrade:
+    operations = {
+        ("GET", "/api/pool/upgrade"): op(
+            "the upgrade in progress and the last runs, pool by pool (admin)",
+            security=ADMIN, tags=("upgrade",),
+            ok={200: answer(obj({"success": TRUE, "running": BOOL,
+                                 "current": nullable(ANY_OBJECT), "runs": ANY_LIST,
+                                 "poolImage": nullable(ANY_OBJECT), "outdatedPools": ANY_LIST}))},
+        ),
+        ("POST", "/api/pool/upgrade"): op(
+            "plan (dryRun) or start moving pools to a new pool image, one pool at a time "
+            "(admin)", security=ADMIN, tags=("upgrade",), errors=(404, 409),
+            body=json_body(_BODY),
+            ok={200: answer(obj({"success": TRUE, "dryRun": TRUE, "image": ANY_OBJECT,
+                                 "pools": ANY_LIST, "skipped": ANY_LIST}), "the plan"),
+                202: answer(obj({"success": TRUE, "run": ANY_OBJECT}), "the run started")},
+        ),
+    }  # fmt: skip
+
     def __init__(self, upgrader: Upgrader, census: ImageCensus) -> None:
         self.upgrader = upgrader
         self.census = census
@@ -94,7 +135,7 @@ class APIUpgrade:
 
     async def upgrade(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        options, dry_run = parse_upgrade(await read_json(request))
+        options, dry_run = parse_upgrade(await read_json(request, empty={}))
         if dry_run:
             plan = await self.upgrader.plan(options)
             return web.json_response({"success": True, "dryRun": True, **plan.to_json()})

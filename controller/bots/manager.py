@@ -40,8 +40,7 @@ class ProvisionRequest:
 
     @classmethod
     def from_json(cls, body: object) -> ProvisionRequest:
-        if body is None:
-            body = {}
+        """A provisioning request from its body ({} when the request has none)."""
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
         unknown = set(body) - {"instanceId", "strategy", "config"}

@@ -61,6 +61,28 @@ PROTECTED = [
 ]
 
 
+async def test_a_401_says_how_to_authenticate(api: Api) -> None:
+    # Found reviewing the fuzz run's answers (RFC 9110 11.6.1): a 401 had no challenge.
+    for path in ("/api/bots", "/bots/b1/api/v1/ping", "/api/no-such-route"):
+        async with api.client.get(path) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"] == 'Bearer realm="ftpool"'
+
+
+async def test_a_405_names_the_methods_the_route_has(api: Api) -> None:
+    # Found reviewing the fuzz run's answers (RFC 9110 15.5.6): a 405 had no Allow header.
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for method, path, allowed in (
+        ("PATCH", "/healthz", {"GET", "HEAD"}),
+        ("PUT", "/api/bots", {"GET", "HEAD", "POST"}),
+        ("POST", "/api/openapi.json", {"GET", "HEAD"}),
+    ):
+        async with api.client.request(method, path, headers=auth) as r:
+            assert r.status == 405
+            assert set(r.headers["Allow"].split(",")) == allowed
+            assert (await r.json())["success"] is False
+
+
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
 async def test_401_without_or_with_an_invalid_token(api: Api, method: str, path: str) -> None:
     await api.provision(instanceId="b1")
@@ -319,6 +341,17 @@ async def test_provision_without_a_body_generates_an_id(api: Api) -> None:
     assert status == 201, body
     assert body["instanceId"].startswith("alice-bot-")
     assert api.controller.pools.registry.bots[body["instanceId"]].strategy == "SampleStrategy"
+
+
+async def test_a_null_body_is_refused_not_taken_for_no_body(api: Api) -> None:
+    # Found by the OpenAPI fuzz run: a body `null` provisioned a default bot.
+    json_null = {"data": "null", "headers": {"Content-Type": "application/json"}}
+    for path in ("/api/bots", "/api/provision-enhanced"):
+        status, body, _ = await api.call("POST", path, ALICE, **json_null)
+        assert_error(status, body, 400)
+    assert api.controller.pools.registry.bots == {}
+    status, body, _ = await api.call("POST", "/api/pool/migration/bots/b1", **json_null)
+    assert_error(status, body, 400)
 
 
 async def test_bots_fill_one_pool_before_the_next(api: Api) -> None:

@@ -12,7 +12,6 @@ from controller.upgrade.run import UpgradeOptions
 
 
 def test_an_empty_body_upgrades_every_pool_to_pool_image_one_at_a_time() -> None:
-    assert parse_upgrade(None) == (UpgradeOptions(), False)
     assert parse_upgrade({}) == (UpgradeOptions(), False)
 
 
@@ -46,6 +45,7 @@ def test_every_option() -> None:
         ({"pools": "p1"}, "pools must be a list"),
         ({"bots": ["../etc"]}, "instanceId"),
         ({"dryRun": "yes"}, "dryRun must be"),
+        (None, "body must be a JSON object"),  # a body `null` (no body at all is {})
     ],
 )
 def test_bad_bodies_are_refused_clearly(body: object, says: str) -> None:
