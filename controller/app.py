@@ -46,6 +46,9 @@ from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
 from controller.store.allocation import Placement
 from controller.store.store import Store
+from controller.ui.middleware import SESSIONS, session_middleware
+from controller.ui.pages import UIPages
+from controller.ui.session import SessionKeeper
 
 log = structlog.get_logger("controller")
 CONTROLLER = web.AppKey("controller", "Controller")
@@ -82,6 +85,7 @@ class Controller:
     settings: ControllerSettings
     admin_token_file: Path | None
     auth: Authenticator
+    sessions: SessionKeeper
     store: Store
     events: EventBus
     metrics: Metrics
@@ -101,10 +105,10 @@ def build(
     """Every part, each given its settings and its collaborators as it is made (a test's
     runtime that starts nothing, and the monitor's clock, may be given too)."""
     base = settings.bot_base_dir
-    auth = Authenticator(
-        persistent_secret(settings.admin_token, base / "admin-token"),
-        persistent_secret(settings.jwt_secret, base / "jwt-secret"),
-    )
+    jwt_secret = persistent_secret(settings.jwt_secret, base / "jwt-secret")
+    auth = Authenticator(persistent_secret(settings.admin_token, base / "admin-token"), jwt_secret)
+    # Dashboard sessions are signed with a key derived from the JWT secret.
+    sessions = SessionKeeper(jwt_secret, settings.ui_session_ttl_ms / 1000)
     store = Store(settings.database_path)
     events = EventBus(store, settings.events_max)
     runtime = runtime or make_runtime(settings)
@@ -133,8 +137,8 @@ def build(
                         transfer=transfer)  # fmt: skip
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
-        auth=auth, store=store, events=events, metrics=metrics, pools=pools, bots=bots,
-        guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
+        auth=auth, sessions=sessions, store=store, events=events, metrics=metrics, pools=pools,
+        bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
     )  # fmt: skip
@@ -143,9 +147,11 @@ def build(
 def create_app(controller: Controller) -> web.Application:
     s = controller.settings
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=s.max_body_bytes
+        middlewares=[error_middleware, session_middleware, auth_middleware],
+        client_max_size=s.max_body_bytes,
     )
     app[AUTHENTICATOR] = controller.auth
+    app[SESSIONS] = controller.sessions
     app[CONTROLLER] = controller
     proxy = APIProxy(controller.bots, timeout=s.proxy_timeout_ms / 1000,
                      max_body=s.max_body_bytes, metrics=controller.metrics)  # fmt: skip
@@ -168,6 +174,7 @@ def create_app(controller: Controller) -> web.Application:
         APIBots(controller.bots),
         migration,
         proxy,
+        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure),
     ]
     for api in apis:
         app.add_routes(api.routes())

@@ -64,7 +64,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_handler = getattr(request.match_info.route, "handler", None)
-    if not getattr(route_handler, "ftpool_public", False):
+    # A principal already set came from a dashboard session (controller/ui/middleware.py).
+    if PRINCIPAL not in request and not getattr(route_handler, "ftpool_public", False):
         auth = request.app[AUTHENTICATOR]
         request[PRINCIPAL] = auth.from_header(
             request.headers.get("Authorization"), allow_basic=request.path.startswith("/bots/")
