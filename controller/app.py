@@ -27,6 +27,7 @@ from controller.api.proxy import APIProxy
 from controller.auth import Authenticator
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
+from controller.bots.usage import UsageHistory, UsageSampler
 from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
@@ -97,6 +98,7 @@ class Controller:
     monitor: Monitor
     migrator: Migrator
     mapper: BotContainerMapper
+    usage: UsageSampler
 
 
 def build(
@@ -141,6 +143,7 @@ def build(
         bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
+        usage=UsageSampler(pools.registry, UsageHistory(), clock),
     )  # fmt: skip
 
 
@@ -169,7 +172,7 @@ def create_app(controller: Controller) -> web.Application:
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
         ),
-        APIPoolBot(controller.bots, controller.mapper),
+        APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
         migration,
@@ -203,13 +206,15 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    usage = asyncio.create_task(controller.usage.run(), name="usage")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    for task in (monitor, usage):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()

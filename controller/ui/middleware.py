@@ -25,6 +25,7 @@ SESSION_ROUTES = frozenset({
     ("POST", "/api/bots/{instanceId}/restart"),
     ("DELETE", "/api/bots/{instanceId}"),
     ("GET", "/api/pool/bot/{instanceId}/log"),
+    ("GET", "/api/pool/bot/{instanceId}/usage"),
     ("GET", "/api/pool/status"),
     ("GET", "/api/agents"),
     ("GET", "/api/pool/events"),

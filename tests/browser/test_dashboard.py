@@ -79,6 +79,11 @@ async def test_a_user_drives_a_bot_live(harness_factory, browser: Browser):
     await browser.wait_text("#live", lambda t: t == "live")
     await not_pwned(browser)
     assert await browser.text("#frequi-url") == f"{h.base}/bots/alice-1"
+    # The last hour's chart: the controller sampled the bot's memory as its agent reported it.
+    await browser.wait_text("#memory-now", lambda t: "MiB (max" in t)
+    assert (
+        await browser.script("return document.querySelectorAll('#chart-memory circle').length") == 1
+    )
     await browser.screenshot("bot-running")
 
     # No reload from here on: a marker set on this page must survive every change.

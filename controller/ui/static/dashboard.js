@@ -14,6 +14,7 @@
   const MAX_EVENTS = 200;
   const REFRESH_MS = 5000;
   const LOG_BYTES = 16384;
+  const USAGE_MS = 10000; // the controller samples every 30 s, a new bot within 5 s
 
   const body = document.body;
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
@@ -203,6 +204,42 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  // A line of one figure over the hour before the latest sample, scaled to its maximum.
+  function drawChart(svg, samples, value) {
+    const width = 300, height = 80, ns = "http://www.w3.org/2000/svg";
+    svg.replaceChildren();
+    if (!samples.length) return;
+    const end = samples[samples.length - 1].t;
+    const top = Math.max(...samples.map(value)) || 1;
+    const xy = samples.map((s) => [
+      ((s.t - (end - 3600)) / 3600) * width, height - 2 - (value(s) / top) * (height - 4),
+    ]);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+    line.setAttribute("class", "line");
+    const last = document.createElementNS(ns, "circle");
+    last.setAttribute("cx", xy[xy.length - 1][0].toFixed(1));
+    last.setAttribute("cy", xy[xy.length - 1][1].toFixed(1));
+    last.setAttribute("r", "2.5");
+    svg.append(line, last);
+  }
+
+  async function refreshUsage() {
+    const data = await api("GET", `/api/pool/bot/${encodeURIComponent(botId)}/usage`);
+    const samples = data.samples;
+    const memory = (s) => s.memoryBytes;
+    const cpu = (s) => s.cpuPercent;
+    drawChart(byId("chart-memory"), samples, memory);
+    drawChart(byId("chart-cpu"), samples, cpu);
+    const latest = samples[samples.length - 1];
+    byId("memory-now").textContent = latest
+      ? `${fmt.bytes(latest.memoryBytes)} (max ${fmt.bytes(Math.max(...samples.map(memory)))})`
+      : "no samples yet";
+    byId("cpu-now").textContent = latest
+      ? `${fmt.pct(latest.cpuPercent)} (max ${fmt.pct(Math.max(...samples.map(cpu)))})`
+      : "no samples yet";
+  }
+
   async function act(action) {
     const error = byId("action-error");
     error.textContent = "";
@@ -295,7 +332,9 @@
       });
       refreshBot().catch(() => {});
       refreshLog().catch((exc) => { byId("log").textContent = `(log unavailable: ${exc.message})`; });
+      refreshUsage().catch(() => {});
       setInterval(() => { refresh(); refreshTail(); }, REFRESH_MS);
+      setInterval(() => refreshUsage().catch(() => {}), USAGE_MS);
     }
   }
 

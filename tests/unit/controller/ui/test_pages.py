@@ -11,7 +11,7 @@ from aiohttp import ClientResponse
 
 from controller.ui.session import COOKIE, CSRF_HEADER
 from tests.support import ADMIN_TOKEN, user_token
-from tests.unit.controller.apps import ALICE, BOB, Api
+from tests.unit.controller.apps import ALICE, BOB, Api, report
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -189,3 +189,19 @@ async def test_static_files(api: Api):
     assert "innerHTML" not in (await resp.text()).replace("never innerHTML", "")
     assert (await api.client.get("/ui/static/..%2fpages.py")).status == 404
     assert (await api.client.get("/ui/static/nothing.js")).status == 404
+
+
+async def test_a_bots_usage_history_for_its_owner_only(api: Api):
+    await api.provision(ALICE, instanceId="alice-1")
+    await api.provision(BOB, instanceId="bob-1")
+    report(api, "alice-1", "RUNNING")
+    report(api, "bob-1", "STOPPED")
+    api.controller.usage.sample()
+    cookie, _ = await sign_in(api, ALICE)
+    status, data = await with_cookie(api, "GET", "/api/pool/bot/alice-1/usage", cookie)
+    assert status == 200
+    assert data["stepSeconds"] == 30
+    assert [(s["memoryBytes"], s["cpuPercent"]) for s in data["samples"]] == [(0, 0.0)]
+    assert (await with_cookie(api, "GET", "/api/pool/bot/bob-1/usage", cookie))[0] == 403
+    status, data, _ = await api.call("GET", "/api/pool/bot/bob-1/usage", BOB)
+    assert (status, data["samples"]) == (200, [])  # stopped: no process, no sample
