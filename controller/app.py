@@ -107,10 +107,12 @@ def build(
     """Every part, each given its settings and its collaborators as it is made (a test's
     runtime that starts nothing, and the monitor's clock, may be given too)."""
     base = settings.bot_base_dir
+    admin_token = persistent_secret(settings.admin_token, base / "admin-token")
     jwt_secret = persistent_secret(settings.jwt_secret, base / "jwt-secret")
-    auth = Authenticator(persistent_secret(settings.admin_token, base / "admin-token"), jwt_secret)
-    # Dashboard sessions are signed with a key derived from the JWT secret.
-    sessions = SessionKeeper(jwt_secret, settings.ui_session_ttl_ms / 1000)
+    auth = Authenticator(admin_token, jwt_secret)
+    # Dashboard sessions are signed with a key derived from both secrets: replacing either
+    # (a leaked admin token, say) ends every session.
+    sessions = SessionKeeper(f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000)
     store = Store(settings.database_path)
     events = EventBus(store, settings.events_max)
     runtime = runtime or make_runtime(settings)

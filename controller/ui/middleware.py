@@ -28,6 +28,7 @@ SESSION_ROUTES = frozenset({
     ("GET", "/api/pool/bot/{instanceId}/usage"),
     ("GET", "/api/pool/status"),
     ("GET", "/api/agents"),
+    ("GET", "/api/pool/migration/log"),
     ("GET", "/api/pool/events"),
     ("GET", "/api/pool/events/history"),
 })  # fmt: skip

@@ -2,11 +2,12 @@
 
 The cookie is `<payload>.<signature>`: the payload (user id, role, expiry and a random
 session id) in URL-safe base64, the signature an HMAC-SHA256 of it under a key derived
-from JWT_SECRET, so it cannot be forged or altered without that secret, and rotating the
-secret ends every session. The CSRF token is an HMAC of the session id under another key
-derived from the same secret: the page gets it, a cross-site request cannot read it.
-Signing out revokes the session id in memory until the cookie would have expired anyway
-(a controller restart forgets revocations; sessions are short for that reason too).
+from the controller's secrets (ADMIN_TOKEN and JWT_SECRET), so it cannot be forged or
+altered without them, and replacing either ends every session. The CSRF token is an HMAC
+of the session id under another key derived from the same secrets: the page gets it, a
+cross-site request cannot read it. Signing out revokes the session id in memory until the
+cookie would have expired anyway (a controller restart forgets revocations; sessions are
+short for that reason too).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class Session:
 class SessionKeeper:
     """Issues and verifies session cookies; `ttl` in seconds, `clock` for tests."""
 
-    def __init__(self, jwt_secret: str, ttl: float, clock: Callable[[], float] = time.time):
-        root = jwt_secret.encode()
+    def __init__(self, secret: str, ttl: float, clock: Callable[[], float] = time.time):
+        root = secret.encode()
         self._sign_key = hmac.digest(root, b"ftpool-ui-session-v1", hashlib.sha256)
         self._csrf_key = hmac.digest(root, b"ftpool-ui-csrf-v1", hashlib.sha256)
         self.ttl = ttl

@@ -43,6 +43,7 @@ async def test_admin_and_user_dashboards(harness_factory, browser: Browser):
     await browser.wait_text("#bots tbody tr[data-bot='bob-1'] .state", lambda t: t == "running")
     assert await browser.texts("#bots tbody tr td:first-child") == ["alice-1", "bob-1"]
     assert "admin (admin)" in await browser.text("#who")
+    await browser.wait_text("#runs-summary", lambda t: t == "no migration has run")
     await browser.wait_text("#events", lambda t: HOSTILE in t)
     await browser.wait_text("#live", lambda t: t == "live")
     await not_pwned(browser)

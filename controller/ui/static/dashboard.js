@@ -12,6 +12,7 @@
     "pool_died", "agent_connected", "agent_disconnected",
   ];
   const MAX_EVENTS = 200;
+  const MAX_RUNS = 20;
   const REFRESH_MS = 5000;
   const LOG_BYTES = 16384;
   const USAGE_MS = 10000; // the controller samples every 30 s, a new bot within 5 s
@@ -161,11 +162,32 @@
       (status.pools.length ? ` (${Math.round((100 * used) / Math.max(slots, 1))} %)` : "");
   }
 
+  // The latest migration and rollback runs (ftpool migrate), newest first.
+  function renderRuns(runs) {
+    const latest = runs.slice(-MAX_RUNS).reverse();
+    byId("runs").tBodies[0].replaceChildren(...latest.map((r) => {
+      const tr = el("tr");
+      tr.append(
+        el("td", fmt.time(new Date(r.started_at * 1000).toISOString())), el("td", r.bot),
+        el("td", r.user), el("td", r.kind), stateCell(r.outcome),
+        el("td", r.from_pool || r.source_container || r.source), el("td", r.to_pool || "–"),
+        el("td", r.reason),
+      );
+      return tr;
+    }));
+    byId("runs-summary").textContent = runs.length
+      ? `${runs.length} runs, the latest ${latest.length} shown`
+      : "no migration has run";
+  }
+
   async function refreshDashboard() {
     const data = await api("GET", "/api/bots");
     bots = data.bots;
     renderBots();
-    if (isAdmin) renderPools(await api("GET", "/api/pool/status"));
+    if (isAdmin) {
+      renderPools(await api("GET", "/api/pool/status"));
+      renderRuns((await api("GET", "/api/pool/migration/log")).runs);
+    }
   }
 
   // -- one bot ---------------------------------------------------------------------------

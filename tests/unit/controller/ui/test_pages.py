@@ -89,6 +89,7 @@ async def test_the_cookie_sees_only_the_users_own_bots(api: Api):
     assert [b["instanceId"] for b in data["bots"]] == ["alice-1"]
     assert (await with_cookie(api, "GET", "/api/bots/bob-1", cookie))[0] == 403
     assert (await with_cookie(api, "GET", "/api/pool/status", cookie))[0] == 403
+    assert (await with_cookie(api, "GET", "/api/pool/migration/log", cookie))[0] == 403
     # Pages: her bot's, not Bob's (the API's own check decides).
     mine = await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})
     assert mine.status == 200 and 'data-bot="alice-1"' in await mine.text()
@@ -104,6 +105,8 @@ async def test_admin_session_sees_everything(api: Api):
     cookie, _ = await sign_in(api, ADMIN_TOKEN)
     status, data = await with_cookie(api, "GET", "/api/pool/status", cookie)
     assert status == 200 and data["pools"]
+    status, data = await with_cookie(api, "GET", "/api/pool/migration/log", cookie)
+    assert (status, data["runs"]) == (200, [])
     page = await api.client.get("/ui/", cookies={COOKIE: cookie})
     text = await page.text()
     assert 'id="pools"' in text and "admin (admin)" in text
