@@ -13,8 +13,9 @@
   ];
   const MAX_EVENTS = 200;
   const MAX_RUNS = 20;
-  const REFRESH_MS = 5000;
+  const REFRESH_MS = 10000; // figures without an event (uptime, memory, CPU)
   const LOG_BYTES = 16384;
+  const LOG_MS = 5000;
   const USAGE_MS = 10000; // the controller samples every 30 s, a new bot within 5 s
 
   const body = document.body;
@@ -319,16 +320,24 @@
     for (const type of EVENT_TYPES) source.addEventListener(type, handle);
   }
 
-  // A burst of events refreshes once.
+  // A burst of events refreshes once, and never while a refresh is still running (pool
+  // status asks the runtime for each pool's figures, which can take a while with Docker).
   function debounced(fn, ms) {
     let timer = null;
-    return () => {
-      if (timer) return;
-      timer = setTimeout(() => {
-        timer = null;
-        fn().catch(() => {});
-      }, ms);
+    let running = false;
+    let again = false;
+    const run = async () => {
+      timer = null;
+      if (running) { again = true; return; }
+      running = true;
+      try { await fn(); } catch { /* shown by the next successful refresh */ }
+      running = false;
+      if (again) { again = false; schedule(); }
     };
+    const schedule = () => {
+      if (!timer) timer = setTimeout(run, ms);
+    };
+    return schedule;
   }
 
   function start() {
@@ -355,7 +364,8 @@
       refreshBot().catch(() => {});
       refreshLog().catch((exc) => { byId("log").textContent = `(log unavailable: ${exc.message})`; });
       refreshUsage().catch(() => {});
-      setInterval(() => { refresh(); refreshTail(); }, REFRESH_MS);
+      setInterval(refresh, REFRESH_MS);
+      setInterval(refreshTail, LOG_MS);
       setInterval(() => refreshUsage().catch(() => {}), USAGE_MS);
     }
   }
