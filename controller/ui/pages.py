@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
+from common.ids import InvalidId
 from controller.api.middleware import AUTHENTICATOR, public
 from controller.bots.manager import BotManager
 from controller.errors import FtpoolError, Unauthorized
@@ -103,6 +104,8 @@ class UIPages:
             bot = self.bots.get(session.principal, request.match_info["instanceId"])
         except FtpoolError as exc:
             return self._render("error.html", exc.status, message=str(exc), **context)
+        except InvalidId as exc:
+            return self._render("error.html", 400, message=str(exc), **context)
         return self._render("bot.html", bot_id=bot.id, **context)
 
     @public

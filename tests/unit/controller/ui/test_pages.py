@@ -66,6 +66,11 @@ async def test_a_bad_token_or_another_origin_is_refused(api: Api):
         allow_redirects=False,
     )  # fmt: skip
     assert resp.status == 403 and COOKIE not in resp.cookies
+    own = str(api.client.make_url("/").origin())
+    resp = await api.client.post(
+        "/ui/login", data={"token": ALICE}, headers={"Origin": own}, allow_redirects=False
+    )
+    assert resp.status == 303 and COOKIE in resp.cookies
 
 
 async def test_pages_need_a_session(api: Api):
@@ -98,6 +103,9 @@ async def test_the_cookie_sees_only_the_users_own_bots(api: Api):
     assert "bob-1" not in (await theirs.text()).replace("/ui/bots/bob-1", "")
     missing = await api.client.get("/ui/bots/nobody", cookies={COOKIE: cookie})
     assert missing.status == 404
+    bad = await api.client.get("/ui/bots/%3Cscript%3E", cookies={COOKIE: cookie})
+    assert bad.status == 400
+    assert "<script>" not in await bad.text()  # the id is shown escaped, if at all
 
 
 async def test_admin_session_sees_everything(api: Api):
