@@ -17,6 +17,9 @@ log = structlog.get_logger("controller.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 PRINCIPAL = web.RequestKey("principal", Principal)
+# Whether the request's credentials still hold, for requests that outlive a moment (the
+# events stream); set only for a dashboard session (expired or signed out), not for tokens.
+STILL_VALID = web.RequestKey("still_valid", Callable[[], bool])
 
 
 def public(handler: Handler) -> Handler:

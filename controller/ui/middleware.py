@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api.middleware import PRINCIPAL, Handler
+from controller.api.middleware import PRINCIPAL, STILL_VALID, Handler
 from controller.ui.session import COOKIE, CSRF_HEADER, SessionKeeper
 
 SESSIONS = web.AppKey("sessions", SessionKeeper)
@@ -49,4 +49,5 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         if request.method not in SAFE_METHODS:
             keeper.check_csrf(session, request.headers.get(CSRF_HEADER))
         request[PRINCIPAL] = session.principal
+        request[STILL_VALID] = lambda: keeper.valid(session)
     return await handler(request)

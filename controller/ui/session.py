@@ -93,6 +93,10 @@ class SessionKeeper:
             raise Unauthorized("signed out; sign in again")
         return Session(principal, expires, sid)
 
+    def valid(self, session: Session) -> bool:
+        """Whether a session read earlier still holds: not expired, not signed out."""
+        return self._clock() < session.expires and session.sid not in self._revoked
+
     def max_age(self, session: Session) -> int:
         """The cookie's Max-Age: what is left of the session, in whole seconds."""
         return max(1, round(session.expires - self._clock()))

@@ -4,11 +4,14 @@ show a user only their own bots."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any
 
 from aiohttp import ClientResponse
 
+from controller.api import events as events_api
 from controller.ui.session import COOKIE, CSRF_HEADER
 from tests.support import ADMIN_TOKEN, user_token
 from tests.unit.controller.apps import ALICE, BOB, Api, report
@@ -216,3 +219,26 @@ async def test_a_bots_usage_history_for_its_owner_only(api: Api):
     assert (await with_cookie(api, "GET", "/api/pool/bot/bob-1/usage", cookie))[0] == 403
     status, data, _ = await api.call("GET", "/api/pool/bot/bob-1/usage", BOB)
     assert (status, data["samples"]) == (200, [])  # stopped: no process, no sample
+
+
+async def test_an_events_stream_ends_with_its_session(api: Api, monkeypatch):
+    monkeypatch.setattr(events_api, "KEEPALIVE_SECONDS", 0.05)
+    short = user_token("alice", exp=int(time.time()) + 2)  # the session ends with it
+    cookie, _ = await sign_in(api, short)
+    async with api.client.get("/api/pool/events", cookies={COOKIE: cookie}) as resp:
+        assert resp.status == 200
+        body = await asyncio.wait_for(resp.content.read(), 10)  # until the stream ends
+    assert body.endswith(b": session ended\n\n")
+
+
+async def test_an_events_stream_ends_when_its_session_signs_out(api: Api, monkeypatch):
+    monkeypatch.setattr(events_api, "KEEPALIVE_SECONDS", 0.05)
+    cookie, csrf = await sign_in(api, ALICE)
+    async with api.client.get("/api/pool/events", cookies={COOKIE: cookie}) as resp:
+        assert resp.status == 200
+        assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == b": keepalive\n\n"
+        out = await api.client.post("/ui/logout", data={"csrf": csrf}, cookies={COOKIE: cookie},
+                                    allow_redirects=False)  # fmt: skip
+        assert out.status == 303
+        body = await asyncio.wait_for(resp.content.read(), 10)
+    assert body.endswith(b": session ended\n\n")
