@@ -14,17 +14,21 @@ import pwd
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import structlog
 
 from agent import health
+from agent.backups import BackupOptions, Backups
 from agent.eventlistener import SOCKET_NAME
+from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
+from agent.versions import freqtrade_version
 from agent.watch import Watch
 from common import __version__
 from common.protocol import (
@@ -36,10 +40,13 @@ from common.protocol import (
     LogRequest,
     LogResponse,
     ProtocolError,
+    RestoreRequest,
+    RestoreResponse,
     decode,
     encode,
 )
 from common.settings import AgentSettings
+from common.states import ACTIVE
 
 log = structlog.get_logger("agent")
 
@@ -56,6 +63,22 @@ def market_data_program(settings: AgentSettings) -> MarketDataProgram | None:
         user=settings.market_data_user or None,
         log_level=settings.log_level,
     )
+
+
+def backups_of(
+    settings: AgentSettings, options: ProgramOptions, on_change: Callable[[], None]
+) -> Backups | None:
+    """The pool's backups, if the controller gave it a backup directory."""
+    if not settings.backup_dir:
+        return None
+    backup = BackupOptions(
+        Path(settings.backup_dir), settings.backup_interval_ms / 1000,
+        settings.backup_retention_days,
+    )  # fmt: skip
+    return Backups(
+        backup, settings.pool_dir / "bots", lambda port: owner_of(options.user_for(port)),
+        on_change=on_change,
+    )  # fmt: skip
 
 
 class Agent:
@@ -96,6 +119,7 @@ class Agent:
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
+        self.backups = backups_of(settings, options, self.watch.report_soon)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0
         self._health_server: asyncio.AbstractServer | None = None
@@ -119,6 +143,8 @@ class Agent:
             asyncio.create_task(self.watch.run(), name="watch"),
             asyncio.create_task(self._connect_loop(), name="connect"),
         ]
+        if self.backups is not None:
+            tasks.append(asyncio.create_task(self.backups.run(), name="backups"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -126,6 +152,8 @@ class Agent:
                 t.cancel()
             await self.reporter.close()
             self.supervisor.close()
+            if self.backups is not None:
+                self.backups.close()
 
     async def _wait_for_supervisor(self) -> None:
         while True:
@@ -148,6 +176,7 @@ class Agent:
             pool=self.reporter.pool_stats(bots),
             preloader=self.reporter.preloader_state(),
             market_data=self.reporter.market_data(),
+            backup=self.backups.state if self.backups is not None else None,
         )
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._ws.send_bytes(encode(frame))
@@ -181,10 +210,11 @@ class Agent:
     async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         s = self.settings
         await self.reporter.poll()
+        freqtrade = await asyncio.to_thread(freqtrade_version)  # read once, then cached
         hello = Hello(
             pool_id=s.pool_id, token=s.pool_token, version=__version__,
             capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
-            features=list(AGENT_FEATURES),
+            features=list(AGENT_FEATURES), freqtrade=freqtrade,
         )  # fmt: skip
         await ws.send_bytes(encode(hello))
         self._ws = ws
@@ -201,11 +231,13 @@ class Agent:
                     continue
                 if isinstance(frame, Desired):
                     self.reporter.set_ports({b.id: b.port for b in frame.bots})
+                    if self.backups is not None:
+                        self.backups.specs = frame.bots
                     self.reconciler.submit(frame)
-                elif isinstance(frame, LogRequest):
+                elif isinstance(frame, LogRequest | RestoreRequest):
                     # Answered in a task of its own: a log being read must not hold up the
                     # desired states behind it.
-                    answer = asyncio.create_task(self._answer_log(ws, frame))
+                    answer = asyncio.create_task(self._answer(ws, frame))
                     answers.add(answer)
                     answer.add_done_callback(answers.discard)
         finally:
@@ -214,8 +246,13 @@ class Agent:
             await asyncio.gather(*answers, return_exceptions=True)
         log.warning("controller_disconnected", code=ws.close_code)
 
-    async def _answer_log(self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest) -> None:
-        response = await self._tail_log(req)
+    async def _answer(
+        self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest | RestoreRequest
+    ) -> None:
+        if isinstance(req, LogRequest):
+            response: LogResponse | RestoreResponse = await self._tail_log(req)
+        else:
+            response = await self._restore(req)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_bytes(encode(response))
 
@@ -225,3 +262,20 @@ class Agent:
             return LogResponse(id=req.id, data=data)
         except SupervisorError as exc:
             return LogResponse(id=req.id, error=str(exc)[:1024])
+
+    async def _restore(self, req: RestoreRequest) -> RestoreResponse:
+        """A held bot's database back from a snapshot (the controller held it first: no
+        program runs it, so nothing writes the database meanwhile)."""
+        spec = (
+            next((b for b in self.backups.specs if b.id == req.bot), None) if self.backups else None
+        )
+        if spec is None:
+            return RestoreResponse(req.id, error="this pool makes no backups of that bot")
+        try:
+            info = (await self.supervisor.all_processes()).get(program_name(req.bot))
+            if info is not None and info.state in ACTIVE:
+                return RestoreResponse(req.id, error="the bot is running; hold it first")
+            kept = await self.backups.restore(req.bot, spec.port, req.db, req.point)
+        except (OSError, ValueError, RuntimeError, SupervisorError) as exc:
+            return RestoreResponse(req.id, error=f"restore failed: {exc}"[:1024])
+        return RestoreResponse(req.id, kept=kept)

@@ -59,7 +59,7 @@ def write_if_changed(path: Path, content: bytes, mode: int) -> bool:
     return True
 
 
-def _owner(user: str | None) -> tuple[int, int] | None:
+def owner_of(user: str | None) -> tuple[int, int] | None:
     if user is None:
         return None
     try:
@@ -122,7 +122,7 @@ class PoolFiles:
         if md is None:
             return None
         try:
-            owner = _owner(md.user)
+            owner = owner_of(md.user)
             directory = MarketDataProgram.socket_dir(self.pool_dir)
             directory.mkdir(mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)
@@ -138,7 +138,7 @@ class PoolFiles:
     ) -> PythonCommand | None:
         bot_dir = self.bots_dir / spec.id
         user = self.options.user_for(spec.port)
-        owner = _owner(user)
+        owner = owner_of(user)
         make_bot_dir(bot_dir, owner)
         files = {check_relpath(p): c for p, c in spec.files.items()}
         if md is not None:

@@ -25,7 +25,7 @@ MAX_ARGS = 64
 _RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 # What an agent can do beyond protocol 1, announced in its hello: an agent from before a
 # feature would reject frames that use it, so the controller asks only agents that have it.
-AGENT_FEATURES = ("held",)
+AGENT_FEATURES = ("held", "backup")
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
 _NUMBER = (int, float)
@@ -283,6 +283,41 @@ class MarketDataStats:
         )  # fmt: skip
 
 
+# What a backup's file name may be: a database's snapshot, <stamp>.sqlite (agent/backups.py).
+_POINT = re.compile(r"\A[0-9]{8}T[0-9]{6}\.[0-9]{6}Z\Z")
+_DB_NAME = re.compile(r"\Atradesv3(\.dryrun)?\.sqlite\Z")
+
+
+def check_restore_point(db: object, point: object) -> tuple[str, str]:
+    """A restore point: one of FreqTrade's database names and a snapshot's time stamp."""
+    if not isinstance(db, str) or not _DB_NAME.match(db):
+        raise ProtocolError("bad database name")
+    if not isinstance(point, str) or not _POINT.match(point):
+        raise ProtocolError("bad restore point")
+    return db, point
+
+
+@dataclass(slots=True)
+class BackupState:
+    """How the pool's backups go: failing since the last success, and why (the target
+    unreachable or full); `last_ok` the epoch seconds of the last round that wrote all."""
+
+    ok: bool = True
+    error: str = ""
+    failures: int = 0  # rounds failed in a row
+    last_ok: float = 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ok": self.ok, "error": self.error, "failures": self.failures,
+                "last_ok": self.last_ok}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, raw: object) -> BackupState:
+        m = _map(raw, "backup state")
+        return cls(_get(m, "ok", bool), _str(m, "error", 512), _int(m, "failures"),
+                   _opt_num(m, "last_ok") or 0.0)  # fmt: skip
+
+
 @dataclass(slots=True)
 class Hello:
     t = "hello"
@@ -293,12 +328,15 @@ class Hello:
     port_start: int
     programs: list[BotStatus] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
+    # The FreqTrade version installed in the pool's image ("" if the agent cannot tell).
+    freqtrade: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "pool_id": self.pool_id, "token": self.token, "version": self.version,
             "capacity": self.capacity, "port_start": self.port_start,
             "programs": [p.to_wire() for p in self.programs], "features": self.features,
+            "freqtrade": self.freqtrade,
         }  # fmt: skip
 
     @classmethod
@@ -311,6 +349,8 @@ class Hello:
             pool_id=_id(m, "pool_id"), token=_str(m, "token", 256), version=_str(m, "version", 64),
             capacity=_int(m, "capacity", 1, 1000), port_start=_int(m, "port_start", 1, 65535),
             programs=[BotStatus.from_wire(p) for p in _list(m, "programs")], features=features,
+            # Absent from older agents' hellos; an older controller ignores it.
+            freqtrade=_str(m, "freqtrade", 64) if "freqtrade" in m else "",
         )  # fmt: skip
 
 
@@ -325,6 +365,8 @@ class Heartbeat:
     preloader: ProcessState = ProcessState.ABSENT
     # The pool's market-data proxy; None when it runs none (or the agent predates it).
     market_data: MarketDataStats | None = None
+    # The pool's backups; None when it makes none (or the agent predates them).
+    backup: BackupState | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -334,6 +376,8 @@ class Heartbeat:
         }  # fmt: skip
         if self.market_data is not None:
             wire["md"] = self.market_data.to_wire()
+        if self.backup is not None:
+            wire["bk"] = self.backup.to_wire()
         return wire
 
     @classmethod
@@ -342,12 +386,13 @@ class Heartbeat:
         preloader = PROCESS_STATES_BY_NAME.get(name)
         if preloader is None:
             raise ProtocolError(f"unknown preloader state {name!r}")
-        md = m.get("md")
+        md, bk = m.get("md"), m.get("bk")
         return cls(
             seq=_int(m, "seq"), gen=_int(m, "gen"),
             bots=[BotStatus.from_wire(b) for b in _list(m, "bots")],
             pool=PoolStats.from_wire(m.get("pool")), preloader=preloader,
             market_data=None if md is None else MarketDataStats.from_wire(md),
+            backup=None if bk is None else BackupState.from_wire(bk),
         )  # fmt: skip
 
 
@@ -424,9 +469,46 @@ class LogResponse:
         return cls(_int(m, "id"), data, _str(m, "error", 1024))
 
 
-Message = Hello | Heartbeat | Desired | LogRequest | LogResponse
+@dataclass(slots=True)
+class RestoreRequest:
+    """Controller asks the agent to put a held bot's database back from one of its
+    snapshots (the current one is kept aside); answered by a RestoreResponse."""
+
+    t = "restore_request"
+    id: int
+    bot: str
+    db: str
+    point: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "bot": self.bot, "db": self.db, "point": self.point}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> RestoreRequest:
+        db, point = check_restore_point(m.get("db"), m.get("point"))
+        return cls(_int(m, "id"), _id(m, "bot"), db, point)
+
+
+@dataclass(slots=True)
+class RestoreResponse:
+    t = "restore_response"
+    id: int
+    error: str = ""
+    kept: str = ""  # where the database it replaced was put aside, in the bot's directory
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "error": self.error, "kept": self.kept}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> RestoreResponse:
+        return cls(_int(m, "id"), _str(m, "error", 1024), _str(m, "kept", 256))
+
+
+Response = LogResponse | RestoreResponse
+Message = Hello | Heartbeat | Desired | LogRequest | LogResponse | RestoreRequest | RestoreResponse
 _TYPES: dict[str, Any] = {
-    cls.t: cls for cls in (Hello, Heartbeat, Desired, LogRequest, LogResponse)
+    cls.t: cls
+    for cls in (Hello, Heartbeat, Desired, LogRequest, LogResponse, RestoreRequest, RestoreResponse)
 }
 
 

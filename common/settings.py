@@ -170,6 +170,21 @@ def _market_data_cache_bytes() -> Any:
     )  # fmt: skip
 
 
+def _backup_interval() -> Any:
+    return setting(
+        "BACKUP_INTERVAL", _int(1000, 3_600_000), "5000",
+        "how often each bot's changed trade database is copied to the backup target: the "
+        "recovery point (measured by bench/backup)",
+    )  # fmt: skip
+
+
+def _backup_retention() -> Any:
+    return setting(
+        "BACKUP_RETENTION", _int(0, 3650), "30",
+        "days a deleted bot's backups are kept (and daily restore points of every bot)",
+    )  # fmt: skip
+
+
 def load_env(dotenv: Path | None = None) -> dict[str, str]:
     """The process environment over the values of `.env` (or ENV_FILE)."""
     path = dotenv or Path(os.environ.get("ENV_FILE", ".env"))
@@ -337,6 +352,22 @@ class ControllerSettings:
     events_max: int = setting(
         "EVENTS_MAX", _int(1, 10_000_000), "10000", "health and recovery events kept in the store"
     )
+    backup_dir: str = setting(
+        "BACKUP_DIR", _text, "",
+        "backup target of every bot's trade database, config and strategy (default "
+        "BOT_BASE_DIR/backups; best on another disk; `off`: no backups)",
+    )  # fmt: skip
+    backup_host_dir: str = setting(
+        "BACKUP_HOST_DIR", _text, "", "the backup target as the Docker host sees it (docker)"
+    )
+    backup_interval_ms: int = _backup_interval()
+    backup_retention_days: int = _backup_retention()
+    gc_freeze: bool = setting(
+        "GC_FREEZE", _bool, "true", "freeze the long-lived heap so full collections stay short"
+    )
+    gc_pause_budget_ms: int = setting(
+        "GC_PAUSE_BUDGET", _MS, "20", "a longer full collection freezes the heap again"
+    )
     ui_session_ttl_ms: int = setting(
         "UI_SESSION_TTL", _int(60_000, 7 * 24 * 3600 * 1000), "3600000",
         "lifetime of a dashboard session (its cookie), never longer than the token's",
@@ -346,6 +377,15 @@ class ControllerSettings:
         "always mark the session cookie Secure (behind a TLS-terminating proxy)",
     )  # fmt: skip
     log_level: str = _log_level()
+
+    @property
+    def backups_path(self) -> Path | None:
+        """The backup target; None when backups are off."""
+        if self.backup_dir == "off":
+            return None
+        return (
+            Path(self.backup_dir).absolute() if self.backup_dir else self.bot_base_dir / "backups"
+        )
 
     @property
     def database_path(self) -> Path:
@@ -369,6 +409,16 @@ class ControllerSettings:
     def host_pools_dir(self) -> Path:
         return Path(self.pool_host_dir) if self.pool_host_dir else self.pools_dir
 
+    @property
+    def host_backups_dir(self) -> Path | None:
+        """The backup target as the Docker host sees it: BACKUP_HOST_DIR, or beside
+        POOL_HOST_DIR when both are under BOT_BASE_DIR (the default), or BACKUP_DIR."""
+        if self.backup_host_dir:
+            return Path(self.backup_host_dir)
+        if self.pool_host_dir and not self.backup_dir:
+            return Path(self.pool_host_dir).parent / "backups"
+        return self.backups_path
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControllerSettings:
         settings: ControllerSettings = _build(cls, load_env() if env is None else env)
@@ -377,6 +427,15 @@ class ControllerSettings:
             raise SettingsError(
                 "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
                 "bridge network (agents cannot reach the controller's loopback address)"
+            )
+        if settings.backup_host_dir and not Path(settings.backup_host_dir).is_absolute():
+            raise SettingsError("invalid settings: BACKUP_HOST_DIR must be an absolute path")
+        custom_backups = settings.backup_dir not in ("", "off")
+        if settings.pool_host_dir and custom_backups and not settings.backup_host_dir:
+            raise SettingsError(
+                "invalid settings: BACKUP_HOST_DIR must be set when POOL_HOST_DIR and "
+                "BACKUP_DIR are (the controller runs in a container: where is BACKUP_DIR on "
+                "the Docker host?)"
             )
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
@@ -435,6 +494,11 @@ class AgentSettings:
         "processes",
         "pool memory/CPU from the bots' processes or from the pool's cgroup",
     )
+    backup_dir: str = setting(
+        "BACKUP_DIR", _text, "", "this pool's backup directory (empty: no backups)"
+    )
+    backup_interval_ms: int = _backup_interval()
+    backup_retention_days: int = _backup_retention()
     log_level: str = _log_level()
 
     @classmethod

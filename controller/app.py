@@ -15,6 +15,7 @@ from aiohttp import web
 
 from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
+from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
 from controller.api.events import APIEvents
 from controller.api.healthz import APIHealthz
@@ -24,7 +25,9 @@ from controller.api.migration import APIMigration
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
+from controller.api.upgrade import APIUpgrade
 from controller.auth import Authenticator
+from controller.backups.service import BackupService
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.bots.usage import UsageHistory, UsageSampler
@@ -32,6 +35,7 @@ from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
 from controller.health.monitor import Clock, Monitor, MonitorConfig
+from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
@@ -50,6 +54,8 @@ from controller.store.store import Store
 from controller.ui.middleware import SESSIONS, session_middleware
 from controller.ui.pages import UIPages
 from controller.ui.session import SessionKeeper
+from controller.upgrade.census import ImageCensus
+from controller.upgrade.run import Upgrader
 
 log = structlog.get_logger("controller")
 CONTROLLER = web.AppKey("controller", "Controller")
@@ -98,6 +104,10 @@ class Controller:
     monitor: Monitor
     migrator: Migrator
     mapper: BotContainerMapper
+    upgrader: Upgrader
+    census: ImageCensus
+    backups: BackupService
+    heap: HeapKeeper
     usage: UsageSampler
 
 
@@ -121,7 +131,8 @@ def build(
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
-    metrics = Metrics(collectors=[PoolStateCollector(pools)])
+    census = ImageCensus(pools)  # which image each pool runs
+    metrics = Metrics(collectors=[PoolStateCollector(pools), census])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -145,6 +156,10 @@ def build(
         bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
+        upgrader=Upgrader(pools, transfer, guard), census=census,
+        backups=BackupService(settings.backups_path, transfer, guard, events,
+                              settings.backup_retention_days),
+        heap=HeapKeeper(HeapConfig.from_settings(settings)),
         usage=UsageSampler(pools.registry, UsageHistory(), clock),
     )  # fmt: skip
 
@@ -164,7 +179,7 @@ def create_app(controller: Controller) -> web.Application:
     migration = APIMigration(controller.migrator)
     apis = [
         APIHealthz(controller.pools),
-        APIMetrics(controller.metrics, s.metrics_public),
+        APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
         events,
         APIPools(
@@ -173,11 +188,14 @@ def create_app(controller: Controller) -> web.Application:
             controller.mapper,
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
+            census=controller.census,
         ),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
-        APIBots(controller.bots),
+        APIBots(controller.bots, controller.backups),
+        APIBackups(controller.bots, controller.backups),
         migration,
+        APIUpgrade(controller.upgrader, controller.census),
         proxy,
         UIPages(controller.bots, cookie_secure=s.ui_cookie_secure),
     ]
@@ -189,6 +207,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
+    app.on_shutdown.append(lambda _app: controller.upgrader.shutdown())
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app
@@ -202,21 +221,29 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     # Moves a crash cut short are recovered before any pool starts its bots.
     await recover_moves(controller.transfer, controller.guard)
+    # An upgrade a crash cut short: the pool it was replacing back on its old image, before
+    # adopt() would recreate a missing one from POOL_IMAGE.
+    await controller.upgrader.recover()
     await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
     # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    # What the store loaded lives as long as the controller: out of the collector's way.
+    controller.heap.settle()
+    heap = asyncio.create_task(controller.heap.run(), name="heap")
+    sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
     usage = asyncio.create_task(controller.usage.run(), name="usage")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    for task in (monitor, usage):
+    for task in (monitor, heap, sweep, usage):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    controller.heap.close()
     await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()

@@ -7,7 +7,15 @@ import time
 import structlog
 from aiohttp import WSMsgType, web
 
-from common.protocol import MAX_FRAME_BYTES, Heartbeat, Hello, LogResponse, ProtocolError, decode
+from common.protocol import (
+    MAX_FRAME_BYTES,
+    Heartbeat,
+    Hello,
+    LogResponse,
+    ProtocolError,
+    RestoreResponse,
+    decode,
+)
 from controller.api.middleware import principal, public
 from controller.pools.manager import PoolManager
 
@@ -65,8 +73,8 @@ class APIAgents:
                     continue
                 if isinstance(frame, Heartbeat):
                     await self.pools.heartbeat(pool_id, frame)
-                elif isinstance(frame, LogResponse):
-                    self.pools.sessions.log_response(frame)
+                elif isinstance(frame, LogResponse | RestoreResponse):
+                    self.pools.sessions.response(frame)
                 else:
                     self._reject(f"unexpected frame {frame.t}", pool_id)
         finally:

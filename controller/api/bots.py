@@ -6,13 +6,15 @@ from aiohttp import web
 
 from controller.api.middleware import principal, read_json
 from controller.api.views import bot_view
+from controller.backups.service import BackupService
 from controller.bots.manager import BotManager, ProvisionRequest
 from controller.health.status import bot_status_word
 
 
 class APIBots:
-    def __init__(self, bots: BotManager) -> None:
+    def __init__(self, bots: BotManager, backups: BackupService | None = None) -> None:
         self.bots = bots
+        self.backups = backups  # told of purges: a purged bot's backups go too
         self.pools = bots.pools
 
     def routes(self) -> list[web.RouteDef]:
@@ -79,6 +81,8 @@ class APIBots:
             raise web.HTTPBadRequest(reason="purge must be true or false")
         purge = purge_raw in ("true", "1")
         done = await self.bots.delete(bot, purge)
+        if purge and self.backups is not None:
+            self.backups.purge(bot.id)
         return web.json_response(
             {
                 "success": True,

@@ -14,6 +14,7 @@ from controller.records import BotRecord
 
 def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
     status = pools.registry.status_of(bot)
+    live = pools.registry.live.get(bot.pool_id)
     process = None
     if status is not None:
         alive = status.pid > 0
@@ -44,6 +45,8 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "failed": bot.restarts.failed,
         },
         "createdAt": bot.created_at,
+        # The FreqTrade version its pool's image has, as the agent reports it (None: unknown).
+        "freqtrade": (live.freqtrade_version if live else "") or None,
     }
 
 

@@ -75,7 +75,30 @@ class PoolStateCollector(Collector):
             if live.last_seen:
                 age.add_metric([pool_id], round(now - live.last_seen, 3))
         yield age
+        yield from self.backups(now)
         yield from self.market_data()
+
+    def backups(self, now: float) -> Iterator[Metric]:
+        """Pools whose backups fail (their target unreachable or full), and each pool's time
+        since its last complete backup round."""
+        lives = self.pools.registry.live
+        failing = sum(1 for live in lives.values() if live.backup and not live.backup.ok)
+        yield GaugeMetricFamily(
+            "ftpool_backup_failing_pools", "Pools whose backup target fails now", value=failing
+        )
+        yield CounterMetricFamily(
+            "ftpool_backup_failures", "Times a pool's backups began to fail",
+            value=self.pools.sessions.backup_failures,
+        )  # fmt: skip
+        age = GaugeMetricFamily(
+            "ftpool_backup_age_seconds",
+            "Seconds since each pool's last backup round that wrote everything",
+            labels=["pool"],
+        )
+        for pool_id, live in lives.items():
+            if live.backup is not None and live.backup.last_ok:
+                age.add_metric([pool_id], round(now - live.backup.last_ok, 3))
+        yield age
 
     def market_data(self) -> Iterator[Metric]:
         """Per pool and exchange, as each pool's agent last reported its proxy."""

@@ -4,6 +4,7 @@ reach the controller, and how long a pool may be silent."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from common.settings import ControllerSettings
 
@@ -18,6 +19,7 @@ class PoolsConfig:
     # Pool N's market-data proxy listens on this + N - 1 (below pool_base_port); None: off.
     market_data_base_port: int | None = None
     pool_base_port: int = 9000
+    backups_dir: Path | None = None  # BACKUP_DIR; pool P's target is <it>/pools/P
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> PoolsConfig:
@@ -34,6 +36,8 @@ class PoolsConfig:
                 "MARKET_DATA_QUOTE_TTL": str(settings.market_data_quote_ttl_ms),
                 "MARKET_DATA_CANDLE_TTL": str(settings.market_data_candle_ttl_ms),
                 "MARKET_DATA_CACHE_BYTES": str(settings.market_data_cache_bytes),
+                "BACKUP_INTERVAL": str(settings.backup_interval_ms),
+                "BACKUP_RETENTION": str(settings.backup_retention_days),
             },
             pool_grace=settings.pool_grace_ms / 1000,
             bot_launch=settings.bot_launch,
@@ -41,6 +45,7 @@ class PoolsConfig:
             if settings.market_data_proxy
             else None,
             pool_base_port=settings.pool_base_port,
+            backups_dir=settings.backups_path,
         )
 
     def market_data_env(self, pool_num: int) -> dict[str, str]:
@@ -50,6 +55,12 @@ class PoolsConfig:
         if port is None:
             return {"MARKET_DATA_PROXY": "off"}
         return {"MARKET_DATA_PORT": str(port)}
+
+
+def pool_backup_dir(backups_dir: Path | None, pool_id: str) -> Path | None:
+    """Where pool `pool_id` writes its bots' backups (None: backups are off): a directory of
+    its own, so that a pool can only write its own bots' backups."""
+    return None if backups_dir is None else backups_dir / "pools" / pool_id
 
 
 def market_data_port(base: int | None, pool_num: int, pool_base_port: int) -> int | None:

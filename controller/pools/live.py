@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from aiohttp import web
 
-from common.protocol import BotStatus, MarketDataStats, PoolStats, UpstreamStats
+from common.protocol import BackupState, BotStatus, MarketDataStats, PoolStats, UpstreamStats
 from common.states import ProcessState
 
 
@@ -25,6 +25,7 @@ class PoolLive:
     runtime_event: str = ""
     runtime_event_at: float = 0.0
     agent_version: str = ""
+    freqtrade_version: str = ""  # from the agent's hello; "" from agents before it
     connected_at: float = 0.0
     disconnected_at: float = field(default_factory=time.time)
     last_seen: float = 0.0
@@ -34,6 +35,7 @@ class PoolLive:
     stats: PoolStats | None = None
     preloader: ProcessState = ProcessState.ABSENT
     market_data: MarketDataStats | None = None  # the pool's market-data proxy, if it runs one
+    backup: BackupState | None = None  # the pool's backups, if it makes any
     features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
 
     @property

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from common.protocol import Heartbeat, Hello, LogRequest, LogResponse, encode
+from common.protocol import (
+    BackupState,
+    Heartbeat,
+    Hello,
+    LogRequest,
+    Message,
+    Response,
+    encode,
+)
 from common.states import DIED
 from controller.errors import BotUnavailable, RuntimeFailure
 from controller.events import EventBus
@@ -52,9 +60,10 @@ class AgentSessions:
         self.pool_grace = pool_grace
         self.frames_received = 0
         self.frames_rejected = 0
+        self.backup_failures = 0  # pools' backups that began to fail
         self._changed = asyncio.Condition()
         self._waiters = 0
-        self._requests: dict[int, asyncio.Future[LogResponse]] = {}
+        self._requests: dict[int, asyncio.Future[Response]] = {}
         self._request_ids = itertools.count(1)
 
     def verify_hello(self, hello: Hello) -> bool:
@@ -70,6 +79,7 @@ class AgentSessions:
         now = time.time()
         live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
         live.features = frozenset(hello.features)
+        live.freqtrade_version = hello.freqtrade
         live.seq = 0  # a reconnected or restarted agent numbers its heartbeats anew
         live.bots = {s.id: s for s in hello.programs}
         orphans = [b for b in live.bots if self.registry.bots.get(b) is None]
@@ -104,6 +114,8 @@ class AgentSessions:
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
         live.market_data = hb.market_data
+        self._backup_state(pool_id, live.backup, hb.backup)
+        live.backup = hb.backup
         if live.preloader != hb.preloader:
             log.info("preloader_state", pool=pool_id, state=hb.preloader, was=live.preloader)
             live.preloader = hb.preloader
@@ -119,6 +131,18 @@ class AgentSessions:
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
+
+    def _backup_state(
+        self, pool_id: str, before: BackupState | None, now: BackupState | None
+    ) -> None:
+        """A pool's backups failing (the target unreachable, read-only, full) or working
+        again is an event; the bots are not touched either way."""
+        was_ok = before is None or before.ok
+        if now is not None and now.ok != was_ok:
+            kind = "backup_recovered" if now.ok else "backup_failed"
+            self.events.emit(kind, pool=pool_id, reason=now.error or "ok")
+            if not now.ok:
+                self.backup_failures += 1
 
     @property
     def waited_for(self) -> bool:
@@ -150,26 +174,38 @@ class AgentSessions:
             if live.ws is not None:
                 await live.ws.close(code=1001, message=b"controller shutting down")
 
+    def next_request_id(self) -> int:
+        return next(self._request_ids)
+
+    async def request(self, pool_id: str, frame: Message, timeout: float = 10) -> Response:
+        """Send a request frame (with an id from next_request_id) to a pool's agent and
+        wait for its answer; BotUnavailable when the agent is not connected or silent."""
+        live = self.registry.live.get(pool_id)
+        if live is None or live.ws is None or live.ws.closed:
+            raise BotUnavailable(f"the agent of {pool_id} is not connected")
+        request_id = frame.id  # type: ignore[union-attr]
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        try:
+            await live.ws.send_bytes(encode(frame))
+            return await asyncio.wait_for(future, timeout)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            raise BotUnavailable(f"agent of {pool_id} did not answer") from None
+        finally:
+            self._requests.pop(request_id, None)
+
     async def request_log(self, pool_id: str, bot_id: str, max_bytes: int) -> bytes | None:
         """The tail of a bot's log, asked of its agent; None when the agent is not connected."""
         live = self.registry.live.get(pool_id)
         if live is None or live.ws is None or live.ws.closed:
             return None
-        request_id = next(self._request_ids)
-        future: asyncio.Future[LogResponse] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
-        try:
-            await live.ws.send_bytes(encode(LogRequest(request_id, bot_id, max_bytes)))
-            response = await asyncio.wait_for(future, 10)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            raise BotUnavailable(f"agent of {pool_id} did not answer") from None
-        finally:
-            self._requests.pop(request_id, None)
+        frame = LogRequest(self.next_request_id(), bot_id, max_bytes)
+        response = await self.request(pool_id, frame)
         if response.error:
             raise BotUnavailable(f"log not available: {response.error}")
-        return response.data
+        return response.data  # type: ignore[union-attr]
 
-    def log_response(self, response: LogResponse) -> None:
+    def response(self, response: Response) -> None:
         future = self._requests.get(response.id)
         if future is not None and not future.done():
             future.set_result(response)

@@ -29,16 +29,19 @@ from common import __version__
 from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
+    ImageInfo,
     PoolLaunch,
     PoolRuntime,
     PoolUsage,
     RuntimeState,
+    make_backup_dir,
     retire_pool_dir,
 )
 
 log = structlog.get_logger("runtime.docker")
 LABEL_POOL = "ftpool.pool"
 LABEL_VERSION = "ftpool.version"
+BACKUP_MOUNT = "/backup"
 STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
 # supervisorctl of the pool image's own supervisor install (see images/pool/Dockerfile).
 SUPERVISORCTL = ["/opt/ftpool/bin/python", "-m", "supervisor.supervisorctl",
@@ -53,6 +56,8 @@ class DockerOptions:
     pools_dir: Path  # where the controller sees pool directories
     host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
     archive_dir: Path
+    # The backup target as the Docker host sees it (pool P's: <it>/pools/P, at /backup).
+    host_backups_dir: Path | None = None
     memory_limit: str = ""
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
@@ -65,6 +70,7 @@ class DockerOptions:
             pools_dir=settings.pools_dir,
             host_pools_dir=settings.host_pools_dir,
             archive_dir=settings.bot_base_dir / "archive",
+            host_backups_dir=settings.host_backups_dir,
             memory_limit=settings.pool_memory_limit,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
@@ -161,7 +167,8 @@ class DockerRuntime(PoolRuntime):
 
     async def create(self, launch: PoolLaunch) -> None:
         await self._run(self._create, launch)
-        log.info("pool_container_created", pool=launch.pool_id, image=self.options.image)
+        log.info("pool_container_created", pool=launch.pool_id,
+                 image=launch.image or self.options.image)  # fmt: skip
 
     def _create(self, launch: PoolLaunch) -> None:
         o = self.options
@@ -181,12 +188,19 @@ class DockerRuntime(PoolRuntime):
             "POOL_PORT_START": str(launch.port_start),
             **launch.agent_env,
         }
+        volumes = {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}}
+        if launch.backup_dir is not None and o.host_backups_dir is not None:
+            # Its own bots' backups only: the pool's directory of the target, nothing else.
+            make_backup_dir(launch)
+            host_dir = o.host_backups_dir / "pools" / launch.pool_id
+            volumes[str(host_dir)] = {"bind": BACKUP_MOUNT, "mode": "rw"}
+            env["BACKUP_DIR"] = BACKUP_MOUNT
         kwargs: dict[str, Any] = {
             "name": self.container_name(launch.pool_id),
             "detach": True,
             "labels": {LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
             "environment": env,
-            "volumes": {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}},
+            "volumes": volumes,
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
@@ -201,7 +215,7 @@ class DockerRuntime(PoolRuntime):
             if o.publish_ports:
                 ports = range(launch.port_start, launch.port_start + launch.capacity)
                 kwargs["ports"] = {f"{p}/tcp": (o.publish_ip, p) for p in ports}
-        container = self.client.containers.run(o.image, **kwargs)
+        container = self.client.containers.run(launch.image or o.image, **kwargs)
         container.reload()
         self._remember_address(container)
 
@@ -223,6 +237,28 @@ class DockerRuntime(PoolRuntime):
             return RuntimeState.EXITED
 
         return await self._run(inspect)
+
+    has_images = True
+
+    async def image_of(self, pool_id: str) -> ImageInfo | None:
+        def image_of() -> ImageInfo | None:
+            container = self._get(pool_id)
+            if container is None:
+                return None
+            return ImageInfo(container.attrs["Config"]["Image"], container.attrs["Image"])
+
+        return await self._run(image_of)
+
+    async def resolve_image(self, ref: str = "") -> ImageInfo | None:
+        ref = ref or self.options.image
+
+        def resolve() -> ImageInfo | None:
+            try:
+                return ImageInfo(ref, self.client.images.get(ref).id)
+            except docker.errors.ImageNotFound:
+                return None
+
+        return await self._run(resolve)
 
     async def restart(self, pool_id: str) -> None:
         def restart() -> None:
@@ -261,6 +297,17 @@ class DockerRuntime(PoolRuntime):
 
         await self._run(discard)
         log.info("pool_container_discarded", pool=pool_id)
+
+    async def stop(self, pool_id: str) -> None:
+        def stop() -> None:
+            container = self._get(pool_id)
+            if container is not None and container.status in ("running", "restarting"):
+                # SIGTERM to supervisord, which stops each bot (up to 30 s) before it exits;
+                # a stopped container stays stopped under "unless-stopped".
+                container.stop(timeout=STOP_TIMEOUT)
+
+        await self._run(stop)
+        log.info("pool_container_stopped", pool=pool_id)
 
     async def remove(self, pool_id: str) -> None:
         def remove() -> None:

@@ -30,6 +30,7 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
+    make_backup_dir,
     retire_pool_dir,
 )
 from controller.runtimes.local_conf import supervisord_conf
@@ -100,6 +101,7 @@ class LocalRuntime(PoolRuntime):
         def write() -> None:
             for sub in ("logs", "programs", "bots", "archive"):
                 (d / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_backup_dir(launch)
             # Whole or absent (temporary file, then rename): a controller killed here must
             # not leave an empty config that marks the pool as made but can never start.
             conf, tmp = d / "supervisord.conf", d / ".supervisord.conf.tmp"

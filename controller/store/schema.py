@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,9 +95,20 @@ ALTER TABLE pools ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
 _SCHEMA_V7 = """
 ALTER TABLE pools ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
 """
+# Rolling upgrades of the pool image (controller/upgrade/): each run as one JSON document,
+# rewritten after every step of every pool, so a controller that died mid-run finds where
+# each pool was at its next start.
+_SCHEMA_V8 = """
+CREATE TABLE upgrades (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
-    7: _SCHEMA_V7,
+    7: _SCHEMA_V7, 8: _SCHEMA_V8,
 }  # fmt: skip
 
 

@@ -42,9 +42,11 @@ ROWS = {
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under root (but the controller's own store and logs) and its content."""
+    """Every file under root (but the controller's own store and logs, and the backups,
+    which the agents write continuously) and its content."""
     return file_digests(root, lambda rel: "ftpool.sqlite3" in rel or "/log/" in f"/{rel}"
-                        or rel.endswith((".pid", ".sock")))  # fmt: skip
+                        or rel.endswith((".pid", ".sock"))
+                        or rel.startswith("backups/"))  # fmt: skip
 
 
 async def placement(h: ControllerClient) -> dict[str, tuple[str, str, int]]:

@@ -9,7 +9,8 @@
   const EVENT_TYPES = [
     "bot_state", "bot_restart", "bot_failed", "bot_moved", "bot_move_failed",
     "bot_migrated", "bot_rolled_back", "pool_healthy", "pool_suspect", "pool_recovery",
-    "pool_died", "agent_connected", "agent_disconnected",
+    "pool_died", "agent_connected", "agent_disconnected", "bot_restored", "pool_upgraded",
+    "pool_upgrade_failed", "pool_upgrade_rolled_back", "backup_failed", "backup_recovered",
   ];
   const MAX_EVENTS = 200;
   const MAX_RUNS = 20;

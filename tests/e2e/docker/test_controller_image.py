@@ -69,10 +69,14 @@ async def test_containerized_controller_runs_a_pooled_bot(tmp_path, docker_clien
                 return status == 200 and body
 
             await wait_for(traded, 180, step=1)
-            # The pool container's /pool is the host directory under the mounted data path.
+            # The pool container's /pool and /backup are host directories under the mounted
+            # data path.
             pool = docker_client.containers.get("freqtrade-pool-pool-1")
-            sources = [m["Source"] for m in pool.attrs["Mounts"]]
-            assert sources == [str(tmp_path / "pools" / "pool-1")]
+            mounts = {m["Destination"]: m["Source"] for m in pool.attrs["Mounts"]}
+            assert mounts == {
+                "/pool": str(tmp_path / "pools" / "pool-1"),
+                "/backup": str(tmp_path / "backups" / "pools" / "pool-1"),
+            }
     finally:
         controller.remove(force=True)
         remove_test_pools(docker_client)

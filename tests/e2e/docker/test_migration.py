@@ -90,7 +90,9 @@ def snapshot(client: docker.DockerClient, base: Path) -> tuple[object, ...]:
     """Containers, files and known trade rows; not the trade databases the bots write to."""
     containers = sorted((c.name, c.id, c.status) for c in client.containers.list(all=True)
                         if c.name.startswith("freqtrade-"))  # fmt: skip
-    files = file_digests(base, lambda rel: rel.startswith(("pools/", "ftpool")) or DB in rel)
+    files = file_digests(
+        base, lambda rel: rel.startswith(("pools/", "ftpool", "backups/")) or DB in rel
+    )
     rows = {bot: read_rows(base / user / bot / DB) for bot, (user, _p, _r) in LEGACY.items()}
     return containers, files, rows
 

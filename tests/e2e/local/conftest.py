@@ -5,6 +5,7 @@ freqtrade must be installed (the project's [e2e] extra).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -45,31 +46,29 @@ class Cluster:
         return await self.start()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def local_cluster(base: Path, overrides: dict[str, str]) -> AsyncIterator[Cluster]:
+    """A started cluster of real freqtrade bots over `base`; its pools killed afterwards."""
     if FREQTRADE is None:
         # Not a skip: the end-to-end suite exists to run real freqtrade.
         pytest.fail("freqtrade is not installed; install the project with its [e2e] extra")
-    base = tmp_path_factory.mktemp("e2e")
-    c = Cluster(
-        base,
-        {
-            "BOT_COMMAND": f"{FREQTRADE} trade",
-            "BOT_LAUNCH": "preload",
-            "MAX_BOTS_PER_CONTAINER": "10",
-            "POOL_BASE_PORT": "9000",
-            "HEARTBEAT_INTERVAL": "1000",
-            "BOT_PING_TIMEOUT": "3000",
-            # Pool recovery and evacuation within a test's patience.
-            "HEALTH_CHECK_INTERVAL": "2000",
-            "POOL_START_ATTEMPTS": "2",
-            "LOG_LEVEL": "warning",
-            **MARKET_DATA,
-        },
-    )
+    c = Cluster(base, {
+        "BOT_COMMAND": f"{FREQTRADE} trade", "BOT_LAUNCH": "preload",
+        "MAX_BOTS_PER_CONTAINER": "10", "POOL_BASE_PORT": "9000", "HEARTBEAT_INTERVAL": "1000",
+        "BOT_PING_TIMEOUT": "3000",
+        # Pool recovery and evacuation within a test's patience.
+        "HEALTH_CHECK_INTERVAL": "2000", "POOL_START_ATTEMPTS": "2",
+        "LOG_LEVEL": "warning", **MARKET_DATA, **overrides,
+    })  # fmt: skip
     await c.start()
     try:
         yield c
     finally:
         await c.stop()
         kill_pools(base)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    async with local_cluster(tmp_path_factory.mktemp("e2e"), {}) as c:
+        yield c

@@ -14,6 +14,7 @@ from common.protocol import (
     MAX_BOTS_PER_FRAME,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
+    BackupState,
     BotSpec,
     BotStatus,
     Desired,
@@ -24,6 +25,8 @@ from common.protocol import (
     MarketDataStats,
     PoolStats,
     ProtocolError,
+    RestoreRequest,
+    RestoreResponse,
     UpstreamStats,
     check_relpath,
     decode,
@@ -92,6 +95,10 @@ def sample_messages() -> list[Any]:
         LogRequest(9, "bot-1", 4096),
         LogResponse(9, b"line 1\nline 2\n", ""),
         LogResponse(10, b"", "no such bot"),
+        Heartbeat(4, 0, [], PoolStats(), backup=BackupState(False, "No space left", 3, 1.5e9)),
+        RestoreRequest(11, "bot-1", "tradesv3.dryrun.sqlite", "20261130T124300.123456Z"),
+        RestoreResponse(11, "", "tradesv3.sqlite.before-restore-20261130T124300.000001Z"),
+        RestoreResponse(12, "the bot is running"),
     ]
 
 
@@ -118,7 +125,21 @@ def test_every_frame_type_is_covered() -> None:
         "desired",
         "log_request",
         "log_response",
+        "restore_request",
+        "restore_response",
     }
+
+
+@pytest.mark.parametrize(
+    ("db", "point"),
+    [("../etc/passwd", "20261130T124300.123456Z"), ("tradesv3.sqlite", "../../x"),
+     ("other.sqlite", "20261130T124300.123456Z"), ("tradesv3.sqlite", "20261130T124300Z"),
+     ("tradesv3.sqlite", None)],
+)  # fmt: skip
+def test_a_restore_request_names_only_a_snapshot(db: Any, point: Any) -> None:
+    body = {"t": "restore_request", "v": PROTOCOL_VERSION, "id": 1, "bot": "b1", "db": db,
+            "point": point}  # fmt: skip
+    rejected(body)
 
 
 # -- malformed frames ---------------------------------------------------------------------
@@ -484,6 +505,21 @@ def test_an_agents_features_are_announced_and_absent_from_older_agents() -> None
     for bad in (["x" * 33], [1], "held"):
         m["features"] = bad
         rejected(m)
+
+
+def test_the_freqtrade_version_is_announced_and_absent_from_older_agents() -> None:
+    hello = Hello("pool-1", "tok", "1", 10, 9000, freqtrade="2026.9")
+    assert decode(encode(hello)) == hello
+    m = wire(hello)
+    del m["freqtrade"]  # an agent from before the field
+    assert decode(pack(m)).freqtrade == ""
+    for bad in ("x" * 65, 2026):
+        m["freqtrade"] = bad
+        rejected(m)
+    # A controller from before the field reads a newer agent's hello: unknown keys are
+    # ignored, as this one ignores a later agent's.
+    m = {**wire(hello), "a_later_field": [1]}
+    assert decode(pack(m)) == hello
 
 
 def test_held_is_a_run_state() -> None:

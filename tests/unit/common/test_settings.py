@@ -240,3 +240,23 @@ def test_no_secret_like_setting_is_ever_echoed() -> None:
         assert f"value-of-{name}" not in message
     assert "'value-of-plain'" in message  # an ordinary value still helps whoever mistyped it
     assert "EXCHANGE_API_KEY is refused (got 16 characters; the value is not shown)" in message
+
+
+def test_backups_default_beside_the_pools_also_as_the_docker_host_sees_them() -> None:
+    local = ControllerSettings.from_env({"BOT_BASE_DIR": "/data"})
+    assert local.backups_path == Path("/data/backups") == local.host_backups_dir
+    boxed = ControllerSettings.from_env({"BOT_BASE_DIR": "/data", "POOL_HOST_DIR": "/srv/ft/pools"})
+    assert boxed.backups_path == Path("/data/backups")
+    assert boxed.host_backups_dir == Path("/srv/ft/backups")
+    off = ControllerSettings.from_env({"BACKUP_DIR": "off"})
+    assert off.backups_path is None and off.backup_interval_ms == 5000
+
+
+def test_a_containerized_controller_with_its_own_backup_dir_must_say_where_it_is() -> None:
+    env = {"BOT_BASE_DIR": "/data", "POOL_HOST_DIR": "/srv/ft/pools", "BACKUP_DIR": "/backups"}
+    with pytest.raises(SettingsError, match="BACKUP_HOST_DIR"):
+        ControllerSettings.from_env(env)
+    moved = ControllerSettings.from_env({**env, "BACKUP_HOST_DIR": "/mnt/disk2/ftpool"})
+    assert moved.host_backups_dir == Path("/mnt/disk2/ftpool")
+    with pytest.raises(SettingsError, match="BACKUP_INTERVAL"):
+        ControllerSettings.from_env({"BACKUP_INTERVAL": "10"})

@@ -13,8 +13,10 @@ EMIT = re.compile(r"emit\((.*?)\w+=", re.S)
 def emitted_types() -> set[str]:
     found = set()
     for path in (ROOT / "controller").rglob("*.py"):
-        for head in EMIT.findall(path.read_text()):
-            found.update(re.findall(r'"((?:bot|pool|agent)_[a-z_]+)"', head))
+        text = path.read_text()
+        # ... and the types a variable passed to emit was given (`kind = "a" if x else "b"`).
+        for head in EMIT.findall(text) + re.findall(r"\bkind = (.*)", text):
+            found.update(re.findall(r'"((?:bot|pool|agent|backup)_[a-z_]+)"', head))
     return found
 
 
@@ -22,5 +24,5 @@ def test_every_emitted_event_type_is_followed():
     script = (ROOT / "controller" / "ui" / "static" / "dashboard.js").read_text()
     listed = set(re.search(r"EVENT_TYPES = \[(.*?)\];", script, re.S).group(1).split('"')[1::2])
     types = emitted_types()
-    assert {"bot_state", "bot_moved", "bot_move_failed", "bot_migrated"} <= types
+    assert {"bot_state", "bot_moved", "bot_move_failed", "bot_migrated", "backup_failed"} <= types
     assert types <= listed, types - listed

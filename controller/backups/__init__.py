@@ -1,0 +1,1 @@
+"""Backups of bots' trade databases: restore points, restores, retention."""

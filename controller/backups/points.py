@@ -1,0 +1,125 @@
+"""A bot's restore points, as its pools' agents wrote them to the backup target, and the
+choice of one (pure: from a listing and a request body).
+
+The target holds <root>/pools/<pool>/<bot>/<database>/<stamp>.sqlite (agent/backups.py):
+a bot that moved between pools has points under each pool it lived in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.backups import DB_NAMES, time_of
+from common.ids import is_valid_id
+from common.protocol import ProtocolError, check_restore_point
+from controller.errors import BadRequest, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePoint:
+    db: str  # FreqTrade's database file name
+    stamp: str  # the snapshot's UTC time, as its file is named
+    pool_id: str  # the pool whose agent wrote it
+    path: Path
+    size: int
+    trades: int | None = None  # None: the snapshot cannot be read
+    open_trades: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.db}@{self.stamp}"
+
+    @property
+    def time(self) -> float:
+        return time_of(self.stamp)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "database": self.db,
+            "time": datetime.fromtimestamp(self.time, UTC).isoformat(),
+            "bytes": self.size, "trades": self.trades, "openTrades": self.open_trades,
+            "poolId": self.pool_id,
+        }  # fmt: skip
+
+
+def _counts(path: Path) -> tuple[int | None, int | None]:
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+    with contextlib.suppress(sqlite3.Error):
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            trades, still_open = db.execute(
+                "SELECT count(*), coalesce(sum(is_open), 0) FROM trades"
+            ).fetchone()
+            return int(trades), int(still_open)
+        finally:
+            db.close()
+    return None, None
+
+
+def bot_dirs(root: Path, bot_id: str) -> list[Path]:
+    """The bot's directories in the target, one per pool it was backed up in."""
+    if not is_valid_id(bot_id):
+        return []
+    return sorted(p for p in (root / "pools").glob(f"*/{bot_id}") if p.is_dir())
+
+
+def list_points(root: Path, bot_id: str) -> list[RestorePoint]:
+    """Every restore point of the bot, oldest first (blocking: call it in a thread)."""
+    points = []
+    for bot_dir in bot_dirs(root, bot_id):
+        for db in DB_NAMES:
+            for path in (bot_dir / db).glob("*.sqlite"):
+                stamp = path.name[: -len(".sqlite")]
+                try:
+                    check_restore_point(db, stamp)
+                    size = path.stat().st_size
+                except (ProtocolError, OSError):
+                    continue  # not a snapshot, or gone since the listing
+                points.append(
+                    RestorePoint(db, stamp, bot_dir.parent.name, path, size, *_counts(path))
+                )
+    return sorted(points, key=lambda p: (p.stamp, p.db))
+
+
+def parse_choice(body: object) -> tuple[str | None, float | None]:
+    """A restore request's body: {"restorePoint": id} or {"time": ISO 8601}, one of them."""
+    if not isinstance(body, dict) or set(body) - {"restorePoint", "time"} or len(body) != 1:
+        raise BadRequest('body must be {"restorePoint": "<id>"} or {"time": "<ISO 8601>"}')
+    if "restorePoint" in body:
+        point = body["restorePoint"]
+        db, _, stamp = point.partition("@") if isinstance(point, str) else ("", "", "")
+        try:
+            check_restore_point(db, stamp)
+        except ProtocolError:
+            raise BadRequest("restorePoint must be an id from GET .../backups") from None
+        return point, None
+    raw = body["time"]
+    try:
+        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise BadRequest("time must be an ISO 8601 date and time")
+    return None, (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def choose(
+    points: list[RestorePoint], point_id: str | None, at: float | None, current_pool: str
+) -> RestorePoint:
+    """The point asked for by id, or the newest at or before a time (NotFound if none); one
+    written in the bot's current pool wins over a copy of the same point elsewhere."""
+    if point_id is not None:
+        found = [p for p in points if p.id == point_id]
+    else:
+        assert at is not None
+        before = [p for p in points if p.time <= at]
+        found = [p for p in before if p.stamp == before[-1].stamp] if before else []
+    if not found:
+        raise NotFound("no such restore point")
+    return next((p for p in found if p.pool_id == current_pool), found[-1])

@@ -1,0 +1,176 @@
+"""Listing and restoring a bot's backups, and removing deleted bots' backups.
+
+A restore goes through the bot's agent (principle 2): the bot is held, as a move holds it
+(its agent stops it and runs no program for it), the agent puts the snapshot in place of
+its database (keeping the current one aside), and the bot is released, so it runs again
+as its user wants. The controller only reads the backup target, which is its own, and
+copies a snapshot between two pools' directories there when the bot has moved since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import structlog
+
+from common.protocol import RestoreRequest, RestoreResponse
+from controller.backups.points import RestorePoint, bot_dirs, choose, list_points
+from controller.errors import BotUnavailable, Conflict, NotFound
+from controller.events import EventBus
+from controller.moves.guard import MoveGuard
+from controller.moves.transfer import Transfer
+from controller.pools.config import pool_backup_dir
+from controller.records import BotRecord
+
+log = structlog.get_logger("controller.backups")
+RESTORE_TIMEOUT = 120.0  # the agent copies one database: seconds, even for a large one
+SWEEP_INTERVAL = 600.0
+
+
+def expired(
+    dirs: Iterable[tuple[str, float]], known: set[str], purged: set[str], now: float,
+    retention: float,
+) -> list[str]:  # fmt: skip
+    """The deleted bots whose backups go: purged ones at once, others once their newest
+    snapshot is older than the retention. `dirs`: (bot id, newest file's mtime)."""
+    return sorted({
+        bot_id for bot_id, newest in dirs
+        if bot_id not in known and (bot_id in purged or now - newest > retention)
+    })  # fmt: skip
+
+
+def _newest(directory: Path) -> float:
+    newest = directory.stat().st_mtime
+    for path in directory.rglob("*"):
+        newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+class BackupService:
+    def __init__(
+        self, root: Path | None, transfer: Transfer, guard: MoveGuard, events: EventBus,
+        retention_days: int, clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.root = root  # BACKUP_DIR; None: backups are off
+        self.transfer = transfer
+        self.pools = transfer.pools
+        self.registry = transfer.registry
+        self.guard = guard
+        self.events = events
+        self.retention = retention_days * 86400.0
+        self.clock = clock
+        self.purged: set[str] = set()  # deleted with purge: their backups go at once
+        self._wake = asyncio.Event()
+
+    def _root(self) -> Path:
+        if self.root is None:
+            raise NotFound("backups are off (BACKUP_DIR=off)")
+        return self.root
+
+    async def points(self, bot: BotRecord) -> list[RestorePoint]:
+        """The bot's restore points. Only its own: points from before it was created are a
+        deleted bot's that had the same id (kept for BACKUP_RETENTION), maybe another user's."""
+        points = await asyncio.to_thread(list_points, self._root(), bot.id)
+        return [p for p in points if p.time >= bot.created_at]
+
+    async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
+        """Stop the bot, put its database back from a restore point, start it again."""
+        root = self._root()
+        if bot.deleting:
+            raise Conflict(f"bot {bot.id} is being deleted")
+        self.guard.refuse_if_moving(bot)
+        live = self.registry.live.get(bot.pool_id)
+        if live is None or not live.connected:
+            raise BotUnavailable(f"the agent of {bot.pool_id} is not connected; try again")
+        if "backup" not in live.features:
+            raise Conflict(f"the agent of {bot.pool_id} cannot restore; recreate its pool")
+        point = choose(await self.points(bot), point_id, at, bot.pool_id)
+        async with self.guard.lock:  # no move of this bot (or any) meanwhile
+            with self.guard.bot_moving(bot.id):
+                response = await self._restore_held(self.registry.bots[bot.id], point, root)
+        self.events.emit("bot_restored", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                         reason=point.id, kept=response.kept)  # fmt: skip
+        return {"restorePoint": point.to_json(), "keptAs": response.kept or None}
+
+    async def _restore_held(
+        self, bot: BotRecord, point: RestorePoint, root: Path
+    ) -> RestoreResponse:
+        held = await self.transfer.hold(bot)
+        try:
+            if point.pool_id != held.pool_id:
+                # Written where the bot lived before: its agent reads only its own pool's.
+                target = pool_backup_dir(root, held.pool_id)
+                assert target is not None
+                await asyncio.to_thread(_copy_point, point, target / held.id / point.db)
+            request = RestoreRequest(
+                self.pools.sessions.next_request_id(), held.id, point.db, point.stamp
+            )
+            response = await self.pools.sessions.request(held.pool_id, request, RESTORE_TIMEOUT)
+        finally:
+            await self.transfer.release(self.registry.bots[bot.id])
+        assert isinstance(response, RestoreResponse)
+        if response.error:
+            raise Conflict(f"bot {bot.id} was not restored: {response.error}")
+        log.info("bot_restored", bot=bot.id, point=point.id, kept=response.kept)
+        return response
+
+    # -- retention ------------------------------------------------------------------------
+
+    def purge(self, bot_id: str) -> None:
+        """A bot deleted with purge: its backups go once it is gone from its pool."""
+        self.purged.add(bot_id)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except OSError as exc:
+                log.error("backup_sweep_failed", error=str(exc))
+            # A purged bot still being deleted is looked at again soon.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0 if self.purged else SWEEP_INTERVAL)
+            self._wake.clear()
+
+    async def sweep(self) -> list[str]:
+        """Remove the backups of deleted bots that are due (purged, or past retention)."""
+        if self.root is None:
+            return []
+        root = self.root
+        known = set(self.registry.bots)
+
+        def scan() -> list[tuple[str, float]]:
+            found: dict[str, float] = {}
+            for path in (root / "pools").glob("*/*"):
+                if path.is_dir() and path.name not in known:
+                    found[path.name] = max(found.get(path.name, 0.0), _newest(path))
+            return list(found.items())
+
+        due = expired(await asyncio.to_thread(scan), known, self.purged, self.clock(),
+                      self.retention)  # fmt: skip
+        for bot_id in due:
+            for directory in bot_dirs(root, bot_id):
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+            log.info("bot_backups_removed", bot=bot_id)
+        self.purged &= known  # the rest are gone now, their backups with them
+        pools = set(self.registry.pools) | set(self.registry.retiring)
+        for directory in (root / "pools").glob("*"):
+            if directory.name not in pools:
+                with contextlib.suppress(OSError):  # not empty: a moved bot's points
+                    directory.rmdir()  # a removed pool's, emptied
+        return due
+
+
+def _copy_point(point: RestorePoint, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = directory / point.path.name
+    if not target.exists():
+        tmp = directory / f".{point.path.name}.tmp"
+        shutil.copyfile(point.path, tmp)
+        tmp.chmod(0o600)
+        tmp.replace(target)
