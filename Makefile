@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run demo test lint format clean images docker
+.PHONY: install run demo test lint format clean images docker chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,13 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/python -m tests.demo
 
-## Lint, then every suite: unit, integration (real supervisord), e2e/local (real freqtrade)
-## and e2e/docker (real pool containers). Installs and starts Docker and builds images first.
-test: $(STAMP) images
+## Lint, then every suite: unit, integration (real supervisord), e2e/local (real freqtrade),
+## e2e/docker (real pool containers) and browser (the dashboard in headless chromium).
+## Installs and starts Docker, installs chromium and builds images first.
+test: $(STAMP) images chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	FTPOOL_REQUIRED_SUITES=unit,integration,e2e/local,e2e/docker $(VENV)/bin/pytest -v --durations=15 tests
+	FTPOOL_REQUIRED_SUITES=unit,integration,e2e/local,e2e/docker,browser $(VENV)/bin/pytest -v --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
@@ -44,6 +45,10 @@ images: docker
 ## Install docker.io and debootstrap when missing, start dockerd when it is not running.
 docker:
 	images/docker-up.sh
+
+## Install Debian's chromium and chromedriver when missing (the browser tests drive them).
+chromium:
+	tests/browser/chromium-up.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -368,6 +368,14 @@ class ControllerSettings:
     gc_pause_budget_ms: int = setting(
         "GC_PAUSE_BUDGET", _MS, "20", "a longer full collection freezes the heap again"
     )
+    ui_session_ttl_ms: int = setting(
+        "UI_SESSION_TTL", _int(60_000, 7 * 24 * 3600 * 1000), "3600000",
+        "lifetime of a dashboard session (its cookie), never longer than the token's",
+    )  # fmt: skip
+    ui_cookie_secure: bool = setting(
+        "UI_COOKIE_SECURE", _bool, "false",
+        "always mark the session cookie Secure (behind a TLS-terminating proxy)",
+    )  # fmt: skip
     log_level: str = _log_level()
 
     @property

@@ -31,6 +31,7 @@ from controller.auth import Authenticator
 from controller.backups.service import BackupService
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
+from controller.bots.usage import UsageHistory, UsageSampler
 from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
@@ -51,6 +52,9 @@ from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
 from controller.store.allocation import Placement
 from controller.store.store import Store
+from controller.ui.middleware import SESSIONS, session_middleware
+from controller.ui.pages import UIPages
+from controller.ui.session import SessionKeeper
 from controller.upgrade.census import ImageCensus
 from controller.upgrade.run import Upgrader
 
@@ -89,6 +93,7 @@ class Controller:
     settings: ControllerSettings
     admin_token_file: Path | None
     auth: Authenticator
+    sessions: SessionKeeper
     store: Store
     events: EventBus
     metrics: Metrics
@@ -104,6 +109,7 @@ class Controller:
     census: ImageCensus
     backups: BackupService
     heap: HeapKeeper
+    usage: UsageSampler
 
 
 def build(
@@ -112,10 +118,12 @@ def build(
     """Every part, each given its settings and its collaborators as it is made (a test's
     runtime that starts nothing, and the monitor's clock, may be given too)."""
     base = settings.bot_base_dir
-    auth = Authenticator(
-        persistent_secret(settings.admin_token, base / "admin-token"),
-        persistent_secret(settings.jwt_secret, base / "jwt-secret"),
-    )
+    admin_token = persistent_secret(settings.admin_token, base / "admin-token")
+    jwt_secret = persistent_secret(settings.jwt_secret, base / "jwt-secret")
+    auth = Authenticator(admin_token, jwt_secret)
+    # Dashboard sessions are signed with a key derived from both secrets: replacing either
+    # (a leaked admin token, say) ends every session.
+    sessions = SessionKeeper(f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000)
     store = Store(settings.database_path)
     events = EventBus(store, settings.events_max)
     runtime = runtime or make_runtime(settings)
@@ -145,23 +153,26 @@ def build(
                         transfer=transfer)  # fmt: skip
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
-        auth=auth, store=store, events=events, metrics=metrics, pools=pools, bots=bots,
-        guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
+        auth=auth, sessions=sessions, store=store, events=events, metrics=metrics, pools=pools,
+        bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
         upgrader=Upgrader(pools, transfer, guard), census=census,
         backups=BackupService(settings.backups_path, transfer, guard, events,
                               settings.backup_retention_days),
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
+        usage=UsageSampler(pools.registry, UsageHistory(), clock),
     )  # fmt: skip
 
 
 def create_app(controller: Controller) -> web.Application:
     s = controller.settings
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=s.max_body_bytes
+        middlewares=[error_middleware, session_middleware, auth_middleware],
+        client_max_size=s.max_body_bytes,
     )
     app[AUTHENTICATOR] = controller.auth
+    app[SESSIONS] = controller.sessions
     app[CONTROLLER] = controller
     proxy = APIProxy(controller.bots, timeout=s.proxy_timeout_ms / 1000,
                      max_body=s.max_body_bytes, metrics=controller.metrics)  # fmt: skip
@@ -180,13 +191,14 @@ def create_app(controller: Controller) -> web.Application:
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
             census=controller.census,
         ),
-        APIPoolBot(controller.bots, controller.mapper),
+        APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),
         APIBackups(controller.bots, controller.backups),
         migration,
         APIUpgrade(controller.upgrader, controller.census),
         proxy,
+        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure),
     ]
     apis.append(APIOpenAPI(apis))
     for api in apis:
@@ -224,11 +236,12 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.heap.settle()
     heap = asyncio.create_task(controller.heap.run(), name="heap")
     sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
+    usage = asyncio.create_task(controller.usage.run(), name="usage")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    for task in (monitor, heap, sweep):
+    for task in (monitor, heap, sweep, usage):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -73,6 +73,11 @@ class Authenticator:
             raise Unauthorized(f"not an {kind} token")
         return principal
 
+    def expires(self, token: str) -> float:
+        """When a (valid) token expires, as a Unix time; 0 if never (or the admin token)."""
+        cached = self._cache.get(token)
+        return cached[1] if cached is not None else 0
+
     def is_issued(self, token: str) -> bool:
         """Whether a (valid) token was issued by our own bot login rather than the platform."""
         cached = self._cache.get(token)

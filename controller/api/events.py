@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
-from controller.api.middleware import principal
+from controller.api.middleware import STILL_VALID, principal
 from controller.api.spec import USER, Operations, answer, obj, op, query, ref
 from controller.errors import BadRequest
 from controller.events import Event, EventBus, Subscription
@@ -125,7 +126,7 @@ class APIEvents:
             await response.prepare(request)
             try:
                 last = await self._replay(response, user, since, history)
-                await self._live(response, sub, last)
+                await self._live(response, sub, last, request.get(STILL_VALID))
             except ConnectionError:
                 pass  # the client went away
         return response
@@ -148,8 +149,16 @@ class APIEvents:
             if len(events) < REPLAY_PAGE:
                 return since
 
-    async def _live(self, response: web.StreamResponse, sub: Subscription, last: int) -> None:
+    async def _live(
+        self, response: web.StreamResponse, sub: Subscription, last: int,
+        still_valid: Callable[[], bool] | None,
+    ) -> None:  # fmt: skip
+        """Live events until the subscription ends, or (a dashboard session's stream) its
+        credentials do: the stream ends at the first keepalive or event after that."""
         while True:
+            if still_valid is not None and not still_valid():
+                await response.write(b": session ended\n\n")
+                return
             try:
                 event = await asyncio.wait_for(anext(sub), KEEPALIVE_SECONDS)
             except TimeoutError:

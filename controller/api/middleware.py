@@ -17,6 +17,9 @@ log = structlog.get_logger("controller.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 PRINCIPAL = web.RequestKey("principal", Principal)
+# Whether the request's credentials still hold, for requests that outlive a moment (the
+# events stream); set only for a dashboard session (expired or signed out), not for tokens.
+STILL_VALID = web.RequestKey("still_valid", Callable[[], bool])
 
 
 def public(handler: Handler) -> Handler:
@@ -76,7 +79,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route_handler = getattr(request.match_info.route, "handler", None)
-    if not getattr(route_handler, "ftpool_public", False):
+    # A principal already set came from a dashboard session (controller/ui/middleware.py).
+    if PRINCIPAL not in request and not getattr(route_handler, "ftpool_public", False):
         auth = request.app[AUTHENTICATOR]
         request[PRINCIPAL] = auth.from_header(
             request.headers.get("Authorization"), allow_basic=request.path.startswith("/bots/")

@@ -37,6 +37,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
         "schema": {"type": "string", "minLength": 1},
         "description": "the path under the bot's /api/v1/, passed through",
     },
+    "name": {"schema": {"type": "string"}, "description": "a file of the dashboard's"},
 }
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -113,7 +114,8 @@ def describe(routes: Iterable[web.AbstractRoute], operations: Operations) -> dic
 
 def _operation_id(verb: str, path: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", _CONVERTER.sub(r"\1", path))
-    return verb + "".join(w[:1].upper() + w[1:] for w in words)
+    index = "Index" if len(path) > 1 and path.endswith("/") else ""  # /ui/ beside /ui
+    return verb + "".join(w[:1].upper() + w[1:] for w in words) + index
 
 
 class APIOpenAPI:

@@ -1,14 +1,16 @@
 """/api/pool/bot/{instanceId}: where a bot runs (pooled or legacy, managed or only
-discovered), as the seed's BotContainerMapper answers it, and the tail of its log."""
+discovered), as the seed's BotContainerMapper answers it, the tail of its log, and its
+memory and CPU over the last hour."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from controller.api.middleware import principal
-from controller.api.spec import USER, Operations, answer, op, query, ref
+from controller.api.spec import STR, USER, Operations, answer, op, query, ref
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager
+from controller.bots.usage import UsageHistory
 from controller.errors import BotUnavailable
 
 LOG_TAIL_DEFAULT = 16384
@@ -28,17 +30,28 @@ class APIPoolBot:
                           f"how much of the end (default {LOG_TAIL_DEFAULT})"),),
             ok={200: answer({"type": "string"}, "the log's last bytes", "text/plain")},
         ),
+        ("GET", "/api/pool/bot/{instanceId}/usage"): op(
+            "the bot's memory and CPU over the last hour, one sample every 30 s (kept by the "
+            "controller, not across its restarts)", security=USER, tags=("bots",),
+            errors=(400, 403, 404),
+            ok={200: answer({"type": "object", "required": ["success", "instanceId", "samples"],
+                             "properties": {"success": {"const": True}, "instanceId": STR,
+                                            "stepSeconds": {"type": "number"},
+                                            "samples": {"type": "array"}}})},
+        ),
     }  # fmt: skip
 
-    def __init__(self, bots: BotManager, mapper: BotContainerMapper) -> None:
+    def __init__(self, bots: BotManager, mapper: BotContainerMapper, usage: UsageHistory) -> None:
         self.bots = bots
         self.pools = bots.pools
         self.mapper = mapper
+        self.usage = usage
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/pool/bot/{instanceId}", self.bot_info),
             web.get("/api/pool/bot/{instanceId}/log", self.bot_log),
+            web.get("/api/pool/bot/{instanceId}/usage", self.bot_usage),
         ]
 
     async def bot_info(self, request: web.Request) -> web.Response:
@@ -57,3 +70,10 @@ class APIPoolBot:
         if data is None:
             raise BotUnavailable(f"pool {bot.pool_id} is not connected")
         return web.Response(body=data, content_type="text/plain", charset="utf-8")
+
+    async def bot_usage(self, request: web.Request) -> web.Response:
+        bot = self.bots.get(principal(request), request.match_info["instanceId"])
+        return web.json_response(
+            {"success": True, "instanceId": bot.id, "stepSeconds": self.usage.step,
+             "samples": self.usage.series(bot.id)}
+        )  # fmt: skip

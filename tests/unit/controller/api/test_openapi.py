@@ -53,6 +53,8 @@ async def test_every_error_answer_refers_to_a_described_error(api: Api) -> None:
                     continue
                 if "$ref" in answer:
                     assert answer["$ref"].rsplit("/", 1)[1] in responses, (verb, code)
+                elif operation["tags"] == ["dashboard"]:  # its pages: errors as HTML pages
+                    assert "text/html" in answer["content"], (verb, code)
                 else:  # the bot proxy: the controller's error or the bot's own answer
                     assert operation["tags"] == ["bot proxy"], (verb, code)
                     assert "*/*" in answer["content"], (verb, code)
