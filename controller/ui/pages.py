@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
-from common.ids import InvalidId
+from common.ids import InvalidId, is_valid_id
 from controller.api.middleware import AUTHENTICATOR, public
 from controller.api.spec import PUBLIC, answer, op
 from controller.bots.manager import BotManager
@@ -138,6 +138,9 @@ class UIPages:
 
     @public
     async def bot_page(self, request: web.Request) -> web.Response:
+        bot_id = request.match_info["instanceId"]
+        if not is_valid_id(bot_id):  # a bad address is a bad request, signed in or not
+            return self._render("error.html", 400, message="no such bot address")
         session = self._session(request)
         if session is None:
             raise web.HTTPFound("/ui/login")
