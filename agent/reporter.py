@@ -21,6 +21,7 @@ from agent.probes import (
     listening_uids,
     ping,
     rss_bytes,
+    uss_bytes,
 )
 from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
@@ -238,6 +239,7 @@ class Reporter:
                     rss=rss_bytes(pid) if alive else 0,
                     cpu=self._cpu.sample(pid) if alive else 0.0,
                     port_ok=self._port_ok.get(bot) if up else None,
+                    uss=uss_bytes(pid) if alive else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})

@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 
 from common.ids import ID_PATTERN, is_valid_id
 from common.logging import is_secret_name
+from common.units import parse_bytes
 
 
 class SettingsError(ValueError):
@@ -80,6 +81,11 @@ def _secret(raw: str) -> str:
     if value and len(value) < 32:
         raise ValueError("must be at least 32 characters")
     return value
+
+
+def _size(raw: str) -> int:
+    """A size such as 512m; empty is 0 (none)."""
+    return parse_bytes(raw) if raw.strip() else 0
 
 
 _MS = _int(1, 24 * 3600 * 1000)
@@ -263,6 +269,19 @@ class ControllerSettings:
     pool_memory_limit: str = setting(
         "POOL_MEMORY_LIMIT", _text, "", "memory limit per pool container, e.g. 4g (docker)"
     )
+    bot_memory_limit: int = setting(
+        "BOT_MEMORY_LIMIT", _size, "",
+        "each bot's own memory (USS) limit, e.g. 512m; default POOL_MEMORY_LIMIT / "
+        "MAX_BOTS_PER_CONTAINER when that is set, else none",
+    )  # fmt: skip
+    bot_memory_grace_ms: int = setting(
+        "BOT_MEMORY_GRACE", _MS, "30000",
+        "how long a bot may stay over its memory limit before it is restarted",
+    )  # fmt: skip
+    user_max_bots: int = setting(
+        "USER_MAX_BOTS", _int(0, 1_000_000), "0",
+        "bots one user may have (0: no limit); the admin API sets a user's own",
+    )  # fmt: skip
     pool_publish_ports: bool = setting(
         "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
     )
@@ -348,6 +367,18 @@ class ControllerSettings:
         )
 
     @property
+    def pool_memory_bytes(self) -> int:
+        """POOL_MEMORY_LIMIT in bytes (0: none)."""
+        return _size(self.pool_memory_limit)
+
+    @property
+    def default_bot_memory(self) -> int:
+        """A bot's memory limit unless it has its own (0: none)."""
+        if self.bot_memory_limit:
+            return self.bot_memory_limit
+        return self.pool_memory_bytes // self.max_bots_per_container
+
+    @property
     def pools_dir(self) -> Path:
         return self.bot_base_dir / "pools"
 
@@ -370,6 +401,10 @@ class ControllerSettings:
                 "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
                 "bridge network (agents cannot reach the controller's loopback address)"
             )
+        try:
+            settings.pool_memory_bytes  # noqa: B018 - checked here, used later
+        except ValueError as exc:
+            raise SettingsError(f"invalid settings: POOL_MEMORY_LIMIT {exc}") from None
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
         if settings.market_data_proxy and settings.market_data_base_port >= settings.pool_base_port:

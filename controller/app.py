@@ -24,7 +24,9 @@ from controller.api.migration import APIMigration
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
+from controller.api.users import APIUsers
 from controller.auth import Authenticator
+from controller.bots.limits import BotLimits
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.errors import StoreError
@@ -113,7 +115,8 @@ def build(
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
-    metrics = Metrics(collectors=[PoolStateCollector(pools)])
+    limits = BotLimits.from_settings(settings)
+    metrics = Metrics(collectors=[PoolStateCollector(pools, limits)])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -162,10 +165,12 @@ def create_app(controller: Controller) -> web.Application:
             controller.mapper,
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
+            limits=controller.bots.limits,
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
+        APIUsers(controller.bots),
         migration,
         proxy,
     ]

@@ -14,12 +14,13 @@ from common.protocol import LAUNCH_MODES
 from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
 from controller.api.views import market_data_view
+from controller.bots.limits import MEASURED, NO_LIMITS, BotLimits
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
 from controller.health.status import fleet_health
 from controller.pools.manager import PoolManager
-from controller.records import PoolRecord
+from controller.records import BotRecord, PoolRecord
 
 log = structlog.get_logger("controller.api.pools")
 
@@ -27,9 +28,10 @@ log = structlog.get_logger("controller.api.pools")
 class APIPools:
     def __init__(
         self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
-        pool_mode: bool, cleanup_grace: float,
+        pool_mode: bool, cleanup_grace: float, limits: BotLimits = NO_LIMITS,
     ) -> None:  # fmt: skip
         self.mapper = mapper
+        self.limits = limits
         self.pools = pools
         self.monitor = monitor
         self.pool_mode = pool_mode
@@ -77,6 +79,7 @@ class APIPools:
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "cpuPercent": stats.cpu if stats else None,
+            "limits": self._limits_view(bots),
             "launch": {
                 "mode": self.pools.registry.launch_mode(pool),
                 "override": pool.launch,
@@ -98,6 +101,17 @@ class APIPools:
                 "generation": pool.generation,
                 "appliedGeneration": live.acked_gen,
             },
+        }
+
+    def _limits_view(self, bots: list[BotRecord]) -> dict[str, Any]:
+        """How the pool's bots are limited: in `measured` mode the agent measures each
+        bot's own memory and the monitor restarts one over its limit (docs/limits.md)."""
+        own = [s.uss for b in bots if (s := self.pools.registry.status_of(b)) and s.uss]
+        limits = [self.limits.memory_of(b) for b in bots]
+        return {
+            "mode": MEASURED,
+            "botMemoryLimitsBytes": sum(limits) if all(limits) and limits else None,
+            "botsOwnMemoryBytes": sum(own) if own else None,
         }
 
     def _launch_view(self, pool: PoolRecord) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
 
-def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
+def bot_view(pools: PoolManager, bot: BotRecord, memory_limit: int = 0) -> dict[str, Any]:
+    """`memory_limit`: the bot's in bytes, its own or the default (0: none)."""
     status = pools.registry.status_of(bot)
     process = None
     if status is not None:
@@ -23,6 +24,8 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "uptimeSeconds": round(time.time() - status.since, 1) if alive else None,
             "exitStatus": status.exit_status,
             "memoryBytes": status.rss,
+            # Its own memory (USS), what its limit is checked against; None: not measured.
+            "ownMemoryBytes": status.uss,
             "cpuPercent": status.cpu,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
             "portOk": status.port_ok,
@@ -42,7 +45,9 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "cycles": bot.restarts.cycles,
             "lastAt": bot.restarts.last or None,
             "failed": bot.restarts.failed,
+            "memoryLimit": bot.restarts.memory,
         },
+        "limits": {"memoryBytes": memory_limit or None, "own": bot.memory_limit is not None},
         "createdAt": bot.created_at,
     }
 

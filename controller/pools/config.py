@@ -18,6 +18,7 @@ class PoolsConfig:
     # Pool N's market-data proxy listens on this + N - 1 (below pool_base_port); None: off.
     market_data_base_port: int | None = None
     pool_base_port: int = 9000
+    bot_memory: int = 0  # a bot's memory limit unless it has its own (0: none)
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> PoolsConfig:
@@ -37,6 +38,7 @@ class PoolsConfig:
             },
             pool_grace=settings.pool_grace_ms / 1000,
             bot_launch=settings.bot_launch,
+            bot_memory=settings.default_bot_memory,
             market_data_base_port=settings.market_data_base_port
             if settings.market_data_proxy
             else None,

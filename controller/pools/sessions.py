@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from common.protocol import Heartbeat, Hello, LogRequest, LogResponse, encode
+from common.protocol import BotStatus, Heartbeat, Hello, LogRequest, LogResponse, encode
 from common.states import DIED
 from controller.errors import BotUnavailable, RuntimeFailure
 from controller.events import EventBus
@@ -43,9 +43,10 @@ class HeartbeatReport:
 class AgentSessions:
     def __init__(
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
-        pool_grace: float,
+        pool_grace: float, bot_memory: int = 0,
     ) -> None:  # fmt: skip
         self.registry = registry
+        self.bot_memory = bot_memory  # a bot's memory limit unless it has its own (0: none)
         self.runtime = runtime
         self.events = events
         self.alarm = alarm  # rung when a bot died or an agent went away
@@ -118,7 +119,19 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
+            if status.uss is not None and self._went_over(bot_id, status, before):
+                self.alarm.ring_for(bot_id)  # its grace starts when the monitor sees it
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
+
+    def _went_over(self, bot_id: str, status: BotStatus, before: BotStatus | None) -> bool:
+        """Whether a bot's own memory has just gone over its limit (this process's)."""
+        record = self.registry.bots.get(bot_id)
+        if record is None or status.uss is None:
+            return False
+        limit = record.memory_limit_or(self.bot_memory)
+        same = before is not None and before.pid == status.pid
+        was = before.uss if same and before is not None else None
+        return 0 < limit < status.uss and (was is None or was <= limit)
 
     @property
     def waited_for(self) -> bool:

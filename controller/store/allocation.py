@@ -16,7 +16,7 @@ from typing import Any
 
 from common.settings import ControllerSettings
 from common.states import RunState
-from controller.errors import CapacityExhausted, Conflict, NotFound
+from controller.errors import CapacityExhausted, Conflict, NotFound, QuotaExceeded
 from controller.records import BotSecrets, PoolRecord
 from controller.store.change import Change
 from controller.store.sql import bot_row, bump, pool_row, release
@@ -49,21 +49,28 @@ class NewBot:
     strategy_source: bytes
     config: dict[str, Any]
     secrets: BotSecrets
+    memory_limit: int | None = None  # bytes; None: the default
 
 
 def allocate(
     db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
-    run: RunState,
+    run: RunState, quota: int | None = None,
 ) -> Change:  # fmt: skip
-    """Place a new bot in a pool with a free slot, made if none has one."""
+    """Place a new bot in a pool with a free slot, made if none has one.
+
+    With a `quota` (USER_MAX_BOTS; 0: none) the user's bots are counted in the same
+    transaction, so concurrent provisions cannot pass it together; a user's own quota
+    (user_quotas) takes its place."""
     if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
         raise Conflict(f"bot {bot.id} already exists")
+    if quota is not None:
+        check_quota(db, bot.user_id, quota)
     pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash)
     now = time.time()
     db.execute(
         "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
-        " config, secrets, run, nonce, created_at, held)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
+        " config, secrets, run, nonce, created_at, held, memory_limit)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?,?)",
         (
             bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
             bot.strategy_source, json.dumps(bot.config),
@@ -71,11 +78,29 @@ def allocate(
                 "username": bot.secrets.username, "password": bot.secrets.password,
                 "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
             }),
-            run, now, int(held),
+            run, now, int(held), bot.memory_limit,
         ),
     )  # fmt: skip
     return Change(pools=(pool,), bots=(bot_row(db, bot.id),),
                   created=frozenset({pool.id} if created else ()))  # fmt: skip
+
+
+def user_quota(db: sqlite3.Connection, user_id: str, default: int) -> tuple[int, int | None, int]:
+    """A user's quota of bots (0: none), their own one if the admin set it (else None),
+    and how many bots they have: one lookup by primary key, one count over an index."""
+    row = db.execute("SELECT max_bots FROM user_quotas WHERE user_id = ?", (user_id,)).fetchone()
+    own = None if row is None else int(row[0])
+    count = db.execute("SELECT count(*) FROM bots WHERE user_id = ?", (user_id,)).fetchone()[0]
+    return (default if own is None else own), own, count
+
+
+def check_quota(db: sqlite3.Connection, user_id: str, default: int) -> None:
+    limit, _own, count = user_quota(db, user_id, default)
+    if limit and count >= limit:
+        raise QuotaExceeded(
+            f"user {user_id} has {count} bots, their quota is {limit}",
+            quota={"maxBots": limit, "bots": count},
+        )
 
 
 def place(
