@@ -21,6 +21,7 @@ import structlog
 
 from agent import health
 from agent.eventlistener import SOCKET_NAME
+from agent.oom import OomScores
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
@@ -29,6 +30,7 @@ from agent.watch import Watch
 from common import __version__
 from common.protocol import (
     AGENT_FEATURES,
+    MACHINERY_OOM_SCORE_ADJ,
     MAX_FRAME_BYTES,
     Desired,
     Heartbeat,
@@ -73,6 +75,7 @@ class Agent:
             pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
+            oom=OomScores(settings.bot_oom_score_adj, MACHINERY_OOM_SCORE_ADJ),
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,

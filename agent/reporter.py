@@ -12,6 +12,7 @@ import aiohttp
 import structlog
 
 from agent.marketdata.report import StatsReader
+from agent.oom import OomScores
 from agent.probes import (
     CpuMeter,
     PingResult,
@@ -68,9 +69,12 @@ class Reporter:
         slow_ping_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         market_data_socket: Path | None = None,
+        oom: OomScores | None = None,
     ) -> None:
-        """`market_data_socket`: where the pool's market-data proxy serves its counters."""
+        """`market_data_socket`: where the pool's market-data proxy serves its counters;
+        `oom`: who sets the processes' OOM scores (None: nobody)."""
         self.supervisor = supervisor
+        self.oom = oom
         self.slow_ping_every = slow_ping_every
         self.clock = clock
         # Per bot, of its current process: when it was first seen up, when a starting ping
@@ -260,18 +264,31 @@ class Reporter:
         return int(bot) if int(launcher) == program_pid else program_pid
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
+        guard = self.place_oom_scores(bots)
         if self.cgroup_metrics:
             # In a container the cgroup is the pool: the same figures Docker accounts.
             return PoolStats(
                 mem_used=cgroup_memory_used(),
                 mem_limit=cgroup_memory_limit(),
                 cpu=self._cpu.sample(_CGROUP_KEY, cgroup_cpu_seconds()),
+                oom_guard=guard,
             )
         return PoolStats(
             mem_used=rss_bytes(os.getpid()) + sum(b.rss for b in bots),
             mem_limit=cgroup_memory_limit(),
             cpu=round(sum(b.cpu for b in bots), 2),
+            oom_guard=guard,
         )
+
+    def place_oom_scores(self, bots: list[BotStatus]) -> bool | None:
+        """Give new processes their OOM scores: supervisord (this agent's parent), the agent
+        and the pool's other programs the machinery's, each bot (its own process, not its
+        launcher) the bots'. Whether every bot ranks above the machinery for the kernel."""
+        if self.oom is None:
+            return None
+        machinery = [os.getpid(), os.getppid()]
+        machinery += [i.pid for n, i in self.processes.items() if bot_id_of(n) is None]
+        return self.oom.place(machinery, [b.pid for b in bots])
 
     async def close(self) -> None:
         if self._session is not None:

@@ -28,6 +28,10 @@ _RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 AGENT_FEATURES = ("held",)
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
+# oom_score_adj of a pool's machinery (supervisord, agent, preloader, market-data proxy): the
+# kernel's OOM killer takes a bot first (agent/oom.py); not -1000, which would make a
+# leaking agent unkillable and its container hang instead.
+MACHINERY_OOM_SCORE_ADJ = -999
 _NUMBER = (int, float)
 _FILE_PART = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
@@ -209,14 +213,23 @@ class PoolStats:
     mem_used: int = 0
     mem_limit: int = 0
     cpu: float = 0.0
+    # Whether the kernel's OOM killer takes a bot before any of the pool's machinery (every
+    # bot's oom_score_adj above theirs); None: no bot runs, or an agent from before it.
+    oom_guard: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
+        wire = {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
+        if self.oom_guard is not None:
+            wire["oom"] = self.oom_guard
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> PoolStats:
         m = _map(raw, "pool stats")
-        return cls(_int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0)
+        return cls(
+            _int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0,
+            _get(m, "oom", bool, optional=True),
+        )  # fmt: skip
 
 
 # A pool's market-data proxy (agent/marketdata): what it did per exchange and upstream.

@@ -456,6 +456,10 @@ class AgentSettings:
     health_socket: str = setting(
         "AGENT_HEALTH_SOCKET", _text, "", "unix socket answering health checks (empty: none)"
     )
+    bot_oom_score_adj: int = setting(
+        "BOT_OOM_SCORE_ADJ", _int(-1000, 1000), "500",
+        "oom_score_adj the agent gives each bot, so the kernel kills a bot, not the pool",
+    )  # fmt: skip
     pool_metrics: str = setting(
         "POOL_METRICS",
         _choice("processes", "cgroup"),

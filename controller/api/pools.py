@@ -14,7 +14,7 @@ from common.protocol import LAUNCH_MODES
 from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
 from controller.api.views import market_data_view
-from controller.bots.limits import MEASURED, NO_LIMITS, BotLimits
+from controller.bots.limits import MEASURED, MEASURED_OOM, NO_LIMITS, BotLimits
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
@@ -79,7 +79,7 @@ class APIPools:
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "cpuPercent": stats.cpu if stats else None,
-            "limits": self._limits_view(bots),
+            "limits": self._limits_view(bots, stats.oom_guard if stats else None),
             "launch": {
                 "mode": self.pools.registry.launch_mode(pool),
                 "override": pool.launch,
@@ -103,13 +103,15 @@ class APIPools:
             },
         }
 
-    def _limits_view(self, bots: list[BotRecord]) -> dict[str, Any]:
+    def _limits_view(self, bots: list[BotRecord], oom_guard: bool | None) -> dict[str, Any]:
         """How the pool's bots are limited: in `measured` mode the agent measures each
-        bot's own memory and the monitor restarts one over its limit (docs/limits.md)."""
+        bot's own memory and the monitor restarts one over its limit; `+oom_score_adj`:
+        its agent reports the kernel would kill a bot before its machinery (docs/limits.md)."""
         own = [s.uss for b in bots if (s := self.pools.registry.status_of(b)) and s.uss]
         limits = [self.limits.memory_of(b) for b in bots]
         return {
-            "mode": MEASURED,
+            "mode": MEASURED_OOM if oom_guard else MEASURED,
+            "oomGuard": oom_guard,
             "botMemoryLimitsBytes": sum(limits) if all(limits) and limits else None,
             "botsOwnMemoryBytes": sum(own) if own else None,
         }

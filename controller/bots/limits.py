@@ -13,8 +13,11 @@ from controller.records import BotRecord
 # The smallest memory limit a bot may be given: FreqTrade alone needs more.
 MIN_BOT_MEMORY = 64 << 20
 # How a pool's limits are enforced while bots have no cgroup of their own: the agent
-# measures each bot's own memory and the controller restarts one over its limit.
+# measures each bot's own memory and the controller restarts one over its limit; and, where
+# the agent reports every bot ranked above the pool's machinery for the kernel's OOM killer
+# (agent/oom.py), a kernel OOM kill takes a bot, never the machinery.
 MEASURED = "measured"
+MEASURED_OOM = "measured+oom_score_adj"
 
 
 @dataclass(frozen=True, slots=True)

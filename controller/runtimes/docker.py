@@ -26,6 +26,7 @@ import urllib3
 from docker.models.containers import Container
 
 from common import __version__
+from common.protocol import MACHINERY_OOM_SCORE_ADJ
 from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
@@ -190,6 +191,9 @@ class DockerRuntime(PoolRuntime):
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            # supervisord and all it starts: the kernel's OOM killer passes them over; the
+            # agent raises each bot's score (agent/oom.py), which needs no privilege.
+            "oom_score_adj": MACHINERY_OOM_SCORE_ADJ,
         }
         if o.memory_limit:
             kwargs["mem_limit"] = o.memory_limit

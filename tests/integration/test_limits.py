@@ -8,7 +8,14 @@ import asyncio
 
 import pytest
 
-from tests.support import fakebot_pids, user_token, wait_for
+from agent.oom import read_oom_score_adj
+from tests.support import (
+    fakebot_pids,
+    supervisor_processes,
+    supervisord_pid,
+    user_token,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +68,24 @@ async def test_a_leaking_bot_is_restarted_then_failed_while_its_neighbours_run_o
     own = info["process"]["ownMemoryBytes"]
     assert 0 < own < info["process"]["memoryBytes"] and own < 100 << 20
     assert info["limits"] == {"memoryBytes": 100 << 20, "own": False}
+
+    # The kernel's OOM killer would take a bot before the pool's machinery: each bot raised
+    # (BOT_OOM_SCORE_ADJ), supervisord and the agent lowered where allowed (as root), never
+    # above a bot.
+    pool_dir = h.pool_dir("pool-1")
+    machinery = [supervisord_pid(pool_dir), supervisor_processes(pool_dir)["agent"]["pid"]]
+    for pid in pids.values():
+        assert read_oom_score_adj(pid) == 500
+    for pid in machinery:
+        assert pid and read_oom_score_adj(pid) < 500
+
+    async def guarded() -> dict | None:
+        _status, body = await h.call("GET", "/api/pool/status")
+        limits = body["pools"][0]["limits"]
+        return limits if limits["mode"] == "measured+oom_score_adj" else None
+
+    limits = await wait_for(guarded, 10)
+    assert limits["oomGuard"] is True and limits["botMemoryLimitsBytes"] == 300 << 20
 
     # From its next start on, it keeps 4 MiB more every 100 ms, without bound.
     bot_dir = h.pool_dir("pool-1") / "bots" / "leaky"

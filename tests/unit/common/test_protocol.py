@@ -540,3 +540,12 @@ def test_a_bots_own_memory_is_absent_from_older_agents_and_ignored_by_older_cont
     # A controller from before it decodes the keys it knows: an extra one is no error.
     m["bots"][0]["uss"], m["bots"][0]["some_later_field"] = 1 << 20, [1, 2]
     assert decode(msgpack.packb(m)).bots[0].rss == status().rss
+
+
+def test_the_oom_guard_is_optional_both_ways() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats(oom_guard=True)))
+    assert m["pool"]["oom"] is True
+    assert decode(msgpack.packb(m)).pool.oom_guard is True
+    assert "oom" not in wire(Heartbeat(1, 1, [], PoolStats()))["pool"]  # an older agent's
+    m["pool"]["oom"] = "yes"
+    rejected(m)

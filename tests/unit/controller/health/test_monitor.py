@@ -348,6 +348,6 @@ async def test_a_bot_over_its_memory_limit_is_restarted_then_stopped_as_failed(
     assert "ftpool_bots_over_memory_limit 1.0" in metrics  # b1's last report; not calm
     _status, pools, _ = await api.call("GET", "/api/pool/status")
     assert pools["pools"][0]["limits"] == {
-        "mode": "measured", "botMemoryLimitsBytes": 200 << 20,
+        "mode": "measured", "oomGuard": None, "botMemoryLimitsBytes": 200 << 20,
         "botsOwnMemoryBytes": (150 + 50) << 20,
     }  # fmt: skip
