@@ -97,11 +97,19 @@ async def test_a_bots_memory_limit_defaults_from_the_pool_limit(make_api: ApiFac
     assert status == 201 and body["limits"] == {"memoryBytes": 128 << 20}
     status, body = await provision(api, ALICE, instanceId="m3", limits={"memory": "1g"})
     assert status == 403 and "at most" in body["error"]
+    # More than a pool's memory fits no pool: refused, even for the admin.
     status, body = await provision(api, ADMIN_TOKEN, instanceId="m4", limits={"memory": 2 << 30})
-    assert status == 201 and body["limits"] == {"memoryBytes": 2 << 30}
+    assert status == 400, body
+    assert "larger than a pool" in body["error"]
+    status, body = await provision(api, ADMIN_TOKEN, instanceId="m4", limits={"memory": "512m"})
+    assert status == 201 and body["limits"] == {"memoryBytes": 512 << 20}
+    # pool-1 holds 256 + 128 + 512 MiB of its 1 GiB: the next default bot needs a new pool.
+    status, body = await provision(api, ALICE, instanceId="m5")
+    assert status == 201 and body["poolId"] == "pool-2"
     views = (await api.call("GET", "/api/bots"))[1]["bots"]
-    assert {b["instanceId"]: b["limits"]["memoryBytes"] for b in views} == {
-        "m1": 256 << 20, "m2": 128 << 20, "m4": 2 << 30,
+    assert {b["instanceId"]: (b["poolId"], b["limits"]["memoryBytes"]) for b in views} == {
+        "m1": ("pool-1", 256 << 20), "m2": ("pool-1", 128 << 20),
+        "m4": ("pool-1", 512 << 20), "m5": ("pool-2", 256 << 20),
     }  # fmt: skip
 
 
