@@ -20,6 +20,7 @@ import aiohttp
 import structlog
 
 from agent import health
+from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
 from agent.oom import OomScores
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -76,6 +77,7 @@ class Agent:
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
             oom=OomScores(settings.bot_oom_score_adj, MACHINERY_OOM_SCORE_ADJ),
+            busy=BusyBots(settings.bot_busy_cpu, settings.bot_busy_window_ms / 1000),
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,

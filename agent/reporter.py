@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from agent.cpu import BusyBots, nice_of
 from agent.marketdata.report import StatsReader
 from agent.oom import OomScores
 from agent.probes import (
@@ -70,11 +71,14 @@ class Reporter:
         clock: Callable[[], float] = time.monotonic,
         market_data_socket: Path | None = None,
         oom: OomScores | None = None,
+        busy: BusyBots | None = None,
     ) -> None:
         """`market_data_socket`: where the pool's market-data proxy serves its counters;
-        `oom`: who sets the processes' OOM scores (None: nobody)."""
+        `oom`: who sets the processes' OOM scores, `busy`: who renices busy bots (None:
+        nobody)."""
         self.supervisor = supervisor
         self.oom = oom
+        self.busy = busy
         self.slow_ping_every = slow_ping_every
         self.clock = clock
         # Per bot, of its current process: when it was first seen up, when a starting ping
@@ -244,6 +248,7 @@ class Reporter:
                     cpu=self._cpu.sample(pid) if alive else 0.0,
                     port_ok=self._port_ok.get(bot) if up else None,
                     uss=uss_bytes(pid) if alive else None,
+                    nice=nice_of(pid) if alive else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
@@ -265,6 +270,8 @@ class Reporter:
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
         guard = self.place_oom_scores(bots)
+        if self.busy is not None:
+            self.busy.check(b.pid for b in bots)
         if self.cgroup_metrics:
             # In a container the cgroup is the pool: the same figures Docker accounts.
             return PoolStats(

@@ -164,12 +164,16 @@ class BotStatus:
     # preloader); None where it was not measured, or from agents older than the field
     # (an older controller ignores it: decoders take the keys they know).
     uss: int | None = None
+    # Its scheduling priority (nice, -20 to 19; 19: reniced as a busy bot, agent/cpu.py);
+    # None where not read, or from agents older than the field.
+    nice: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.id, "state": self.state, "pid": self.pid, "since": self.since,
             "exit": self.exit_status, "ping_ok": self.ping_ok, "ping_ms": self.ping_ms,
             "rss": self.rss, "cpu": self.cpu, "port_ok": self.port_ok, "uss": self.uss,
+            "nice": self.nice,
         }  # fmt: skip
 
     @classmethod
@@ -192,6 +196,9 @@ class BotStatus:
             raise ProtocolError("field 'rss' must be an int in range")
         if uss is not None and (type(uss) is not int or not 0 <= uss < 2**63):
             raise ProtocolError("field 'uss' must be an int in range")
+        nice = get("nice")
+        if nice is not None and (type(nice) is not int or not -20 <= nice <= 19):
+            raise ProtocolError("field 'nice' must be an int from -20 to 19")
         if exit_status is not None and type(exit_status) is not int:
             raise ProtocolError("field 'exit' must be an int")
         if ping_ok is not None and type(ping_ok) is not bool:
@@ -204,7 +211,7 @@ class BotStatus:
                 raise ProtocolError("since, ping_ms and cpu must be numbers in range")
         return cls(
             bot_id, state, pid, since or 0.0, exit_status, ping_ok, ping_ms, rss, cpu or 0.0,
-            port_ok, uss,
+            port_ok, uss, nice,
         )  # fmt: skip
 
 

@@ -148,6 +148,17 @@ def _preload_modules() -> Any:
     )
 
 
+def _bot_busy_cpu() -> Any:
+    return setting(
+        "BOT_BUSY_CPU", _int(0, 10_000), "90",
+        "percent of a core a bot may use over BOT_BUSY_WINDOW before it runs at nice 19 (0: off)",
+    )  # fmt: skip
+
+
+def _bot_busy_window() -> Any:
+    return setting("BOT_BUSY_WINDOW", _MS, "30000", "the window a bot's CPU use is judged over")
+
+
 def _market_data_proxy() -> Any:
     return setting(
         "MARKET_DATA_PROXY", _bool, "true",
@@ -278,6 +289,8 @@ class ControllerSettings:
         "BOT_MEMORY_GRACE", _MS, "30000",
         "how long a bot may stay over its memory limit before it is restarted",
     )  # fmt: skip
+    bot_busy_cpu: int = _bot_busy_cpu()
+    bot_busy_window_ms: int = _bot_busy_window()
     user_max_bots: int = setting(
         "USER_MAX_BOTS", _int(0, 1_000_000), "0",
         "bots one user may have (0: no limit); the admin API sets a user's own",
@@ -460,6 +473,8 @@ class AgentSettings:
         "BOT_OOM_SCORE_ADJ", _int(-1000, 1000), "500",
         "oom_score_adj the agent gives each bot, so the kernel kills a bot, not the pool",
     )  # fmt: skip
+    bot_busy_cpu: int = _bot_busy_cpu()
+    bot_busy_window_ms: int = _bot_busy_window()
     pool_metrics: str = setting(
         "POOL_METRICS",
         _choice("processes", "cgroup"),

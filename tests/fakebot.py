@@ -6,8 +6,8 @@ Besides FreqTrade's ping, show_config, login and message WebSocket it serves /ec
 /slow, which let the proxy tests see exactly what reached the bot, and /exit, a crash.
 
 Opt-in faults, read from marker files in the bot's directory: `crash-on-start` (it exits at
-once) and `leak-memory` holding N (it keeps N MiB more of its own memory every 100 ms,
-without bound: a leaking strategy).
+once), `leak-memory` holding N (it keeps N MiB more of its own memory every 100 ms,
+without bound: a leaking strategy) and `spin-cpu` (a thread in a busy loop).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import sys
+import threading
 
 from aiohttp import web
 
@@ -31,6 +32,8 @@ def main() -> None:
         # A bot that cannot start (a broken strategy, say): the tests' crash loop.
         sys.exit("fakebot: crash-on-start is set")
     leak_mib = _leak_rate()
+    if os.path.exists("spin-cpu"):
+        threading.Thread(target=_spin, daemon=True).start()
     with open(args.config) as f:
         config = json.load(f)
     api = config["api_server"]
@@ -122,6 +125,12 @@ def main() -> None:
     ])  # fmt: skip
     print(f"fakebot {config.get('bot_name')} on {api['listen_port']}", file=sys.stderr, flush=True)
     web.run_app(app, host=api["listen_ip_address"], port=api["listen_port"], print=None)
+
+
+def _spin() -> None:
+    """A strategy in a busy loop (it lets the GIL go now and then, as Python code does)."""
+    while True:
+        sum(range(10_000))
 
 
 def _leak_rate() -> int:

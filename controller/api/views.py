@@ -27,6 +27,8 @@ def bot_view(pools: PoolManager, bot: BotRecord, memory_limit: int = 0) -> dict[
             # Its own memory (USS), what its limit is checked against; None: not measured.
             "ownMemoryBytes": status.uss,
             "cpuPercent": status.cpu,
+            # Its scheduling priority: 19 once it ran busy for a whole window (docs/limits.md).
+            "nice": status.nice,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
             "portOk": status.port_ok,
             "stale": pools.sessions.is_suspect(bot.pool_id),

@@ -35,6 +35,8 @@ class PoolsConfig:
                 "MARKET_DATA_QUOTE_TTL": str(settings.market_data_quote_ttl_ms),
                 "MARKET_DATA_CANDLE_TTL": str(settings.market_data_candle_ttl_ms),
                 "MARKET_DATA_CACHE_BYTES": str(settings.market_data_cache_bytes),
+                "BOT_BUSY_CPU": str(settings.bot_busy_cpu),
+                "BOT_BUSY_WINDOW": str(settings.bot_busy_window_ms),
             },
             pool_grace=settings.pool_grace_ms / 1000,
             bot_launch=settings.bot_launch,

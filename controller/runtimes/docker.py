@@ -194,6 +194,9 @@ class DockerRuntime(PoolRuntime):
             # supervisord and all it starts: the kernel's OOM killer passes them over; the
             # agent raises each bot's score (agent/oom.py), which needs no privilege.
             "oom_score_adj": MACHINERY_OOM_SCORE_ADJ,
+            # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup; for
+            # a process of another user (each bot's) the kernel asks for CAP_SYS_PTRACE.
+            "cap_add": ["SYS_PTRACE"],
         }
         if o.memory_limit:
             kwargs["mem_limit"] = o.memory_limit

@@ -128,3 +128,26 @@ async def test_a_leaking_bot_is_restarted_then_failed_while_its_neighbours_run_o
     assert (await h.call("POST", "/api/bots/leaky/start"))[0] == 200
     info = await h.wait_running("leaky")
     assert info["restarts"]["memoryLimit"] == 0 and info["status"] == "running"
+
+
+async def test_a_bot_in_a_busy_loop_runs_at_nice_19_and_its_neighbour_does_not(harness_factory):
+    h = await harness_factory(POOL_BASE_PORT="28020", MAX_BOTS_PER_CONTAINER="4",
+                              BOT_BUSY_CPU="50", BOT_BUSY_WINDOW="2000")  # fmt: skip
+    pids = await h.provision_running("calm", "spinner")
+    calm_nice = (await h.bot("calm"))["process"]["nice"]
+    assert calm_nice is not None and calm_nice < 19
+    (h.pool_dir("pool-1") / "bots" / "spinner" / "spin-cpu").touch()
+    assert (await h.call("POST", "/api/bots/spinner/restart"))[0] == 200
+
+    async def reniced() -> dict | None:
+        info = await h.bot("spinner")
+        process = info["process"] or {}
+        fresh = process.get("pid") not in (None, pids["spinner"])  # the spinning process
+        return info if fresh and process["nice"] == 19 else None
+
+    info = await wait_for(reniced, 60)
+    assert info["process"]["cpuPercent"] > 50
+    calm = await h.bot("calm")
+    assert (calm["process"]["pid"], calm["process"]["nice"]) == (pids["calm"], calm_nice)
+    status, pong = await h.call("GET", "/api/bots/calm/ping")
+    assert status == 200 and pong == {"status": "pong"}

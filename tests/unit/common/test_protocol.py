@@ -81,7 +81,7 @@ def sample_messages() -> list[Any]:
             7,
             3,
             [
-                status(uss=300 << 20),
+                status(uss=300 << 20, nice=19),
                 status("b2", state="ABSENT", pid=0, ping_ok=None, ping_ms=None),
             ],
             PoolStats(1 << 30, 2 << 30, 12.5),
@@ -313,6 +313,9 @@ def test_missing_bot_spec_fields() -> None:
         {"uss": 1.5},
         {"uss": True},
         {"uss": "1g"},
+        {"nice": 20},
+        {"nice": -21},
+        {"nice": 1.0},
     ],
     ids=repr,
 )
