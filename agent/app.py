@@ -22,7 +22,7 @@ import structlog
 from agent import health
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
-from agent.oom import OomScores
+from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
@@ -31,7 +31,6 @@ from agent.watch import Watch
 from common import __version__
 from common.protocol import (
     AGENT_FEATURES,
-    MACHINERY_OOM_SCORE_ADJ,
     MAX_FRAME_BYTES,
     Desired,
     Heartbeat,

@@ -5,16 +5,20 @@ the memory it may use, to the process's size when it chooses what to kill. The p
 machinery (supervisord, the agent, its event listener, the preloader, the market-data proxy)
 runs strongly negative; every bot positive, so the kernel picks a bot whatever the sizes.
 
-Raising a score is always allowed; lowering one needs CAP_SYS_RESOURCE. A pool container
-gets its machinery's score from the runtime when it is made (Docker's `oom_score_adj`),
-inherited by everything it starts, and the agent raises each bot's; where the agent may
-lower scores (root on a host) it lowers the machinery's itself. Where neither is possible
-the scores stay as they are, and the heartbeat says so.
+Raising a score is always allowed; lowering one needs CAP_SYS_RESOURCE. The agent raises
+each bot's; a pool container may get its machinery's from the runtime when it is made
+(POOL_OOM_SCORE_ADJ, inherited by everything it starts), and where the agent may lower
+scores (root on a host) it lowers the machinery's itself. The heartbeat says whether every
+bot ends up above the machinery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+# What the agent lowers the machinery to where it may: not -1000, which would make a
+# leaking agent unkillable and its container hang instead.
+MACHINERY_OOM_SCORE_ADJ = -999
 
 
 def read_oom_score_adj(pid: int) -> int | None:

@@ -28,10 +28,6 @@ _RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 AGENT_FEATURES = ("held",)
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
-# oom_score_adj of a pool's machinery (supervisord, agent, preloader, market-data proxy): the
-# kernel's OOM killer takes a bot first (agent/oom.py); not -1000, which would make a
-# leaking agent unkillable and its container hang instead.
-MACHINERY_OOM_SCORE_ADJ = -999
 _NUMBER = (int, float)
 _FILE_PART = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 

@@ -295,6 +295,10 @@ class ControllerSettings:
         "USER_MAX_BOTS", _int(0, 1_000_000), "0",
         "bots one user may have (0: no limit); the admin API sets a user's own",
     )  # fmt: skip
+    pool_oom_score_adj: int = setting(
+        "POOL_OOM_SCORE_ADJ", _int(-1000, 1000), "0",
+        "oom_score_adj of pool containers' machinery (docker; -999 where the daemon may set it)",
+    )  # fmt: skip
     pool_publish_ports: bool = setting(
         "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
     )

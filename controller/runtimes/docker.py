@@ -26,7 +26,6 @@ import urllib3
 from docker.models.containers import Container
 
 from common import __version__
-from common.protocol import MACHINERY_OOM_SCORE_ADJ
 from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
@@ -55,6 +54,7 @@ class DockerOptions:
     host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
     archive_dir: Path
     memory_limit: str = ""
+    oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
 
@@ -67,6 +67,7 @@ class DockerOptions:
             host_pools_dir=settings.host_pools_dir,
             archive_dir=settings.bot_base_dir / "archive",
             memory_limit=settings.pool_memory_limit,
+            oom_score_adj=settings.pool_oom_score_adj,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
         )
@@ -191,15 +192,15 @@ class DockerRuntime(PoolRuntime):
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
-            # supervisord and all it starts: the kernel's OOM killer passes them over; the
-            # agent raises each bot's score (agent/oom.py), which needs no privilege.
-            "oom_score_adj": MACHINERY_OOM_SCORE_ADJ,
             # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup; for
             # a process of another user (each bot's) the kernel asks for CAP_SYS_PTRACE.
             "cap_add": ["SYS_PTRACE"],
         }
         if o.memory_limit:
             kwargs["mem_limit"] = o.memory_limit
+        if o.oom_score_adj:
+            # supervisord and all it starts; the agent raises each bot's (agent/oom.py).
+            kwargs["oom_score_adj"] = o.oom_score_adj
         if o.host_network:
             kwargs["network_mode"] = "host"
         else:
