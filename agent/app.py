@@ -27,6 +27,7 @@ from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
+from agent.versions import freqtrade_version
 from agent.watch import Watch
 from common import __version__
 from common.protocol import (
@@ -185,10 +186,11 @@ class Agent:
     async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         s = self.settings
         await self.reporter.poll()
+        freqtrade = await asyncio.to_thread(freqtrade_version)  # read once, then cached
         hello = Hello(
             pool_id=s.pool_id, token=s.pool_token, version=__version__,
             capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
-            features=list(AGENT_FEATURES),
+            features=list(AGENT_FEATURES), freqtrade=freqtrade,
         )  # fmt: skip
         await ws.send_bytes(encode(hello))
         self._ws = ws

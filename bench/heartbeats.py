@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import struct
 import tempfile
@@ -33,17 +34,21 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, cpu_seconds, percentile, pin
+from bench.prober import ProbePlan, decode, probe
+from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, GcPauses, cpu_seconds, percentile, pin
 from common.logging import setup_logging
 from common.protocol import BotStatus, Heartbeat, Hello, PoolStats, encode
 from controller.app import build, create_app
 from controller.pools.live import hash_token
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, BotSecrets, PoolRecord
-from tests.support import make_settings
+from controller.runtimes.base import RuntimeState
+from tests.support import ADMIN_TOKEN, make_settings
 from tests.unit.controller.apps import FakeRuntime
 
 PORT = PORTS.start + 100
+# Every bench bot's slot s listens on BOT_PORT + s; the prober serves bot p1-b0 there.
+BOT_PORT = PORTS.start + 200
 # Each pool rotates through this many heartbeats whose measurements differ.
 VARIANTS = 4
 # A placeholder seq that msgpack packs as a full uint64 (0xcf + 8 bytes), patched per send.
@@ -51,6 +56,8 @@ _SEQ_MARK = 0xFEEDFACECAFEBEEF
 # Quiet time after each step, counted in its CPU time: a backlog is worked off before the
 # next step, and the CPU it takes is charged to the heartbeats that caused it.
 DRAIN = 2.0
+# Between the agents' first heartbeats (every bot becomes RUNNING) and the first step.
+WARM_UP = 10.0
 
 
 def token(n: int) -> str:
@@ -64,37 +71,53 @@ def bot_id(pool: int, slot: int) -> str:
 # -- the controller's side (core 0) -----------------------------------------------------
 
 
+class BenchRuntime(FakeRuntime):
+    """Every pool runs: the monitor's regular evaluations find nothing to recover."""
+
+    async def inspect(self, pool_id: str) -> RuntimeState:
+        return RuntimeState.RUNNING
+
+
 def add_pools(pools: PoolManager, count: int, bots: int) -> None:
     """Pools and bots as the store would have loaded them (the heartbeat path never writes)."""
     secrets = BotSecrets("user", "password", "jwt-secret", "ws-token")
     for n in range(1, count + 1):
         pools.set_pool(
-            PoolRecord(id=f"pool-{n}", num=n, port_start=10000, capacity=bots, owner=None,
+            PoolRecord(id=f"pool-{n}", num=n, port_start=BOT_PORT, capacity=bots, owner=None,
                        used=bots, generation=1, token_hash=hash_token(token(n)),
                        created_at=time.time())
         )  # fmt: skip
         for s in range(bots):
             pools.set_bot(
                 BotRecord(id=bot_id(n, s), user_id="bench", pool_id=f"pool-{n}", slot=s,
-                          port=10000 + s, strategy="SampleStrategy", strategy_source=b"",
+                          port=BOT_PORT + s, strategy="SampleStrategy", strategy_source=b"",
                           config={}, secrets=secrets)
             )  # fmt: skip
 
 
-def serve(pools: int, bots: int, conn: Connection) -> None:
+def serve(pools: int, bots: int, gc_freeze: bool, conn: Connection) -> None:
     pin(MEASURED_CPU)
     # Agents that go away at the end are warnings; the benchmark's output is its figures.
     setup_logging("error")
-    asyncio.run(_serve(pools, bots, conn))
+    asyncio.run(_serve(pools, bots, gc_freeze, conn))
 
 
-async def _serve(count: int, bots: int, conn: Connection) -> None:
+async def _serve(count: int, bots: int, gc_freeze: bool, conn: Connection) -> None:
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
-        settings = make_settings(Path(tmp), CONTROLLER_PORT=str(PORT), LOG_LEVEL="warning")
-        controller = build(settings, runtime=FakeRuntime())
+        settings = make_settings(Path(tmp), CONTROLLER_PORT=str(PORT), LOG_LEVEL="warning",
+                                 GC_FREEZE=str(gc_freeze).lower(),
+                                 # Pools fall silent between steps; none may turn suspect.
+                                 POOL_GRACE="600000",
+                                 # The monitor evaluates every pool and bot as by default.
+                                 HEALTH_CHECK_INTERVAL="30000")  # fmt: skip
+        controller = build(settings, runtime=BenchRuntime())
         runner = web.AppRunner(create_app(controller), access_log=None)
         await runner.setup()
         add_pools(controller.pools, count, bots)
+        # As a controller does once its store is loaded (unless GC_FREEZE is off).
+        controller.heap.settle()
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
         sent_at, took = array("q"), array("q")
         handle = controller.pools.heartbeat
 
@@ -108,7 +131,10 @@ async def _serve(count: int, bots: int, conn: Connection) -> None:
         conn.send("ready")
         # The parent's "stop" arrives on a blocking pipe: wait for it off the event loop.
         await asyncio.to_thread(conn.recv)
-        conn.send((sent_at.tobytes(), took.tobytes(), controller.pools.frames_rejected))
+        gc.callbacks.remove(pauses)
+        conn.send(
+            (sent_at.tobytes(), took.tobytes(), controller.pools.frames_rejected, pauses.rows())
+        )
         await runner.cleanup()
 
 
@@ -157,8 +183,14 @@ async def _agents(plan: Plan, conn: Connection) -> list[int]:
         async def connect(n: int) -> None:
             async with gate:
                 ws = await http.ws_connect(url, autoping=True, max_msg_size=0)
-                await ws.send_bytes(encode(Hello(f"pool-{n}", token(n), "bench", plan.bots, 10000)))
+                hello = Hello(f"pool-{n}", token(n), "bench", plan.bots, BOT_PORT)
+                await ws.send_bytes(encode(hello))
                 await ws.receive()  # the desired state: the hello was accepted
+                # The first heartbeat moves every bot to RUNNING (events, store writes):
+                # start-up work, done before the steps measure the steady state.
+                data, at = templates[n - plan.first_pool][0]
+                seq = time.time_ns() // 1000
+                await ws.send_bytes(data[:at] + seq.to_bytes(8, "big") + data[at + 8 :])
                 sockets.append(ws)
 
         await asyncio.gather(*(connect(n) for n in numbers))
@@ -222,16 +254,29 @@ def main() -> None:
     parser.add_argument("--rates", default="5000,10000,15000,20000,25000,30000")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--gc-freeze", choices=["on", "off"], default="on", help="GC_FREEZE")
+    parser.add_argument(
+        "--probe-rate", type=float, default=50, help="proxied requests/s to a fake bot in the steps"
+    )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     ctx = mp.get_context("spawn")
     ours, theirs = ctx.Pipe()
-    controller = ctx.Process(target=serve, args=(args.pools, args.bots, theirs), daemon=True)
+    serving = (args.pools, args.bots, args.gc_freeze == "on", theirs)
+    controller = ctx.Process(target=serve, args=serving, daemon=True)
     controller.start()
     if not ours.poll(120):
         raise SystemExit("the controller did not start")
     ours.recv()
     print(f"controller pid {controller.pid} (for py-spy)", flush=True)
+    prober_conn, its = ctx.Pipe()
+    probe_plan = ProbePlan(f"http://127.0.0.1:{PORT}", bot_id(1, 0), BOT_PORT, ADMIN_TOKEN,
+                           args.probe_rate)  # fmt: skip
+    prober = ctx.Process(target=probe, args=(probe_plan, its), daemon=True)
+    prober.start()
+    if not prober_conn.poll(60):
+        raise SystemExit("the prober did not start")
+    prober_conn.recv()
     share = -(-args.pools // args.clients)
     clients = []
     for c in range(args.clients):
@@ -247,9 +292,11 @@ def main() -> None:
         if not conn.poll(60 + args.pools / 100):
             raise SystemExit("a client could not connect its agents in time")
         conn.recv()
-    start_at = time.time() + 1
+    start_at = time.time() + WARM_UP
     for _, conn in clients:
         conn.send(start_at)
+    # Until the last step ends: then the clients close every agent's socket at once.
+    prober_conn.send((start_at, start_at + len(rates) * (args.seconds + DRAIN) - DRAIN))
     print("agents connected; steps start", flush=True)
     steps = []
     cpu_before = None
@@ -267,10 +314,15 @@ def main() -> None:
         for i, n in enumerate(conn.recv()):
             sent[i] += n
         proc.join()
+    if not prober_conn.poll(60):
+        raise SystemExit("the prober did not finish")
+    probed = decode(prober_conn.recv())
+    prober.join()
     ours.send("stop")
-    sent_raw, took_raw, rejected = ours.recv()
+    sent_raw, took_raw, rejected, gc_rows = ours.recv()
     controller.join(10)
     report(args, rates, steps, sent, start_at, sent_raw, took_raw, rejected)
+    report_pauses(args, rates, start_at, probed, gc_rows)
 
 
 def report(
@@ -301,6 +353,37 @@ def report(
         if handled and p99 < 50 and handled >= 0.98 * n_sent:
             best = handled / args.seconds
     print(f"sustained with p99 < 50 ms: {best or 0:.0f} heartbeats/s")
+
+
+def report_pauses(
+    args: argparse.Namespace, rates: list[int], start_at: float,
+    probed: tuple[list[float], list[float], int],
+    gc_rows: list[tuple[float, int, float, float]],
+) -> None:  # fmt: skip
+    """Proxied requests' latency and the controller's garbage collections, per step."""
+    step_of = lambda at: int((at - start_at) // (args.seconds + DRAIN))  # noqa: E731
+    due_at, took, failed = probed
+    lat: list[list[float]] = [[] for _ in rates]
+    for at, seconds in zip(due_at, took, strict=True):
+        if 0 <= (step := step_of(at)) < len(rates):
+            lat[step].append(seconds * 1000)
+    full: list[list[float]] = [[] for _ in rates]
+    young: list[list[float]] = [[] for _ in rates]
+    cpu: list[float] = [0.0 for _ in rates]
+    for at, generation, seconds, gc_cpu in gc_rows:
+        if 0 <= (step := step_of(at)) < len(rates):
+            (full if generation == 2 else young)[step].append(seconds * 1000)
+            cpu[step] += gc_cpu * 1000
+    print(f"proxied /api/bots/{{id}}/ping at {args.probe_rate:g}/s (latency from when due); "
+          f"{failed} failed; controller garbage collections (ms)")  # fmt: skip
+    print(f"{'offered/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'full GCs':>10}"
+          f"{'max full':>10}{'young GCs':>11}{'max young':>11}{'GC wall':>9}"
+          f"{'GC CPU':>8}")  # fmt: skip
+    for rate, ms, f, y, c in zip(rates, lat, full, young, cpu, strict=True):
+        print(f"{rate:>10}{percentile(ms, 50):>9.1f}{percentile(ms, 99):>9.1f}"
+              f"{max(ms, default=float('nan')):>9.1f}{len(f):>10}{max(f, default=0):>10.1f}"
+              f"{len(y):>11}{max(y, default=0):>11.1f}{sum(f) + sum(y):>9.0f}"
+              f"{c:>8.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 # Benchmarks listen only here: other suites on this machine use other ranges.
 PORTS = range(40000, 42000)
@@ -48,3 +49,31 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
+
+
+class GcPauses:
+    """Records every garbage collection of this process: when it ended, its generation, how
+    long it stopped the interpreter and how much of that was CPU time of this thread (the
+    rest: the process was not running, e.g. another process had the core). Install with
+    `gc.callbacks.append(pauses)`."""
+
+    def __init__(self) -> None:
+        self._started = (0.0, 0.0)
+        self.ended_at: list[float] = []
+        self.generation: list[int] = []
+        self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = (time.perf_counter(), time.thread_time())
+            return
+        self.seconds.append(time.perf_counter() - self._started[0])
+        self.cpu_seconds.append(time.thread_time() - self._started[1])
+        self.ended_at.append(time.time())
+        self.generation.append(info["generation"])
+
+    def rows(self) -> list[tuple[float, int, float, float]]:
+        return list(
+            zip(self.ended_at, self.generation, self.seconds, self.cpu_seconds, strict=True)
+        )

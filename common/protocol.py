@@ -315,12 +315,15 @@ class Hello:
     port_start: int
     programs: list[BotStatus] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
+    # The FreqTrade version installed in the pool's image ("" if the agent cannot tell).
+    freqtrade: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "pool_id": self.pool_id, "token": self.token, "version": self.version,
             "capacity": self.capacity, "port_start": self.port_start,
             "programs": [p.to_wire() for p in self.programs], "features": self.features,
+            "freqtrade": self.freqtrade,
         }  # fmt: skip
 
     @classmethod
@@ -333,6 +336,8 @@ class Hello:
             pool_id=_id(m, "pool_id"), token=_str(m, "token", 256), version=_str(m, "version", 64),
             capacity=_int(m, "capacity", 1, 1000), port_start=_int(m, "port_start", 1, 65535),
             programs=[BotStatus.from_wire(p) for p in _list(m, "programs")], features=features,
+            # Absent from older agents' hellos; an older controller ignores it.
+            freqtrade=_str(m, "freqtrade", 64) if "freqtrade" in m else "",
         )  # fmt: skip
 
 

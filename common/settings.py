@@ -373,6 +373,12 @@ class ControllerSettings:
     events_max: int = setting(
         "EVENTS_MAX", _int(1, 10_000_000), "10000", "health and recovery events kept in the store"
     )
+    gc_freeze: bool = setting(
+        "GC_FREEZE", _bool, "true", "freeze the long-lived heap so full collections stay short"
+    )
+    gc_pause_budget_ms: int = setting(
+        "GC_PAUSE_BUDGET", _MS, "20", "a longer full collection freezes the heap again"
+    )
     log_level: str = _log_level()
 
     @property

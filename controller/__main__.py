@@ -16,10 +16,14 @@ from controller.errors import FtpoolError
 def _banner(settings: ControllerSettings, admin_token_file: str | None) -> str:
     url = f"http://{settings.controller_host}:{settings.controller_port}"
     token = f"$(cat {admin_token_file})" if admin_token_file else "$ADMIN_TOKEN"
+    # The client reads a token file itself (or the environment): never on its command line.
+    client_token = f"FTPOOL_TOKEN_FILE={admin_token_file}" if admin_token_file else (
+        'FTPOOL_TOKEN="$ADMIN_TOKEN"')  # fmt: skip
     return (
         f"ftpool controller on {url} (runtime {settings.pool_runtime}, "
         f"data in {settings.bot_base_dir})\n"
         f'  try: curl -H "Authorization: Bearer {token}" {url}/api/pool/status\n'
+        f"   or: FTPOOL_URL={url} {client_token} ftpool status\n"
     )
 
 

@@ -24,6 +24,7 @@ from controller.api.migration import APIMigration
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
+from controller.api.upgrade import APIUpgrade
 from controller.api.users import APIUsers
 from controller.auth import Authenticator
 from controller.bots.limits import BotLimits
@@ -33,6 +34,7 @@ from controller.errors import StoreError
 from controller.events import EventBus
 from controller.health.gauges import PoolStateCollector
 from controller.health.monitor import Clock, Monitor, MonitorConfig
+from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
@@ -48,6 +50,8 @@ from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
 from controller.store.allocation import Placement
 from controller.store.store import Store
+from controller.upgrade.census import ImageCensus
+from controller.upgrade.run import Upgrader
 
 log = structlog.get_logger("controller")
 CONTROLLER = web.AppKey("controller", "Controller")
@@ -95,6 +99,9 @@ class Controller:
     monitor: Monitor
     migrator: Migrator
     mapper: BotContainerMapper
+    upgrader: Upgrader
+    census: ImageCensus
+    heap: HeapKeeper
 
 
 def build(
@@ -116,7 +123,8 @@ def build(
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
     limits = BotLimits.from_settings(settings)
-    metrics = Metrics(collectors=[PoolStateCollector(pools, limits)])
+    census = ImageCensus(pools)  # which image each pool runs
+    metrics = Metrics(collectors=[PoolStateCollector(pools, limits), census])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -140,6 +148,8 @@ def build(
         guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
+        upgrader=Upgrader(pools, transfer, guard), census=census,
+        heap=HeapKeeper(HeapConfig.from_settings(settings)),
     )  # fmt: skip
 
 
@@ -156,7 +166,7 @@ def create_app(controller: Controller) -> web.Application:
     migration = APIMigration(controller.migrator)
     apis = [
         APIHealthz(controller.pools),
-        APIMetrics(controller.metrics, s.metrics_public),
+        APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
         events,
         APIPools(
@@ -166,12 +176,14 @@ def create_app(controller: Controller) -> web.Application:
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
             limits=controller.bots.limits,
+            census=controller.census,
         ),
         APIPoolBot(controller.bots, controller.mapper),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots),
         APIUsers(controller.bots),
         migration,
+        APIUpgrade(controller.upgrader, controller.census),
         proxy,
     ]
     for api in apis:
@@ -182,6 +194,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(proxy.close_websockets)
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
+    app.on_shutdown.append(lambda _app: controller.upgrader.shutdown())
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app
@@ -195,19 +208,27 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     # Moves a crash cut short are recovered before any pool starts its bots.
     await recover_moves(controller.transfer, controller.guard)
+    # An upgrade a crash cut short: the pool it was replacing back on its old image, before
+    # adopt() would recreate a missing one from POOL_IMAGE.
+    await controller.upgrader.recover()
     await controller.pools.lifecycle.adopt()
     await controller.migrator.startup()
     # A pool the runtime sees die is suspect at once (and the alarm wakes the monitor).
     controller.pools.runtime.watch(controller.pools.sessions.runtime_event)
     controller.events.start()
     monitor = asyncio.create_task(controller.monitor.run(), name="monitor")
+    # What the store loaded lives as long as the controller: out of the collector's way.
+    controller.heap.settle()
+    heap = asyncio.create_task(controller.heap.run(), name="heap")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    for task in (monitor, heap):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    controller.heap.close()
     await controller.monitor.stop()
     await controller.events.close()
     await controller.pools.runtime.close()

@@ -83,6 +83,9 @@ async def main() -> None:
   curl -s -H "Authorization: Bearer $TOKEN" {base}/api/bots/{bots[0]}/status
   curl -s -H "Authorization: Bearer $TOKEN" {base}/api/bots/{bots[0]}/profit
   curl -s {exchange.url}/_emulator/stats
+Or with the command-line client (docs/cli.md):
+  export FTPOOL_URL={base} FTPOOL_TOKEN_FILE={DATA / "admin-token"}
+  .venv/bin/ftpool bots ls; .venv/bin/ftpool bots logs {bots[0]} -f; .venv/bin/ftpool events -f
 FreqUI or freqtrade-client: {base}/bots/{bots[0]} (user admin, password: the token).
 Ctrl-C stops the controller, the pools and the emulator.""")
         stop = asyncio.Event()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -10,9 +12,13 @@ from controller.metrics import Metrics
 
 
 class APIMetrics:
-    def __init__(self, metrics: Metrics, public_scrape: bool) -> None:
+    def __init__(
+        self, metrics: Metrics, public_scrape: bool,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.metrics = metrics
         self.public_scrape = public_scrape
+        self.refresh = refresh  # brings what collectors read from outside up to date
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/metrics", self.scrape)]
@@ -24,6 +30,8 @@ class APIMetrics:
             request.app[AUTHENTICATOR].from_header(
                 request.headers.get("Authorization")
             ).require_admin()
+        if self.refresh is not None:
+            await self.refresh()
         return web.Response(
             body=generate_latest(self.metrics.registry),
             headers={"Content-Type": CONTENT_TYPE_LATEST},

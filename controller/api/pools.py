@@ -21,6 +21,7 @@ from controller.health.monitor import Monitor
 from controller.health.status import fleet_health
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
+from controller.upgrade.census import ImageCensus
 
 log = structlog.get_logger("controller.api.pools")
 
@@ -29,7 +30,9 @@ class APIPools:
     def __init__(
         self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
         pool_mode: bool, cleanup_grace: float, limits: BotLimits = NO_LIMITS,
+        census: ImageCensus | None = None,
     ) -> None:  # fmt: skip
+        self.census = census  # which image each pool runs (controller/upgrade/census.py)
         self.mapper = mapper
         self.limits = limits
         self.pools = pools
@@ -71,6 +74,8 @@ class APIPools:
             "owner": pool.owner,
             # Its bots are being moved out (or one's files could not be): it takes no bot.
             "draining": pool.draining,
+            # The image its container runs, and the FreqTrade version its agent reports.
+            "image": self.census.pool_view(pool_id) if self.census else None,
             "memory": {
                 # As the agent measures it: the container's cgroup, or the pool's processes.
                 "usedBytes": stats.mem_used if stats else None,
@@ -146,6 +151,8 @@ class APIPools:
 
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
+        if self.census is not None:
+            await self.census.refresh(max_age=0)
         ordered = sorted(self.pools.registry.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         try:
@@ -167,6 +174,8 @@ class APIPools:
                 # shown, and left alone until they are migrated.
                 "legacyBots": [b.view() for b in discovered.values()],
                 "health": fleet_health(self.pools),
+                # POOL_IMAGE, and the pools whose container runs another image.
+                **(self.census.summary() if self.census else {}),
             }
         )
 

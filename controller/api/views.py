@@ -15,6 +15,7 @@ from controller.records import BotRecord
 def bot_view(pools: PoolManager, bot: BotRecord, memory_limit: int = 0) -> dict[str, Any]:
     """`memory_limit`: the bot's in bytes, its own or the default (0: none)."""
     status = pools.registry.status_of(bot)
+    live = pools.registry.live.get(bot.pool_id)
     process = None
     if status is not None:
         alive = status.pid > 0
@@ -51,6 +52,8 @@ def bot_view(pools: PoolManager, bot: BotRecord, memory_limit: int = 0) -> dict[
         },
         "limits": {"memoryBytes": memory_limit or None, "own": bot.memory_limit is not None},
         "createdAt": bot.created_at,
+        # The FreqTrade version its pool's image has, as the agent reports it (None: unknown).
+        "freqtrade": (live.freqtrade_version if live else "") or None,
     }
 
 

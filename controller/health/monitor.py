@@ -49,6 +49,9 @@ from controller.pools.manager import PoolManager
 from controller.records import BotRecord, RestartRecord
 
 log = structlog.get_logger("controller.monitor")
+# An evaluation of 10,000 pools and 100,000 bots takes seconds of CPU: it hands the event
+# loop back this often, so heartbeats and users' requests are not held up behind it.
+YIELD_EVERY = 200
 Clock = Callable[[], float]  # seconds since the epoch, as time.time
 
 
@@ -120,7 +123,7 @@ class Monitor:
                     await self.check_bots(ringing.bots)  # dead bots: their restart at once
                 else:  # its time came, or rung for a pool
                     next_evaluation = self.clock() + self.interval
-                    await self.evaluate(wait=False)
+                    await self.evaluate(wait=False, detailed=False)
             except Exception:
                 log.exception("health_check_failed")
 
@@ -130,16 +133,19 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*self._recoveries.values(), return_exceptions=True)
 
-    async def evaluate(self, wait: bool = True) -> HealthReport:
+    async def evaluate(self, wait: bool = True, detailed: bool = True) -> HealthReport:
         """Judge every pool and bot, and act. A pool's recovery runs in a task of its own;
         with `wait` the report is returned once the recoveries it started have ended (their
-        outcome in it), else at once (they add their outcome to it when they end)."""
+        outcome in it), else at once (they add their outcome to it when they end). With
+        `detailed` the report has an entry for every pool and bot."""
         recoveries: list[asyncio.Task[None]] = []
         async with self._lock:
             started = time.monotonic()
-            report = HealthReport(timestamp=datetime.now(UTC).isoformat())
+            report = HealthReport(timestamp=datetime.now(UTC).isoformat(), detailed=detailed)
             self._due = None
-            for pool_id in list(self.registry.pools):
+            for n, pool_id in enumerate(list(self.registry.pools), 1):
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let heartbeats and users' requests through
                 if pool_id not in self.registry.pools or self.lifecycle.creating(pool_id):
                     continue  # removed meanwhile, or its runtime is being made right now
                 if pool_id in self._recoveries:
@@ -154,7 +160,9 @@ class Monitor:
                         {"type": "pool_check_failed", "poolId": pool_id, "error": said(exc)}
                     )
             suspects: dict[str, bool] = {}  # each pool's, asked once for all its bots
-            for bot_id in list(self.registry.bots):
+            for n, bot_id in enumerate(list(self.registry.bots), 1):
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
                 # Re-read each record: the checks above may have awaited for a while, and a
                 # user's stop or delete made meanwhile must not be undone.
                 bot = self.registry.bots.get(bot_id)
@@ -175,7 +183,7 @@ class Monitor:
     async def check_bots(self, bot_ids: Iterable[str]) -> None:
         """Judge these bots alone and act, as a whole evaluation would for them."""
         async with self._lock:
-            scratch = HealthReport(timestamp=datetime.now(UTC).isoformat())  # not the last
+            scratch = HealthReport(datetime.now(UTC).isoformat(), detailed=False)  # not the last
             for bot_id in bot_ids:
                 if (bot := self.registry.bots.get(bot_id)) is not None:
                     await self._check_bot(bot, self.sessions.is_suspect(bot.pool_id), scratch)
@@ -186,7 +194,8 @@ class Monitor:
         """Judge a pool; the recovery it needs is started in a task, which is returned."""
         live = self.registry.live[pool_id]
         entry: dict[str, Any] = {"id": pool_id, "connected": live.connected, "healthy": True}
-        report.pools.append(entry)
+        if report.detailed:
+            report.pools.append(entry)
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
@@ -261,12 +270,13 @@ class Monitor:
 
     async def _check_bot(self, bot: BotRecord, suspect: bool, report: HealthReport) -> None:
         status = self.registry.status_of(bot)
-        report.bots.append({
-            "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
-            "state": status.state if status else ProcessState.UNKNOWN,
-            "ping": status.ping_ok if status else None, "healthy": is_healthy(bot, status),
-            "failed": bot.restarts.failed,
-        })  # fmt: skip
+        if report.detailed:
+            report.bots.append({
+                "instanceId": bot.id, "poolId": bot.pool_id, "desired": bot.run,
+                "state": status.state if status else ProcessState.UNKNOWN,
+                "ping": status.ping_ok if status else None, "healthy": is_healthy(bot, status),
+                "failed": bot.restarts.failed,
+            })  # fmt: skip
         now = self.clock()
         verdict = judge_bot(self._bots.get(bot.id, CLEAN_BOT), bot, status, suspect, now,
                             self.rules, self.bots.memory_limit(bot))  # fmt: skip

@@ -20,6 +20,10 @@ class HealthReport:
     issues: list[dict[str, Any]] = field(default_factory=list)
     recovery_actions: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: float = 0.0
+    # With an entry for every pool and bot (the health-check endpoint's answer); the
+    # monitor's own evaluations keep only issues and actions: at 100,000 bots the entries
+    # are 110,000 dicts kept alive through the pass, for the collector to walk.
+    detailed: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {

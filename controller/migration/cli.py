@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -202,18 +203,26 @@ async def run(args: argparse.Namespace, base: str, token: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_tool("ftpool migrate", args.url, lambda base, token: run(args, base, token))
+
+
+def run_tool(
+    prog: str, url: str | None, work: Callable[[str, str], Coroutine[Any, Any, int]]
+) -> int:
+    """Run a client tool's work against the controller (its URL and the admin token);
+    its exit status, with what went wrong said on stderr."""
     try:
-        base, token = connection(args.url)
+        base, token = connection(url)
     except SettingsError as exc:
-        print(f"ftpool migrate: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(run(args, base, token))
+        return asyncio.run(work(base, token))
     except (aiohttp.ClientError, TimeoutError) as exc:
-        print(f"ftpool migrate: lost the controller at {base}: {exc!r}", file=sys.stderr)
+        print(f"{prog}: lost the controller at {base}: {exc!r}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except RuntimeError as exc:
-        print(f"ftpool migrate: the controller refused: {exc}", file=sys.stderr)
+        print(f"{prog}: the controller refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -43,6 +43,9 @@ class PoolLifecycle:
         # is discarded before the next creation of that pool.
         self._leftovers: set[str] = set()
         self._removals: set[asyncio.Task[bool]] = set()
+        # Pools whose runtime a rolling upgrade is replacing (controller/upgrade/): the
+        # health monitor leaves them alone meanwhile, as it does a pool being made.
+        self.upgrading: set[str] = set()
         # Serializes making runtimes, and marking pools removing: no pool is marked while
         # it is being made, and none is made once marked. (The removal itself runs outside
         # it: a removed pool keeps its number until its runtime is gone.)
@@ -57,7 +60,7 @@ class PoolLifecycle:
         token = secrets.token_hex(32)
         return token, hash_token(token)
 
-    def launch(self, pool: PoolRecord, token: str) -> PoolLaunch:
+    def launch(self, pool: PoolRecord, token: str, image: str = "") -> PoolLaunch:
         market_data = self.config.market_data_env(pool.num)
         if market_data.get("MARKET_DATA_PROXY") == "off" and self.config.market_data_base_port:
             log.warning("pool_without_market_data_proxy", pool=pool.id,
@@ -65,20 +68,22 @@ class PoolLifecycle:
         return PoolLaunch(
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
             token=token, controller_url=self.config.controller_url,
-            agent_env={**self.config.agent_env, **market_data},
+            agent_env={**self.config.agent_env, **market_data}, image=image,
         )  # fmt: skip
 
-    async def create_runtime(self, pool: PoolRecord, token: str) -> None:
-        """Create the pool's runtime once; concurrent callers wait for the same creation."""
+    async def create_runtime(self, pool: PoolRecord, token: str, image: str = "") -> None:
+        """Create the pool's runtime once (of `image`, by default the configured one);
+        concurrent callers wait for the same creation."""
         task = self._creating.get(pool.id)
         if task is None:
-            task = asyncio.create_task(self._locked_create(self.launch(pool, token)))
+            task = asyncio.create_task(self._locked_create(self.launch(pool, token, image)))
             self._creating[pool.id] = task
             task.add_done_callback(lambda _t: self._creating.pop(pool.id, None))
         await asyncio.shield(task)
 
     def creating(self, pool_id: str) -> bool:
-        return pool_id in self._creating
+        """Its runtime is being made (or replaced by an upgrade): nothing to judge yet."""
+        return pool_id in self._creating or pool_id in self.upgrading
 
     async def _locked_create(self, launch: PoolLaunch) -> None:
         pool_id = launch.pool_id
@@ -111,11 +116,12 @@ class PoolLifecycle:
             with contextlib.suppress(Exception):
                 await asyncio.shield(task)
 
-    async def recreate(self, pool: PoolRecord) -> None:
-        """A pool whose runtime is missing gets a new one, with a new token."""
+    async def recreate(self, pool: PoolRecord, image: str = "") -> None:
+        """A pool whose runtime is missing gets a new one (of `image`, by default the
+        configured one), with a new token."""
         token, token_hash = self.new_token()
         await self.registry.apply(await self.store.set_pool_token(pool.id, token_hash))
-        await self.create_runtime(pool, token)
+        await self.create_runtime(pool, token, image)
 
     async def adopt(self) -> list[str]:
         """Match the runtime's pools with the store's; return the ids it has that we don't.

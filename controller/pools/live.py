@@ -25,6 +25,7 @@ class PoolLive:
     runtime_event: str = ""
     runtime_event_at: float = 0.0
     agent_version: str = ""
+    freqtrade_version: str = ""  # from the agent's hello; "" from agents before it
     connected_at: float = 0.0
     disconnected_at: float = field(default_factory=time.time)
     last_seen: float = 0.0

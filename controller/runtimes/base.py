@@ -30,6 +30,19 @@ class PoolLaunch:
     token: str = field(repr=False)
     controller_url: str
     agent_env: dict[str, str] = field(default_factory=dict)
+    image: str = ""  # the image to run (a runtime with images); "" for its configured one
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """An image as a pool runs it: the reference it was created from and the image's id
+    (a tag may move on to another build; the id does not)."""
+
+    ref: str
+    id: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"ref": self.ref, "id": self.id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,11 @@ class PoolRuntime(abc.ABC):
     async def discard(self, pool_id: str) -> None:
         """Make sure nothing of the pool runs, or can start again by itself; keep its files."""
 
+    async def stop(self, pool_id: str) -> None:
+        """Stop the pool's bots gracefully (each as its supervisord program stops), and the
+        pool with them; keep its runtime and files. By default: discard it."""
+        await self.discard(pool_id)
+
     @abc.abstractmethod
     async def remove(self, pool_id: str) -> None:
         """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
@@ -76,6 +94,17 @@ class PoolRuntime(abc.ABC):
     @abc.abstractmethod
     async def list(self) -> list[str]:
         """Ids of the pools this runtime finds, known to the controller or not."""
+
+    # Whether pools run images that can change (rolling upgrades, controller/upgrade/).
+    has_images = False
+
+    async def image_of(self, pool_id: str) -> ImageInfo | None:
+        """The image the pool's runtime runs now (None: it has none, or none runs)."""
+        return None
+
+    async def resolve_image(self, ref: str = "") -> ImageInfo | None:
+        """The image `ref` (default: the configured one) names now; None if it has none."""
+        return None
 
     @abc.abstractmethod
     def bot_host(self, pool_id: str) -> str:

@@ -29,6 +29,7 @@ from common import __version__
 from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
+    ImageInfo,
     PoolLaunch,
     PoolRuntime,
     PoolUsage,
@@ -163,7 +164,8 @@ class DockerRuntime(PoolRuntime):
 
     async def create(self, launch: PoolLaunch) -> None:
         await self._run(self._create, launch)
-        log.info("pool_container_created", pool=launch.pool_id, image=self.options.image)
+        log.info("pool_container_created", pool=launch.pool_id,
+                 image=launch.image or self.options.image)  # fmt: skip
 
     def _create(self, launch: PoolLaunch) -> None:
         o = self.options
@@ -209,7 +211,7 @@ class DockerRuntime(PoolRuntime):
             if o.publish_ports:
                 ports = range(launch.port_start, launch.port_start + launch.capacity)
                 kwargs["ports"] = {f"{p}/tcp": (o.publish_ip, p) for p in ports}
-        container = self.client.containers.run(o.image, **kwargs)
+        container = self.client.containers.run(launch.image or o.image, **kwargs)
         container.reload()
         self._remember_address(container)
 
@@ -231,6 +233,28 @@ class DockerRuntime(PoolRuntime):
             return RuntimeState.EXITED
 
         return await self._run(inspect)
+
+    has_images = True
+
+    async def image_of(self, pool_id: str) -> ImageInfo | None:
+        def image_of() -> ImageInfo | None:
+            container = self._get(pool_id)
+            if container is None:
+                return None
+            return ImageInfo(container.attrs["Config"]["Image"], container.attrs["Image"])
+
+        return await self._run(image_of)
+
+    async def resolve_image(self, ref: str = "") -> ImageInfo | None:
+        ref = ref or self.options.image
+
+        def resolve() -> ImageInfo | None:
+            try:
+                return ImageInfo(ref, self.client.images.get(ref).id)
+            except docker.errors.ImageNotFound:
+                return None
+
+        return await self._run(resolve)
 
     async def restart(self, pool_id: str) -> None:
         def restart() -> None:
@@ -269,6 +293,17 @@ class DockerRuntime(PoolRuntime):
 
         await self._run(discard)
         log.info("pool_container_discarded", pool=pool_id)
+
+    async def stop(self, pool_id: str) -> None:
+        def stop() -> None:
+            container = self._get(pool_id)
+            if container is not None and container.status in ("running", "restarting"):
+                # SIGTERM to supervisord, which stops each bot (up to 30 s) before it exits;
+                # a stopped container stays stopped under "unless-stopped".
+                container.stop(timeout=STOP_TIMEOUT)
+
+        await self._run(stop)
+        log.info("pool_container_stopped", pool=pool_id)
 
     async def remove(self, pool_id: str) -> None:
         def remove() -> None:

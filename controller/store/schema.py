@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,10 +95,21 @@ ALTER TABLE pools ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
 _SCHEMA_V7 = """
 ALTER TABLE pools ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
 """
+# Rolling upgrades of the pool image (controller/upgrade/): each run as one JSON document,
+# rewritten after every step of every pool, so a controller that died mid-run finds where
+# each pool was at its next start.
+_SCHEMA_V8 = """
+CREATE TABLE upgrades (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL
+);
+"""
 # Limits (docs/limits.md): a user's own bot quota set by the admin (none: USER_MAX_BOTS), a
 # bot's own memory limit in bytes (NULL: the default, BOT_MEMORY_LIMIT), and how many of a
 # bot's automatic restarts in its restart record were for its memory.
-_SCHEMA_V8 = """
+_SCHEMA_V9 = """
 CREATE TABLE user_quotas (
     user_id TEXT PRIMARY KEY,
     max_bots INTEGER NOT NULL CHECK (max_bots >= 0)
@@ -108,7 +119,7 @@ ALTER TABLE bots ADD COLUMN restart_memory INTEGER NOT NULL DEFAULT 0;
 """
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
-    7: _SCHEMA_V7, 8: _SCHEMA_V8,
+    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9,
 }  # fmt: skip
 
 

@@ -39,6 +39,7 @@ from controller.store.sql import (
 )
 
 T = TypeVar("T")
+KEEP_UPGRADES = 20  # upgrade runs kept; the oldest go first
 
 
 class Store:
@@ -268,3 +269,25 @@ class Store:
         user_id None reads everyone's; a user's are those of their own bots.
         """
         return await self._run(lambda: read_events(self.db, limit, since_id, user_id))
+
+    # -- rolling upgrades (controller/upgrade/) ---------------------------------------
+
+    async def save_upgrade(self, run_id: str, started_at: float, finished: bool, doc: str) -> None:
+        """Write an upgrade run's document whole; the runs past the last KEEP_UPGRADES go."""
+
+        def save(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO upgrades VALUES (?, ?, ?, ?)",
+                       (run_id, started_at, int(finished), doc))  # fmt: skip
+            db.execute("DELETE FROM upgrades WHERE id NOT IN (SELECT id FROM upgrades"
+                       " ORDER BY started_at DESC LIMIT ?)", (KEEP_UPGRADES,))  # fmt: skip
+
+        await self._write(save)
+
+    async def upgrades(self) -> list[str]:
+        """Every kept upgrade run's document, oldest first."""
+
+        def read() -> list[str]:
+            rows = self.db.execute("SELECT doc FROM upgrades ORDER BY started_at").fetchall()
+            return [r[0] for r in rows]
+
+        return await self._run(read)

@@ -496,6 +496,21 @@ def test_an_agents_features_are_announced_and_absent_from_older_agents() -> None
         rejected(m)
 
 
+def test_the_freqtrade_version_is_announced_and_absent_from_older_agents() -> None:
+    hello = Hello("pool-1", "tok", "1", 10, 9000, freqtrade="2026.9")
+    assert decode(encode(hello)) == hello
+    m = wire(hello)
+    del m["freqtrade"]  # an agent from before the field
+    assert decode(pack(m)).freqtrade == ""
+    for bad in ("x" * 65, 2026):
+        m["freqtrade"] = bad
+        rejected(m)
+    # A controller from before the field reads a newer agent's hello: unknown keys are
+    # ignored, as this one ignores a later agent's.
+    m = {**wire(hello), "a_later_field": [1]}
+    assert decode(pack(m)) == hello
+
+
 def test_held_is_a_run_state() -> None:
     m = desired_wire(run="held")
     assert decode(pack(m)).bots[0].run == "held"

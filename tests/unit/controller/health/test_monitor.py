@@ -351,3 +351,31 @@ async def test_a_bot_over_its_memory_limit_is_restarted_then_stopped_as_failed(
         "mode": "measured", "oomGuard": None, "botMemoryLimitsBytes": 200 << 20,
         "botsOwnMemoryBytes": (150 + 50) << 20,
     }  # fmt: skip
+
+
+async def test_an_evaluation_of_many_pools_hands_the_event_loop_back(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole evaluation of a large fleet takes seconds: heartbeats and users' requests
+    get their turn every YIELD_EVERY pools and bots instead of waiting for all of it."""
+    from controller.health import monitor
+
+    monkeypatch.setattr(monitor, "YIELD_EVERY", 2)
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for n in range(6):
+        await api.provision(instanceId=f"b{n}")
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    await api.controller.monitor.evaluate(wait=False)
+    task.cancel()
+    # 6 pools and 6 bots, a turn for others every 2 of them.
+    assert turns - before >= 5

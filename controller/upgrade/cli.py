@@ -1,0 +1,153 @@
+"""`ftpool upgrade`: move pools to a new pool image, pool by pool (docs/operations.md).
+
+A client of the running controller's /api/pool/upgrade: --dry-run prints the plan,
+--execute starts a run and follows it pool by pool until it ends (the run goes on in the
+controller if this tool goes away; --status picks it up again), --status shows the
+current or last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from controller.migration.cli import EXIT_FAILED, Client, run_tool
+
+POLL_SECONDS = 2.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="ftpool upgrade",
+        description="Recreate pools from a new pool image, one pool at a time, verifying "
+        "every bot and rolling a failed pool back. Talks to the running controller.",
+    )
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    action.add_argument("--execute", action="store_true", help="upgrade the selected pools")
+    action.add_argument("--status", action="store_true", help="show the current or last run")
+    p.add_argument("--image", default="", help="the new image (default: POOL_IMAGE)")
+    for flag, what in (("pool", "pool"), ("user", "user's bots' pools"), ("bot", "bot's pool")):
+        p.add_argument(f"--{flag}", action="append", default=[], metavar="ID",
+                       help=f"only this {what} (repeatable)")  # fmt: skip
+    p.add_argument("--canary", type=int, default=0, metavar="N",
+                   help="upgrade N pools first and soak them before the rest")  # fmt: skip
+    p.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                   help="how long the canary pools must stay healthy")  # fmt: skip
+    p.add_argument("--concurrency", type=int, default=1, help="pools at a time (default 1)")
+    p.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                   help="wait between pools")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                   help="for a pool's bots to answer on the new image (default 180)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--url", help="the controller (default: FTPOOL_URL, or from its settings)")
+    return p.parse_args(argv)
+
+
+def body(args: argparse.Namespace, dry_run: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"dryRun": dry_run, "pools": args.pool, "users": args.user,
+                           "bots": args.bot, "canary": args.canary, "soak": args.soak,
+                           "concurrency": args.concurrency, "pause": args.pause,
+                           "timeout": args.timeout}  # fmt: skip
+    if args.image:
+        out["image"] = args.image
+    return out
+
+
+def pool_line(p: dict[str, Any]) -> str:
+    canary = " (canary)" if p["canary"] else ""
+    down = f", down {p['downtime_s']:.1f} s" if p["downtime_s"] is not None else ""
+    reason = f": {p['reason']}" if p["reason"] else ""
+    return f"  {p['pool']:<12} {p['step']:<12} {p['bots']} bot(s){canary}{down}{reason}"
+
+
+def print_run(run: dict[str, Any]) -> None:
+    end = run["finished_at"] or time.time()
+    print(f"{run['id']}: {run['outcome']} -> {run['to_ref']} ({end - run['started_at']:.0f} s)"
+          + (f"\n  {run['reason']}" if run["reason"] else ""))  # fmt: skip
+    for p in run["pools"]:
+        print(pool_line(p))
+
+
+async def dry_run(client: Client, args: argparse.Namespace) -> int:
+    plan = await client.call("POST", "/api/pool/upgrade", json=body(args, True))
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(f"{len(plan['pools'])} pool(s) to move to {plan['image']['ref']} "
+          f"({plan['image']['id'][:19]}); dry run: nothing is changed")  # fmt: skip
+    for p in plan["pools"]:
+        old = p["from"]["ref"] if p["from"] else "?"
+        print(f"  {p['poolId']:<12} {p['bots']} bot(s)  {old} -> {plan['image']['ref']}"
+              + (" (canary)" if p["canary"] else ""))  # fmt: skip
+    for s in plan["skipped"]:
+        print(f"  {s['poolId']:<12} skipped: {s['reason']}")
+    return 0
+
+
+async def execute(client: Client, args: argparse.Namespace) -> int:
+    run = (await client.call("POST", "/api/pool/upgrade", json=body(args, False)))["run"]
+    if not args.json:
+        print(f"{run['id']}: {len(run['pools'])} pool(s) -> {run['to_ref']}", flush=True)
+    seen: dict[str, str] = {}
+    while True:
+        status = await client.call("GET", "/api/pool/upgrade")
+        run = next((r for r in status["runs"] if r["id"] == run["id"]), run)
+        done = sum(p["step"] not in ("pending", "stopping", "replacing", "verifying",
+                                     "rolling_back") for p in run["pools"])  # fmt: skip
+        for p in run["pools"]:
+            if not args.json and seen.get(p["pool"]) != p["step"]:
+                seen[p["pool"]] = p["step"]
+                print(f"[{done}/{len(run['pools'])}]{pool_line(p)}", flush=True)
+        if run["finished_at"] is not None:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    if args.json:
+        print(json.dumps(run, indent=2))
+    else:
+        print_run(run)
+    return 0 if run["outcome"] == "upgraded" else EXIT_FAILED
+
+
+async def status(client: Client, args: argparse.Namespace) -> int:
+    status = await client.call("GET", "/api/pool/upgrade")
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    image = status["poolImage"]
+    print(f"POOL_IMAGE {image['ref']} ({image['id'][:19]})" if image else "POOL_IMAGE: none")
+    print(f"{len(status['outdatedPools'])} pool(s) on another image: "
+          f"{', '.join(status['outdatedPools']) or '-'}")  # fmt: skip
+    run = status["current"] or (status["runs"][-1] if status["runs"] else None)
+    if run is None:
+        print("no upgrade runs")
+    else:
+        print_run(run)
+    return 0
+
+
+async def run(args: argparse.Namespace, base: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        client = Client(session, base)
+        if args.dry_run:
+            return await dry_run(client, args)
+        if args.execute:
+            return await execute(client, args)
+        return await status(client, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_tool("ftpool upgrade", args.url, lambda base, token: run(args, base, token))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
