@@ -22,7 +22,9 @@ import structlog
 
 from agent import health
 from agent.backups import BackupOptions, Backups
+from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
+from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
 from agent.reconcile import Reconciler
@@ -96,6 +98,8 @@ class Agent:
             pid_dir=run_dir,
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
+            oom=OomScores(settings.bot_oom_score_adj, MACHINERY_OOM_SCORE_ADJ),
+            busy=BusyBots(settings.bot_busy_cpu, settings.bot_busy_window_ms / 1000),
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,

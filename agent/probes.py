@@ -21,6 +21,28 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+_PRIVATE = (b"Private_Clean:", b"Private_Dirty:", b"Private_Hugetlb:")
+
+
+def uss_bytes(pid: int) -> int | None:
+    """The process's unique memory (USS): its private pages, which leave with it. RSS also
+    counts the pages a forked bot still shares with its preloader; USS does not. From
+    /proc/<pid>/smaps_rollup (Linux 4.14+); None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    total = 0
+    for line in lines:
+        if line.startswith(_PRIVATE):
+            try:
+                total += int(line.split()[1]) * 1024  # kB
+            except (IndexError, ValueError):
+                return None
+    return total
+
+
 def cpu_seconds(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

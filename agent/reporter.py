@@ -11,7 +11,9 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from agent.cpu import BusyBots, nice_of
 from agent.marketdata.report import StatsReader
+from agent.oom import OomScores
 from agent.probes import (
     CpuMeter,
     PingResult,
@@ -21,6 +23,7 @@ from agent.probes import (
     listening_uids,
     ping,
     rss_bytes,
+    uss_bytes,
 )
 from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
 from agent.supervisor import ProcessInfo, SupervisorClient
@@ -67,9 +70,15 @@ class Reporter:
         slow_ping_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         market_data_socket: Path | None = None,
+        oom: OomScores | None = None,
+        busy: BusyBots | None = None,
     ) -> None:
-        """`market_data_socket`: where the pool's market-data proxy serves its counters."""
+        """`market_data_socket`: where the pool's market-data proxy serves its counters;
+        `oom`: who sets the processes' OOM scores, `busy`: who renices busy bots (None:
+        nobody)."""
         self.supervisor = supervisor
+        self.oom = oom
+        self.busy = busy
         self.slow_ping_every = slow_ping_every
         self.clock = clock
         # Per bot, of its current process: when it was first seen up, when a starting ping
@@ -238,6 +247,8 @@ class Reporter:
                     rss=rss_bytes(pid) if alive else 0,
                     cpu=self._cpu.sample(pid) if alive else 0.0,
                     port_ok=self._port_ok.get(bot) if up else None,
+                    uss=uss_bytes(pid) if alive else None,
+                    nice=nice_of(pid) if alive else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
@@ -258,18 +269,33 @@ class Reporter:
         return int(bot) if int(launcher) == program_pid else program_pid
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
+        guard = self.place_oom_scores(bots)
+        if self.busy is not None:
+            self.busy.check(b.pid for b in bots)
         if self.cgroup_metrics:
             # In a container the cgroup is the pool: the same figures Docker accounts.
             return PoolStats(
                 mem_used=cgroup_memory_used(),
                 mem_limit=cgroup_memory_limit(),
                 cpu=self._cpu.sample(_CGROUP_KEY, cgroup_cpu_seconds()),
+                oom_guard=guard,
             )
         return PoolStats(
             mem_used=rss_bytes(os.getpid()) + sum(b.rss for b in bots),
             mem_limit=cgroup_memory_limit(),
             cpu=round(sum(b.cpu for b in bots), 2),
+            oom_guard=guard,
         )
+
+    def place_oom_scores(self, bots: list[BotStatus]) -> bool | None:
+        """Give new processes their OOM scores: supervisord (this agent's parent), the agent
+        and the pool's other programs the machinery's, each bot (its own process, not its
+        launcher) the bots'. Whether every bot ranks above the machinery for the kernel."""
+        if self.oom is None:
+            return None
+        machinery = [os.getpid(), os.getppid()]
+        machinery += [i.pid for n, i in self.processes.items() if bot_id_of(n) is None]
+        return self.oom.place(machinery, [b.pid for b in bots])
 
     async def close(self) -> None:
         if self._session is not None:

@@ -156,12 +156,20 @@ class BotStatus:
     # Whether the socket listening on the bot's port belongs to the bot's own user
     # (None where bots have no users of their own, or nothing listens yet).
     port_ok: bool | None = None
+    # The bot's own memory (USS: its private pages, not those it shares with the
+    # preloader); None where it was not measured, or from agents older than the field
+    # (an older controller ignores it: decoders take the keys they know).
+    uss: int | None = None
+    # Its scheduling priority (nice, -20 to 19; 19: reniced as a busy bot, agent/cpu.py);
+    # None where not read, or from agents older than the field.
+    nice: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.id, "state": self.state, "pid": self.pid, "since": self.since,
             "exit": self.exit_status, "ping_ok": self.ping_ok, "ping_ms": self.ping_ms,
-            "rss": self.rss, "cpu": self.cpu, "port_ok": self.port_ok,
+            "rss": self.rss, "cpu": self.cpu, "port_ok": self.port_ok, "uss": self.uss,
+            "nice": self.nice,
         }  # fmt: skip
 
     @classmethod
@@ -171,7 +179,7 @@ class BotStatus:
         # `type(x) is int` also refuses bools, as _get does.
         m = _map(raw, "bot status")
         get = m.get
-        bot_id, name, pid, rss = get("id"), get("state"), get("pid"), get("rss")
+        bot_id, name, pid, rss, uss = get("id"), get("state"), get("pid"), get("rss"), get("uss")
         exit_status, ping_ok, port_ok = get("exit"), get("ping_ok"), get("port_ok")
         if not is_valid_id(bot_id):
             raise ProtocolError("field 'id' is not a valid id")
@@ -182,6 +190,11 @@ class BotStatus:
             raise ProtocolError("field 'pid' must be an int in range")
         if type(rss) is not int or not 0 <= rss < 2**63:
             raise ProtocolError("field 'rss' must be an int in range")
+        if uss is not None and (type(uss) is not int or not 0 <= uss < 2**63):
+            raise ProtocolError("field 'uss' must be an int in range")
+        nice = get("nice")
+        if nice is not None and (type(nice) is not int or not -20 <= nice <= 19):
+            raise ProtocolError("field 'nice' must be an int from -20 to 19")
         if exit_status is not None and type(exit_status) is not int:
             raise ProtocolError("field 'exit' must be an int")
         if ping_ok is not None and type(ping_ok) is not bool:
@@ -194,7 +207,7 @@ class BotStatus:
                 raise ProtocolError("since, ping_ms and cpu must be numbers in range")
         return cls(
             bot_id, state, pid, since or 0.0, exit_status, ping_ok, ping_ms, rss, cpu or 0.0,
-            port_ok,
+            port_ok, uss, nice,
         )  # fmt: skip
 
 
@@ -203,14 +216,23 @@ class PoolStats:
     mem_used: int = 0
     mem_limit: int = 0
     cpu: float = 0.0
+    # Whether the kernel's OOM killer takes a bot before any of the pool's machinery (every
+    # bot's oom_score_adj above theirs); None: no bot runs, or an agent from before it.
+    oom_guard: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
+        wire = {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
+        if self.oom_guard is not None:
+            wire["oom"] = self.oom_guard
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> PoolStats:
         m = _map(raw, "pool stats")
-        return cls(_int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0)
+        return cls(
+            _int(m, "mem_used"), _int(m, "mem_limit"), _opt_num(m, "cpu") or 0.0,
+            _get(m, "oom", bool, optional=True),
+        )  # fmt: skip
 
 
 # A pool's market-data proxy (agent/marketdata): what it did per exchange and upstream.

@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 
 from common.ids import ID_PATTERN, is_valid_id
 from common.logging import is_secret_name
+from common.units import parse_bytes
 
 
 class SettingsError(ValueError):
@@ -82,6 +83,11 @@ def _secret(raw: str) -> str:
     return value
 
 
+def _size(raw: str) -> int:
+    """A size such as 512m; empty is 0 (none)."""
+    return parse_bytes(raw) if raw.strip() else 0
+
+
 _MS = _int(1, 24 * 3600 * 1000)
 # What a bot imports, as far as one process can import it ahead: everything a
 # `freqtrade webserver` or `trade` bot loads after start (measured by diffing sys.modules)
@@ -140,6 +146,17 @@ def _preload_modules() -> Any:
     return setting(
         "PRELOAD_MODULES", _text, FREQTRADE_MODULES, "modules the preloader imports first"
     )
+
+
+def _bot_busy_cpu() -> Any:
+    return setting(
+        "BOT_BUSY_CPU", _int(0, 10_000), "90",
+        "percent of a core a bot may use over BOT_BUSY_WINDOW before it runs at nice 19 (0: off)",
+    )  # fmt: skip
+
+
+def _bot_busy_window() -> Any:
+    return setting("BOT_BUSY_WINDOW", _MS, "30000", "the window a bot's CPU use is judged over")
 
 
 def _market_data_proxy() -> Any:
@@ -278,6 +295,25 @@ class ControllerSettings:
     pool_memory_limit: str = setting(
         "POOL_MEMORY_LIMIT", _text, "", "memory limit per pool container, e.g. 4g (docker)"
     )
+    bot_memory_limit: int = setting(
+        "BOT_MEMORY_LIMIT", _size, "",
+        "each bot's own memory (USS) limit, e.g. 512m; default POOL_MEMORY_LIMIT / "
+        "MAX_BOTS_PER_CONTAINER when that is set, else none",
+    )  # fmt: skip
+    bot_memory_grace_ms: int = setting(
+        "BOT_MEMORY_GRACE", _MS, "30000",
+        "how long a bot may stay over its memory limit before it is restarted",
+    )  # fmt: skip
+    bot_busy_cpu: int = _bot_busy_cpu()
+    bot_busy_window_ms: int = _bot_busy_window()
+    user_max_bots: int = setting(
+        "USER_MAX_BOTS", _int(0, 1_000_000), "0",
+        "bots one user may have (0: no limit); the admin API sets a user's own",
+    )  # fmt: skip
+    pool_oom_score_adj: int = setting(
+        "POOL_OOM_SCORE_ADJ", _int(-1000, 1000), "0",
+        "oom_score_adj of pool containers' machinery (docker; -999 where the daemon may set it)",
+    )  # fmt: skip
     pool_publish_ports: bool = setting(
         "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
     )
@@ -396,6 +432,18 @@ class ControllerSettings:
         )
 
     @property
+    def pool_memory_bytes(self) -> int:
+        """POOL_MEMORY_LIMIT in bytes (0: none)."""
+        return _size(self.pool_memory_limit)
+
+    @property
+    def default_bot_memory(self) -> int:
+        """A bot's memory limit unless it has its own (0: none)."""
+        if self.bot_memory_limit:
+            return self.bot_memory_limit
+        return self.pool_memory_bytes // self.max_bots_per_container
+
+    @property
     def pools_dir(self) -> Path:
         return self.bot_base_dir / "pools"
 
@@ -437,6 +485,10 @@ class ControllerSettings:
                 "BACKUP_DIR are (the controller runs in a container: where is BACKUP_DIR on "
                 "the Docker host?)"
             )
+        try:
+            settings.pool_memory_bytes  # noqa: B018 - checked here, used later
+        except ValueError as exc:
+            raise SettingsError(f"invalid settings: POOL_MEMORY_LIMIT {exc}") from None
         if settings.pool_host_dir and not Path(settings.pool_host_dir).is_absolute():
             raise SettingsError("invalid settings: POOL_HOST_DIR must be an absolute path")
         if settings.market_data_proxy and settings.market_data_base_port >= settings.pool_base_port:
@@ -488,6 +540,12 @@ class AgentSettings:
     health_socket: str = setting(
         "AGENT_HEALTH_SOCKET", _text, "", "unix socket answering health checks (empty: none)"
     )
+    bot_oom_score_adj: int = setting(
+        "BOT_OOM_SCORE_ADJ", _int(-1000, 1000), "500",
+        "oom_score_adj the agent gives each bot, so the kernel kills a bot, not the pool",
+    )  # fmt: skip
+    bot_busy_cpu: int = _bot_busy_cpu()
+    bot_busy_window_ms: int = _bot_busy_window()
     pool_metrics: str = setting(
         "POOL_METRICS",
         _choice("processes", "cgroup"),

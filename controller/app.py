@@ -27,8 +27,10 @@ from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
 from controller.api.proxy import APIProxy
 from controller.api.upgrade import APIUpgrade
+from controller.api.users import APIUsers
 from controller.auth import Authenticator
 from controller.backups.service import BackupService
+from controller.bots.limits import BotLimits
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager, BotsConfig
 from controller.bots.usage import UsageHistory, UsageSampler
@@ -132,8 +134,9 @@ def build(
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
                         alarm=alarm)  # fmt: skip
     placement = Placement.from_settings(settings)
+    limits = BotLimits.from_settings(settings)
     census = ImageCensus(pools)  # which image each pool runs
-    metrics = Metrics(collectors=[PoolStateCollector(pools), census])
+    metrics = Metrics(collectors=[PoolStateCollector(pools, limits), census])
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -189,12 +192,14 @@ def create_app(controller: Controller) -> web.Application:
             controller.mapper,
             pool_mode=s.pool_mode_enabled,
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
+            limits=controller.bots.limits,
             census=controller.census,
         ),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),
         APIBackups(controller.bots, controller.backups),
+        APIUsers(controller.bots),
         migration,
         APIUpgrade(controller.upgrader, controller.census),
         proxy,

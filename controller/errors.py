@@ -19,6 +19,14 @@ class Forbidden(FtpoolError):
     status = 403
 
 
+class QuotaExceeded(Forbidden):
+    """A user has as many bots as their quota allows; `extra` goes into the JSON answer."""
+
+    def __init__(self, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 class NotFound(FtpoolError):
     status = 404
 

@@ -42,6 +42,11 @@ class Metrics:
             "ftpool_bot_restarts", "Automatic bot restarts by the monitor, by reason",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.bot_memory_limits = Counter(
+            "ftpool_bot_memory_limit", "Bots over their memory limit for the grace period, "
+            "by what was done (restart, or stopped once failed)",
+            ["action"], registry=self.registry,
+        )  # fmt: skip
         self.pool_recoveries = Counter(
             "ftpool_pool_recoveries", "Pool recovery actions by the monitor, by action and result",
             ["action", "result"], registry=self.registry,

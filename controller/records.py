@@ -19,6 +19,7 @@ class RestartRecord:
     cycles: int = 0  # completed cycles, each ended by a cooldown
     last: float = 0.0  # epoch seconds of the last automatic restart
     failed: bool = False
+    memory: int = 0  # of the restarts since the record was clean: over its memory limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,11 @@ class BotRecord:
     created_at: float = 0.0
     held: bool = False  # being moved to another pool (moves/): no agent runs it
     restarts: RestartRecord = field(default_factory=RestartRecord)
+    memory_limit: int | None = None  # its own memory limit in bytes; None: the default
+
+    def memory_limit_or(self, default: int) -> int:
+        """Its memory limit in bytes: its own, or else `default` (0: none)."""
+        return default if self.memory_limit is None else self.memory_limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ Started by supervisord exactly like freqtrade (`<cmd> --config config.json` in t
 directory), it reads the same generated config: port, listen address and credentials.
 Besides FreqTrade's ping, show_config, login and message WebSocket it serves /echo and
 /slow, which let the proxy tests see exactly what reached the bot, and /exit, a crash.
+
+Opt-in faults, read from marker files in the bot's directory: `crash-on-start` (it exits at
+once), `leak-memory` holding N (it keeps N MiB more of its own memory every 100 ms,
+without bound: a leaking strategy) and `spin-cpu` (a thread in a busy loop).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import base64
 import json
 import os
 import sys
+import threading
 
 from aiohttp import web
 
@@ -26,6 +31,9 @@ def main() -> None:
     if os.path.exists("crash-on-start"):
         # A bot that cannot start (a broken strategy, say): the tests' crash loop.
         sys.exit("fakebot: crash-on-start is set")
+    leak_mib = _leak_rate()
+    if os.path.exists("spin-cpu"):
+        threading.Thread(target=_spin, daemon=True).start()
     with open(args.config) as f:
         config = json.load(f)
     api = config["api_server"]
@@ -89,7 +97,23 @@ def main() -> None:
                 await ws.send_str(json.dumps({"type": "echo", "data": msg.data}))
         return ws
 
+    kept: list[bytearray] = []
+    leaking: list[asyncio.Task[None]] = []
+
+    async def grow() -> None:
+        while True:
+            chunk = bytearray(leak_mib << 20)
+            for i in range(0, len(chunk), 4096):  # touched: its own pages, not just promised
+                chunk[i] = 1
+            kept.append(chunk)
+            await asyncio.sleep(0.1)
+
+    async def leak(_app: web.Application) -> None:
+        if leak_mib:
+            leaking.append(asyncio.get_running_loop().create_task(grow()))
+
     app = web.Application()
+    app.on_startup.append(leak)
     app.add_routes([
         web.get("/api/v1/ping", ping),
         web.get("/api/v1/show_config", show_config),
@@ -101,6 +125,21 @@ def main() -> None:
     ])  # fmt: skip
     print(f"fakebot {config.get('bot_name')} on {api['listen_port']}", file=sys.stderr, flush=True)
     web.run_app(app, host=api["listen_ip_address"], port=api["listen_port"], print=None)
+
+
+def _spin() -> None:
+    """A strategy in a busy loop (it lets the GIL go now and then, as Python code does)."""
+    while True:
+        sum(range(10_000))
+
+
+def _leak_rate() -> int:
+    """MiB to keep every 100 ms: the number in `leak-memory`, 0 without the file."""
+    try:
+        with open("leak-memory") as f:
+            return max(0, min(int(f.read().strip() or "0"), 1024))
+    except (OSError, ValueError):
+        return 0
 
 
 if __name__ == "__main__":

@@ -37,7 +37,29 @@ _PROVISION = op(
         {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"instanceId": ID, "strategy": STR, "config": ANY_OBJECT},
+            "properties": {
+                "instanceId": ID,
+                "strategy": STR,
+                "config": ANY_OBJECT,
+                "limits": {
+                    "anyOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "memory": {
+                                    "anyOf": [
+                                        {"type": "null"},
+                                        {"type": "string"},
+                                        {"type": "integer"},
+                                    ]
+                                }
+                            },
+                        },
+                    ]
+                },
+            },
         }
     ),
     ok={
@@ -121,17 +143,20 @@ class APIBots:
                 "poolId": bot.pool_id,
                 "port": bot.port,
                 "status": bot_status_word(self.pools, bot),
+                "limits": {"memoryBytes": self.bots.memory_limit(bot) or None},
             },
             status=201,
         )
 
     async def list(self, request: web.Request) -> web.Response:
         bots = self.bots.visible(principal(request))
-        return web.json_response({"success": True, "bots": [bot_view(self.pools, b) for b in bots]})
+        views = [bot_view(self.pools, b, self.bots.memory_limit(b)) for b in bots]
+        return web.json_response({"success": True, "bots": views})
 
     async def info(self, request: web.Request) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])
-        return web.json_response({"success": True, **bot_view(self.pools, bot)})
+        view = bot_view(self.pools, bot, self.bots.memory_limit(bot))
+        return web.json_response({"success": True, **view})
 
     async def _lifecycle(self, request: web.Request, action: str) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])

@@ -61,7 +61,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except FtpoolError as exc:
-        return _with_required_headers(json_error(exc.status, str(exc)))
+        return _with_required_headers(json_error(exc.status, str(exc), **getattr(exc, "extra", {})))
     except InvalidId as exc:
         return json_error(400, str(exc))
     except web.HTTPException as exc:

@@ -33,6 +33,7 @@ ANY_METHOD = ("get", "post", "put", "patch", "delete")
 PATH_PARAMETERS: dict[str, Schema] = {
     "instanceId": {"schema": ID, "description": "the bot's id"},
     "poolId": {"schema": ID, "description": "the pool's id"},
+    "userId": {"schema": ID, "description": "the user's id"},
     "tail": {
         "schema": {"type": "string", "minLength": 1},
         "description": "the path under the bot's /api/v1/, passed through",

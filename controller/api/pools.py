@@ -31,12 +31,13 @@ from controller.api.spec import (
     ref,
 )  # fmt: skip
 from controller.api.views import market_data_view
+from controller.bots.limits import MEASURED, MEASURED_OOM, NO_LIMITS, BotLimits
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
 from controller.health.status import fleet_health
 from controller.pools.manager import PoolManager
-from controller.records import PoolRecord
+from controller.records import BotRecord, PoolRecord
 from controller.upgrade.census import ImageCensus
 
 log = structlog.get_logger("controller.api.pools")
@@ -82,10 +83,12 @@ class APIPools:
 
     def __init__(
         self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
-        pool_mode: bool, cleanup_grace: float, census: ImageCensus | None = None,
+        pool_mode: bool, cleanup_grace: float, limits: BotLimits = NO_LIMITS,
+        census: ImageCensus | None = None,
     ) -> None:  # fmt: skip
         self.census = census  # which image each pool runs (controller/upgrade/census.py)
         self.mapper = mapper
+        self.limits = limits
         self.pools = pools
         self.monitor = monitor
         self.pool_mode = pool_mode
@@ -135,6 +138,7 @@ class APIPools:
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "cpuPercent": stats.cpu if stats else None,
+            "limits": self._limits_view(bots, stats.oom_guard if stats else None),
             "launch": {
                 "mode": self.pools.registry.launch_mode(pool),
                 "override": pool.launch,
@@ -156,6 +160,19 @@ class APIPools:
                 "generation": pool.generation,
                 "appliedGeneration": live.acked_gen,
             },
+        }
+
+    def _limits_view(self, bots: list[BotRecord], oom_guard: bool | None) -> dict[str, Any]:
+        """How the pool's bots are limited: in `measured` mode the agent measures each
+        bot's own memory and the monitor restarts one over its limit; `+oom_score_adj`:
+        its agent reports the kernel would kill a bot before its machinery (docs/limits.md)."""
+        own = [s.uss for b in bots if (s := self.pools.registry.status_of(b)) and s.uss]
+        limits = [self.limits.memory_of(b) for b in bots]
+        return {
+            "mode": MEASURED_OOM if oom_guard else MEASURED,
+            "oomGuard": oom_guard,
+            "botMemoryLimitsBytes": sum(limits) if all(limits) and limits else None,
+            "botsOwnMemoryBytes": sum(own) if own else None,
         }
 
     def _launch_view(self, pool: PoolRecord) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 
 
-def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
+def bot_view(pools: PoolManager, bot: BotRecord, memory_limit: int = 0) -> dict[str, Any]:
+    """`memory_limit`: the bot's in bytes, its own or the default (0: none)."""
     status = pools.registry.status_of(bot)
     live = pools.registry.live.get(bot.pool_id)
     process = None
@@ -24,7 +25,11 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "uptimeSeconds": round(time.time() - status.since, 1) if alive else None,
             "exitStatus": status.exit_status,
             "memoryBytes": status.rss,
+            # Its own memory (USS), what its limit is checked against; None: not measured.
+            "ownMemoryBytes": status.uss,
             "cpuPercent": status.cpu,
+            # Its scheduling priority: 19 once it ran busy for a whole window (docs/limits.md).
+            "nice": status.nice,
             "ping": {"ok": status.ping_ok, "ms": status.ping_ms},
             "portOk": status.port_ok,
             "stale": pools.sessions.is_suspect(bot.pool_id),
@@ -43,7 +48,9 @@ def bot_view(pools: PoolManager, bot: BotRecord) -> dict[str, Any]:
             "cycles": bot.restarts.cycles,
             "lastAt": bot.restarts.last or None,
             "failed": bot.restarts.failed,
+            "memoryLimit": bot.restarts.memory,
         },
+        "limits": {"memoryBytes": memory_limit or None, "own": bot.memory_limit is not None},
         "createdAt": bot.created_at,
         # The FreqTrade version its pool's image has, as the agent reports it (None: unknown).
         "freqtrade": (live.freqtrade_version if live else "") or None,

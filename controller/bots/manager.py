@@ -20,7 +20,8 @@ from common.settings import ControllerSettings
 from common.states import ProcessState, RunState
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
-from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
+from controller.bots.limits import NO_LIMITS, BotLimits, parse_limits
+from controller.errors import BadRequest, Conflict, Forbidden, NotFound, RuntimeFailure
 from controller.metrics import Metrics
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
@@ -37,13 +38,14 @@ class ProvisionRequest:
     instance_id: str | None
     strategy: str | None
     config: dict[str, Any]
+    memory_limit: int | None = None
 
     @classmethod
     def from_json(cls, body: object) -> ProvisionRequest:
         """A provisioning request from its body ({} when the request has none)."""
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
-        unknown = set(body) - {"instanceId", "strategy", "config"}
+        unknown = set(body) - {"instanceId", "strategy", "config", "limits"}
         if unknown:
             raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
         instance_id = body.get("instanceId")
@@ -52,17 +54,22 @@ class ProvisionRequest:
         strategy = body.get("strategy")
         if strategy is not None:
             check_strategy_name(strategy)
-        return cls(instance_id, strategy, validate_overrides(body.get("config")))
+        return cls(
+            instance_id, strategy, validate_overrides(body.get("config")),
+            parse_limits(body.get("limits")),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class BotsConfig:
     strategies_dir: Path  # strategy X is the file X.py there
     default_strategy: str
+    limits: BotLimits = NO_LIMITS
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> BotsConfig:
-        return cls(settings.strategies_path, settings.default_strategy)
+        return cls(settings.strategies_path, settings.default_strategy,
+                   BotLimits.from_settings(settings))  # fmt: skip
 
 
 class BotManager:
@@ -77,6 +84,7 @@ class BotManager:
         self.placement = placement
         self.strategies_dir = config.strategies_dir
         self.default_strategy = config.default_strategy
+        self.limits = config.limits
         self.metrics = metrics
         # Bots being moved between pools (controller/moves/): their users' changes wait.
         self.guard = guard
@@ -108,9 +116,17 @@ class BotManager:
             raise Conflict(f"bot {instance_id} already exists")
         strategy = req.strategy or self.default_strategy
         source = load_strategy(self.strategies_dir, strategy)
+        memory = req.memory_limit
+        default = self.limits.memory
+        if memory is not None and default and memory > default and not principal.is_admin:
+            raise Forbidden(f"limits.memory may be at most {default} bytes "
+                            "(BOT_MEMORY_LIMIT); an admin may set more")  # fmt: skip
         token, token_hash = self.lifecycle.new_token()
-        new = NewBot(instance_id, principal.user_id, strategy, source, req.config, new_secrets())
-        change = await self.store.allocate(new, self.placement, token_hash)
+        new = NewBot(instance_id, principal.user_id, strategy, source, req.config, new_secrets(),
+                     memory)  # fmt: skip
+        # The admin's own bots are not counted against any quota.
+        quota = None if principal.is_admin else self.limits.user_max_bots
+        change = await self.store.allocate(new, self.placement, token_hash, quota=quota)
         await self.registry.apply(change)  # its agent, if it has one, is told
         bot = change.bot(instance_id)
         pool = change.pool(bot.pool_id)
@@ -125,6 +141,25 @@ class BotManager:
             await self.lifecycle.wait_created(pool.id)
         log.info("bot_provisioned", bot=bot.id, user=bot.user_id, pool=pool.id, port=bot.port)
         return bot
+
+    def memory_limit(self, bot: BotRecord) -> int:
+        """The bot's memory limit in bytes: its own or the default (0: none)."""
+        return self.limits.memory_of(bot)
+
+    async def quota(self, principal: Principal, user_id: str) -> dict[str, Any]:
+        """A user's quota of bots as the API shows it (to the admin and that user)."""
+        check_id(user_id, "userId")
+        principal.require_owner(user_id)
+        default = self.limits.user_max_bots
+        limit, own, count = await self.store.user_quota(user_id, default)
+        return {"userId": user_id, "maxBots": limit or None, "bots": count,
+                "own": own, "default": default or None}  # fmt: skip
+
+    async def set_quota(self, principal: Principal, user_id: str, max_bots: int | None) -> None:
+        check_id(user_id, "userId")
+        principal.require_admin()
+        await self.store.set_user_quota(user_id, max_bots)
+        log.info("user_quota_set", user=user_id, max_bots=max_bots)
 
     async def _legacy_ids(self) -> set[str]:
         return await self.legacy.known_ids() if self.legacy is not None else set()
@@ -169,6 +204,11 @@ class BotManager:
     async def auto_restart(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         """The monitor's restart: the desired run state stays as the user left it."""
         return await self._change(bot, restarts, nonce=bot.nonce + 1)
+
+    async def stop_failed(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
+        """The monitor gave up on a bot that still runs (over its memory limit): it is
+        stopped, and stays so until someone starts it."""
+        return await self._change(bot, restarts, run=RunState.STOPPED)
 
     async def set_restarts(self, bot: BotRecord, restarts: RestartRecord) -> BotRecord:
         return await self._change(bot, restarts)

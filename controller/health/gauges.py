@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.states import PoolStatusWord
+from controller.bots.limits import NO_LIMITS, BotLimits
 from controller.health.status import bot_status_word
 from controller.pools.live import exchange_totals
 from controller.pools.manager import PoolManager
@@ -32,8 +33,9 @@ MARKET_DATA_COUNTERS = (
 class PoolStateCollector(Collector):
     """Pools, bots, slots and heartbeats, as the PoolManager holds them at scrape time."""
 
-    def __init__(self, pools: PoolManager) -> None:
+    def __init__(self, pools: PoolManager, limits: BotLimits = NO_LIMITS) -> None:
         self.pools = pools
+        self.limits = limits
 
     def collect(self) -> Iterator[Metric]:
         pools = self.pools
@@ -76,6 +78,7 @@ class PoolStateCollector(Collector):
                 age.add_metric([pool_id], round(now - live.last_seen, 3))
         yield age
         yield from self.backups(now)
+        yield from self.bot_memory()
         yield from self.market_data()
 
     def backups(self, now: float) -> Iterator[Metric]:
@@ -99,6 +102,21 @@ class PoolStateCollector(Collector):
             if live.backup is not None and live.backup.last_ok:
                 age.add_metric([pool_id], round(now - live.backup.last_ok, 3))
         yield age
+
+    def bot_memory(self) -> Iterator[Metric]:
+        """Bots over their memory limit now, as their agents last measured them (each bot's
+        own figure is in GET /api/bots: metrics carry no per-bot labels)."""
+        registry, over = self.pools.registry, 0
+        for bot in registry.bots.values():
+            limit = self.limits.memory_of(bot)
+            status = registry.status_of(bot) if limit else None
+            if status is not None and status.uss is not None and status.uss > limit:
+                over += 1
+        yield GaugeMetricFamily(
+            "ftpool_bots_over_memory_limit",
+            "Bots whose own memory (USS) is over their limit now, within their grace or not",
+            value=over,
+        )
 
     def market_data(self) -> Iterator[Metric]:
         """Per pool and exchange, as each pool's agent last reported its proxy."""

@@ -22,6 +22,8 @@ from controller.runtimes import RuntimeState
 # Members looked up once: on its class, an enum's member costs an attribute lookup each
 # time, and the monitor judges every bot at every evaluation.
 _RUNNING, _SHOULD_RUN = ProcessState.RUNNING, RunState.RUNNING
+# A process whose memory counts against its limit: starting (a leak may begin at once) or up.
+_ALIVE = frozenset((ProcessState.RUNNING, ProcessState.STARTING))
 RECOVERY_RETRY_SECONDS = 2.0
 # A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
 EVACUATE_AFTER_GRACES = 3
@@ -33,6 +35,7 @@ class Rules:
     unresponsive_after: float  # seconds a running bot's ping may fail
     pool_grace: float  # seconds a pool may be silent
     pool_starts: int  # starts of a lost pool before its bots move elsewhere
+    memory_grace: float = 30.0  # seconds a bot may stay over its memory limit
 
 
 # -- pools ------------------------------------------------------------------------------
@@ -137,6 +140,7 @@ class BotHealth:
 
     unanswered_since: float | None = None  # its ping first seen failing while it ran
     down_since: float | None = None  # the `since` of the report that saw it down
+    over_limit_since: float | None = None  # its memory first seen over its limit
 
 
 class BotAction(enum.Enum):
@@ -152,7 +156,8 @@ class BotAction(enum.Enum):
 class BotJudgement:
     health: BotHealth  # the record to keep
     action: BotAction = BotAction.NONE
-    problem: str | None = None  # why it needs a restart: bot_not_running, bot_not_responding
+    # Why it needs a restart: bot_not_running, bot_not_responding, bot_memory_limit.
+    problem: str | None = None
     decision: Decision | None = None  # the restart policy's, when there is a problem
     look_again_at: float | None = None  # when an unanswered ping becomes a problem
 
@@ -161,16 +166,28 @@ CLEAN_BOT = BotHealth()
 _NOTHING = BotJudgement(CLEAN_BOT)  # most bots, at most evaluations: no allocation for them
 
 
+MEMORY_LIMIT = "bot_memory_limit"
+
+
 def judge_bot(
     health: BotHealth, bot: BotRecord, status: BotStatus | None, pool_suspect: bool,
-    now: float, rules: Rules,
+    now: float, rules: Rules, memory_limit: int = 0,
 ) -> BotJudgement:  # fmt: skip
+    """`memory_limit`: the bot's, in bytes (0: none); a starting or running bot whose own
+    memory (USS) stays over it for the rules' memory grace is restarted like a bot that
+    went down."""
     if bot.deleting or bot.held or bot.run != _SHOULD_RUN or pool_suspect:
         return _NOTHING  # not the monitor's to restart, or cannot be told
+    over_since = health.over_limit_since
     health, problem, due = _problem(health, status, now, rules.unresponsive_after)
+    if problem is None and status is not None and status.state in _ALIVE:
+        health, problem, due = _memory(health, over_since, status, now, rules.memory_grace,
+                                       memory_limit, due)  # fmt: skip
     if problem is None:
         ran = now - status.since if status and status.state == _RUNNING else 0.0
-        if bot.restarts.attempts and ran >= rules.policy.reset_after and is_healthy(bot, status):
+        # Over its memory limit is not a healthy run, even within the grace.
+        if bot.restarts.attempts and ran >= rules.policy.reset_after \
+                and health.over_limit_since is None and is_healthy(bot, status):  # fmt: skip
             return BotJudgement(health, BotAction.RESET_RESTARTS, look_again_at=due)
         if health is CLEAN_BOT and due is None:
             return _NOTHING
@@ -181,7 +198,29 @@ def judge_bot(
     if decision.verdict is Verdict.FAIL:
         action = BotAction.FAILED if bot.restarts.failed else BotAction.MARK_FAILED
         return BotJudgement(health, action, problem, decision)
+    if problem == MEMORY_LIMIT:  # counted in its restart record
+        record = decision.record
+        decision = replace(decision, record=replace(record, memory=record.memory + 1))
     return BotJudgement(health, BotAction.RESTART, problem, decision)
+
+
+def _memory(
+    health: BotHealth, over_since: float | None, status: BotStatus, now: float, grace: float,
+    limit: int, due: float | None,
+) -> tuple[BotHealth, str | None, float | None]:  # fmt: skip
+    """A running bot over its memory limit (first seen so at `over_since`): since when, and
+    whether for the whole grace (then its problem), or when to look again."""
+    if not limit or status.uss is None or status.uss <= limit:
+        if health.over_limit_since is None:
+            return health, None, due
+        health = replace(health, over_limit_since=None)
+        return (CLEAN_BOT if health == CLEAN_BOT else health), None, due
+    since = now if over_since is None else over_since
+    if health.over_limit_since != since:
+        health = replace(health, over_limit_since=since)
+    if now - since >= grace:
+        return health, MEMORY_LIMIT, None
+    return health, None, since + grace if due is None else min(due, since + grace)
 
 
 def _problem(

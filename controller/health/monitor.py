@@ -27,6 +27,7 @@ from controller.events import EventBus
 from controller.health.judge import (
     CLEAN_BOT,
     HEALTHY_POOL,
+    MEMORY_LIMIT,
     RECOVERY_RETRY_SECONDS,
     BotAction,
     BotHealth,
@@ -61,6 +62,7 @@ class MonitorConfig:
     unresponsive_after: float  # seconds a running bot's ping may fail
     # Starts of a pool that never became healthy before its bots are moved elsewhere.
     pool_starts: int = 3
+    memory_grace: float = 30.0  # seconds a bot may stay over its memory limit
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> MonitorConfig:
@@ -75,6 +77,7 @@ class MonitorConfig:
             interval=settings.health_check_interval_ms / 1000, policy=policy,
             unresponsive_after=settings.bot_unresponsive_ms / 1000,
             pool_starts=settings.pool_start_attempts,
+            memory_grace=settings.bot_memory_grace_ms / 1000,
         )  # fmt: skip
 
 
@@ -95,7 +98,8 @@ class Monitor:
         self.add_listener = events.add_listener
         self.interval = config.interval
         self.rules = Rules(config.policy, config.unresponsive_after,
-                           pools.sessions.pool_grace, config.pool_starts)  # fmt: skip
+                           pools.sessions.pool_grace, config.pool_starts,
+                           config.memory_grace)  # fmt: skip
         # Rung by whoever sees trouble (controller/pools/alarm.py), and by the monitor itself.
         self.alarm = alarm
         self.clock = clock
@@ -275,7 +279,7 @@ class Monitor:
             })  # fmt: skip
         now = self.clock()
         verdict = judge_bot(self._bots.get(bot.id, CLEAN_BOT), bot, status, suspect, now,
-                            self.rules)  # fmt: skip
+                            self.rules, self.bots.memory_limit(bot))  # fmt: skip
         self._bots[bot.id] = verdict.health
         if verdict.look_again_at is not None:
             self._due_at(verdict.look_again_at)
@@ -302,7 +306,12 @@ class Monitor:
                                   "retryInSeconds": round(decision.due - now, 1)})  # fmt: skip
             self._due_at(decision.due)
         elif verdict.action is BotAction.MARK_FAILED:
-            await self.bots.set_restarts(bot, decision.record)
+            if verdict.problem == MEMORY_LIMIT:
+                # Still running, over its limit: a failed bot is left alone, so it stops.
+                self._memory_event(bot, "stopped")
+                await self.bots.stop_failed(bot, decision.record)
+            else:
+                await self.bots.set_restarts(bot, decision.record)
             report.recovery_actions.append({"action": "mark_failed", "instanceId": bot.id})
             self.events.emit("bot_failed", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
                              reason=verdict.problem, cycles=decision.record.cycles)  # fmt: skip
@@ -315,9 +324,22 @@ class Monitor:
             self._bots.pop(bot.id, None)  # a restarted bot starts a clean record
             await self._restart(bot, verdict.problem, decision.record, report)
 
+    def _memory_event(self, bot: BotRecord, action: str) -> None:
+        status = self.registry.status_of(bot)
+        measured = status.uss if status is not None else None
+        limit = self.bots.memory_limit(bot)
+        self.metrics.bot_memory_limits.labels(action).inc()
+        self.events.emit(MEMORY_LIMIT, pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                         reason="memory over its limit", action=action, measuredBytes=measured,
+                         limitBytes=limit, graceSeconds=self.rules.memory_grace)  # fmt: skip
+        log.warning(MEMORY_LIMIT, bot=bot.id, pool=bot.pool_id, action=action,
+                    measured=measured, limit=limit)  # fmt: skip
+
     async def _restart(
         self, bot: BotRecord, reason: str, record: RestartRecord, report: HealthReport
     ) -> None:
+        if reason == MEMORY_LIMIT:
+            self._memory_event(bot, "restart")
         await self.bots.auto_restart(bot, record)
         self.metrics.bot_restarts.labels(reason).inc()
         self.events.emit("bot_restart", pool=bot.pool_id, bot=bot.id, user=bot.user_id,

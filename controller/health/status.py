@@ -49,8 +49,10 @@ def bot_status_word(pools: PoolManager, bot: BotRecord) -> BotStatusWord:
         return BotStatusWord.DELETING
     if bot.held:
         return BotStatusWord.MIGRATING
-    if bot.restarts.failed and bot.run == RunState.RUNNING:
-        return BotStatusWord.FAILED  # the monitor gave up on it; a start or restart tries again
+    # The monitor gave up on it (and stopped it, if it ran over its memory limit): a start or
+    # restart tries again.
+    if bot.restarts.failed and (bot.run == RunState.RUNNING or bot.restarts.memory):
+        return BotStatusWord.FAILED
     status = pools.registry.status_of(bot)
     if status is None:
         return BotStatusWord.PENDING

@@ -20,6 +20,7 @@ class PoolsConfig:
     market_data_base_port: int | None = None
     pool_base_port: int = 9000
     backups_dir: Path | None = None  # BACKUP_DIR; pool P's target is <it>/pools/P
+    bot_memory: int = 0  # a bot's memory limit unless it has its own (0: none)
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> PoolsConfig:
@@ -38,9 +39,12 @@ class PoolsConfig:
                 "MARKET_DATA_CACHE_BYTES": str(settings.market_data_cache_bytes),
                 "BACKUP_INTERVAL": str(settings.backup_interval_ms),
                 "BACKUP_RETENTION": str(settings.backup_retention_days),
+                "BOT_BUSY_CPU": str(settings.bot_busy_cpu),
+                "BOT_BUSY_WINDOW": str(settings.bot_busy_window_ms),
             },
             pool_grace=settings.pool_grace_ms / 1000,
             bot_launch=settings.bot_launch,
+            bot_memory=settings.default_bot_memory,
             market_data_base_port=settings.market_data_base_port
             if settings.market_data_proxy
             else None,

@@ -34,7 +34,8 @@ class PoolManager:
                                 lambda: runtime.bot_listen_ip)  # fmt: skip
         self.registry = PoolRegistry(runtime, desired)
         self.sessions = AgentSessions(self.registry, runtime, events=events, alarm=alarm,
-                                      pool_grace=config.pool_grace)  # fmt: skip
+                                      pool_grace=config.pool_grace,
+                                      bot_memory=config.bot_memory)  # fmt: skip
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:

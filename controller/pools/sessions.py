@@ -21,6 +21,7 @@ from aiohttp import web
 
 from common.protocol import (
     BackupState,
+    BotStatus,
     Heartbeat,
     Hello,
     LogRequest,
@@ -51,9 +52,10 @@ class HeartbeatReport:
 class AgentSessions:
     def __init__(
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
-        pool_grace: float,
+        pool_grace: float, bot_memory: int = 0,
     ) -> None:  # fmt: skip
         self.registry = registry
+        self.bot_memory = bot_memory  # a bot's memory limit unless it has its own (0: none)
         self.runtime = runtime
         self.events = events
         self.alarm = alarm  # rung when a bot died or an agent went away
@@ -130,6 +132,8 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
+            if status.uss is not None and self._went_over(bot_id, status, before):
+                self.alarm.ring_for(bot_id)  # its grace starts when the monitor sees it
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
 
     def _backup_state(
@@ -143,6 +147,16 @@ class AgentSessions:
             self.events.emit(kind, pool=pool_id, reason=now.error or "ok")
             if not now.ok:
                 self.backup_failures += 1
+
+    def _went_over(self, bot_id: str, status: BotStatus, before: BotStatus | None) -> bool:
+        """Whether a bot's own memory has just gone over its limit (this process's)."""
+        record = self.registry.bots.get(bot_id)
+        if record is None or status.uss is None:
+            return False
+        limit = record.memory_limit_or(self.bot_memory)
+        same = before is not None and before.pid == status.pid
+        was = before.uss if same and before is not None else None
+        return 0 < limit < status.uss and (was is None or was <= limit)
 
     @property
     def waited_for(self) -> bool:

@@ -59,6 +59,7 @@ class DockerOptions:
     # The backup target as the Docker host sees it (pool P's: <it>/pools/P, at /backup).
     host_backups_dir: Path | None = None
     memory_limit: str = ""
+    oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
 
@@ -72,6 +73,7 @@ class DockerOptions:
             archive_dir=settings.bot_base_dir / "archive",
             host_backups_dir=settings.host_backups_dir,
             memory_limit=settings.pool_memory_limit,
+            oom_score_adj=settings.pool_oom_score_adj,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
         )
@@ -204,9 +206,15 @@ class DockerRuntime(PoolRuntime):
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+            # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup; for
+            # a process of another user (each bot's) the kernel asks for CAP_SYS_PTRACE.
+            "cap_add": ["SYS_PTRACE"],
         }
         if o.memory_limit:
             kwargs["mem_limit"] = o.memory_limit
+        if o.oom_score_adj:
+            # supervisord and all it starts; the agent raises each bot's (agent/oom.py).
+            kwargs["oom_score_adj"] = o.oom_score_adj
         if o.host_network:
             kwargs["network_mode"] = "host"
         else:

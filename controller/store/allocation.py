@@ -16,7 +16,7 @@ from typing import Any
 
 from common.settings import ControllerSettings
 from common.states import RunState
-from controller.errors import CapacityExhausted, Conflict, NotFound
+from controller.errors import BadRequest, CapacityExhausted, Conflict, NotFound, QuotaExceeded
 from controller.records import BotSecrets, PoolRecord
 from controller.store.change import Change
 from controller.store.sql import bot_row, bump, pool_row, release
@@ -31,14 +31,23 @@ class Placement:
     pooled: bool = True
     per_user: bool = False
     fill: bool = True
+    # A pool's memory (POOL_MEMORY_LIMIT; 0: none) and a bot's memory limit unless it has
+    # its own: with both, a pool takes a bot only while its bots' limits fit its memory.
+    pool_memory: int = 0
+    bot_memory: int = 0
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> Placement:
         return cls(
             max_bots=settings.max_bots_per_container, base_port=settings.pool_base_port,
             pooled=settings.pool_mode_enabled, per_user=settings.pool_tenancy == "per-user",
-            fill=settings.placement == "fill",
+            fill=settings.placement == "fill", pool_memory=settings.pool_memory_bytes,
+            bot_memory=settings.default_bot_memory,
         )  # fmt: skip
+
+    def need(self, memory_limit: int | None) -> int:
+        """The memory a bot with this own limit (None: the default) takes of its pool's."""
+        return self.bot_memory if memory_limit is None else memory_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +58,29 @@ class NewBot:
     strategy_source: bytes
     config: dict[str, Any]
     secrets: BotSecrets
+    memory_limit: int | None = None  # bytes; None: the default
 
 
 def allocate(
     db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
-    run: RunState,
+    run: RunState, quota: int | None = None,
 ) -> Change:  # fmt: skip
-    """Place a new bot in a pool with a free slot, made if none has one."""
+    """Place a new bot in a pool with a free slot, made if none has one.
+
+    With a `quota` (USER_MAX_BOTS; 0: none) the user's bots are counted in the same
+    transaction, so concurrent provisions cannot pass it together; a user's own quota
+    (user_quotas) takes its place."""
     if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
         raise Conflict(f"bot {bot.id} already exists")
-    pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash)
+    if quota is not None:
+        check_quota(db, bot.user_id, quota)
+    pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash,
+                                need=p.need(bot.memory_limit))  # fmt: skip
     now = time.time()
     db.execute(
         "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
-        " config, secrets, run, nonce, created_at, held)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
+        " config, secrets, run, nonce, created_at, held, memory_limit)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?,?)",
         (
             bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
             bot.strategy_source, json.dumps(bot.config),
@@ -71,18 +88,45 @@ def allocate(
                 "username": bot.secrets.username, "password": bot.secrets.password,
                 "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
             }),
-            run, now, int(held),
+            run, now, int(held), bot.memory_limit,
         ),
     )  # fmt: skip
     return Change(pools=(pool,), bots=(bot_row(db, bot.id),),
                   created=frozenset({pool.id} if created else ()))  # fmt: skip
 
 
+def user_quota(db: sqlite3.Connection, user_id: str, default: int) -> tuple[int, int | None, int]:
+    """A user's quota of bots (0: none), their own one if the admin set it (else None),
+    and how many bots they have: one lookup by primary key, one count over an index."""
+    row = db.execute("SELECT max_bots FROM user_quotas WHERE user_id = ?", (user_id,)).fetchone()
+    own = None if row is None else int(row[0])
+    count = db.execute("SELECT count(*) FROM bots WHERE user_id = ?", (user_id,)).fetchone()[0]
+    return (default if own is None else own), own, count
+
+
+def check_quota(db: sqlite3.Connection, user_id: str, default: int) -> None:
+    limit, _own, count = user_quota(db, user_id, default)
+    if limit and count >= limit:
+        raise QuotaExceeded(
+            f"user {user_id} has {count} bots, their quota is {limit}",
+            quota={"maxBots": limit, "bots": count},
+        )
+
+
+# A candidate pool's bots' memory limits, summed over the bots_pool index (at most
+# MAX_BOTS_PER_CONTAINER rows), and only for pools that have a free slot.
+_FITS = (
+    " AND (SELECT coalesce(sum(coalesce(b.memory_limit, :default)), 0) FROM bots b"
+    " WHERE b.pool_id = pools.id) + :need <= :pool_memory"
+)
+
+
 def place(
     db: sqlite3.Connection, bot_id: str, user_id: str, p: Placement, token_hash: str,
-    avoid: str | None = None,
+    avoid: str | None = None, need: int = 0,
 ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
-    """Take a free slot in a pool (not `avoid`), made if none has one.
+    """Take a free slot in a pool (not `avoid`) whose memory fits the bot's `need` as well
+    (with a pool memory limit), made if none has one.
 
     Without pooling the slot is in the bot's own legacy pool. Returns the pool as it is
     with the slot taken, the slot, and whether it was made; the caller puts the bot in
@@ -91,12 +135,19 @@ def place(
     if p.pooled:
         owner = user_id if p.per_user else None
         order = "used DESC, num" if p.fill else "used ASC, num"
+        fits = _FITS if p.pool_memory else ""
+        if p.pool_memory and need > p.pool_memory:
+            raise BadRequest(
+                f"bot {bot_id}'s memory limit ({need} bytes) is larger than a pool's memory "
+                f"({p.pool_memory} bytes, POOL_MEMORY_LIMIT)"
+            )
         row = db.execute(
-            f"SELECT * FROM pools WHERE owner IS ? AND capacity = ? AND used < capacity "
-            f"AND legacy_of IS NULL AND removing = 0 AND draining = 0 AND id IS NOT ? "
-            f"ORDER BY {order} LIMIT 1",
-            (owner, p.max_bots, avoid),
-        ).fetchone()
+            f"SELECT * FROM pools WHERE owner IS :owner AND capacity = :capacity"
+            f" AND used < capacity AND legacy_of IS NULL AND removing = 0 AND draining = 0"
+            f" AND id IS NOT :avoid{fits} ORDER BY {order} LIMIT 1",
+            {"owner": owner, "capacity": p.max_bots, "avoid": avoid, "default": p.bot_memory,
+             "need": need, "pool_memory": p.pool_memory},
+        ).fetchone()  # fmt: skip
     else:
         # A legacy pool serves its one bot only; an empty one left behind is taken again.
         owner = user_id
@@ -140,16 +191,17 @@ def relocate(
     A legacy pool's bot that leaves its draining (lost) pool for a legacy pool again gets
     a new one, which stands for the bot from now on: the old one stands for nobody."""
     row = db.execute(
-        "SELECT b.user_id, b.pool_id, p.legacy_of, p.draining FROM bots b"
+        "SELECT b.user_id, b.pool_id, p.legacy_of, p.draining, b.memory_limit FROM bots b"
         " JOIN pools p ON p.id = b.pool_id WHERE b.id = ?",
         (bot_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"bot {bot_id} is not in the store")
-    user_id, old_pool, legacy_of, draining = row
+    user_id, old_pool, legacy_of, draining, memory_limit = row
     if not p.pooled and legacy_of == bot_id and draining:
         db.execute("UPDATE pools SET legacy_of = NULL WHERE id = ?", (old_pool,))
-    pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool)
+    pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool,
+                                need=p.need(memory_limit))  # fmt: skip
     db.execute(
         "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
         (pool.id, slot, pool.port_start + slot, int(held), bot_id),
@@ -167,7 +219,7 @@ def plan(
     whether the pool would be new. Run in a transaction that is rolled back."""
     out = []
     for n, (bot_id, user_id) in enumerate(bots):
-        pool, slot, created = place(db, bot_id, user_id, p, "")
+        pool, slot, created = place(db, bot_id, user_id, p, "", need=p.need(None))
         port = pool.port_start + slot
         # A stand-in row takes the slot, so the next bot is planned past it.
         db.execute(

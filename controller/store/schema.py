@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,9 +106,20 @@ CREATE TABLE upgrades (
     doc TEXT NOT NULL
 );
 """
+# Limits (docs/limits.md): a user's own bot quota set by the admin (none: USER_MAX_BOTS), a
+# bot's own memory limit in bytes (NULL: the default, BOT_MEMORY_LIMIT), and how many of a
+# bot's automatic restarts in its restart record were for its memory.
+_SCHEMA_V9 = """
+CREATE TABLE user_quotas (
+    user_id TEXT PRIMARY KEY,
+    max_bots INTEGER NOT NULL CHECK (max_bots >= 0)
+);
+ALTER TABLE bots ADD COLUMN memory_limit INTEGER CHECK (memory_limit >= 0);
+ALTER TABLE bots ADD COLUMN restart_memory INTEGER NOT NULL DEFAULT 0;
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
-    7: _SCHEMA_V7, 8: _SCHEMA_V8,
+    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9,
 }  # fmt: skip
 
 

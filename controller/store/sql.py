@@ -70,7 +70,8 @@ def bot_of(row: sqlite3.Row) -> BotRecord:
         run=RunState(row["run"]), nonce=row["nonce"], deleting=bool(row["deleting"]),
         purge=bool(row["purge"]), created_at=row["created_at"], held=bool(row["held"]),
         restarts=RestartRecord(row["restart_attempts"], row["restart_cycles"],
-                               row["restart_last"], bool(row["failed"])),
+                               row["restart_last"], bool(row["failed"]), row["restart_memory"]),
+        memory_limit=row["memory_limit"],
     )  # fmt: skip
 
 

@@ -116,11 +116,28 @@ class Store:
 
     async def allocate(
         self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
-        run: RunState = RunState.RUNNING,
+        run: RunState = RunState.RUNNING, quota: int | None = None,
     ) -> Change:  # fmt: skip
         """Place a bot in a pool with a free slot, creating the pool row if none has one
-        (then it is in the change's `created`: its runtime must be made)."""
-        return await self._write(allocation.allocate, bot, placement, token_hash, held, run)
+        (then it is in the change's `created`: its runtime must be made). With a `quota`
+        (the default of bots per user, 0: none) the user's quota is checked first."""
+        return await self._write(allocation.allocate, bot, placement, token_hash, held, run, quota)
+
+    async def user_quota(self, user_id: str, default: int) -> tuple[int, int | None, int]:
+        """A user's quota of bots (0: none), their own (None: the default), their bots."""
+        return await self._run(lambda: allocation.user_quota(self.db, user_id, default))
+
+    async def set_user_quota(self, user_id: str, max_bots: int | None) -> None:
+        """Give a user their own quota of bots (0: none), or the default again (None).
+        Bots they have beyond a lowered quota stay; they cannot add any."""
+
+        def write(db: sqlite3.Connection) -> None:
+            if max_bots is None:
+                db.execute("DELETE FROM user_quotas WHERE user_id = ?", (user_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO user_quotas VALUES (?, ?)", (user_id, max_bots))
+
+        await self._run(self._tx, write)
 
     async def relocate(
         self, bot_id: str, placement: Placement, token_hash: str, held: bool
@@ -154,6 +171,7 @@ class Store:
             changes.update(
                 restart_attempts=restarts.attempts, restart_cycles=restarts.cycles,
                 restart_last=restarts.last, failed=int(restarts.failed),
+                restart_memory=restarts.memory,
             )  # fmt: skip
 
         def change(db: sqlite3.Connection) -> Change:

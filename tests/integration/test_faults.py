@@ -63,7 +63,8 @@ async def test_a_crash_loop_gets_exactly_its_attempts_then_is_failed(harness_fac
     (bot_dir / "crash-on-start").unlink()
     assert (await h.call("POST", "/api/bots/cl-1/start"))[0] == 200
     info = await h.wait_running("cl-1")
-    assert info["restarts"] == {"attempts": 0, "cycles": 0, "lastAt": None, "failed": False}
+    assert info["restarts"] == {"attempts": 0, "cycles": 0, "lastAt": None, "failed": False,
+                                "memoryLimit": 0}  # fmt: skip
     assert fakebot_pids(bot_dir) == [info["process"]["pid"]]
 
     # A user's stop is final, even for a bot that would crash.

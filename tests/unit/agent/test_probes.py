@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.probes import CpuMeter, cgroup_memory_limit, cpu_seconds, listening_uids, ping, rss_bytes
+from agent.probes import (
+    CpuMeter,
+    cgroup_memory_limit,
+    cpu_seconds,
+    listening_uids,
+    ping,
+    rss_bytes,
+    uss_bytes,
+)
 
 
 def test_rss_of_this_process() -> None:
@@ -31,6 +39,38 @@ def dead_pid() -> int:
     while os.path.exists(f"/proc/{pid}"):
         pid += 1
     return pid
+
+
+def test_uss_counts_a_forked_childs_own_pages_not_those_it_shares() -> None:
+    """A bot forked from the preloader shares the preloader's pages: its RSS counts them,
+    its USS only what it wrote itself."""
+    shared = bytearray(os.urandom(1 << 20) * 64)  # 64 MiB in the parent, before the fork
+    read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, write 32 MiB of its own, report again
+        os.close(read_end)
+        os.write(write_end, b"1")
+        os.read(go_read, 1)
+        own = bytearray(32 << 20)
+        for i in range(0, len(own), 4096):
+            own[i] = 1
+        os.write(write_end, b"2")
+        os.read(go_read, 1)
+        os._exit(0 if shared else 1)
+    try:
+        os.close(write_end)
+        assert os.read(read_end, 1) == b"1"
+        rss, uss = rss_bytes(pid), uss_bytes(pid)
+        assert uss is not None and rss >= 64 << 20 and uss < 16 << 20
+        os.write(go_write, b"x")
+        assert os.read(read_end, 1) == b"2"
+        grown = uss_bytes(pid)
+        assert grown is not None and grown - uss >= 32 << 20
+        os.write(go_write, b"x")
+    finally:
+        os.waitpid(pid, 0)
+    assert uss_bytes(pid) is None
 
 
 def test_rss_and_cpu_of_a_missing_process() -> None:

@@ -83,7 +83,10 @@ def sample_messages() -> list[Any]:
         Heartbeat(
             7,
             3,
-            [status(), status("b2", state="ABSENT", pid=0, ping_ok=None, ping_ms=None)],
+            [
+                status(uss=300 << 20, nice=19),
+                status("b2", state="ABSENT", pid=0, ping_ok=None, ping_ms=None),
+            ],
             PoolStats(1 << 30, 2 << 30, 12.5),
             "RUNNING",
         ),
@@ -327,6 +330,13 @@ def test_missing_bot_spec_fields() -> None:
         {"rss": False},
         {"cpu": "high"},
         {"cpu": 1e20},
+        {"uss": -1},
+        {"uss": 1.5},
+        {"uss": True},
+        {"uss": "1g"},
+        {"nice": 20},
+        {"nice": -21},
+        {"nice": 1.0},
     ],
     ids=repr,
 )
@@ -558,3 +568,23 @@ def test_market_data_is_absent_from_older_agents_heartbeats() -> None:
     m = wire(Heartbeat(1, 1, [], PoolStats()))
     assert "md" not in m
     assert decode(msgpack.packb(m)).market_data is None
+
+
+def test_a_bots_own_memory_is_absent_from_older_agents_and_ignored_by_older_controllers() -> None:
+    m = wire(Heartbeat(1, 1, [status(uss=123 << 20)], PoolStats()))
+    assert decode(msgpack.packb(m)).bots[0].uss == 123 << 20
+    # An agent from before the field sends no `uss`: not measured.
+    del m["bots"][0]["uss"]
+    assert decode(msgpack.packb(m)).bots[0].uss is None
+    # A controller from before it decodes the keys it knows: an extra one is no error.
+    m["bots"][0]["uss"], m["bots"][0]["some_later_field"] = 1 << 20, [1, 2]
+    assert decode(msgpack.packb(m)).bots[0].rss == status().rss
+
+
+def test_the_oom_guard_is_optional_both_ways() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats(oom_guard=True)))
+    assert m["pool"]["oom"] is True
+    assert decode(msgpack.packb(m)).pool.oom_guard is True
+    assert "oom" not in wire(Heartbeat(1, 1, [], PoolStats()))["pool"]  # an older agent's
+    m["pool"]["oom"] = "yes"
+    rejected(m)

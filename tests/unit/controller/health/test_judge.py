@@ -131,3 +131,73 @@ def test_a_long_healthy_run_clears_the_restart_record() -> None:
     assert fresh.action is BotAction.NONE
     long = bot(BotHealth(), restarted, status(ProcessState.RUNNING, since=T - 60))
     assert long.action is BotAction.RESET_RESTARTS
+
+
+# -- memory limits ----------------------------------------------------------------------
+
+MIB = 1 << 20
+MEMORY_RULES = replace(RULES, memory_grace=30)
+
+
+def over(
+    health: BotHealth, uss: int | None, now: float, record: BotRecord = BOT, limit: int = 100 * MIB
+) -> judge.BotJudgement:
+    seen = BotStatus("b1", ProcessState.RUNNING, pid=7, since=T - 1000, ping_ok=True, uss=uss)
+    return judge.judge_bot(health, record, seen, False, now, MEMORY_RULES, limit)
+
+
+def test_a_bot_over_its_memory_limit_for_the_grace_is_restarted_and_counted() -> None:
+    verdict = over(BotHealth(), 150 * MIB, T)
+    assert verdict.action is BotAction.NONE and verdict.health.over_limit_since == T
+    assert verdict.look_again_at == T + 30
+    verdict = over(verdict.health, 160 * MIB, T + 29)
+    assert verdict.action is BotAction.NONE and verdict.look_again_at == T + 30
+    verdict = over(verdict.health, 170 * MIB, T + 30)
+    assert (verdict.action, verdict.problem) == (BotAction.RESTART, "bot_memory_limit")
+    assert verdict.decision is not None
+    assert (verdict.decision.record.attempts, verdict.decision.record.memory) == (1, 1)
+
+
+def test_memory_back_under_the_limit_starts_the_grace_over() -> None:
+    verdict = over(BotHealth(), 150 * MIB, T)
+    verdict = over(verdict.health, 90 * MIB, T + 20)
+    assert verdict.health == BotHealth() and verdict.action is BotAction.NONE
+    verdict = over(verdict.health, 150 * MIB, T + 40)
+    assert verdict.action is BotAction.NONE and verdict.health.over_limit_since == T + 40
+
+
+def test_no_limit_or_no_measure_is_never_a_memory_problem() -> None:
+    assert over(BotHealth(), 10_000 * MIB, T, limit=0).action is BotAction.NONE
+    assert over(BotHealth(over_limit_since=T - 100), None, T).health == BotHealth()
+
+
+def test_an_unanswered_ping_and_memory_over_the_limit_are_remembered_together() -> None:
+    seen = BotStatus("b1", ProcessState.RUNNING, pid=7, since=T - 1000, ping_ok=False,
+                     uss=200 * MIB)  # fmt: skip
+    verdict = judge.judge_bot(BotHealth(), BOT, seen, False, T, MEMORY_RULES, 100 * MIB)
+    assert verdict.health == BotHealth(unanswered_since=T, over_limit_since=T)
+    assert verdict.look_again_at == T + 30
+    verdict = judge.judge_bot(verdict.health, BOT, seen, False, T + 30, MEMORY_RULES, 100 * MIB)
+    assert verdict.problem == "bot_not_responding"  # the first problem found
+
+
+def test_a_bot_that_keeps_exceeding_its_limit_fails_like_a_crash_loop() -> None:
+    spent = replace(BOT, restarts=RestartRecord(attempts=2, cycles=1, last=T - 1000, memory=4))
+    verdict = over(BotHealth(over_limit_since=T - 31), 150 * MIB, T, spent)
+    assert (verdict.action, verdict.problem) == (BotAction.MARK_FAILED, "bot_memory_limit")
+    assert verdict.decision is not None and verdict.decision.record.failed
+
+
+def test_a_run_over_the_memory_limit_does_not_clear_the_restart_record() -> None:
+    restarted = replace(BOT, restarts=RestartRecord(attempts=1, last=T - 5000))
+    verdict = over(BotHealth(), 150 * MIB, T, restarted)
+    assert verdict.action is BotAction.NONE  # not RESET_RESTARTS: within its grace only
+    assert over(BotHealth(), 50 * MIB, T, restarted).action is BotAction.RESET_RESTARTS
+
+
+def test_a_bot_still_starting_counts_its_memory_too() -> None:
+    seen = BotStatus("b1", ProcessState.STARTING, pid=7, since=T - 5, uss=150 * MIB)
+    verdict = judge.judge_bot(BotHealth(), BOT, seen, False, T, MEMORY_RULES, 100 * MIB)
+    assert verdict.health.over_limit_since == T and verdict.look_again_at == T + 30
+    verdict = judge.judge_bot(verdict.health, BOT, seen, False, T + 30, MEMORY_RULES, 100 * MIB)
+    assert verdict.problem == "bot_memory_limit"

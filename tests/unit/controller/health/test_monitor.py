@@ -294,6 +294,65 @@ async def test_a_bot_reported_dead_is_restarted_at_once_without_judging_everythi
     assert monitor.last_report is None  # no whole evaluation ran
 
 
+def over_limit(api: Api, bot_id: str, uss: int) -> None:
+    live = api.controller.pools.registry.live["pool-1"]
+    live.bots[bot_id] = BotStatus(bot_id, "RUNNING", pid=7, since=1.0, ping_ok=True, uss=uss)
+
+
+async def test_a_bot_over_its_memory_limit_is_restarted_then_stopped_as_failed(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(
+        BOT_MEMORY_LIMIT="100m", BOT_MEMORY_GRACE="10000", MAX_RESTART_ATTEMPTS="2",
+        RESTART_BACKOFF="1", RESTART_COOLDOWN="1", RESTART_CYCLES="1",
+    )  # fmt: skip
+    await api.provision(instanceId="b1")
+    await api.provision(instanceId="calm")
+    connect(api)
+    over_limit(api, "calm", 50 << 20)
+    for attempt in (1, 2):
+        over_limit(api, "b1", 150 << 20)
+        await evaluate(api)
+        assert nonce(api, "b1") == attempt - 1  # within the grace
+        api.clock.advance(10)
+        assert "bot_memory_limit" in await evaluate(api)
+        assert nonce(api, "b1") == attempt and bot(api).restarts.memory == attempt
+    events = await events_of(api, "bot_memory_limit", 2)
+    assert [e.detail["action"] for e in events] == ["restart", "restart"]
+    assert events[0].bot_id == "b1" and events[0].user_id == "admin"
+    assert (events[0].detail["measuredBytes"], events[0].detail["limitBytes"]) == (
+        150 << 20, 100 << 20,
+    )  # fmt: skip
+    restarts = await events_of(api, "bot_restart", 2)
+    assert {e.reason for e in restarts} == {"bot_memory_limit"}
+
+    # Its cycles spent, it still runs over its limit: it is stopped, and failed.
+    over_limit(api, "b1", 150 << 20)
+    await evaluate(api)
+    api.clock.advance(10)
+    assert "bot_failed" in await evaluate(api)
+    b1 = bot(api)
+    assert (b1.run, b1.restarts.failed, nonce(api, "b1")) == ("stopped", True, 2)
+    [failed] = await events_of(api, "bot_failed", 1)
+    assert failed.reason == "bot_memory_limit"
+    assert (await events_of(api, "bot_memory_limit", 3))[2].detail["action"] == "stopped"
+    assert nonce(api, "calm") == 0 and bot(api, "calm").run == "running"
+
+    _status, view, _ = await api.call("GET", "/api/bots/b1")
+    assert view["status"] == "failed" and view["restarts"]["memoryLimit"] == 2
+    assert view["process"]["ownMemoryBytes"] == 150 << 20
+    metrics = (await api.call("GET", "/metrics"))[2]
+    assert 'ftpool_bot_memory_limit_total{action="restart"} 2.0' in metrics
+    assert 'ftpool_bot_memory_limit_total{action="stopped"} 1.0' in metrics
+    assert 'ftpool_bot_restarts_total{reason="bot_memory_limit"} 2.0' in metrics
+    assert "ftpool_bots_over_memory_limit 1.0" in metrics  # b1's last report; not calm
+    _status, pools, _ = await api.call("GET", "/api/pool/status")
+    assert pools["pools"][0]["limits"] == {
+        "mode": "measured", "oomGuard": None, "botMemoryLimitsBytes": 200 << 20,
+        "botsOwnMemoryBytes": (150 + 50) << 20,
+    }  # fmt: skip
+
+
 async def test_an_evaluation_of_many_pools_hands_the_event_loop_back(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

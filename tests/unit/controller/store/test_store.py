@@ -6,11 +6,12 @@ import asyncio
 import os
 import random
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from controller.errors import Conflict, NotFound, StoreError
+from controller.errors import BadRequest, Conflict, NotFound, StoreError
 from controller.records import BotRecord, BotSecrets, PoolRecord
 from controller.store.allocation import NewBot, Placement
 from controller.store.schema import SCHEMA_VERSION
@@ -489,3 +490,43 @@ async def test_a_write_of_what_the_store_does_not_have(store: Store) -> None:
         await store.update_bot("nobody", run="stopped")
     with pytest.raises(NotFound):
         await store.set_draining("pool-9", True)
+
+
+MIB = 1 << 20
+SIZED = Placement(max_bots=4, base_port=9000, pool_memory=400 * MIB, bot_memory=100 * MIB)
+
+
+async def place_sized(store: Store, bot_id: str, memory: int | None = None) -> str:
+    bot = replace(new_bot(bot_id), memory_limit=memory)
+    return (await store.allocate(bot, SIZED, "hash")).bot(bot_id).pool_id
+
+
+async def test_a_pool_takes_a_bot_only_while_its_bots_limits_fit_its_memory(store: Store) -> None:
+    # 250 + 100 of 400 MiB: a third bot at the default would not fit, though slots are free.
+    assert [await place_sized(store, "big", 250 * MIB), await place_sized(store, "d1")] == [
+        "pool-1", "pool-1",
+    ]  # fmt: skip
+    assert await place_sized(store, "d2") == "pool-2"
+    assert await place_sized(store, "small", 50 * MIB) == "pool-1"  # 400 of 400: it fits
+    assert await place_sized(store, "tiny", 64 * MIB) == "pool-2"
+    # A bot gone gives its memory back.
+    await store.remove_bot("big")
+    assert await place_sized(store, "d3") == "pool-1"
+    # Without a pool limit only slots count, as before.
+    unsized = replace(SIZED, pool_memory=0)
+    placed = await store.allocate(replace(new_bot("free"), memory_limit=10_000 * MIB), unsized, "h")
+    assert placed.bot("free").pool_id == "pool-1"
+
+
+async def test_a_bot_larger_than_a_pool_is_refused(store: Store) -> None:
+    with pytest.raises(BadRequest, match="larger than a pool"):
+        await place_sized(store, "huge", 500 * MIB)
+    assert (await store.load()) == ([], [])
+
+
+async def test_a_moved_bot_needs_its_memory_in_its_new_pool(store: Store) -> None:
+    await place_sized(store, "a", 300 * MIB)  # pool-1
+    await place_sized(store, "b", 300 * MIB)  # pool-2
+    await place_sized(store, "c", 100 * MIB)  # pool-1: 400 of 400
+    change = await store.relocate("b", SIZED, "hash", held=False)
+    assert change.bot("b").pool_id == "pool-3"  # pool-1 has a slot but not 300 MiB
