@@ -251,7 +251,7 @@ async def test_an_undeclared_method_is_a_405_naming_the_declared_ones(fleet: Fle
     for path, item in fleet.document["paths"].items():
         declared = {verb.upper() for verb in item if verb != "parameters"}
         url = h.base + path.replace("{instanceId}", "alice-bot-1").replace("{poolId}", "pool-1")
-        url = url.replace("{name}", "dashboard.js")
+        url = url.replace("{name}", "dashboard.js").replace("{userId}", "alice")
         for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - declared:
             async with h.http.request(method, url, headers=h.headers()) as r:
                 if path.startswith(("/api/bots/{instanceId}/", "/bots/")):
