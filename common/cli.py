@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pools": ("controller.client.pools:pools", "the pools, their bots and memory (admin)"),
     "events": ("controller.client.events:events", "health transitions and recoveries; -f"),
     "status": ("controller.client.status:status", "the controller and the fleet at a glance"),
+    "backup": ("controller.client.backups:backup", "a bot's restore points; restore its trades"),
 }
 
 
