@@ -2,16 +2,18 @@
 the other nine's users see, with the pool's limits off and on.
 
     .venv/bin/python -m bench.neighbours [--cases leak,spin] [--limits off,on]
-        [--quiet 30 --acting 45 --after 60] [--rate 20] [--pairs 3] [--memory-limit 512m]
+        [--quiet 20 --acting 40 --after 40] [--rate 20] [--pairs 3] [--memory-limit 512m]
 
 For each case and each setting of the limits, a controller (local runtime, real
 supervisord, preloaded `freqtrade trade --dry-run` bots) runs ten bots in one pool, trading
 against the exchange emulator: nine DemoStrategy bots and one NoisyStrategy bot
-(bench/neighbours/strategy.py), calm until cued. The pool (supervisord, the agent, the
-preloader and every bot) runs on core 0; the controller, the exchange emulator and the
-prober on core 1. Each run has three phases: `quiet` (all calm), then the cue (`leak`,
-`spin` or `spin-thread`), `acting` (while the limits take effect: the memory grace, the
-CPU window) and `after`. Throughout, a prober sends `--rate` requests a second through the
+(bench/neighbours/strategy.py), calm until cued. Once every bot answers, the pool
+(supervisord, the agent, the preloader and every bot) is pinned to core 0; the controller,
+the exchange emulator and the prober run on core 1.
+
+Each run has three phases: `quiet` (all calm), then the cue (`leak`, `spin` or
+`spin-thread`), `acting` (while the limits take effect: the memory grace, the CPU window)
+and `after`. Throughout, a prober sends `--rate` requests a second through the
 controller's proxy to the calm bots' `/api/v1/ping` and `/api/v1/status`, and the calm
 bots' agent-reported ping is read from `GET /api/bots` each second. Printed: each phase's
 p50/p99/max of each, limits off and on side by side, and what befell the noisy bot.

@@ -96,8 +96,8 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
                 if bot == NOISY:
                     body["strategy"] = NAME
                 await h.provision(**body)
-                pin_pools(base, MEASURED_CPU)  # the pool started with the first bot
             await wait_for(lambda: all_answer(h), 600, step=2)
+            # From here on: what runs now, and what the preloader forks later, inherits.
             pin_pools(base, MEASURED_CPU)
             await asyncio.sleep(args.settle)  # the bots' first candles and trades
             await measure(args, h, base, case, run)
@@ -164,10 +164,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", default="leak,spin")
     parser.add_argument("--limits", default="off,on")
-    parser.add_argument("--quiet", type=float, default=30)
-    parser.add_argument("--acting", type=float, default=45)
-    parser.add_argument("--after", type=float, default=60)
-    parser.add_argument("--settle", type=float, default=20)
+    parser.add_argument("--quiet", type=float, default=20)
+    parser.add_argument("--acting", type=float, default=40)
+    parser.add_argument("--after", type=float, default=40)
+    parser.add_argument("--settle", type=float, default=10)
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--memory-limit", default="512m")
