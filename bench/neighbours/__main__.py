@@ -50,11 +50,11 @@ def freqtrade() -> str:
     return found
 
 
-def limit_settings(on: bool, memory_limit: str) -> dict[str, str]:
+def limit_settings(on: bool, args: argparse.Namespace) -> dict[str, str]:
     if not on:
         return {"BOT_BUSY_CPU": "0"}
-    return {"BOT_BUSY_CPU": "90", "BOT_BUSY_WINDOW": "30000", "BOT_MEMORY_LIMIT": memory_limit,
-            "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
+    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": "30000",
+            "BOT_MEMORY_LIMIT": args.memory_limit, "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
 
 
 async def all_answer(h: ControllerHarness) -> bool:
@@ -87,7 +87,7 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
             MAX_BOTS_PER_CONTAINER="10", POOL_BASE_PORT="31500", MARKET_DATA_PROXY="true",
             MARKET_DATA_BASE_PORT="31600", HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="5000",
             HEALTH_CHECK_INTERVAL="30000", STRATEGIES_DIR=str(strategies), LOG_LEVEL="error",
-            **limit_settings(on, args.memory_limit),
+            **limit_settings(on, args),
         )  # fmt: skip
         h = await ControllerHarness(settings).start()
         try:
@@ -171,6 +171,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--memory-limit", default="512m")
+    parser.add_argument("--busy-cpu", type=float, default=90, help="BOT_BUSY_CPU with limits on")
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c in CASES]
     modes = [m for m in args.limits.split(",") if m in ("off", "on")]
@@ -194,7 +195,8 @@ async def main() -> None:
     print(f"\nbench/neighbours: 9 calm DemoStrategy bots + 1 noisy, {args.pairs} pairs each, "
           f"local runtime, preloaded; pool on core {MEASURED_CPU}, controller + emulator + "
           f"prober on core {LOAD_CPU}; {args.rate:g} req/s through the proxy; phases quiet "
-          f"{args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s")  # fmt: skip
+          f"{args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s; limits on: "
+          f"BOT_BUSY_CPU {args.busy_cpu:g}, BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
     for case, runs in results.items():
         print(f"\n{case}: the noisy bot {CASES[case]}")
         summaries: dict[str, dict[str, dict[str, Stats]]] = {
