@@ -19,9 +19,9 @@ controller's proxy to the calm bots' `/api/v1/ping` and `/api/v1/status`, and th
 bots' agent-reported ping is read from `GET /api/bots` each second. Printed: each phase's
 p50/p99/max of each, limits off and on side by side, and what befell the noisy bot.
 
-Limits off: `BOT_BUSY_CPU=0`, no memory limit. On: the defaults (`BOT_BUSY_CPU=90` or
-`--busy-cpu`,
-`BOT_BUSY_WINDOW=30000`, `BOT_MEMORY_GRACE=30000`) and `BOT_MEMORY_LIMIT=--memory-limit`
-(a local pool has no pool limit to derive one from). The leak is bounded (1.5 GiB), every
-run by its phases. Uses loopback ports 31500-31999 (bots, market-data proxy).
+Limits off: `BOT_BUSY_CPU=0`, no memory limit. On: the defaults (`BOT_BUSY_CPU=90`, or
+`--busy-cpu`; `BOT_BUSY_WINDOW=30000`, `BOT_MEMORY_GRACE=30000`) and
+`BOT_MEMORY_LIMIT=--memory-limit` (a local pool has no pool limit to derive one from).
+The leak is bounded (1.5 GiB), every run by its phases. Uses loopback ports 31500-31999
+(bots, market-data proxy).
 """

@@ -145,14 +145,16 @@ def noisy_story(run: Run) -> str:
     cue = run.phases[1].start
     after = [(t - cue, b) for t, b in run.noisy if t >= cue]
     own = [b["process"].get("ownMemoryBytes") or 0 for _, b in after if b.get("process")]
-    cpu = [b["process"].get("cpuPercent") or 0 for _, b in after if b.get("process")]
+    cpu = {p.name: [b["process"].get("cpuPercent") or 0 for t, b in run.noisy
+                    if p.start <= t < p.end and b.get("process")] for p in run.phases}  # fmt: skip
+    mean_cpu = ", ".join(f"{name} {sum(v) / len(v):.0f} %" for name, v in cpu.items() if v)
     reniced = next((t for t, b in after if (b.get("process") or {}).get("nice") == 19), None)
     events = [f"{e['type']}({(e.get('detail') or {}).get('action') or e['reason']}) at "
               f"+{datetime.fromisoformat(e['timestamp']).timestamp() - cue:.0f} s"
               for e in run.events]  # fmt: skip
     renice = f"from +{reniced:.0f} s" if reniced is not None else "never"
-    return (f"noisy bot: max own memory {max(own, default=0) / MIB:.0f} MiB, max CPU "
-            f"{max(cpu, default=0):.0f} %, nice 19 {renice}; events: "
+    return (f"noisy bot: max own memory {max(own, default=0) / MIB:.0f} MiB, mean CPU "
+            f"{mean_cpu}, nice 19 {renice}; events: "
             f"{', '.join(events) or 'none'}")  # fmt: skip
 
 
