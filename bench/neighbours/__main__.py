@@ -84,8 +84,8 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
         base = Path(tmp)
         settings = make_settings(
             base, BOT_COMMAND=f"{freqtrade()} trade", BOT_LAUNCH="preload",
-            MAX_BOTS_PER_CONTAINER="10", POOL_BASE_PORT="31500", MARKET_DATA_PROXY="true",
-            MARKET_DATA_BASE_PORT="31600", HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="5000",
+            MAX_BOTS_PER_CONTAINER="10", POOL_BASE_PORT="31600", MARKET_DATA_PROXY="true",
+            MARKET_DATA_BASE_PORT="31500", HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="5000",
             HEALTH_CHECK_INTERVAL="30000", STRATEGIES_DIR=str(strategies), LOG_LEVEL="error",
             **limit_settings(on, args),
         )  # fmt: skip
