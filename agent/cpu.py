@@ -2,11 +2,12 @@
 
 Bots have no cgroup of their own (cgroup v1 hosts cannot give a container sub-groups), so
 the fallback is the scheduler's priority: a bot that used more than BOT_BUSY_CPU percent of
-a core over a whole BOT_BUSY_WINDOW runs at nice 19 from then on, so its calm neighbours
-(and the pool's machinery) come first whenever they want the CPU; it still gets every cycle
-nobody else wants. A FreqTrade start, seconds of full CPU, is shorter than the window. Once
-calm for a whole window it gets its old priority back where the agent may lower a nice
-value (CAP_SYS_NICE: root on a host); in a container without it, until its process ends.
+a core over a whole BOT_BUSY_WINDOW runs at nice 19 from then on, every thread of it, so
+its calm neighbours (and the pool's machinery) come first whenever they want the CPU; it
+still gets every cycle nobody else wants. A FreqTrade start, seconds of full CPU, is
+shorter than the window. Once calm for a whole window it gets its old priority back where
+the agent may lower a nice value (CAP_SYS_NICE: root on a host); in a container without
+it, until its process ends.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class BusyBots:
         self.clock = clock
         self.cpu = cpu
         self._marks: dict[int, tuple[float, float]] = {}  # pid: its window's start
-        self._was: dict[int, int] = {}  # reniced pid: its nice value before
+        self._was: dict[int, dict[int, int]] = {}  # reniced pid: its threads' nice before
 
     def check(self, pids: Iterable[int]) -> None:
         """At each heartbeat: renice the bots busy for a whole window, restore calm ones."""
@@ -64,17 +65,39 @@ class BusyBots:
             self._was.pop(gone, None)
 
     def _renice(self, pid: int) -> None:
-        if pid in self._was:
-            return
-        with contextlib.suppress(OSError):
-            was = os.getpriority(os.PRIO_PROCESS, pid)
-            os.setpriority(os.PRIO_PROCESS, pid, BUSY_NICE)
-            self._was[pid] = was
+        """Every thread of it: on Linux a nice value is a thread's, and a renice of the pid
+        alone leaves a strategy's own spinning thread at its old priority. Threads started
+        since the last window get it too (those its main thread starts inherit it)."""
+        was = self._was.setdefault(pid, {})
+        for tid in threads(pid):
+            if tid not in was:
+                with contextlib.suppress(OSError):
+                    before = os.getpriority(os.PRIO_PROCESS, tid)
+                    os.setpriority(os.PRIO_PROCESS, tid, BUSY_NICE)
+                    was[tid] = before
+        if not was:
+            del self._was[pid]
 
     def _restore(self, pid: int) -> None:
-        with contextlib.suppress(OSError):  # lowering a nice value needs CAP_SYS_NICE
-            os.setpriority(os.PRIO_PROCESS, pid, self._was[pid])
+        was = self._was[pid]
+        for tid, before in list(was.items()):
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, before)
+            except ProcessLookupError:  # that thread ended
+                pass
+            except OSError:  # lowering a nice value needs CAP_SYS_NICE: kept until it ends
+                continue
+            del was[tid]
+        if not was:
             del self._was[pid]
+
+
+def threads(pid: int) -> list[int]:
+    """The thread ids of a process (none once it is gone)."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except (OSError, ValueError):
+        return []
 
 
 def nice_of(pid: int) -> int | None:

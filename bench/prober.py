@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -50,6 +51,35 @@ async def _fake_bot(port: int) -> web.AppRunner:
     return runner
 
 
+async def answered(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
+    """Whether a GET of `url` was answered 200 (not an error, refused or timed out)."""
+    try:
+        async with http.get(url, headers=headers) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def on_schedule(
+    start_at: float, stop_at: float, rate: float, timeout: float,
+    one: Callable[[int, float], Awaitable[None]],
+) -> None:  # fmt: skip
+    """Start `one(n, due)` for the n-th request when it is due, `rate` a second from
+    `start_at` until `stop_at` (wall-clock), whatever is still outstanding; then wait up to
+    `timeout` for those that are."""
+    tasks: set[asyncio.Task[None]] = set()
+    n = 0
+    while (due := start_at + n / rate) < stop_at:
+        await asyncio.sleep(max(0.0, due - time.time()))
+        task = asyncio.create_task(one(n, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout + 1)
+
+
 async def _probe(plan: ProbePlan, conn: Connection) -> None:
     bot = await _fake_bot(plan.bot_port)
     due_at, took, failed = array("d"), array("d"), 0
@@ -58,15 +88,9 @@ async def _probe(plan: ProbePlan, conn: Connection) -> None:
     timeout = aiohttp.ClientTimeout(total=plan.timeout)
     async with aiohttp.ClientSession(timeout=timeout) as http:
 
-        async def one(due: float) -> None:
+        async def one(_n: int, due: float) -> None:
             nonlocal failed
-            try:
-                async with http.get(url, headers=headers) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            if ok:
+            if await answered(http, url, headers):
                 due_at.append(due)
                 took.append(time.time() - due)
             else:
@@ -74,16 +98,7 @@ async def _probe(plan: ProbePlan, conn: Connection) -> None:
 
         conn.send("ready")
         start_at, stop_at = await asyncio.to_thread(conn.recv)
-        tasks: set[asyncio.Task[None]] = set()
-        n = 0
-        while (due := start_at + n / plan.rate) < stop_at:
-            await asyncio.sleep(max(0.0, due - time.time()))
-            task = asyncio.create_task(one(due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            n += 1
-        if tasks:
-            await asyncio.wait(tasks, timeout=plan.timeout + 1)
+        await on_schedule(start_at, stop_at, plan.rate, plan.timeout, one)
     await bot.cleanup()
     conn.send((due_at.tobytes(), took.tobytes(), failed))
 

@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
-from agent.cpu import BUSY_NICE, BusyBots, busy, nice_of
+from agent.cpu import BUSY_NICE, BusyBots, busy, nice_of, threads
 
 
 def test_busy_is_more_than_the_share_of_a_core_over_the_window() -> None:
@@ -47,3 +48,22 @@ def test_off_reniced_nothing() -> None:
     now[0], used[os.getpid()] = 60.0, 60.0
     off.check([os.getpid()])
     assert nice_of(os.getpid()) != BUSY_NICE
+
+
+def test_every_thread_of_a_busy_bot_is_reniced_not_only_its_main_thread() -> None:
+    # A strategy's own thread, started before the renice: on Linux a nice value is a
+    # thread's, and a renice of the pid alone would leave this one at its old priority.
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()"
+    bot = subprocess.Popen([sys.executable, "-c", code])
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get)
+    try:
+        while len(threads(bot.pid)) < 2:
+            time.sleep(0.01)
+        busy_bots.check([bot.pid])
+        now[0], used[bot.pid] = 30.0, 30.0
+        busy_bots.check([bot.pid])
+        assert {nice_of(tid) for tid in threads(bot.pid)} == {BUSY_NICE}
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
