@@ -227,7 +227,10 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
     cluster, docker_client, images
 ):
     h = cluster.harness
-    moving = BOTS[:2]  # pool-1's, on B; the fresh pool is pool-3 (the lowest free number)
+    moving = BOTS[:2]  # pool-1's; the fresh pool is pool-3 (the lowest free number)
+    # To the image it does not run (B after the tests above; A when run alone with the first).
+    on_a = container(docker_client, "pool-1").image.id == images[POOL_IMAGE]
+    target = IMAGE_B if on_a else POOL_IMAGE
     event, before = now(), await all_trades(cluster)
     copies: dict[str, int] = {}
     done = asyncio.Event()
@@ -240,7 +243,7 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
 
     counter = asyncio.create_task(count_copies())
     try:
-        run = await upgrade(cluster, image=POOL_IMAGE, pools=["pool-1"], method="move")
+        run = await upgrade(cluster, image=target, pools=["pool-1"], method="move")
     finally:
         done.set()
         await counter
@@ -257,7 +260,7 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
     status = await pool_status(cluster)
     assert sorted(p["poolId"] for p in status["pools"]) == ["pool-2", "pool-3"]
     fresh = container(docker_client, "pool-3")
-    assert fresh.image.id == images[POOL_IMAGE] and "ftpool.test-image" not in fresh.labels
+    assert fresh.image.id == images[target]
     bots = await h.bots(ALICE)
     assert {b: bots[b]["poolId"] for b in moving} == {b: "pool-3" for b in moving}
     await all_running(cluster, BOTS)
