@@ -258,7 +258,7 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
     with pytest.raises(docker.errors.NotFound):
         container(docker_client, "pool-1")
     status = await pool_status(cluster)
-    assert sorted(p["poolId"] for p in status["pools"]) == ["pool-2", "pool-3"]
+    assert sorted(p["id"] for p in status["pools"]) == ["pool-2", "pool-3"]
     fresh = container(docker_client, "pool-3")
     assert fresh.image.id == images[target]
     bots = await h.bots(ALICE)
