@@ -139,7 +139,7 @@ async def test_every_pool_moves_to_b_with_its_bots_and_their_trades(cluster, doc
     h = cluster.harness
     old = {p: container(docker_client, p).id for p in POOLS}
     event, before = now(), await all_trades(cluster)
-    run = await upgrade(cluster, image=IMAGE_B, canary=1, soak=5)
+    run = await upgrade(cluster, image=IMAGE_B, canary=1, soak=5, method="recreate")
     assert run["outcome"] == "upgraded", run
     assert [(p["pool"], p["step"], p["canary"]) for p in run["pools"]] == [
         ("pool-1", "upgraded", True), ("pool-2", "upgraded", False),
@@ -169,7 +169,7 @@ async def test_a_failing_canary_is_rolled_back_with_its_data_and_stops_the_run(
 ):
     untouched = container(docker_client, "pool-2").id
     event, before = now(), await all_trades(cluster)
-    run = await upgrade(cluster, image=BROKEN, canary=1, soak=5, timeout=60)
+    run = await upgrade(cluster, image=BROKEN, canary=1, soak=5, timeout=60, method="recreate")
     assert run["outcome"] == "canary_failed", run
     first, second = run["pools"]
     assert (first["pool"], first["step"]) == ("pool-1", "rolled_back")
@@ -195,7 +195,9 @@ async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_s
     try:
         await doomed.start()
         status, started = await doomed.call(
-            "POST", "/api/pool/upgrade", json={"image": POOL_IMAGE, "pools": ["pool-2"]}
+            "POST",
+            "/api/pool/upgrade",
+            json={"image": POOL_IMAGE, "pools": ["pool-2"], "method": "recreate"},
         )
         assert status == 202, started
 
