@@ -60,3 +60,15 @@ async def test_a_container_the_upgrade_replaces_is_not_a_death(api: Api) -> None
     pools.sessions.runtime_event("pool-1", "destroy")
     assert not pools.sessions.is_suspect("pool-1")
     assert "pool_died" not in await emitted(pools.events)
+
+
+async def test_desired_state_is_applied_once_the_agent_reports_its_generation(api: Api) -> None:
+    await api.provision(instanceId="b1")
+    registry = api.controller.pools.registry
+    connect(api)
+    generation = registry.pools["pool-1"].generation
+    registry.live["pool-1"].acked_gen = generation - 1
+    assert not registry.desired_applied("pool-1")
+    registry.live["pool-1"].acked_gen = generation
+    assert registry.desired_applied("pool-1")
+    assert registry.desired_applied("pool-404")  # nothing to wait for
