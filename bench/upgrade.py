@@ -99,7 +99,10 @@ async def run(args: argparse.Namespace, client: docker.DockerClient, exchange) -
             kept = {b: set(await trades(h, ADMIN_TOKEN, b)) for b in bots}
             methods = ["recreate", "move"] if args.method == "both" else [args.method]
             for method, image in zip(methods, (IMAGE_B, IMAGE_C), strict=False):
-                records.append((method, await upgrade(h, image, method, args.concurrency)))
+                since = await last_event_id(h)
+                record = await upgrade(h, image, method, args.concurrency)
+                record["monitor_restarts"] = await restarts_since(h, since)
+                records.append((method, record))
                 for bot in bots:
                     if not kept[bot] <= set(await trades(h, ADMIN_TOKEN, bot)):
                         raise AssertionError(f"{bot} lost trades ({method})")
@@ -114,6 +117,26 @@ async def run(args: argparse.Namespace, client: docker.DockerClient, exchange) -
         report("per bot: unanswered", [s for p in pools for s in p["bot_downtime_s"].values()])
         report("per pool: unanswered", [p["downtime_s"] for p in pools])
         print(f"{'fleet: whole run':<24} {record['finished_at'] - record['started_at']:7.2f} s")
+        restarted = record["monitor_restarts"]
+        print(f"{'monitor restarts':<24} {len(restarted)}  {' '.join(restarted)}")
+
+
+async def last_event_id(h: ControllerHarness) -> int:
+    _, body = await h.call("GET", "/api/pool/events/history?limit=1")
+    return body["events"][-1]["id"] if body["events"] else 0
+
+
+async def restarts_since(h: ControllerHarness, since: int) -> list[str]:
+    """The monitor's automatic bot restarts after event `since`, as bot:reason (an upgrade
+    restarts nothing itself: each one is a bot the monitor judged down meanwhile)."""
+    found: list[str] = []
+    while True:
+        _, body = await h.call("GET", f"/api/pool/events/history?limit=1000&since={since}")
+        events = body["events"]
+        found += [f"{e['instanceId']}:{e['reason']}" for e in events if e["type"] == "bot_restart"]
+        if len(events) < 1000:
+            return found
+        since = events[-1]["id"]
 
 
 async def upgrade(h: ControllerHarness, image: str, method: str, concurrency: int) -> dict:
