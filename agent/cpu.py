@@ -14,7 +14,6 @@ they keep 19 until the process ends).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -54,6 +53,7 @@ class BusyBots:
         self._was: dict[int, dict[int, int]] = {}  # reniced pid: its threads' nice before
         self._group_was: dict[int, int] = {}  # pid whose autogroup is reniced: its nice before
         self._group_due: dict[int, int] = {}  # pid: the autogroup nice still to write
+        self._refused = False  # a thread's renice refused (and said)
 
     def check(self, pids: Iterable[int]) -> None:
         """At each heartbeat: renice the bots busy for a whole window, restore calm ones."""
@@ -88,10 +88,18 @@ class BusyBots:
         was = self._was.setdefault(pid, {})
         for tid in threads(pid):
             if tid not in was:
-                with contextlib.suppress(OSError):
+                try:
                     before = os.getpriority(os.PRIO_PROCESS, tid)
                     os.setpriority(os.PRIO_PROCESS, tid, BUSY_NICE)
                     was[tid] = before
+                except PermissionError as exc:
+                    # Another user's process, without CAP_SYS_NICE (a pool container's
+                    # root agent and its bot users): said once.
+                    if not self._refused:
+                        self._refused = True
+                        log.warning("busy_bot_renice_refused", pid=pid, error=str(exc))
+                except OSError:  # that thread ended
+                    pass
         if not was:
             del self._was[pid]
         if self.autogroups and pid not in self._group_was and autogroup.leads_its_session(pid):
