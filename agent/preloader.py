@@ -160,6 +160,12 @@ def run_bot(request: dict, fds: list[int], close: list[socket.socket], pidfds: l
         for fd in pidfds:  # its siblings' (the preloader's watch on them)
             os.close(fd)
         preloader = os.getppid()
+        # A session of its own: the bot leads its process group (the launcher's and the
+        # preloader's killpg reach its children too), has no controlling terminal, and,
+        # where the kernel schedules by autogroup, is its own autogroup, a share of the CPU
+        # equal to each neighbour's however many threads it runs, and one the agent can
+        # lower (agent/autogroup.py). In the pool's session every bot would share the
+        # machinery's autogroup, its threads' nice alone ordering them.
         os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from agent.autogroup import group_nice
 from bench.neighbours.figures import Phase, Stats, summarise, table
 from bench.neighbours.pool import pin_pools
 from bench.neighbours.probe import ProbePlan, decode, probe
@@ -74,7 +75,9 @@ async def sample(h: ControllerHarness, run: Run, until: float) -> None:
         for bot in CALM:
             ping = (bots[bot].get("process") or {}).get("ping") or {}
             agent.append((at, ping["ms"] / 1000 if ping.get("ok") and ping.get("ms") else None))
-        run.noisy.append((at, bots[NOISY]))
+        pid = (bots[NOISY].get("process") or {}).get("pid")
+        # Its autogroup's nice, read here: a local pool's bots are this host's processes.
+        run.noisy.append((at, {**bots[NOISY], "autogroup": group_nice(pid) if pid else None}))
         await asyncio.sleep(max(0.0, at + 1 - time.time()))
 
 
@@ -152,9 +155,11 @@ def noisy_story(run: Run) -> str:
     events = [f"{e['type']}({(e.get('detail') or {}).get('action') or e['reason']}) at "
               f"+{datetime.fromisoformat(e['timestamp']).timestamp() - cue:.0f} s"
               for e in run.events]  # fmt: skip
+    grouped = next((t for t, b in after if b.get("autogroup") == 19), None)
     renice = f"from +{reniced:.0f} s" if reniced is not None else "never"
+    group = f"from +{grouped:.0f} s" if grouped is not None else "never"
     return (f"noisy bot: max own memory {max(own, default=0) / MIB:.0f} MiB, mean CPU "
-            f"{mean_cpu}, nice 19 {renice}; events: "
+            f"{mean_cpu}, nice 19 {renice}, autogroup nice 19 {group}; events: "
             f"{', '.join(events) or 'none'}")  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from agent.autogroup import group_nice
 from agent.oom import read_oom_score_adj
 from tests.support import (
     fakebot_pids,
@@ -149,5 +150,8 @@ async def test_a_bot_in_a_busy_loop_runs_at_nice_19_and_its_neighbour_does_not(h
     assert info["process"]["cpuPercent"] > 50
     calm = await h.bot("calm")
     assert (calm["process"]["pid"], calm["process"]["nice"]) == (pids["calm"], calm_nice)
+    # Launched by exec, both are in supervisord's session: their autogroup is the pool's
+    # machinery's, and it is left alone (only a forked bot's, its own, is reniced).
+    assert group_nice(info["process"]["pid"]) == group_nice(pids["calm"]) != 19
     status, pong = await h.call("GET", "/api/bots/calm/ping")
     assert status == 200 and pong == {"status": "pong"}

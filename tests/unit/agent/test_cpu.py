@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from agent.autogroup import Written, group_nice
 from agent.cpu import BUSY_NICE, BusyBots, busy, nice_of, threads
 
 
@@ -67,3 +69,90 @@ def test_every_thread_of_a_busy_bot_is_reniced_not_only_its_main_thread() -> Non
     finally:
         bot.send_signal(signal.SIGKILL)
         bot.wait()
+
+
+def sleeper(own_session: bool) -> subprocess.Popen[bytes]:
+    """A bot's stand-in: with its own session (as a forked bot), or in the test's."""
+    code = "import time; time.sleep(60)"
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=own_session)
+
+
+def busy_for_a_window(busy_bots: BusyBots, now: list[float], used: dict, pid: int) -> None:
+    busy_bots.check([pid])
+    now[0] += 30
+    used[pid] += 30
+    busy_bots.check([pid])
+
+
+def calm_for_a_window(busy_bots: BusyBots, now: list[float], pid: int) -> None:
+    now[0] += 30
+    busy_bots.check([pid])
+
+
+def test_a_busy_bot_leading_its_session_has_its_autogroup_reniced_and_restored() -> None:
+    # Each forked bot is its own session, hence its own autogroup: against its neighbours
+    # only the autogroup's nice counts, so it is reniced too, and restored once calm.
+    bot = sleeper(own_session=True)
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True)
+    try:
+        before = group_nice(bot.pid)
+        assert before is not None and before < BUSY_NICE
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert (nice_of(bot.pid), group_nice(bot.pid)) == (BUSY_NICE, BUSY_NICE)
+        calm_for_a_window(busy_bots, now, bot.pid)
+        # The kernel lets an agent without CAP_SYS_ADMIN write one autogroup per 0.1 s:
+        # what it refused now is written at a later heartbeat, without a new window.
+        for _ in range(50):
+            if group_nice(bot.pid) == before:
+                break
+            time.sleep(0.05)
+            busy_bots.check([bot.pid])
+        assert group_nice(bot.pid) == before
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+
+
+def test_the_autogroup_of_a_bot_in_the_pools_session_is_left_alone() -> None:
+    # Its autogroup is the pool's (here the test's own): renicing it would renice the
+    # machinery and every bot in it. Its threads' nice is all that counts there anyway.
+    bot = sleeper(own_session=False)
+    ours = group_nice(os.getpid())
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True)
+    try:
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert nice_of(bot.pid) == BUSY_NICE
+        assert group_nice(bot.pid) == group_nice(os.getpid()) == ours
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+
+
+def test_where_autogroups_are_off_or_refused_only_the_threads_are_reniced() -> None:
+    writes: list[tuple[int, int]] = []
+
+    def refused(pid: int, nice: int) -> tuple[Written, int]:
+        writes.append((pid, nice))
+        return Written.REFUSED, errno.EACCES
+
+    bots = [sleeper(own_session=True) for _ in range(2)]
+    now, used = [0.0], {b.pid: 0.0 for b in bots}
+    off = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=False,
+                   set_group_nice=refused)  # fmt: skip
+    on = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True,
+                  set_group_nice=refused)  # fmt: skip
+    try:
+        busy_for_a_window(off, now, used, bots[0].pid)
+        assert nice_of(bots[0].pid) == BUSY_NICE and writes == []
+        # Refused once: not tried again for another bot (no warning at every heartbeat).
+        for bot in bots:
+            busy_for_a_window(on, now, used, bot.pid)
+            assert nice_of(bot.pid) == BUSY_NICE
+        assert writes == [(bots[0].pid, BUSY_NICE)] and not on.autogroups
+        assert {group_nice(b.pid) for b in bots} == {0}
+    finally:
+        for bot in bots:
+            bot.send_signal(signal.SIGKILL)
+            bot.wait()
