@@ -206,9 +206,10 @@ class DockerRuntime(PoolRuntime):
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
             "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
-            # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup; for
-            # a process of another user (each bot's) the kernel asks for CAP_SYS_PTRACE.
-            "cap_add": ["SYS_PTRACE"],
+            # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup and
+            # renices a busy bot's threads (agent/cpu.py): for a process of another user
+            # (each bot's) the kernel asks for CAP_SYS_PTRACE and CAP_SYS_NICE.
+            "cap_add": ["SYS_PTRACE", "SYS_NICE"],
         }
         if o.memory_limit:
             kwargs["mem_limit"] = o.memory_limit

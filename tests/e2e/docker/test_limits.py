@@ -2,7 +2,9 @@
 trading bots and one whose strategy keeps 64 MiB more every half second. The kernel kills
 the leaking bot, never supervisord, the agent, the preloader or the market-data proxy
 (their oom_score_adj is the container's, each bot's 500: agent/oom.py); the neighbours keep their
-processes and keep answering; the monitor restarts the killed bot.
+processes and keep answering; the monitor restarts the killed bot. Then a bot whose
+strategy spins on the CPU is reniced to 19 by the pool's root agent (another user's
+process: the container's CAP_SYS_NICE), its neighbours not.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ LEAK = '''
                 time.sleep(0.5)
 
         threading.Thread(target=leak, daemon=True).start()
+'''
+
+SPIN = '''
+    def bot_start(self, **kwargs) -> None:
+        """Spin on the CPU in a thread of its own, without end: a busy strategy."""
+        import threading
+
+        def spin() -> None:
+            while True:
+                pass
+
+        threading.Thread(target=spin, daemon=True).start()
 '''
 
 
@@ -78,11 +92,14 @@ async def test_the_kernel_kills_the_leaking_bot_never_the_pools_machinery(
     (strategies / "LeakStrategy.py").write_text(
         demo.replace("class DemoStrategy(", "class LeakStrategy(") + LEAK
     )
+    (strategies / "SpinStrategy.py").write_text(
+        demo.replace("class DemoStrategy(", "class SpinStrategy(") + SPIN
+    )
     async with cluster_in_docker(
         tmp_path_factory, docker_client, POOL_MEMORY_LIMIT="1500m",
         STRATEGIES_DIR=str(strategies), POOL_BASE_PORT="28100", MARKET_DATA_BASE_PORT="28090",
         # The measured limit would act after its grace; here only the kernel does.
-        BOT_MEMORY_GRACE="86400000",
+        BOT_MEMORY_GRACE="86400000", BOT_BUSY_CPU="50", BOT_BUSY_WINDOW="5000",
     ) as cluster:  # fmt: skip
         h = cluster.harness
         for bot in CALM:
@@ -125,3 +142,22 @@ async def test_the_kernel_kills_the_leaking_bot_never_the_pools_machinery(
         _status, body = await h.call("GET", "/api/pool/status")
         [pool] = body["pools"]
         assert pool["limits"]["mode"] == MEASURED_OOM and pool["memory"]["limitBytes"] == 1500 << 20
+
+        # A spinning strategy: its bot is reniced (all its threads), its neighbours are not.
+        assert (await h.call("POST", "/api/bots/leaky/stop", ALICE))[0] == 200
+        await h.provision(ALICE, **{**trading_bot(exchange.url, "spinner"),
+                                    "strategy": "SpinStrategy"})  # fmt: skip
+
+        async def reniced() -> dict | None:
+            info = await h.bot("spinner")
+            return info if (info["process"] or {}).get("nice") == 19 else None
+
+        info = await wait_for(reniced, 120, step=1)
+        print("spinning bot reniced at cpuPercent", info["process"]["cpuPercent"])
+
+        async def calm_nice() -> list | None:
+            nice = [(await h.bot(bot))["process"]["nice"] for bot in CALM]
+            return nice if all(n is not None and n < 19 for n in nice) else None
+
+        await wait_for(calm_nice, 30)
+        await assert_bots_answer(h, CALM)
