@@ -39,6 +39,7 @@ from bench.tools import LOAD_CPU, MEASURED_CPU, PORTS, GcPauses, cpu_seconds, pe
 from common.logging import setup_logging
 from common.protocol import BotStatus, Heartbeat, Hello, PoolStats, encode
 from controller.app import build, create_app
+from controller.loop import EVENT_LOOPS, new_event_loop
 from controller.pools.live import hash_token
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, BotSecrets, PoolRecord
@@ -95,11 +96,12 @@ def add_pools(pools: PoolManager, count: int, bots: int) -> None:
             )  # fmt: skip
 
 
-def serve(pools: int, bots: int, gc_freeze: bool, conn: Connection) -> None:
+def serve(pools: int, bots: int, gc_freeze: bool, event_loop: str, conn: Connection) -> None:
     pin(MEASURED_CPU)
     # Agents that go away at the end are warnings; the benchmark's output is its figures.
     setup_logging("error")
-    asyncio.run(_serve(pools, bots, gc_freeze, conn))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(event_loop)) as runner:
+        runner.run(_serve(pools, bots, gc_freeze, conn))
 
 
 async def _serve(count: int, bots: int, gc_freeze: bool, conn: Connection) -> None:
@@ -255,6 +257,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each step")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--gc-freeze", choices=["on", "off"], default="on", help="GC_FREEZE")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio", help="EVENT_LOOP")
     parser.add_argument(
         "--probe-rate", type=float, default=50, help="proxied requests/s to a fake bot in the steps"
     )
@@ -262,7 +265,7 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
     ctx = mp.get_context("spawn")
     ours, theirs = ctx.Pipe()
-    serving = (args.pools, args.bots, args.gc_freeze == "on", theirs)
+    serving = (args.pools, args.bots, args.gc_freeze == "on", args.event_loop, theirs)
     controller = ctx.Process(target=serve, args=serving, daemon=True)
     controller.start()
     if not ours.poll(120):
@@ -339,7 +342,8 @@ def report(
             per_step[step].append(us / 1000)
     print(f"bench/heartbeats: {args.pools} pools x {args.bots} bots, {args.clients} client "
           f"processes on core {LOAD_CPU}, controller on core {MEASURED_CPU}, "
-          f"{args.seconds:g} s per step; {rejected} frames rejected")  # fmt: skip
+          f"{args.seconds:g} s per step, {args.event_loop} event loop; {rejected} frames "
+          "rejected")  # fmt: skip
     print(f"{'offered/s':>10}{'sent/s':>10}{'handled/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'ctl CPU':>10}{'us/hb':>8}{'hb per core-s':>15}")  # fmt: skip
     best = None

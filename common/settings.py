@@ -404,6 +404,9 @@ class ControllerSettings:
     gc_pause_budget_ms: int = setting(
         "GC_PAUSE_BUDGET", _MS, "20", "a longer full collection freezes the heap again"
     )
+    event_loop: str = setting(
+        "EVENT_LOOP", _choice("asyncio", "uvloop"), "asyncio", "the controller's event loop"
+    )
     ui_session_ttl_ms: int = setting(
         "UI_SESSION_TTL", _int(60_000, 7 * 24 * 3600 * 1000), "3600000",
         "lifetime of a dashboard session (its cookie), never longer than the token's",

@@ -11,6 +11,7 @@ from common.logging import setup_logging
 from common.settings import ControllerSettings, SettingsError
 from controller.app import build, create_app
 from controller.errors import FtpoolError
+from controller.loop import new_event_loop
 
 
 def _banner(settings: ControllerSettings, admin_token_file: str | None) -> str:
@@ -52,6 +53,7 @@ def main() -> int:
             port=settings.controller_port,
             print=None,
             access_log=None,
+            loop=new_event_loop(settings.event_loop),
         )
     except FtpoolError as exc:
         # The store cannot be read, or the runtime (Docker) cannot be reached.

@@ -306,40 +306,39 @@ def test_missing_bot_spec_fields() -> None:
         rejected(m)
 
 
-@pytest.mark.parametrize(
-    "override",
-    [
-        {"state": "running"},
-        {"state": "DEAD"},
-        {"state": None},
-        {"pid": True},
-        {"pid": -1},
-        {"pid": 2**31 + 1},
-        {"since": "yesterday"},
-        {"since": -1.0},
-        {"since": math.inf},
-        {"since": math.nan},
-        {"exit": "1"},
-        {"exit": True},
-        {"ping_ok": 1},
-        {"ping_ok": "yes"},
-        {"ping_ms": -0.5},
-        {"ping_ms": True},
-        {"rss": -1},
-        {"rss": 1.5},
-        {"rss": False},
-        {"cpu": "high"},
-        {"cpu": 1e20},
-        {"uss": -1},
-        {"uss": 1.5},
-        {"uss": True},
-        {"uss": "1g"},
-        {"nice": 20},
-        {"nice": -21},
-        {"nice": 1.0},
-    ],
-    ids=repr,
-)
+BOT_STATUS_OVERRIDES: list[dict[str, Any]] = [
+    {"state": "running"},
+    {"state": "DEAD"},
+    {"state": None},
+    {"pid": True},
+    {"pid": -1},
+    {"pid": 2**31 + 1},
+    {"since": "yesterday"},
+    {"since": -1.0},
+    {"since": math.inf},
+    {"since": math.nan},
+    {"exit": "1"},
+    {"exit": True},
+    {"ping_ok": 1},
+    {"ping_ok": "yes"},
+    {"ping_ms": -0.5},
+    {"ping_ms": True},
+    {"rss": -1},
+    {"rss": 1.5},
+    {"rss": False},
+    {"cpu": "high"},
+    {"cpu": 1e20},
+    {"uss": -1},
+    {"uss": 1.5},
+    {"uss": True},
+    {"uss": "1g"},
+    {"nice": 20},
+    {"nice": -21},
+    {"nice": 1.0},
+]
+
+
+@pytest.mark.parametrize("override", BOT_STATUS_OVERRIDES, ids=repr)
 def test_wrong_bot_status_fields(override: dict[str, Any]) -> None:
     m = wire(Heartbeat(1, 1, [status()], PoolStats()))
     m["bots"][0].update(override)
@@ -349,44 +348,43 @@ def test_wrong_bot_status_fields(override: dict[str, Any]) -> None:
     rejected(m)
 
 
-@pytest.mark.parametrize(
-    ("msg", "key", "value"),
-    [
-        (Hello("p", "tok", "1", 10, 9000), "capacity", True),
-        (Hello("p", "tok", "1", 10, 9000), "capacity", 0),
-        (Hello("p", "tok", "1", 10, 9000), "capacity", 1001),
-        (Hello("p", "tok", "1", 10, 9000), "port_start", 70000),
-        (Hello("p", "tok", "1", 10, 9000), "token", 123),
-        (Hello("p", "tok", "1", 10, 9000), "token", "t" * 257),
-        (Hello("p", "tok", "1", 10, 9000), "version", "v" * 65),
-        (Hello("p", "tok", "1", 10, 9000), "programs", {}),
-        (Hello("p", "tok", "1", 10, 9000), "programs", ["not a map"]),
-        (Heartbeat(1, 1, [], PoolStats()), "seq", True),
-        (Heartbeat(1, 1, [], PoolStats()), "seq", -1),
-        (Heartbeat(1, 1, [], PoolStats()), "gen", "1"),
-        (Heartbeat(1, 1, [], PoolStats()), "pool", None),
-        (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": -1, "mem_limit": 0, "cpu": 0}),
-        (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": 0, "mem_limit": True}),
-        (Heartbeat(1, 1, [], PoolStats()), "bots", None),
-        (Heartbeat(1, 1, [], PoolStats()), "preloader", "DANCING"),
-        (Heartbeat(1, 1, [], PoolStats()), "preloader", None),
-        (Desired(1, []), "gen", True),
-        (Desired(1, []), "bots", {"a": 1}),
-        (Desired(1, []), "bots", [1]),
-        (Desired(1, []), "purge", "bot"),
-        (Desired(1, []), "launch", "fork"),
-        (Desired(1, []), "launch", None),
-        (Desired(1, []), "preloader_nonce", -1),
-        (LogRequest(1, "b", 10), "id", True),
-        (LogRequest(1, "b", 10), "max_bytes", 0),
-        (LogRequest(1, "b", 10), "max_bytes", 1024 * 1024 + 1),
-        (LogResponse(1, b""), "data", "text"),
-        (LogResponse(1, b""), "data", b"x" * (1024 * 1024 + 1)),
-        (LogResponse(1, b""), "error", b"bytes"),
-        (LogResponse(1, b""), "error", "e" * 1025),
-    ],
-    ids=repr,
-)
+FIELD_OVERRIDES: list[tuple[Any, str, Any]] = [
+    (Hello("p", "tok", "1", 10, 9000), "capacity", True),
+    (Hello("p", "tok", "1", 10, 9000), "capacity", 0),
+    (Hello("p", "tok", "1", 10, 9000), "capacity", 1001),
+    (Hello("p", "tok", "1", 10, 9000), "port_start", 70000),
+    (Hello("p", "tok", "1", 10, 9000), "token", 123),
+    (Hello("p", "tok", "1", 10, 9000), "token", "t" * 257),
+    (Hello("p", "tok", "1", 10, 9000), "version", "v" * 65),
+    (Hello("p", "tok", "1", 10, 9000), "programs", {}),
+    (Hello("p", "tok", "1", 10, 9000), "programs", ["not a map"]),
+    (Heartbeat(1, 1, [], PoolStats()), "seq", True),
+    (Heartbeat(1, 1, [], PoolStats()), "seq", -1),
+    (Heartbeat(1, 1, [], PoolStats()), "gen", "1"),
+    (Heartbeat(1, 1, [], PoolStats()), "pool", None),
+    (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": -1, "mem_limit": 0, "cpu": 0}),
+    (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": 0, "mem_limit": True}),
+    (Heartbeat(1, 1, [], PoolStats()), "bots", None),
+    (Heartbeat(1, 1, [], PoolStats()), "preloader", "DANCING"),
+    (Heartbeat(1, 1, [], PoolStats()), "preloader", None),
+    (Desired(1, []), "gen", True),
+    (Desired(1, []), "bots", {"a": 1}),
+    (Desired(1, []), "bots", [1]),
+    (Desired(1, []), "purge", "bot"),
+    (Desired(1, []), "launch", "fork"),
+    (Desired(1, []), "launch", None),
+    (Desired(1, []), "preloader_nonce", -1),
+    (LogRequest(1, "b", 10), "id", True),
+    (LogRequest(1, "b", 10), "max_bytes", 0),
+    (LogRequest(1, "b", 10), "max_bytes", 1024 * 1024 + 1),
+    (LogResponse(1, b""), "data", "text"),
+    (LogResponse(1, b""), "data", b"x" * (1024 * 1024 + 1)),
+    (LogResponse(1, b""), "error", b"bytes"),
+    (LogResponse(1, b""), "error", "e" * 1025),
+]
+
+
+@pytest.mark.parametrize(("msg", "key", "value"), FIELD_OVERRIDES, ids=repr)
 def test_wrong_field_types_and_ranges(msg: Any, key: str, value: Any) -> None:
     m = wire(msg)
     m[key] = value
@@ -538,26 +536,25 @@ def test_held_is_a_run_state() -> None:
     rejected(desired_wire(run="paused"))
 
 
-@pytest.mark.parametrize(
-    ("override", "where"),
-    [
-        ({"state": "SLEEPING"}, "md"),
-        ({"cache_bytes": -1}, "md"),
-        ({"upstreams": {}}, "md"),
-        ({"upstreams": [{}] * 65}, "md"),
-        ({"exchange": "Binance"}, "upstream"),
-        ({"exchange": "b" * 33}, "upstream"),
-        ({"origin": "ftp://x"}, "upstream"),
-        ({"origin": "https://x/path?q=1"}, "upstream"),
-        ({"origin": "https://" + "x" * 400}, "upstream"),
-        ({"hits": -1}, "upstream"),
-        ({"hits": True}, "upstream"),
-        ({"used_weight": 1.5}, "upstream"),
-        ({"backoff_s": -1}, "upstream"),
-        ({"backoff_s": math.inf}, "upstream"),
-    ],
-    ids=repr,
-)
+MARKET_DATA_OVERRIDES: list[tuple[dict[str, Any], str]] = [
+    ({"state": "SLEEPING"}, "md"),
+    ({"cache_bytes": -1}, "md"),
+    ({"upstreams": {}}, "md"),
+    ({"upstreams": [{}] * 65}, "md"),
+    ({"exchange": "Binance"}, "upstream"),
+    ({"exchange": "b" * 33}, "upstream"),
+    ({"origin": "ftp://x"}, "upstream"),
+    ({"origin": "https://x/path?q=1"}, "upstream"),
+    ({"origin": "https://" + "x" * 400}, "upstream"),
+    ({"hits": -1}, "upstream"),
+    ({"hits": True}, "upstream"),
+    ({"used_weight": 1.5}, "upstream"),
+    ({"backoff_s": -1}, "upstream"),
+    ({"backoff_s": math.inf}, "upstream"),
+]
+
+
+@pytest.mark.parametrize(("override", "where"), MARKET_DATA_OVERRIDES, ids=repr)
 def test_wrong_market_data_fields(override: dict[str, Any], where: str) -> None:
     m = wire(Heartbeat(1, 1, [], PoolStats(), "RUNNING", market_data()))
     (m["md"] if where == "md" else m["md"]["upstreams"][0]).update(override)
