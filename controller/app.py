@@ -194,6 +194,7 @@ def create_app(controller: Controller) -> web.Application:
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
             limits=controller.bots.limits,
             census=controller.census,
+            legacy_container_bytes=s.legacy_container_memory,
         ),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.

@@ -5,8 +5,11 @@ and CSRF refused; screenshots under artifacts/browser/."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from agent.versions import freqtrade_version
 from tests.browser.browser import Browser
 from tests.support import ADMIN_TOKEN, user_token
 
@@ -43,6 +46,17 @@ async def test_admin_and_user_dashboards(harness_factory, browser: Browser):
     await browser.wait_text("#bots tbody tr[data-bot='bob-1'] .state", lambda t: t == "running")
     assert await browser.texts("#bots tbody tr td:first-child") == ["alice-1", "bob-1"]
     assert "admin (admin)" in await browser.text("#who")
+    # Where each pool runs and what it runs (the local runtime: this machine, no image),
+    # and what pooling saves against both bots in a container of their own.
+    pool = "#pools tbody tr[data-pool='pool-1']"
+    assert await browser.text(f"{pool} .node") == socket.gethostname()
+    assert await browser.text(f"{pool} .freqtrade") == freqtrade_version()
+    assert await browser.text(f"{pool} .image") == "\u2013"  # none
+    saved = await browser.wait_text(
+        "#memory-saved", lambda t: "2 running bots" in t and "273.0 MiB each" in t
+    )
+    assert saved.startswith("memory saved against one container per bot: "), saved
+    assert "MiB" in await browser.text(f"{pool} .saved")
     await browser.wait_text("#runs-summary", lambda t: t == "no migration has run")
     await browser.wait_text("#events", lambda t: HOSTILE in t)
     await browser.wait_text("#live", lambda t: t == "live")

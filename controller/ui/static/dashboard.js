@@ -141,16 +141,32 @@
       `${fmt.bytes(memory)} resident in total`;
   }
 
+  // A saving as bytes, a negative one as what pooling costs more.
+  function saved(bytes) {
+    if (bytes === null || bytes === undefined) return "–";
+    return bytes < 0 ? `costs ${fmt.bytes(-bytes)}` : fmt.bytes(bytes);
+  }
+
+  function imageText(image) {
+    if (!image) return "–";
+    const short = image.id.replace(/^sha256:/, "").slice(0, 12);
+    return `${image.ref} (${short})${image.current ? "" : ", outdated"}`;
+  }
+
   function renderPools(status) {
     const tbody = byId("pools").tBodies[0];
     const rows = status.pools.map((p) => {
       const tr = el("tr");
       tr.dataset.pool = p.id;
       const agent = p.agent || {};
+      const memory = p.memory || {};
       tr.append(
         el("td", p.id), stateCell(p.status), el("td", `${p.botsCount}/${p.capacity}`),
-        el("td", `${p.utilizationPercent} %`), el("td", fmt.bytes((p.memory || {}).usedBytes)),
-        el("td", fmt.pct(p.cpuPercent)),
+        el("td", `${p.utilizationPercent} %`),
+        el("td", fmt.bytes(memory.runtimeBytes ?? memory.usedBytes)),
+        el("td", saved(memory.savedBytes), "saved"), el("td", fmt.pct(p.cpuPercent)),
+        el("td", imageText(p.image), "image"), el("td", p.freqtrade || "–", "freqtrade"),
+        el("td", p.node || "–", "node"),
         el("td", agent.connected ? `connected ${agent.version || ""}` : "disconnected"),
         el("td", (p.launch || {}).mode), el("td", p.containerName),
       );
@@ -162,6 +178,14 @@
     byId("pools-summary").textContent =
       `${status.pools.length} pools, ${used} of ${slots} slots used` +
       (status.pools.length ? ` (${Math.round((100 * used) / Math.max(slots, 1))} %)` : "");
+    const m = status.memorySaved;
+    byId("memory-saved").textContent = !m || m.savedBytes === null
+      ? "memory saved: no estimate yet"
+      : `memory saved against one container per bot: ${saved(m.savedBytes)}` +
+        (m.savedPercent === null ? "" : ` (${m.savedPercent} %)`) +
+        ` — pools take ${fmt.bytes(m.poolsBytes)}, ${m.runningBots} running bots in ` +
+        `containers of their own ${fmt.bytes(m.legacyBytes)} ` +
+        `(${fmt.bytes(m.legacyContainerBytes)} each, an estimate)`;
   }
 
   // The latest migration and rollback runs (ftpool migrate), newest first.
