@@ -39,7 +39,7 @@ from controller.health.status import fleet_health
 from controller.pools.manager import PoolManager
 from controller.pools.savings import PoolMemory, fleet_saving, pool_saving
 from controller.records import BotRecord, PoolRecord
-from controller.upgrade.census import ImageCensus
+from controller.upgrade.census import FRESH, ImageCensus
 
 log = structlog.get_logger("controller.api.pools")
 _LAUNCH_VIEW = answer(obj({
@@ -222,7 +222,7 @@ class APIPools:
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
         if self.census is not None:
-            await self.census.refresh(max_age=0)
+            await self.census.refresh(max_age=FRESH)
         ordered = sorted(self.pools.registry.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
         memories = [m for view in pools if (m := pool_memory(view))]

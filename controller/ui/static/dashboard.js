@@ -201,9 +201,39 @@
       );
       return tr;
     }));
+    const going = runs.filter((r) => r.outcome === "in_progress").length;
     byId("runs-summary").textContent = runs.length
-      ? `${runs.length} runs, the latest ${latest.length} shown`
+      ? `${runs.length} runs, ${going} in progress, the latest ${latest.length} shown`
       : "no migration has run";
+  }
+
+  // Rolling upgrades of the pool image: the run going on, the last ones, newest first.
+  function renderUpgrades(status) {
+    const when = (t) => (t ? fmt.time(new Date(t * 1000).toISOString()) : "–");
+    byId("upgrades").tBodies[0].replaceChildren(...status.runs.slice().reverse().map((r) => {
+      const tr = el("tr");
+      tr.dataset.run = r.id;
+      const pools = r.pools.map((p) => `${p.pool} ${p.step}`).join(", ");
+      tr.append(el("td", when(r.started_at)), el("td", r.to_ref), stateCell(r.outcome),
+        el("td", pools || "–", "pools"), el("td", r.reason));
+      return tr;
+    }));
+    const current = status.current;
+    let text;
+    if (current) {
+      const done = current.pools.filter((p) => p.finished_at).length;
+      text = `upgrading to ${current.to_ref}: ${done} of ${current.pools.length} pools done`;
+    } else if (status.runs.length) {
+      const last = status.runs[status.runs.length - 1];
+      text = `no upgrade running; the last one (to ${last.to_ref}) ended ${last.outcome}`;
+    } else {
+      text = "no upgrade has run";
+    }
+    if (status.poolImage) text += `; POOL_IMAGE is ${status.poolImage.ref}`;
+    if (status.outdatedPools.length) {
+      text += `; on another image: ${status.outdatedPools.join(", ")}`;
+    }
+    byId("upgrade-summary").textContent = text;
   }
 
   async function refreshDashboard() {
@@ -213,6 +243,7 @@
     if (isAdmin) {
       renderPools(await api("GET", "/api/pool/status"));
       renderRuns((await api("GET", "/api/pool/migration/log")).runs);
+      renderUpgrades(await api("GET", "/api/pool/upgrade"));
     }
   }
 

@@ -98,6 +98,7 @@ async def test_the_cookie_sees_only_the_users_own_bots(api: Api):
     assert (await with_cookie(api, "GET", "/api/bots/bob-1", cookie))[0] == 403
     assert (await with_cookie(api, "GET", "/api/pool/status", cookie))[0] == 403
     assert (await with_cookie(api, "GET", "/api/pool/migration/log", cookie))[0] == 403
+    assert (await with_cookie(api, "GET", "/api/pool/upgrade", cookie))[0] == 403
     # Pages: her bot's, not Bob's (the API's own check decides).
     mine = await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})
     assert mine.status == 200 and 'data-bot="alice-1"' in await mine.text()
@@ -118,6 +119,8 @@ async def test_admin_session_sees_everything(api: Api):
     assert status == 200 and data["pools"]
     status, data = await with_cookie(api, "GET", "/api/pool/migration/log", cookie)
     assert (status, data["runs"]) == (200, [])
+    status, data = await with_cookie(api, "GET", "/api/pool/upgrade", cookie)
+    assert (status, data["running"], data["runs"]) == (200, False, [])
     page = await api.client.get("/ui/", cookies={COOKIE: cookie})
     text = await page.text()
     assert 'id="pools"' in text and "admin (admin)" in text
@@ -149,6 +152,7 @@ async def test_the_cookie_authorizes_only_the_dashboards_routes(api: Api):
     refused = [
         ("POST", "/api/bots"),  # provisioning is not on the dashboard
         ("POST", "/api/pool/cleanup"),
+        ("POST", "/api/pool/upgrade"),  # reading the runs, not starting one
         ("GET", "/bots/alice-1/api/v1/ping"),  # the bot proxy: tokens only
         ("GET", "/api/bots/alice-1/ping"),
         ("GET", "/metrics"),
