@@ -17,6 +17,7 @@ from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
+from controller.api.cors import FreqUICors
 from controller.api.events import APIEvents
 from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
@@ -170,10 +171,13 @@ def build(
 
 def create_app(controller: Controller) -> web.Application:
     s = controller.settings
+    # FreqUI from elsewhere reaches the bot proxy: its preflights are answered first.
+    cors = FreqUICors(s.frequi_url)
     app = web.Application(
-        middlewares=[error_middleware, session_middleware, auth_middleware],
+        middlewares=[cors.preflight, error_middleware, session_middleware, auth_middleware],
         client_max_size=s.max_body_bytes,
     )
+    app.on_response_prepare.append(cors.on_prepare)
     app[AUTHENTICATOR] = controller.auth
     app[SESSIONS] = controller.sessions
     app[CONTROLLER] = controller
@@ -204,7 +208,7 @@ def create_app(controller: Controller) -> web.Application:
         migration,
         APIUpgrade(controller.upgrader, controller.census),
         proxy,
-        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure),
+        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure, frequi_url=s.frequi_url),
     ]
     apis.append(APIOpenAPI(apis))
     for api in apis:

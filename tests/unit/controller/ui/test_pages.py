@@ -246,3 +246,24 @@ async def test_an_events_stream_ends_when_its_session_signs_out(api: Api, monkey
         assert out.status == 303
         body = await asyncio.wait_for(resp.content.read(), 10)
     assert body.endswith(b": session ended\n\n")
+
+
+async def test_a_bots_page_says_how_to_open_it_in_frequi(make_api):
+    api = await make_api(FREQUI_URL="https://frequi.example/ui/")
+    await api.provision(ALICE, instanceId="alice-1")
+    cookie, _ = await sign_in(api, ALICE)
+    page = await (await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})).text()
+    assert (
+        '<a id="frequi-open" href="https://frequi.example/ui/" target="_blank" '
+        'rel="noopener noreferrer">Open FreqUI</a>'
+    ) in page
+    assert '<code id="frequi-url">/bots/alice-1</code>' in page  # the page makes it absolute
+    assert '<code id="frequi-user">alice</code>' in page
+    assert ALICE not in page  # the password is the user's token: named, never shown
+
+
+async def test_without_frequi_url_the_page_has_no_frequi_link(api: Api):
+    await api.provision(ALICE, instanceId="alice-1")
+    cookie, _ = await sign_in(api, ALICE)
+    page = await (await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})).text()
+    assert "frequi-open" not in page and 'id="frequi-url"' in page
