@@ -126,8 +126,10 @@ def build(
     auth = Authenticator(admin_token, jwt_secret)
     # Dashboard sessions are signed with a key derived from both secrets: replacing either
     # (a leaked admin token, say) ends every session.
-    sessions = SessionKeeper(f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000)
     store = Store(settings.database_path)
+    sessions = SessionKeeper(
+        f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000, store=store
+    )
     events = EventBus(store, settings.events_max)
     runtime = runtime or make_runtime(settings)
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
@@ -231,6 +233,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.lifecycle.load()
+    await controller.sessions.load()  # signed-out sessions stay so
     # Moves a crash cut short are recovered before any pool starts its bots.
     await recover_moves(controller.transfer, controller.guard)
     # An upgrade a crash cut short: the pool it was replacing back on its old image, before

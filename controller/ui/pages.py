@@ -189,7 +189,7 @@ class UIPages:
             form = await request.post()
             keeper = request.app[SESSIONS]
             keeper.check_csrf(session, str(form.get(CSRF_FIELD, "")))
-            keeper.revoke(session)
+            await keeper.revoke(session)
         response = web.HTTPSeeOther("/ui/login")
         response.del_cookie(COOKIE, path="/")
         raise response

@@ -530,3 +530,14 @@ async def test_a_moved_bot_needs_its_memory_in_its_new_pool(store: Store) -> Non
     await place_sized(store, "c", 100 * MIB)  # pool-1: 400 of 400
     change = await store.relocate("b", SIZED, "hash", held=False)
     assert change.bot("b").pool_id == "pool-3"  # pool-1 has a slot but not 300 MiB
+
+
+async def test_signed_out_sessions_are_kept_until_they_would_have_expired(store: Store) -> None:
+    await store.sign_out_session("s1", expires=200.0, now=100.0)
+    await store.sign_out_session("s2", expires=400.0, now=100.0)
+    assert await store.signed_out_sessions(now=150.0) == {"s1": 200.0, "s2": 400.0}
+    assert await store.signed_out_sessions(now=200.0) == {"s2": 400.0}
+    # Each sign-out deletes those past their expiry.
+    await store.sign_out_session("s3", expires=600.0, now=300.0)
+    rows = store.db.execute("SELECT sid FROM ui_signed_out ORDER BY sid").fetchall()
+    assert [r[0] for r in rows] == ["s2", "s3"]

@@ -201,6 +201,24 @@ async def test_sign_out_ends_the_session(api: Api):
     assert (status, data["error"]) == (401, "signed out; sign in again")
 
 
+async def test_a_signed_out_session_stays_so_after_a_restart(make_api):
+    api = await make_api()
+    signed_out, csrf = await sign_in(api, ALICE)
+    kept, _ = await sign_in(api, ALICE)
+    resp = await api.client.post(
+        "/ui/logout", data={"csrf": csrf}, cookies={COOKIE: signed_out}, allow_redirects=False
+    )
+    assert resp.status == 303
+    await api.client.close()  # the controller stops; another starts on the same store
+
+    again = await make_api()
+    status, data = await with_cookie(again, "GET", "/api/bots", signed_out)
+    assert (status, data["error"]) == (401, "signed out; sign in again")
+    assert (await with_cookie(again, "GET", "/api/bots", kept))[0] == 200
+    page = await again.client.get("/ui/", cookies={COOKIE: signed_out}, allow_redirects=False)
+    assert (page.status, page.headers["Location"]) == (302, "/ui/login")
+
+
 async def test_static_files(api: Api):
     resp = await api.client.get("/ui/static/dashboard.js")
     assert resp.status == 200 and resp.content_type == "text/javascript"
