@@ -36,9 +36,12 @@ const [url, user, token, done] = arguments;
 @asynccontextmanager
 async def frequi_site(port: int) -> AsyncIterator[None]:
     """A page standing in for where FreqUI is served: another origin than the controller."""
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>FreqUI</title>", content_type="text/html")
+
     app = web.Application()
-    app.router.add_get("/", lambda _r: web.Response(text="<!doctype html><title>FreqUI</title>",
-                                                    content_type="text/html"))  # fmt: skip
+    app.router.add_get("/", page)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
