@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -58,6 +59,19 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _text(raw: str) -> str:
     return raw.strip()
+
+
+def _web_url(raw: str) -> str:
+    """An http(s) URL to a web page, or empty: no credentials, query or fragment in it."""
+    value = raw.strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not hold credentials, a query or a fragment")
+    return value
 
 
 def _path(raw: str) -> Path:
@@ -116,6 +130,11 @@ FREQTRADE_MODULES = ",".join([
     "pyarrow.pandas_compat", "pyarrow.vendored.version",
     *(f"{package}.binance" for package in ("ccxt", "ccxt.async_support", "ccxt.pro")),
 ])  # fmt: skip
+
+
+# docs/benchmarks.md, "Memory: pooled vs. one container per bot": one legacy container
+# with one dry-run trading bot (20 pairs, 2,000 markets), `docker stats` after 5 minutes.
+MEASURED_LEGACY_CONTAINER = "273m"
 
 
 def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> Any:
@@ -414,6 +433,14 @@ class ControllerSettings:
     ui_cookie_secure: bool = setting(
         "UI_COOKIE_SECURE", _bool, "false",
         "always mark the session cookie Secure (behind a TLS-terminating proxy)",
+    )  # fmt: skip
+    frequi_url: str = setting(
+        "FREQUI_URL", _web_url, "",
+        "where users open FreqUI; the bot proxy answers its origin's browsers (CORS)",
+    )  # fmt: skip
+    legacy_container_memory: int = setting(
+        "LEGACY_CONTAINER_MEMORY", _size, MEASURED_LEGACY_CONTAINER,
+        "one bot in a container of its own, against which pooling's saving is estimated",
     )  # fmt: skip
     log_level: str = _log_level()
 

@@ -17,6 +17,7 @@ from common.settings import ControllerSettings
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
+from controller.api.cors import FreqUICors
 from controller.api.events import APIEvents
 from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
@@ -125,8 +126,10 @@ def build(
     auth = Authenticator(admin_token, jwt_secret)
     # Dashboard sessions are signed with a key derived from both secrets: replacing either
     # (a leaked admin token, say) ends every session.
-    sessions = SessionKeeper(f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000)
     store = Store(settings.database_path)
+    sessions = SessionKeeper(
+        f"{admin_token}\0{jwt_secret}", settings.ui_session_ttl_ms / 1000, store=store
+    )
     events = EventBus(store, settings.events_max)
     runtime = runtime or make_runtime(settings)
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
@@ -170,10 +173,13 @@ def build(
 
 def create_app(controller: Controller) -> web.Application:
     s = controller.settings
+    # FreqUI from elsewhere reaches the bot proxy: its preflights are answered first.
+    cors = FreqUICors(s.frequi_url)
     app = web.Application(
-        middlewares=[error_middleware, session_middleware, auth_middleware],
+        middlewares=[cors.preflight, error_middleware, session_middleware, auth_middleware],
         client_max_size=s.max_body_bytes,
     )
+    app.on_response_prepare.append(cors.on_prepare)
     app[AUTHENTICATOR] = controller.auth
     app[SESSIONS] = controller.sessions
     app[CONTROLLER] = controller
@@ -194,6 +200,7 @@ def create_app(controller: Controller) -> web.Application:
             cleanup_grace=s.pool_cleanup_grace_ms / 1000,
             limits=controller.bots.limits,
             census=controller.census,
+            legacy_container_bytes=s.legacy_container_memory,
         ),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
@@ -203,7 +210,7 @@ def create_app(controller: Controller) -> web.Application:
         migration,
         APIUpgrade(controller.upgrader, controller.census),
         proxy,
-        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure),
+        UIPages(controller.bots, cookie_secure=s.ui_cookie_secure, frequi_url=s.frequi_url),
     ]
     apis.append(APIOpenAPI(apis))
     for api in apis:
@@ -226,6 +233,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.lifecycle.load()
+    await controller.sessions.load()  # signed-out sessions stay so
     # Moves a crash cut short are recovered before any pool starts its bots.
     await recover_moves(controller.transfer, controller.guard)
     # An upgrade a crash cut short: the pool it was replacing back on its old image, before

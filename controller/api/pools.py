@@ -37,8 +37,9 @@ from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
 from controller.health.status import fleet_health
 from controller.pools.manager import PoolManager
+from controller.pools.savings import PoolMemory, fleet_saving, pool_saving
 from controller.records import BotRecord, PoolRecord
-from controller.upgrade.census import ImageCensus
+from controller.upgrade.census import FRESH, ImageCensus
 
 log = structlog.get_logger("controller.api.pools")
 _LAUNCH_VIEW = answer(obj({
@@ -53,6 +54,7 @@ OPERATIONS: Operations = {
             "success": TRUE, "poolMode": BOOL, "runtime": STR, "totalPools": INT,
             "totalBots": INT, "pools": {"type": "array", "items": ref("Pool")},
             "unknownPools": ANY_LIST, "legacyBots": ANY_LIST, "health": ref("FleetHealth"),
+            "memorySaved": ref("MemorySaved"),
         }))},
     ),
     ("POST", "/api/pool/health-check"): op(
@@ -84,8 +86,10 @@ class APIPools:
     def __init__(
         self, pools: PoolManager, monitor: Monitor, mapper: BotContainerMapper, *,
         pool_mode: bool, cleanup_grace: float, limits: BotLimits = NO_LIMITS,
-        census: ImageCensus | None = None,
+        census: ImageCensus | None = None, legacy_container_bytes: int = 0,
     ) -> None:  # fmt: skip
+        # One bot in a container of its own: what pooling's saving is measured against.
+        self.legacy_container_bytes = legacy_container_bytes
         self.census = census  # which image each pool runs (controller/upgrade/census.py)
         self.mapper = mapper
         self.limits = limits
@@ -115,7 +119,7 @@ class APIPools:
         except FtpoolError as exc:
             log.warning("pool_stats_failed", pool=pool_id, error=str(exc))
             usage = None
-        return {
+        view: dict[str, Any] = {
             "id": pool.id,
             "containerName": pool.container_name,
             "mode": "legacy" if pool.legacy_of else "pooled",
@@ -137,6 +141,9 @@ class APIPools:
                 # As the runtime accounts it: Docker's stats, or the supervisord process tree.
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
+            "runningBots": self._running(bots),
+            "node": await self.pools.runtime.node_of(pool_id),
+            "freqtrade": live.freqtrade_version or None,
             "cpuPercent": stats.cpu if stats else None,
             "limits": self._limits_view(bots, stats.oom_guard if stats else None),
             "launch": {
@@ -161,6 +168,15 @@ class APIPools:
                 "appliedGeneration": live.acked_gen,
             },
         }
+        memory = pool_memory(view)
+        # Against its running bots in containers of their own (docs/dashboard.md).
+        view["memory"]["savedBytes"] = (
+            pool_saving(memory, self.legacy_container_bytes) if memory else None
+        )
+        return view
+
+    def _running(self, bots: list[BotRecord]) -> int:
+        return sum(1 for b in bots if (s := self.pools.registry.status_of(b)) and s.pid)
 
     def _limits_view(self, bots: list[BotRecord], oom_guard: bool | None) -> dict[str, Any]:
         """How the pool's bots are limited: in `measured` mode the agent measures each
@@ -206,9 +222,10 @@ class APIPools:
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
         if self.census is not None:
-            await self.census.refresh(max_age=0)
+            await self.census.refresh(max_age=FRESH)
         ordered = sorted(self.pools.registry.pools.values(), key=lambda p: p.num)
         pools = await asyncio.gather(*(self._pool_view(p.id) for p in ordered))
+        memories = [m for view in pools if (m := pool_memory(view))]
         try:
             discovered = await self.mapper.legacy_bots()
         except FtpoolError as exc:
@@ -228,6 +245,8 @@ class APIPools:
                 # shown, and left alone until they are migrated.
                 "legacyBots": [b.view() for b in discovered.values()],
                 "health": fleet_health(self.pools),
+                # What the pools save against one container per bot (an estimate).
+                "memorySaved": fleet_saving(memories, self.legacy_container_bytes),
                 # POOL_IMAGE, and the pools whose container runs another image.
                 **(self.census.summary() if self.census else {}),
             }
@@ -248,3 +267,13 @@ class APIPools:
                 "message": f"Cleaned up {removed} empty pool containers",
             }
         )
+
+
+def pool_memory(view: dict[str, Any]) -> PoolMemory | None:
+    """A pooled pool's memory for the saving (none for a legacy container): as the runtime
+    accounts it (Docker's stats, as the legacy figure was measured), else as its agent does."""
+    if view["mode"] != "pooled":
+        return None
+    memory = view["memory"]
+    used = memory["runtimeBytes"] if memory["runtimeBytes"] is not None else memory["usedBytes"]
+    return PoolMemory(view["runningBots"], used)

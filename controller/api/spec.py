@@ -148,6 +148,10 @@ BOT = obj(
 )
 
 LAUNCH = {"enum": list(LAUNCH_MODES)}
+MEMORY_SAVED = obj({
+    "legacyContainerBytes": INT, "runningBots": INT, "poolsBytes": nullable(INT),
+    "legacyBytes": nullable(INT), "savedBytes": nullable(INT), "savedPercent": nullable(NUM),
+})  # fmt: skip
 POOL = obj(
     {
         "id": ID,
@@ -166,8 +170,12 @@ POOL = obj(
                 "usedBytes": nullable(INT),
                 "limitBytes": nullable(INT),
                 "runtimeBytes": nullable(INT),
+                "savedBytes": nullable(INT),
             }
         ),
+        "runningBots": INT,
+        "node": STR,
+        "freqtrade": nullable(STR),
         "cpuPercent": nullable(NUM),
         "launch": obj(
             {
@@ -217,5 +225,5 @@ BOT_LOCATION = obj({
 
 SCHEMAS = {
     "Error": ERROR, "Bot": BOT, "BotLocation": BOT_LOCATION, "Pool": POOL, "Event": EVENT,
-    "FleetHealth": FLEET_HEALTH, "MigrationRun": MIGRATION_RUN,
+    "MemorySaved": MEMORY_SAVED, "FleetHealth": FLEET_HEALTH, "MigrationRun": MIGRATION_RUN,
 }  # fmt: skip

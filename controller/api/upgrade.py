@@ -27,7 +27,7 @@ from controller.api.spec import (
     op,
 )  # fmt: skip
 from controller.errors import BadRequest
-from controller.upgrade.census import ImageCensus
+from controller.upgrade.census import FRESH, ImageCensus
 from controller.upgrade.plan import DEFAULT_METHOD, METHODS, Selection
 from controller.upgrade.run import UpgradeOptions, Upgrader
 
@@ -129,7 +129,7 @@ class APIUpgrade:
 
     async def status(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        await self.census.refresh(max_age=0)
+        await self.census.refresh(max_age=FRESH)
         current = self.upgrader.current()
         return web.json_response({
             "success": True,

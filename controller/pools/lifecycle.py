@@ -46,6 +46,9 @@ class PoolLifecycle:
         # Pools whose runtime a rolling upgrade is replacing (controller/upgrade/): the
         # health monitor leaves them alone meanwhile, as it does a pool being made.
         self.upgrading: set[str] = set()
+        # Runtimes made or removed so far: the image census asks again after each one,
+        # whatever its age (controller/upgrade/census.py).
+        self.runtime_changes = 0
         # Serializes making runtimes, and marking pools removing: no pool is marked while
         # it is being made, and none is made once marked. (The removal itself runs outside
         # it: a removed pool keeps its number until its runtime is gone.)
@@ -103,6 +106,8 @@ class PoolLifecycle:
             except Exception:
                 await self._discard_leftover(pool_id)
                 raise
+            finally:
+                self.runtime_changes += 1
 
     async def _discard_leftover(self, pool_id: str) -> None:
         """What a failed creation made (a container that did not start, a supervisord whose
@@ -177,7 +182,10 @@ class PoolLifecycle:
         await asyncio.shield(task)
 
     async def _remove_retired(self, pool: PoolRecord) -> None:
-        await self.runtime.remove(pool.id)
+        try:
+            await self.runtime.remove(pool.id)
+        finally:
+            self.runtime_changes += 1
         await self.registry.apply(await self.store.remove_pool(pool.id))
         log.info("pool_removed", pool=pool.id, legacy_of=pool.legacy_of)
 

@@ -6,6 +6,7 @@ import abc
 import enum
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class PoolRuntime(abc.ABC):
     async def resolve_image(self, ref: str = "") -> ImageInfo | None:
         """The image `ref` (default: the configured one) names now; None if it has none."""
         return None
+
+    async def node_of(self, pool_id: str) -> str:
+        """The machine the pool runs on, by name (/api/pool/status): by default this one."""
+        return socket.gethostname()
 
     @abc.abstractmethod
     def bot_host(self, pool_id: str) -> str:

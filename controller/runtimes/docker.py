@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class DockerRuntime(PoolRuntime):
         self._names: dict[str, str] = {}
         self._events_stop = threading.Event()
         self._events_stream: Any = None
+        self._daemon_host: str | None = None
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -131,6 +133,17 @@ class DockerRuntime(PoolRuntime):
 
     def name_pool(self, pool_id: str, name: str) -> None:
         self._names[pool_id] = name
+
+    async def node_of(self, pool_id: str) -> str:
+        """The Docker daemon's machine (DOCKER_HOST may name another than this one), asked
+        once; this machine's name while the daemon does not answer."""
+        if self._daemon_host is None:
+            try:
+                info = await self._run(self.client.info)
+            except RuntimeFailure:
+                return socket.gethostname()
+            self._daemon_host = str(info.get("Name") or "") or socket.gethostname()
+        return self._daemon_host
 
     def container_name(self, pool_id: str) -> str:
         return self._names.get(pool_id, f"freqtrade-pool-{pool_id}")

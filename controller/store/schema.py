@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,9 +117,17 @@ CREATE TABLE user_quotas (
 ALTER TABLE bots ADD COLUMN memory_limit INTEGER CHECK (memory_limit >= 0);
 ALTER TABLE bots ADD COLUMN restart_memory INTEGER NOT NULL DEFAULT 0;
 """
+# Dashboard sessions signed out (controller/ui/session.py), until they would have expired:
+# a copied cookie of one stays refused after a controller restart.
+_SCHEMA_V10 = """
+CREATE TABLE ui_signed_out (
+    sid TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+);
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
-    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9,
+    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10,
 }  # fmt: skip
 
 

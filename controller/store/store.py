@@ -299,3 +299,25 @@ class Store:
             return [r[0] for r in rows]
 
         return await self._run(read)
+
+    # -- dashboard sessions (controller/ui/session.py) ----------------------------------
+
+    async def sign_out_session(self, sid: str, expires: float, now: float) -> None:
+        """Keep a signed-out session's id until it would have expired; those past go."""
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO ui_signed_out VALUES (?, ?)", (sid, expires))
+            db.execute("DELETE FROM ui_signed_out WHERE expires <= ?", (now,))
+
+        await self._run(self._tx, write)
+
+    async def signed_out_sessions(self, now: float) -> dict[str, float]:
+        """The signed-out sessions that have not expired yet: id -> expiry."""
+
+        def read() -> dict[str, float]:
+            rows = self.db.execute(
+                "SELECT sid, expires FROM ui_signed_out WHERE expires > ?", (now,)
+            ).fetchall()
+            return {r[0]: r[1] for r in rows}
+
+        return await self._run(read)

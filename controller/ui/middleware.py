@@ -29,6 +29,7 @@ SESSION_ROUTES = frozenset({
     ("GET", "/api/pool/status"),
     ("GET", "/api/agents"),
     ("GET", "/api/pool/migration/log"),
+    ("GET", "/api/pool/upgrade"),
     ("GET", "/api/pool/events"),
     ("GET", "/api/pool/events/history"),
 })  # fmt: skip

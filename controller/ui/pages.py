@@ -82,8 +82,9 @@ class UIPages:
         ),
     }  # fmt: skip
 
-    def __init__(self, bots: BotManager, *, cookie_secure: bool) -> None:
+    def __init__(self, bots: BotManager, *, cookie_secure: bool, frequi_url: str = "") -> None:
         self.bots = bots
+        self.frequi_url = frequi_url  # where users open FreqUI (FREQUI_URL), if anywhere
         self.cookie_secure = cookie_secure
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -151,7 +152,7 @@ class UIPages:
             return self._render("error.html", exc.status, message=str(exc), **context)
         except InvalidId as exc:
             return self._render("error.html", 400, message=str(exc), **context)
-        return self._render("bot.html", bot_id=bot.id, **context)
+        return self._render("bot.html", bot_id=bot.id, frequi_url=self.frequi_url, **context)
 
     @public
     async def login_form(self, request: web.Request) -> web.Response:
@@ -188,7 +189,7 @@ class UIPages:
             form = await request.post()
             keeper = request.app[SESSIONS]
             keeper.check_csrf(session, str(form.get(CSRF_FIELD, "")))
-            keeper.revoke(session)
+            await keeper.revoke(session)
         response = web.HTTPSeeOther("/ui/login")
         response.del_cookie(COOKIE, path="/")
         raise response

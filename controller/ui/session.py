@@ -5,9 +5,10 @@ session id) in URL-safe base64, the signature an HMAC-SHA256 of it under a key d
 from the controller's secrets (ADMIN_TOKEN and JWT_SECRET), so it cannot be forged or
 altered without them, and replacing either ends every session. The CSRF token is an HMAC
 of the session id under another key derived from the same secrets: the page gets it, a
-cross-site request cannot read it. Signing out revokes the session id in memory until the
-cookie would have expired anyway (a controller restart forgets revocations; sessions are
-short for that reason too).
+cross-site request cannot read it. Signing out revokes the session id until the cookie
+would have expired anyway: kept in the store (table ui_signed_out) before the answer, and
+in memory for every request's check, loaded again at the controller's start, so a copied
+cookie of a signed-out session stays refused across restarts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from common.ids import is_valid_id
 from controller.auth import ROLES, Principal
 from controller.errors import Forbidden, Unauthorized
+from controller.store.store import Store
 
 COOKIE = "ftpool_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -50,13 +52,22 @@ class Session:
 class SessionKeeper:
     """Issues and verifies session cookies; `ttl` in seconds, `clock` for tests."""
 
-    def __init__(self, secret: str, ttl: float, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, secret: str, ttl: float, clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+    ) -> None:  # fmt: skip
         root = secret.encode()
         self._sign_key = hmac.digest(root, b"ftpool-ui-session-v1", hashlib.sha256)
         self._csrf_key = hmac.digest(root, b"ftpool-ui-csrf-v1", hashlib.sha256)
         self.ttl = ttl
         self._clock = clock
         self._revoked: dict[str, float] = {}
+        self._store = store  # where revocations outlive the process (None: memory only)
+
+    async def load(self) -> None:
+        """The signed-out sessions the store keeps, at start-up."""
+        if self._store is not None:
+            self._revoked = await self._store.signed_out_sessions(self._clock())
 
     def issue(self, principal: Principal, token_expires: float = 0) -> tuple[str, Session]:
         """A new session for a principal; it never outlives the token it was made from."""
@@ -110,8 +121,11 @@ class SessionKeeper:
         ):
             raise Forbidden("missing or wrong CSRF token")
 
-    def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session) -> None:
+        """Sign a session out: saved first (a StoreError leaves it signed in, and says so)."""
         now = self._clock()
+        if self._store is not None:
+            await self._store.sign_out_session(session.sid, session.expires, now)
         self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp > now}
         self._revoked[session.sid] = session.expires
 

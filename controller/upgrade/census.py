@@ -2,7 +2,11 @@
 GET /api/pool/upgrade and the metric `ftpool_pools_outdated_image`.
 
 Asked of the runtime at most every `max_age` seconds (a Docker inspect per pool), and
-kept for the Prometheus collector, which cannot wait on Docker.
+kept for the Prometheus collector, which cannot wait on Docker. The routes ask for an
+answer at most FRESH seconds old, so dashboards polling them cost one census per FRESH
+seconds whatever their number; a pool's runtime made or removed by the controller (a
+creation, an upgrade's replacement, a removal) makes the next call ask again at once, so
+only a change made outside the controller (an image re-tagged) can show late.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from controller.pools.manager import PoolManager
 from controller.runtimes.base import ImageInfo
 
 log = structlog.get_logger("controller.upgrade")
+FRESH = 5.0  # seconds: the age of a census /api/pool/status and /api/pool/upgrade accept
 
 
 class ImageCensus(Collector):
@@ -33,22 +38,29 @@ class ImageCensus(Collector):
         self.target: ImageInfo | None = None
         self.images: dict[str, ImageInfo | None] = {}
         self._taken_at: float | None = None
+        self._changes = -1  # the pools' runtime changes the last census saw
+
+    def _current(self, max_age: float) -> bool:
+        return (
+            self._taken_at is not None
+            and self._changes == self.pools.lifecycle.runtime_changes
+            and self.clock() - self._taken_at < max_age
+        )
 
     async def refresh(self, max_age: float | None = None) -> None:
-        """Ask the runtime again, unless its last answer is younger than `max_age`."""
+        """Ask the runtime again, unless its last answer is younger than `max_age` and no
+        pool's runtime was made or removed since."""
         runtime = self.pools.runtime
-        age = self.max_age if max_age is None else max_age
-        if not runtime.has_images or (
-            self._taken_at is not None and self.clock() - self._taken_at < age
-        ):
+        if not runtime.has_images or self._current(self.max_age if max_age is None else max_age):
             return
+        changes = self.pools.lifecycle.runtime_changes  # one made meanwhile: asked again
         try:
             self.target = await runtime.resolve_image()
             self.images = {p: await runtime.image_of(p) for p in list(self.pools.registry.pools)}
         except FtpoolError as exc:
             log.warning("image_census_failed", error=str(exc))
             return
-        self._taken_at = self.clock()
+        self._taken_at, self._changes = self.clock(), changes
 
     def outdated(self) -> list[str]:
         """Pools whose container runs another image than POOL_IMAGE names now."""

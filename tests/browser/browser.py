@@ -54,6 +54,29 @@ class Browser:
     async def open(self, path: str) -> None:
         await self._run(self.driver.get, self.base + path)
 
+    async def open_url(self, url: str) -> None:
+        """A page of another site than the controller's."""
+        await self._run(self.driver.get, url)
+
+    async def follow_to_new_window(self, css: str) -> str:
+        """Click a link that opens a new window and go on in it; its address once loaded."""
+
+        def follow() -> str:
+            handles = set(self.driver.window_handles)
+            self.driver.find_element(By.CSS_SELECTOR, css).click()
+            WebDriverWait(self.driver, WAIT).until(lambda d: len(d.window_handles) > len(handles))
+            new = next(h for h in self.driver.window_handles if h not in handles)
+            self.driver.switch_to.window(new)
+            WebDriverWait(self.driver, WAIT).until(
+                lambda d: (
+                    d.execute_script("return document.readyState") == "complete"
+                    and d.current_url != "about:blank"
+                )
+            )
+            return self.driver.current_url
+
+        return await self._run(follow)
+
     async def sign_in(self, token: str) -> None:
         def sign_in() -> None:
             self.driver.get(self.base + "/ui/login")

@@ -5,8 +5,13 @@ and CSRF refused; screenshots under artifacts/browser/."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
+from agent.versions import freqtrade_version
+from controller.upgrade.state import PoolUpgrade, UpgradeRun
 from tests.browser.browser import Browser
 from tests.support import ADMIN_TOKEN, user_token
 
@@ -37,13 +42,44 @@ async def test_admin_and_user_dashboards(harness_factory, browser: Browser):
     # A hostile text in the events timeline, as any event's reason would arrive.
     h.controller.events.emit("bot_state", pool="pool-1", bot="alice-1", user="alice",
                              reason=HOSTILE)  # fmt: skip
+    # Upgrade runs as the upgrader keeps them (the local runtime runs no images, so none
+    # can run here; tests/e2e/docker/test_upgrade.py runs real ones): one that failed with
+    # a hostile reason, and one going on.
+    h.controller.upgrader.runs += [
+        UpgradeRun("upgrade-1", "pool:b", "sha256:b", outcome="canary_failed", reason=HOSTILE,
+                   finished_at=time.time(), pools=[PoolUpgrade(
+                       "pool-1", "pool:a", "sha256:a", 2, canary=True, step="rolled_back")]),
+        UpgradeRun("upgrade-2", "pool:c", "sha256:c", pools=[
+            PoolUpgrade("pool-1", "pool:a", "sha256:a", 2, step="verifying")]),
+    ]  # fmt: skip
 
     await browser.sign_in(ADMIN_TOKEN)
     await browser.wait_text("#pools tbody tr[data-pool='pool-1']", lambda t: "2/4" in t)
     await browser.wait_text("#bots tbody tr[data-bot='bob-1'] .state", lambda t: t == "running")
     assert await browser.texts("#bots tbody tr td:first-child") == ["alice-1", "bob-1"]
     assert "admin (admin)" in await browser.text("#who")
+    # Where each pool runs and what it runs (the local runtime: this machine, no image),
+    # and what pooling saves against both bots in a container of their own.
+    pool = "#pools tbody tr[data-pool='pool-1']"
+    assert await browser.text(f"{pool} .node") == socket.gethostname()
+    assert await browser.text(f"{pool} .freqtrade") == freqtrade_version()
+    assert await browser.text(f"{pool} .image") == "\u2013"  # none
+    saved = await browser.wait_text(
+        "#memory-saved", lambda t: "2 running bots" in t and "273.0 MiB each" in t
+    )
+    assert saved.startswith("memory saved against one container per bot: "), saved
+    assert "MiB" in await browser.text(f"{pool} .saved")
     await browser.wait_text("#runs-summary", lambda t: t == "no migration has run")
+    await browser.wait_text(
+        "#upgrade-summary", lambda t: t == "upgrading to pool:c: 0 of 1 pools done"
+    )
+    assert await browser.texts("#upgrades tbody tr .pools") == [
+        "pool-1 verifying", "pool-1 rolled_back",
+    ]  # fmt: skip
+    assert await browser.text("#upgrades tbody tr[data-run='upgrade-1'] .state") == (
+        "canary_failed"
+    )
+    assert HOSTILE in await browser.text("#upgrades tbody tr[data-run='upgrade-1']")
     await browser.wait_text("#events", lambda t: HOSTILE in t)
     await browser.wait_text("#live", lambda t: t == "live")
     await not_pwned(browser)

@@ -141,16 +141,32 @@
       `${fmt.bytes(memory)} resident in total`;
   }
 
+  // A saving as bytes, a negative one as what pooling costs more.
+  function saved(bytes) {
+    if (bytes === null || bytes === undefined) return "–";
+    return bytes < 0 ? `costs ${fmt.bytes(-bytes)}` : fmt.bytes(bytes);
+  }
+
+  function imageText(image) {
+    if (!image) return "–";
+    const short = image.id.replace(/^sha256:/, "").slice(0, 12);
+    return `${image.ref} (${short})${image.current ? "" : ", outdated"}`;
+  }
+
   function renderPools(status) {
     const tbody = byId("pools").tBodies[0];
     const rows = status.pools.map((p) => {
       const tr = el("tr");
       tr.dataset.pool = p.id;
       const agent = p.agent || {};
+      const memory = p.memory || {};
       tr.append(
         el("td", p.id), stateCell(p.status), el("td", `${p.botsCount}/${p.capacity}`),
-        el("td", `${p.utilizationPercent} %`), el("td", fmt.bytes((p.memory || {}).usedBytes)),
-        el("td", fmt.pct(p.cpuPercent)),
+        el("td", `${p.utilizationPercent} %`),
+        el("td", fmt.bytes(memory.runtimeBytes ?? memory.usedBytes)),
+        el("td", saved(memory.savedBytes), "saved"), el("td", fmt.pct(p.cpuPercent)),
+        el("td", imageText(p.image), "image"), el("td", p.freqtrade || "–", "freqtrade"),
+        el("td", p.node || "–", "node"),
         el("td", agent.connected ? `connected ${agent.version || ""}` : "disconnected"),
         el("td", (p.launch || {}).mode), el("td", p.containerName),
       );
@@ -162,6 +178,14 @@
     byId("pools-summary").textContent =
       `${status.pools.length} pools, ${used} of ${slots} slots used` +
       (status.pools.length ? ` (${Math.round((100 * used) / Math.max(slots, 1))} %)` : "");
+    const m = status.memorySaved;
+    byId("memory-saved").textContent = !m || m.savedBytes === null
+      ? "memory saved: no estimate yet"
+      : `memory saved against one container per bot: ${saved(m.savedBytes)}` +
+        (m.savedPercent === null ? "" : ` (${m.savedPercent} %)`) +
+        ` — pools take ${fmt.bytes(m.poolsBytes)}, ${m.runningBots} running bots in ` +
+        `containers of their own ${fmt.bytes(m.legacyBytes)} ` +
+        `(${fmt.bytes(m.legacyContainerBytes)} each, an estimate)`;
   }
 
   // The latest migration and rollback runs (ftpool migrate), newest first.
@@ -177,9 +201,39 @@
       );
       return tr;
     }));
+    const going = runs.filter((r) => r.outcome === "in_progress").length;
     byId("runs-summary").textContent = runs.length
-      ? `${runs.length} runs, the latest ${latest.length} shown`
+      ? `${runs.length} runs, ${going} in progress, the latest ${latest.length} shown`
       : "no migration has run";
+  }
+
+  // Rolling upgrades of the pool image: the run going on, the last ones, newest first.
+  function renderUpgrades(status) {
+    const when = (t) => (t ? fmt.time(new Date(t * 1000).toISOString()) : "–");
+    byId("upgrades").tBodies[0].replaceChildren(...status.runs.slice().reverse().map((r) => {
+      const tr = el("tr");
+      tr.dataset.run = r.id;
+      const pools = r.pools.map((p) => `${p.pool} ${p.step}`).join(", ");
+      tr.append(el("td", when(r.started_at)), el("td", r.to_ref), stateCell(r.outcome),
+        el("td", pools || "–", "pools"), el("td", r.reason));
+      return tr;
+    }));
+    const current = status.current;
+    let text;
+    if (current) {
+      const done = current.pools.filter((p) => p.finished_at).length;
+      text = `upgrading to ${current.to_ref}: ${done} of ${current.pools.length} pools done`;
+    } else if (status.runs.length) {
+      const last = status.runs[status.runs.length - 1];
+      text = `no upgrade running; the last one (to ${last.to_ref}) ended ${last.outcome}`;
+    } else {
+      text = "no upgrade has run";
+    }
+    if (status.poolImage) text += `; POOL_IMAGE is ${status.poolImage.ref}`;
+    if (status.outdatedPools.length) {
+      text += `; on another image: ${status.outdatedPools.join(", ")}`;
+    }
+    byId("upgrade-summary").textContent = text;
   }
 
   async function refreshDashboard() {
@@ -189,6 +243,7 @@
     if (isAdmin) {
       renderPools(await api("GET", "/api/pool/status"));
       renderRuns((await api("GET", "/api/pool/migration/log")).runs);
+      renderUpgrades(await api("GET", "/api/pool/upgrade"));
     }
   }
 

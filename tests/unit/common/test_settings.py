@@ -97,6 +97,11 @@ def test_values_are_parsed() -> None:
         ("JWT_SECRET", "x" * 31),
         ("LOG_LEVEL", "verbose"),
         ("BOT_BASE_DIR", "  "),
+        ("FREQUI_URL", "javascript:alert(1)"),
+        ("FREQUI_URL", "frequi.example"),
+        ("FREQUI_URL", "https://user:pw@frequi.example/"),
+        ("FREQUI_URL", "https://frequi.example/?next=x"),
+        ("LEGACY_CONTAINER_MEMORY", "lots"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:

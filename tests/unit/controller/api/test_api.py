@@ -8,6 +8,7 @@ reports every pool RUNNING, so no process is ever started.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from controller.app import persistent_secret
 from controller.bots import manager as bots_module
 from controller.errors import StoreError
 from tests.support import ADMIN_TOKEN, JWT_SECRET, user_token
-from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory, report_running
+from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory, report, report_running
 
 
 def assert_error(status: int, body: Any, expected: int) -> None:
@@ -420,6 +421,34 @@ async def test_pool_status(api: Api) -> None:
     assert pool["bots"] == ["b1", "b2"]
     assert pool["ports"] == {"start": 21000, "end": 21009}
     assert pool["utilizationPercent"] == 20
+    assert pool["node"] == socket.gethostname()  # the local runtimes' pools run here
+
+
+async def test_pool_status_estimates_the_memory_saved(make_api: ApiFactory) -> None:
+    api = await make_api(LEGACY_CONTAINER_MEMORY="100m")
+    for bot in ("b1", "b2", "b3"):
+        await api.provision(instanceId=bot)
+    report_running(api, "b1")
+    report_running(api, "b2")
+    report(api, "b3", "STOPPED")
+    _, body, _ = await api.call("GET", "/api/pool/status")
+    [pool] = body["pools"]
+    # The fake runtime accounts 1 MiB for the pool: two running bots in containers of
+    # their own would take 200 MiB.
+    assert pool["runningBots"] == 2
+    assert pool["memory"]["savedBytes"] == 199 << 20
+    assert body["memorySaved"] == {
+        "legacyContainerBytes": 100 << 20, "runningBots": 2, "poolsBytes": 1 << 20,
+        "legacyBytes": 200 << 20, "savedBytes": 199 << 20, "savedPercent": 99.5,
+    }  # fmt: skip
+
+
+async def test_no_saving_estimated_without_a_legacy_figure(make_api: ApiFactory) -> None:
+    off = await make_api(LEGACY_CONTAINER_MEMORY="0")
+    await off.provision(instanceId="b1")
+    _, body, _ = await off.call("GET", "/api/pool/status")
+    assert body["pools"][0]["memory"]["savedBytes"] is None
+    assert body["memorySaved"]["savedBytes"] is None
 
 
 async def test_a_pools_launch_mode_and_preloader_restart(make_api: ApiFactory) -> None:

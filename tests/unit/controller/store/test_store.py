@@ -553,3 +553,14 @@ async def test_an_upgrades_fresh_pool_takes_bots_only_when_moved_into_it(store: 
 async def test_a_fresh_pool_is_no_larger_than_a_port_block(store: Store) -> None:
     with pytest.raises(CapacityExhausted):
         await store.new_pool(FILL, "hash", None, 11)
+
+
+async def test_signed_out_sessions_are_kept_until_they_would_have_expired(store: Store) -> None:
+    await store.sign_out_session("s1", expires=200.0, now=100.0)
+    await store.sign_out_session("s2", expires=400.0, now=100.0)
+    assert await store.signed_out_sessions(now=150.0) == {"s1": 200.0, "s2": 400.0}
+    assert await store.signed_out_sessions(now=200.0) == {"s2": 400.0}
+    # Each sign-out deletes those past their expiry.
+    await store.sign_out_session("s3", expires=600.0, now=300.0)
+    rows = store.db.execute("SELECT sid FROM ui_signed_out ORDER BY sid").fetchall()
+    assert [r[0] for r in rows] == ["s2", "s3"]

@@ -98,6 +98,7 @@ async def test_the_cookie_sees_only_the_users_own_bots(api: Api):
     assert (await with_cookie(api, "GET", "/api/bots/bob-1", cookie))[0] == 403
     assert (await with_cookie(api, "GET", "/api/pool/status", cookie))[0] == 403
     assert (await with_cookie(api, "GET", "/api/pool/migration/log", cookie))[0] == 403
+    assert (await with_cookie(api, "GET", "/api/pool/upgrade", cookie))[0] == 403
     # Pages: her bot's, not Bob's (the API's own check decides).
     mine = await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})
     assert mine.status == 200 and 'data-bot="alice-1"' in await mine.text()
@@ -118,6 +119,8 @@ async def test_admin_session_sees_everything(api: Api):
     assert status == 200 and data["pools"]
     status, data = await with_cookie(api, "GET", "/api/pool/migration/log", cookie)
     assert (status, data["runs"]) == (200, [])
+    status, data = await with_cookie(api, "GET", "/api/pool/upgrade", cookie)
+    assert (status, data["running"], data["runs"]) == (200, False, [])
     page = await api.client.get("/ui/", cookies={COOKIE: cookie})
     text = await page.text()
     assert 'id="pools"' in text and "admin (admin)" in text
@@ -149,6 +152,7 @@ async def test_the_cookie_authorizes_only_the_dashboards_routes(api: Api):
     refused = [
         ("POST", "/api/bots"),  # provisioning is not on the dashboard
         ("POST", "/api/pool/cleanup"),
+        ("POST", "/api/pool/upgrade"),  # reading the runs, not starting one
         ("GET", "/bots/alice-1/api/v1/ping"),  # the bot proxy: tokens only
         ("GET", "/api/bots/alice-1/ping"),
         ("GET", "/metrics"),
@@ -197,6 +201,24 @@ async def test_sign_out_ends_the_session(api: Api):
     assert (status, data["error"]) == (401, "signed out; sign in again")
 
 
+async def test_a_signed_out_session_stays_so_after_a_restart(make_api):
+    api = await make_api()
+    signed_out, csrf = await sign_in(api, ALICE)
+    kept, _ = await sign_in(api, ALICE)
+    resp = await api.client.post(
+        "/ui/logout", data={"csrf": csrf}, cookies={COOKIE: signed_out}, allow_redirects=False
+    )
+    assert resp.status == 303
+    await api.client.close()  # the controller stops; another starts on the same store
+
+    again = await make_api()
+    status, data = await with_cookie(again, "GET", "/api/bots", signed_out)
+    assert (status, data["error"]) == (401, "signed out; sign in again")
+    assert (await with_cookie(again, "GET", "/api/bots", kept))[0] == 200
+    page = await again.client.get("/ui/", cookies={COOKIE: signed_out}, allow_redirects=False)
+    assert (page.status, page.headers["Location"]) == (302, "/ui/login")
+
+
 async def test_static_files(api: Api):
     resp = await api.client.get("/ui/static/dashboard.js")
     assert resp.status == 200 and resp.content_type == "text/javascript"
@@ -242,3 +264,24 @@ async def test_an_events_stream_ends_when_its_session_signs_out(api: Api, monkey
         assert out.status == 303
         body = await asyncio.wait_for(resp.content.read(), 10)
     assert body.endswith(b": session ended\n\n")
+
+
+async def test_a_bots_page_says_how_to_open_it_in_frequi(make_api):
+    api = await make_api(FREQUI_URL="https://frequi.example/ui/")
+    await api.provision(ALICE, instanceId="alice-1")
+    cookie, _ = await sign_in(api, ALICE)
+    page = await (await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})).text()
+    assert (
+        '<a id="frequi-open" href="https://frequi.example/ui/" target="_blank" '
+        'rel="noopener noreferrer">Open FreqUI</a>'
+    ) in page
+    assert '<code id="frequi-url">/bots/alice-1</code>' in page  # the page makes it absolute
+    assert '<code id="frequi-user">alice</code>' in page
+    assert ALICE not in page  # the password is the user's token: named, never shown
+
+
+async def test_without_frequi_url_the_page_has_no_frequi_link(api: Api):
+    await api.provision(ALICE, instanceId="alice-1")
+    cookie, _ = await sign_in(api, ALICE)
+    page = await (await api.client.get("/ui/bots/alice-1", cookies={COOKIE: cookie})).text()
+    assert "frequi-open" not in page and 'id="frequi-url"' in page

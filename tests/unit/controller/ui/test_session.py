@@ -71,11 +71,11 @@ def test_another_secret_reads_no_cookie():
         keeper(secret="t" * 40).read(cookie)
 
 
-def test_a_revoked_session_is_refused_and_others_are_not():
+async def test_a_revoked_session_is_refused_and_others_are_not():
     k = keeper()
     first, s1 = k.issue(ALICE)
     second, _ = k.issue(ALICE)
-    k.revoke(s1)
+    await k.revoke(s1)
     with pytest.raises(Unauthorized, match="signed out"):
         k.read(first)
     assert k.read(second).principal == ALICE
