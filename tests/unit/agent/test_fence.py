@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from agent import health
 from agent.fence import Decision, Fence, Verdict, decide, kill_survivors, pidfds_of, ws_heartbeat
 from agent.programs import PRELOADER, ProgramOptions
 from agent.reconcile import Reconciler
@@ -201,3 +203,8 @@ def test_a_pid_already_gone_is_skipped() -> None:
     child.wait()
     assert pidfds_of([child.pid]) == {}
     assert kill_survivors({}) == []
+
+
+def test_a_fenced_agent_is_healthy_and_says_it_is_fenced() -> None:
+    answer = health.status(time.monotonic(), 10.0, connected=False, fenced=True)
+    assert answer["ok"] and answer["fenced"] and not answer["controller"]
