@@ -1,8 +1,9 @@
 """The agent process: one WebSocket to the controller, heartbeats out, desired state in.
 
-The bots never depend on this connection: if the controller is unreachable the
-agent keeps watching supervisord (agent/watch.py), leaves every process as it is, and
-reconnects with capped exponential backoff.
+The bots do not depend on this connection: if the controller is unreachable the agent
+keeps watching supervisord (agent/watch.py), leaves every process as it is, and reconnects
+with capped exponential backoff. With fencing (AGENT_FENCE_TIMEOUT, agent/fence.py) it
+stops the bots once the controller has been unreachable that long.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent import health
 from agent.backups import BackupOptions, Backups
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
+from agent.fence import Fence, kill_survivors, pidfds_of, ws_heartbeat
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -124,6 +126,7 @@ class Agent:
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
         self.backups = backups_of(settings, options, self.watch.report_soon)
+        self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0
         self._health_server: asyncio.AbstractServer | None = None
@@ -139,13 +142,16 @@ class Agent:
             max_age = max(10.0, 5 * every / 1000)
             self._health_server = await health.serve(
                 Path(self.settings.health_socket),
-                lambda: health.status(self.watch.last_poll_ok, max_age, self._ws is not None),
+                lambda: health.status(
+                    self.watch.last_poll_ok, max_age, self._ws is not None, self.fence.fenced
+                ),
             )
         await self._wait_for_supervisor()
         tasks = [
             asyncio.create_task(self.reconciler.run(), name="reconcile"),
             asyncio.create_task(self.watch.run(), name="watch"),
             asyncio.create_task(self._connect_loop(), name="connect"),
+            asyncio.create_task(self.fence.run(), name="fence"),
         ]
         if self.backups is not None:
             tasks.append(asyncio.create_task(self.backups.run(), name="backups"))
@@ -168,6 +174,21 @@ class Agent:
                 log.warning("supervisord_not_ready", error=str(exc))
                 await asyncio.sleep(1)
 
+    async def _fence_bots(self) -> int:
+        """Stop every bot for the fence, and make sure each bot's own process is gone (a
+        forked bot that outlived its launcher is killed); how many were stopped."""
+        await self.reporter.poll()
+        pids = [b.pid for b in self.reporter.statuses() if b.pid > 0]
+        pidfds = await asyncio.to_thread(pidfds_of, pids)
+        try:
+            stopped = await self.reconciler.fence()
+        finally:
+            killed = await asyncio.to_thread(kill_survivors, pidfds)
+        if killed:
+            log.error("fenced_bots_killed", pids=killed)
+        self.watch.report_soon()
+        return len(stopped)
+
     async def _send_heartbeat(self) -> None:
         if self._ws is None or self._ws.closed:
             return
@@ -188,12 +209,15 @@ class Agent:
     async def _connect_loop(self) -> None:
         backoff = 0.5
         cap = self.settings.max_backoff_ms / 1000
+        ping_every = ws_heartbeat(self.fence.timeout)
         async with aiohttp.ClientSession() as session:
             while True:
                 started = time.monotonic()
                 try:
                     async with session.ws_connect(
-                        self.settings.controller_url, heartbeat=20, max_msg_size=MAX_FRAME_BYTES
+                        self.settings.controller_url,
+                        heartbeat=ping_every,
+                        max_msg_size=MAX_FRAME_BYTES,
                     ) as ws:
                         await self._session(ws)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -204,6 +228,7 @@ class Agent:
                     log.warning("supervisord_unavailable", error=str(exc))
                 finally:
                     self._ws = None
+                    self.fence.disconnected()
                 # A connection that lived a while resets the backoff; a flapping one does not.
                 if time.monotonic() - started > 30:
                     backoff = 0.5
@@ -218,7 +243,7 @@ class Agent:
         hello = Hello(
             pool_id=s.pool_id, token=s.pool_token, version=__version__,
             capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
-            features=list(AGENT_FEATURES), freqtrade=freqtrade,
+            features=list(AGENT_FEATURES), freqtrade=freqtrade, fenced=self.fence.fenced,
         )  # fmt: skip
         await ws.send_bytes(encode(hello))
         self._ws = ws
@@ -233,7 +258,11 @@ class Agent:
                 except ProtocolError as exc:
                     log.warning("bad_frame_from_controller", error=str(exc))
                     continue
+                # Contact: the controller accepted the hello and speaks (its first frame is
+                # the desired state). A hello refused does not count.
+                self.fence.connected()
                 if isinstance(frame, Desired):
+                    self.fence.released()
                     self.reporter.set_ports({b.id: b.port for b in frame.bots})
                     if self.backups is not None:
                         self.backups.specs = frame.bots

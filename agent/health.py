@@ -2,7 +2,8 @@
 
 The answer comes from the agent's event loop and says whether its last supervisord
 poll succeeded recently, so a hung agent or an unreachable supervisord is unhealthy.
-Being disconnected from the controller is not: the bots keep running meanwhile.
+Being disconnected from the controller is not: the bots keep running meanwhile. Nor is
+being fenced (agent/fence.py): the answer says so, and the agent waits for its controller.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ async def serve(path: Path, report: Callable[[], dict[str, Any]]) -> asyncio.Abs
     return server
 
 
-def status(last_poll_ok: float, max_age: float, connected: bool) -> dict[str, Any]:
+def status(
+    last_poll_ok: float, max_age: float, connected: bool, fenced: bool = False
+) -> dict[str, Any]:
     age = time.monotonic() - last_poll_ok
-    return {"ok": age <= max_age, "supervisorAgeSeconds": round(age, 1), "controller": connected}
+    return {"ok": age <= max_age, "supervisorAgeSeconds": round(age, 1), "controller": connected,
+            "fenced": fenced}  # fmt: skip
 
 
 async def _ask(path: str, timeout: float) -> dict[str, Any]:

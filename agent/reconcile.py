@@ -67,6 +67,9 @@ class Reconciler:
         self._nonces, self._preloader_nonce = self._load_nonces()
         self._latest: Desired | None = None
         self._wakeup = asyncio.Event()
+        # Fenced (agent/fence.py): no desired state is applied until a new one is submitted.
+        self._fenced = False
+        self._lock = asyncio.Lock()  # one apply or fence at a time
 
     def _load_nonces(self) -> tuple[dict[str, int], int | None]:
         try:
@@ -85,7 +88,9 @@ class Reconciler:
         write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
-        """Queue a desired state; only the newest one is applied if several arrive at once."""
+        """Queue a desired state; only the newest one is applied if several arrive at once.
+        A new desired state from the controller ends a fence."""
+        self._fenced = False
         self._latest = desired
         self._wakeup.set()
 
@@ -97,7 +102,9 @@ class Reconciler:
             if desired is None:
                 continue
             try:
-                await self.apply(desired)
+                async with self._lock:
+                    if not self._fenced:  # else the controller's next word is awaited
+                        await self.apply(desired)
             except Exception:
                 # Keep the desired state: the next submit or retry converges from here.
                 log.exception("reconcile_failed", gen=desired.gen)
@@ -152,6 +159,16 @@ class Reconciler:
         self.applied_gen = desired.gen
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
+
+    async def fence(self) -> list[str]:
+        """Stop every bot and apply nothing more until the next submitted desired state;
+        the bots it stopped. The preloader and the market-data proxy run on."""
+        async with self._lock:
+            self._fenced, self._latest = True, None
+            processes = await self.supervisor.all_processes()
+            bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE]
+            await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
+        return bots
 
     async def _restart_preloader(self) -> None:
         """Stop every bot, then the preloader; start it fresh. Converging starts the bots.

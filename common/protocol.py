@@ -27,7 +27,8 @@ MAX_ARGS = 64
 _RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 # What an agent can do beyond protocol 1, announced in its hello: an agent from before a
 # feature would reject frames that use it, so the controller asks only agents that have it.
-AGENT_FEATURES = ("held", "backup")
+# "fence": it stops its bots when cut off from the controller for AGENT_FENCE_TIMEOUT.
+AGENT_FEATURES = ("held", "backup", "fence")
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
 _NUMBER = (int, float)
@@ -354,14 +355,19 @@ class Hello:
     features: list[str] = field(default_factory=list)
     # The FreqTrade version installed in the pool's image ("" if the agent cannot tell).
     freqtrade: str = ""
+    # Whether the agent fenced its pool (stopped every bot) while the controller was away.
+    fenced: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "pool_id": self.pool_id, "token": self.token, "version": self.version,
             "capacity": self.capacity, "port_start": self.port_start,
             "programs": [p.to_wire() for p in self.programs], "features": self.features,
             "freqtrade": self.freqtrade,
         }  # fmt: skip
+        if self.fenced:
+            wire["fenced"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Hello:
@@ -375,6 +381,8 @@ class Hello:
             programs=[BotStatus.from_wire(p) for p in _list(m, "programs")], features=features,
             # Absent from older agents' hellos; an older controller ignores it.
             freqtrade=_str(m, "freqtrade", 64) if "freqtrade" in m else "",
+            # Absent from older agents' hellos, and when not fenced.
+            fenced=bool(_get(m, "fenced", bool, optional=True)),
         )  # fmt: skip
 
 

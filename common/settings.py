@@ -142,6 +142,26 @@ def setting(env: str, parse: Callable[[str], Any], default: str, doc: str) -> An
     return field(metadata={"env": env, "parse": parse, "default": default, "doc": doc})
 
 
+# AGENT_FENCE_TIMEOUT=auto: fencing on (this long) where pools run on several hosts (the
+# `swarm` runtime), off on one host, where a controller restart must change nothing.
+FENCE_TIMEOUT_AUTO = -1
+FENCE_TIMEOUT_MULTI_HOST_MS = 30_000
+MULTI_HOST_RUNTIMES = frozenset({"swarm"})
+
+
+def _fence_timeout(raw: str) -> int:
+    """AGENT_FENCE_TIMEOUT of the controller: ms, `off` (0) or `auto`."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return FENCE_TIMEOUT_AUTO
+    if value in ("off", "0"):
+        return 0
+    try:
+        return _MS(value)
+    except ValueError:
+        raise ValueError("must be auto, off or a number of ms") from None
+
+
 def _log_level() -> Any:
     return setting("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "log level")
 
@@ -359,6 +379,16 @@ class ControllerSettings:
     pool_grace_ms: int = setting(
         "POOL_GRACE", _MS, "20000", "silence after which a pool is suspect"
     )
+    fence_timeout_setting: int = setting(
+        "AGENT_FENCE_TIMEOUT", _fence_timeout, "auto",
+        "ms an agent may be cut off from the controller before it stops its bots (`off`; "
+        "`auto`: 30000 with the swarm runtime, else off)",
+    )  # fmt: skip
+    fence_margin_ms: int = setting(
+        "AGENT_FENCE_MARGIN", _MS, "60000",
+        "with fencing, a silent pool is lost (its bots may start elsewhere) only after "
+        "AGENT_FENCE_TIMEOUT plus this",
+    )  # fmt: skip
     pool_cleanup_grace_ms: int = setting(
         "POOL_CLEANUP_GRACE",
         _int(0, 30 * 24 * 3600 * 1000),
@@ -443,6 +473,13 @@ class ControllerSettings:
         "one bot in a container of its own, against which pooling's saving is estimated",
     )  # fmt: skip
     log_level: str = _log_level()
+
+    @property
+    def fence_timeout_ms(self) -> int:
+        """AGENT_FENCE_TIMEOUT in ms, `auto` resolved by the runtime's name (0: off)."""
+        if self.fence_timeout_setting != FENCE_TIMEOUT_AUTO:
+            return self.fence_timeout_setting
+        return FENCE_TIMEOUT_MULTI_HOST_MS if self.pool_runtime in MULTI_HOST_RUNTIMES else 0
 
     @property
     def backups_path(self) -> Path | None:
@@ -552,6 +589,10 @@ class AgentSettings:
     bot_ping_timeout_ms: int = _bot_ping_timeout()
     poll_interval_ms: int = _poll_interval()
     max_backoff_ms: int = setting("AGENT_MAX_BACKOFF", _MS, "10000", "cap of the reconnect backoff")
+    fence_timeout_ms: int = setting(
+        "AGENT_FENCE_TIMEOUT", _int(0, 24 * 3600 * 1000), "0",
+        "ms without the controller after which the agent stops every bot (0: never)",
+    )  # fmt: skip
     preload_modules: str = _preload_modules()
     market_data_proxy: bool = _market_data_proxy()
     market_data_port: int = setting(

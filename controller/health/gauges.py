@@ -77,6 +77,11 @@ class PoolStateCollector(Collector):
             if live.last_seen:
                 age.add_metric([pool_id], round(now - live.last_seen, 3))
         yield age
+        yield CounterMetricFamily(
+            "ftpool_pool_fences", "Times an agent reconnected having fenced its pool (stopped "
+            "its bots, cut off from the controller for AGENT_FENCE_TIMEOUT)",
+            value=self.pools.sessions.fences,
+        )  # fmt: skip
         yield from self.backups(now)
         yield from self.bot_memory()
         yield from self.market_data()

@@ -36,6 +36,9 @@ class Rules:
     pool_grace: float  # seconds a pool may be silent
     pool_starts: int  # starts of a lost pool before its bots move elsewhere
     memory_grace: float = 30.0  # seconds a bot may stay over its memory limit
+    # With fencing: seconds of silence (AGENT_FENCE_TIMEOUT + AGENT_FENCE_MARGIN) before a
+    # pool may be replaced, its agent having stopped its bots by then; 0: fencing is off.
+    fence_wait: float = 0.0
 
 
 # -- pools ------------------------------------------------------------------------------
@@ -109,13 +112,16 @@ def _recovery(
     """What brings a suspect pool back, or None to wait and look again."""
     grace = rules.pool_grace
     first = health.first_start if health.starts else now
+    # Replacing a pool (recreated, or its bots moved) starts its bots anew elsewhere: with
+    # fencing, not before its agent, wherever it is, has stopped them.
+    replaceable = not fenced_in(seen.heard_at, now, rules.fence_wait)
     # Started again and again, never healthy, for a while (not a passing hiccup of the
     # runtime or its storage): move its bots to other pools.
     if seen.runtime != RuntimeState.RUNNING and health.starts >= rules.pool_starts \
-            and now - first >= EVACUATE_AFTER_GRACES * grace:  # fmt: skip
+            and now - first >= EVACUATE_AFTER_GRACES * grace and replaceable:  # fmt: skip
         return health, Recovery.EVACUATE
     if seen.runtime == RuntimeState.MISSING:
-        return health, Recovery.RECREATE
+        return health, Recovery.RECREATE if replaceable else None
     if seen.runtime == RuntimeState.EXITED:
         return health, Recovery.RESTART
     # A pool just (re)started has not been silent: its agent is on its way.
@@ -129,6 +135,12 @@ def _recovery(
     if now - health.agent_restarted > 2 * grace:
         return replace(health, agent_restarted=None), Recovery.RESTART
     return health, None
+
+
+def fenced_in(heard_at: float, now: float, fence_wait: float) -> bool:
+    """Whether a pool last heard from at `heard_at` may still run its bots: with fencing
+    (`fence_wait` > 0), until its agent's fence has surely stopped them."""
+    return fence_wait > 0 and now - heard_at < fence_wait
 
 
 # -- bots -------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class MonitorConfig:
     # Starts of a pool that never became healthy before its bots are moved elsewhere.
     pool_starts: int = 3
     memory_grace: float = 30.0  # seconds a bot may stay over its memory limit
+    fence_wait: float = 0.0  # AGENT_FENCE_TIMEOUT + AGENT_FENCE_MARGIN, 0 without fencing
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> MonitorConfig:
@@ -78,6 +79,8 @@ class MonitorConfig:
             unresponsive_after=settings.bot_unresponsive_ms / 1000,
             pool_starts=settings.pool_start_attempts,
             memory_grace=settings.bot_memory_grace_ms / 1000,
+            fence_wait=(settings.fence_timeout_ms + settings.fence_margin_ms) / 1000
+            if settings.fence_timeout_ms else 0.0,
         )  # fmt: skip
 
 
@@ -99,7 +102,7 @@ class Monitor:
         self.interval = config.interval
         self.rules = Rules(config.policy, config.unresponsive_after,
                            pools.sessions.pool_grace, config.pool_starts,
-                           config.memory_grace)  # fmt: skip
+                           config.memory_grace, config.fence_wait)  # fmt: skip
         # Rung by whoever sees trouble (controller/pools/alarm.py), and by the monitor itself.
         self.alarm = alarm
         self.clock = clock

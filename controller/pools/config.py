@@ -21,6 +21,7 @@ class PoolsConfig:
     pool_base_port: int = 9000
     backups_dir: Path | None = None  # BACKUP_DIR; pool P's target is <it>/pools/P
     bot_memory: int = 0  # a bot's memory limit unless it has its own (0: none)
+    fence_timeout: float = 0.0  # AGENT_FENCE_TIMEOUT in seconds, 0: agents do not fence
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> PoolsConfig:
@@ -41,8 +42,10 @@ class PoolsConfig:
                 "BACKUP_RETENTION": str(settings.backup_retention_days),
                 "BOT_BUSY_CPU": str(settings.bot_busy_cpu),
                 "BOT_BUSY_WINDOW": str(settings.bot_busy_window_ms),
+                "AGENT_FENCE_TIMEOUT": str(settings.fence_timeout_ms),
             },
             pool_grace=settings.pool_grace_ms / 1000,
+            fence_timeout=settings.fence_timeout_ms / 1000,
             bot_launch=settings.bot_launch,
             bot_memory=settings.default_bot_memory,
             market_data_base_port=settings.market_data_base_port

@@ -35,7 +35,8 @@ class PoolManager:
         self.registry = PoolRegistry(runtime, desired)
         self.sessions = AgentSessions(self.registry, runtime, events=events, alarm=alarm,
                                       pool_grace=config.pool_grace,
-                                      bot_memory=config.bot_memory)  # fmt: skip
+                                      bot_memory=config.bot_memory,
+                                      fencing=config.fence_timeout > 0)  # fmt: skip
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
         self.sessions.replacing = self.lifecycle.upgrading.__contains__
 

@@ -68,8 +68,9 @@ def runtime_event_effect(action: str, replacing: bool) -> str | None:
 class AgentSessions:
     def __init__(
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
-        pool_grace: float, bot_memory: int = 0,
+        pool_grace: float, bot_memory: int = 0, fencing: bool = False,
     ) -> None:  # fmt: skip
+        """`fencing`: agents are told to fence (AGENT_FENCE_TIMEOUT is on)."""
         self.registry = registry
         self.bot_memory = bot_memory  # a bot's memory limit unless it has its own (0: none)
         self.runtime = runtime
@@ -79,6 +80,8 @@ class AgentSessions:
         self.frames_received = 0
         self.frames_rejected = 0
         self.backup_failures = 0  # pools' backups that began to fail
+        self.fencing = fencing
+        self.fences = 0  # agents that said, reconnecting, that they had fenced their pool
         self._changed = asyncio.Condition()
         self._waiters = 0
         self._requests: dict[int, asyncio.Future[Response]] = {}
@@ -108,12 +111,24 @@ class AgentSessions:
             log.warning("orphan_bots_will_be_stopped", pool=hello.pool_id, bots=orphans)
         self.events.emit("agent_connected", pool=hello.pool_id, version=hello.version,
                          adopted=len(live.bots))  # fmt: skip
+        self._fencing_of(hello)
         await self.registry.push(hello.pool_id)
         try:
             # A restarted container may have a new address on its network: look again.
             await self.runtime.inspect(hello.pool_id)
         except RuntimeFailure as exc:
             log.warning("pool_inspect_failed", pool=hello.pool_id, error=str(exc))
+
+    def _fencing_of(self, hello: Hello) -> None:
+        """An agent that fenced its pool (its bots were stopped while it was cut off: the
+        desired state pushed now starts them again) is an event; one that cannot fence,
+        where agents should, a warning (an agent from before fencing)."""
+        if hello.fenced:
+            self.fences += 1
+            log.warning("pool_fenced", pool=hello.pool_id)
+            self.events.emit("pool_fenced", pool=hello.pool_id, reason="controller_unreachable")
+        elif self.fencing and "fence" not in hello.features:
+            log.warning("agent_cannot_fence", pool=hello.pool_id, version=hello.version)
 
     def detach(self, pool_id: str, ws: web.WebSocketResponse) -> None:
         live = self.registry.live.get(pool_id)

@@ -1,5 +1,5 @@
-"""The agent's connection to its controller: supervisord's hiccups are survived, and a log
-being read holds up no desired state."""
+"""The agent's connection to its controller: supervisord's hiccups are survived, a log
+being read holds up no desired state, and contact for fencing is the controller's word."""
 
 from __future__ import annotations
 
@@ -25,11 +25,16 @@ class FakeController:
         self.outbox = outbox
         self.connections = 0
         self.frames: asyncio.Queue[Message] = asyncio.Queue()
+        self.refuse = False  # close each connection after its hello, as a 4401
 
     async def agents_ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.connections += 1
+        if self.refuse:
+            await self.frames.put(decode((await ws.receive()).data))
+            await ws.close(code=4401, message=b"unauthorized")
+            return ws
         for frame in self.outbox:
             await ws.send_bytes(encode(frame))
         async for msg in ws:
@@ -39,11 +44,13 @@ class FakeController:
 
 @contextlib.asynccontextmanager
 async def connected(
-    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path, outbox: list[Message]
-) -> AsyncIterator[tuple[Agent, FakeController]]:
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path, outbox: list[Message],
+    refuse: bool = False, **env: str,
+) -> AsyncIterator[tuple[Agent, FakeController]]:  # fmt: skip
     """An agent whose connect loop runs against a fake controller; its supervisord is away
     until a test serves tmp_path/supervisor.sock."""
     controller = FakeController(outbox)
+    controller.refuse = refuse
     app = web.Application()
     app.router.add_get("/api/agents/ws", controller.agents_ws)
     server = await aiohttp_server(app, host="127.0.0.1")
@@ -51,7 +58,7 @@ async def connected(
         "POOL_ID": "pool-1", "POOL_TOKEN": "t" * 64, "POOL_DIR": str(tmp_path),
         "LOG_DIR": str(tmp_path / "logs"), "SUPERVISOR_SOCKET": str(tmp_path / "supervisor.sock"),
         "CONTROLLER_URL": f"ws://127.0.0.1:{server.port}/api/agents/ws",
-        "AGENT_MAX_BACKOFF": "50",
+        "AGENT_MAX_BACKOFF": "50", **env,
     })  # fmt: skip
     agent = Agent(settings)
     connecting = asyncio.create_task(agent._connect_loop())
@@ -98,3 +105,33 @@ async def test_a_log_being_read_holds_up_no_desired_state(
             read.set()
             answer = await asyncio.wait_for(controller.frames.get(), 5)
         assert answer == LogResponse(1, b"log of bot-b1")
+
+
+async def test_a_refused_hello_is_no_contact(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    async with connected(aiohttp_server, tmp_path, [], refuse=True,
+                         AGENT_FENCE_TIMEOUT="3600000") as (agent, controller):  # fmt: skip
+        lost_at = agent.fence.lost_at
+        with serving(tmp_path / "supervisor.sock"):
+            for _ in range(3):  # hellos sent, each connection closed after it
+                assert isinstance(await asyncio.wait_for(controller.frames.get(), 10), Hello)
+        # Still cut off since the agent started: the fence's clock was not reset.
+        assert agent.fence.lost_at == lost_at is not None
+
+
+async def test_a_fenced_agent_says_so_and_is_released_by_the_desired_state(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    async with connected(aiohttp_server, tmp_path, [Desired(7, [])],
+                         AGENT_FENCE_TIMEOUT="3600000") as (agent, controller):  # fmt: skip
+        assert agent.fence.timeout == 3600
+        agent.fence.fenced = True  # as after a fence while the controller was away
+        with serving(tmp_path / "supervisor.sock"):
+            hello = await asyncio.wait_for(controller.frames.get(), 10)
+            assert isinstance(hello, Hello) and hello.fenced and "fence" in hello.features
+            async with asyncio.timeout(5):
+                while agent.reconciler._latest is None:
+                    await asyncio.sleep(0.01)
+        assert agent.reconciler._latest.gen == 7  # to be applied: the bots come back
+        assert not agent.fence.fenced and agent.fence.lost_at is None

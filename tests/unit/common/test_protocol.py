@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from common.protocol import (
+    AGENT_FEATURES,
     MAX_BOTS_PER_FRAME,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -528,6 +529,21 @@ def test_the_freqtrade_version_is_announced_and_absent_from_older_agents() -> No
     # ignored, as this one ignores a later agent's.
     m = {**wire(hello), "a_later_field": [1]}
     assert decode(pack(m)) == hello
+
+
+def test_a_fenced_agent_says_so_and_older_agents_and_controllers_do_not_mind() -> None:
+    hello = Hello("pool-1", "tok", "1", 10, 9000, features=["fence"], fenced=True)
+    assert decode(encode(hello)) == hello
+    m = wire(hello)
+    assert m["fenced"] is True
+    # Not fenced: the key is left out, so a hello is what it was before fencing.
+    assert "fenced" not in wire(Hello("pool-1", "tok", "1", 10, 9000))
+    del m["fenced"]  # an agent from before fencing
+    assert decode(pack(m)).fenced is False
+    for bad in (1, "yes"):
+        m["fenced"] = bad
+        rejected(m)
+    assert "fence" in AGENT_FEATURES
 
 
 def test_held_is_a_run_state() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -265,3 +265,25 @@ def test_a_containerized_controller_with_its_own_backup_dir_must_say_where_it_is
     assert moved.host_backups_dir == Path("/mnt/disk2/ftpool")
     with pytest.raises(SettingsError, match="BACKUP_INTERVAL"):
         ControllerSettings.from_env({"BACKUP_INTERVAL": "10"})
+
+
+def test_fencing_is_off_on_one_host_and_on_with_swarm_unless_set() -> None:
+    for runtime in ("local", "docker"):
+        env = {"POOL_RUNTIME": runtime, "AGENT_CONTROLLER_URL": "ws://c/api/agents/ws"}
+        assert ControllerSettings.from_env(env).fence_timeout_ms == 0
+    # By the runtime's name: the swarm runtime is on a branch of its own.
+    swarm = replace(ControllerSettings.from_env({}), pool_runtime="swarm")
+    assert swarm.fence_timeout_ms == 30000
+    assert replace(swarm, fence_timeout_setting=0).fence_timeout_ms == 0
+    assert ControllerSettings.from_env({"AGENT_FENCE_TIMEOUT": "45000"}).fence_timeout_ms == 45000
+    for off in ("off", "0", " OFF "):
+        assert ControllerSettings.from_env({"AGENT_FENCE_TIMEOUT": off}).fence_timeout_ms == 0
+    with pytest.raises(SettingsError, match="AGENT_FENCE_TIMEOUT must be auto, off or"):
+        ControllerSettings.from_env({"AGENT_FENCE_TIMEOUT": "soon"})
+    assert ControllerSettings.from_env({}).fence_margin_ms == 60000
+
+
+def test_an_agent_fences_only_when_told() -> None:
+    env = {"POOL_ID": "pool-1", "POOL_TOKEN": "t"}
+    assert AgentSettings.from_env(env).fence_timeout_ms == 0  # a controller from before
+    assert AgentSettings.from_env({**env, "AGENT_FENCE_TIMEOUT": "30000"}).fence_timeout_ms == 30000

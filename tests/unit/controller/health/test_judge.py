@@ -84,6 +84,41 @@ def test_a_lost_pool_without_bots_is_left_alone_its_deleted_bots_gone() -> None:
     assert pool(PoolHealth(), EXITED, bots=2, deleting=2).recovery is Recovery.RESTART
 
 
+FENCED = replace(RULES, fence_wait=90)  # AGENT_FENCE_TIMEOUT 30 s + AGENT_FENCE_MARGIN 60 s
+
+
+def fenced_pool(health: PoolHealth, runtime: RuntimeState, now: float, heard_at: float):
+    seen = judge.PoolSeen(True, runtime, 1, 0, heard_at)
+    return judge.judge_pool(health, seen, now, FENCED)
+
+
+def test_with_fencing_a_pool_is_replaced_only_after_the_fence_and_its_margin() -> None:
+    # Missing (on a host cut off, say): its agent may still run its bots until it fences.
+    waiting = fenced_pool(PoolHealth(), MISSING, T, heard_at=T - 89)
+    assert waiting.recovery is None and waiting.look_again_at is not None
+    assert waiting.became_suspect and waiting.health.starts == 0
+    lost = fenced_pool(waiting.health, MISSING, T + 1, heard_at=T - 89)
+    assert lost.recovery is Recovery.RECREATE
+    # Its bots move elsewhere only after the fence too, however often it was started.
+    tried = PoolHealth(suspect=True, starts=2, first_start=T - 100, last_start=T - 50)
+    assert fenced_pool(tried, EXITED, T, heard_at=T - 89).recovery is Recovery.RESTART
+    assert fenced_pool(tried, EXITED, T, heard_at=T - 90).recovery is Recovery.EVACUATE
+    assert fenced_pool(tried, MISSING, T, heard_at=T - 10).recovery is None
+
+
+def test_fencing_holds_back_no_restart_in_place() -> None:
+    assert fenced_pool(PoolHealth(), EXITED, T, heard_at=T - 1).recovery is Recovery.RESTART
+    silent = fenced_pool(PoolHealth(), RUNNING, T, heard_at=T - 21)
+    assert silent.recovery is Recovery.RESTART_AGENT
+
+
+def test_without_fencing_a_missing_pool_is_made_again_at_once() -> None:
+    assert pool(PoolHealth(), MISSING, T, heard_at=T - 1).recovery is Recovery.RECREATE
+    assert judge.fenced_in(T - 1, T, 0.0) is False
+    assert judge.fenced_in(T - 1, T, 90.0) is True
+    assert judge.fenced_in(T - 90, T, 90.0) is False
+
+
 def test_a_dead_bot_is_restarted_at_once_then_backs_off_then_fails() -> None:
     verdict = bot(BotHealth(), BOT, status(ProcessState.EXITED))
     assert (verdict.action, verdict.problem) == (BotAction.RESTART, "bot_not_running")

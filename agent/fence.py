@@ -1,0 +1,153 @@
+"""Fencing: an agent cut off from its controller for AGENT_FENCE_TIMEOUT stops its bots.
+
+Past that time the controller may declare the pool lost and start its bots elsewhere
+(after AGENT_FENCE_TIMEOUT plus a margin, controller/health/judge.py): by then this copy
+must be gone, so that a bot never runs twice. Fenced, the agent starts nothing by itself;
+the bots come back when the controller is reached again and its desired state says so
+(the reconciler, on the first desired state after the hello). The preloader and the
+market-data proxy run on: they trade nothing.
+
+The decision is pure (`decide`, over the time contact was lost and a clock); `Fence` is
+the thin loop that acts on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import select
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("agent.fence")
+
+
+class Verdict(enum.Enum):
+    NONE = "none"  # fencing is off, the controller is reached, or the bots are stopped already
+    WAIT = "wait"  # cut off, not for long enough yet: look again at `due`
+    FENCE = "fence"  # cut off for the timeout: stop every bot now
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    due: float = 0.0
+
+
+_NOTHING = Decision(Verdict.NONE)
+
+
+def decide(timeout: float, lost_at: float | None, fenced: bool, now: float) -> Decision:
+    """What to do, `timeout` seconds being allowed without the controller (0: fencing is
+    off), contact having been lost at `lost_at` (None: connected now)."""
+    if timeout <= 0 or lost_at is None or fenced:
+        return _NOTHING
+    due = lost_at + timeout
+    return Decision(Verdict.FENCE) if now >= due else Decision(Verdict.WAIT, due)
+
+
+def ws_heartbeat(timeout: float, default: float = 20.0) -> float:
+    """The agent's WebSocket ping period: a connection that died silently (a partition) is
+    noticed within 1.5 of it, so with fencing it is a quarter of the timeout (at least a
+    second), not to delay the fence by much."""
+    if timeout <= 0:
+        return default
+    return max(1.0, min(default, timeout / 4))
+
+
+def pidfds_of(pids: list[int]) -> dict[int, int]:
+    """A pidfd per process still there: a process is then told apart from a later one that
+    reuses its pid."""
+    fds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fds[pid] = os.pidfd_open(pid)
+    return fds
+
+
+def kill_survivors(pidfds: dict[int, int], wait: float = 5.0) -> list[int]:
+    """SIGKILL (and wait for) each process of `pidfds` still alive after its program was
+    stopped (a forked bot that outlived its launcher); the pids killed. Closes the fds."""
+    killed = []
+    try:
+        for pid, fd in pidfds.items():
+            if not select.select([fd], [], [], 0)[0]:  # readable once the process ended
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    killed.append(pid)
+        deadline = time.monotonic() + wait
+        for pid in killed:
+            select.select([pidfds[pid]], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        for fd in pidfds.values():
+            os.close(fd)
+    return killed
+
+
+class Fence:
+    """Tracks contact with the controller and stops the bots (`stop_bots`) once it has been
+    lost for `timeout` seconds; `fenced` until the controller's next desired state."""
+
+    def __init__(
+        self, timeout: float, stop_bots: Callable[[], Awaitable[int]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.timeout = timeout
+        self.stop_bots = stop_bots
+        self.clock = clock
+        # An agent starting has no contact yet: from its start (a restarted agent's bots,
+        # left running by supervisord, are fenced too if the controller stays away).
+        self.lost_at: float | None = clock()
+        self.fenced = False
+        self._changed = asyncio.Event()
+
+    def connected(self) -> None:
+        """The controller spoke: in contact until the connection ends."""
+        if self.lost_at is not None:
+            self.lost_at = None
+            self._changed.set()
+
+    def disconnected(self) -> None:
+        """The connection ended (contact is lost now, if there was any)."""
+        if self.lost_at is None:
+            self.lost_at = self.clock()
+            self._changed.set()
+
+    def released(self) -> None:
+        """The controller's desired state arrived: it decides again what runs."""
+        if self.fenced:
+            log.info("fence_released")
+        self.fenced = False
+        self._changed.set()
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            decision = decide(self.timeout, self.lost_at, self.fenced, self.clock())
+            if decision.verdict is Verdict.FENCE:
+                await self._fence()
+                continue
+            wait = None if decision.verdict is Verdict.NONE else decision.due - self.clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+
+    async def _fence(self) -> None:
+        lost_at = self.lost_at if self.lost_at is not None else self.clock()
+        log.warning("fencing", timeout=self.timeout, silent_s=round(self.clock() - lost_at, 1))
+        self.fenced = True
+        try:
+            stopped = await self.stop_bots()
+        except Exception:
+            # supervisord did not answer: not fenced yet, so the next round tries again.
+            log.exception("fence_failed")
+            self.fenced = False
+            await asyncio.sleep(1)
+            return
+        log.warning("fenced", bots_stopped=stopped,
+                    after_s=round(self.clock() - lost_at, 1))  # fmt: skip
