@@ -22,6 +22,7 @@ from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
 from controller.api.migration import APIMigration
+from controller.api.nodes import APINodes
 from controller.api.openapi import APIOpenAPI
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
@@ -203,6 +204,7 @@ def create_app(controller: Controller) -> web.Application:
             limits=controller.bots.limits,
             census=controller.census,
         ),
+        APINodes(controller.pools),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),

@@ -118,6 +118,8 @@ class APIPools:
         return {
             "id": pool.id,
             "containerName": pool.container_name,
+            # The node it is pinned to (swarm; null on a single-host runtime).
+            "node": self.pools.runtime.node_of(pool_id),
             "mode": "legacy" if pool.legacy_of else "pooled",
             "status": status,
             "botsCount": len(bots),

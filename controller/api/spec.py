@@ -152,6 +152,7 @@ POOL = obj(
     {
         "id": ID,
         "containerName": STR,
+        "node": nullable(STR),
         "mode": {"enum": ["pooled", "legacy"]},
         "status": {"enum": [str(w) for w in PoolStatusWord]},
         "botsCount": INT,

@@ -129,6 +129,10 @@ class PoolRuntime(abc.ABC):
     def bot_listen_ip(self) -> str:
         """The address bots bind inside their pool."""
 
+    def node_of(self, pool_id: str) -> str | None:
+        """The node the pool runs on, on a multi-host runtime (None: one host)."""
+        return None
+
     @abc.abstractmethod
     def watch(self, on_event: Callable[[str, str], None]) -> None:
         """Call on_event(pool_id, action) from the event loop when a pool dies."""

@@ -180,19 +180,28 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         """The id of the node the pool is pinned to (None: not known yet)."""
         return self._nodes.get(pool_id)
 
-    async def nodes(self) -> list[Node]:
-        def nodes() -> list[Node]:
-            return [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
+    @property
+    def pool_memory(self) -> int:
+        """What placement counts for each pool on a node (POOL_MEMORY_LIMIT; 0: none)."""
+        return parse_bytes(self.options.memory_limit) if self.options.memory_limit else 0
 
-        return await self._run(nodes)
+    async def node_census(self) -> tuple[list[Node], dict[str, list[str]]]:
+        """The swarm's nodes, and the pools pinned to each (node id -> pool ids)."""
 
-    def _pools_per_node(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+        def census() -> tuple[list[Node], dict[str, list[str]]]:
+            nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
+            return nodes, self._pools_by_node()
+
+        return await self._run(census)
+
+    def _pools_by_node(self) -> dict[str, list[str]]:
+        pools: dict[str, list[str]] = {}
         for service in self.client.services.list(filters={"label": LABEL_POOL}):
-            node_id = (service.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_NODE)
-            if node_id:
-                counts[node_id] = counts.get(node_id, 0) + 1
-        return counts
+            labels = service.attrs.get("Spec", {}).get("Labels") or {}
+            if labels.get(LABEL_NODE):
+                pools.setdefault(labels[LABEL_NODE], []).append(labels[LABEL_POOL])
+                self._nodes[labels[LABEL_POOL]] = labels[LABEL_NODE]
+        return pools
 
     # -- the interface ------------------------------------------------------------------
 
@@ -218,8 +227,8 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             # Not ours to reuse or destroy: it may run bots the store does not know.
             raise PoolExists(f"service {name} already exists; it is left alone")
         nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
-        memory = parse_bytes(o.memory_limit) if o.memory_limit else 0
-        node = pick_node(nodes, self._pools_per_node(), memory, self.rules)
+        counts = {node_id: len(pools) for node_id, pools in self._pools_by_node().items()}
+        node = pick_node(nodes, counts, self.pool_memory, self.rules)
         if node is None:
             raise RuntimeFailure("swarm: no node can take another pool (SWARM_NODE_LABELS, memory)")
         self.ensure_network(o.network, driver="overlay", attachable=True, scope="swarm")
