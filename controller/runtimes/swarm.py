@@ -102,8 +102,14 @@ def service_spec(
 
 
 def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The service's newest task (Swarm keeps a few old ones as history)."""
-    return max(tasks, key=lambda t: t.get("Version", {}).get("Index", 0), default=None)
+    """The service's current task: the one Swarm wants running (one replica: one at the
+    most), else the last changed; the others are history Swarm keeps for a while. (Not the
+    newest index alone: a replaced task's index moves on as Swarm shuts it down.)"""
+    return max(
+        tasks,
+        key=lambda t: (t.get("DesiredState") == "running", t.get("Version", {}).get("Index", 0)),
+        default=None,
+    )
 
 
 def task_state(service_found: bool, tasks: Iterable[Mapping[str, Any]]) -> RuntimeState:
@@ -236,6 +242,8 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         kwargs = service_spec(pool_spec(launch, o), name, node.id, o.network, o.publish_ports)
         self.client.api.create_service(**kwargs)
         self._nodes[launch.pool_id] = node.id
+        if o.publish_ports:
+            self._addresses[launch.pool_id] = node.address
         return node.id
 
     async def inspect(self, pool_id: str) -> RuntimeState:

@@ -87,6 +87,9 @@ def task(index: int, state: str, desired: str = "running") -> dict[str, object]:
         ([task(9, "rejected")], RuntimeState.EXITED),
         ([task(9, "running"), task(4, "failed", "shutdown")], RuntimeState.RUNNING),
         ([task(3, "running", "shutdown"), task(8, "failed", "shutdown")], RuntimeState.EXITED),
+        # The replaced task changes last (shut down): the one Swarm wants running counts.
+        ([task(9, "shutdown", "shutdown"), task(7, "starting")], RuntimeState.RUNNING),
+        ([task(9, "running", "shutdown"), task(7, "failed")], RuntimeState.EXITED),
         ([], RuntimeState.EXITED),  # a service scaled to nothing
     ],
 )
