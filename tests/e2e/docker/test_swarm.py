@@ -19,11 +19,11 @@ import docker.errors
 import pytest
 import pytest_asyncio
 
-from tests.e2e.docker.conftest import cluster_in_docker, remove_test_pools
+from tests.e2e.docker.conftest import cluster_in_docker, provision_answering, remove_test_pools
 from tests.e2e.local.conftest import Cluster
 from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import assert_trading_api, start_exchange, wait_trading
-from tests.exchange import EmulatorProcess, trading_bot
+from tests.exchange import EmulatorProcess
 from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -92,12 +92,7 @@ def running_task(client: docker.DockerClient) -> dict:
 async def test_a_pool_is_a_pinned_service_and_its_bots_trade(swarm_cluster, docker_client):
     cluster, exchange = swarm_cluster
     h = cluster.harness
-    for bot in BOTS:
-        await h.provision(ALICE, **trading_bot(exchange.url, bot))
-    await all_running(cluster, BOTS, timeout=240)
-    for bot in BOTS:
-        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
-        assert status == 200 and config["bot_name"] == bot
+    await provision_answering(cluster, exchange.url, BOTS)
     node_id = docker_client.info()["Swarm"]["NodeID"]
     spec = docker_client.services.get(SERVICE).attrs["Spec"]
     assert spec["Mode"] == {"Replicated": {"Replicas": 1}}
