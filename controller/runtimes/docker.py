@@ -71,6 +71,13 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(call)
 
 
+def restart_agent_in(container: Container) -> None:
+    """supervisorctl restart agent, inside the pool's running container."""
+    code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
+    if code != 0:
+        raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")
+
+
 class DockerClient:
     """A runtime's Docker SDK client, made on first use, and its calls off the loop."""
 
@@ -254,9 +261,7 @@ class DockerRuntime(DockerClient, PoolRuntime):
             container = self._get(pool_id)
             if container is None or container.status != "running":
                 raise RuntimeFailure(f"container {self.container_name(pool_id)} is not running")
-            code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
-            if code != 0:
-                raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")
+            restart_agent_in(container)
 
         await self._run(restart)
         log.info("pool_agent_restarted", pool=pool_id)

@@ -43,7 +43,7 @@ from controller.runtimes.base import (
     RuntimeState,
     retire_pool_dir,
 )
-from controller.runtimes.docker import DockerClient, in_thread
+from controller.runtimes.docker import DockerClient, in_thread, restart_agent_in
 from controller.runtimes.spec import (
     CAP_ADD,
     LABEL_POOL,
@@ -180,6 +180,17 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             if address:
                 self._addresses[pool_id] = address
 
+    def _local_container(self, pool_id: str) -> str | None:
+        """The id of the pool's running task's container if it runs on the node of the
+        daemon the controller talks to (None: no running task, or on another node)."""
+        service = self._service(pool_id)
+        task = current_task(self._tasks(service)) if service is not None else None
+        if task is None or task.get("Status", {}).get("State") != "running":
+            return None
+        if task.get("NodeID") != self.client.info().get("Swarm", {}).get("NodeID"):
+            return None
+        return task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+
     # -- nodes --------------------------------------------------------------------------
 
     def node_of(self, pool_id: str) -> str | None:
@@ -282,9 +293,20 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         log.info("pool_service_restarted", pool=pool_id)
 
     async def restart_agent(self, pool_id: str) -> None:
-        # supervisorctl runs inside the task's container, on its node: no exec across a
-        # swarm here; restart the whole pool instead (its bots restart with it).
-        raise RuntimeFailure("swarm: restarting only the agent is not supported; restart the pool")
+        """supervisorctl restart agent in the task's container, when it runs on the node of
+        the controller's own daemon; elsewhere it cannot (no exec across a swarm) and the
+        health monitor restarts the whole pool instead, two grace periods later."""
+
+        def restart() -> None:
+            container_id = self._local_container(pool_id)
+            if container_id is None:
+                raise RuntimeFailure(
+                    f"swarm: {self.service_name(pool_id)} runs no task on this node"
+                )
+            restart_agent_in(self.client.containers.get(container_id))
+
+        await self._run(restart)
+        log.info("pool_agent_restarted", pool=pool_id)
 
     async def stop(self, pool_id: str) -> None:
         def stop() -> None:
@@ -318,14 +340,8 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         agent's heartbeat reports the pool's memory)."""
 
         def stats() -> PoolUsage | None:
-            service = self._service(pool_id)
-            task = current_task(self._tasks(service)) if service is not None else None
-            if task is None or task.get("Status", {}).get("State") != "running":
-                return None
-            if task.get("NodeID") != self.client.info().get("Swarm", {}).get("NodeID"):
-                return None
-            container_id = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
-            return self.container_usage(container_id)
+            container_id = self._local_container(pool_id)
+            return self.container_usage(container_id) if container_id else None
 
         return await self._run(stats)
 

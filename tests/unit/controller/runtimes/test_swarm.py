@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker
 import pytest
 
+from controller.errors import RuntimeFailure
 from controller.runtimes import PoolLaunch, RuntimeState
 from controller.runtimes.spec import DockerOptions, pool_spec
-from controller.runtimes.swarm import current_task, service_spec, task_address, task_state
+from controller.runtimes.swarm import (
+    SwarmRuntime,
+    current_task,
+    service_spec,
+    task_address,
+    task_state,
+)
 
 
 def options(tmp_path: Path, **changes: object) -> DockerOptions:
@@ -110,3 +118,20 @@ def test_a_task_address_on_the_overlay() -> None:
     assert task_address(attached, "ftpool") == "10.0.1.5"
     assert task_address(attached, "other") is None
     assert task_address({}, "ftpool") is None
+
+
+async def test_an_unreachable_daemon_is_a_runtime_failure(tmp_path: Path) -> None:
+    client = docker.DockerClient(base_url=f"unix://{tmp_path}/no.sock", version="1.41", timeout=5)
+    runtime = SwarmRuntime(options(tmp_path), client=client)
+    calls = [
+        runtime.inspect("pool-3"), runtime.create(LAUNCH), runtime.restart("pool-3"),
+        runtime.restart_agent("pool-3"), runtime.stop("pool-3"), runtime.remove("pool-3"),
+        runtime.discard("pool-3"), runtime.stats("pool-3"), runtime.list(),
+        runtime.node_census(),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(RuntimeFailure, match=r"^docker: "):
+            await call
+    assert (runtime.bot_host("pool-3"), runtime.node_of("pool-3")) == (
+        "freqtrade-pool-pool-3", None)  # fmt: skip
+    await runtime.close()
