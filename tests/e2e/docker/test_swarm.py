@@ -43,12 +43,17 @@ def leave_swarm(client: docker.DockerClient) -> None:
 def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
     """The daemon as a one-node swarm (its gateway on docker_gwbridge yielded); always left."""
     leave_swarm(client)
+    had_gwbridge = bool(client.networks.list(names=["docker_gwbridge"]))
     try:
         client.swarm.init(advertise_addr="eth0" if _has_eth0() else "127.0.0.1")
         gwbridge = client.networks.get("docker_gwbridge")
         yield gwbridge.attrs["IPAM"]["Config"][0]["Gateway"]
     finally:
         leave_swarm(client)
+        if not had_gwbridge:  # the daemon as it was: swarm mode made it
+            for network in client.networks.list(names=["docker_gwbridge"]):
+                with contextlib.suppress(docker.errors.APIError):
+                    network.remove()
 
 
 def _has_eth0() -> bool:
