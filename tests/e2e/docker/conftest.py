@@ -16,9 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.local.conftest import Cluster
-from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import MARKET_DATA
-from tests.exchange import trading_bot
 from tests.support import remove_pool_containers
 
 POOL_IMAGE = "freqtrade-pool:latest"
@@ -81,14 +79,3 @@ async def docker_cluster(
 ) -> AsyncIterator[Cluster]:
     async with cluster_in_docker(tmp_path_factory, docker_client) as c:
         yield c
-
-
-async def provision_answering(cluster: Cluster, exchange_url: str, bots: list[str]) -> None:
-    """Alice's trading bots, provisioned, running, and answering through the proxy."""
-    h = cluster.harness
-    for bot in bots:
-        await h.provision(ALICE, **trading_bot(exchange_url, bot))
-    await all_running(cluster, bots, timeout=240)
-    for bot in bots:
-        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
-        assert status == 200 and config["bot_name"] == bot

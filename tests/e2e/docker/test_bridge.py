@@ -14,11 +14,11 @@ import docker
 import pytest
 import pytest_asyncio
 
-from tests.e2e.docker.conftest import cluster_in_docker, provision_answering
+from tests.e2e.docker.conftest import cluster_in_docker
 from tests.e2e.local.conftest import Cluster
-from tests.e2e.local.test_freqtrade import ALICE
+from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import assert_trading_api, start_exchange, wait_trading
-from tests.exchange import EmulatorProcess
+from tests.exchange import EmulatorProcess, trading_bot
 from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -64,7 +64,12 @@ def answers_on_loopback(port: int) -> bool:
 async def test_bridge_pool_is_reached_by_container_address(bridge_cluster, docker_client):
     cluster, exchange = bridge_cluster
     h = cluster.harness
-    await provision_answering(cluster, exchange.url, BOTS)
+    for bot in BOTS:
+        await h.provision(ALICE, **trading_bot(exchange.url, bot))
+    await all_running(cluster, BOTS, timeout=180)
+    for bot in BOTS:
+        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
+        assert status == 200 and config["bot_name"] == bot
     status, info = await h.call("GET", f"/api/pool/bot/{BOTS[0]}", ALICE)
     assert status == 200
     assert info["connection"] == {

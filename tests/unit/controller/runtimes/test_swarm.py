@@ -57,6 +57,7 @@ def test_the_service_is_one_pinned_replica_that_swarm_never_restarts(tmp_path: P
     assert container["Image"] == "freqtrade-pool:latest"
     assert container["Labels"]["ftpool.pool"] == "pool-3"
     assert container["CapabilityAdd"] == ["SYS_PTRACE"]
+    assert container["Healthcheck"]["Test"] == ["NONE"]  # Swarm kills no unhealthy pool
     env = dict(item.split("=", 1) for item in container["Env"])
     assert env["POOL_ID"] == "pool-3" and env["POOL_TOKEN"] == "t" * 64
     assert (env["POOL_CAPACITY"], env["POOL_PORT_START"]) == ("4", "9020")
