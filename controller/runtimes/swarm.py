@@ -116,17 +116,25 @@ def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
     )
 
 
-def task_state(service_found: bool, tasks: Iterable[Mapping[str, Any]]) -> RuntimeState:
-    """A pool's state from its service's tasks: missing without a service; running while
-    its newest task runs or is on its way (pending on its node included); else exited."""
-    if not service_found:
+def task_state(
+    service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]]
+) -> RuntimeState:
+    """A pool's state from its service (its attributes, None: no service) and its tasks:
+    running while the task Swarm wants running runs or is on its way (pending on its node
+    included), and while no task is wanted yet because the service was just made or is
+    being restarted (stop-first: the old task stops before its replacement is made);
+    exited once the task ended (failed, complete, shutdown, rejected) or was scaled away."""
+    if service is None:
         return RuntimeState.MISSING
-    task = current_task(tasks)
-    if task is None:
+    spec = service.get("Spec", {})
+    if spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1) == 0:
         return RuntimeState.EXITED
-    state = task.get("Status", {}).get("State")
-    live = task.get("DesiredState") == "running" and state in LIVE_STATES
-    return RuntimeState.RUNNING if live else RuntimeState.EXITED
+    task = current_task(tasks)
+    if task is not None and task.get("DesiredState") == "running":
+        live = task.get("Status", {}).get("State") in LIVE_STATES
+        return RuntimeState.RUNNING if live else RuntimeState.EXITED
+    updating = (service.get("UpdateStatus") or {}).get("State") == "updating"
+    return RuntimeState.RUNNING if task is None or updating else RuntimeState.EXITED
 
 
 def task_address(task: Mapping[str, Any], network: str) -> str | None:
@@ -268,7 +276,7 @@ class SwarmRuntime(DockerClient, PoolRuntime):
                 return RuntimeState.MISSING
             tasks = self._tasks(service)
             self._remember(pool_id, service, tasks)
-            return task_state(True, tasks)
+            return task_state(service.attrs, tasks)
 
         return await self._run(inspect)
 
@@ -361,18 +369,15 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         return await self._run(list_pools)
 
     def _live_pools(self) -> set[str]:
-        services = {
-            s.id: (s.attrs.get("Spec", {}).get("Labels") or {})[LABEL_POOL]
-            for s in self.client.services.list(filters={"label": LABEL_POOL})
-        }
+        services = {s.id: s.attrs for s in self.client.services.list(filters={"label": LABEL_POOL})}
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in self.client.api.tasks():
             if task.get("ServiceID") in services:
                 by_service.setdefault(task["ServiceID"], []).append(task)
         return {
-            pool_id
-            for service_id, pool_id in services.items()
-            if task_state(True, by_service.get(service_id, [])) is RuntimeState.RUNNING
+            attrs["Spec"]["Labels"][LABEL_POOL]
+            for service_id, attrs in services.items()
+            if task_state(attrs, by_service.get(service_id, [])) is RuntimeState.RUNNING
         }
 
     def watch(self, on_event: Callable[[str, str], None]) -> None:

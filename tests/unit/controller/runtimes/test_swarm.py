@@ -99,15 +99,41 @@ def task(index: int, state: str, desired: str = "running") -> dict[str, object]:
         # The replaced task changes last (shut down): the one Swarm wants running counts.
         ([task(9, "shutdown", "shutdown"), task(7, "starting")], RuntimeState.RUNNING),
         ([task(9, "running", "shutdown"), task(7, "failed")], RuntimeState.EXITED),
-        ([], RuntimeState.EXITED),  # a service scaled to nothing
+        ([], RuntimeState.RUNNING),  # just made: Swarm has not made its task yet
     ],
 )
 def test_a_pool_state_from_its_newest_task(tasks: list, expected: RuntimeState) -> None:
-    assert task_state(True, tasks) is expected
+    assert task_state(service(), tasks) is expected
+
+
+def service(replicas: int = 1, update: str | None = None) -> dict[str, object]:
+    attrs: dict[str, object] = {"Spec": {"Mode": {"Replicated": {"Replicas": replicas}}}}
+    if update:
+        attrs["UpdateStatus"] = {"State": update}
+    return attrs
+
+
+@pytest.mark.parametrize(
+    ("attrs", "tasks", "expected"),
+    [
+        # Restarted (stop-first): the old task stops before its replacement is made.
+        (service(update="updating"), [task(9, "running", "shutdown")], RuntimeState.RUNNING),
+        (service(update="updating"), [task(9, "failed", "shutdown")], RuntimeState.RUNNING),
+        (service(update="completed"), [task(9, "failed", "shutdown")], RuntimeState.EXITED),
+        # The replacement failed: Swarm pauses the update.
+        (service(update="paused"), [task(9, "failed", "shutdown")], RuntimeState.EXITED),
+        (service(replicas=0), [], RuntimeState.EXITED),  # stopped: scaled to nothing
+        (service(replicas=0), [task(9, "running", "shutdown")], RuntimeState.EXITED),
+    ],
+)
+def test_a_pool_being_restarted_or_stopped(
+    attrs: dict, tasks: list, expected: RuntimeState
+) -> None:
+    assert task_state(attrs, tasks) is expected
 
 
 def test_without_a_service_the_pool_is_missing() -> None:
-    assert task_state(False, [task(1, "running")]) is RuntimeState.MISSING
+    assert task_state(None, [task(1, "running")]) is RuntimeState.MISSING
     assert current_task([]) is None
 
 
