@@ -324,7 +324,10 @@ class ControllerSettings:
         "oom_score_adj of pool containers' machinery (docker; -999 where the daemon may set it)",
     )  # fmt: skip
     pool_publish_ports: bool = setting(
-        "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
+        "POOL_PUBLISH_PORTS",
+        _bool,
+        "false",
+        "publish bot ports of bridge pools (docker) or on each pool's node (swarm)",
     )
     pool_publish_ip: str = setting(
         "POOL_PUBLISH_IP", _text, "127.0.0.1", "host address published ports bind (docker)"
