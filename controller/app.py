@@ -169,7 +169,7 @@ def build(
         bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
-        upgrader=Upgrader(pools, transfer, guard), census=census,
+        upgrader=Upgrader(pools, transfer, guard, placement), census=census,
         backups=BackupService(settings.backups_path, transfer, guard, events,
                               settings.backup_retention_days),
         heap=HeapKeeper(HeapConfig.from_settings(settings)),

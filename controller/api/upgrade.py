@@ -28,7 +28,7 @@ from controller.api.spec import (
 )  # fmt: skip
 from controller.errors import BadRequest
 from controller.upgrade.census import ImageCensus
-from controller.upgrade.plan import Selection
+from controller.upgrade.plan import DEFAULT_METHOD, METHODS, Selection
 from controller.upgrade.run import UpgradeOptions, Upgrader
 
 # A Docker image reference: [registry/]name[:tag][@digest], or an image id.
@@ -38,7 +38,7 @@ LIMITS = {  # body field: (lowest, highest)
     "timeout": (1, 3600),
 }  # fmt: skip
 SELECTORS = {"pools": "poolId", "users": "userId", "bots": "instanceId"}
-FIELDS = {"image", "dryRun", *LIMITS, *SELECTORS}
+FIELDS = {"image", "dryRun", "method", *LIMITS, *SELECTORS}
 
 
 def parse_upgrade(body: Any) -> tuple[UpgradeOptions, bool]:
@@ -69,6 +69,9 @@ def parse_upgrade(body: Any) -> tuple[UpgradeOptions, bool]:
         if not isinstance(values, list) or len(values) > 1000:
             raise BadRequest(f"{name} must be a list of ids")
         chosen[name] = frozenset(check_id(v, kind) for v in values)
+    method = body.get("method", DEFAULT_METHOD)
+    if method not in METHODS:
+        raise BadRequest(f"method must be one of {', '.join(METHODS)}")
     dry_run = body.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise BadRequest("dryRun must be true or false")
@@ -76,6 +79,7 @@ def parse_upgrade(body: Any) -> tuple[UpgradeOptions, bool]:
         image=image, selection=Selection(**chosen), canary=int(numbers.get("canary", 0)),
         soak=float(numbers.get("soak", 0)), concurrency=int(numbers.get("concurrency", 1)),
         pause=float(numbers.get("pause", 0)), timeout=float(numbers.get("timeout", 180)),
+        method=method,
     )  # fmt: skip
     return options, dry_run
 
@@ -85,6 +89,7 @@ _BODY = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "image": {"type": "string"}, "dryRun": BOOL,
+        "method": {"type": "string", "enum": list(METHODS)},
         **{name: {"type": "number", "minimum": lo, "maximum": hi}
            for name, (lo, hi) in LIMITS.items()},
         **{name: _IDS for name in SELECTORS},
@@ -102,8 +107,9 @@ class APIUpgrade:
                                  "poolImage": nullable(ANY_OBJECT), "outdatedPools": ANY_LIST}))},
         ),
         ("POST", "/api/pool/upgrade"): op(
-            "plan (dryRun) or start moving pools to a new pool image, one pool at a time "
-            "(admin)", security=ADMIN, tags=("upgrade",), errors=(404, 409),
+            "plan (dryRun) or start moving pools to a new pool image, one pool at a time, "
+            "each recreated in place or its bots moved into a fresh pool (method) (admin)",
+            security=ADMIN, tags=("upgrade",), errors=(404, 409),
             body=json_body(_BODY),
             ok={200: answer(obj({"success": TRUE, "dryRun": TRUE, "image": ANY_OBJECT,
                                  "pools": ANY_LIST, "skipped": ANY_LIST}), "the plan"),

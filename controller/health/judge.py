@@ -171,15 +171,17 @@ MEMORY_LIMIT = "bot_memory_limit"
 
 def judge_bot(
     health: BotHealth, bot: BotRecord, status: BotStatus | None, pool_suspect: bool,
-    now: float, rules: Rules, memory_limit: int = 0,
+    now: float, rules: Rules, memory_limit: int = 0, desired_applied: bool = True,
 ) -> BotJudgement:  # fmt: skip
     """`memory_limit`: the bot's, in bytes (0: none); a starting or running bot whose own
     memory (USS) stays over it for the rules' memory grace is restarted like a bot that
-    went down."""
+    went down. `desired_applied`: whether the pool's agent has applied the pool's latest
+    desired state; until it has, a bot without a process is not yet its to start."""
     if bot.deleting or bot.held or bot.run != _SHOULD_RUN or pool_suspect:
         return _NOTHING  # not the monitor's to restart, or cannot be told
     over_since = health.over_limit_since
-    health, problem, due = _problem(health, status, now, rules.unresponsive_after)
+    health, problem, due = _problem(health, status, now, rules.unresponsive_after,
+                                    desired_applied)  # fmt: skip
     if problem is None and status is not None and status.state in _ALIVE:
         health, problem, due = _memory(health, over_since, status, now, rules.memory_grace,
                                        memory_limit, due)  # fmt: skip
@@ -224,8 +226,9 @@ def _memory(
 
 
 def _problem(
-    health: BotHealth, status: BotStatus | None, now: float, unresponsive_after: float
-) -> tuple[BotHealth, str | None, float | None]:
+    health: BotHealth, status: BotStatus | None, now: float, unresponsive_after: float,
+    desired_applied: bool = True,
+) -> tuple[BotHealth, str | None, float | None]:  # fmt: skip
     """Why a bot that should run needs a restart now (or None), the record to keep, and
     when to look again if its ping fails but not yet for long enough."""
     if status is None or status.state in TRANSITIONAL:
@@ -233,8 +236,13 @@ def _problem(
     if status.state in DIED:
         return health, "bot_not_running", None
     if status.state != _RUNNING:
-        # STOPPED, ABSENT: the agent starts it on the next desired state; act only when
-        # it stays down since the previous evaluation, which saw the very same report.
+        # STOPPED, ABSENT: the agent starts it on the next desired state. Act only once
+        # the agent has applied the latest one (a bot just released from a move, or just
+        # started by its user, is down until then) and the bot stays down since the
+        # previous evaluation, which saw the very same report.
+        if not desired_applied:
+            return (health if health.down_since is None
+                    else replace(health, down_since=None)), None, None  # fmt: skip
         down = health.down_since == status.since
         return BotHealth(health.unanswered_since, status.since), \
             "bot_not_running" if down else None, None  # fmt: skip

@@ -279,7 +279,8 @@ class Monitor:
             })  # fmt: skip
         now = self.clock()
         verdict = judge_bot(self._bots.get(bot.id, CLEAN_BOT), bot, status, suspect, now,
-                            self.rules, self.bots.memory_limit(bot))  # fmt: skip
+                            self.rules, self.bots.memory_limit(bot),
+                            self.registry.desired_applied(bot.pool_id))  # fmt: skip
         self._bots[bot.id] = verdict.health
         if verdict.look_again_at is not None:
             self._due_at(verdict.look_again_at)

@@ -128,15 +128,16 @@ class Transfer:
             await asyncio.to_thread(hand_over, source, self.staging / bot.id)
 
     async def relocate(
-        self, bot: BotRecord, placement: Placement, *, staged: bool = True
-    ) -> BotRecord:
-        """The held bot's record moves to a slot of another pool, in one transaction, and
-        its staged files land there (none if its stage failed: what is in staging then is
-        not this move's). It stays held."""
+        self, bot: BotRecord, placement: Placement, *, staged: bool = True,
+        into: str | None = None,
+    ) -> BotRecord:  # fmt: skip
+        """The held bot's record moves to a slot of another pool (`into`: that one), in one
+        transaction, and its staged files land there (none if its stage failed: what is in
+        staging then is not this move's). It stays held."""
         pools = self.pools
         source = pools.registry.bots[bot.id].pool_id
         token, token_hash = pools.lifecycle.new_token()
-        change = await pools.store.relocate(bot.id, placement, token_hash, held=True)
+        change = await pools.store.relocate(bot.id, placement, token_hash, held=True, into=into)
         # Both agents are told: the old one no longer has the bot, the new one has it held.
         await pools.registry.apply(change)
         moved = change.bot(bot.id)

@@ -191,7 +191,7 @@ class PoolLifecycle:
         now = time.time()
         for pool in list(self.registry.pools.values()):
             empty_since = pool.emptied_at or pool.created_at
-            if pool.used or now - empty_since < grace:
+            if pool.used or pool.id in self.upgrading or now - empty_since < grace:
                 continue
             if await self.remove_empty(pool):
                 removed += 1

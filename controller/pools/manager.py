@@ -37,6 +37,7 @@ class PoolManager:
                                       pool_grace=config.pool_grace,
                                       bot_memory=config.bot_memory)  # fmt: skip
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
+        self.sessions.replacing = self.lifecycle.upgrading.__contains__
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         """An agent's heartbeat: its pool's live state is updated (memory only), then the

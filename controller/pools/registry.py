@@ -114,6 +114,11 @@ class PoolRegistry:
         live = self._live.get(bot.pool_id)
         return live.bots.get(bot.id) if live else None
 
+    def desired_applied(self, pool_id: str) -> bool:
+        """Whether the pool's agent has applied the pool's latest desired state."""
+        live, pool = self._live.get(pool_id), self._pools.get(pool_id)
+        return live is None or pool is None or live.acked_gen >= pool.generation
+
     def desired(self, pool_id: str) -> Desired:
         return self.desired_states.build(self._pools[pool_id], self.bots_in(pool_id))
 

@@ -49,6 +49,22 @@ class HeartbeatReport:
     changed: tuple[str, ...]  # bots whose process state changed (or that appeared)
 
 
+def runtime_event_effect(action: str, replacing: bool) -> str | None:
+    """What the runtime's word about a pool's container means for the controller:
+
+    - "died": the container stopped without being asked to (Docker's die, destroy): the
+      pool is suspect at once, a `pool_died` event;
+    - "oom": a process in it was killed for memory (Docker's oom): the container lives and
+      its agent reports which bot exited; a `pool_oom` event, the pool not suspect;
+    - None: nothing to act on: a signal was sent (kill: a die follows if it was fatal), or
+      the controller itself is replacing the container (a rolling upgrade)."""
+    if action == "oom":
+        return "oom"
+    if action in ("die", "destroy") and not replacing:
+        return "died"
+    return None
+
+
 class AgentSessions:
     def __init__(
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
@@ -67,6 +83,9 @@ class AgentSessions:
         self._waiters = 0
         self._requests: dict[int, asyncio.Future[Response]] = {}
         self._request_ids = itertools.count(1)
+        # Whether the controller is replacing a pool's runtime itself (set by the manager:
+        # the lifecycle's pools under a rolling upgrade).
+        self.replacing: Callable[[str], bool] = lambda _pool_id: False
 
     def verify_hello(self, hello: Hello) -> bool:
         pool = self.registry.pools.get(hello.pool_id)
@@ -225,15 +244,23 @@ class AgentSessions:
             future.set_result(response)
 
     def runtime_event(self, pool_id: str, action: str) -> None:
-        """The runtime saw the pool die: suspect at once, until its agent connects again."""
+        """What the runtime saw of a pool's container (runtime_event_effect): a pool that
+        died unasked is suspect at once, until its agent connects again."""
         live = self.registry.live.get(pool_id)
         if live is None:
-            log.warning("runtime_event_for_unknown_pool", pool=pool_id, action=action)
+            log.info("runtime_event_for_unknown_pool", pool=pool_id, action=action)
             return
-        live.runtime_event, live.runtime_event_at = action, time.time()
-        log.warning("pool_died", pool=pool_id, action=action)
-        self.events.emit("pool_died", pool=pool_id, reason=action)
-        self.alarm.ring()
+        effect = runtime_event_effect(action, self.replacing(pool_id))
+        if effect == "oom":
+            log.warning("pool_oom", pool=pool_id)
+            self.events.emit("pool_oom", pool=pool_id, reason=action)
+        elif effect == "died":
+            live.runtime_event, live.runtime_event_at = action, time.time()
+            log.warning("pool_died", pool=pool_id, action=action)
+            self.events.emit("pool_died", pool=pool_id, reason=action)
+            self.alarm.ring()
+        else:
+            log.info("pool_runtime_event", pool=pool_id, action=action)
 
     def is_suspect(self, pool_id: str) -> bool:
         live = self.registry.live.get(pool_id)

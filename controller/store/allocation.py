@@ -123,16 +123,24 @@ _FITS = (
 
 def place(
     db: sqlite3.Connection, bot_id: str, user_id: str, p: Placement, token_hash: str,
-    avoid: str | None = None, need: int = 0,
+    avoid: str | None = None, need: int = 0, into: str | None = None,
 ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
     """Take a free slot in a pool (not `avoid`) whose memory fits the bot's `need` as well
-    (with a pool memory limit), made if none has one.
+    (with a pool memory limit), made if none has one; with `into`, a slot of that pool
+    (draining or not: an upgrade fills a pool kept from placement), or Conflict.
 
     Without pooling the slot is in the bot's own legacy pool. Returns the pool as it is
     with the slot taken, the slot, and whether it was made; the caller puts the bot in
     the slot within the same transaction.
     """
-    if p.pooled:
+    if into is not None:
+        row = db.execute(
+            "SELECT * FROM pools WHERE id = ? AND used < capacity AND removing = 0"
+            " AND legacy_of IS NULL", (into,),
+        ).fetchone()  # fmt: skip
+        if row is None:
+            raise Conflict(f"pool {into} has no free slot for bot {bot_id}")
+    elif p.pooled:
         owner = user_id if p.per_user else None
         order = "used DESC, num" if p.fill else "used ASC, num"
         fits = _FITS if p.pool_memory else ""
@@ -183,10 +191,12 @@ def place(
 
 
 def relocate(
-    db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool
-) -> Change:
-    """Move one bot to a slot of another pool (its legacy pool, without pooling): the
-    change holds the bot, its old pool and its new one (made if it is in `created`).
+    db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool,
+    into: str | None = None,
+) -> Change:  # fmt: skip
+    """Move one bot to a slot of another pool (its legacy pool, without pooling; `into`:
+    that pool): the change holds the bot, its old pool and its new one (made if it is in
+    `created`).
 
     A legacy pool's bot that leaves its draining (lost) pool for a legacy pool again gets
     a new one, which stands for the bot from now on: the old one stands for nobody."""
@@ -201,7 +211,7 @@ def relocate(
     if not p.pooled and legacy_of == bot_id and draining:
         db.execute("UPDATE pools SET legacy_of = NULL WHERE id = ?", (old_pool,))
     pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool,
-                                need=p.need(memory_limit))  # fmt: skip
+                                need=p.need(memory_limit), into=into)  # fmt: skip
     db.execute(
         "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
         (pool.id, slot, pool.port_start + slot, int(held), bot_id),
@@ -210,6 +220,24 @@ def relocate(
     bump(db, old_pool)
     return Change(pools=(pool_row(db, old_pool), pool), bots=(bot_row(db, bot_id),),
                   created=frozenset({pool.id} if created else ()))  # fmt: skip
+
+
+def new_pool(
+    db: sqlite3.Connection, p: Placement, token_hash: str, owner: str | None, capacity: int
+) -> Change:
+    """An empty pool with its own port block (the lowest free pool number), draining: no
+    placement puts a bot in it; only a move `into` it does (an upgrade's fresh pool)."""
+    num = _free_pool_number(db)
+    port_start = p.base_port + (num - 1) * p.max_bots
+    if port_start + p.max_bots - 1 > 65535 or capacity > p.max_bots:
+        raise CapacityExhausted("no port block left for another pool")
+    db.execute(
+        "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
+        " token_hash, created_at, draining) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, 1)",
+        (f"pool-{num}", num, port_start, capacity, owner, token_hash, time.time()),
+    )
+    pool_id = db.execute("SELECT id FROM pools WHERE num = ?", (num,)).fetchone()[0]
+    return Change(pools=(pool_row(db, pool_id),), created=frozenset({pool_id}))
 
 
 def plan(

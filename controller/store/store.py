@@ -140,10 +140,18 @@ class Store:
         await self._run(self._tx, write)
 
     async def relocate(
-        self, bot_id: str, placement: Placement, token_hash: str, held: bool
+        self, bot_id: str, placement: Placement, token_hash: str, held: bool,
+        into: str | None = None,
+    ) -> Change:  # fmt: skip
+        """Move one bot to a slot of another pool (its legacy pool, without pooling;
+        `into`: that pool)."""
+        return await self._write(allocation.relocate, bot_id, placement, token_hash, held, into)
+
+    async def new_pool(
+        self, placement: Placement, token_hash: str, owner: str | None, capacity: int
     ) -> Change:
-        """Move one bot to a slot of another pool (its legacy pool, without pooling)."""
-        return await self._write(allocation.relocate, bot_id, placement, token_hash, held)
+        """An empty pool, draining, with its own port block: an upgrade's fresh pool."""
+        return await self._write(allocation.new_pool, placement, token_hash, owner, capacity)
 
     async def plan(
         self, bots: list[tuple[str, str]], placement: Placement

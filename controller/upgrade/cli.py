@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from controller.migration.cli import EXIT_FAILED, Client, run_tool
+from controller.upgrade.plan import DEFAULT_METHOD, METHODS
 
 POLL_SECONDS = 2.0
 
@@ -25,8 +26,9 @@ POLL_SECONDS = 2.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="ftpool upgrade",
-        description="Recreate pools from a new pool image, one pool at a time, verifying "
-        "every bot and rolling a failed pool back. Talks to the running controller.",
+        description="Move pools to a new pool image, one pool at a time (recreated in place, "
+        "or their bots moved into a fresh pool), verifying every bot and rolling a failed "
+        "pool back. Talks to the running controller.",
     )
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
@@ -45,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="wait between pools")  # fmt: skip
     p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
                    help="for a pool's bots to answer on the new image (default 180)")  # fmt: skip
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="recreate each pool's container in place, or move its bots into a "
+                   f"fresh pool on the new image (default {DEFAULT_METHOD})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--url", help="the controller (default: FTPOOL_URL, or from its settings)")
     return p.parse_args(argv)
@@ -54,7 +59,7 @@ def body(args: argparse.Namespace, dry_run: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"dryRun": dry_run, "pools": args.pool, "users": args.user,
                            "bots": args.bot, "canary": args.canary, "soak": args.soak,
                            "concurrency": args.concurrency, "pause": args.pause,
-                           "timeout": args.timeout}  # fmt: skip
+                           "timeout": args.timeout, "method": args.method}  # fmt: skip
     if args.image:
         out["image"] = args.image
     return out
@@ -64,6 +69,8 @@ def pool_line(p: dict[str, Any]) -> str:
     canary = " (canary)" if p["canary"] else ""
     down = f", down {p['downtime_s']:.1f} s" if p["downtime_s"] is not None else ""
     reason = f": {p['reason']}" if p["reason"] else ""
+    if p.get("to_pool"):
+        canary += f" -> {p['to_pool']}"
     return f"  {p['pool']:<12} {p['step']:<12} {p['bots']} bot(s){canary}{down}{reason}"
 
 

@@ -1,6 +1,7 @@
 """Deciding an upgrade, changing nothing: which pools move to the new image and in what
 order (plan_upgrade), which are the canary, what a controller that died mid-run does with
-each pool it left (recovery_action), and a run's outcome (run_outcome).
+each pool it left (recovery_action; move_recovery for the `move` method), the order a
+pool's bots move in (move_order), and a run's outcome (run_outcome).
 
 Pure functions over plain values, so each decision is tested without a pool.
 """
@@ -19,8 +20,17 @@ from controller.runtimes.base import ImageInfo
 PENDING, STOPPING, REPLACING, VERIFYING = "pending", "stopping", "replacing", "verifying"
 UPGRADED, ROLLING_BACK, ROLLED_BACK = "upgraded", "rolling_back", "rolled_back"
 FAILED, NOT_STARTED = "failed", "not_started"  # rollback failed; run ended before it
+# The `move` method's steps: a fresh pool on the new image is made, the bots move into it
+# one at a time (a bot that fails goes back, rolling_back -> rolled_back), the old goes.
+CREATING, MOVING = "creating", "moving"
 # Steps in which the pool's container may be neither its old one nor a verified new one.
 IN_FLIGHT = frozenset({STOPPING, REPLACING, VERIFYING, ROLLING_BACK})
+MOVE_IN_FLIGHT = frozenset({CREATING, MOVING})
+# How a pool gets the new image: its container recreated on the same bot directories, or
+# its bots moved into a fresh pool (docs/operations.md "Rolling upgrades" compares them).
+RECREATE, MOVE = "recreate", "move"
+METHODS = (RECREATE, MOVE)
+DEFAULT_METHOD = MOVE  # the smaller downtime per bot, measured: docs/benchmarks.md
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,34 @@ def recovery_action(step: str, image_now: ImageInfo | None, old: ImageInfo | Non
     if old is not None and image_now is not None and image_now.id == old.id:
         return "keep"  # stopped before its old container went: it is as it was
     return "rollback"
+
+
+def pool_method(requested: str, legacy: bool) -> str:
+    """How one pool is upgraded: as asked, but a legacy pool (one bot's own container,
+    standing for that bot) is recreated in place: moving would make its bot a pooled one."""
+    return RECREATE if legacy else requested
+
+
+def move_order(bots: Iterable[BotRecord]) -> list[BotRecord]:
+    """The order a pool's bots move in: stopped ones first (no one waits for them, and
+    they prove the new pool takes a bot), then running ones by slot."""
+    return sorted(bots, key=lambda b: (b.run != RunState.STOPPED, b.slot, b.id))
+
+
+def move_recovery(step: str, old_bots: int, new_bots: int) -> tuple[str, str]:
+    """What a controller starting again does with a pool an interrupted `move` left at
+    `step`, once the moves' crash recovery has put every held bot in the pool the store
+    has it in and released it there (controller/moves/recovery.py). Returns (action, the
+    pool's step): "remove_old" (every bot is in the fresh pool: the emptied old pool
+    goes), "remove_new" (none is: the fresh pool goes), "keep_both" (the bots are split
+    between the two pools, each running; both take bots again), or "keep"."""
+    if step not in MOVE_IN_FLIGHT:
+        return "keep", step
+    if old_bots == 0:
+        return "remove_old", UPGRADED
+    if new_bots == 0:
+        return "remove_new", NOT_STARTED
+    return "keep_both", FAILED
 
 
 def run_outcome(steps: Iterable[str], canary_failed: bool) -> str:

@@ -1,4 +1,6 @@
-"""Upgrade runs: each selected pool's container recreated from a new image, pool by pool.
+"""Upgrade runs: each selected pool moved to a new image, pool by pool, by one of two
+methods: `move` (its bots move one at a time into a fresh pool on the new image,
+controller/upgrade/moving.py) or `recreate`, described here.
 
 For one pool (recreate in place; its bots keep their directories, ports and tokens'
 slots): its old container is stopped (supervisord stops each bot) and removed, and
@@ -23,7 +25,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -34,9 +36,14 @@ from controller.pools.manager import PoolManager
 from controller.records import BotRecord
 from controller.runtimes import RuntimeState
 from controller.runtimes.base import ImageInfo
+from controller.store.allocation import Placement
+from controller.upgrade.moving import PoolMove, runs_and_connected
 from controller.upgrade.plan import (
+    DEFAULT_METHOD,
     FAILED,
     IN_FLIGHT,
+    MOVE,
+    MOVE_IN_FLIGHT,
     NOT_STARTED,
     PENDING,
     REPLACING,
@@ -49,6 +56,7 @@ from controller.upgrade.plan import (
     PoolView,
     Selection,
     plan_upgrade,
+    pool_method,
     recovery_action,
     run_outcome,
     unhealthy_bots,
@@ -69,21 +77,24 @@ class UpgradeOptions:
     concurrency: int = 1
     pause: float = 0.0
     timeout: float = 180.0  # for a pool's bots to answer on the new image
+    method: str = DEFAULT_METHOD  # "recreate" or "move" (plan.METHODS)
 
     def to_json(self) -> dict[str, object]:
         s = self.selection
-        return {"image": self.image, "pools": sorted(s.pools), "users": sorted(s.users),
-                "bots": sorted(s.bots), "canary": self.canary, "soak": self.soak,
+        return {"image": self.image, "method": self.method, "pools": sorted(s.pools),
+                "users": sorted(s.users), "bots": sorted(s.bots), "canary": self.canary,
+                "soak": self.soak,
                 "concurrency": self.concurrency, "pause": self.pause,
                 "timeout": self.timeout}  # fmt: skip
 
 
 class Upgrader:
     def __init__(
-        self, pools: PoolManager, transfer: Transfer, guard: MoveGuard,
+        self, pools: PoolManager, transfer: Transfer, guard: MoveGuard, placement: Placement,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:  # fmt: skip
         self.pools = pools
+        self.mover = PoolMove(pools, transfer, replace(placement, pooled=True))
         self.registry = pools.registry
         self.runtime = pools.runtime
         self.transfer = transfer
@@ -110,10 +121,16 @@ class Upgrader:
         if entry.step == PENDING:
             entry.step = NOT_STARTED
             return
-        if entry.pool not in self.registry.pools:
+        if entry.method == MOVE and entry.step in MOVE_IN_FLIGHT:
+            # Its held bots were put back where the store has them by the moves' recovery.
+            await self.mover.recover(entry)
+            entry.finished_at = time.time()
+            return
+        pool_id = self._where(entry)
+        if pool_id not in self.registry.pools:
             return
         old = ImageInfo(entry.from_ref, entry.from_id)
-        now = await self.runtime.image_of(entry.pool)
+        now = await self.runtime.image_of(pool_id)
         if recovery_action(entry.step, now, old) == "keep":
             if entry.step == ROLLING_BACK:  # its old image runs again
                 entry.step, entry.finished_at = ROLLED_BACK, time.time()
@@ -121,14 +138,14 @@ class Upgrader:
                 entry.step, entry.reason = NOT_STARTED, "interrupted before it was replaced"
             return
         try:
-            await self._replace(entry.pool, await self._old_ref(old))
+            await self._replace(pool_id, await self._old_ref(old))
         except FtpoolError as exc:
             entry.step, entry.reason = FAILED, f"not rolled back after a restart: {exc}"
-            log.error("upgrade_recovery_failed", pool=entry.pool, error=str(exc))
+            log.error("upgrade_recovery_failed", pool=pool_id, error=str(exc))
             return
         entry.step, entry.finished_at = ROLLED_BACK, time.time()
         entry.reason = f"the controller stopped mid-upgrade; back on {old.ref}"
-        log.warning("upgrade_pool_recovered", pool=entry.pool, image=old.ref)
+        log.warning("upgrade_pool_recovered", pool=pool_id, image=old.ref)
 
     async def shutdown(self) -> None:
         """Stop a run in flight; the next start rolls back the pool it was replacing."""
@@ -172,13 +189,22 @@ class Upgrader:
         run = UpgradeRun(
             id=f"upgrade-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}",
             to_ref=plan.target.ref, to_id=plan.target.id, options=options.to_json(),
-            pools=[PoolUpgrade(p.id, p.image.ref, p.image.id, len(p.bots), n < plan.canary)
+            pools=[PoolUpgrade(p.id, p.image.ref, p.image.id, len(p.bots), n < plan.canary,
+                               method=pool_method(options.method, self._legacy(p.id)))
                    for n, p in enumerate(plan.pools) if p.image is not None],
         )  # fmt: skip
         self.runs.append(run)
         await self._save(run)  # saved before anything changes
         self._task = asyncio.create_task(self._execute(run, options), name="upgrade")
         return run
+
+    @staticmethod
+    def _where(entry: PoolUpgrade) -> str:
+        """The pool the entry's bots are in once upgraded: a moved pool's fresh one."""
+        return entry.to_pool if entry.method == MOVE and entry.to_pool else entry.pool
+
+    def _legacy(self, pool_id: str) -> bool:
+        return self.registry.pools[pool_id].legacy_of is not None
 
     async def _execute(self, run: UpgradeRun, options: UpgradeOptions) -> None:
         log.info("upgrade_started", run=run.id, image=run.to_ref, pools=len(run.pools))
@@ -235,6 +261,8 @@ class Upgrader:
         self.pools.lifecycle.upgrading.add(entry.pool)
         try:
             entry.started_at = started = time.time()
+            if entry.method == MOVE:
+                return await self._move_pool(run, entry, target, options)
             try:
                 await self._step(run, entry, STOPPING)
                 replacing = lambda: self._step(run, entry, REPLACING)  # noqa: E731
@@ -255,6 +283,28 @@ class Upgrader:
         finally:
             self.pools.lifecycle.upgrading.discard(entry.pool)
 
+    async def _move_pool(
+        self, run: UpgradeRun, entry: PoolUpgrade, target: ImageInfo, options: UpgradeOptions
+    ) -> bool:
+        """The `move` method: the pool's bots into a fresh pool on the new image; a bot that
+        does not answer there is back in the old pool, and the pool's move stops."""
+        step = lambda s: self._step(run, entry, s)  # noqa: E731
+        try:
+            await self.mover.move_all(entry, target, options.timeout, step)
+        except (FtpoolError, OSError) as exc:
+            log.error("upgrade_pool_failed", pool=entry.pool, error=str(exc))
+            entry.reason, entry.finished_at = str(exc), time.time()
+            await self._step(run, entry, ROLLED_BACK)
+            self.pools.events.emit("pool_upgrade_rolled_back", pool=entry.pool,
+                                   reason=entry.reason, image=entry.from_ref)  # fmt: skip
+            return False
+        entry.finished_at = time.time()
+        entry.downtime_s = max(entry.bot_downtime_s.values(), default=0.0)
+        await self._step(run, entry, UPGRADED)
+        self.pools.events.emit("pool_upgraded", pool=entry.pool, reason=run.id,
+                               image=target.ref, downtimeSeconds=entry.downtime_s)  # fmt: skip
+        return True
+
     async def _soak(
         self, run: UpgradeRun, canary: list[PoolUpgrade], options: UpgradeOptions
     ) -> bool:
@@ -262,24 +312,26 @@ class Upgrader:
         await self.sleep(options.soak)
         sick: dict[str, list[str]] = {}
         for entry in canary:
-            live = self.registry.live.get(entry.pool)
+            pool_id = self._where(entry)
+            live = self.registry.live.get(pool_id)
             connected = live is not None and live.connected
-            bad = unhealthy_bots(self.registry.bots_in(entry.pool), live.bots if live else {},
+            bad = unhealthy_bots(self.registry.bots_in(pool_id), live.bots if live else {},
                                  connected)  # fmt: skip
             if bad:
-                sick[entry.pool] = bad
+                sick[entry.pool] = bad  # keyed by the entry
         if not sick:
             return True
         async with self.guard.lock:
             for entry in canary:
                 if entry.pool in sick:
-                    self.pools.lifecycle.upgrading.add(entry.pool)
+                    pool_id = self._where(entry)  # a moved pool's fresh one goes back
+                    self.pools.lifecycle.upgrading.add(pool_id)
                     try:
-                        with self.guard.pool_moving(entry.pool):
+                        with self.guard.pool_moving(pool_id):
                             why = f"unhealthy after the soak: {', '.join(sick[entry.pool])}"
                             await self._rollback(run, entry, why, options)
                     finally:
-                        self.pools.lifecycle.upgrading.discard(entry.pool)
+                        self.pools.lifecycle.upgrading.discard(pool_id)
         run.reason = "canary unhealthy after the soak: " + "; ".join(
             f"{pool}: {', '.join(bots)}" for pool, bots in sick.items()
         )
@@ -288,15 +340,17 @@ class Upgrader:
     async def _rollback(
         self, run: UpgradeRun, entry: PoolUpgrade, why: str, options: UpgradeOptions
     ) -> None:
-        """The pool goes back to its old image, with its bots' directories as they are."""
-        log.error("upgrade_pool_failed", pool=entry.pool, error=why)
+        """The pool (a moved one's fresh pool) goes back to its old image, recreated with its
+        bots' directories as they are."""
+        pool_id = self._where(entry)
+        log.error("upgrade_pool_failed", pool=pool_id, error=why)
         entry.reason = why
         await self._step(run, entry, ROLLING_BACK)
         old = ImageInfo(entry.from_ref, entry.from_id)
         try:
             started = time.time()
-            await self._replace(entry.pool, await self._old_ref(old))
-            await self._verify(entry.pool, old, started, max(options.timeout, ROLLBACK_TIMEOUT))
+            await self._replace(pool_id, await self._old_ref(old))
+            await self._verify(pool_id, old, started, max(options.timeout, ROLLBACK_TIMEOUT))
         except (FtpoolError, OSError) as exc:
             entry.reason = f"{why}; rollback: {exc}"
             entry.finished_at = time.time()
@@ -331,17 +385,8 @@ class Upgrader:
         """The pool runs `image`, its new agent is connected, and every bot answers its API
         (a stopped bot: is stopped), within `timeout` seconds of `since`; returns when each
         bot first did, in seconds after `since`."""
-        now = await self.runtime.image_of(pool_id)
-        if now is None or now.id != image.id:
-            raise StepFailed(f"{pool_id} runs {now.ref if now else 'nothing'}, not {image.ref}")
         deadline = since + timeout
-        while True:
-            live = self.registry.live.get(pool_id)
-            if live is not None and live.connected and live.connected_at >= since:
-                break
-            if time.time() > deadline:
-                raise StepFailed(f"the agent of {pool_id} did not connect within {timeout:g} s")
-            await asyncio.sleep(0.25)
+        await runs_and_connected(self.pools, pool_id, image, since, timeout)
         bots = self.registry.bots_in(pool_id)
         left = max(1.0, deadline - time.time())
 

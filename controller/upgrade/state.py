@@ -21,6 +21,8 @@ class PoolUpgrade:
     from_id: str
     bots: int
     canary: bool = False
+    method: str = "recreate"  # or "move" (controller/upgrade/plan.py METHODS)
+    to_pool: str = ""  # `move`: the fresh pool its bots move into
     step: str = PENDING
     reason: str = ""
     started_at: float | None = None

@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from controller.api.openapi import PATH_PARAMETERS
 from tests.support import ADMIN_TOKEN, JWT_SECRET, ControllerHarness, user_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -58,6 +59,26 @@ EXCHANGE_SECRET = "fuzz-exchange-secret-0b9d8c7a6f5e4d3c2b1a09f8e7d6c5b4"
 # test_events.py covers it; its history twin is fuzzed here).
 UNBOUNDED = {("GET", "/api/pool/events")}
 PROXY_FAILURES = {502, 503, 504}
+# A value for each path placeholder the description names, for the tests that call a
+# path directly: alice's own objects, unless a test says otherwise.
+EXAMPLES = {
+    "instanceId": "alice-bot-1",
+    "poolId": "pool-1",
+    "userId": "alice",
+    "tail": "ping",
+    "name": "dashboard.js",
+}
+
+
+def concrete(path: str, **values: str) -> str:
+    """`path` with every {placeholder} filled from EXAMPLES, or from `values`."""
+    return path.format_map({**EXAMPLES, **values})
+
+
+async def test_every_placeholder_has_an_example() -> None:
+    assert set(EXAMPLES) == set(PATH_PARAMETERS)
+
+
 CHECKS = [
     status_code_conformance, content_type_conformance, response_schema_conformance,
     response_headers_conformance,
@@ -237,7 +258,7 @@ async def test_no_user_reaches_another_users_bot(fleet: Fleet) -> None:
     for operation in _operations(fleet.schema):
         if "{instanceId}" not in operation.path:
             continue
-        path = operation.path.replace("{instanceId}", "bob-bot-1").replace("{tail}", "ping")
+        path = concrete(operation.path, instanceId="bob-bot-1")
         status, body = await h.call(operation.method.upper(), path, ALICE)
         if path.startswith("/ui/"):  # a page takes no token: it sends her to sign in
             assert b"bob-bot-1" not in body and b"Sign in" in body, (path, status, body)
@@ -250,8 +271,7 @@ async def test_an_undeclared_method_is_a_405_naming_the_declared_ones(fleet: Fle
     assert h.http is not None
     for path, item in fleet.document["paths"].items():
         declared = {verb.upper() for verb in item if verb != "parameters"}
-        url = h.base + path.replace("{instanceId}", "alice-bot-1").replace("{poolId}", "pool-1")
-        url = url.replace("{name}", "dashboard.js").replace("{userId}", "alice")
+        url = h.base + concrete(path)
         for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - declared:
             async with h.http.request(method, url, headers=h.headers()) as r:
                 if path.startswith(("/api/bots/{instanceId}/", "/bots/")):

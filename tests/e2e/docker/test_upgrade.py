@@ -7,12 +7,14 @@ so its bots cannot start. Four trading bots in two pools. Runs in order on one c
 the pools show their image, a dry run changes nothing, every pool moves to B with each
 bot answering and every trade row kept (with a canary and a soak), a canary on the
 broken image fails and its pool is rolled back to B with its data while the other pool is
-never touched, and a controller killed (-9) mid-upgrade rolls the pool back at its next
-start.
+never touched, a controller killed (-9) mid-upgrade rolls the pool back at its next
+start, and a pool upgraded by `move` has its bots moved one at a time into a fresh pool
+on the new image, never two copies of one, and is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import docker
@@ -137,7 +139,7 @@ async def test_every_pool_moves_to_b_with_its_bots_and_their_trades(cluster, doc
     h = cluster.harness
     old = {p: container(docker_client, p).id for p in POOLS}
     event, before = now(), await all_trades(cluster)
-    run = await upgrade(cluster, image=IMAGE_B, canary=1, soak=5)
+    run = await upgrade(cluster, image=IMAGE_B, canary=1, soak=5, method="recreate")
     assert run["outcome"] == "upgraded", run
     assert [(p["pool"], p["step"], p["canary"]) for p in run["pools"]] == [
         ("pool-1", "upgraded", True), ("pool-2", "upgraded", False),
@@ -167,7 +169,7 @@ async def test_a_failing_canary_is_rolled_back_with_its_data_and_stops_the_run(
 ):
     untouched = container(docker_client, "pool-2").id
     event, before = now(), await all_trades(cluster)
-    run = await upgrade(cluster, image=BROKEN, canary=1, soak=5, timeout=60)
+    run = await upgrade(cluster, image=BROKEN, canary=1, soak=5, timeout=60, method="recreate")
     assert run["outcome"] == "canary_failed", run
     first, second = run["pools"]
     assert (first["pool"], first["step"]) == ("pool-1", "rolled_back")
@@ -193,7 +195,9 @@ async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_s
     try:
         await doomed.start()
         status, started = await doomed.call(
-            "POST", "/api/pool/upgrade", json={"image": POOL_IMAGE, "pools": ["pool-2"]}
+            "POST",
+            "/api/pool/upgrade",
+            json={"image": POOL_IMAGE, "pools": ["pool-2"], "method": "recreate"},
         )
         assert status == 202, started
 
@@ -214,6 +218,54 @@ async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_s
     assert run["pools"][0]["step"] == "rolled_back", run
     assert container(docker_client, "pool-2").image.id == images[IMAGE_B]
     await all_running(cluster, BOTS, timeout=240)
+    await assert_bots_answer(h, BOTS)
+    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
+    after = await all_trades(cluster)
+    for bot in BOTS:
+        assert_trades_kept(before[bot], after[bot], event)
+
+
+async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
+    cluster, docker_client, images
+):
+    h = cluster.harness
+    moving = BOTS[:2]  # pool-1's; the fresh pool is pool-3 (the lowest free number)
+    # To the image it does not run (B after the tests above; A when run alone with the first).
+    on_a = container(docker_client, "pool-1").image.id == images[POOL_IMAGE]
+    target = IMAGE_B if on_a else POOL_IMAGE
+    event, before = now(), await all_trades(cluster)
+    copies: dict[str, int] = {}
+    done = asyncio.Event()
+
+    async def count_copies() -> None:  # every bot's processes in every container, throughout
+        while not done.is_set():
+            for bot, pids in (await asyncio.to_thread(container_bot_processes)).items():
+                copies[bot] = max(copies.get(bot, 0), len(pids))
+            await asyncio.sleep(0.1)
+
+    counter = asyncio.create_task(count_copies())
+    try:
+        run = await upgrade(cluster, image=target, pools=["pool-1"], method="move")
+    finally:
+        done.set()
+        await counter
+    assert run["outcome"] == "upgraded", run
+    [pool] = run["pools"]
+    assert (pool["pool"], pool["method"], pool["to_pool"], pool["step"]) == (
+        "pool-1", "move", "pool-3", "upgraded",
+    )  # fmt: skip
+    assert sorted(pool["bot_downtime_s"]) == moving
+    assert copies == {bot: 1 for bot in BOTS}  # one copy of each bot at every moment
+    # The old pool is gone, its container too; the fresh one runs the new image.
+    with pytest.raises(docker.errors.NotFound):
+        container(docker_client, "pool-1")
+    status = await pool_status(cluster)
+    assert sorted(p["id"] for p in status["pools"]) == ["pool-2", "pool-3"]
+    fresh = container(docker_client, "pool-3")
+    assert fresh.image.id == images[target]
+    bots = await h.bots(ALICE)
+    assert {b: bots[b]["poolId"] for b in moving} == {b: "pool-3" for b in moving}
+    await all_running(cluster, BOTS)
     await assert_bots_answer(h, BOTS)
     assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
     after = await all_trades(cluster)

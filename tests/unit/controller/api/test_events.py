@@ -177,7 +177,7 @@ async def test_agents_heartbeats_and_runtime_events_are_events(make_api: ApiFact
     for seq, state in enumerate(("STARTING", "RUNNING", "RUNNING"), start=1):
         await pools.heartbeat("pool-1", Heartbeat(seq, 1, [BotStatus("a1", state)], stats))
     pools.sessions.detach("pool-1", ws)  # type: ignore[arg-type]
-    pools.sessions.runtime_event("pool-1", "oom")
+    pools.sessions.runtime_event("pool-1", "die")
     # The lost connection also woke the monitor, which found the pool suspect (once).
     events = [e for e in await stored(api, 6) if e.type != "pool_suspect"]
     assert [(e.type, e.reason, e.bot_id, e.user_id) for e in events] == [
@@ -185,7 +185,7 @@ async def test_agents_heartbeats_and_runtime_events_are_events(make_api: ApiFact
         ("bot_state", "STARTING", "a1", "alice"),
         ("bot_state", "RUNNING", "a1", "alice"),
         ("agent_disconnected", "", None, None),
-        ("pool_died", "oom", None, None),
+        ("pool_died", "die", None, None),
     ]
     assert events[0].detail == {"version": "1", "adopted": 0}
     assert [e.detail for e in events[1:3]] == [{"was": None}, {"was": "STARTING"}]

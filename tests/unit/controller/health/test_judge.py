@@ -105,6 +105,27 @@ def test_a_stopped_report_counts_only_when_the_next_look_sees_the_same() -> None
         is BotAction.RESTART  # fmt: skip
 
 
+def test_a_bot_down_before_its_agent_applied_the_latest_desired_state_is_not_judged() -> None:
+    """A bot just released from a move (or just started by its user) has no process until
+    its agent applies the desired state that says run: not a reason to restart it, however
+    often the monitor looks meanwhile (a move's bots were restarted as they landed)."""
+    down = status(ProcessState.ABSENT, since=0.0)
+    pending = BotHealth()
+    for _ in range(3):
+        verdict = judge.judge_bot(pending, BOT, down, False, T, RULES, desired_applied=False)
+        assert verdict.problem is None and verdict.action is BotAction.NONE
+        pending = verdict.health
+    assert pending.down_since is None
+    first = judge.judge_bot(pending, BOT, down, False, T, RULES, desired_applied=True)
+    assert first.problem is None  # applied: the next look that sees the same acts
+    again = judge.judge_bot(first.health, BOT, down, False, T, RULES, desired_applied=True)
+    assert again.action is BotAction.RESTART
+    # A bot that died is the restart policy's at once, applied or not.
+    died = judge.judge_bot(BotHealth(), BOT, status(ProcessState.EXITED), False, T, RULES,
+                           desired_applied=False)  # fmt: skip
+    assert died.problem == "bot_not_running"
+
+
 def test_an_unanswered_ping_is_a_problem_only_after_its_timeout() -> None:
     quiet = status(ProcessState.RUNNING, ping_ok=False)
     first = bot(BotHealth(), BOT, quiet)

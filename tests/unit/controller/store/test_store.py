@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import BadRequest, Conflict, NotFound, StoreError
+from controller.errors import BadRequest, CapacityExhausted, Conflict, NotFound, StoreError
 from controller.records import BotRecord, BotSecrets, PoolRecord
 from controller.store.allocation import NewBot, Placement
 from controller.store.schema import SCHEMA_VERSION
@@ -530,3 +530,26 @@ async def test_a_moved_bot_needs_its_memory_in_its_new_pool(store: Store) -> Non
     await place_sized(store, "c", 100 * MIB)  # pool-1: 400 of 400
     change = await store.relocate("b", SIZED, "hash", held=False)
     assert change.bot("b").pool_id == "pool-3"  # pool-1 has a slot but not 300 MiB
+
+
+async def test_an_upgrades_fresh_pool_takes_bots_only_when_moved_into_it(store: Store) -> None:
+    for bot_id in ("a", "b", "c"):
+        await allocate(store, bot_id)  # pool-1, ports 9000..9002
+    [fresh] = (change := await store.new_pool(FILL, "hash", None, 10)).pools
+    assert (fresh.id, fresh.port_start, fresh.used, fresh.draining) == ("pool-2", 9010, 0, True)
+    assert change.created == {"pool-2"}
+    await store.set_draining("pool-1", True)
+    # Placement passes both by: a new bot gets a pool of its own.
+    assert (await allocate(store, "new"))[1].id == "pool-3"
+    # A move into it takes its first free slot, and so a port of its block.
+    moved = (await store.relocate("b", FILL, "hash", held=True, into="pool-2")).bot("b")
+    assert (moved.pool_id, moved.slot, moved.port, moved.held) == ("pool-2", 0, 9010, True)
+    back = (await store.relocate("b", FILL, "hash", held=True, into="pool-1")).bot("b")
+    assert (back.pool_id, back.port) == ("pool-1", 9001)  # its old slot was free again
+    with pytest.raises(Conflict, match="pool pool-9 has no free slot"):
+        await store.relocate("a", FILL, "hash", held=True, into="pool-9")
+
+
+async def test_a_fresh_pool_is_no_larger_than_a_port_block(store: Store) -> None:
+    with pytest.raises(CapacityExhausted):
+        await store.new_pool(FILL, "hash", None, 11)

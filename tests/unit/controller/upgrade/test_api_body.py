@@ -19,13 +19,13 @@ def test_every_option() -> None:
     options, dry_run = parse_upgrade({
         "image": "registry.example:5000/freqtrade-pool:2026.10@sha256:abc", "dryRun": True,
         "pools": ["p1"], "users": ["alice"], "bots": ["bot-1"], "canary": 2, "soak": 30,
-        "concurrency": 3, "pause": 1.5, "timeout": 60,
+        "concurrency": 3, "pause": 1.5, "timeout": 60, "method": "move",
     })  # fmt: skip
     assert dry_run
     assert options == UpgradeOptions(
         image="registry.example:5000/freqtrade-pool:2026.10@sha256:abc",
         selection=Selection(frozenset({"p1"}), frozenset({"alice"}), frozenset({"bot-1"})),
-        canary=2, soak=30.0, concurrency=3, pause=1.5, timeout=60.0,
+        canary=2, soak=30.0, concurrency=3, pause=1.5, timeout=60.0, method="move",
     )  # fmt: skip
 
 
@@ -45,6 +45,8 @@ def test_every_option() -> None:
         ({"pools": "p1"}, "pools must be a list"),
         ({"bots": ["../etc"]}, "instanceId"),
         ({"dryRun": "yes"}, "dryRun must be"),
+        ({"method": "rebuild"}, "method must be one of recreate, move"),
+        ({"method": ["move"]}, "method must be one of"),
         (None, "body must be a JSON object"),  # a body `null` (no body at all is {})
     ],
 )

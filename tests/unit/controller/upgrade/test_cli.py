@@ -20,10 +20,12 @@ def test_exactly_one_action_and_every_option(capsys: pytest.CaptureFixture[str])
         assert exc.value.code == 2
     args = parse_args(["--execute", "--image", "img:b", "--pool", "p1", "--pool", "p2",
                        "--user", "u", "--bot", "b", "--canary", "1", "--soak", "30",
-                       "--concurrency", "2", "--pause", "5", "--timeout", "60"])  # fmt: skip
+                       "--concurrency", "2", "--pause", "5", "--timeout", "60",
+                       "--method", "move"])  # fmt: skip
     assert body(args, False) == {
         "dryRun": False, "image": "img:b", "pools": ["p1", "p2"], "users": ["u"], "bots": ["b"],
         "canary": 1, "soak": 30.0, "concurrency": 2, "pause": 5.0, "timeout": 60.0,
+        "method": "move",
     }  # fmt: skip
     assert "image" not in body(parse_args(["--dry-run"]), True)  # POOL_IMAGE: the server's
 

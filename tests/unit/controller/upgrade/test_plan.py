@@ -3,6 +3,8 @@ restarted controller does with each pool a run left, and a run's outcome."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from common.protocol import BotStatus
@@ -10,9 +12,13 @@ from common.states import ProcessState, RunState
 from controller.records import BotRecord, BotSecrets
 from controller.runtimes.base import ImageInfo
 from controller.upgrade.plan import (
+    CREATING,
     FAILED,
+    MOVE,
+    MOVING,
     NOT_STARTED,
     PENDING,
+    RECREATE,
     REPLACING,
     ROLLED_BACK,
     ROLLING_BACK,
@@ -21,7 +27,10 @@ from controller.upgrade.plan import (
     VERIFYING,
     PoolView,
     Selection,
+    move_order,
+    move_recovery,
     plan_upgrade,
+    pool_method,
     recovery_action,
     run_outcome,
     unhealthy_bots,
@@ -129,3 +138,38 @@ def test_a_runs_outcome() -> None:
     assert run_outcome([ROLLED_BACK, FAILED], False) == "failed"
     assert run_outcome([ROLLED_BACK, NOT_STARTED], True) == "canary_failed"
     assert run_outcome([], False) == "upgraded"
+
+
+# -- the `move` method ---------------------------------------------------------------------
+
+
+def test_a_legacy_pool_is_recreated_whatever_method_is_asked() -> None:
+    assert pool_method(MOVE, legacy=False) == MOVE
+    assert pool_method(RECREATE, legacy=False) == RECREATE
+    assert pool_method(MOVE, legacy=True) == RECREATE
+
+
+def test_bots_move_stopped_ones_first_then_by_slot() -> None:
+    def at(bot_id: str, slot: int, run: RunState = RunState.RUNNING) -> BotRecord:
+        return replace(bot(bot_id, run), slot=slot)
+
+    bots = [at("r2", 2), at("r0", 0), at("s3", 3, RunState.STOPPED), at("r1", 1)]
+    assert [b.id for b in move_order(bots)] == ["s3", "r0", "r1", "r2"]
+
+
+@pytest.mark.parametrize(
+    ("step", "old", "new", "expected"),
+    [
+        (CREATING, 3, 0, ("remove_new", NOT_STARTED)),  # no bot moved: the fresh pool goes
+        (MOVING, 0, 3, ("remove_old", UPGRADED)),  # all moved: the emptied old pool goes
+        (MOVING, 1, 2, ("keep_both", FAILED)),  # split: both pools keep running their bots
+        (MOVING, 3, 0, ("remove_new", NOT_STARTED)),
+        (UPGRADED, 0, 3, ("keep", UPGRADED)),
+        (ROLLED_BACK, 2, 1, ("keep", ROLLED_BACK)),
+        (PENDING, 3, 0, ("keep", PENDING)),
+    ],
+)
+def test_a_move_cut_short_is_finished_or_undone_by_where_its_bots_are(
+    step: str, old: int, new: int, expected: tuple[str, str]
+) -> None:
+    assert move_recovery(step, old, new) == expected

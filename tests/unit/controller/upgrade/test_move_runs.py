@@ -1,0 +1,107 @@
+"""Whole `move` upgrade runs on the real app over a recording runtime whose pools run
+images, with agents that obey at once: each bot leaves its old pool (held, its files
+handed over) before it lands in the fresh pool on the new image; a bot that does not
+answer there goes back and stops the run; the emptied pool goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.app import build, create_app
+from controller.upgrade.run import UpgradeOptions
+from tests.support import make_settings
+from tests.unit.controller.apps import (
+    Api,
+    FakeClock,
+    bot_dirs,
+    obey,
+    obey_new_pools,
+    record_hand_overs,
+    write_bot_dir,
+)
+from tests.unit.controller.upgrade.test_recovery import B, ImageRuntime
+
+BOTS = ("b1", "b2")
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """Two bots in pool-1 on img:a, each with its trade database; every pool made from
+    now on has an agent at once; a bot answers its ping unless a test says otherwise."""
+    settings = make_settings(tmp_path, MAX_BOTS_PER_CONTAINER="2")
+    runtime = ImageRuntime(settings.pools_dir)
+    controller = build(settings, runtime=runtime)
+    api = Api(await aiohttp_client(create_app(controller)), controller, runtime, FakeClock())
+    for bot in BOTS:
+        await api.provision(instanceId=bot)
+        write_bot_dir(api, f"pools/pool-1/bots/{bot}")
+    obey(api, "pool-1")
+    obey_new_pools(api, monkeypatch)
+    record_hand_overs(api, monkeypatch)
+
+    async def pong(_session: object, _bot: object) -> bool:
+        return True
+
+    monkeypatch.setattr(controller.upgrader.transfer, "ping", pong)
+    return api
+
+
+async def upgrade(api: Api, timeout: float = 5) -> Any:
+    upgrader = api.controller.upgrader
+    run = await upgrader.start(UpgradeOptions(image=B.ref, method="move", timeout=timeout))
+    assert upgrader._task is not None
+    await upgrader._task
+    return run
+
+
+async def test_every_bot_moves_into_a_fresh_pool_on_the_new_image(fleet: Api) -> None:
+    run = await upgrade(fleet)
+    registry = fleet.controller.pools.registry
+    assert run.outcome == "upgraded", run
+    [entry] = run.pools
+    assert (entry.method, entry.to_pool, entry.step) == ("move", "pool-2", "upgraded")
+    assert sorted(entry.bot_downtime_s) == list(BOTS)
+    assert fleet.runtime.launches["pool-2"].image == B.ref
+    assert sorted(registry.pools) == ["pool-2"] and not registry.pools["pool-2"].draining
+    assert [(b.pool_id, b.port, b.held) for b in map(registry.bots.get, BOTS)] == [
+        ("pool-2", 21002, False), ("pool-2", 21003, False),
+    ]  # fmt: skip
+    assert [bot_dirs(fleet, b) for b in BOTS] == [
+        [f"pools/pool-2/bots/{b}: trades of {b}"] for b in BOTS
+    ]
+    # One bot at a time: out of the old pool through staging, into the fresh one.
+    moves = [call for kind, call in fleet.runtime.calls if kind == "hand_over"]
+    assert moves == [
+        "pools/pool-1/bots/b1>migrating/b1", "migrating/b1>pools/pool-2/bots/b1",
+        "pools/pool-1/bots/b2>migrating/b2", "migrating/b2>pools/pool-2/bots/b2",
+    ]  # fmt: skip
+    # The fresh pool was made (and its agent connected) before any bot left.
+    made = fleet.runtime.calls.index(("create", "pool-2"))
+    assert made < fleet.runtime.calls.index(("hand_over", moves[0]))
+    assert ("remove", "pool-1") in fleet.runtime.calls
+
+
+async def test_a_bot_silent_on_the_new_image_goes_back_and_stops_the_run(
+    fleet: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def silent_there(_session: object, bot: Any) -> bool:
+        return bot.pool_id == "pool-1"
+
+    monkeypatch.setattr(fleet.controller.upgrader.transfer, "ping", silent_there)
+    run = await upgrade(fleet, timeout=0.5)
+    registry = fleet.controller.pools.registry
+    assert run.outcome == "rolled_back", run
+    [entry] = run.pools
+    assert entry.step == "rolled_back" and "b1" in entry.reason and "back in pool-1" in entry.reason
+    # Only b1 moved, and came back; b2 never left; the empty fresh pool is gone.
+    assert sorted(registry.pools) == ["pool-1"] and not registry.pools["pool-1"].draining
+    assert [(b.pool_id, b.held) for b in map(registry.bots.get, BOTS)] == [
+        ("pool-1", False), ("pool-1", False),
+    ]  # fmt: skip
+    assert [bot_dirs(fleet, b) for b in BOTS] == [
+        [f"pools/pool-1/bots/{b}: trades of {b}"] for b in BOTS
+    ]
+    assert ("remove", "pool-2") in fleet.runtime.calls
