@@ -323,8 +323,17 @@ class ControllerSettings:
         "CONTROLLER_PORT", _int(1, 65535), "5000", "port the controller listens on"
     )
     pool_runtime: str = setting(
-        "POOL_RUNTIME", _choice("local", "docker"), "local", "how pools are run"
+        "POOL_RUNTIME", _choice("local", "docker", "swarm"), "local", "how pools are run"
     )
+    swarm_network: str = setting(
+        "SWARM_NETWORK", _text, "ftpool",
+        "attachable overlay network of the pools (swarm; made when missing)",
+    )  # fmt: skip
+    swarm_node_labels: str = setting(
+        "SWARM_NODE_LABELS", _text, "",
+        "nodes that may run pools (swarm): comma-separated key=value or key (the node must "
+        "have it) and !key=value or !key (it must not)",
+    )  # fmt: skip
     pool_image: str = setting(
         "POOL_IMAGE", _text, "freqtrade-pool:latest", "image of pool containers (docker)"
     )
@@ -354,7 +363,10 @@ class ControllerSettings:
         "oom_score_adj of pool containers' machinery (docker; -999 where the daemon may set it)",
     )  # fmt: skip
     pool_publish_ports: bool = setting(
-        "POOL_PUBLISH_PORTS", _bool, "false", "publish bot ports of bridge pools (docker)"
+        "POOL_PUBLISH_PORTS",
+        _bool,
+        "false",
+        "publish bot ports of bridge pools (docker) or on each pool's node (swarm)",
     )
     pool_publish_ip: str = setting(
         "POOL_PUBLISH_IP", _text, "127.0.0.1", "host address published ports bind (docker)"
@@ -538,10 +550,11 @@ class ControllerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ControllerSettings:
         settings: ControllerSettings = _build(cls, load_env() if env is None else env)
         bridge = settings.pool_runtime == "docker" and settings.pool_network != "host"
-        if bridge and not settings.agent_controller_url:
+        if (bridge or settings.pool_runtime == "swarm") and not settings.agent_controller_url:
             raise SettingsError(
                 "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
-                "bridge network (agents cannot reach the controller's loopback address)"
+                "bridge network or POOL_RUNTIME is swarm (agents cannot reach the "
+                "controller's loopback address)"
             )
         if settings.backup_host_dir and not Path(settings.backup_host_dir).is_absolute():
             raise SettingsError("invalid settings: BACKUP_HOST_DIR must be an absolute path")

@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from common.settings import ControllerSettings
+from common.settings import ControllerSettings, SettingsError
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
 from controller.api.bots import APIBots
@@ -23,6 +23,7 @@ from controller.api.healthz import APIHealthz
 from controller.api.metrics import APIMetrics
 from controller.api.middleware import AUTHENTICATOR, auth_middleware, error_middleware
 from controller.api.migration import APIMigration
+from controller.api.nodes import APINodes
 from controller.api.openapi import APIOpenAPI
 from controller.api.pool_bot import APIPoolBot
 from controller.api.pools import APIPools
@@ -53,6 +54,8 @@ from controller.runtimes import PoolRuntime
 from controller.runtimes.docker import DockerOptions, DockerRuntime
 from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
+from controller.runtimes.swarm import SwarmRuntime
+from controller.runtimes.swarm_nodes import parse_rules
 from controller.store.allocation import Placement
 from controller.store.store import Store
 from controller.ui.middleware import SESSIONS, session_middleware
@@ -88,6 +91,12 @@ def persistent_secret(configured: str, path: Path) -> str:
 def make_runtime(settings: ControllerSettings) -> PoolRuntime:
     if settings.pool_runtime == "docker":
         return DockerRuntime(DockerOptions.from_settings(settings))
+    if settings.pool_runtime == "swarm":
+        try:
+            rules = parse_rules(settings.swarm_node_labels)
+        except ValueError as exc:
+            raise SettingsError(f"invalid settings: SWARM_NODE_LABELS: {exc}") from None
+        return SwarmRuntime(DockerOptions.from_settings(settings), rules)
     return LocalRuntime(settings.pools_dir, settings.bot_base_dir / "archive")
 
 
@@ -202,6 +211,7 @@ def create_app(controller: Controller) -> web.Application:
             census=controller.census,
             legacy_container_bytes=s.legacy_container_memory,
         ),
+        APINodes(controller.pools),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),

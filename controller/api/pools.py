@@ -122,6 +122,9 @@ class APIPools:
         view: dict[str, Any] = {
             "id": pool.id,
             "containerName": pool.container_name,
+            # The machine it runs on: the swarm node it is pinned to (null until known), the
+            # Docker daemon's host, or this one.
+            "node": await self.pools.runtime.node_of(pool_id),
             "mode": "legacy" if pool.legacy_of else "pooled",
             "status": status,
             "botsCount": len(bots),
@@ -142,7 +145,6 @@ class APIPools:
                 "runtimeBytes": usage.memory_bytes if usage else None,
             },
             "runningBots": self._running(bots),
-            "node": await self.pools.runtime.node_of(pool_id),
             "freqtrade": live.freqtrade_version or None,
             "cpuPercent": stats.cpu if stats else None,
             "limits": self._limits_view(bots, stats.oom_guard if stats else None),

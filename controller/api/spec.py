@@ -156,6 +156,7 @@ POOL = obj(
     {
         "id": ID,
         "containerName": STR,
+        "node": nullable(STR),
         "mode": {"enum": ["pooled", "legacy"]},
         "status": {"enum": [str(w) for w in PoolStatusWord]},
         "botsCount": INT,
@@ -174,7 +175,6 @@ POOL = obj(
             }
         ),
         "runningBots": INT,
-        "node": STR,
         "freqtrade": nullable(STR),
         "cpuPercent": nullable(NUM),
         "launch": obj(

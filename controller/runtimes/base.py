@@ -117,8 +117,9 @@ class PoolRuntime(abc.ABC):
         """The image `ref` (default: the configured one) names now; None if it has none."""
         return None
 
-    async def node_of(self, pool_id: str) -> str:
-        """The machine the pool runs on, by name (/api/pool/status): by default this one."""
+    async def node_of(self, pool_id: str) -> str | None:
+        """The machine the pool runs on, by name (/api/pool/status): by default this one;
+        on a multi-host runtime its node (None: not known yet)."""
         return socket.gethostname()
 
     @abc.abstractmethod

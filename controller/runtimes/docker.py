@@ -11,12 +11,9 @@ bind-mounted at /pool, which is where its agent keeps bots, programs and archive
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -26,8 +23,6 @@ import structlog
 import urllib3
 from docker.models.containers import Container
 
-from common import __version__
-from common.settings import ControllerSettings
 from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     ImageInfo,
@@ -35,53 +30,23 @@ from controller.runtimes.base import (
     PoolRuntime,
     PoolUsage,
     RuntimeState,
-    make_backup_dir,
     retire_pool_dir,
 )
+from controller.runtimes.spec import (
+    CAP_ADD,
+    LABEL_POOL,
+    LOG_OPTIONS,
+    STOP_TIMEOUT,
+    pool_spec,
+    prepare_dirs,
+)
+from controller.runtimes.spec import DockerOptions as DockerOptions  # re-exported
 
 log = structlog.get_logger("runtime.docker")
-LABEL_POOL = "ftpool.pool"
-LABEL_VERSION = "ftpool.version"
-BACKUP_MOUNT = "/backup"
-STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
 # supervisorctl of the pool image's own supervisor install (see images/pool/Dockerfile).
 SUPERVISORCTL = ["/opt/ftpool/bin/python", "-m", "supervisor.supervisorctl",
                  "-c", "/etc/supervisor/supervisord.conf"]  # fmt: skip
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DockerOptions:
-    image: str
-    network: str  # "host", or the name of a user-defined bridge network
-    pools_dir: Path  # where the controller sees pool directories
-    host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
-    archive_dir: Path
-    # The backup target as the Docker host sees it (pool P's: <it>/pools/P, at /backup).
-    host_backups_dir: Path | None = None
-    memory_limit: str = ""
-    oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
-    publish_ports: bool = False
-    publish_ip: str = "127.0.0.1"
-
-    @classmethod
-    def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
-        return cls(
-            image=settings.pool_image,
-            network=settings.pool_network,
-            pools_dir=settings.pools_dir,
-            host_pools_dir=settings.host_pools_dir,
-            archive_dir=settings.bot_base_dir / "archive",
-            host_backups_dir=settings.host_backups_dir,
-            memory_limit=settings.pool_memory_limit,
-            oom_score_adj=settings.pool_oom_score_adj,
-            publish_ports=settings.pool_publish_ports,
-            publish_ip=settings.pool_publish_ip,
-        )
-
-    @property
-    def host_network(self) -> bool:
-        return self.network == "host"
 
 
 # What a Docker SDK call raises when the daemon fails: the SDK's own errors, and those it
@@ -107,7 +72,50 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(call)
 
 
-class DockerRuntime(PoolRuntime):
+def restart_agent_in(container: Container) -> None:
+    """supervisorctl restart agent, inside the pool's running container."""
+    code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
+    if code != 0:
+        raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")
+
+
+class DockerClient:
+    """A runtime's Docker SDK client, made on first use, and its calls off the loop."""
+
+    _client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(timeout=120)
+        return self._client
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await in_thread(fn, *args)
+
+    def ensure_network(self, name: str, **create: Any) -> None:
+        """The network `name`, made with `create` if it does not exist."""
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            self.client.networks.create(name, **create)
+
+    def container_usage(self, container_id: str) -> PoolUsage:
+        """A container's memory; one-shot, so no second sample and no CPU figure (the
+        agent reports the pool's CPU)."""
+        raw = self.client.api.stats(container_id, stream=False, one_shot=True)
+        memory = raw.get("memory_stats", {})
+        detail = memory.get("stats", {})
+        # Docker's own `docker stats` figure: usage minus reclaimable page cache.
+        cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+        return PoolUsage(
+            memory_bytes=max(0, memory.get("usage", 0) - cache),
+            memory_limit=memory.get("limit", 0),
+            cpu_percent=None,
+        )
+
+
+class DockerRuntime(DockerClient, PoolRuntime):
     name = "docker"
 
     def __init__(self, options: DockerOptions, client: docker.DockerClient | None = None) -> None:
@@ -121,15 +129,6 @@ class DockerRuntime(PoolRuntime):
         self._daemon_host: str | None = None
 
     # -- plumbing -------------------------------------------------------------------
-
-    @property
-    def client(self) -> docker.DockerClient:
-        if self._client is None:
-            self._client = docker.from_env(timeout=120)
-        return self._client
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await in_thread(fn, *args)
 
     def name_pool(self, pool_id: str, name: str) -> None:
         self._names[pool_id] = name
@@ -191,61 +190,34 @@ class DockerRuntime(PoolRuntime):
         if self.client.containers.list(all=True, filters={"name": f"^{name}$"}):
             # Not ours to reuse or destroy: it may run bots the store does not know.
             raise PoolExists(f"container {name} already exists; it is left alone")
-        pool_dir = o.pools_dir / launch.pool_id
-        pool_dir.mkdir(parents=True, exist_ok=True)
-        # Bot users inside the container must traverse /pool to reach their own directory.
-        os.chmod(pool_dir, 0o711)
-        env = {
-            "CONTROLLER_URL": launch.controller_url,
-            "POOL_ID": launch.pool_id,
-            "POOL_TOKEN": launch.token,
-            "POOL_CAPACITY": str(launch.capacity),
-            "POOL_PORT_START": str(launch.port_start),
-            **launch.agent_env,
-        }
-        volumes = {str(o.host_pools_dir / launch.pool_id): {"bind": "/pool", "mode": "rw"}}
-        if launch.backup_dir is not None and o.host_backups_dir is not None:
-            # Its own bots' backups only: the pool's directory of the target, nothing else.
-            make_backup_dir(launch)
-            host_dir = o.host_backups_dir / "pools" / launch.pool_id
-            volumes[str(host_dir)] = {"bind": BACKUP_MOUNT, "mode": "rw"}
-            env["BACKUP_DIR"] = BACKUP_MOUNT
+        prepare_dirs(launch, o)
+        spec = pool_spec(launch, o)
         kwargs: dict[str, Any] = {
             "name": self.container_name(launch.pool_id),
             "detach": True,
-            "labels": {LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
-            "environment": env,
-            "volumes": volumes,
+            "labels": spec.labels,
+            "environment": spec.env,
+            "volumes": {host: {"bind": path, "mode": "rw"} for host, path in spec.binds.items()},
             "restart_policy": {"Name": "unless-stopped"},
             "stop_signal": "SIGTERM",
-            "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
-            # The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup and
-            # renices a busy bot's threads (agent/cpu.py): for a process of another user
-            # (each bot's) the kernel asks for CAP_SYS_PTRACE and CAP_SYS_NICE.
-            "cap_add": ["SYS_PTRACE", "SYS_NICE"],
+            "log_config": {"type": "json-file", "config": LOG_OPTIONS},
+            "cap_add": list(CAP_ADD),
         }
-        if o.memory_limit:
-            kwargs["mem_limit"] = o.memory_limit
+        if spec.memory_limit:
+            kwargs["mem_limit"] = spec.memory_limit
         if o.oom_score_adj:
             # supervisord and all it starts; the agent raises each bot's (agent/oom.py).
             kwargs["oom_score_adj"] = o.oom_score_adj
         if o.host_network:
             kwargs["network_mode"] = "host"
         else:
-            self._ensure_network()
+            self.ensure_network(o.network, driver="bridge")
             kwargs["network"] = o.network
             if o.publish_ports:
-                ports = range(launch.port_start, launch.port_start + launch.capacity)
-                kwargs["ports"] = {f"{p}/tcp": (o.publish_ip, p) for p in ports}
-        container = self.client.containers.run(launch.image or o.image, **kwargs)
+                kwargs["ports"] = {f"{p}/tcp": (o.publish_ip, p) for p in spec.ports}
+        container = self.client.containers.run(spec.image, **kwargs)
         container.reload()
         self._remember_address(container)
-
-    def _ensure_network(self) -> None:
-        try:
-            self.client.networks.get(self.options.network)
-        except docker.errors.NotFound:
-            self.client.networks.create(self.options.network, driver="bridge")
 
     async def inspect(self, pool_id: str) -> RuntimeState:
         def inspect() -> RuntimeState:
@@ -302,9 +274,7 @@ class DockerRuntime(PoolRuntime):
             container = self._get(pool_id)
             if container is None or container.status != "running":
                 raise RuntimeFailure(f"container {self.container_name(pool_id)} is not running")
-            code, output = container.exec_run([*SUPERVISORCTL, "restart", "agent"])
-            if code != 0:
-                raise RuntimeFailure(f"supervisorctl restart agent: {output.decode()[-300:]}")
+            restart_agent_in(container)
 
         await self._run(restart)
         log.info("pool_agent_restarted", pool=pool_id)
@@ -349,18 +319,7 @@ class DockerRuntime(PoolRuntime):
             container = self._get(pool_id)
             if container is None or container.status != "running":
                 return None
-            # one-shot: no second sample, so no CPU figure; the agent reports the pool's CPU.
-            raw = self.client.api.stats(container.id, stream=False, one_shot=True)
-            memory = raw.get("memory_stats", {})
-            usage = memory.get("usage", 0)
-            # Docker's own `docker stats` figure: usage minus reclaimable page cache.
-            cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get(
-                "total_inactive_file", 0))  # fmt: skip
-            return PoolUsage(
-                memory_bytes=max(0, usage - cache),
-                memory_limit=memory.get("limit", 0),
-                cpu_percent=None,
-            )
+            return self.container_usage(container.id)
 
         return await self._run(stats)
 

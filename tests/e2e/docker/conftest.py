@@ -16,8 +16,10 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.local.conftest import Cluster
-from tests.e2e.trading import MARKET_DATA
-from tests.support import remove_pool_containers
+from tests.e2e.local.test_freqtrade import ALICE, all_running
+from tests.e2e.trading import MARKET_DATA, start_exchange
+from tests.exchange import EmulatorProcess, trading_bot
+from tests.support import free_port, remove_pool_containers
 
 POOL_IMAGE = "freqtrade-pool:latest"
 
@@ -73,9 +75,46 @@ async def cluster_in_docker(
         remove_test_pools(client)
 
 
+@contextlib.asynccontextmanager
+async def cluster_behind_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    client: docker.DockerClient,
+    gateway: str,
+    **overrides: str,
+) -> AsyncIterator[tuple[Cluster, EmulatorProcess]]:
+    """A controller for pools (docker or swarm runtime) off the host's network: it listens
+    on all interfaces and agents dial it at `gateway` (the host's address on the pools'
+    network), where the bots' exchange emulator listens too."""
+    port = free_port()
+    exchange = start_exchange(host=gateway)
+    try:
+        async with cluster_in_docker(
+            tmp_path_factory,
+            client,
+            CONTROLLER_HOST="0.0.0.0",
+            CONTROLLER_PORT=str(port),
+            AGENT_CONTROLLER_URL=f"ws://{gateway}:{port}/api/agents/ws",
+            **overrides,
+        ) as cluster:
+            yield cluster, exchange
+    finally:
+        exchange.stop()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def docker_cluster(
     tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
 ) -> AsyncIterator[Cluster]:
     async with cluster_in_docker(tmp_path_factory, docker_client) as c:
         yield c
+
+
+async def provision_answering(cluster: Cluster, exchange_url: str, bots: list[str]) -> None:
+    """Alice's trading bots, provisioned, running, and answering through the proxy."""
+    h = cluster.harness
+    for bot in bots:
+        await h.provision(ALICE, **trading_bot(exchange_url, bot))
+    await all_running(cluster, bots, timeout=240)
+    for bot in bots:
+        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
+        assert status == 200 and config["bot_name"] == bot

@@ -14,12 +14,11 @@ import docker
 import pytest
 import pytest_asyncio
 
-from tests.e2e.docker.conftest import cluster_in_docker
+from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
 from tests.e2e.local.conftest import Cluster
-from tests.e2e.local.test_freqtrade import ALICE, all_running
-from tests.e2e.trading import assert_trading_api, start_exchange, wait_trading
-from tests.exchange import EmulatorProcess, trading_bot
-from tests.support import free_port
+from tests.e2e.local.test_freqtrade import ALICE
+from tests.e2e.trading import assert_trading_api, wait_trading
+from tests.exchange import EmulatorProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 NETWORK = "ftpool-test-bridge"
@@ -36,22 +35,17 @@ async def bridge_cluster(
     network = docker_client.networks.create(NETWORK, driver="bridge")
     network.reload()
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
-    port = free_port()
-    exchange = start_exchange(host=gateway)
     try:
-        async with cluster_in_docker(
+        async with cluster_behind_gateway(
             tmp_path_factory,
             docker_client,
+            gateway,
             POOL_NETWORK=NETWORK,
-            CONTROLLER_HOST="0.0.0.0",
-            CONTROLLER_PORT=str(port),
-            AGENT_CONTROLLER_URL=f"ws://{gateway}:{port}/api/agents/ws",
             POOL_BASE_PORT=str(BASE_PORT),
             POOL_PUBLISH_PORTS="true",
-        ) as cluster:
+        ) as (cluster, exchange):
             yield cluster, exchange
     finally:
-        exchange.stop()
         network.remove()
 
 
@@ -64,12 +58,7 @@ def answers_on_loopback(port: int) -> bool:
 async def test_bridge_pool_is_reached_by_container_address(bridge_cluster, docker_client):
     cluster, exchange = bridge_cluster
     h = cluster.harness
-    for bot in BOTS:
-        await h.provision(ALICE, **trading_bot(exchange.url, bot))
-    await all_running(cluster, BOTS, timeout=180)
-    for bot in BOTS:
-        status, config = await h.call("GET", f"/bots/{bot}/api/v1/show_config", ALICE)
-        assert status == 200 and config["bot_name"] == bot
+    await provision_answering(cluster, exchange.url, BOTS)
     status, info = await h.call("GET", f"/api/pool/bot/{BOTS[0]}", ALICE)
     assert status == 200
     assert info["connection"] == {

@@ -1,0 +1,108 @@
+"""What a pool's container is, whichever Docker engine runs it: its options, and the
+environment, mounts, labels and limits that `docker` (a container) and `swarm` (a service's
+task) both give it. Pure, apart from `prepare_dirs`, which makes the directories it mounts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import __version__
+from common.settings import ControllerSettings
+from controller.runtimes.base import PoolLaunch, make_backup_dir
+
+LABEL_POOL = "ftpool.pool"
+LABEL_VERSION = "ftpool.version"
+POOL_MOUNT = "/pool"
+BACKUP_MOUNT = "/backup"
+STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
+# The agent (root) reads each bot's own memory from /proc/<pid>/smaps_rollup and renices a
+# busy bot's threads (agent/cpu.py): for a process of another user (each bot's) the kernel
+# asks for CAP_SYS_PTRACE and CAP_SYS_NICE.
+CAP_ADD = ("SYS_PTRACE", "SYS_NICE")
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
+
+
+@dataclass(frozen=True, slots=True)
+class DockerOptions:
+    image: str
+    network: str  # "host", a user-defined bridge network, or (swarm) an overlay network
+    pools_dir: Path  # where the controller sees pool directories
+    host_pools_dir: Path  # the same directory as the Docker host sees it (bind source)
+    archive_dir: Path
+    # The backup target as the Docker host sees it (pool P's: <it>/pools/P, at /backup).
+    host_backups_dir: Path | None = None
+    memory_limit: str = ""
+    oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
+    publish_ports: bool = False
+    publish_ip: str = "127.0.0.1"
+
+    @classmethod
+    def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
+        swarm = settings.pool_runtime == "swarm"
+        return cls(
+            image=settings.pool_image,
+            network=settings.swarm_network if swarm else settings.pool_network,
+            pools_dir=settings.pools_dir,
+            host_pools_dir=settings.host_pools_dir,
+            archive_dir=settings.bot_base_dir / "archive",
+            host_backups_dir=settings.host_backups_dir,
+            memory_limit=settings.pool_memory_limit,
+            oom_score_adj=settings.pool_oom_score_adj,
+            publish_ports=settings.pool_publish_ports,
+            publish_ip=settings.pool_publish_ip,
+        )
+
+    @property
+    def host_network(self) -> bool:
+        return self.network == "host"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A pool's container as both engines make it."""
+
+    image: str
+    env: dict[str, str] = field(repr=False)  # holds the pool's token
+    binds: dict[str, str]  # path on the Docker host -> path in the container (read-write)
+    labels: dict[str, str]
+    memory_limit: str  # "" for none
+
+    @property
+    def ports(self) -> range:
+        start = int(self.env["POOL_PORT_START"])
+        return range(start, start + int(self.env["POOL_CAPACITY"]))
+
+
+def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
+    env = {
+        "CONTROLLER_URL": launch.controller_url,
+        "POOL_ID": launch.pool_id,
+        "POOL_TOKEN": launch.token,
+        "POOL_CAPACITY": str(launch.capacity),
+        "POOL_PORT_START": str(launch.port_start),
+        **launch.agent_env,
+    }
+    binds = {str(options.host_pools_dir / launch.pool_id): POOL_MOUNT}
+    if launch.backup_dir is not None and options.host_backups_dir is not None:
+        # Its own bots' backups only: the pool's directory of the target, nothing else.
+        binds[str(options.host_backups_dir / "pools" / launch.pool_id)] = BACKUP_MOUNT
+        env["BACKUP_DIR"] = BACKUP_MOUNT
+    return PoolSpec(
+        image=launch.image or options.image,
+        env=env,
+        binds=binds,
+        labels={LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
+        memory_limit=options.memory_limit,
+    )
+
+
+def prepare_dirs(launch: PoolLaunch, options: DockerOptions) -> None:
+    """The pool's directory (and its backup target) before the container mounts them."""
+    pool_dir = options.pools_dir / launch.pool_id
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    # Bot users inside the container must traverse /pool to reach their own directory.
+    os.chmod(pool_dir, 0o711)
+    if launch.backup_dir is not None and options.host_backups_dir is not None:
+        make_backup_dir(launch)

@@ -1,0 +1,407 @@
+"""The `swarm` runtime: each pool is a one-replica Swarm service `freqtrade-pool-<poolId>`,
+pinned by a placement constraint to the node placement picked (swarm_nodes.py), on an
+attachable overlay network (SWARM_NETWORK, `dnsrr`: this kernel-independent mode needs no
+IPVS), its directory bind-mounted from that node's disk as the docker runtime does.
+
+Swarm never restarts or moves a pool by itself (restart condition `none`; updates stop the
+old task first): ftpool decides when a pool starts again and where (principle 4). Every SDK
+call blocks and runs in a worker thread; task states are polled (Swarm's event stream
+reports services and nodes, not a task that died on another node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import structlog
+from docker.types import (
+    ContainerSpec,
+    DriverConfig,
+    EndpointSpec,
+    Healthcheck,
+    Mount,
+    NetworkAttachmentConfig,
+    Placement,
+    Resources,
+    RestartPolicy,
+    ServiceMode,
+    TaskTemplate,
+    UpdateConfig,
+)
+from docker.utils import parse_bytes
+
+from controller.errors import PoolExists, RuntimeFailure
+from controller.runtimes.base import (
+    PoolLaunch,
+    PoolRuntime,
+    PoolUsage,
+    RuntimeState,
+    retire_pool_dir,
+)
+from controller.runtimes.docker import DockerClient, in_thread, restart_agent_in
+from controller.runtimes.spec import (
+    CAP_ADD,
+    LABEL_POOL,
+    LOG_OPTIONS,
+    STOP_TIMEOUT,
+    DockerOptions,
+    PoolSpec,
+    pool_spec,
+    prepare_dirs,
+)
+from controller.runtimes.swarm_nodes import LabelRule, Node, pick_node
+
+log = structlog.get_logger("runtime.swarm")
+LABEL_NODE = "ftpool.node"
+POLL_INTERVAL = 2.0  # seconds between two looks at the pools' tasks (watch)
+# A task in one of these is running or on its way to it (Swarm's task states).
+LIVE_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
+
+
+def service_spec(
+    spec: PoolSpec, name: str, node_id: str, network: str, publish: bool
+) -> dict[str, Any]:
+    """The keyword arguments of APIClient.create_service for a pool on node `node_id`."""
+    container = ContainerSpec(
+        spec.image,
+        env=spec.env,
+        labels=spec.labels,  # the task's container carries the pool's labels, as with docker
+        mounts=[Mount(target, source, type="bind") for source, target in spec.binds.items()],
+        stop_signal="SIGTERM",
+        stop_grace_period=STOP_TIMEOUT * 1_000_000_000,
+        cap_add=list(CAP_ADD),
+        # Swarm kills a task whose image health check fails (measured: exit 137, "unhealthy
+        # container"): a restart decision that is the controller's, not Swarm's.
+        healthcheck=Healthcheck(test=["NONE"]),
+    )
+    memory = parse_bytes(spec.memory_limit) if spec.memory_limit else None
+    task = TaskTemplate(
+        container,
+        resources=Resources(mem_limit=memory) if memory else None,
+        # Swarm must not restart it, here or elsewhere: the controller decides.
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=[f"node.id=={node_id}"]),
+        log_driver=DriverConfig("json-file", LOG_OPTIONS),
+        networks=[NetworkAttachmentConfig(network)],
+    )
+    # Bot ports on the node's own address (mode host): the routing mesh needs IPVS.
+    ports = {port: (port, "tcp", "host") for port in spec.ports} if publish else None
+    return {
+        "task_template": task,
+        "name": name,
+        "labels": {**spec.labels, LABEL_NODE: node_id},
+        "mode": ServiceMode("replicated", replicas=1),
+        # Never two tasks of one pool: the old one stops before its replacement starts.
+        "update_config": UpdateConfig(parallelism=1, order="stop-first"),
+        "endpoint_spec": EndpointSpec(mode="dnsrr", ports=ports),
+    }
+
+
+def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The service's current task: the one Swarm wants running (one replica: one at the
+    most), else the last changed; the others are history Swarm keeps for a while. (Not the
+    newest index alone: a replaced task's index moves on as Swarm shuts it down.)"""
+    return max(
+        tasks,
+        key=lambda t: (t.get("DesiredState") == "running", t.get("Version", {}).get("Index", 0)),
+        default=None,
+    )
+
+
+def task_state(
+    service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]]
+) -> RuntimeState:
+    """A pool's state from its service (its attributes, None: no service) and its tasks:
+    running while the task Swarm wants running runs or is on its way (pending on its node
+    included), and while no task is wanted yet because the service was just made or is
+    being restarted (stop-first: the old task stops before its replacement is made);
+    exited once the task ended (failed, complete, shutdown, rejected) or was scaled away."""
+    if service is None:
+        return RuntimeState.MISSING
+    spec = service.get("Spec", {})
+    if spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1) == 0:
+        return RuntimeState.EXITED
+    task = current_task(tasks)
+    if task is not None and task.get("DesiredState") == "running":
+        live = task.get("Status", {}).get("State") in LIVE_STATES
+        return RuntimeState.RUNNING if live else RuntimeState.EXITED
+    updating = (service.get("UpdateStatus") or {}).get("State") == "updating"
+    return RuntimeState.RUNNING if task is None or updating else RuntimeState.EXITED
+
+
+def task_address(task: Mapping[str, Any], network: str) -> str | None:
+    """The task's address on the overlay `network` ("10.0.1.5/24" -> "10.0.1.5")."""
+    for attachment in task.get("NetworksAttachments") or []:
+        if attachment.get("Network", {}).get("Spec", {}).get("Name") == network:
+            for address in attachment.get("Addresses") or []:
+                return address.split("/")[0]
+    return None
+
+
+class SwarmRuntime(DockerClient, PoolRuntime):
+    name = "swarm"
+
+    def __init__(
+        self,
+        options: DockerOptions,
+        rules: tuple[LabelRule, ...] = (),
+        client: docker.DockerClient | None = None,
+    ) -> None:
+        self.options = options
+        self.rules = rules
+        self.pools_dir = options.pools_dir
+        self._client = client
+        self._addresses: dict[str, str] = {}  # pool -> where the controller reaches its bots
+        self._nodes: dict[str, str] = {}  # pool -> node id
+        self._poll_stop = threading.Event()
+
+    def service_name(self, pool_id: str) -> str:
+        return f"freqtrade-pool-{pool_id}"
+
+    def _service(self, pool_id: str) -> Any:
+        try:
+            service = self.client.services.get(self.service_name(pool_id))
+        except docker.errors.NotFound:
+            return None
+        labels = service.attrs.get("Spec", {}).get("Labels") or {}
+        return service if labels.get(LABEL_POOL) == pool_id else None
+
+    def _tasks(self, service: Any) -> list[dict[str, Any]]:
+        return self.client.api.tasks(filters={"service": service.id})
+
+    def _remember(self, pool_id: str, service: Any, tasks: list[dict[str, Any]]) -> None:
+        node_id = (service.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_NODE)
+        if node_id:
+            self._nodes[pool_id] = node_id
+        task = current_task(tasks)
+        if task is None:
+            return
+        if self.options.publish_ports and node_id:
+            node = self.client.nodes.get(node_id)
+            self._addresses[pool_id] = Node.from_attrs(node.attrs).address
+        else:
+            address = task_address(task, self.options.network)
+            if address:
+                self._addresses[pool_id] = address
+
+    def _local_container(self, pool_id: str) -> str | None:
+        """The id of the pool's running task's container if it runs on the node of the
+        daemon the controller talks to (None: no running task, or on another node)."""
+        service = self._service(pool_id)
+        task = current_task(self._tasks(service)) if service is not None else None
+        if task is None or task.get("Status", {}).get("State") != "running":
+            return None
+        if task.get("NodeID") != self.client.info().get("Swarm", {}).get("NodeID"):
+            return None
+        return task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+
+    # -- nodes --------------------------------------------------------------------------
+
+    def pinned_node(self, pool_id: str) -> str | None:
+        """The id of the node the pool is pinned to (None: not known yet)."""
+        return self._nodes.get(pool_id)
+
+    async def node_of(self, pool_id: str) -> str | None:
+        return self.pinned_node(pool_id)
+
+    @property
+    def pool_memory(self) -> int:
+        """What placement counts for each pool on a node (POOL_MEMORY_LIMIT; 0: none)."""
+        return parse_bytes(self.options.memory_limit) if self.options.memory_limit else 0
+
+    async def node_census(self) -> tuple[list[Node], dict[str, list[str]]]:
+        """The swarm's nodes, and the pools pinned to each (node id -> pool ids)."""
+
+        def census() -> tuple[list[Node], dict[str, list[str]]]:
+            nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
+            return nodes, self._pools_by_node()
+
+        return await self._run(census)
+
+    def _pools_by_node(self) -> dict[str, list[str]]:
+        pools: dict[str, list[str]] = {}
+        for service in self.client.services.list(filters={"label": LABEL_POOL}):
+            labels = service.attrs.get("Spec", {}).get("Labels") or {}
+            if labels.get(LABEL_NODE):
+                pools.setdefault(labels[LABEL_NODE], []).append(labels[LABEL_POOL])
+                self._nodes[labels[LABEL_POOL]] = labels[LABEL_NODE]
+        return pools
+
+    # -- the interface ------------------------------------------------------------------
+
+    @property
+    def bot_listen_ip(self) -> str:
+        return "0.0.0.0"  # the controller reaches bots over the overlay (or published ports)
+
+    def bot_host(self, pool_id: str) -> str:
+        return self._addresses.get(pool_id, self.service_name(pool_id))
+
+    def display_host(self, pool_id: str) -> str:
+        return self.service_name(pool_id)
+
+    async def create(self, launch: PoolLaunch) -> None:
+        node_id = await self._run(self._create, launch)
+        log.info("pool_service_created", pool=launch.pool_id, node=node_id,
+                 image=launch.image or self.options.image)  # fmt: skip
+
+    def _create(self, launch: PoolLaunch) -> str:
+        o = self.options
+        name = self.service_name(launch.pool_id)
+        if self.client.services.list(filters={"name": name}):
+            # Not ours to reuse or destroy: it may run bots the store does not know.
+            raise PoolExists(f"service {name} already exists; it is left alone")
+        nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
+        counts = {node_id: len(pools) for node_id, pools in self._pools_by_node().items()}
+        node = pick_node(nodes, counts, self.pool_memory, self.rules)
+        if node is None:
+            raise RuntimeFailure("swarm: no node can take another pool (SWARM_NODE_LABELS, memory)")
+        self.ensure_network(o.network, driver="overlay", attachable=True, scope="swarm")
+        prepare_dirs(launch, o)
+        kwargs = service_spec(pool_spec(launch, o), name, node.id, o.network, o.publish_ports)
+        self.client.api.create_service(**kwargs)
+        self._nodes[launch.pool_id] = node.id
+        if o.publish_ports:
+            self._addresses[launch.pool_id] = node.address
+        return node.id
+
+    async def inspect(self, pool_id: str) -> RuntimeState:
+        def inspect() -> RuntimeState:
+            service = self._service(pool_id)
+            if service is None:
+                return RuntimeState.MISSING
+            tasks = self._tasks(service)
+            self._remember(pool_id, service, tasks)
+            return task_state(service.attrs, tasks)
+
+        return await self._run(inspect)
+
+    def _scale_down(self, pool_id: str, service: Any) -> None:
+        """No task of the service runs any more (confirmed), or RuntimeFailure."""
+        service.scale(0)
+        deadline = time.monotonic() + STOP_TIMEOUT + 30
+        while any(t.get("Status", {}).get("State") in LIVE_STATES for t in self._tasks(service)):
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"swarm: the task of {self.service_name(pool_id)} did not stop "
+                    "(its node may be unreachable); it is not confirmed dead"
+                )
+            time.sleep(0.5)
+
+    async def restart(self, pool_id: str) -> None:
+        def restart() -> None:
+            service = self._service(pool_id)
+            if service is None:
+                raise RuntimeFailure(f"service {self.service_name(pool_id)} does not exist")
+            # A new task on the same node (stop-first: the old one is gone before it starts).
+            service.update(mode=ServiceMode("replicated", replicas=1), force_update=True)
+            self._remember(pool_id, service, self._tasks(service))
+
+        await self._run(restart)
+        log.info("pool_service_restarted", pool=pool_id)
+
+    async def restart_agent(self, pool_id: str) -> None:
+        """supervisorctl restart agent in the task's container, when it runs on the node of
+        the controller's own daemon; elsewhere it cannot (no exec across a swarm) and the
+        health monitor restarts the whole pool instead, two grace periods later."""
+
+        def restart() -> None:
+            container_id = self._local_container(pool_id)
+            if container_id is None:
+                raise RuntimeFailure(
+                    f"swarm: {self.service_name(pool_id)} runs no task on this node"
+                )
+            restart_agent_in(self.client.containers.get(container_id))
+
+        await self._run(restart)
+        log.info("pool_agent_restarted", pool=pool_id)
+
+    async def stop(self, pool_id: str) -> None:
+        def stop() -> None:
+            service = self._service(pool_id)
+            if service is not None:
+                self._scale_down(pool_id, service)
+
+        await self._run(stop)
+        log.info("pool_service_stopped", pool=pool_id)
+
+    async def discard(self, pool_id: str) -> None:
+        def discard() -> None:
+            service = self._service(pool_id)
+            if service is not None:
+                self._scale_down(pool_id, service)
+                service.remove()
+            self._addresses.pop(pool_id, None)
+            self._nodes.pop(pool_id, None)
+
+        await self._run(discard)
+        log.info("pool_service_discarded", pool=pool_id)
+
+    async def remove(self, pool_id: str) -> None:
+        await self.discard(pool_id)
+        await self._run(retire_pool_dir, self.pools_dir / pool_id, self.options.archive_dir)
+        log.info("pool_service_removed", pool=pool_id)
+
+    async def stats(self, pool_id: str) -> PoolUsage | None:
+        """The task's container's memory when it runs on the controller's own daemon's
+        node; None elsewhere (a manager cannot read another node's container stats: the
+        agent's heartbeat reports the pool's memory)."""
+
+        def stats() -> PoolUsage | None:
+            container_id = self._local_container(pool_id)
+            return self.container_usage(container_id) if container_id else None
+
+        return await self._run(stats)
+
+    async def list(self) -> list[str]:
+        def list_pools() -> list[str]:
+            found = []
+            for service in self.client.services.list(filters={"label": LABEL_POOL}):
+                pool_id = (service.attrs.get("Spec", {}).get("Labels") or {})[LABEL_POOL]
+                self._remember(pool_id, service, self._tasks(service))
+                found.append(pool_id)
+            return sorted(found)
+
+        return await self._run(list_pools)
+
+    def _live_pools(self) -> set[str]:
+        services = {s.id: s.attrs for s in self.client.services.list(filters={"label": LABEL_POOL})}
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in self.client.api.tasks():
+            if task.get("ServiceID") in services:
+                by_service.setdefault(task["ServiceID"], []).append(task)
+        return {
+            attrs["Spec"]["Labels"][LABEL_POOL]
+            for service_id, attrs in services.items()
+            if task_state(attrs, by_service.get(service_id, [])) is RuntimeState.RUNNING
+        }
+
+    def watch(self, on_event: Callable[[str, str], None]) -> None:
+        """Report a pool whose task stopped running (or whose service went), by polling."""
+        loop = asyncio.get_running_loop()
+
+        def poll() -> None:
+            live: set[str] | None = None
+            while not self._poll_stop.wait(POLL_INTERVAL):
+                try:
+                    now = self._live_pools()
+                except Exception as exc:
+                    log.warning("swarm_poll_failed", error=str(exc))
+                    continue
+                for pool_id in sorted((live or set()) - now):
+                    loop.call_soon_threadsafe(on_event, pool_id, "die")
+                live = now
+
+        threading.Thread(target=poll, name="swarm-tasks", daemon=True).start()
+
+    async def close(self) -> None:
+        self._poll_stop.set()
+        if self._client is not None:
+            await in_thread(self._client.close)
