@@ -103,6 +103,7 @@ class Agent:
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,
+            on_port_checked=lambda: self.reconciler.reroute(),
         )
         self.watch = Watch(
             self.reporter,
@@ -123,6 +124,7 @@ class Agent:
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
+        self.reporter.proxy_port = self.reconciler.proxy_port
         self.backups = backups_of(settings, options, self.watch.report_soon)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0

@@ -79,7 +79,9 @@ class PoolFiles:
         # the agent here, loudly, rather than routing bots to a proxy that cannot start).
         self.tables = load_tables() if options.market_data else {}
 
-    def write(self, specs: list[BotSpec], preload: bool) -> None:
+    def write(self, specs: list[BotSpec], preload: bool, route: bool = False) -> None:
+        """Write the pool's files; with `route`, bots' configs name the market-data proxy
+        (the agent found it holding its port), without it their exchange directly."""
         keep = set()
         preloader: PythonCommand | None = None
         if self.options.run_dir is not None:
@@ -95,7 +97,7 @@ class PoolFiles:
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             keep.add(path.name)
             try:
-                forkable = self._write_bot(spec, path, preload, market_data)
+                forkable = self._write_bot(spec, path, preload, market_data if route else None)
             except (OSError, RuntimeError, ValueError) as exc:
                 # One bot's broken directory (or a missing slot user) must not hold up the
                 # rest of the pool; its program stays as it was.

@@ -276,22 +276,31 @@ class UpstreamStats:
         return cls(exchange, origin, **counters, backoff_s=_opt_num(m, "backoff_s") or 0.0)
 
 
+# Who holds a market-data proxy's port (agent/marketdata/holder.py's Holder).
+PORT_HOLDERS = frozenset({"proxy", "none", "stranger"})
+
+
 @dataclass(slots=True)
 class MarketDataStats:
     """The pool's market-data proxy: its process state (supervisord's), its cache, its
-    upstreams. A proxy that does not answer has no cache or upstream figures."""
+    upstreams. A proxy that does not answer has no cache or upstream figures. `holder`:
+    who holds its port (agent/marketdata/holder.py; None from agents that do not look)."""
 
     state: ProcessState
     cache_bytes: int = 0
     cache_entries: int = 0
     upstreams: list[UpstreamStats] = field(default_factory=list)
+    holder: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "state": self.state, "cache_bytes": self.cache_bytes,
             "cache_entries": self.cache_entries,
             "upstreams": [u.to_wire() for u in self.upstreams],
         }  # fmt: skip
+        if self.holder is not None:
+            wire["holder"] = self.holder
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> MarketDataStats:
@@ -299,9 +308,12 @@ class MarketDataStats:
         state = PROCESS_STATES_BY_NAME.get(_str(m, "state", 16))
         if state is None:
             raise ProtocolError("unknown market-data proxy state")
+        holder = _get(m, "holder", str, optional=True)
+        if holder is not None and holder not in PORT_HOLDERS:
+            raise ProtocolError("unknown holder of the market-data proxy's port")
         return cls(
             state, _int(m, "cache_bytes"), _int(m, "cache_entries"),
-            [UpstreamStats.from_wire(u) for u in _list(m, "upstreams", MAX_UPSTREAMS)],
+            [UpstreamStats.from_wire(u) for u in _list(m, "upstreams", MAX_UPSTREAMS)], holder,
         )  # fmt: skip
 
 

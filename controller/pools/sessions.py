@@ -25,6 +25,7 @@ from common.protocol import (
     Heartbeat,
     Hello,
     LogRequest,
+    MarketDataStats,
     Message,
     Response,
     encode,
@@ -105,6 +106,19 @@ class AgentSessions:
             self.events.emit("agent_disconnected", pool=pool_id)
             self.alarm.ring()
 
+    def _market_data_port(
+        self, pool_id: str, before: MarketDataStats | None, after: MarketDataStats | None
+    ) -> None:
+        """A stranger on the pool's market-data proxy port (its bots go to their exchange
+        directly meanwhile): an event when it appears and when the proxy has it back."""
+        was = before.holder if before is not None else None
+        now = after.holder if after is not None else None
+        if now == "stranger" and was != "stranger":
+            self.events.emit("market_data_port_taken", pool=pool_id,
+                             reason="another process listens on the proxy's port")  # fmt: skip
+        elif was == "stranger" and now == "proxy":
+            self.events.emit("market_data_port_recovered", pool=pool_id)
+
     def record(self, pool_id: str, hb: Heartbeat) -> HeartbeatReport | None:
         """Take a heartbeat into the pool's live state; None if it says nothing new."""
         live = self.registry.live.get(pool_id)
@@ -115,6 +129,7 @@ class AgentSessions:
         previous = live.bots
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        self._market_data_port(pool_id, live.market_data, hb.market_data)
         live.market_data = hb.market_data
         self._backup_state(pool_id, live.backup, hb.backup)
         live.backup = hb.backup

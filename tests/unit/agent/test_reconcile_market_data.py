@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import reconcile
 from agent.app import market_data_program
 from agent.marketdata.address import target
+from agent.marketdata.holder import Holder
 from agent.programs import MARKET_DATA, MarketDataProgram, ProgramOptions
 from agent.reconcile import Reconciler
 from common.protocol import Desired
 from common.settings import AgentSettings
+from tests.support import wait_for
 from tests.unit.agent.test_reconcile import FakeSupervisor, fake, pool_dir, spec
 
 __all__ = ["fake", "pool_dir"]  # test_reconcile's fixtures, used here too
@@ -34,10 +39,20 @@ async def proxy_port() -> AsyncIterator[int]:
     server.close()
 
 
-def reconciler(fake: FakeSupervisor, pool_dir: Path, **market_data: Any) -> Reconciler:
+def reconciler(
+    fake: FakeSupervisor, pool_dir: Path, proxy_pid: int | None = None, **market_data: Any
+) -> Reconciler:
+    """A reconciler whose proxy, as supervisord runs it, is process `proxy_pid` (by default
+    this test's, which holds the `proxy_port` fixture's socket)."""
+    fake.real_pids[MARKET_DATA] = os.getpid() if proxy_pid is None else proxy_pid
     md = MarketDataProgram(**market_data) if market_data else None
     options = ProgramOptions(log_dir=pool_dir / "logs", market_data=md)
     return Reconciler(fake, pool_dir, options)  # type: ignore[arg-type]
+
+
+def routed(pool_dir: Path, bot_id: str) -> bool:
+    """Whether the bot's config file names the pool's proxy."""
+    return b"127.0.0.1" in (pool_dir / "bots" / bot_id / "config.json").read_bytes()
 
 
 def bot(bot_id: str, port: int, config: dict[str, Any], **over: Any) -> Any:
@@ -116,3 +131,45 @@ def test_the_agents_settings_decide_whether_the_pool_runs_a_proxy() -> None:
     )
     assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PROXY": "off"})) is None
     assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PORT": "0"})) is None
+
+
+async def test_bots_go_direct_while_a_stranger_holds_the_proxys_port(fake, pool_dir, proxy_port):
+    # The socket on the port is this test's; the proxy supervisord runs is another process.
+    rec = reconciler(fake, pool_dir, proxy_pid=os.getppid(), port=proxy_port)
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    assert rec.proxy_port is not None and rec.proxy_port.verdict.holder == Holder.STRANGER
+    assert rec.proxy_port.verdict.strangers == (os.getpid(),)
+    assert written_config(pool_dir, "b1") == BINANCE  # to its exchange, as the user wrote
+    assert fake.state("b1") == "RUNNING"  # and trading
+
+
+async def test_bots_go_direct_while_the_proxy_cannot_start_and_back_once_it_does(
+    fake, pool_dir, monkeypatch
+):
+    monkeypatch.setattr(reconcile, "MARKET_DATA_WAIT", 0.5)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))  # a port of its own, on which nobody listens yet
+    rec = reconciler(fake, pool_dir, port=free.getsockname()[1])
+    running = asyncio.create_task(rec.run())
+    try:
+        rec.submit(Desired(1, [bot("b1", 9000, BINANCE)]))
+        await wait_for(lambda: rec.applied_gen == 1, 5)
+        assert not routed(pool_dir, "b1") and fake.state("b1") == "RUNNING"
+        pid = fake.groups["bot-b1"].pid
+
+        free.listen()  # the proxy (this process) holds its port now: a heartbeat round
+        assert rec.proxy_port is not None
+        rec.proxy_port.check(os.getpid())
+        rec.reroute()
+        await wait_for(lambda: routed(pool_dir, "b1"), 5)
+        # The running bot is not restarted for it: its next start reads the new config.
+        assert fake.groups["bot-b1"].pid == pid
+
+        free.close()  # and gone again: the next start of a bot goes direct
+        rec.proxy_port.check(0)
+        rec.reroute()
+        await wait_for(lambda: not routed(pool_dir, "b1"), 5)
+        assert written_config(pool_dir, "b1") == BINANCE
+    finally:
+        running.cancel()
+        free.close()

@@ -3,11 +3,13 @@ and what the proxy reports shown in /api/pool/status and /metrics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from common.protocol import Heartbeat, Hello, MarketDataStats, PoolStats, UpstreamStats, encode
 from common.settings import SettingsError
-from tests.support import make_settings
+from tests.support import make_settings, wait_for
 from tests.unit.controller.apps import ALICE, ApiFactory
 from tests.unit.controller.test_metrics import scrape, value
 
@@ -39,13 +41,19 @@ def test_the_proxies_ports_must_be_below_the_bots(tmp_path) -> None:
     make_settings(tmp_path, MARKET_DATA_PROXY="false", MARKET_DATA_BASE_PORT="21000")
 
 
-async def test_what_the_proxy_did_is_in_pool_status_and_metrics(make_api: ApiFactory) -> None:
-    api = await make_api(MARKET_DATA_PROXY="true")
+async def pool_agent(api: Any) -> Any:
+    """pool-1, with one bot, and the WebSocket of its agent (which has its desired state)."""
     await api.provision(ALICE, instanceId="b1")
     token = api.runtime.launches["pool-1"].token
     ws = await api.client.ws_connect("/api/agents/ws")
     await ws.send_bytes(encode(Hello("pool-1", token, "t", 10, 21000)))
     await ws.receive()  # the desired state
+    return ws
+
+
+async def test_what_the_proxy_did_is_in_pool_status_and_metrics(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
     md = MarketDataStats("RUNNING", 4096, 7, [
         UpstreamStats("binance", "https://api.binance.com", requests=100, hits=70,
                       coalesced=20, upstream=10, weight=30, used_weight=400),
@@ -87,3 +95,23 @@ async def test_a_pool_without_a_proxy_shows_none(make_api: ApiFactory) -> None:
     await api.provision(ALICE, instanceId="b1")
     status, body, _ = await api.call("GET", "/api/pool/status")
     assert status == 200 and body["pools"][0]["marketData"] is None
+
+
+async def test_a_stranger_on_a_pools_proxy_port_is_an_event(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
+    sessions, live = api.controller.pools.sessions, api.controller.pools.registry.live
+    for seq, holder in enumerate(["proxy", "stranger", "stranger", "proxy"], start=1):
+        md = MarketDataStats("RUNNING", holder=holder)
+        await ws.send_bytes(encode(Heartbeat(seq, 1, [], PoolStats(), "ABSENT", md)))
+        assert await sessions.wait_until(lambda s=seq: live["pool-1"].seq == s, 5)
+
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200 and body["pools"][0]["marketData"]["portHolder"] == "proxy"
+
+    async def one_each() -> bool:
+        _status, body, _ = await api.call("GET", "/api/pool/events/history")
+        kinds = [e["type"] for e in body["events"] if e["type"].startswith("market_data")]
+        return kinds == ["market_data_port_taken", "market_data_port_recovered"]
+
+    await wait_for(one_each, 5)  # events are stored by a writer of their own
