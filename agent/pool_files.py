@@ -79,9 +79,12 @@ class PoolFiles:
         # the agent here, loudly, rather than routing bots to a proxy that cannot start).
         self.tables = load_tables() if options.market_data else {}
 
-    def write(self, specs: list[BotSpec], preload: bool, route: bool = False) -> None:
+    def write(
+        self, specs: list[BotSpec], preload: bool, route: bool = False, proxy: bool = True
+    ) -> None:
         """Write the pool's files; with `route`, bots' configs name the market-data proxy
-        (the agent found it holding its port), without it their exchange directly."""
+        (the agent found it holding its port), without it their exchange directly. Without
+        `proxy` (turned off for this pool) the pool runs none."""
         keep = set()
         preloader: PythonCommand | None = None
         if self.options.run_dir is not None:
@@ -89,7 +92,7 @@ class PoolFiles:
         # Held bots have no program: reloading the config stops and removes it.
         bots = [spec for spec in specs if spec.run != RunState.HELD]
         # One market-data proxy per pool, while there are bots to use it.
-        market_data = self._market_data() if bots else None
+        market_data = self._market_data() if bots and proxy else None
         if market_data is not None:
             conf = render_market_data(market_data, self.pool_dir, self.options)
             keep.add(self._write_program(MARKET_DATA, conf))

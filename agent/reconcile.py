@@ -66,8 +66,9 @@ class Reconciler:
         self.files = PoolFiles(pool_dir, options)
         self.applied_gen = 0
         self._on_change = on_change
-        # Applied restart nonces of the bots and of the preloader (None: none seen yet).
-        self._nonces, self._preloader_nonce = self._load_nonces()
+        # Applied restart nonces of the bots and of the preloader (None: none seen yet), and
+        # whether the pool's market-data proxy was last on (None: not known yet).
+        self._nonces, self._preloader_nonce, self._market_data_on = self._load_nonces()
         self._latest: Desired | None = None
         self._wakeup = asyncio.Event()
         # Who holds the market-data proxy's port, and whether the bots' configs written
@@ -77,20 +78,23 @@ class Reconciler:
         self._routed: bool | None = None
         self._applied: Desired | None = None
 
-    def _load_nonces(self) -> tuple[dict[str, int], int | None]:
+    def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None]:
         try:
             raw = json.loads(self.state_file.read_text())
             nonces = {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
             preloader = raw.get("preloader")
-            return nonces, None if preloader is None else int(preloader)
+            market_data = raw.get("market_data")
+            return (nonces, None if preloader is None else int(preloader),
+                    market_data if isinstance(market_data, bool) else None)  # fmt: skip
         except FileNotFoundError:
-            return {}, None
+            return {}, None, None
         except (ValueError, AttributeError, TypeError):
             log.warning("agent_state_unreadable", path=str(self.state_file))
-            return {}, None
+            return {}, None, None
 
     def _save_nonces(self) -> None:
-        state = {"nonces": self._nonces, "preloader": self._preloader_nonce}
+        state = {"nonces": self._nonces, "preloader": self._preloader_nonce,
+                 "market_data": self._market_data_on}  # fmt: skip
         write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
@@ -124,8 +128,9 @@ class Reconciler:
         wanted = {spec.id: spec for spec in desired.bots}
         # Without a run directory there is no place for a preloader's socket: plain exec.
         preload = desired.launch == "preload" and self.options.run_dir is not None
-        route = await self._proxy_holds_port()
-        await asyncio.to_thread(self.files.write, desired.bots, preload, route)
+        proxy = desired.market_data
+        route = proxy and await self._proxy_holds_port()
+        await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -155,8 +160,12 @@ class Reconciler:
                 # Bots start through the proxy only once it holds its port, and directly
                 # while it cannot.
                 route = ready
-                await asyncio.to_thread(self.files.write, desired.bots, preload, route)
+                await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
         self._routed = route
+        switched = self._market_data_on is not None and proxy != self._market_data_on
+        if switched and self.options.market_data is not None:  # a pool without one: no change
+            await self._restart_for_market_data(proxy)
+        self._market_data_on = proxy
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
@@ -184,6 +193,14 @@ class Reconciler:
         await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
         await self._stop_and_wait(PRELOADER)
         await self.supervisor.start(PRELOADER)
+
+    async def _restart_for_market_data(self, on: bool) -> None:
+        """The pool's proxy turned on or off: every running bot is stopped, and converging
+        starts it again with its new config (a bot reads it only when it starts)."""
+        processes = await self.supervisor.all_processes()
+        bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE]
+        log.info("market_data_switched", on=on, bots=len(bots))
+        await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
 
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
@@ -242,8 +259,8 @@ class Reconciler:
         """After a check of the proxy's port: if its verdict no longer matches the bots'
         configs, write them again (the state last applied, unless a newer one is on its
         way). Running bots read theirs at their next start."""
-        port = self.proxy_port
-        if port is None or self._applied is None or self._routed == port.routed:
+        port, applied = self.proxy_port, self._applied
+        if port is None or applied is None or self._routed == (applied.market_data and port.routed):
             return
         log.info("market_data_reroute", through_proxy=port.routed)
         if self._latest is None:

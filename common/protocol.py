@@ -435,7 +435,9 @@ class Desired:
     """The full desired state of one pool; `purge` names removed bots whose files go too.
 
     `launch` is how the pool starts its bots; raising `preloader_nonce` asks the agent to
-    restart the pool's preloader (and with it every bot it forked) once.
+    restart the pool's preloader (and with it every bot it forked) once. `market_data`
+    False turns the pool's market-data proxy off (on: the pool runs one if it has a port);
+    sent only when off, so that agents that know nothing of it see nothing new.
     """
 
     t = "desired"
@@ -444,12 +446,16 @@ class Desired:
     purge: list[str] = field(default_factory=list)
     launch: str = "preload"
     preloader_nonce: int = 0
+    market_data: bool = True
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "gen": self.gen, "bots": [b.to_wire() for b in self.bots], "purge": self.purge,
             "launch": self.launch, "preloader_nonce": self.preloader_nonce,
         }  # fmt: skip
+        if not self.market_data:
+            wire["market_data"] = False
+        return wire
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Desired:
@@ -462,9 +468,11 @@ class Desired:
         launch = _str(m, "launch", 16)
         if launch not in LAUNCH_MODES:
             raise ProtocolError(f"unknown launch mode {launch!r}")
+        market_data = _get(m, "market_data", bool, optional=True)
         return cls(
             gen=_int(m, "gen"), bots=bots, purge=purge,
             launch=launch, preloader_nonce=_int(m, "preloader_nonce"),
+            market_data=market_data is not False,
         )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,9 +117,13 @@ CREATE TABLE user_quotas (
 ALTER TABLE bots ADD COLUMN memory_limit INTEGER CHECK (memory_limit >= 0);
 ALTER TABLE bots ADD COLUMN restart_memory INTEGER NOT NULL DEFAULT 0;
 """
+# A pool's own market-data proxy switch (docs/market-data.md; NULL: MARKET_DATA_PROXY's).
+_SCHEMA_V10 = """
+ALTER TABLE pools ADD COLUMN market_data INTEGER CHECK (market_data IN (0, 1));
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
-    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9,
+    7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10,
 }  # fmt: skip
 
 

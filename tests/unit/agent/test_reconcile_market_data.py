@@ -173,3 +173,37 @@ async def test_bots_go_direct_while_the_proxy_cannot_start_and_back_once_it_does
     finally:
         running.cancel()
         free.close()
+
+
+async def test_turned_off_for_the_pool_it_stops_and_its_bots_restart_direct(
+    fake, pool_dir, proxy_port
+):
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE), bot("b2", 9001, BINANCE, run="stopped")]))
+    assert routed(pool_dir, "b1") and fake.state("b1") == "RUNNING"
+    pid = fake.groups["bot-b1"].pid
+
+    # A new agent (the switch is kept across its restarts) is told the proxy is off.
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    off = [bot("b1", 9000, BINANCE), bot("b2", 9001, BINANCE, run="stopped")]
+    await rec.apply(Desired(2, off, market_data=False))
+    assert MARKET_DATA not in fake.groups
+    assert written_config(pool_dir, "b1") == BINANCE and written_config(pool_dir, "b2") == BINANCE
+    # The running bot restarted, to read its new config; the stopped one stays stopped.
+    assert fake.state("b1") == "RUNNING" and fake.groups["bot-b1"].pid != pid
+    assert fake.state("b2") == "STOPPED"
+    pid = fake.groups["bot-b1"].pid
+    await rec.apply(Desired(3, off, market_data=False))  # the same again: nothing restarts
+    assert fake.groups["bot-b1"].pid == pid
+
+    await rec.apply(Desired(4, off[:1]))  # on again
+    assert fake.groups[MARKET_DATA].state == "RUNNING" and routed(pool_dir, "b1")
+    assert fake.groups["bot-b1"].pid != pid
+
+
+async def test_a_pool_without_a_proxy_restarts_nothing_for_the_switch(fake, pool_dir):
+    rec = reconciler(fake, pool_dir)  # no port: the pool runs none
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    pid = fake.groups["bot-b1"].pid
+    await rec.apply(Desired(2, [bot("b1", 9000, BINANCE)], market_data=False))
+    assert fake.groups["bot-b1"].pid == pid

@@ -96,6 +96,7 @@ def sample_messages() -> list[Any]:
         Heartbeat(5, 0, [], PoolStats(), "RUNNING", MarketDataStats("RUNNING", holder="stranger")),
         Desired(5, [spec(), spec("bot-2", 9001, run="stopped", nonce=0)], purge=["gone-1"]),
         Desired(0, [], launch="exec", preloader_nonce=3),
+        Desired(1, [], market_data=False),
         LogRequest(9, "bot-1", 4096),
         LogResponse(9, b"line 1\nline 2\n", ""),
         LogResponse(10, b"", "no such bot"),

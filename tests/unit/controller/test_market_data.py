@@ -115,3 +115,44 @@ async def test_a_stranger_on_a_pools_proxy_port_is_an_event(make_api: ApiFactory
         return kinds == ["market_data_port_taken", "market_data_port_recovered"]
 
     await wait_for(one_each, 5)  # events are stored by a writer of their own
+
+
+async def test_an_admin_turns_one_pools_proxy_off_and_back(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    await api.provision(ALICE, instanceId="b1")
+    pools, switch = api.controller.pools.registry, "/api/pool/pools/pool-1/market-data"
+    assert pools.desired("pool-1").market_data is True
+    status, body, _ = await api.call("PUT", switch, ALICE, json={"proxy": False})
+    assert status == 403, body
+    for bad in ({}, {"proxy": "off"}, {"proxy": 0}, [False]):
+        status, body, _ = await api.call("PUT", switch, json=bad)
+        assert status == 400 and body["success"] is False, body
+    status, body, _ = await api.call("PUT", "/api/pool/pools/pool-9/market-data", json={"proxy": 1})
+    assert status == 400, body
+    status, body, _ = await api.call(
+        "PUT", "/api/pool/pools/pool-9/market-data", json={"proxy": None}
+    )
+    assert status == 404, body
+
+    gen = pools.pools["pool-1"].generation
+    status, body, _ = await api.call("PUT", switch, json={"proxy": False})
+    assert status == 200, body
+    assert body == {"success": True, "poolId": "pool-1", "proxy": False, "override": False,
+                    "generation": gen + 1}  # fmt: skip
+    assert pools.desired("pool-1").market_data is False
+    # Kept in the store: a controller started again on it sends the same.
+    [stored] = [p for p in (await api.controller.store.load())[0] if p.id == "pool-1"]
+    assert stored.market_data is False
+
+    status, body, _ = await api.call("PUT", switch, json={"proxy": None})
+    assert (status, body["proxy"], body["override"]) == (200, True, None)
+    assert pools.desired("pool-1").market_data is True
+
+
+async def test_without_the_setting_a_pool_has_no_proxy_to_turn_on(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="false")
+    await api.provision(ALICE, instanceId="b1")
+    status, body, _ = await api.call(
+        "PUT", "/api/pool/pools/pool-1/market-data", json={"proxy": None}
+    )
+    assert (status, body["proxy"]) == (200, False)
