@@ -101,7 +101,7 @@ async def test_a_stranger_on_a_pools_proxy_port_is_an_event(make_api: ApiFactory
     api = await make_api(MARKET_DATA_PROXY="true")
     ws = await pool_agent(api)
     sessions, live = api.controller.pools.sessions, api.controller.pools.registry.live
-    for seq, holder in enumerate(["proxy", "stranger", "stranger", "proxy"], start=1):
+    for seq, holder in enumerate(["proxy", "stranger", "none", "stranger", "proxy"], start=1):
         md = MarketDataStats("RUNNING", holder=holder)
         await ws.send_bytes(encode(Heartbeat(seq, 1, [], PoolStats(), "ABSENT", md)))
         assert await sessions.wait_until(lambda s=seq: live["pool-1"].seq == s, 5)
