@@ -105,6 +105,7 @@ class Agent:
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,
+            on_port_checked=lambda: self.reconciler.reroute(),
         )
         self.watch = Watch(
             self.reporter,
@@ -125,6 +126,7 @@ class Agent:
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
+        self.reporter.proxy_port = self.reconciler.proxy_port
         self.backups = backups_of(settings, options, self.watch.report_soon)
         self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots)
         self._ws: aiohttp.ClientWebSocketResponse | None = None

@@ -79,7 +79,12 @@ class PoolFiles:
         # the agent here, loudly, rather than routing bots to a proxy that cannot start).
         self.tables = load_tables() if options.market_data else {}
 
-    def write(self, specs: list[BotSpec], preload: bool) -> None:
+    def write(
+        self, specs: list[BotSpec], preload: bool, route: bool = False, proxy: bool = True
+    ) -> None:
+        """Write the pool's files; with `route`, bots' configs name the market-data proxy
+        (the agent found it holding its port), without it their exchange directly. Without
+        `proxy` (turned off for this pool) the pool runs none."""
         keep = set()
         preloader: PythonCommand | None = None
         if self.options.run_dir is not None:
@@ -87,7 +92,7 @@ class PoolFiles:
         # Held bots have no program: reloading the config stops and removes it.
         bots = [spec for spec in specs if spec.run != RunState.HELD]
         # One market-data proxy per pool, while there are bots to use it.
-        market_data = self._market_data() if bots else None
+        market_data = self._market_data() if bots and proxy else None
         if market_data is not None:
             conf = render_market_data(market_data, self.pool_dir, self.options)
             keep.add(self._write_program(MARKET_DATA, conf))
@@ -95,7 +100,7 @@ class PoolFiles:
             path = self.programs_dir / f"{program_name(spec.id)}.conf"
             keep.add(path.name)
             try:
-                forkable = self._write_bot(spec, path, preload, market_data)
+                forkable = self._write_bot(spec, path, preload, market_data if route else None)
             except (OSError, RuntimeError, ValueError) as exc:
                 # One bot's broken directory (or a missing slot user) must not hold up the
                 # rest of the pool; its program stays as it was.

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import structlog
 
+from agent.marketdata.holder import Holder, ProxyPort
 from agent.pool_files import PoolFiles, write_if_changed
 from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotSpec, Desired
 from common.states import ACTIVE, SETTLED, ProcessState, RunState
+
+_UP = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
 
 log = structlog.get_logger("agent.reconcile")
 _STOP_TIMEOUT = 120.0
@@ -63,28 +66,38 @@ class Reconciler:
         self.files = PoolFiles(pool_dir, options)
         self.applied_gen = 0
         self._on_change = on_change
-        # Applied restart nonces of the bots and of the preloader (None: none seen yet).
-        self._nonces, self._preloader_nonce = self._load_nonces()
+        # Applied restart nonces of the bots and of the preloader (None: none seen yet), and
+        # whether the pool's market-data proxy was last on (None: not known yet).
+        self._nonces, self._preloader_nonce, self._market_data_on = self._load_nonces()
         self._latest: Desired | None = None
         self._wakeup = asyncio.Event()
         # Fenced (agent/fence.py): no desired state is applied until a new one is submitted.
         self._fenced = False
         self._lock = asyncio.Lock()  # one apply or fence at a time
+        # Who holds the market-data proxy's port, and whether the bots' configs written
+        # last name the proxy (None: none written yet).
+        md = options.market_data
+        self.proxy_port = ProxyPort(md.port) if md is not None else None
+        self._routed: bool | None = None
+        self._applied: Desired | None = None
 
-    def _load_nonces(self) -> tuple[dict[str, int], int | None]:
+    def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None]:
         try:
             raw = json.loads(self.state_file.read_text())
             nonces = {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
             preloader = raw.get("preloader")
-            return nonces, None if preloader is None else int(preloader)
+            market_data = raw.get("market_data")
+            return (nonces, None if preloader is None else int(preloader),
+                    market_data if isinstance(market_data, bool) else None)  # fmt: skip
         except FileNotFoundError:
-            return {}, None
+            return {}, None, None
         except (ValueError, AttributeError, TypeError):
             log.warning("agent_state_unreadable", path=str(self.state_file))
-            return {}, None
+            return {}, None, None
 
     def _save_nonces(self) -> None:
-        state = {"nonces": self._nonces, "preloader": self._preloader_nonce}
+        state = {"nonces": self._nonces, "preloader": self._preloader_nonce,
+                 "market_data": self._market_data_on}  # fmt: skip
         write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
@@ -122,7 +135,9 @@ class Reconciler:
         wanted = {spec.id: spec for spec in desired.bots}
         # Without a run directory there is no place for a preloader's socket: plain exec.
         preload = desired.launch == "preload" and self.options.run_dir is not None
-        await asyncio.to_thread(self.files.write, desired.bots, preload)
+        proxy = desired.market_data
+        route = proxy and await self._proxy_holds_port()
+        await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -147,7 +162,17 @@ class Reconciler:
         elif PRELOADER in added or PRELOADER in changed:
             await self._wait_for_preloader()
         if MARKET_DATA in added or MARKET_DATA in changed:
-            await self._wait_for_market_data()
+            ready = await self._wait_for_market_data()
+            if ready != route:
+                # Bots start through the proxy only once it holds its port, and directly
+                # while it cannot.
+                route = ready
+                await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
+        self._routed = route
+        switched = self._market_data_on is not None and proxy != self._market_data_on
+        if switched and self.options.market_data is not None:  # a pool without one: no change
+            await self._restart_for_market_data(proxy)
+        self._market_data_on = proxy
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
@@ -157,6 +182,7 @@ class Reconciler:
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
         await asyncio.to_thread(self._save_nonces)
         self.applied_gen = desired.gen
+        self._applied = desired
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
 
@@ -184,6 +210,14 @@ class Reconciler:
         await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
         await self._stop_and_wait(PRELOADER)
         await self.supervisor.start(PRELOADER)
+
+    async def _restart_for_market_data(self, on: bool) -> None:
+        """The pool's proxy turned on or off: every running bot is stopped, and converging
+        starts it again with its new config (a bot reads it only when it starts)."""
+        processes = await self.supervisor.all_processes()
+        bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE]
+        log.info("market_data_switched", on=on, bots=len(bots))
+        await asyncio.gather(*(self._stop_and_wait(name) for name in bots))
 
     async def _converge(self, spec: BotSpec, info: ProcessInfo | None) -> None:
         name = program_name(spec.id)
@@ -214,14 +248,43 @@ class Reconciler:
         ):
             log.warning("preloader_not_ready", timeout=self.options.preloader_wait)
 
-    async def _wait_for_market_data(self) -> None:
-        """Until a new market-data proxy listens (bounded): bots started before it would
-        begin with failed requests."""
-        md = self.options.market_data
-        if md is not None and not await _listening(
-            lambda: asyncio.open_connection("127.0.0.1", md.port), MARKET_DATA_WAIT
-        ):
-            log.warning("market_data_proxy_not_ready", port=md.port, timeout=MARKET_DATA_WAIT)
+    async def _proxy_holds_port(self) -> bool:
+        """Whether the market-data proxy supervisord runs holds its port now (every socket
+        listening there is its own): only then are bots routed through it."""
+        if self.proxy_port is None:
+            return False
+        info = (await self.supervisor.all_processes()).get(MARKET_DATA)
+        pid = info.pid if info is not None and info.state in _UP else 0
+        return (await asyncio.to_thread(self.proxy_port.check, pid)).holder == Holder.PROXY
+
+    async def _wait_for_market_data(self) -> bool:
+        """Until a new market-data proxy holds its port (bounded; not while a stranger
+        holds it): bots started before it would begin with failed requests. Whether it
+        does."""
+        deadline = time.monotonic() + MARKET_DATA_WAIT
+        while self.proxy_port is not None and time.monotonic() < deadline:
+            if await self._proxy_holds_port():
+                return True
+            if self.proxy_port.verdict.holder == Holder.STRANGER:
+                break
+            await asyncio.sleep(0.2)
+        port = self.proxy_port.port if self.proxy_port is not None else None
+        log.warning("market_data_proxy_not_ready", port=port, timeout=MARKET_DATA_WAIT)
+        return False
+
+    def reroute(self) -> None:
+        """After a check of the proxy's port: if its verdict no longer matches the bots'
+        configs, write them again (the state last applied, unless a newer one is on its
+        way). Running bots read theirs at their next start."""
+        port, applied = self.proxy_port, self._applied
+        if port is None or applied is None or self._routed == (applied.market_data and port.routed):
+            return
+        if self._fenced:  # nothing is applied until the controller's next word
+            return
+        log.info("market_data_reroute", through_proxy=port.routed)
+        if self._latest is None:  # not submit(): that would end a fence
+            self._latest = applied
+            self._wakeup.set()
 
     async def _unload(self, name: str) -> None:
         await self._stop_and_wait(name)

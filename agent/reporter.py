@@ -12,6 +12,7 @@ import aiohttp
 import structlog
 
 from agent.cpu import BusyBots, nice_of
+from agent.marketdata.holder import ProxyPort
 from agent.marketdata.report import StatsReader
 from agent.oom import OomScores
 from agent.probes import (
@@ -72,10 +73,13 @@ class Reporter:
         market_data_socket: Path | None = None,
         oom: OomScores | None = None,
         busy: BusyBots | None = None,
+        proxy_port: ProxyPort | None = None,
+        on_port_checked: Callable[[], None] = lambda: None,
     ) -> None:
-        """`market_data_socket`: where the pool's market-data proxy serves its counters;
-        `oom`: who sets the processes' OOM scores, `busy`: who renices busy bots (None:
-        nobody)."""
+        """`market_data_socket`: where the pool's market-data proxy serves its counters,
+        `proxy_port`: who holds its port (checked every heartbeat round, then
+        `on_port_checked` is called); `oom`: who sets the processes' OOM scores, `busy`:
+        who renices busy bots (None: nobody)."""
         self.supervisor = supervisor
         self.oom = oom
         self.busy = busy
@@ -98,6 +102,8 @@ class Reporter:
         self._session: aiohttp.ClientSession | None = None
         self._market_data = StatsReader(market_data_socket) if market_data_socket else None
         self._market_data_figures: MarketDataStats | None = None
+        self.proxy_port = proxy_port
+        self.on_port_checked = on_port_checked
 
     def set_ports(self, ports: dict[str, int]) -> None:
         self._ports = ports
@@ -169,9 +175,15 @@ class Reporter:
         await self._ping(self._up(), self.ping_timeout)
 
     async def read_market_data(self) -> None:
-        """Ask the pool's market-data proxy for its counters (once per heartbeat)."""
+        """Ask the pool's market-data proxy for its counters, and look who holds its port
+        (once per heartbeat)."""
         if self._market_data is not None:
             self._market_data_figures = await self._market_data.read()
+        if self.proxy_port is not None:
+            info = self.processes.get(MARKET_DATA)
+            pid = info.pid if info is not None and info.state in _UP else 0
+            await asyncio.to_thread(self.proxy_port.check, pid)
+            self.on_port_checked()
 
     def _waiting(self) -> list[tuple[str, int, int]]:
         return [(b, port, pid) for b, port, pid in self._up()
@@ -193,10 +205,11 @@ class Reporter:
         if self._market_data is None or info is None:
             return None
         figures = self._market_data_figures
+        holder = self.proxy_port.verdict.holder if self.proxy_port is not None else None
         if figures is None or info.state != ProcessState.RUNNING:
-            return MarketDataStats(info.state)
+            return MarketDataStats(info.state, holder=holder)
         return MarketDataStats(info.state, figures.cache_bytes, figures.cache_entries,
-                               figures.upstreams)  # fmt: skip
+                               figures.upstreams, holder)  # fmt: skip
 
     async def ping_starting(self) -> bool:
         """Ask the bots that are up but have not answered yet and are due; True if one

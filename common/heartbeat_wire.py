@@ -86,6 +86,8 @@ class MarketDataStatsWire(_Strict, kw_only=True):
     cache_bytes: Count
     cache_entries: Count
     upstreams: Annotated[list[UpstreamStatsWire], _Meta(max_length=MAX_UPSTREAMS)]
+    # Who holds the proxy's port (protocol.PORT_HOLDERS; absent from agents that do not look).
+    holder: Literal["proxy", "none", "stranger"] | None = None
 
 
 class BackupStateWire(_Strict, kw_only=True):

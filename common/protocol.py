@@ -279,22 +279,31 @@ class UpstreamStats:
         return cls(exchange, origin, **counters, backoff_s=_opt_num(m, "backoff_s") or 0.0)
 
 
+# Who holds a market-data proxy's port (agent/marketdata/holder.py's Holder).
+PORT_HOLDERS = frozenset({"proxy", "none", "stranger"})
+
+
 @dataclass(slots=True)
 class MarketDataStats:
     """The pool's market-data proxy: its process state (supervisord's), its cache, its
-    upstreams. A proxy that does not answer has no cache or upstream figures."""
+    upstreams. A proxy that does not answer has no cache or upstream figures. `holder`:
+    who holds its port (agent/marketdata/holder.py; None from agents that do not look)."""
 
     state: ProcessState
     cache_bytes: int = 0
     cache_entries: int = 0
     upstreams: list[UpstreamStats] = field(default_factory=list)
+    holder: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "state": self.state, "cache_bytes": self.cache_bytes,
             "cache_entries": self.cache_entries,
             "upstreams": [u.to_wire() for u in self.upstreams],
         }  # fmt: skip
+        if self.holder is not None:
+            wire["holder"] = self.holder
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> MarketDataStats:
@@ -302,9 +311,12 @@ class MarketDataStats:
         state = PROCESS_STATES_BY_NAME.get(_str(m, "state", 16))
         if state is None:
             raise ProtocolError("unknown market-data proxy state")
+        holder = _get(m, "holder", str, optional=True)
+        if holder is not None and holder not in PORT_HOLDERS:
+            raise ProtocolError("unknown holder of the market-data proxy's port")
         return cls(
             state, _int(m, "cache_bytes"), _int(m, "cache_entries"),
-            [UpstreamStats.from_wire(u) for u in _list(m, "upstreams", MAX_UPSTREAMS)],
+            [UpstreamStats.from_wire(u) for u in _list(m, "upstreams", MAX_UPSTREAMS)], holder,
         )  # fmt: skip
 
 
@@ -433,7 +445,9 @@ class Desired:
     """The full desired state of one pool; `purge` names removed bots whose files go too.
 
     `launch` is how the pool starts its bots; raising `preloader_nonce` asks the agent to
-    restart the pool's preloader (and with it every bot it forked) once.
+    restart the pool's preloader (and with it every bot it forked) once. `market_data`
+    False turns the pool's market-data proxy off (on: the pool runs one if it has a port);
+    sent only when off, so that agents that know nothing of it see nothing new.
     """
 
     t = "desired"
@@ -442,12 +456,16 @@ class Desired:
     purge: list[str] = field(default_factory=list)
     launch: str = "preload"
     preloader_nonce: int = 0
+    market_data: bool = True
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "gen": self.gen, "bots": [b.to_wire() for b in self.bots], "purge": self.purge,
             "launch": self.launch, "preloader_nonce": self.preloader_nonce,
         }  # fmt: skip
+        if not self.market_data:
+            wire["market_data"] = False
+        return wire
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> Desired:
@@ -460,9 +478,11 @@ class Desired:
         launch = _str(m, "launch", 16)
         if launch not in LAUNCH_MODES:
             raise ProtocolError(f"unknown launch mode {launch!r}")
+        market_data = _get(m, "market_data", bool, optional=True)
         return cls(
             gen=_int(m, "gen"), bots=bots, purge=purge,
             launch=launch, preloader_nonce=_int(m, "preloader_nonce"),
+            market_data=market_data is not False,
         )  # fmt: skip
 
 
@@ -558,7 +578,7 @@ def _heartbeat_of(wire: heartbeat_wire.HeartbeatWire) -> Heartbeat:
         PoolStats(*astuple(wire.pool)), wire.preloader,
         None if md is None else MarketDataStats(
             md.state, md.cache_bytes, md.cache_entries,
-            [UpstreamStats(*astuple(u)) for u in md.upstreams],
+            [UpstreamStats(*astuple(u)) for u in md.upstreams], md.holder,
         ),
         None if bk is None else BackupState(*astuple(bk)),
     )  # fmt: skip

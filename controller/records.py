@@ -78,6 +78,7 @@ class PoolRecord:
     legacy_of: str | None = None  # a legacy pool: the one bot it was made for
     removing: bool = False  # its runtime is being removed; it takes no bot meanwhile
     draining: bool = False  # its bots are being moved out (evacuation): it takes no bot
+    market_data: bool | None = None  # its market-data proxy on or off (None: the setting's)
 
     @property
     def container_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -46,6 +47,10 @@ _LAUNCH_VIEW = answer(obj({
     "success": TRUE, "poolId": STR, "launch": LAUNCH, "override": nullable(LAUNCH),
     "preloaderRestarts": INT, "generation": INT,
 }))  # fmt: skip
+_MARKET_DATA_VIEW = answer(obj({
+    "success": TRUE, "poolId": STR, "proxy": BOOL, "override": nullable(BOOL),
+    "generation": INT,
+}))  # fmt: skip
 OPERATIONS: Operations = {
     ("GET", "/api/pool/status"): op(
         "pools with their bots, capacity, memory, CPU, agent and health", security=ADMIN,
@@ -73,11 +78,27 @@ OPERATIONS: Operations = {
         body=json_body(obj({"launch": nullable(LAUNCH)})), errors=(404,),
         ok={200: _LAUNCH_VIEW},
     ),
+    ("PUT", "/api/pool/pools/{poolId}/market-data"): op(
+        "turn this pool's market-data proxy on or off (null: MARKET_DATA_PROXY)",
+        security=ADMIN, tags=("pools",), body=json_body(obj({"proxy": nullable(BOOL)})),
+        errors=(404,), ok={200: _MARKET_DATA_VIEW},
+    ),
     ("POST", "/api/pool/pools/{poolId}/preloader/restart"): op(
         "restart the pool's preloader once", security=ADMIN, tags=("pools",),
         errors=(404, 409), ok={200: _LAUNCH_VIEW},
     ),
 }  # fmt: skip
+
+
+async def _admins_switch(
+    request: web.Request, key: str, valid: Callable[[Any], bool], values: str
+) -> Any:
+    """An admin's body `{key: value}` with a valid value: the value."""
+    principal(request).require_admin()
+    body = await read_json(request)
+    if not isinstance(body, dict) or key not in body or not valid(body[key]):
+        raise BadRequest(f'body must be {{"{key}": {values}}}')
+    return body[key]
 
 
 class APIPools:
@@ -105,6 +126,7 @@ class APIPools:
             web.post("/api/pool/cleanup", self.cleanup),
             web.put("/api/pool/pools/{poolId}/launch", self.set_launch),
             web.post("/api/pool/pools/{poolId}/preloader/restart", self.restart_preloader),
+            web.put("/api/pool/pools/{poolId}/market-data", self.set_market_data),
         ]
 
     async def _pool_view(self, pool_id: str) -> dict[str, Any]:
@@ -204,17 +226,23 @@ class APIPools:
         }
 
     async def set_launch(self, request: web.Request) -> web.Response:
-        principal(request).require_admin()
-        body = await read_json(request)
-        launch = body.get("launch") if isinstance(body, dict) else None
-        if (
-            not isinstance(body, dict)
-            or "launch" not in body
-            or (launch is not None and launch not in LAUNCH_MODES)
-        ):
-            raise BadRequest('body must be {"launch": "preload" | "exec" | null}')
+        launch = await _admins_switch(
+            request, "launch", lambda v: v is None or v in LAUNCH_MODES, '"preload" | "exec" | null'
+        )
         pool = await self.pools.lifecycle.set_launch(request.match_info["poolId"], launch)
         return web.json_response(self._launch_view(pool))
+
+    async def set_market_data(self, request: web.Request) -> web.Response:
+        proxy = await _admins_switch(
+            request, "proxy", lambda v: v is None or isinstance(v, bool), "true | false | null"
+        )
+        pool = await self.pools.lifecycle.set_market_data(request.match_info["poolId"], proxy)
+        default = self.pools.lifecycle.config.market_data_base_port is not None
+        return web.json_response({
+            "success": True, "poolId": pool.id,
+            "proxy": default if pool.market_data is None else pool.market_data,
+            "override": pool.market_data, "generation": pool.generation,
+        })  # fmt: skip
 
     async def restart_preloader(self, request: web.Request) -> web.Response:
         principal(request).require_admin()

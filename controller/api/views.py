@@ -72,6 +72,7 @@ def market_data_view(stats: MarketDataStats | None) -> dict[str, Any] | None:
         return None
     return {
         "state": stats.state,
+        "portHolder": stats.holder,
         "cache": {"bytes": stats.cache_bytes, "entries": stats.cache_entries},
         "exchanges": {
             name: {

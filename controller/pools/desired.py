@@ -47,6 +47,7 @@ class DesiredStates:
         return Desired(
             gen=pool.generation, bots=specs, purge=purge,
             launch=self.launch_mode(pool), preloader_nonce=pool.preloader_nonce,
+            market_data=pool.market_data is not False,
         )  # fmt: skip
 
     def launch_mode(self, pool: PoolRecord) -> str:

@@ -253,6 +253,15 @@ class PoolLifecycle:
                  effective=self.registry.launch_mode(pool))  # fmt: skip
         return pool
 
+    async def set_market_data(self, pool_id: str, on: bool | None) -> PoolRecord:
+        """Turn this pool's market-data proxy on or off (None: MARKET_DATA_PROXY's choice);
+        its agent restarts its running bots with their new configs."""
+        self._known(pool_id)
+        change = await self.store.update_pool(pool_id, market_data=on)
+        await self.registry.apply(change)
+        log.info("pool_market_data_set", pool=pool_id, on=on)
+        return change.pool(pool_id)
+
     async def restart_preloader(self, pool_id: str) -> PoolRecord:
         """Have the agent stop the pool's bots, restart its preloader, start them again."""
         current = self._known(pool_id)

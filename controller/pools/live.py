@@ -35,6 +35,7 @@ class PoolLive:
     stats: PoolStats | None = None
     preloader: ProcessState = ProcessState.ABSENT
     market_data: MarketDataStats | None = None  # the pool's market-data proxy, if it runs one
+    market_data_taken: bool = False  # a stranger held its port, and the proxy has not since
     backup: BackupState | None = None  # the pool's backups, if it makes any
     features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
 

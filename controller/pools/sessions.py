@@ -25,6 +25,7 @@ from common.protocol import (
     Heartbeat,
     Hello,
     LogRequest,
+    MarketDataStats,
     Message,
     Response,
     encode,
@@ -33,7 +34,7 @@ from common.states import DIED
 from controller.errors import BotUnavailable, RuntimeFailure
 from controller.events import EventBus
 from controller.pools.alarm import Alarm
-from controller.pools.live import hash_token
+from controller.pools.live import PoolLive, hash_token
 from controller.pools.registry import PoolRegistry
 from controller.runtimes import PoolRuntime
 
@@ -139,6 +140,19 @@ class AgentSessions:
             self.events.emit("agent_disconnected", pool=pool_id)
             self.alarm.ring()
 
+    def _market_data_port(self, pool_id: str, live: PoolLive, now: MarketDataStats | None) -> None:
+        """A stranger on the pool's market-data proxy port (its bots go to their exchange
+        directly meanwhile): an event when it appears, and one when the proxy has its port
+        again (however long nobody held it in between)."""
+        holder = now.holder if now is not None else None
+        if holder == "stranger" and not live.market_data_taken:
+            live.market_data_taken = True
+            self.events.emit("market_data_port_taken", pool=pool_id,
+                             reason="another process listens on the proxy's port")  # fmt: skip
+        elif holder == "proxy" and live.market_data_taken:
+            live.market_data_taken = False
+            self.events.emit("market_data_port_recovered", pool=pool_id)
+
     def record(self, pool_id: str, hb: Heartbeat) -> HeartbeatReport | None:
         """Take a heartbeat into the pool's live state; None if it says nothing new."""
         live = self.registry.live.get(pool_id)
@@ -149,6 +163,7 @@ class AgentSessions:
         previous = live.bots
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        self._market_data_port(pool_id, live, hb.market_data)
         live.market_data = hb.market_data
         self._backup_state(pool_id, live.backup, hb.backup)
         live.backup = hb.backup

@@ -217,8 +217,9 @@ class Store:
         return await self._run(self._tx, update)
 
     async def update_pool(self, pool_id: str, **changes: Any) -> Change:
-        """Change a pool's launch mode or preloader nonce (its generation goes up)."""
-        allowed = {"launch", "preloader_nonce"}
+        """Change a pool's launch mode, preloader nonce or market-data switch (its
+        generation goes up)."""
+        allowed = {"launch", "preloader_nonce", "market_data"}
         if not changes or not set(changes) <= allowed:
             raise ValueError(f"can only change {allowed}")
 

@@ -17,7 +17,7 @@ from tests.support import free_port, user_token
 pytestmark = pytest.mark.browser
 
 ALICE = user_token("alice")
-POOL_PORT = "36100"
+POOL_PORT = "30500"
 # What FreqUI does once a bot is added: log in with basic auth (the user id and a platform
 # token), then call the bot with the access token the controller issued.
 FREQUI_FLOW = """

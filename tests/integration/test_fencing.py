@@ -16,15 +16,15 @@ from tests.support import bot_processes, pid_alive, supervisor_processes, wait_f
 
 pytestmark = pytest.mark.integration
 
-# Ports 35000-35009 and 35500-35509. POOL_GRACE above the agent's reconnect backoff (at
+# Ports 30300-30309 and 30400-30409. POOL_GRACE above the agent's reconnect backoff (at
 # most 12 s), so that its reconnection after the outage is awaited, not forced; the monitor
 # looks every 2 s, so that a bot restarted twice would be seen.
 SETTINGS = {
-    "POOL_BASE_PORT": "35000", "HEALTH_CHECK_INTERVAL": "2000", "POOL_GRACE": "20000",
+    "POOL_BASE_PORT": "30300", "HEALTH_CHECK_INTERVAL": "2000", "POOL_GRACE": "20000",
     "AGENT_FENCE_TIMEOUT": "3000", "LOG_LEVEL": "info", "PRELOAD_MODULES": "aiohttp,yarl",
 }  # fmt: skip
 # Bots as plain processes, and forked from the pool's preloader (which runs on, fenced).
-LAUNCHES = {"exec": "35000", "preload": "35500"}
+LAUNCHES = {"exec": "30300", "preload": "30400"}
 
 
 def running(pool_dir) -> dict[str, list[int]]:

@@ -35,8 +35,8 @@ from tests.support import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 NETWORK = "ftpool-test-overlay"
 BOTS = ["swarm-bot-1", "swarm-bot-2"]
-MARKET_DATA_PORT = 34000  # this module's port range: 34000-34999
-BASE_PORT = 34100
+MARKET_DATA_PORT = 30100  # this module's port range: 30100-30299
+BASE_PORT = 30200
 SERVICE = "freqtrade-pool-pool-1"
 TEST_SWARM = {"ftpool.test": "e2e-docker-swarm"}  # the label that makes a swarm this test's
 

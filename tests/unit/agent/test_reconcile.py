@@ -49,6 +49,8 @@ class FakeSupervisor:
         self.stopped: list[str] = []
         self.removed: list[str] = []
         self._next_pid = 1000
+        # Programs whose process is a real one (the test's own, holding a port): its pid.
+        self.real_pids: dict[str, int] = {}
 
     def _read(self) -> dict[str, dict[str, str]]:
         configs: dict[str, dict[str, str]] = {}
@@ -98,7 +100,7 @@ class FakeSupervisor:
         if proc.state == "STOPPING":
             raise SupervisorError("STILL_RUNNING", Faults.STILL_RUNNING)
         self._next_pid += 1
-        proc.state, proc.pid = "RUNNING", self._next_pid
+        proc.state, proc.pid = "RUNNING", self.real_pids.get(name, self._next_pid)
         self.started.append(name)
 
     async def stop(self, name: str) -> None:

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import reconcile
 from agent.app import market_data_program
 from agent.marketdata.address import target
+from agent.marketdata.holder import Holder
 from agent.programs import MARKET_DATA, MarketDataProgram, ProgramOptions
 from agent.reconcile import Reconciler
 from common.protocol import Desired
 from common.settings import AgentSettings
+from tests.support import wait_for
 from tests.unit.agent.test_reconcile import FakeSupervisor, fake, pool_dir, spec
 
 __all__ = ["fake", "pool_dir"]  # test_reconcile's fixtures, used here too
@@ -34,10 +39,20 @@ async def proxy_port() -> AsyncIterator[int]:
     server.close()
 
 
-def reconciler(fake: FakeSupervisor, pool_dir: Path, **market_data: Any) -> Reconciler:
+def reconciler(
+    fake: FakeSupervisor, pool_dir: Path, proxy_pid: int | None = None, **market_data: Any
+) -> Reconciler:
+    """A reconciler whose proxy, as supervisord runs it, is process `proxy_pid` (by default
+    this test's, which holds the `proxy_port` fixture's socket)."""
+    fake.real_pids[MARKET_DATA] = os.getpid() if proxy_pid is None else proxy_pid
     md = MarketDataProgram(**market_data) if market_data else None
     options = ProgramOptions(log_dir=pool_dir / "logs", market_data=md)
     return Reconciler(fake, pool_dir, options)  # type: ignore[arg-type]
+
+
+def routed(pool_dir: Path, bot_id: str) -> bool:
+    """Whether the bot's config file names the pool's proxy."""
+    return b"127.0.0.1" in (pool_dir / "bots" / bot_id / "config.json").read_bytes()
 
 
 def bot(bot_id: str, port: int, config: dict[str, Any], **over: Any) -> Any:
@@ -116,3 +131,105 @@ def test_the_agents_settings_decide_whether_the_pool_runs_a_proxy() -> None:
     )
     assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PROXY": "off"})) is None
     assert market_data_program(AgentSettings.from_env({**env, "MARKET_DATA_PORT": "0"})) is None
+
+
+async def test_bots_go_direct_while_a_stranger_holds_the_proxys_port(fake, pool_dir, proxy_port):
+    # The socket on the port is this test's; the proxy supervisord runs is another process.
+    rec = reconciler(fake, pool_dir, proxy_pid=os.getppid(), port=proxy_port)
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    assert rec.proxy_port is not None and rec.proxy_port.verdict.holder == Holder.STRANGER
+    assert rec.proxy_port.verdict.strangers == (os.getpid(),)
+    assert written_config(pool_dir, "b1") == BINANCE  # to its exchange, as the user wrote
+    assert fake.state("b1") == "RUNNING"  # and trading
+
+
+async def test_bots_go_direct_while_the_proxy_cannot_start_and_back_once_it_does(
+    fake, pool_dir, monkeypatch
+):
+    monkeypatch.setattr(reconcile, "MARKET_DATA_WAIT", 0.5)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))  # a port of its own, on which nobody listens yet
+    rec = reconciler(fake, pool_dir, port=free.getsockname()[1])
+    running = asyncio.create_task(rec.run())
+    try:
+        rec.submit(Desired(1, [bot("b1", 9000, BINANCE)]))
+        await wait_for(lambda: rec.applied_gen == 1, 5)
+        assert not routed(pool_dir, "b1") and fake.state("b1") == "RUNNING"
+        pid = fake.groups["bot-b1"].pid
+
+        free.listen()  # the proxy (this process) holds its port now: a heartbeat round
+        assert rec.proxy_port is not None
+        rec.proxy_port.check(os.getpid())
+        rec.reroute()
+        await wait_for(lambda: routed(pool_dir, "b1"), 5)
+        # The running bot is not restarted for it: its next start reads the new config.
+        assert fake.groups["bot-b1"].pid == pid
+
+        free.close()  # and gone again: the next start of a bot goes direct
+        rec.proxy_port.check(0)
+        rec.reroute()
+        await wait_for(lambda: not routed(pool_dir, "b1"), 5)
+        assert written_config(pool_dir, "b1") == BINANCE
+    finally:
+        running.cancel()
+        free.close()
+
+
+async def test_turned_off_for_the_pool_it_stops_and_its_bots_restart_direct(
+    fake, pool_dir, proxy_port
+):
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE), bot("b2", 9001, BINANCE, run="stopped")]))
+    assert routed(pool_dir, "b1") and fake.state("b1") == "RUNNING"
+    pid = fake.groups["bot-b1"].pid
+
+    # A new agent (the switch is kept across its restarts) is told the proxy is off.
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    off = [bot("b1", 9000, BINANCE), bot("b2", 9001, BINANCE, run="stopped")]
+    await rec.apply(Desired(2, off, market_data=False))
+    assert MARKET_DATA not in fake.groups
+    assert written_config(pool_dir, "b1") == BINANCE and written_config(pool_dir, "b2") == BINANCE
+    # The running bot restarted, to read its new config; the stopped one stays stopped.
+    assert fake.state("b1") == "RUNNING" and fake.groups["bot-b1"].pid != pid
+    assert fake.state("b2") == "STOPPED"
+    pid = fake.groups["bot-b1"].pid
+    await rec.apply(Desired(3, off, market_data=False))  # the same again: nothing restarts
+    assert fake.groups["bot-b1"].pid == pid
+
+    await rec.apply(Desired(4, off[:1]))  # on again
+    assert fake.groups[MARKET_DATA].state == "RUNNING" and routed(pool_dir, "b1")
+    assert fake.groups["bot-b1"].pid != pid
+
+
+async def test_a_pool_without_a_proxy_restarts_nothing_for_the_switch(fake, pool_dir):
+    rec = reconciler(fake, pool_dir)  # no port: the pool runs none
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE)]))
+    pid = fake.groups["bot-b1"].pid
+    await rec.apply(Desired(2, [bot("b1", 9000, BINANCE)], market_data=False))
+    assert fake.groups["bot-b1"].pid == pid
+
+
+async def test_a_reroute_while_fenced_starts_nothing(
+    fake: FakeSupervisor, pool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's port changing hands while the agent is cut off from its controller
+    writes no config and starts no bot: only the controller's next word ends a fence."""
+    monkeypatch.setattr(reconcile, "MARKET_DATA_WAIT", 0.5)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    rec = reconciler(fake, pool_dir, port=free.getsockname()[1])
+    running = asyncio.create_task(rec.run())
+    try:
+        rec.submit(Desired(1, [bot("b1", 9000, BINANCE)]))
+        await wait_for(lambda: rec.applied_gen == 1, 5)
+        await rec.fence()
+        assert fake.state("b1") == "STOPPED"
+        free.listen()
+        assert rec.proxy_port is not None
+        rec.proxy_port.check(os.getpid())
+        rec.reroute()
+        await asyncio.sleep(0.2)
+        assert fake.state("b1") == "STOPPED" and not routed(pool_dir, "b1")
+    finally:
+        running.cancel()
+        free.close()

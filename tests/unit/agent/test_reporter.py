@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from agent import reporter as reporter_module
+from agent.marketdata.holder import ProxyPort
 from agent.probes import PingResult
 from agent.reporter import (
     STARTING_PING_EVERY,
@@ -226,3 +229,24 @@ async def test_a_proxy_saying_nonsense_gives_no_figures(tmp_path: Path, body: by
         await runner.cleanup()
     assert r.market_data().upstreams == [] and r.market_data().cache_bytes == 0
     await r.close()
+
+
+async def test_each_heartbeat_round_looks_who_holds_the_proxys_port(tmp_path: Path) -> None:
+    listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    checked = []
+    r = Reporter(
+        FakeSupervisor({}), ping_timeout=1.0, market_data_socket=tmp_path / "stats.sock",
+        proxy_port=ProxyPort(listener.sockets[0].getsockname()[1]),
+        on_port_checked=lambda: checked.append(True),
+    )  # type: ignore[arg-type]  # fmt: skip
+    try:
+        # supervisord's proxy is this process, which holds the port; then another one.
+        r.processes = {"marketdata": running("marketdata", os.getpid())}
+        await r.read_market_data()
+        assert r.market_data().holder == "proxy" and checked == [True]
+        r.processes = {"marketdata": running("marketdata", os.getppid())}
+        await r.read_market_data()
+        assert r.market_data().holder == "stranger" and checked == [True, True]
+    finally:
+        listener.close()
+        await r.close()

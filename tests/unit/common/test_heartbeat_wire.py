@@ -19,6 +19,7 @@ from common import heartbeat_wire
 from common.protocol import (
     MAX_BOTS_PER_FRAME,
     MAX_UPSTREAMS,
+    PORT_HOLDERS,
     PROTOCOL_VERSION,
     BackupState,
     BotStatus,
@@ -75,6 +76,19 @@ def full_heartbeat() -> Heartbeat:
 def test_an_agents_heartbeats_take_the_one_pass() -> None:
     heartbeats = [m for m in sample_messages() if isinstance(m, Heartbeat)]
     for hb in [*heartbeats, full_heartbeat()]:
+        data = encode(hb)
+        assert heartbeat_wire.decode(data) is not None
+        assert decode(data) == hb == decode_general(data)
+
+
+def test_the_proxys_port_holder_takes_the_one_pass_too() -> None:
+    hint = typing.get_type_hints(heartbeat_wire.MarketDataStatsWire)["holder"]
+    literal, _none = typing.get_args(hint)
+    assert set(typing.get_args(literal)) == PORT_HOLDERS
+    for holder in sorted(PORT_HOLDERS):
+        hb = full_heartbeat()
+        assert hb.market_data is not None
+        hb.market_data.holder = holder
         data = encode(hb)
         assert heartbeat_wire.decode(data) is not None
         assert decode(data) == hb == decode_general(data)

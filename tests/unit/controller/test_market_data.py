@@ -3,11 +3,13 @@ and what the proxy reports shown in /api/pool/status and /metrics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from common.protocol import Heartbeat, Hello, MarketDataStats, PoolStats, UpstreamStats, encode
 from common.settings import SettingsError
-from tests.support import make_settings
+from tests.support import make_settings, wait_for
 from tests.unit.controller.apps import ALICE, ApiFactory
 from tests.unit.controller.test_metrics import scrape, value
 
@@ -39,13 +41,19 @@ def test_the_proxies_ports_must_be_below_the_bots(tmp_path) -> None:
     make_settings(tmp_path, MARKET_DATA_PROXY="false", MARKET_DATA_BASE_PORT="21000")
 
 
-async def test_what_the_proxy_did_is_in_pool_status_and_metrics(make_api: ApiFactory) -> None:
-    api = await make_api(MARKET_DATA_PROXY="true")
+async def pool_agent(api: Any) -> Any:
+    """pool-1, with one bot, and the WebSocket of its agent (which has its desired state)."""
     await api.provision(ALICE, instanceId="b1")
     token = api.runtime.launches["pool-1"].token
     ws = await api.client.ws_connect("/api/agents/ws")
     await ws.send_bytes(encode(Hello("pool-1", token, "t", 10, 21000)))
     await ws.receive()  # the desired state
+    return ws
+
+
+async def test_what_the_proxy_did_is_in_pool_status_and_metrics(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
     md = MarketDataStats("RUNNING", 4096, 7, [
         UpstreamStats("binance", "https://api.binance.com", requests=100, hits=70,
                       coalesced=20, upstream=10, weight=30, used_weight=400),
@@ -87,3 +95,64 @@ async def test_a_pool_without_a_proxy_shows_none(make_api: ApiFactory) -> None:
     await api.provision(ALICE, instanceId="b1")
     status, body, _ = await api.call("GET", "/api/pool/status")
     assert status == 200 and body["pools"][0]["marketData"] is None
+
+
+async def test_a_stranger_on_a_pools_proxy_port_is_an_event(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
+    sessions, live = api.controller.pools.sessions, api.controller.pools.registry.live
+    for seq, holder in enumerate(["proxy", "stranger", "none", "stranger", "proxy"], start=1):
+        md = MarketDataStats("RUNNING", holder=holder)
+        await ws.send_bytes(encode(Heartbeat(seq, 1, [], PoolStats(), "ABSENT", md)))
+        assert await sessions.wait_until(lambda s=seq: live["pool-1"].seq == s, 5)
+
+    status, body, _ = await api.call("GET", "/api/pool/status")
+    assert status == 200 and body["pools"][0]["marketData"]["portHolder"] == "proxy"
+
+    async def one_each() -> bool:
+        _status, body, _ = await api.call("GET", "/api/pool/events/history")
+        kinds = [e["type"] for e in body["events"] if e["type"].startswith("market_data")]
+        return kinds == ["market_data_port_taken", "market_data_port_recovered"]
+
+    await wait_for(one_each, 5)  # events are stored by a writer of their own
+
+
+async def test_an_admin_turns_one_pools_proxy_off_and_back(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    await api.provision(ALICE, instanceId="b1")
+    pools, switch = api.controller.pools.registry, "/api/pool/pools/pool-1/market-data"
+    assert pools.desired("pool-1").market_data is True
+    status, body, _ = await api.call("PUT", switch, ALICE, json={"proxy": False})
+    assert status == 403, body
+    for bad in ({}, {"proxy": "off"}, {"proxy": 0}, [False]):
+        status, body, _ = await api.call("PUT", switch, json=bad)
+        assert status == 400 and body["success"] is False, body
+    status, body, _ = await api.call("PUT", "/api/pool/pools/pool-9/market-data", json={"proxy": 1})
+    assert status == 400, body
+    status, body, _ = await api.call(
+        "PUT", "/api/pool/pools/pool-9/market-data", json={"proxy": None}
+    )
+    assert status == 404, body
+
+    gen = pools.pools["pool-1"].generation
+    status, body, _ = await api.call("PUT", switch, json={"proxy": False})
+    assert status == 200, body
+    assert body == {"success": True, "poolId": "pool-1", "proxy": False, "override": False,
+                    "generation": gen + 1}  # fmt: skip
+    assert pools.desired("pool-1").market_data is False
+    # Kept in the store: a controller started again on it sends the same.
+    [stored] = [p for p in (await api.controller.store.load())[0] if p.id == "pool-1"]
+    assert stored.market_data is False
+
+    status, body, _ = await api.call("PUT", switch, json={"proxy": None})
+    assert (status, body["proxy"], body["override"]) == (200, True, None)
+    assert pools.desired("pool-1").market_data is True
+
+
+async def test_without_the_setting_a_pool_has_no_proxy_to_turn_on(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="false")
+    await api.provision(ALICE, instanceId="b1")
+    status, body, _ = await api.call(
+        "PUT", "/api/pool/pools/pool-1/market-data", json={"proxy": None}
+    )
+    assert (status, body["proxy"]) == (200, False)

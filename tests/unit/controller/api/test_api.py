@@ -56,6 +56,7 @@ PROTECTED = [
     ("GET", "/api/pool/bot/b1/log"),
     ("GET", "/api/agents"),
     ("PUT", "/api/pool/pools/pool-1/launch"),
+    ("PUT", "/api/pool/pools/pool-1/market-data"),
     ("POST", "/api/pool/pools/pool-1/preloader/restart"),
     ("GET", "/api/pool/events"),
     ("GET", "/api/pool/events/history"),
