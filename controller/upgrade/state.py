@@ -1,6 +1,6 @@
 """An upgrade run as it is kept in the store (schema 8, table `upgrades`): one JSON
 document per run, rewritten after every step of every pool, so a controller that dies
-mid-run finds at its next start where each pool was (controller/upgrade/run.py)."""
+mid-run finds at its next start where each pool was (controller/upgrade/recovery.py)."""
 
 from __future__ import annotations
 
