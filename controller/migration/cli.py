@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +32,46 @@ REQUEST_TIMEOUT = 2400
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="ftpool migrate",
         description="Move bots from legacy containers (one per bot) into pools, and back. "
         "Talks to the running controller; see docs/operations.md, Legacy mode and migration.",
+        execute="migrate the selected bots",
+        status="show the migration log",
     )
-    action = p.add_mutually_exclusive_group(required=True)
-    action.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
-    action.add_argument("--execute", action="store_true", help="migrate the selected bots")
-    action.add_argument("--status", action="store_true", help="show the migration log")
-    action.add_argument("--rollback", metavar="ID", help="move bot ID back to a legacy container")
-    p.add_argument("--bot", action="append", default=[], metavar="ID",
-                   help="only this bot (repeatable)")  # fmt: skip
-    p.add_argument("--user", action="append", default=[], metavar="ID",
-                   help="only this user's bots (repeatable)")  # fmt: skip
+    p.action.add_argument("--rollback", metavar="ID", help="move bot ID back to a legacy container")
+    p.repeatable("bot", "bot")
+    p.repeatable("user", "user's bots")
     p.add_argument("--verbose", "-v", action="store_true", help="show every step and its time")
     p.add_argument("--verify-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long a moved bot has to answer its API (default 60)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--url", help="the controller (default: FTPOOL_URL, or from its settings)")
-    return p.parse_args(argv)
+    return p.parse(argv)
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The command line both client tools (`ftpool migrate`, `ftpool upgrade`) share:
+    exactly one action of --dry-run, --execute and --status (and any the tool adds to
+    `action`), then the tool's own options, then --json and --url (added by parse)."""
+
+    def __init__(self, prog: str, description: str, execute: str, status: str) -> None:
+        super().__init__(prog=prog, description=description)
+        self.action = self.add_mutually_exclusive_group(required=True)
+        self.action.add_argument("--dry-run", action="store_true",
+                                 help="print the plan; change nothing")  # fmt: skip
+        self.action.add_argument("--execute", action="store_true", help=execute)
+        self.action.add_argument("--status", action="store_true", help=status)
+
+    def repeatable(self, flag: str, what: str) -> None:
+        """--flag ID, as often as wanted: only this `what`."""
+        self.add_argument(f"--{flag}", action="append", default=[], metavar="ID",
+                          help=f"only this {what} (repeatable)")  # fmt: skip
+
+    def parse(self, argv: list[str] | None) -> argparse.Namespace:
+        self.add_argument("--json", action="store_true", help="print JSON instead of text")
+        self.add_argument(
+            "--url", help="the controller (default: FTPOOL_URL, or from its settings)"
+        )
+        return self.parse_args(argv)
 
 
 def connection(url: str | None) -> tuple[str, str]:
@@ -73,6 +94,16 @@ class Client:
     def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
         self.session = session
         self.base = base
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, base: str, token: str, timeout: float) -> AsyncIterator[Client]:
+        """A client of the controller at `base` with the admin token; each request may take
+        `timeout` seconds."""
+        headers = {"Authorization": f"Bearer {token}"}
+        limit = aiohttp.ClientTimeout(total=timeout)
+        async with aiohttp.ClientSession(headers=headers, timeout=limit) as session:
+            yield cls(session, base)
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         async with self.session.request(method, self.base + path, **kwargs) as response:
@@ -188,10 +219,7 @@ async def status(client: Client, args: argparse.Namespace) -> int:
 
 async def run(args: argparse.Namespace, base: str, token: str) -> int:
     query = [("bot", b) for b in args.bot] + [("user", u) for u in args.user]
-    headers = {"Authorization": f"Bearer {token}"}
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        client = Client(session, base)
+    async with Client.connect(base, token, REQUEST_TIMEOUT) as client:
         if args.dry_run:
             return await dry_run(client, args, query)
         if args.execute:

@@ -15,29 +15,25 @@ import sys
 import time
 from typing import Any
 
-import aiohttp
-
-from controller.migration.cli import EXIT_FAILED, Client, run_tool
+from controller.migration.cli import EXIT_FAILED, Client, ToolParser, run_tool
 from controller.upgrade.plan import DEFAULT_METHOD, METHODS
 
 POLL_SECONDS = 2.0
+REQUEST_TIMEOUT = 120  # seconds
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="ftpool upgrade",
         description="Move pools to a new pool image, one pool at a time (recreated in place, "
         "or their bots moved into a fresh pool), verifying every bot and rolling a failed "
         "pool back. Talks to the running controller.",
+        execute="upgrade the selected pools",
+        status="show the current or last run",
     )
-    action = p.add_mutually_exclusive_group(required=True)
-    action.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
-    action.add_argument("--execute", action="store_true", help="upgrade the selected pools")
-    action.add_argument("--status", action="store_true", help="show the current or last run")
     p.add_argument("--image", default="", help="the new image (default: POOL_IMAGE)")
     for flag, what in (("pool", "pool"), ("user", "user's bots' pools"), ("bot", "bot's pool")):
-        p.add_argument(f"--{flag}", action="append", default=[], metavar="ID",
-                       help=f"only this {what} (repeatable)")  # fmt: skip
+        p.repeatable(flag, what)
     p.add_argument("--canary", type=int, default=0, metavar="N",
                    help="upgrade N pools first and soak them before the rest")  # fmt: skip
     p.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
@@ -50,9 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help="recreate each pool's container in place, or move its bots into a "
                    f"fresh pool on the new image (default {DEFAULT_METHOD})")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--url", help="the controller (default: FTPOOL_URL, or from its settings)")
-    return p.parse_args(argv)
+    return p.parse(argv)
 
 
 def body(args: argparse.Namespace, dry_run: bool) -> dict[str, Any]:
@@ -140,10 +134,7 @@ async def status(client: Client, args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace, base: str, token: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        client = Client(session, base)
+    async with Client.connect(base, token, REQUEST_TIMEOUT) as client:
         if args.dry_run:
             return await dry_run(client, args)
         if args.execute:
