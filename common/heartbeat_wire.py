@@ -2,14 +2,14 @@
 
 A heartbeat is most of what the controller reads (one per pool every few seconds, ten
 bot statuses each). These structs are its fields with the same types and bounds as
-`common/protocol.py` checks by hand, so msgspec decodes and validates a frame in one pass
+`common/protocol/` checks by hand, so msgspec decodes and validates a frame in one pass
 in C. They accept only a subset of what the general decoder accepts: every field it
 requires, no field it does not know, no nil where the general decoder reads nil as a
 default. `decode` returns None for anything else, and the general decoder then decides,
 so both accept and refuse exactly the same frames (tests/unit/common/test_heartbeat_wire.py
 runs the malformed corpus through both). The wire format is unchanged: msgpack maps.
 
-Each struct's fields are in the order of its class in common/protocol.py, which builds
+Each struct's fields are in the order of its class in common/protocol/status.py, which builds
 that class from them positionally (`msgspec.structs.astuple`).
 """
 

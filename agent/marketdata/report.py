@@ -1,7 +1,7 @@
 """The agent's reading of its pool's market-data proxy's counters, for the heartbeat.
 
 The proxy may run as a less privileged user than the agent: what it says is validated like
-any frame (common/protocol.py), bounded in size, and a proxy that does not answer within a
+any frame (common/protocol/), bounded in size, and a proxy that does not answer within a
 second is reported without figures.
 """
 
