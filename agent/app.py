@@ -25,7 +25,7 @@ from agent import health
 from agent.backups import BackupOptions, Backups
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
-from agent.fence import Fence, kill_survivors, pidfds_of, ws_heartbeat
+from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, ws_heartbeat
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -176,16 +176,23 @@ class Agent:
                 log.warning("supervisord_not_ready", error=str(exc))
                 await asyncio.sleep(1)
 
-    async def _fence_bots(self) -> int:
+    async def _fence_bots(self) -> int | None:
         """Stop every bot for the fence, and make sure each bot's own process is gone (a
-        forked bot that outlived its launcher is killed); how many were stopped."""
+        forked bot that outlived its launcher is killed); how many were stopped. None if
+        the controller sent a desired state meanwhile: then nothing is stopped or killed."""
+        since = self.reconciler.submitted
         await self.reporter.poll()
         pids = [b.pid for b in self.reporter.statuses() if b.pid > 0]
         pidfds = await asyncio.to_thread(pidfds_of, pids)
         try:
-            stopped = await self.reconciler.fence()
-        finally:
-            killed = await asyncio.to_thread(kill_survivors, pidfds)
+            stopped = await self.reconciler.fence(since)
+        except BaseException:
+            await asyncio.to_thread(kill_survivors, pidfds)  # what a stop cut short left
+            raise
+        if stopped is None:
+            await asyncio.to_thread(close_pidfds, pidfds)
+            return None
+        killed = await asyncio.to_thread(kill_survivors, pidfds)
         if killed:
             log.error("fenced_bots_killed", pids=killed)
         self.watch.report_soon()

@@ -71,6 +71,12 @@ def pidfds_of(pids: list[int]) -> dict[int, int]:
     return fds
 
 
+def close_pidfds(pidfds: dict[int, int]) -> None:
+    for fd in pidfds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def kill_survivors(pidfds: dict[int, int], wait: float = 5.0) -> list[int]:
     """SIGKILL (and wait for) each process of `pidfds` still alive after its program was
     stopped (a forked bot that outlived its launcher); the pids killed. Closes the fds."""
@@ -95,7 +101,7 @@ class Fence:
     lost for `timeout` seconds; `fenced` until the controller's next desired state."""
 
     def __init__(
-        self, timeout: float, stop_bots: Callable[[], Awaitable[int]],
+        self, timeout: float, stop_bots: Callable[[], Awaitable[int | None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.timeout = timeout
@@ -143,6 +149,10 @@ class Fence:
         self.fenced = True
         try:
             stopped = await self.stop_bots()
+            if stopped is None:  # the controller spoke meanwhile: its word wins
+                log.info("fence_cancelled")
+                self.fenced = False
+                return
         except Exception:
             # supervisord did not answer: not fenced yet, so the next round tries again.
             log.exception("fence_failed")

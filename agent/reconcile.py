@@ -80,6 +80,8 @@ class Reconciler:
         self.proxy_port = ProxyPort(md.port) if md is not None else None
         self._routed: bool | None = None
         self._applied: Desired | None = None
+        self._taken: Desired | None = None  # the desired state the loop took last
+        self.submitted = 0  # desired states submitted so far (a fence asked before one is moot)
 
     def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None]:
         try:
@@ -104,6 +106,7 @@ class Reconciler:
         """Queue a desired state; only the newest one is applied if several arrive at once.
         A new desired state from the controller ends a fence."""
         self._fenced = False
+        self.submitted += 1
         self._latest = desired
         self._wakeup.set()
 
@@ -114,6 +117,7 @@ class Reconciler:
             desired, self._latest = self._latest, None
             if desired is None:
                 continue
+            self._taken = desired  # the newest the controller sent: what a reroute repeats
             try:
                 async with self._lock:
                     if not self._fenced:  # else the controller's next word is awaited
@@ -186,10 +190,14 @@ class Reconciler:
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
 
-    async def fence(self) -> list[str]:
+    async def fence(self, since: int | None = None) -> list[str] | None:
         """Stop every bot and apply nothing more until the next submitted desired state;
-        the bots it stopped. The preloader and the market-data proxy run on."""
+        the bots it stopped. The preloader and the market-data proxy run on. None, and
+        nothing stopped, if a desired state was submitted after the `since`-th: the
+        controller spoke again after the fence was decided (its word wins)."""
         async with self._lock:
+            if since is not None and self.submitted != since:
+                return None
             self._fenced, self._latest = True, None
             processes = await self.supervisor.all_processes()
             bots = [n for n, i in processes.items() if bot_id_of(n) and i.state in ACTIVE]
@@ -276,14 +284,16 @@ class Reconciler:
         """After a check of the proxy's port: if its verdict no longer matches the bots'
         configs, write them again (the state last applied, unless a newer one is on its
         way). Running bots read theirs at their next start."""
-        port, applied = self.proxy_port, self._applied
-        if port is None or applied is None or self._routed == (applied.market_data and port.routed):
+        port, taken = self.proxy_port, self._taken
+        if port is None or taken is None or self._routed == (taken.market_data and port.routed):
             return
         if self._fenced:  # nothing is applied until the controller's next word
             return
         log.info("market_data_reroute", through_proxy=port.routed)
-        if self._latest is None:  # not submit(): that would end a fence
-            self._latest = applied
+        # The newest desired state the controller sent, again (never an older one: that
+        # would start a bot it has since held for a move); not submit(): that ends a fence.
+        if self._latest is None:
+            self._latest = taken
             self._wakeup.set()
 
     async def _unload(self, name: str) -> None:

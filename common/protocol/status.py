@@ -195,7 +195,7 @@ class MarketDataStats:
             raise ProtocolError("unknown market-data proxy state")
         holder = typed(m, "holder", str, optional=True)
         if holder is not None and holder not in PORT_HOLDERS:
-            raise ProtocolError("unknown holder of the market-data proxy's port")
+            holder = None  # a newer agent's word: not known here, and no reason to refuse
         return cls(
             state, int_in(m, "cache_bytes"), int_in(m, "cache_entries"),
             [UpstreamStats.from_wire(u) for u in bounded_list(m, "upstreams", MAX_UPSTREAMS)],

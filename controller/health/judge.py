@@ -39,6 +39,9 @@ class Rules:
     # With fencing: seconds of silence (AGENT_FENCE_TIMEOUT + AGENT_FENCE_MARGIN) before a
     # pool may be replaced, its agent having stopped its bots by then; 0: fencing is off.
     fence_wait: float = 0.0
+    # Seconds a bot without a process waits for its agent to apply the pool's latest
+    # desired state before it is judged anyway (an agent stuck behind its controller).
+    apply_grace: float = 30.0
 
 
 # -- pools ------------------------------------------------------------------------------
@@ -153,6 +156,9 @@ class BotHealth:
     unanswered_since: float | None = None  # its ping first seen failing while it ran
     down_since: float | None = None  # the `since` of the report that saw it down
     over_limit_since: float | None = None  # its memory first seen over its limit
+    # Its agent first seen not having applied the pool's latest desired state while it
+    # had no process.
+    pending_since: float | None = None
 
 
 class BotAction(enum.Enum):
@@ -193,7 +199,7 @@ def judge_bot(
         return _NOTHING  # not the monitor's to restart, or cannot be told
     over_since = health.over_limit_since
     health, problem, due = _problem(health, status, now, rules.unresponsive_after,
-                                    desired_applied)  # fmt: skip
+                                    desired_applied, rules.apply_grace)  # fmt: skip
     if problem is None and status is not None and status.state in _ALIVE:
         health, problem, due = _memory(health, over_since, status, now, rules.memory_grace,
                                        memory_limit, due)  # fmt: skip
@@ -239,7 +245,7 @@ def _memory(
 
 def _problem(
     health: BotHealth, status: BotStatus | None, now: float, unresponsive_after: float,
-    desired_applied: bool = True,
+    desired_applied: bool = True, apply_grace: float = 30.0,
 ) -> tuple[BotHealth, str | None, float | None]:  # fmt: skip
     """Why a bot that should run needs a restart now (or None), the record to keep, and
     when to look again if its ping fails but not yet for long enough."""
@@ -253,10 +259,15 @@ def _problem(
         # started by its user, is down until then) and the bot stays down since the
         # previous evaluation, which saw the very same report.
         if not desired_applied:
-            return (health if health.down_since is None
-                    else replace(health, down_since=None)), None, None  # fmt: skip
+            pending = now if health.pending_since is None else health.pending_since
+            if now - pending < apply_grace:
+                if (health.down_since, health.pending_since) != (None, pending):
+                    health = replace(health, down_since=None, pending_since=pending)
+                return health, None, pending + apply_grace
+        else:
+            pending = None
         down = health.down_since == status.since
-        return BotHealth(health.unanswered_since, status.since), \
+        return BotHealth(health.unanswered_since, status.since, pending_since=pending), \
             "bot_not_running" if down else None, None  # fmt: skip
     if status.ping_ok is not False:
         return CLEAN_BOT, None, None  # running and answering: nothing to remember

@@ -223,19 +223,23 @@ def relocate(
 
 
 def new_pool(
-    db: sqlite3.Connection, p: Placement, token_hash: str, owner: str | None, capacity: int
-) -> Change:
+    db: sqlite3.Connection, p: Placement, token_hash: str, owner: str | None, capacity: int,
+    launch: str | None = None, market_data: bool | None = None,
+) -> Change:  # fmt: skip
     """An empty pool with its own port block (the lowest free pool number), draining: no
-    placement puts a bot in it; only a move `into` it does (an upgrade's fresh pool)."""
+    placement puts a bot in it; only a move `into` it does (an upgrade's fresh pool, which
+    keeps the old pool's own launch mode and market-data switch)."""
     num = _free_pool_number(db)
     port_start = p.base_port + (num - 1) * p.max_bots
     if port_start + p.max_bots - 1 > 65535 or capacity > p.max_bots:
         raise CapacityExhausted("no port block left for another pool")
     db.execute(
         "INSERT INTO pools (id, num, port_start, capacity, owner, used, generation,"
-        " token_hash, created_at, draining) VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, 1)",
-        (f"pool-{num}", num, port_start, capacity, owner, token_hash, time.time()),
-    )
+        " token_hash, created_at, draining, launch, market_data)"
+        " VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, 1, ?, ?)",
+        (f"pool-{num}", num, port_start, capacity, owner, token_hash, time.time(), launch,
+         None if market_data is None else int(market_data)),
+    )  # fmt: skip
     pool_id = db.execute("SELECT id FROM pools WHERE num = ?", (num,)).fetchone()[0]
     return Change(pools=(pool_row(db, pool_id),), created=frozenset({pool_id}))
 

@@ -148,10 +148,12 @@ class Store:
         return await self._write(allocation.relocate, bot_id, placement, token_hash, held, into)
 
     async def new_pool(
-        self, placement: Placement, token_hash: str, owner: str | None, capacity: int
-    ) -> Change:
+        self, placement: Placement, token_hash: str, owner: str | None, capacity: int,
+        launch: str | None = None, market_data: bool | None = None,
+    ) -> Change:  # fmt: skip
         """An empty pool, draining, with its own port block: an upgrade's fresh pool."""
-        return await self._write(allocation.new_pool, placement, token_hash, owner, capacity)
+        return await self._write(allocation.new_pool, placement, token_hash, owner, capacity,
+                                 launch, market_data)  # fmt: skip
 
     async def plan(
         self, bots: list[tuple[str, str]], placement: Placement

@@ -61,12 +61,13 @@ class PoolMove:
         self.placement = placement
 
     async def fresh_pool(self, old: PoolRecord) -> tuple[PoolRecord, str]:
-        """A new, empty pool like `old` (its owner, capacity), draining (only this upgrade
-        puts bots in it), and its agent's token; its runtime is not made yet."""
+        """A new, empty pool like `old` (its owner, capacity, launch mode and market-data
+        switch), draining (only this upgrade puts bots in it), and its agent's token; its
+        runtime is not made yet."""
         lifecycle = self.pools.lifecycle
         token, token_hash = lifecycle.new_token()
         change = await self.pools.store.new_pool(
-            self.placement, token_hash, old.owner, old.capacity
+            self.placement, token_hash, old.owner, old.capacity, old.launch, old.market_data
         )
         await self.registry.apply(change)
         lifecycle.upgrading.add(change.pools[0].id)  # not judged nor cleaned up while it fills

@@ -208,3 +208,38 @@ def test_a_pid_already_gone_is_skipped() -> None:
 def test_a_fenced_agent_is_healthy_and_says_it_is_fenced() -> None:
     answer = health.status(time.monotonic(), 10.0, connected=False, fenced=True)
     assert answer["ok"] and answer["fenced"] and not answer["controller"]
+
+
+async def test_a_desired_state_that_arrives_while_a_fence_waits_wins(
+    fake: FakeSupervisor, pool_dir: Path
+) -> None:
+    """The fence was decided, then the agent reconnected and the controller's desired state
+    arrived before the fence got the reconciler's lock: nothing is stopped, it is applied."""
+    rec = Reconciler(fake, pool_dir, ProgramOptions(log_dir=pool_dir / "logs"))  # type: ignore[arg-type]
+    await rec.apply(Desired(1, [spec("b1", 9000)]))
+    task = asyncio.create_task(rec.run())
+    try:
+        await rec._lock.acquire()  # an apply in progress
+        fencing = asyncio.create_task(rec.fence(rec.submitted))
+        await asyncio.sleep(0.01)
+        rec.submit(Desired(2, [spec("b1", 9000)]))
+        rec._lock.release()
+        assert await fencing is None
+        for _ in range(200):
+            if rec.applied_gen == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert (rec.applied_gen, rec._fenced, fake.state("b1")) == (2, False, "RUNNING")
+    finally:
+        task.cancel()
+
+
+async def test_a_cancelled_fence_leaves_the_agent_unfenced() -> None:
+    fence = Fence(1.0, lambda: _none(), clock=lambda: 100.0)
+    fence.lost_at = 0.0
+    await fence._fence()
+    assert not fence.fenced
+
+
+async def _none() -> None:
+    return None

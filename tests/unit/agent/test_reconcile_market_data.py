@@ -17,7 +17,7 @@ import pytest
 from agent import reconcile
 from agent.app import market_data_program
 from agent.marketdata.address import target
-from agent.marketdata.holder import Holder
+from agent.marketdata.holder import Holder, ProxyPort, Verdict
 from agent.programs import MARKET_DATA, MarketDataProgram, ProgramOptions
 from agent.reconcile import Reconciler
 from common.protocol import Desired
@@ -233,3 +233,44 @@ async def test_a_reroute_while_fenced_starts_nothing(
     finally:
         running.cancel()
         free.close()
+
+
+async def settle(rec: Reconciler, gen: int) -> None:
+    for _ in range(300):
+        if rec.applied_gen == gen:
+            break
+        await asyncio.sleep(0.01)
+
+
+async def test_a_reroute_during_an_apply_repeats_that_desired_state_never_an_older_one(
+    fake: FakeSupervisor, pool_dir: Path
+) -> None:
+    """A bot held for a move must not start again because a heartbeat round rerouted
+    bots while its hold was being applied (the reroute repeated the previous state)."""
+    rec = Reconciler(fake, pool_dir, ProgramOptions(log_dir=pool_dir / "logs"))  # type: ignore[arg-type]
+    rec.proxy_port = ProxyPort(1)  # a pool with a market-data proxy port; nobody holds port 1
+    task = asyncio.create_task(rec.run())
+    try:
+        rec.submit(Desired(1, [spec("x", 9000), spec("y", 9001)]))
+        await settle(rec, 1)
+        assert fake.state("x") == "RUNNING"
+
+        # The controller holds x to move it. While the agent applies that (x stopping), a
+        # heartbeat round finds the proxy's port verdict changed (the proxy came back, or
+        # went away) and calls reroute(), as Reporter.read_market_data does.
+        real_stop = fake.stop
+
+        async def stop_and_heartbeat(name: str) -> None:
+            await real_stop(name)
+            rec.proxy_port.verdict = Verdict(Holder.PROXY)  # what this round's check saw
+            rec.reroute()
+
+        fake.stop = stop_and_heartbeat  # type: ignore[method-assign]
+        rec.submit(Desired(2, [spec("x", 9000, run="held"), spec("y", 9001)]))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+        print("applied_gen", rec.applied_gen, "x:", fake.state("x"), "started:", fake.started)
+        assert fake.state("x") == "ABSENT", "a held bot was started again by a stale desired state"
+        assert rec.applied_gen == 2
+    finally:
+        task.cancel()

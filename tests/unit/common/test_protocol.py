@@ -559,7 +559,6 @@ MARKET_DATA_OVERRIDES: list[tuple[dict[str, Any], str]] = [
     ({"cache_bytes": -1}, "md"),
     ({"upstreams": {}}, "md"),
     ({"upstreams": [{}] * 65}, "md"),
-    ({"holder": "someone"}, "md"),
     ({"holder": 1}, "md"),
     ({"exchange": "Binance"}, "upstream"),
     ({"exchange": "b" * 33}, "upstream"),
@@ -605,3 +604,11 @@ def test_the_oom_guard_is_optional_both_ways() -> None:
     assert "oom" not in wire(Heartbeat(1, 1, [], PoolStats()))["pool"]  # an older agent's
     m["pool"]["oom"] = "yes"
     rejected(m)
+
+
+def test_a_port_holder_of_a_newer_agent_is_read_as_unknown_not_refused() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats(), "RUNNING", market_data()))
+    m["md"]["holder"] = "somebody-new"
+    hb = decode(pack(m))
+    assert isinstance(hb, Heartbeat) and hb.market_data is not None
+    assert hb.market_data.holder is None

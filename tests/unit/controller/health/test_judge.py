@@ -155,6 +155,15 @@ def test_a_bot_down_before_its_agent_applied_the_latest_desired_state_is_not_jud
     assert first.problem is None  # applied: the next look that sees the same acts
     again = judge.judge_bot(first.health, BOT, down, False, T, RULES, desired_applied=True)
     assert again.action is BotAction.RESTART
+    # An agent that does not apply it within the rules' apply grace: judged anyway.
+    waiting = judge.judge_bot(BotHealth(), BOT, down, False, T, RULES, desired_applied=False)
+    assert waiting.look_again_at == T + RULES.apply_grace
+    later = T + RULES.apply_grace
+    first = judge.judge_bot(waiting.health, BOT, down, False, later, RULES, desired_applied=False)
+    assert first.problem is None
+    again = judge.judge_bot(first.health, BOT, down, False, later + 1, RULES,
+                            desired_applied=False)  # fmt: skip
+    assert again.action is BotAction.RESTART
     # A bot that died is the restart policy's at once, applied or not.
     died = judge.judge_bot(BotHealth(), BOT, status(ProcessState.EXITED), False, T, RULES,
                            desired_applied=False)  # fmt: skip

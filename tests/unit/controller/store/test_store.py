@@ -564,3 +564,10 @@ async def test_signed_out_sessions_are_kept_until_they_would_have_expired(store:
     await store.sign_out_session("s3", expires=600.0, now=300.0)
     rows = store.db.execute("SELECT sid FROM ui_signed_out ORDER BY sid").fetchall()
     assert [r[0] for r in rows] == ["s2", "s3"]
+
+
+async def test_an_upgrades_fresh_pool_keeps_the_old_pools_own_switches(store: Store) -> None:
+    [fresh] = (await store.new_pool(FILL, "hash", None, 10, "exec", False)).pools
+    assert (fresh.launch, fresh.market_data) == ("exec", False)
+    [plain] = (await store.new_pool(FILL, "hash", None, 10)).pools
+    assert (plain.launch, plain.market_data) == (None, None)
