@@ -4,7 +4,7 @@ the dashboard (docs/dashboard.md, "Memory saved").
 A pool's running bots would each take a container of their own in the seed's layout; such
 a container's memory is the setting LEGACY_CONTAINER_MEMORY, by default the figure
 docs/benchmarks.md measured for one legacy container running one trading bot
-(common/settings.py: MEASURED_LEGACY_CONTAINER). The saving is what those
+(common/settings/limits.py: MEASURED_LEGACY_CONTAINER). The saving is what those
 containers would take minus what the pool takes now. A pool that is itself a legacy
 container (mode `legacy`) saves nothing by definition and is left out.
 """

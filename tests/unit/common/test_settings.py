@@ -287,3 +287,11 @@ def test_an_agent_fences_only_when_told() -> None:
     env = {"POOL_ID": "pool-1", "POOL_TOKEN": "t"}
     assert AgentSettings.from_env(env).fence_timeout_ms == 0  # a controller from before
     assert AgentSettings.from_env({**env, "AGENT_FENCE_TIMEOUT": "30000"}).fence_timeout_ms == 30000
+
+
+def test_bots_get_the_bundled_sample_strategies_unless_told_otherwise(tmp_path: Path) -> None:
+    bundled = ControllerSettings.from_env({}).strategies_path
+    assert (bundled / "SampleStrategy.py").is_file()
+    assert bundled == Path(__file__).resolve().parents[3] / "controller" / "strategies"
+    own = ControllerSettings.from_env({"STRATEGIES_DIR": str(tmp_path)})
+    assert own.strategies_path == tmp_path

@@ -1,0 +1,51 @@
+"""Limits on bots: memory, CPU, bots per user, and the memory saving's yardstick."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.settings.parsing import MS, integer, setting, size
+
+# docs/benchmarks.md, "Memory: pooled vs. one container per bot": one legacy container
+# with one dry-run trading bot (20 pairs, 2,000 markets), `docker stats` after 5 minutes.
+MEASURED_LEGACY_CONTAINER = "273m"
+
+
+def bot_memory_limit() -> Any:
+    return setting(
+        "BOT_MEMORY_LIMIT", size, "",
+        "each bot's own memory (USS) limit, e.g. 512m; default POOL_MEMORY_LIMIT / "
+        "MAX_BOTS_PER_CONTAINER when that is set, else none",
+    )  # fmt: skip
+
+
+def bot_memory_grace_ms() -> Any:
+    return setting(
+        "BOT_MEMORY_GRACE", MS, "30000",
+        "how long a bot may stay over its memory limit before it is restarted",
+    )  # fmt: skip
+
+
+def bot_busy_cpu() -> Any:
+    return setting(
+        "BOT_BUSY_CPU", integer(0, 10_000), "90",
+        "percent of a core a bot may use over BOT_BUSY_WINDOW before it runs at nice 19 (0: off)",
+    )  # fmt: skip
+
+
+def bot_busy_window_ms() -> Any:
+    return setting("BOT_BUSY_WINDOW", MS, "30000", "the window a bot's CPU use is judged over")
+
+
+def user_max_bots() -> Any:
+    return setting(
+        "USER_MAX_BOTS", integer(0, 1_000_000), "0",
+        "bots one user may have (0: no limit); the admin API sets a user's own",
+    )  # fmt: skip
+
+
+def legacy_container_memory() -> Any:
+    return setting(
+        "LEGACY_CONTAINER_MEMORY", size, MEASURED_LEGACY_CONTAINER,
+        "one bot in a container of its own, against which pooling's saving is estimated",
+    )  # fmt: skip
