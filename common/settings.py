@@ -7,6 +7,7 @@ start-up; one bad value stops the process with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -95,6 +96,23 @@ def _secret(raw: str) -> str:
     if value and len(value) < 32:
         raise ValueError("must be at least 32 characters")
     return value
+
+
+def _bucket_name(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+        raise ValueError("must be an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-')")
+    return value
+
+
+def _key_prefix(raw: str) -> str:
+    """An S3 key prefix: empty, or words of [A-Za-z0-9._-] joined by '/', ending in '/'."""
+    value = raw.strip().strip("/")
+    if not value:
+        return ""
+    if not all(re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", p) for p in value.split("/")):
+        raise ValueError("must be words of A-Z, a-z, 0-9, '.', '_', '-' joined by '/'")
+    return value + "/"
 
 
 def _size(raw: str) -> int:
@@ -268,7 +286,8 @@ def _shown(env: str, raw: str) -> str:
     """What an error says of a rejected value: never a secret's, even an invalid one."""
     if is_secret_name(env):
         return f"got {len(raw.strip())} characters; the value is not shown"
-    return f"got {raw!r}"
+    # A URL's user and password (refused by _web_url) are not repeated either.
+    return f"got {re.sub(r'(?<=://)[^/@]*@', '***@', raw)!r}"
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:
@@ -459,6 +478,28 @@ class ControllerSettings:
     )
     backup_interval_ms: int = _backup_interval()
     backup_retention_days: int = _backup_retention()
+    backup_s3_bucket: str = setting(
+        "BACKUP_S3_BUCKET", _bucket_name, "",
+        "S3-compatible bucket the controller copies the backup target to (empty: none)",
+    )  # fmt: skip
+    backup_s3_url: str = setting(
+        "BACKUP_S3_URL", _web_url, "", "the bucket's endpoint (empty: AWS S3's own)"
+    )
+    backup_s3_prefix: str = setting(
+        "BACKUP_S3_PREFIX", _key_prefix, "", "key prefix of the copy in the bucket"
+    )
+    backup_s3_region: str = setting("BACKUP_S3_REGION", _text, "us-east-1", "the bucket's region")
+    backup_s3_access_key_id: str = setting(
+        "BACKUP_S3_ACCESS_KEY_ID", _text, "", "access key id for the bucket"
+    )
+    backup_s3_secret_access_key: str = setting(
+        "BACKUP_S3_SECRET_ACCESS_KEY", _text, "", "secret access key for the bucket"
+    )
+    backup_s3_credentials_file: str = setting(
+        "BACKUP_S3_CREDENTIALS_FILE", _text, "",
+        "file holding the access key id and the secret key on two lines (read when both "
+        "variables are empty; none of them: boto3's own AWS_* variables or role)",
+    )  # fmt: skip
     gc_freeze: bool = setting(
         "GC_FREEZE", _bool, "true", "freeze the long-lived heap so full collections stay short"
     )
