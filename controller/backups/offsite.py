@@ -115,8 +115,11 @@ class OffsiteCopy(Collector):
             except Exception:  # a bug here must not end the copying for good
                 log.exception("backup_offsite_round_crashed")
 
-    async def listing(self) -> dict[str, StoredObject]:
-        """The bucket's objects by key, as last listed, or listed now (BucketError)."""
+    async def listing(self, fresh: bool = False) -> dict[str, StoredObject]:
+        """The bucket's objects by key, as last listed, or listed now (BucketError): the
+        sweep lists afresh, so objects removed behind our back are uploaded again."""
+        if fresh:
+            self.remote = None
         if self.remote is None:
             listed = {o.key: o for o in await asyncio.to_thread(self.bucket.list)}
             if self.remote is None:  # not listed by another caller meanwhile

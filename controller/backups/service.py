@@ -210,7 +210,7 @@ class BackupService:
         assert self.offsite is not None
         now = self.clock()
         try:
-            remote = await self.offsite.listing()
+            remote = await self.offsite.listing(fresh=True)
             newest: dict[str, float] = {}
             for key, stored in remote.items():
                 bot_id = bot_of(key)

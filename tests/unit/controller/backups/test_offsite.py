@@ -229,3 +229,18 @@ def test_credentials_from_a_file_and_settings_errors_without_secrets(tmp_path: P
         with pytest.raises(SettingsError) as caught:
             make_settings(tmp_path, **bad)
         assert SECRET not in str(caught.value) and KEY_ID not in str(caught.value)
+
+
+async def test_an_object_removed_behind_its_back_is_uploaded_after_the_sweep(
+    make_api: ApiFactory, s3_url: str, bucket: str
+) -> None:
+    api = await make_api(**_env(s3_url, bucket))
+    await alices_bot(api)
+    offsite = _offsite(api)
+    assert await offsite.sync() == 1
+    (key,) = _keys(s3_url, bucket)
+    _client(s3_url).delete_object(Bucket=bucket, Key=key)
+    assert await offsite.sync() == 0  # as last listed, it is there
+    await api.controller.backups.sweep()  # lists the bucket afresh
+    assert await offsite.sync() == 1
+    assert _keys(s3_url, bucket) == [key]
