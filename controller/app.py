@@ -31,6 +31,8 @@ from controller.api.proxy import APIProxy
 from controller.api.upgrade import APIUpgrade
 from controller.api.users import APIUsers
 from controller.auth import Authenticator
+from controller.backups.bucket import Bucket, BucketConfig
+from controller.backups.offsite import OffsiteCopy
 from controller.backups.service import BackupService
 from controller.bots.limits import BotLimits
 from controller.bots.locations import BotContainerMapper
@@ -148,7 +150,9 @@ def build(
     placement = Placement.from_settings(settings)
     limits = BotLimits.from_settings(settings)
     census = ImageCensus(pools)  # which image each pool runs
-    metrics = Metrics(collectors=[PoolStateCollector(pools, limits), census])
+    offsite = _offsite(settings, events)
+    metrics = Metrics(collectors=[PoolStateCollector(pools, limits), census,
+                                  *([offsite] if offsite else [])])  # fmt: skip
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
     legacy = (
@@ -174,10 +178,19 @@ def build(
         mapper=BotContainerMapper(pools, legacy),
         upgrader=Upgrader(pools, transfer, guard, placement), census=census,
         backups=BackupService(settings.backups_path, transfer, guard, events,
-                              settings.backup_retention_days),
+                              settings.backup_retention_days, offsite=offsite),
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
         usage=UsageSampler(pools.registry, UsageHistory(), clock),
     )  # fmt: skip
+
+
+def _offsite(settings: ControllerSettings, events: EventBus) -> OffsiteCopy | None:
+    """The backup target's copy in an S3-compatible bucket, if BACKUP_S3_BUCKET names one."""
+    config = BucketConfig.from_settings(settings)
+    if config is None or settings.backups_path is None:
+        return None
+    return OffsiteCopy(settings.backups_path, Bucket(config), events,
+                       settings.backup_interval_ms / 1000)  # fmt: skip
 
 
 def create_app(controller: Controller) -> web.Application:
@@ -259,12 +272,14 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller.heap.settle()
     heap = asyncio.create_task(controller.heap.run(), name="heap")
     sweep = asyncio.create_task(controller.backups.run(), name="backup-retention")
+    offsite = controller.backups.offsite
+    uploads = asyncio.create_task(offsite.run(), name="backup-bucket") if offsite else None
     usage = asyncio.create_task(controller.usage.run(), name="usage")
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    for task in (monitor, heap, sweep, usage):
+    for task in (monitor, heap, sweep, usage, *([uploads] if uploads else [])):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

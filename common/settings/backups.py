@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from common.settings.parsing import integer, setting, text
+from common.settings.parsing import integer, setting, text, web_url
 
 
 def backup_dir() -> Any:
@@ -33,4 +34,56 @@ def backup_retention_days() -> Any:
     return setting(
         "BACKUP_RETENTION", integer(0, 3650), "30",
         "days a deleted bot's backups are kept (and daily restore points of every bot)",
+    )  # fmt: skip
+
+
+def bucket_name(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value):
+        raise ValueError("must be an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-')")
+    return value
+
+
+def key_prefix(raw: str) -> str:
+    """An S3 key prefix: empty, or words of [A-Za-z0-9._-] joined by '/', ending in '/'."""
+    value = raw.strip().strip("/")
+    if not value:
+        return ""
+    if not all(re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", p) for p in value.split("/")):
+        raise ValueError("must be words of A-Z, a-z, 0-9, '.', '_', '-' joined by '/'")
+    return value + "/"
+
+
+def backup_s3_bucket() -> Any:
+    return setting(
+        "BACKUP_S3_BUCKET", bucket_name, "",
+        "S3-compatible bucket the controller copies the backup target to (empty: none)",
+    )  # fmt: skip
+
+
+def backup_s3_url() -> Any:
+    return setting("BACKUP_S3_URL", web_url, "", "the bucket's endpoint (empty: AWS S3's own)")
+
+
+def backup_s3_prefix() -> Any:
+    return setting("BACKUP_S3_PREFIX", key_prefix, "", "key prefix of the copy in the bucket")
+
+
+def backup_s3_region() -> Any:
+    return setting("BACKUP_S3_REGION", text, "us-east-1", "the bucket's region")
+
+
+def backup_s3_access_key_id() -> Any:
+    return setting("BACKUP_S3_ACCESS_KEY_ID", text, "", "access key id for the bucket")
+
+
+def backup_s3_secret_access_key() -> Any:
+    return setting("BACKUP_S3_SECRET_ACCESS_KEY", text, "", "secret access key for the bucket")
+
+
+def backup_s3_credentials_file() -> Any:
+    return setting(
+        "BACKUP_S3_CREDENTIALS_FILE", text, "",
+        "file holding the access key id and the secret key on two lines (read when both "
+        "variables are empty; none of them: boto3's own AWS_* variables or role)",
     )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -41,7 +42,8 @@ def _shown(env: str, raw: str) -> str:
     """What an error says of a rejected value: never a secret's, even an invalid one."""
     if is_secret_name(env):
         return f"got {len(raw.strip())} characters; the value is not shown"
-    return f"got {raw!r}"
+    # A URL's user and password (refused by web_url) are not repeated either.
+    return f"got {re.sub(r'(?<=://)[^/@]*@', '***@', raw)!r}"
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:

@@ -12,7 +12,8 @@ from controller.backups.service import BackupService
 from controller.bots.manager import BotManager
 
 _POINT = obj(
-    {"id": STR, "database": STR, "time": STR, "bytes": INT, "poolId": ID},
+    {"id": STR, "database": STR, "time": STR, "bytes": INT, "poolId": ID,
+     "stored": {"type": "array", "items": {"enum": ["local", "bucket"]}}},
     trades=nullable(INT), openTrades=nullable(INT),
 )  # fmt: skip
 _ONE_BOT = {"security": USER, "tags": ("backups",)}

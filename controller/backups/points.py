@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ class RestorePoint:
     size: int
     trades: int | None = None  # None: the snapshot cannot be read
     open_trades: int | None = None
+    key: str | None = None  # its key in the backup bucket, if it is there
+    local: bool = True  # False: only in the bucket (`path` is where it would be)
 
     @property
     def id(self) -> str:
@@ -45,6 +47,7 @@ class RestorePoint:
             "time": datetime.fromtimestamp(self.time, UTC).isoformat(),
             "bytes": self.size, "trades": self.trades, "openTrades": self.open_trades,
             "poolId": self.pool_id,
+            "stored": ["local"] * self.local + ["bucket"] * (self.key is not None),
         }  # fmt: skip
 
 
@@ -85,6 +88,24 @@ def list_points(root: Path, bot_id: str) -> list[RestorePoint]:
                     RestorePoint(db, stamp, bot_dir.parent.name, path, size, *_counts(path))
                 )
     return sorted(points, key=lambda p: (p.stamp, p.db))
+
+
+def with_bucket(
+    local: list[RestorePoint], remote: list[tuple[str, str, str, str, int]], root: Path
+) -> list[RestorePoint]:
+    """The local points and the bucket's (pool, bot, database, stamp, size), each once: a
+    point in both is local, marked as in the bucket too; the trades of a point only in the
+    bucket are not known (None) until it is restored."""
+    in_bucket = {(pool, db, stamp): (bot, size) for pool, bot, db, stamp, size in remote}
+    merged = []
+    for p in local:
+        found = in_bucket.pop((p.pool_id, p.db, p.stamp), None)
+        merged.append(replace(p, key=p.path.relative_to(root).as_posix()) if found else p)
+    for (pool, db, stamp), (bot, size) in in_bucket.items():
+        path = root / "pools" / pool / bot / db / f"{stamp}.sqlite"
+        key = path.relative_to(root).as_posix()
+        merged.append(RestorePoint(db, stamp, pool, path, size, key=key, local=False))
+    return sorted(merged, key=lambda p: (p.stamp, p.db))
 
 
 def parse_choice(body: object) -> tuple[str | None, float | None]:

@@ -14,12 +14,15 @@ import contextlib
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
 
 from common.protocol import RestoreRequest, RestoreResponse
-from controller.backups.points import RestorePoint, bot_dirs, choose, list_points
+from controller.backups.bucket import BucketError
+from controller.backups.offsite import OffsiteCopy, bot_of, thinned
+from controller.backups.points import RestorePoint, bot_dirs, choose, list_points, with_bucket
 from controller.errors import BotUnavailable, Conflict, NotFound
 from controller.events import EventBus
 from controller.moves.guard import MoveGuard
@@ -55,6 +58,7 @@ class BackupService:
     def __init__(
         self, root: Path | None, transfer: Transfer, guard: MoveGuard, events: EventBus,
         retention_days: int, clock: Callable[[], float] = time.time,
+        offsite: OffsiteCopy | None = None,
     ) -> None:  # fmt: skip
         self.root = root  # BACKUP_DIR; None: backups are off
         self.transfer = transfer
@@ -62,7 +66,9 @@ class BackupService:
         self.registry = transfer.registry
         self.guard = guard
         self.events = events
+        self.retention_days = retention_days
         self.retention = retention_days * 86400.0
+        self.offsite = offsite  # the bucket's copy of the target, if one is configured
         self.clock = clock
         self.purged: set[str] = set()  # deleted with purge: their backups go at once
         self._wake = asyncio.Event()
@@ -75,7 +81,13 @@ class BackupService:
     async def points(self, bot: BotRecord) -> list[RestorePoint]:
         """The bot's restore points. Only its own: points from before it was created are a
         deleted bot's that had the same id (kept for BACKUP_RETENTION), maybe another user's."""
-        points = await asyncio.to_thread(list_points, self._root(), bot.id)
+        root = self._root()
+        points = await asyncio.to_thread(list_points, root, bot.id)
+        if self.offsite is not None:
+            try:
+                points = with_bucket(points, await self.offsite.points(bot.id), root)
+            except BucketError as exc:  # the local ones still count
+                log.warning("backup_bucket_unlisted", bot=bot.id, error=str(exc))
         return [p for p in points if p.time >= bot.created_at]
 
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
@@ -90,6 +102,8 @@ class BackupService:
         if "backup" not in live.features:
             raise Conflict(f"the agent of {bot.pool_id} cannot restore; recreate its pool")
         point = choose(await self.points(bot), point_id, at, bot.pool_id)
+        if not point.local:  # its disk lost: fetched from the bucket first
+            point = await self._fetch(point, bot.id, bot.pool_id, root)
         async with self.guard.lock:  # no move of this bot (or any) meanwhile
             with self.guard.bot_moving(bot.id):
                 response = await self._restore_held(self.registry.bots[bot.id], point, root)
@@ -118,6 +132,29 @@ class BackupService:
             raise Conflict(f"bot {bot.id} was not restored: {response.error}")
         log.info("bot_restored", bot=bot.id, point=point.id, kept=response.kept)
         return response
+
+    async def _fetch(
+        self, point: RestorePoint, bot_id: str, pool_id: str, root: Path
+    ) -> RestorePoint:
+        """A point only in the bucket, downloaded into the bot's current pool's directory."""
+        assert self.offsite is not None and point.key is not None
+        pool_dir = pool_backup_dir(root, pool_id)
+        assert pool_dir is not None
+        target = pool_dir / bot_id / point.db / point.path.name
+        bucket, key = self.offsite.bucket, point.key
+
+        def fetch() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            bucket.download(key, target)
+
+        try:
+            await asyncio.to_thread(fetch)
+        except (BucketError, OSError) as exc:
+            raise BotUnavailable(
+                f"restore point {point.id} could not be fetched from the backup bucket: {exc}"
+            ) from None
+        log.info("backup_fetched", bot=bot_id, point=point.id)
+        return replace(point, pool_id=pool_id, path=target, local=True)
 
     # -- retention ------------------------------------------------------------------------
 
@@ -157,12 +194,40 @@ class BackupService:
             for directory in bot_dirs(root, bot_id):
                 await asyncio.to_thread(shutil.rmtree, directory, True)
             log.info("bot_backups_removed", bot=bot_id)
+        if self.offsite is not None:
+            due = sorted(set(due) | set(await self._sweep_bucket(known)))
         self.purged &= known  # the rest are gone now, their backups with them
         pools = set(self.registry.pools) | set(self.registry.retiring)
         for directory in (root / "pools").glob("*"):
             if directory.name not in pools:
                 with contextlib.suppress(OSError):  # not empty: a moved bot's points
                     directory.rmdir()  # a removed pool's, emptied
+        return due
+
+    async def _sweep_bucket(self, known: set[str]) -> list[str]:
+        """The bucket's retention: deleted bots' objects as locally, and the agents' thinning
+        of restore points (a lost disk's points are thinned in the bucket too)."""
+        assert self.offsite is not None
+        now = self.clock()
+        try:
+            remote = await self.offsite.listing(fresh=True)
+            newest: dict[str, float] = {}
+            for key, stored in remote.items():
+                bot_id = bot_of(key)
+                if bot_id is not None and bot_id not in known:
+                    newest[bot_id] = max(newest.get(bot_id, 0.0), stored.modified)
+            due = expired(newest.items(), known, self.purged, now, self.retention)
+            gone = set(due)
+            drop = [k for k in remote if bot_of(k) in gone]
+            drop += [k for k in thinned(remote, now, self.retention_days) if bot_of(k) not in gone]
+            if drop:
+                await asyncio.to_thread(self.offsite.bucket.delete, drop)
+                self.offsite.forget(drop)
+        except BucketError as exc:
+            log.error("backup_bucket_sweep_failed", error=str(exc))
+            return []
+        for bot_id in due:
+            log.info("bot_backups_removed_from_bucket", bot=bot_id)
         return due
 
 

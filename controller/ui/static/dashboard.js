@@ -11,6 +11,7 @@
     "bot_migrated", "bot_rolled_back", "pool_healthy", "pool_suspect", "pool_recovery",
     "pool_died", "pool_oom", "agent_connected", "agent_disconnected", "bot_restored", "pool_upgraded",
     "pool_upgrade_failed", "pool_upgrade_rolled_back", "backup_failed", "backup_recovered",
+    "backup_offsite_failed", "backup_offsite_recovered",
     "pool_fenced",
   ];
   const MAX_EVENTS = 200;
