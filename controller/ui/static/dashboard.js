@@ -12,7 +12,7 @@
     "pool_died", "pool_oom", "agent_connected", "agent_disconnected", "bot_restored", "pool_upgraded",
     "pool_upgrade_failed", "pool_upgrade_rolled_back", "backup_failed", "backup_recovered",
     "backup_offsite_failed", "backup_offsite_recovered",
-    "pool_fenced",
+    "pool_fenced", "market_data_port_taken", "market_data_port_recovered", "upgrade_finished",
   ];
   const MAX_EVENTS = 200;
   const MAX_RUNS = 20;

@@ -12,7 +12,7 @@ EMIT = re.compile(r"emit\((.*?)\w+=", re.S)
 
 # ... and a constant's (`emit(MEMORY_LIMIT, ...)`, its value set elsewhere).
 EMIT_CONSTANT = re.compile(r"emit\(\s*([A-Z][A-Z_]+),")
-TYPE = r'"((?:bot|pool|agent|backup)_[a-z_]+)"'
+TYPE = r'"((?:bot|pool|agent|backup|market_data|upgrade)_[a-z_]+)"'
 
 
 def emitted_types() -> set[str]:
