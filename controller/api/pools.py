@@ -81,7 +81,7 @@ OPERATIONS: Operations = {
     ("PUT", "/api/pool/pools/{poolId}/market-data"): op(
         "turn this pool's market-data proxy on or off (null: MARKET_DATA_PROXY)",
         security=ADMIN, tags=("pools",), body=json_body(obj({"proxy": nullable(BOOL)})),
-        errors=(404,), ok={200: _MARKET_DATA_VIEW},
+        errors=(404, 409), ok={200: _MARKET_DATA_VIEW},
     ),
     ("POST", "/api/pool/pools/{poolId}/preloader/restart"): op(
         "restart the pool's preloader once", security=ADMIN, tags=("pools",),

@@ -255,8 +255,15 @@ class PoolLifecycle:
 
     async def set_market_data(self, pool_id: str, on: bool | None) -> PoolRecord:
         """Turn this pool's market-data proxy on or off (None: MARKET_DATA_PROXY's choice);
-        its agent restarts its running bots with their new configs."""
+        its agent restarts its running bots with their new configs. Conflict for a connected
+        agent from before the switch, which would ignore it."""
         self._known(pool_id)
+        live = self.registry.live.get(pool_id)
+        if live is not None and live.connected and "market_data_switch" not in live.features:
+            raise Conflict(
+                f"the agent of {pool_id} ({live.agent_version}) cannot switch its market-data "
+                "proxy; upgrade that pool to the current pool image first"
+            )
         change = await self.store.update_pool(pool_id, market_data=on)
         await self.registry.apply(change)
         log.info("pool_market_data_set", pool=pool_id, on=on)

@@ -10,7 +10,7 @@ import pytest
 from common.protocol import Heartbeat, Hello, MarketDataStats, PoolStats, UpstreamStats, encode
 from common.settings import SettingsError
 from tests.support import make_settings, wait_for
-from tests.unit.controller.apps import ALICE, ApiFactory
+from tests.unit.controller.apps import ALICE, ApiFactory, connect
 from tests.unit.controller.test_metrics import scrape, value
 
 
@@ -156,3 +156,18 @@ async def test_without_the_setting_a_pool_has_no_proxy_to_turn_on(make_api: ApiF
         "PUT", "/api/pool/pools/pool-1/market-data", json={"proxy": None}
     )
     assert (status, body["proxy"]) == (200, False)
+
+
+async def test_an_agent_from_before_the_switch_is_not_switched(make_api: ApiFactory) -> None:
+    api = await make_api(MARKET_DATA_PROXY="true")
+    await api.provision(ALICE, instanceId="b1")
+    connect(api)  # an agent connected, its hello naming no features: an older one
+    live = api.controller.pools.registry.live["pool-1"]
+    live.features = frozenset({"held", "backup"})
+    switch = "/api/pool/pools/pool-1/market-data"
+    status, body, _ = await api.call("PUT", switch, json={"proxy": False})
+    assert status == 409 and "cannot switch" in body["error"], body
+    assert api.controller.pools.registry.desired("pool-1").market_data is True
+    live.features = frozenset({"held", "backup", "market_data_switch"})
+    status, body, _ = await api.call("PUT", switch, json={"proxy": False})
+    assert status == 200, body
