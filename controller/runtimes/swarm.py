@@ -300,8 +300,13 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             service = self._service(pool_id)
             if service is None:
                 raise RuntimeFailure(f"service {self.service_name(pool_id)} does not exist")
-            # A new task on the same node (stop-first: the old one is gone before it starts).
-            service.update(mode=ServiceMode("replicated", replicas=1), force_update=True)
+            # A new task on the same node once the old one is confirmed gone. Not Swarm's
+            # own forced update: its stop-first order starts the new task after a minute
+            # even while the old one is still stopping its bots (each then ran twice).
+            self._scale_down(pool_id, service)
+            service.reload()
+            service.scale(1)
+            service.reload()
             self._remember(pool_id, service, self._tasks(service))
 
         await self._run(restart)
