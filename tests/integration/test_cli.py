@@ -181,11 +181,20 @@ async def test_wrong_tokens_and_refusals_are_clear_errors(harness_factory, tmp_p
 
 
 async def follower(h: ControllerHarness, *args: str) -> asyncio.subprocess.Process:
-    """`ftpool ARGS` as the admin, left running: a follower (-f) the test reads and ends."""
+    """`ftpool ARGS` as the admin, left running: a follower (-f) the test reads and ends.
+    It starts with Ctrl-C as a terminal gives it (SIGINT default and unblocked), whatever
+    the test process's own state: an ignored or blocked signal is inherited across exec,
+    and in the whole suite's run a follower never saw the test's SIGINT."""
     return await asyncio.create_subprocess_exec(
         FTPOOL, *args, env=environment(h, ADMIN_TOKEN, h.settings.bot_base_dir),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_terminal_sigint,
     )  # fmt: skip
+
+
+def _terminal_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 async def read_until(
