@@ -192,6 +192,25 @@ async def follower(h: ControllerHarness, *args: str) -> asyncio.subprocess.Proce
     )  # fmt: skip
 
 
+async def interrupted(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    """A follower's output once it ended after its SIGINT; if it does not end within 30 s,
+    the failure says what state the process was in (diagnosis of a full-suite failure)."""
+    try:
+        return await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        proc = Path(f"/proc/{process.pid}")
+        try:
+            status = (proc / "status").read_text().splitlines()[:12]
+            fds = sorted(os.listdir(proc / "fd"))
+            sig = [line for line in (proc / "status").read_text().splitlines()
+                   if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]  # fmt: skip
+        except OSError as exc:
+            status, fds, sig = [f"gone ({exc})"], [], []
+        raise AssertionError(
+            f"follower {process.pid} did not end after SIGINT: {status} {sig} fds={fds}"
+        ) from None
+
+
 def _terminal_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -229,7 +248,7 @@ async def test_logs_and_events_follow_until_ctrl_c(harness_factory) -> None:
 
     for process in (logs, events):  # Ctrl-C: a clean end, no traceback
         process.send_signal(signal.SIGINT)
-        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        _out, err = await interrupted(process)
         assert process.returncode == 130 and b"Traceback" not in err, err
 
 
@@ -262,6 +281,6 @@ async def test_followers_ride_out_a_controller_restart(harness_factory) -> None:
 
     for process in (logs, events):
         process.send_signal(signal.SIGINT)
-        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        _out, err = await interrupted(process)
         assert process.returncode == 130, err
         assert b"reconnected" in err and b"Traceback" not in err
