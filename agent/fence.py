@@ -91,8 +91,7 @@ def kill_survivors(pidfds: dict[int, int], wait: float = 5.0) -> list[int]:
         for pid in killed:
             select.select([pidfds[pid]], [], [], max(0.0, deadline - time.monotonic()))
     finally:
-        for fd in pidfds.values():
-            os.close(fd)
+        close_pidfds(pidfds)
     return killed
 
 
