@@ -68,6 +68,16 @@ def container(client: docker.DockerClient, pool_id: str):
     return client.containers.get(f"freqtrade-pool-{pool_id}")
 
 
+async def assert_fleet_intact(cluster, before: dict, event: float, timeout: float = 180) -> None:
+    """Every bot running and answering, one copy of each, every trade it had still there."""
+    await all_running(cluster, BOTS, timeout=timeout)
+    await assert_bots_answer(cluster.harness, BOTS)
+    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
+    after = await all_trades(cluster)
+    for bot in BOTS:
+        assert_trades_kept(before[bot], after[bot], event)
+
+
 async def pool_status(cluster) -> dict:
     status, body = await cluster.harness.call("GET", "/api/pool/status")
     assert status == 200, body
@@ -150,12 +160,7 @@ async def test_every_pool_moves_to_b_with_its_bots_and_their_trades(cluster, doc
         assert new.labels["ftpool.test-image"] == "b"
         code, out = new.exec_run(["cat", "/etc/ftpool-test-image"])
         assert (code, out.strip()) == (0, b"b")
-    await all_running(cluster, BOTS)
-    await assert_bots_answer(h, BOTS)
-    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
-    after = await all_trades(cluster)
-    for bot in BOTS:
-        assert_trades_kept(before[bot], after[bot], event)
+    await assert_fleet_intact(cluster, before, event)
     # POOL_IMAGE still names A: both pools now run another image.
     status = await pool_status(cluster)
     assert status["outdatedPools"] == POOLS
@@ -177,12 +182,7 @@ async def test_a_failing_canary_is_rolled_back_with_its_data_and_stops_the_run(
     assert (second["pool"], second["step"]) == ("pool-2", "not_started")
     assert container(docker_client, "pool-1").image.id == images[IMAGE_B]
     assert container(docker_client, "pool-2").id == untouched
-    await all_running(cluster, BOTS)
-    await assert_bots_answer(cluster.harness, BOTS)
-    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
-    after = await all_trades(cluster)
-    for bot in BOTS:
-        assert_trades_kept(before[bot], after[bot], event)
+    await assert_fleet_intact(cluster, before, event)
 
 
 async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_start(
@@ -217,12 +217,7 @@ async def test_a_controller_killed_mid_upgrade_rolls_the_pool_back_at_its_next_s
     assert run["id"] == started["run"]["id"] and run["outcome"] == "interrupted", run
     assert run["pools"][0]["step"] == "rolled_back", run
     assert container(docker_client, "pool-2").image.id == images[IMAGE_B]
-    await all_running(cluster, BOTS, timeout=240)
-    await assert_bots_answer(h, BOTS)
-    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
-    after = await all_trades(cluster)
-    for bot in BOTS:
-        assert_trades_kept(before[bot], after[bot], event)
+    await assert_fleet_intact(cluster, before, event, timeout=240)
 
 
 async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
@@ -265,9 +260,4 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
     assert fresh.image.id == images[target]
     bots = await h.bots(ALICE)
     assert {b: bots[b]["poolId"] for b in moving} == {b: "pool-3" for b in moving}
-    await all_running(cluster, BOTS)
-    await assert_bots_answer(h, BOTS)
-    assert {b: len(p) for b, p in container_bot_processes().items()} == {b: 1 for b in BOTS}
-    after = await all_trades(cluster)
-    for bot in BOTS:
-        assert_trades_kept(before[bot], after[bot], event)
+    await assert_fleet_intact(cluster, before, event)
