@@ -128,7 +128,8 @@ class Agent:
         )
         self.reporter.proxy_port = self.reconciler.proxy_port
         self.backups = backups_of(settings, options, self.watch.report_soon)
-        self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots)
+        self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots,
+                           margin=settings.fence_margin_ms / 1000)  # fmt: skip
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._seq = 0
         self._health_server: asyncio.AbstractServer | None = None
@@ -196,6 +197,10 @@ class Agent:
         if killed:
             log.error("fenced_bots_killed", pids=killed)
         self.watch.report_soon()
+        if self.backups is not None:
+            # The stopped bots' last trades, backed up if the target is still reachable: a
+            # failover elsewhere restores from it (controller/moves/failover.py).
+            await self.backups.round_now()
         return len(stopped)
 
     async def _send_heartbeat(self) -> None:
@@ -226,6 +231,8 @@ class Agent:
                     async with session.ws_connect(
                         self.settings.controller_url,
                         heartbeat=ping_every,
+                        # Pongs reach the session, which counts them as contact (fence).
+                        autoping=False,
                         max_msg_size=MAX_FRAME_BYTES,
                     ) as ws:
                         await self._session(ws)
@@ -253,6 +260,7 @@ class Agent:
             pool_id=s.pool_id, token=s.pool_token, version=__version__,
             capacity=s.capacity, port_start=s.port_start, programs=self.reporter.statuses(),
             features=list(AGENT_FEATURES), freqtrade=freqtrade, fenced=self.fence.fenced,
+            fence_timeout_ms=s.fence_timeout_ms,
         )  # fmt: skip
         await ws.send_bytes(encode(hello))
         self._ws = ws
@@ -260,6 +268,9 @@ class Agent:
         answers: set[asyncio.Task[None]] = set()
         try:
             async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.PING:  # autoping is off: answered here
+                    await ws.pong(msg.data)
+                self.fence.heard()  # a pong (our heartbeat's answer) too: the last contact
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     continue
                 try:

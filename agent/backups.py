@@ -147,13 +147,18 @@ class Backups:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backups")
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.options.interval)
-            before = (self.state.ok, self.state.error)
-            await loop.run_in_executor(self._executor, self.round, list(self.specs))
-            if (self.state.ok, self.state.error) != before:
-                self.on_change()
+            await self.round_now()
+
+    async def round_now(self) -> None:
+        """A round at once (one at a time, on the backups' thread): after a fence stopped
+        the bots, so their last trades reach the target if it can still be written."""
+        before = (self.state.ok, self.state.error)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.round, list(self.specs))
+        if (self.state.ok, self.state.error) != before:
+            self.on_change()
 
     def round(self, specs: list[BotSpec]) -> None:
         """Back up every bot that changed; the state says whether the target took it all."""

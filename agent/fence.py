@@ -52,6 +52,20 @@ def decide(timeout: float, lost_at: float | None, fenced: bool, now: float) -> D
     return Decision(Verdict.FENCE) if now >= due else Decision(Verdict.WAIT, due)
 
 
+def lost_since(last_heard: float | None, now: float) -> float:
+    """When contact was lost, for a connection that ended `now`: at the last frame the
+    controller's side actually sent (a silent partition is noticed only a ping period
+    later, and the controller counts its wait from its own last word of the agent)."""
+    return now if last_heard is None else min(last_heard, now)
+
+
+def late(timeout: float, margin: float, lost_at: float, done_at: float) -> bool:
+    """Whether a fence that ended at `done_at` came after the controller's wait (timeout
+    plus margin since contact was lost): it may have started the bots elsewhere already.
+    (A margin of 0: not known, not checked.)"""
+    return margin > 0 and done_at - lost_at > timeout + margin
+
+
 def ws_heartbeat(timeout: float, default: float = 20.0) -> float:
     """The agent's WebSocket ping period: a connection that died silently (a partition) is
     noticed within 1.5 of it, so with fencing it is a quarter of the timeout (at least a
@@ -101,27 +115,35 @@ class Fence:
 
     def __init__(
         self, timeout: float, stop_bots: Callable[[], Awaitable[int | None]],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, margin: float = 0.0,
     ) -> None:  # fmt: skip
         self.timeout = timeout
+        self.margin = margin  # AGENT_FENCE_MARGIN: the controller's wait past the timeout
         self.stop_bots = stop_bots
         self.clock = clock
+        self.last_heard: float | None = None  # the last frame received from the controller
         # An agent starting has no contact yet: from its start (a restarted agent's bots,
         # left running by supervisord, are fenced too if the controller stays away).
         self.lost_at: float | None = clock()
         self.fenced = False
         self._changed = asyncio.Event()
 
+    def heard(self) -> None:
+        """A frame (a pong included) came from the controller's side."""
+        self.last_heard = self.clock()
+
     def connected(self) -> None:
         """The controller spoke: in contact until the connection ends."""
+        self.heard()
         if self.lost_at is not None:
             self.lost_at = None
             self._changed.set()
 
     def disconnected(self) -> None:
-        """The connection ended (contact is lost now, if there was any)."""
+        """The connection ended: contact was lost at the last frame received, if there was
+        any contact."""
         if self.lost_at is None:
-            self.lost_at = self.clock()
+            self.lost_at = lost_since(self.last_heard, self.clock())
             self._changed.set()
 
     def released(self) -> None:
@@ -158,5 +180,9 @@ class Fence:
             self.fenced = False
             await asyncio.sleep(1)
             return
-        log.warning("fenced", bots_stopped=stopped,
-                    after_s=round(self.clock() - lost_at, 1))  # fmt: skip
+        done_at = self.clock()
+        log.warning("fenced", bots_stopped=stopped, after_s=round(done_at - lost_at, 1))
+        if late(self.timeout, self.margin, lost_at, done_at):
+            # Past the controller's wait: it may run these bots elsewhere already.
+            log.error("fence_late", after_s=round(done_at - lost_at, 1), timeout=self.timeout,
+                      margin=self.margin)  # fmt: skip

@@ -74,6 +74,7 @@ class Reconciler:
         # Fenced (agent/fence.py): no desired state is applied until a new one is submitted.
         self._fenced = False
         self._lock = asyncio.Lock()  # one apply or fence at a time
+        self._applying: asyncio.Task[None] | None = None  # the apply under way: a fence ends it
         # Who holds the market-data proxy's port, and whether the bots' configs written
         # last name the proxy (None: none written yet).
         md = options.market_data
@@ -121,7 +122,7 @@ class Reconciler:
             try:
                 async with self._lock:
                     if not self._fenced:  # else the controller's next word is awaited
-                        await self.apply(desired)
+                        await self._apply_preemptible(desired)
             except Exception:
                 # Keep the desired state: the next submit or retry converges from here.
                 log.exception("reconcile_failed", gen=desired.gen)
@@ -129,6 +130,21 @@ class Reconciler:
                     self._latest = desired
                 await asyncio.sleep(2)
                 self._wakeup.set()
+
+    async def _apply_preemptible(self, desired: Desired) -> None:
+        """Apply `desired` in a task of its own, which a fence cancels: stopping the bots
+        must not wait for an apply (a preloader's start, bots stopping one by one)."""
+        applying = self._applying = asyncio.ensure_future(self.apply(desired))
+        try:
+            await asyncio.wait((applying,))
+        finally:
+            self._applying = None
+            if not applying.done():  # this loop itself is being cancelled
+                applying.cancel()
+        if applying.cancelled():
+            log.warning("apply_preempted", gen=desired.gen)
+        else:
+            applying.result()
 
     async def apply(self, desired: Desired) -> None:
         for d in (self.programs_dir, self.archive_dir, self.options.log_dir):
@@ -194,7 +210,14 @@ class Reconciler:
         """Stop every bot and apply nothing more until the next submitted desired state;
         the bots it stopped. The preloader and the market-data proxy run on. None, and
         nothing stopped, if a desired state was submitted after the `since`-th: the
-        controller spoke again after the fence was decided (its word wins)."""
+        controller spoke again after the fence was decided (its word wins). An apply under
+        way is cancelled first (the fence does not wait for it): it is dropped, like any
+        desired state queued, until the controller's next word."""
+        if since is not None and self.submitted != since:
+            return None
+        self._fenced, self._latest = True, None
+        if self._applying is not None:
+            self._applying.cancel()
         async with self._lock:
             if since is not None and self.submitted != since:
                 return None

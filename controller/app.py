@@ -46,6 +46,7 @@ from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
 from controller.moves.evacuation import Evacuation
+from controller.moves.failover import Failover
 from controller.moves.guard import MoveGuard
 from controller.moves.recovery import recover_moves
 from controller.moves.transfer import Transfer
@@ -165,9 +166,13 @@ def build(
     # The one way a bot moves between pools, for evacuation and migration alike.
     transfer = Transfer(pools, base / "migrating")
     evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
+    backups = BackupService(settings.backups_path, transfer, guard, events,
+                            settings.backup_retention_days, offsite=offsite)  # fmt: skip
+    failover = Failover(pools, placement, guard=guard, transfer=transfer, backups=backups,
+                        clock=clock)  # fmt: skip
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
                       events=events, evacuation=evacuation, alarm=alarm,
-                      clock=clock)  # fmt: skip
+                      clock=clock, failover=failover)  # fmt: skip
     migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard,
                         transfer=transfer)  # fmt: skip
     return Controller(
@@ -177,8 +182,7 @@ def build(
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
         upgrader=Upgrader(pools, transfer, guard, placement), census=census,
-        backups=BackupService(settings.backups_path, transfer, guard, events,
-                              settings.backup_retention_days, offsite=offsite),
+        backups=backups,
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
         usage=UsageSampler(pools.registry, UsageHistory(), clock),
     )  # fmt: skip

@@ -85,6 +85,9 @@ class Hello:
     freqtrade: str = ""
     # Whether the agent fenced its pool (stopped every bot) while the controller was away.
     fenced: bool = False
+    # Its AGENT_FENCE_TIMEOUT (0: it never fences): the controller waits for the longer of
+    # it and its own before it replaces a lost pool (they differ during an upgrade).
+    fence_timeout_ms: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -95,6 +98,8 @@ class Hello:
         }  # fmt: skip
         if self.fenced:
             wire["fenced"] = True
+        if self.fence_timeout_ms:
+            wire["fence_timeout_ms"] = self.fence_timeout_ms
         return wire
 
     @classmethod
@@ -113,6 +118,9 @@ class Hello:
             freqtrade=short_str(m, "freqtrade", 64) if "freqtrade" in m else "",
             # Absent from older agents' hellos, and when not fenced.
             fenced=bool(typed(m, "fenced", bool, optional=True)),
+            # Absent from older agents' hellos, and when the agent does not fence.
+            fence_timeout_ms=int_in(m, "fence_timeout_ms", 0, 24 * 3600 * 1000)
+            if "fence_timeout_ms" in m else 0,
         )  # fmt: skip
 
 

@@ -42,6 +42,11 @@ class AgentSettings:
         "AGENT_FENCE_TIMEOUT", integer(0, 24 * 3600 * 1000), "0",
         "ms without the controller after which the agent stops every bot (0: never)",
     )  # fmt: skip
+    fence_margin_ms: int = setting(
+        "AGENT_FENCE_MARGIN", integer(0, 24 * 3600 * 1000), "0",
+        "ms the controller waits past AGENT_FENCE_TIMEOUT: a fence that ends later is logged "
+        "as late (0: not checked)",
+    )  # fmt: skip
     preload_modules: str = bots.preload_modules()
     market_data_proxy: bool = market_data.market_data_proxy()
     market_data_port: int = setting(

@@ -108,6 +108,18 @@ def with_bucket(
     return sorted(merged, key=lambda p: (p.stamp, p.db))
 
 
+def latest(points: list[RestorePoint]) -> list[RestorePoint]:
+    """The newest point of each database the bot has (one, unless it switched between dry
+    run and live), from a listing sorted oldest first; a local copy wins over the bucket's."""
+    newest: dict[str, RestorePoint] = {}
+    for point in points:
+        kept = newest.get(point.db)
+        if kept is None or point.stamp > kept.stamp or (point.stamp == kept.stamp
+                                                         and point.local):  # fmt: skip
+            newest[point.db] = point
+    return sorted(newest.values(), key=lambda p: (p.stamp, p.db))
+
+
 def parse_choice(body: object) -> tuple[str | None, float | None]:
     """A restore request's body: {"restorePoint": id} or {"time": ISO 8601}, one of them."""
     if not isinstance(body, dict) or set(body) - {"restorePoint", "time"} or len(body) != 1:

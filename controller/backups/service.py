@@ -22,7 +22,14 @@ import structlog
 from common.protocol import RestoreRequest, RestoreResponse
 from controller.backups.bucket import BucketError
 from controller.backups.offsite import OffsiteCopy, bot_of, thinned
-from controller.backups.points import RestorePoint, bot_dirs, choose, list_points, with_bucket
+from controller.backups.points import (
+    RestorePoint,
+    bot_dirs,
+    choose,
+    latest,
+    list_points,
+    with_bucket,
+)
 from controller.errors import BotUnavailable, Conflict, NotFound
 from controller.events import EventBus
 from controller.moves.guard import MoveGuard
@@ -156,6 +163,20 @@ class BackupService:
         log.info("backup_fetched", bot=bot_id, point=point.id)
         return replace(point, pool_id=pool_id, path=target, local=True)
 
+    async def stage_latest(self, bot: BotRecord, target: Path) -> list[RestorePoint]:
+        """Put the bot's newest restore point of each of its databases into `target` (a bot
+        directory being staged for a failover: its own directory is on a lost node), from
+        the backup target or the bucket; the points used ([]: it has none, or backups are
+        off). OSError or BotUnavailable if one cannot be read or fetched."""
+        if self.root is None:
+            return []
+        chosen = latest(await self.points(bot))
+        for n, point in enumerate(chosen):
+            if not point.local:
+                chosen[n] = point = await self._fetch(point, bot.id, bot.pool_id, self.root)
+            await asyncio.to_thread(_place_point, point, target)
+        return chosen
+
     # -- retention ------------------------------------------------------------------------
 
     def purge(self, bot_id: str) -> None:
@@ -229,6 +250,16 @@ class BackupService:
         for bot_id in due:
             log.info("bot_backups_removed_from_bucket", bot=bot_id)
         return due
+
+
+def _place_point(point: RestorePoint, bot_dir: Path) -> None:
+    """The point as the bot's database in `bot_dir`, private (its new agent gives the
+    directory to the bot's user)."""
+    bot_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = bot_dir / f".{point.db}.tmp"
+    shutil.copyfile(point.path, tmp)
+    tmp.chmod(0o600)
+    tmp.replace(bot_dir / point.db)
 
 
 def _copy_point(point: RestorePoint, directory: Path) -> None:

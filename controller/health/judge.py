@@ -42,6 +42,8 @@ class Rules:
     # Seconds a bot without a process waits for its agent to apply the pool's latest
     # desired state before it is judged anyway (an agent stuck behind its controller).
     apply_grace: float = 30.0
+    # AGENT_FENCE_MARGIN in seconds: added to an agent's own fence timeout (its hello's).
+    fence_margin: float = 0.0
 
 
 # -- pools ------------------------------------------------------------------------------
@@ -65,6 +67,9 @@ class PoolSeen:
     bots: int
     deleting: int  # of them, bots being deleted: gone for sure if the pool is missing
     heard_at: float  # when its agent last spoke, or its connection was lost
+    # The fence timeout its agent announced in its hello (seconds; 0: none announced): it
+    # may differ from the controller's own during an upgrade, and the longer one counts.
+    agent_fence: float = 0.0
 
 
 class Recovery(enum.StrEnum):
@@ -72,6 +77,9 @@ class Recovery(enum.StrEnum):
     RESTART = "restart"  # and once restarted, its record starts afresh
     RECREATE = "recreate"
     EVACUATE = "evacuate"
+    # Its node is unreachable and its agent has fenced: its bots start elsewhere, each from
+    # its latest backup (controller/moves/failover.py).
+    FAILOVER = "failover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +125,13 @@ def _recovery(
     first = health.first_start if health.starts else now
     # Replacing a pool (recreated, or its bots moved) starts its bots anew elsewhere: with
     # fencing, not before its agent, wherever it is, has stopped them.
-    replaceable = not fenced_in(seen.heard_at, now, rules.fence_wait)
+    wait = fence_wait(rules, seen.agent_fence)
+    replaceable = not fenced_in(seen.heard_at, now, wait)
+    if seen.runtime == RuntimeState.UNREACHABLE:
+        # Whether its bots still run cannot be told: replaced only once its agent's fence
+        # has surely stopped them (never without fencing: an operator decides then), and
+        # never restarted in place (its node would run the new task beside the old).
+        return health, Recovery.FAILOVER if wait > 0 and replaceable else None
     # Started again and again, never healthy, for a while (not a passing hiccup of the
     # runtime or its storage): move its bots to other pools.
     if seen.runtime != RuntimeState.RUNNING and health.starts >= rules.pool_starts \
@@ -138,6 +152,14 @@ def _recovery(
     if now - health.agent_restarted > 2 * grace:
         return replace(health, agent_restarted=None), Recovery.RESTART
     return health, None
+
+
+def fence_wait(rules: Rules, agent_fence: float) -> float:
+    """Seconds of silence before a pool may be replaced: the controller's fence timeout
+    plus margin, or its agent's own timeout plus the margin if that is longer (0: none)."""
+    if agent_fence <= 0:
+        return rules.fence_wait
+    return max(rules.fence_wait, agent_fence + rules.fence_margin)
 
 
 def fenced_in(heard_at: float, now: float, fence_wait: float) -> bool:

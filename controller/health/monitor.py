@@ -23,6 +23,7 @@ import structlog
 from common.settings import ControllerSettings
 from common.states import ProcessState
 from controller.bots.manager import BotManager
+from controller.errors import RuntimeFailure
 from controller.events import EventBus
 from controller.health.judge import (
     CLEAN_BOT,
@@ -44,9 +45,11 @@ from controller.health.restarts import RestartPolicy
 from controller.health.status import is_healthy
 from controller.metrics import Metrics
 from controller.moves.evacuation import Evacuation
+from controller.moves.failover import Failover
 from controller.pools.alarm import Alarm
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, RestartRecord
+from controller.runtimes import RuntimeState
 
 log = structlog.get_logger("controller.monitor")
 # An evaluation of 10,000 pools and 100,000 bots takes seconds of CPU: it hands the event
@@ -64,6 +67,7 @@ class MonitorConfig:
     pool_starts: int = 3
     memory_grace: float = 30.0  # seconds a bot may stay over its memory limit
     fence_wait: float = 0.0  # AGENT_FENCE_TIMEOUT + AGENT_FENCE_MARGIN, 0 without fencing
+    fence_margin: float = 0.0  # AGENT_FENCE_MARGIN
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> MonitorConfig:
@@ -81,6 +85,7 @@ class MonitorConfig:
             memory_grace=settings.bot_memory_grace_ms / 1000,
             fence_wait=(settings.fence_timeout_ms + settings.fence_margin_ms) / 1000
             if settings.fence_timeout_ms else 0.0,
+            fence_margin=settings.fence_margin_ms / 1000,
         )  # fmt: skip
 
 
@@ -88,6 +93,7 @@ class Monitor:
     def __init__(
         self, pools: PoolManager, bots: BotManager, config: MonitorConfig, *, metrics: Metrics,
         events: EventBus, evacuation: Evacuation, alarm: Alarm, clock: Clock = time.time,
+        failover: Failover | None = None,
     ) -> None:  # fmt: skip
         self.pools = pools
         self.registry = pools.registry
@@ -95,6 +101,7 @@ class Monitor:
         self.lifecycle = pools.lifecycle
         self.bots = bots
         self.evacuation = evacuation
+        self.failover = failover  # a pool on a lost node (a multi-host runtime's)
         self.metrics = metrics
         self.events = events
         # The seed's monitor.addListener: every health and recovery event, as it is stored.
@@ -102,7 +109,8 @@ class Monitor:
         self.interval = config.interval
         self.rules = Rules(config.policy, config.unresponsive_after,
                            pools.sessions.pool_grace, config.pool_starts,
-                           config.memory_grace, config.fence_wait)  # fmt: skip
+                           config.memory_grace, config.fence_wait,
+                           fence_margin=config.fence_margin)  # fmt: skip
         # Rung by whoever sees trouble (controller/pools/alarm.py), and by the monitor itself.
         self.alarm = alarm
         self.clock = clock
@@ -202,10 +210,13 @@ class Monitor:
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
+        if state == RuntimeState.MISSING and self.failover and pool_id in self.failover.abandoned:
+            state = RuntimeState.UNREACHABLE  # a failover cut short: taken up again
         # Its bots count only for a suspect pool: one that would be recovered.
         bots = self.registry.bots_in(pool_id) if suspect else []
         seen = PoolSeen(suspect, state, len(bots), sum(b.deleting for b in bots),
-                        heard_at=max(live.last_seen, live.disconnected_at))  # fmt: skip
+                        heard_at=max(live.last_seen, live.disconnected_at),
+                        agent_fence=live.fence_timeout)  # fmt: skip
         now = self.clock()
         verdict = judge_pool(self._pools.get(pool_id, HEALTHY_POOL), seen, now, self.rules)
         self._pools[pool_id] = verdict.health
@@ -236,6 +247,11 @@ class Monitor:
         pool = self.registry.pools[pool_id]
         if recovery is Recovery.EVACUATE:
             return self.evacuation.evacuate(pool)
+        if recovery is Recovery.FAILOVER:
+            if self.failover is None:
+                raise RuntimeFailure(f"pool {pool_id} is unreachable and nothing can fail it over")
+            live = self.registry.live[pool_id]
+            return self.failover.fail_over(pool, max(live.last_seen, live.disconnected_at))
         if recovery is Recovery.RECREATE:
             return self.lifecycle.recreate(pool)
         if recovery is Recovery.RESTART:
@@ -262,7 +278,7 @@ class Monitor:
                              error=error)  # fmt: skip
             self.metrics.pool_recoveries.labels(action, "failed").inc()
         else:
-            if action == Recovery.EVACUATE:  # the pool is gone; a new pool may reuse its id
+            if action in (Recovery.EVACUATE, Recovery.FAILOVER):  # gone; its id may be reused
                 self._pools.pop(pool_id, None)
             report.recovery_actions.append({"action": action, "poolId": pool_id, "ok": True})
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=True)

@@ -56,7 +56,8 @@ class Evacuation:
         # Users' changes to these bots wait (409) until they are in their new pools.
         with self.guard.pool_moving(pool_id):
             await pools.runtime.discard(pool_id)
-            if await pools.runtime.inspect(pool_id) == RuntimeState.RUNNING:
+            if await pools.runtime.inspect(pool_id) not in (RuntimeState.EXITED,
+                                                            RuntimeState.MISSING):  # fmt: skip
                 raise RuntimeFailure(f"pool {pool_id} still runs; its bots stay where they are")
             # Nothing of it runs: its deleted bots are gone.
             await pools.lifecycle.finish_deletions(pool_id)

@@ -39,6 +39,7 @@ from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
 HOLD_TIMEOUT = 90.0  # supervisord gives a bot 30 s to stop; its agent reports within seconds
+_NOTHING_RUNS = frozenset((RuntimeState.EXITED, RuntimeState.MISSING))
 
 
 class StepFailed(FtpoolError):
@@ -55,12 +56,15 @@ class Transfer:
 
     # -- hold and release ---------------------------------------------------------------
 
-    async def hold(self, bot: BotRecord) -> BotRecord:
+    async def hold(self, bot: BotRecord, *, fenced: bool = False) -> BotRecord:
         """Hold the bot and wait until its agent has stopped it and removed its program
-        (at once where nothing of its pool runs)."""
+        (at once where nothing of its pool runs). `fenced`: its pool was abandoned on a
+        lost node once its agent's fence had stopped its bots (controller/moves/
+        failover.py): no agent is there to wait for."""
         self.can_hold(bot.pool_id)
         held = await self._set_held(bot, True)
-        await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
+        if not fenced:
+            await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
 
     async def release(self, bot: BotRecord) -> BotRecord:
@@ -96,7 +100,8 @@ class Transfer:
         self, pool_id: str, done: Callable[[PoolLive], bool] = lambda _live: True
     ) -> None:
         """Wait until the pool's agent has applied its current desired state (and `done`
-        holds of its report), or nothing of the pool runs at all."""
+        holds of its report), or nothing of the pool runs at all (confirmed: a pool on an
+        unreachable node may run on, and is waited for like a running one)."""
         gen = self.registry.pools[pool_id].generation
         deadline = time.monotonic() + HOLD_TIMEOUT
         while True:
@@ -104,7 +109,7 @@ class Transfer:
             if live is not None and live.connected:
                 if live.acked_gen >= gen and done(live):
                     return
-            elif await self.pools.runtime.inspect(pool_id) != RuntimeState.RUNNING:
+            elif await self.pools.runtime.inspect(pool_id) in _NOTHING_RUNS:
                 return  # nothing of the pool runs: nor does any bot of it
             if time.monotonic() > deadline:
                 raise StepFailed(f"the agent of {pool_id} did not apply generation {gen} "

@@ -43,6 +43,7 @@ class PoolsConfig:
                 "BOT_BUSY_CPU": str(settings.bot_busy_cpu),
                 "BOT_BUSY_WINDOW": str(settings.bot_busy_window_ms),
                 "AGENT_FENCE_TIMEOUT": str(settings.fence_timeout_ms),
+                "AGENT_FENCE_MARGIN": str(settings.fence_margin_ms),
             },
             pool_grace=settings.pool_grace_ms / 1000,
             fence_timeout=settings.fence_timeout_ms / 1000,

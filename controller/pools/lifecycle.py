@@ -144,7 +144,8 @@ class PoolLifecycle:
             state = await self.runtime.inspect(pool.id)
             bots = self.registry.bots_in(pool.id)
             log.info("pool_adopted", pool=pool.id, state=state, bots=len(bots))
-            if state != RuntimeState.RUNNING and bots:
+            # An unreachable pool is the monitor's: replaced once its agent has fenced.
+            if state not in (RuntimeState.RUNNING, RuntimeState.UNREACHABLE) and bots:
                 try:
                     await (self.recreate(pool) if state == RuntimeState.MISSING
                            else self.runtime.restart(pool.id))  # fmt: skip

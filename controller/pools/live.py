@@ -38,6 +38,9 @@ class PoolLive:
     market_data_taken: bool = False  # a stranger held its port, and the proxy has not since
     backup: BackupState | None = None  # the pool's backups, if it makes any
     features: frozenset[str] = frozenset()  # from the agent's hello (AGENT_FEATURES)
+    # The agent's own AGENT_FENCE_TIMEOUT in seconds, from its hello (0: it did not say);
+    # kept once it is gone: the controller waits for the longer of it and its own.
+    fence_timeout: float = 0.0
 
     @property
     def connected(self) -> bool:

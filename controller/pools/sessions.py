@@ -105,6 +105,7 @@ class AgentSessions:
         live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
         live.features = frozenset(hello.features)
         live.freqtrade_version = hello.freqtrade
+        live.fence_timeout = hello.fence_timeout_ms / 1000
         live.seq = 0  # a reconnected or restarted agent numbers its heartbeats anew
         live.bots = {s.id: s for s in hello.programs}
         orphans = [b for b in live.bots if self.registry.bots.get(b) is None]

@@ -17,8 +17,12 @@ from common.ownership import own_tree
 
 class RuntimeState(enum.StrEnum):
     RUNNING = "running"
-    EXITED = "exited"
+    EXITED = "exited"  # confirmed: nothing of it runs
     MISSING = "missing"
+    # On a node the runtime cannot reach (down, cut off): whether its task still runs cannot
+    # be told. Only a multi-host runtime says it (swarm); such a pool is replaced only once
+    # its agent's fence has surely stopped its bots (controller/health/judge.py).
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,12 @@ class PoolRuntime(abc.ABC):
     @abc.abstractmethod
     async def discard(self, pool_id: str) -> None:
         """Make sure nothing of the pool runs, or can start again by itself; keep its files."""
+
+    async def abandon(self, pool_id: str) -> None:
+        """Give up a pool on an unreachable node, its agent having fenced its bots: nothing
+        of it may start again, here or there, though its end cannot be confirmed (its node,
+        once back, removes what is left). By default (one host): discard it."""
+        await self.discard(pool_id)
 
     async def stop(self, pool_id: str) -> None:
         """Stop the pool's bots gracefully (each as its supervisord program stops), and the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import docker
@@ -117,24 +117,39 @@ def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
 
 
 def task_state(
-    service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]]
-) -> RuntimeState:
-    """A pool's state from its service (its attributes, None: no service) and its tasks:
-    running while the task Swarm wants running runs or is on its way (pending on its node
-    included), and while no task is wanted yet because the service was just made or is
-    being restarted (stop-first: the old task stops before its replacement is made);
-    exited once the task ended (failed, complete, shutdown, rejected) or was scaled away."""
+    service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]],
+    lost: Collection[str] = frozenset(),
+) -> RuntimeState:  # fmt: skip
+    """A pool's state from its service (its attributes, None: no service), its tasks and
+    the ids of the nodes that are not `ready` (`lost`: down, unknown, disconnected):
+    unreachable while a task of it was last seen live on such a node (whatever Swarm now
+    wants of it: on a down node it sets the task's desired state to shutdown, but cannot
+    stop it); running while the task Swarm wants running runs or is on its way (pending
+    on its node included), and while no task is wanted yet because the service was just
+    made or is being restarted (stop-first: the old task stops before its replacement is
+    made); exited once the task ended (failed, complete, shutdown, rejected) or was scaled away."""
     if service is None:
         return RuntimeState.MISSING
+    tasks = list(tasks)
+    if any(t.get("NodeID") in lost and _live(t) for t in tasks):
+        return RuntimeState.UNREACHABLE
     spec = service.get("Spec", {})
     if spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1) == 0:
         return RuntimeState.EXITED
     task = current_task(tasks)
     if task is not None and task.get("DesiredState") == "running":
-        live = task.get("Status", {}).get("State") in LIVE_STATES
-        return RuntimeState.RUNNING if live else RuntimeState.EXITED
+        return RuntimeState.RUNNING if _live(task) else RuntimeState.EXITED
     updating = (service.get("UpdateStatus") or {}).get("State") == "updating"
     return RuntimeState.RUNNING if task is None or updating else RuntimeState.EXITED
+
+
+def _live(task: Mapping[str, Any]) -> bool:
+    return task.get("Status", {}).get("State") in LIVE_STATES
+
+
+def lost_nodes(nodes: Iterable[Node]) -> frozenset[str]:
+    """The ids of the nodes whose tasks cannot be confirmed (not `ready`)."""
+    return frozenset(node.id for node in nodes if node.state != "ready")
 
 
 def task_address(task: Mapping[str, Any], network: str) -> str | None:
@@ -279,15 +294,25 @@ class SwarmRuntime(DockerClient, PoolRuntime):
                 return RuntimeState.MISSING
             tasks = self._tasks(service)
             self._remember(pool_id, service, tasks)
-            return task_state(service.attrs, tasks)
+            return task_state(service.attrs, tasks, self._lost_nodes())
 
         return await self._run(inspect)
 
+    def _lost_nodes(self) -> frozenset[str]:
+        return lost_nodes(Node.from_attrs(node.attrs) for node in self.client.nodes.list())
+
     def _scale_down(self, pool_id: str, service: Any) -> None:
-        """No task of the service runs any more (confirmed), or RuntimeFailure."""
+        """No task of the service runs any more (confirmed), or RuntimeFailure (at once for
+        a task on a node that is not ready: it cannot be confirmed)."""
         service.scale(0)
         deadline = time.monotonic() + STOP_TIMEOUT + 30
-        while any(t.get("Status", {}).get("State") in LIVE_STATES for t in self._tasks(service)):
+        while live := [t for t in self._tasks(service) if _live(t)]:
+            lost = self._lost_nodes()
+            if any(t.get("NodeID") in lost for t in live):
+                raise RuntimeFailure(
+                    f"swarm: the node of {self.service_name(pool_id)} is unreachable; "
+                    "its task is not confirmed dead"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeFailure(
                     f"swarm: the task of {self.service_name(pool_id)} did not stop "
@@ -327,6 +352,21 @@ class SwarmRuntime(DockerClient, PoolRuntime):
 
         await self._run(restart)
         log.info("pool_agent_restarted", pool=pool_id)
+
+    async def abandon(self, pool_id: str) -> None:
+        """Remove the service of a pool on an unreachable node without confirming its task
+        ended (its agent has fenced its bots by now): Swarm then never starts it again, and
+        its node, once back, removes the task (measured: issue 15's e2e test)."""
+
+        def abandon() -> None:
+            service = self._service(pool_id)
+            if service is not None:
+                service.remove()
+            self._addresses.pop(pool_id, None)
+            self._nodes.pop(pool_id, None)
+
+        await self._run(abandon)
+        log.warning("pool_service_abandoned", pool=pool_id)
 
     async def stop(self, pool_id: str) -> None:
         def stop() -> None:
@@ -378,6 +418,7 @@ class SwarmRuntime(DockerClient, PoolRuntime):
 
     def _live_pools(self) -> set[str]:
         services = {s.id: s.attrs for s in self.client.services.list(filters={"label": LABEL_POOL})}
+        lost = self._lost_nodes()
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in self.client.api.tasks():
             if task.get("ServiceID") in services:
@@ -385,7 +426,7 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         return {
             attrs["Spec"]["Labels"][LABEL_POOL]
             for service_id, attrs in services.items()
-            if task_state(attrs, by_service.get(service_id, [])) is RuntimeState.RUNNING
+            if task_state(attrs, by_service.get(service_id, []), lost) is RuntimeState.RUNNING
         }
 
     def watch(self, on_event: Callable[[str, str], None]) -> None:

@@ -12,8 +12,20 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from agent import health
-from agent.fence import Decision, Fence, Verdict, decide, kill_survivors, pidfds_of, ws_heartbeat
+from agent.fence import (
+    Decision,
+    Fence,
+    Verdict,
+    decide,
+    kill_survivors,
+    late,
+    lost_since,
+    pidfds_of,
+    ws_heartbeat,
+)
 from agent.programs import PRELOADER, ProgramOptions
 from agent.reconcile import Reconciler
 from common.protocol import Desired
@@ -82,7 +94,8 @@ async def test_the_loop_fences_once_after_the_timeout_and_waits_for_the_controll
     async with running_fence() as (fence, clock, fences):
         fence.connected()
         await settle()
-        clock.now += 3600  # connected: however long, nothing
+        clock.now += 3600  # connected, its pongs coming in: however long, nothing
+        fence.heard()
         await asyncio.sleep(0.1)
         assert fences == [] and not fence.fenced
 
@@ -243,3 +256,85 @@ async def test_a_cancelled_fence_leaves_the_agent_unfenced() -> None:
 
 async def _none() -> None:
     return None
+
+
+# -- contact, the margin, and an apply under way ------------------------------------------
+
+
+def test_contact_was_lost_at_the_last_frame_received() -> None:
+    assert lost_since(None, 50.0) == 50.0  # never heard: from now
+    assert lost_since(40.0, 50.0) == 40.0
+    assert lost_since(60.0, 50.0) == 50.0  # never later than now
+
+
+async def test_a_silent_connection_is_counted_from_its_last_frame_not_its_end() -> None:
+    async with running_fence() as (fence, clock, fences):
+        fence.connected()
+        clock.now += 0.03
+        fence.heard()  # a pong
+        heard = clock.now
+        clock.now += 0.04  # no pong since: the heartbeat gives the connection up
+        fence.disconnected()
+        assert fence.lost_at == heard
+        await settle()
+        assert fences == []  # 0.04 of 0.05 s
+        clock.now = heard + 0.05
+        await asyncio.sleep(0.1)
+        assert fences == [heard + 0.05]
+
+
+def test_a_fence_later_than_the_controllers_wait_is_late() -> None:
+    assert not late(10, 5, lost_at=100.0, done_at=115.0)
+    assert late(10, 5, lost_at=100.0, done_at=115.1)
+    assert not late(10, 0, lost_at=100.0, done_at=1e6)  # the margin not known
+
+
+async def test_a_late_fence_is_logged_as_an_error() -> None:
+    clock = Clock()
+
+    async def slow_stop() -> int:
+        clock.now += 20  # bots that took 20 s to stop
+        return 1
+
+    fence = Fence(10.0, slow_stop, clock, margin=5.0)
+    fence.lost_at = clock.now - 10
+    with capture_logs() as logs:
+        await fence._fence()
+    assert fence.fenced
+    [entry] = [e for e in logs if e["event"] == "fence_late"]
+    assert (entry["after_s"], entry["log_level"]) == (30.0, "error")
+
+
+async def test_a_fence_does_not_wait_for_an_apply_under_way(
+    fake: FakeSupervisor, pool_dir: Path
+) -> None:
+    rec = Reconciler(fake, pool_dir, ProgramOptions(log_dir=pool_dir / "logs"))  # type: ignore[arg-type]
+    await rec.apply(Desired(1, [spec("b1", 9000)]))
+    apply, cancelled = rec.apply, []
+
+    async def stuck_apply(desired: Desired) -> None:
+        try:
+            await asyncio.Event().wait()  # a preloader that never comes up, say
+        except asyncio.CancelledError:
+            cancelled.append(desired.gen)
+            raise
+
+    rec.apply = stuck_apply  # type: ignore[method-assign]
+    task = asyncio.create_task(rec.run())
+    try:
+        rec.submit(Desired(2, [spec("b1", 9000)]))
+        await settle()
+        assert rec._lock.locked()  # generation 2 being applied
+        # Bounded only so that a fence that waited fails instead of hanging.
+        stopped = await asyncio.wait_for(rec.fence(rec.submitted), 10)
+        assert (stopped, cancelled, fake.state("b1")) == (["bot-b1"], [2], "STOPPED")
+        assert rec.applied_gen == 1
+        rec.apply = apply  # type: ignore[method-assign]
+        rec.submit(Desired(3, [spec("b1", 9000)]))  # the controller's next word
+        for _ in range(200):
+            if rec.applied_gen == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert (rec.applied_gen, fake.state("b1")) == (3, "RUNNING")
+    finally:
+        task.cancel()

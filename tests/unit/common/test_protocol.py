@@ -548,6 +548,19 @@ def test_a_fenced_agent_says_so_and_older_agents_and_controllers_do_not_mind() -
     assert "fence" in AGENT_FEATURES
 
 
+def test_an_agent_says_its_fence_timeout_and_older_ones_do_not() -> None:
+    hello = Hello("pool-1", "tok", "1", 10, 9000, features=["fence"], fence_timeout_ms=30000)
+    assert decode(encode(hello)) == hello
+    m = wire(hello)
+    assert m["fence_timeout_ms"] == 30000
+    assert "fence_timeout_ms" not in wire(Hello("pool-1", "tok", "1", 10, 9000))  # never fences
+    del m["fence_timeout_ms"]  # an agent from before it
+    assert decode(pack(m)).fence_timeout_ms == 0
+    for bad in (-1, "30000", 1.5, 24 * 3600 * 1000 + 1):
+        m["fence_timeout_ms"] = bad
+        rejected(m)
+
+
 def test_held_is_a_run_state() -> None:
     m = desired_wire(run="held")
     assert decode(pack(m)).bots[0].run == "held"

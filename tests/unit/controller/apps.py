@@ -42,6 +42,7 @@ class FakeRuntime(PoolRuntime):
         # Pools whose creation fails after the pool exists (its agent never came up, say).
         self.half_made: set[str] = set()
         self.exited: set[str] = set()  # pools whose processes stopped, until restarted
+        self.unreachable: set[str] = set()  # pools on a lost node, until abandoned
         # A slow runtime: a call named here (restart, remove) waits until its event is set.
         self.gates: dict[str, asyncio.Event] = {}
 
@@ -59,6 +60,8 @@ class FakeRuntime(PoolRuntime):
         self.calls.append(("inspect", pool_id))
         if pool_id not in self.launches:
             return RuntimeState.MISSING
+        if pool_id in self.unreachable:
+            return RuntimeState.UNREACHABLE
         return RuntimeState.EXITED if pool_id in self.exited else RuntimeState.RUNNING
 
     async def _gate(self, call: str) -> None:
@@ -77,6 +80,11 @@ class FakeRuntime(PoolRuntime):
     async def discard(self, pool_id: str) -> None:
         self.calls.append(("discard", pool_id))
         self.launches.pop(pool_id, None)
+
+    async def abandon(self, pool_id: str) -> None:
+        self.calls.append(("abandon", pool_id))
+        self.launches.pop(pool_id, None)
+        self.unreachable.discard(pool_id)
 
     async def remove(self, pool_id: str) -> None:
         self.calls.append(("remove", pool_id))

@@ -1,12 +1,13 @@
 """Restore points as the controller lists them from the target, and the choice of one."""
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from agent.backups import stamp_of
-from controller.backups.points import choose, list_points, parse_choice
+from controller.backups.points import choose, latest, list_points, parse_choice
 from controller.backups.service import expired
 from controller.errors import BadRequest, NotFound
 
@@ -49,6 +50,20 @@ def test_a_point_is_chosen_by_id_or_by_time(tmp_path: Path) -> None:
         choose(points, None, T0 - 1, "p1")
     with pytest.raises(NotFound):
         choose(points, f"{DB}@20200101T000000.000000Z", None, "p1")
+
+
+def test_a_failover_takes_the_newest_point_of_each_database(tmp_path: Path) -> None:
+    snapshot(tmp_path, "p1", "b1", T0, 1)
+    newest = snapshot(tmp_path, "p2", "b1", T0 + 60, 2)  # after a move to p2
+    live = tmp_path / "pools" / "p1" / "b1" / "tradesv3.sqlite"
+    live.mkdir(parents=True)
+    (live / f"{stamp_of(T0 + 30)}.sqlite").write_bytes(b"")  # it traded live before
+    points = list_points(tmp_path, "b1")
+    assert [p.id for p in latest(points)] == [f"tradesv3.sqlite@{stamp_of(T0 + 30)}", newest]
+    assert latest([]) == []
+    # The same point in the bucket only, and locally: the local copy is taken.
+    remote = replace(points[-1], local=False)
+    assert latest([points[-1], remote])[0].local and latest([remote, points[-1]])[0].local
 
 
 def test_a_copy_in_the_current_pool_wins(tmp_path: Path) -> None:

@@ -112,6 +112,45 @@ def test_fencing_holds_back_no_restart_in_place() -> None:
     assert silent.recovery is Recovery.RESTART_AGENT
 
 
+UNREACHABLE = RuntimeState.UNREACHABLE
+
+
+def test_a_pool_on_an_unreachable_node_fails_over_only_after_the_fence_and_its_margin() -> None:
+    # Its task may still run its bots (the node is cut off): never restarted in place,
+    # however often it was started, nor replaced before its agent has surely fenced.
+    tried = PoolHealth(suspect=True, starts=5, first_start=T - 1000, last_start=T - 500)
+    for health in (PoolHealth(), tried):
+        waiting = fenced_pool(health, UNREACHABLE, T, heard_at=T - 89)
+        assert waiting.recovery is None and waiting.look_again_at is not None
+        lost = fenced_pool(health, UNREACHABLE, T, heard_at=T - 90)
+        assert lost.recovery is Recovery.FAILOVER and not lost.finish_deletions
+        assert lost.health.starts == health.starts  # not a start of it: a move of its bots
+
+
+def test_without_fencing_a_pool_on_an_unreachable_node_is_left_to_an_operator() -> None:
+    verdict = pool(PoolHealth(), UNREACHABLE, T, heard_at=T - 100_000)
+    assert verdict.recovery is None and verdict.look_again_at is not None
+
+
+def test_the_longer_of_the_controllers_and_the_agents_fence_timeouts_counts() -> None:
+    rules = replace(FENCED, fence_margin=60)  # its own timeout: 30 s
+
+    def failover(agent_fence: float, heard_at: float) -> Recovery | None:
+        seen = judge.PoolSeen(True, UNREACHABLE, 1, 0, heard_at, agent_fence=agent_fence)
+        return judge.judge_pool(PoolHealth(), seen, T, rules).recovery
+
+    # An agent from before an upgrade fences after 120 s: 120 + 60 s of silence are waited.
+    assert failover(120, T - 179) is None
+    assert failover(120, T - 180) is Recovery.FAILOVER
+    # A shorter timeout of the agent's does not shorten the controller's own wait.
+    assert failover(10, T - 89) is None
+    assert failover(10, T - 90) is Recovery.FAILOVER
+    assert failover(0, T - 90) is Recovery.FAILOVER  # not announced: the controller's own
+    # Fencing off at the controller, on at the agent: its timeout plus the margin.
+    assert judge.fence_wait(replace(rules, fence_wait=0), 30) == 90
+    assert judge.fence_wait(replace(rules, fence_wait=0), 0) == 0
+
+
 def test_without_fencing_a_missing_pool_is_made_again_at_once() -> None:
     assert pool(PoolHealth(), MISSING, T, heard_at=T - 1).recovery is Recovery.RECREATE
     assert judge.fenced_in(T - 1, T, 0.0) is False

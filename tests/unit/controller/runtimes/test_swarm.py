@@ -13,10 +13,12 @@ from controller.runtimes.spec import DockerOptions, pool_spec
 from controller.runtimes.swarm import (
     SwarmRuntime,
     current_task,
+    lost_nodes,
     service_spec,
     task_address,
     task_state,
 )
+from controller.runtimes.swarm_nodes import Node
 
 
 def options(tmp_path: Path, **changes: object) -> DockerOptions:
@@ -132,6 +134,53 @@ def test_a_pool_being_restarted_or_stopped(
     assert task_state(attrs, tasks) is expected
 
 
+def on(node: str, t: dict[str, object]) -> dict[str, object]:
+    return {**t, "NodeID": node}
+
+
+@pytest.mark.parametrize(
+    ("attrs", "tasks", "expected"),
+    [
+        # A down node's task: Swarm wants it shut down but cannot tell whether it still
+        # runs (measured: a cut-off node runs its tasks on for the whole partition).
+        (service(), [on("n2", task(9, "running", "shutdown"))], RuntimeState.UNREACHABLE),
+        (service(), [on("n2", task(9, "running"))], RuntimeState.UNREACHABLE),
+        (service(), [on("n2", task(9, "starting"))], RuntimeState.UNREACHABLE),
+        # Scaled to nothing, or being replaced, while its task was cut off: not confirmed.
+        (service(replicas=0), [on("n2", task(9, "running", "shutdown"))], RuntimeState.UNREACHABLE),
+        (
+            service(update="updating"),
+            [on("n2", task(9, "running", "shutdown"))],
+            RuntimeState.UNREACHABLE,
+        ),
+        # Seen ended before its node went: confirmed.
+        (service(), [on("n2", task(9, "failed", "shutdown"))], RuntimeState.EXITED),
+        (
+            service(),
+            [on("n2", task(9, "complete", "shutdown")), on("n1", task(10, "running"))],
+            RuntimeState.RUNNING,
+        ),
+        # A pending task pinned to the down node was never placed on it.
+        (service(), [task(9, "pending")], RuntimeState.RUNNING),
+        # Its node up again (ready): as usual.
+        (service(), [on("n1", task(9, "running", "shutdown"))], RuntimeState.EXITED),
+    ],
+)
+def test_a_pool_on_a_node_that_is_not_ready_is_unreachable(
+    attrs: dict, tasks: list, expected: RuntimeState
+) -> None:
+    assert task_state(attrs, tasks, lost={"n2"}) is expected
+
+
+def test_the_nodes_whose_tasks_cannot_be_confirmed() -> None:
+    def node(node_id: str, state: str) -> Node:
+        return Node(node_id, node_id, state, "active", 1 << 30, "10.0.0.1", {})
+
+    nodes = [node("n1", "ready"), node("n2", "down"), node("n3", "unknown"),
+             node("n4", "disconnected")]  # fmt: skip
+    assert lost_nodes(nodes) == {"n2", "n3", "n4"}
+
+
 def test_without_a_service_the_pool_is_missing() -> None:
     assert task_state(None, [task(1, "running")]) is RuntimeState.MISSING
     assert current_task([]) is None
@@ -153,7 +202,8 @@ async def test_an_unreachable_daemon_is_a_runtime_failure(tmp_path: Path) -> Non
     calls = [
         runtime.inspect("pool-3"), runtime.create(LAUNCH), runtime.restart("pool-3"),
         runtime.restart_agent("pool-3"), runtime.stop("pool-3"), runtime.remove("pool-3"),
-        runtime.discard("pool-3"), runtime.stats("pool-3"), runtime.list(),
+        runtime.discard("pool-3"), runtime.abandon("pool-3"), runtime.stats("pool-3"),
+        runtime.list(),
         runtime.node_census(),
     ]  # fmt: skip
     for call in calls:
@@ -162,3 +212,66 @@ async def test_an_unreachable_daemon_is_a_runtime_failure(tmp_path: Path) -> Non
     assert (runtime.bot_host("pool-3"), runtime.pinned_node("pool-3")) == (
         "freqtrade-pool-pool-3", None)  # fmt: skip
     await runtime.close()
+
+
+class FakeService:
+    """A pool's service as the Docker SDK gives it: what was done to it is recorded."""
+
+    id = "svc1"
+
+    def __init__(self, replicas: int = 1) -> None:
+        self.attrs = {"Spec": {"Labels": {"ftpool.pool": "pool-3", "ftpool.node": "n2"},
+                               "Mode": {"Replicated": {"Replicas": replicas}}}}  # fmt: skip
+        self.done: list[str] = []
+
+    def scale(self, replicas: int) -> None:
+        self.done.append(f"scale {replicas}")
+
+    def reload(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        self.done.append("remove")
+
+
+class FakeSwarm:
+    """A manager's view: pool-3's task runs on n2, which is down (cut off)."""
+
+    def __init__(self) -> None:
+        self.service = FakeService()
+        outer = self
+
+        class Services:
+            def get(self, name: str) -> FakeService:
+                assert name == "freqtrade-pool-pool-3"
+                return outer.service
+
+        class Nodes:
+            def list(self) -> list[object]:
+                return [type("N", (), {"attrs": {"ID": i, "Status": {"State": s}}})()
+                        for i, s in (("n1", "ready"), ("n2", "down"))]  # fmt: skip
+
+            def get(self, node_id: str) -> object:
+                return next(n for n in self.list() if n.attrs["ID"] == node_id)  # type: ignore[attr-defined]
+
+        class Api:
+            def tasks(self, filters: dict[str, str]) -> list[dict[str, object]]:
+                return [on("n2", task(9, "running", "shutdown"))]
+
+        self.services, self.nodes, self.api = Services(), Nodes(), Api()
+
+
+async def test_a_pool_on_a_down_node_is_unreachable_never_restarted_and_can_be_abandoned(
+    tmp_path: Path,
+) -> None:
+    swarm = FakeSwarm()
+    runtime = SwarmRuntime(options(tmp_path), client=swarm)  # type: ignore[arg-type]
+    assert await runtime.inspect("pool-3") is RuntimeState.UNREACHABLE
+    # Not confirmable: a restart or a stop fails at once, and nothing is scaled back up.
+    for call in (runtime.restart("pool-3"), runtime.stop("pool-3"), runtime.discard("pool-3")):
+        with pytest.raises(RuntimeFailure, match="unreachable"):
+            await call
+    assert "scale 1" not in swarm.service.done and "remove" not in swarm.service.done
+    await runtime.abandon("pool-3")  # its agent fenced: given up without confirmation
+    assert swarm.service.done[-1] == "remove"
+    assert runtime.pinned_node("pool-3") is None

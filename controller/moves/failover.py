@@ -1,0 +1,129 @@
+"""Failover: the bots of a pool on a lost node start elsewhere, each from its latest backup.
+
+A pool whose node the runtime cannot reach (RuntimeState.UNREACHABLE: a multi-host
+runtime's node down or cut off) may still run its bots there; nothing can confirm they
+stopped. Its agent fences them (agent/fence.py) once cut off for its AGENT_FENCE_TIMEOUT,
+so the monitor fails it over only after that plus AGENT_FENCE_MARGIN of silence
+(controller/health/judge.py). Then:
+
+- the pool is abandoned: its runtime is removed unconfirmed (Swarm never starts it again,
+  and its node, once back, removes its task), and it is marked draining;
+- each bot moves by the transfer every move takes (controller/moves/transfer.py), held at
+  once (its agent has fenced it), but its files are not taken from its old pool (on the
+  lost node's disk): its newest restore point of each database is staged instead, from the
+  backup target or the bucket, which the controller reaches. An event per bot names the
+  restore point and its age. A bot without any restore point is moved stopped, for an
+  operator, rather than trading without its trade database (as an evacuation does);
+- the old pool is left, empty and draining, for the cleanup (POOL_CLEANUP_GRACE): its
+  directory is on the lost node, which the controller does not touch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import structlog
+
+from common.states import RunState
+from controller.backups.points import RestorePoint
+from controller.backups.service import BackupService
+from controller.errors import Conflict, FtpoolError
+from controller.moves.guard import MoveGuard
+from controller.moves.transfer import Transfer
+from controller.pools.manager import PoolManager
+from controller.records import BotRecord, PoolRecord
+from controller.store.allocation import Placement
+
+log = structlog.get_logger("controller.moves")
+
+
+def recovery_point(points: list[RestorePoint], heard_at: float, now: float) -> dict:
+    """What an event says of the restore points a bot failed over from: the newest's id and
+    time, its age now, and `lostSeconds`: how long before its pool was last heard from it
+    was made (trades of those seconds, and of the time until the fence stopped the bot,
+    may be lost; 0 when it was made later, during the partition)."""
+    if not points:
+        return {"restorePoint": None}
+    newest = points[-1]
+    return {
+        "restorePoint": newest.id,
+        "pointTime": datetime.fromtimestamp(newest.time, UTC).isoformat(),
+        "ageSeconds": round(now - newest.time, 1),
+        "lostSeconds": round(max(0.0, heard_at - newest.time), 1),
+    }
+
+
+class Failover:
+    def __init__(
+        self, pools: PoolManager, placement: Placement, *, guard: MoveGuard, transfer: Transfer,
+        backups: BackupService, clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.pools = pools
+        self.registry = pools.registry
+        self.placement = placement
+        self.guard = guard
+        self.transfer = transfer
+        self.backups = backups
+        self.clock = clock
+        # Pools abandoned on a lost node (until the controller restarts): a failover cut
+        # short is taken up again, not the pool recreated on its old directory.
+        self.abandoned: set[str] = set()
+
+    async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
+        """Start every bot of a pool on a lost node elsewhere from its latest backup;
+        `heard_at`: when its agent last spoke (its fence has stopped the bots since)."""
+        if self.guard.lock.locked():
+            raise Conflict(f"pool {pool.id} fails over once the running move ends")
+        async with self.guard.lock:
+            await self._fail_over(pool.id, heard_at)
+
+    async def _fail_over(self, pool_id: str, heard_at: float) -> None:
+        pools = self.pools
+        with self.guard.pool_moving(pool_id):
+            await pools.runtime.abandon(pool_id)
+            # Missing from now on, it is still lost: failed over again, never recreated.
+            self.abandoned.add(pool_id)
+            await pools.lifecycle.finish_deletions(pool_id)
+            await self.registry.apply(await pools.store.set_draining(pool_id, True))
+            pool = self.registry.pools[pool_id]
+            placement = replace(self.placement, pooled=False) if pool.legacy_of else self.placement
+            bots = self.registry.bots_in(pool_id)
+            for bot in bots:
+                await self._move(bot, placement, heard_at)
+        log.warning("pool_failed_over", pool=pool_id, bots=len(bots))
+
+    async def _move(self, bot: BotRecord, placement: Placement, heard_at: float) -> None:
+        transfer, source = self.transfer, bot.pool_id
+        transfer.check_targets(bot.id, placement)
+        points: list[RestorePoint] = []
+        bot = await transfer.hold(bot, fenced=True)
+        try:
+            points = await self._stage(bot)
+            if not points:  # never trades without its trade database
+                await self.registry.apply(
+                    await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
+                )
+            bot = await transfer.relocate(bot, placement, staged=bool(points))
+        except Exception:
+            bot = self.registry.bots[bot.id]
+            await (transfer.recover(bot) if points else transfer.release(bot))
+            raise
+        bot = await transfer.release(bot)
+        point = recovery_point(points, heard_at, self.clock())
+        self.pools.events.emit(
+            "bot_failed_over" if points else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
+            user=bot.user_id, reason="node_lost" if points else "no_backup", fromPool=source,
+            port=bot.port, **point,
+        )  # fmt: skip
+        log.warning("bot_failed_over", bot=bot.id, source=source, target=bot.pool_id, **point)
+
+    async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
+        """Its latest restore points staged as its directory ([]: none could be)."""
+        try:
+            return await self.backups.stage_latest(bot, self.transfer.staging / bot.id)
+        except (OSError, FtpoolError) as exc:
+            log.error("bot_backup_not_staged", bot=bot.id, pool=bot.pool_id, error=str(exc))
+            return []

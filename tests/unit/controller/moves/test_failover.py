@@ -1,0 +1,158 @@
+"""Failover: the bots of a pool on an unreachable node start elsewhere from their latest
+backups, once its agent has surely fenced, as the monitor runs it over the real app."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.backups import stamp_of
+from controller.backups.points import RestorePoint
+from controller.moves.failover import recovery_point
+from tests.unit.controller.apps import (
+    Api,
+    ApiFactory,
+    events_of,
+    obey,
+    obey_new_pools,
+    write_bot_dir,
+)
+
+DB = "tradesv3.dryrun.sqlite"
+
+
+def write_point(api: Api, pool_id: str, bot_id: str, at: float, content: str) -> str:
+    """A restore point as the pool's agent writes it to the backup target; its id."""
+    root = api.controller.settings.backups_path
+    assert root is not None
+    directory = root / "pools" / pool_id / bot_id / DB
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stamp_of(at)}.sqlite").write_text(content)
+    return f"{DB}@{stamp_of(at)}"
+
+
+def bot_db(api: Api, bot_id: str) -> str:
+    pool_id = api.controller.pools.registry.bots[bot_id].pool_id
+    return (api.controller.settings.pools_dir / pool_id / "bots" / bot_id / DB).read_text()
+
+
+async def lose_node(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """b1 and b2 in pool-1, whose node is lost: its agent last heard from now."""
+    for bot_id in ("b1", "b2"):
+        await api.provision(instanceId=bot_id)
+    obey(api, "pool-1")
+    obey_new_pools(api, monkeypatch)
+    live = api.controller.pools.registry.live["pool-1"]
+    live.ws = None  # cut off
+    live.last_seen = live.disconnected_at = api.clock()
+    api.runtime.unreachable.add("pool-1")
+
+
+async def test_a_pool_on_a_lost_node_fails_over_from_backups_after_the_fence(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
+                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
+    await lose_node(api, monkeypatch)
+    registry = api.controller.pools.registry
+    now = time.time()
+    write_point(api, "pool-1", "b1", now + 1, "b1 at +1")
+    newest = write_point(api, "pool-1", "b1", now + 2, "b1 at +2")
+    # What the lost node's disk holds: never read (in a real swarm, not even reachable).
+    write_bot_dir(api, "pools/pool-1/bots/b1")
+
+    api.clock.advance(14.9)  # within AGENT_FENCE_TIMEOUT + AGENT_FENCE_MARGIN: it waits
+    report = await api.controller.monitor.evaluate()
+    assert report.recovery_actions == [] and registry.bots["b1"].pool_id == "pool-1"
+    assert ("restart", "pool-1") not in api.runtime.calls  # never restarted in place
+
+    api.clock.advance(0.1)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    assert ("abandon", "pool-1") in api.runtime.calls
+    assert ("discard", "pool-1") not in api.runtime.calls  # not confirmable: not waited for
+    b1, b2 = registry.bots["b1"], registry.bots["b2"]
+    assert (b1.pool_id, b1.run, b1.held) == ("pool-2", "running", False)
+    assert bot_db(api, "b1") == "b1 at +2"  # its newest restore point, not the lost disk's
+    # b2 has no backup: moved, but stopped rather than trading without its trade database.
+    assert (b2.pool_id, b2.run, b2.held) == ("pool-2", "stopped", False)
+    # The old pool stays, empty and draining, for the cleanup: its directory is the lost
+    # node's, untouched.
+    assert registry.pools["pool-1"].draining and not registry.bots_in("pool-1")
+    assert (api.controller.settings.pools_dir / "pool-1" / "bots" / "b1").is_dir()
+
+    [moved] = await events_of(api, "bot_failed_over", 1)
+    assert (moved.bot_id, moved.pool_id, moved.reason) == ("b1", "pool-2", "node_lost")
+    assert moved.detail["fromPool"] == "pool-1" and moved.detail["restorePoint"] == newest
+    assert moved.detail["lostSeconds"] == 0  # made after the pool was last heard from
+    assert moved.detail["ageSeconds"] >= 0
+    [failed] = await events_of(api, "bot_move_failed", 1)
+    assert (failed.bot_id, failed.reason, failed.detail["restorePoint"]) == (
+        "b2", "no_backup", None)  # fmt: skip
+
+    # Looked at again: the abandoned pool, missing now, is not made again.
+    api.clock.advance(10)
+    report = await api.controller.monitor.evaluate()
+    assert not [a for a in report.recovery_actions if a["poolId"] == "pool-1"]
+    assert api.runtime.calls.count(("create", "pool-1")) == 1
+
+
+async def test_the_agents_own_longer_fence_timeout_is_waited_for(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
+                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
+    await lose_node(api, monkeypatch)
+    # Its agent said in its hello that it fences after 60 s (made before a change, say).
+    api.controller.pools.registry.live["pool-1"].fence_timeout = 60.0
+    api.clock.advance(64.9)
+    assert (await api.controller.monitor.evaluate()).recovery_actions == []
+    api.clock.advance(0.1)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+
+
+async def test_a_failover_cut_short_is_taken_up_again_not_the_pool_made_again(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
+                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
+    await lose_node(api, monkeypatch)
+    write_point(api, "pool-1", "b2", time.time() + 1, "b2's")
+    registry = api.controller.pools.registry
+    transfer = api.controller.transfer
+    relocate = transfer.relocate
+    calls = []
+
+    async def fails_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the store's disk hiccupped")
+        return await relocate(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "relocate", fails_once)
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert [a["ok"] for a in report.recovery_actions] == [False]
+    assert registry.bots["b1"].pool_id == "pool-1" and not registry.bots["b1"].held
+    api.clock.advance(3)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    assert api.runtime.calls.count(("create", "pool-1")) == 1  # never made again
+    assert bot_db(api, "b2") == "b2's"
+
+
+def test_the_recovery_point_an_event_states() -> None:
+    def point(at: float) -> RestorePoint:
+        return RestorePoint(DB, stamp_of(at), "pool-1", Path("/x"), 1)
+
+    assert recovery_point([], 100.0, 200.0) == {"restorePoint": None}
+    stated = recovery_point([point(1000.0), point(1090.0)], heard_at=1095.0, now=1120.0)
+    assert stated["restorePoint"] == f"{DB}@{stamp_of(1090.0)}"
+    assert (stated["ageSeconds"], stated["lostSeconds"]) == (30.0, 5.0)
+    assert stated["pointTime"].startswith("1970-01-01T00:18:10")
+    # Made during the partition (the target still reachable from the node): nothing lost.
+    assert recovery_point([point(1100.0)], 1095.0, 1120.0)["lostSeconds"] == 0

@@ -1,0 +1,27 @@
+"""The transfer's wait for a pool's agent: nothing of the pool running counts as applied
+only where the runtime confirms it."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.moves import transfer
+from controller.moves.transfer import StepFailed
+from tests.unit.controller.apps import Api, ApiFactory
+
+
+async def test_an_unreachable_pool_is_not_confirmed_stopped(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api()
+    await api.provision(instanceId="b1")  # pool-1, its agent not connected
+    monkeypatch.setattr(transfer, "HOLD_TIMEOUT", 0.3)
+    wait_applied = api.controller.transfer.wait_applied
+    api.runtime.unreachable.add("pool-1")  # its node is cut off: it may run on
+    with pytest.raises(StepFailed, match="did not apply"):
+        await wait_applied("pool-1")
+    api.runtime.unreachable.clear()
+    api.runtime.exited.add("pool-1")  # confirmed ended: nor does any bot of it run
+    await wait_applied("pool-1")
+    api.runtime.launches.pop("pool-1")  # gone
+    await wait_applied("pool-1")
