@@ -26,6 +26,7 @@ class FakeController:
         self.connections = 0
         self.frames: asyncio.Queue[Message] = asyncio.Queue()
         self.refuse = False  # close each connection after its hello, as a 4401
+        self.ping = False  # ping each agent after its outbox
 
     async def agents_ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -37,6 +38,8 @@ class FakeController:
             return ws
         for frame in self.outbox:
             await ws.send_bytes(encode(frame))
+        if self.ping:
+            await ws.ping(b"are you there")
         async for msg in ws:
             await self.frames.put(decode(msg.data))
         return ws
@@ -130,8 +133,23 @@ async def test_a_fenced_agent_says_so_and_is_released_by_the_desired_state(
         with serving(tmp_path / "supervisor.sock"):
             hello = await asyncio.wait_for(controller.frames.get(), 10)
             assert isinstance(hello, Hello) and hello.fenced and "fence" in hello.features
+            assert hello.fence_timeout_ms == 3_600_000  # the controller waits for the longer
             async with asyncio.timeout(5):
                 while agent.reconciler._latest is None:
                     await asyncio.sleep(0.01)
         assert agent.reconciler._latest.gen == 7  # to be applied: the bots come back
         assert not agent.fence.fenced and agent.fence.lost_at is None
+
+
+async def test_a_ping_from_the_controller_is_answered_and_counts_as_contact(
+    aiohttp_server: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    async with connected(aiohttp_server, tmp_path, [],
+                         AGENT_FENCE_TIMEOUT="3600000") as (agent, controller):  # fmt: skip
+        controller.ping = True
+        with serving(tmp_path / "supervisor.sock"):
+            assert isinstance(await asyncio.wait_for(controller.frames.get(), 10), Hello)
+            async with asyncio.timeout(5):  # no frame but the ping came: heard
+                while agent.fence.last_heard is None:
+                    await asyncio.sleep(0.01)
+        assert agent.fence.lost_at is not None  # a ping alone is no desired state: not released
