@@ -106,7 +106,7 @@ class Failover:
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
                 )
-            bot = await transfer.relocate(bot, placement, staged=bool(points))
+            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=self._away())
         except Exception:
             bot = self.registry.bots[bot.id]
             await (transfer.recover(bot) if points else transfer.release(bot))
@@ -119,6 +119,15 @@ class Failover:
             port=bot.port, **point,
         )  # fmt: skip
         log.warning("bot_failed_over", bot=bot.id, source=source, target=bot.pool_id, **point)
+
+    def _away(self) -> set[str]:
+        """Pools whose agent was connected and is gone: perhaps on the lost node too
+        (placement does not know nodes), so no target. A pool just made, whose agent has
+        not connected yet, is one (a new pool goes to a ready node)."""
+        return {
+            pool_id for pool_id, live in self.registry.live.items()
+            if not live.connected and live.connected_at > 0
+        }  # fmt: skip
 
     async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
         """Its latest restore points staged as its directory ([]: none could be)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import aiohttp
@@ -134,15 +134,16 @@ class Transfer:
 
     async def relocate(
         self, bot: BotRecord, placement: Placement, *, staged: bool = True,
-        into: str | None = None,
+        into: str | None = None, avoid: Collection[str] = (),
     ) -> BotRecord:  # fmt: skip
-        """The held bot's record moves to a slot of another pool (`into`: that one), in one
-        transaction, and its staged files land there (none if its stage failed: what is in
-        staging then is not this move's). It stays held."""
+        """The held bot's record moves to a slot of another pool (`into`: that one; never
+        one of `avoid`), in one transaction, and its staged files land there (none if its
+        stage failed: what is in staging then is not this move's). It stays held."""
         pools = self.pools
         source = pools.registry.bots[bot.id].pool_id
         token, token_hash = pools.lifecycle.new_token()
-        change = await pools.store.relocate(bot.id, placement, token_hash, held=True, into=into)
+        change = await pools.store.relocate(bot.id, placement, token_hash, held=True, into=into,
+                                            avoid=avoid)  # fmt: skip
         # Both agents are told: the old one no longer has the bot, the new one has it held.
         await pools.registry.apply(change)
         moved = change.bot(bot.id)

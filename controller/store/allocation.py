@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,9 +124,9 @@ _FITS = (
 
 def place(
     db: sqlite3.Connection, bot_id: str, user_id: str, p: Placement, token_hash: str,
-    avoid: str | None = None, need: int = 0, into: str | None = None,
+    avoid: Collection[str] = (), need: int = 0, into: str | None = None,
 ) -> tuple[PoolRecord, int, bool]:  # fmt: skip
-    """Take a free slot in a pool (not `avoid`) whose memory fits the bot's `need` as well
+    """Take a free slot in a pool (none of `avoid`) whose memory fits the bot's `need` as well
     (with a pool memory limit), made if none has one; with `into`, a slot of that pool
     (draining or not: an upgrade fills a pool kept from placement), or Conflict.
 
@@ -149,12 +150,14 @@ def place(
                 f"bot {bot_id}'s memory limit ({need} bytes) is larger than a pool's memory "
                 f"({p.pool_memory} bytes, POOL_MEMORY_LIMIT)"
             )
+        avoided = {f"avoid{n}": pool_id for n, pool_id in enumerate(sorted(avoid))}
+        excluded = f" AND id NOT IN ({', '.join(':' + k for k in avoided)})" if avoided else ""
         row = db.execute(
             f"SELECT * FROM pools WHERE owner IS :owner AND capacity = :capacity"
             f" AND used < capacity AND legacy_of IS NULL AND removing = 0 AND draining = 0"
-            f" AND id IS NOT :avoid{fits} ORDER BY {order} LIMIT 1",
-            {"owner": owner, "capacity": p.max_bots, "avoid": avoid, "default": p.bot_memory,
-             "need": need, "pool_memory": p.pool_memory},
+            f"{excluded}{fits} ORDER BY {order} LIMIT 1",
+            {"owner": owner, "capacity": p.max_bots, "default": p.bot_memory,
+             "need": need, "pool_memory": p.pool_memory, **avoided},
         ).fetchone()  # fmt: skip
     else:
         # A legacy pool serves its one bot only; an empty one left behind is taken again.
@@ -192,11 +195,11 @@ def place(
 
 def relocate(
     db: sqlite3.Connection, bot_id: str, p: Placement, token_hash: str, held: bool,
-    into: str | None = None,
+    into: str | None = None, avoid: Collection[str] = (),
 ) -> Change:  # fmt: skip
     """Move one bot to a slot of another pool (its legacy pool, without pooling; `into`:
-    that pool): the change holds the bot, its old pool and its new one (made if it is in
-    `created`).
+    that pool; never one of `avoid`, nor its own): the change holds the bot, its old pool
+    and its new one (made if it is in `created`).
 
     A legacy pool's bot that leaves its draining (lost) pool for a legacy pool again gets
     a new one, which stands for the bot from now on: the old one stands for nobody."""
@@ -210,7 +213,7 @@ def relocate(
     user_id, old_pool, legacy_of, draining, memory_limit = row
     if not p.pooled and legacy_of == bot_id and draining:
         db.execute("UPDATE pools SET legacy_of = NULL WHERE id = ?", (old_pool,))
-    pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid=old_pool,
+    pool, slot, created = place(db, bot_id, user_id, p, token_hash, avoid={old_pool, *avoid},
                                 need=p.need(memory_limit), into=into)  # fmt: skip
     db.execute(
         "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",

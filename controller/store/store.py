@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,11 +141,12 @@ class Store:
 
     async def relocate(
         self, bot_id: str, placement: Placement, token_hash: str, held: bool,
-        into: str | None = None,
+        into: str | None = None, avoid: Collection[str] = (),
     ) -> Change:  # fmt: skip
         """Move one bot to a slot of another pool (its legacy pool, without pooling;
-        `into`: that pool)."""
-        return await self._write(allocation.relocate, bot_id, placement, token_hash, held, into)
+        `into`: that pool; never one of `avoid`)."""
+        return await self._write(allocation.relocate, bot_id, placement, token_hash, held, into,
+                                 avoid)  # fmt: skip
 
     async def new_pool(
         self, placement: Placement, token_hash: str, owner: str | None, capacity: int,

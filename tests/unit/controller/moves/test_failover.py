@@ -156,3 +156,23 @@ def test_the_recovery_point_an_event_states() -> None:
     assert stated["pointTime"].startswith("1970-01-01T00:18:10")
     # Made during the partition (the target still reachable from the node): nothing lost.
     assert recovery_point([point(1100.0)], 1095.0, 1120.0)["lostSeconds"] == 0
+
+
+async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
+                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
+    await lose_node(api, monkeypatch)
+    await api.provision(instanceId="b3")  # pool-2, a slot to spare
+    # pool-2 is on the lost node too (placement does not know nodes); its agent, gone a
+    # little later, has not surely fenced yet.
+    live = api.controller.pools.registry.live["pool-2"]
+    live.ws, live.last_seen = None, api.clock() + 10
+    api.runtime.unreachable.add("pool-2")
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    registry = api.controller.pools.registry
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
+    assert registry.bots["b3"].pool_id == "pool-2"
