@@ -38,8 +38,11 @@ def bot_db(api: Api, bot_id: str) -> str:
     return (api.controller.settings.pools_dir / pool_id / "bots" / bot_id / DB).read_text()
 
 
-async def lose_node(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """b1 and b2 in pool-1, whose node is lost: its agent last heard from now."""
+async def lose_node(make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """Fencing of 10 s with a margin of 5 s; b1 and b2 in pool-1, whose node is lost: its
+    agent last heard from now."""
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
+                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
     for bot_id in ("b1", "b2"):
         await api.provision(instanceId=bot_id)
     obey(api, "pool-1")
@@ -48,14 +51,13 @@ async def lose_node(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     live.ws = None  # cut off
     live.last_seen = live.disconnected_at = api.clock()
     api.runtime.unreachable.add("pool-1")
+    return api
 
 
 async def test_a_pool_on_a_lost_node_fails_over_from_backups_after_the_fence(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
-                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
-    await lose_node(api, monkeypatch)
+    api = await lose_node(make_api, monkeypatch)
     registry = api.controller.pools.registry
     now = time.time()
     write_point(api, "pool-1", "b1", now + 1, "b1 at +1")
@@ -102,9 +104,7 @@ async def test_a_pool_on_a_lost_node_fails_over_from_backups_after_the_fence(
 async def test_the_agents_own_longer_fence_timeout_is_waited_for(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
-                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
-    await lose_node(api, monkeypatch)
+    api = await lose_node(make_api, monkeypatch)
     # Its agent said in its hello that it fences after 60 s (made before a change, say).
     api.controller.pools.registry.live["pool-1"].fence_timeout = 60.0
     api.clock.advance(64.9)
@@ -117,9 +117,7 @@ async def test_the_agents_own_longer_fence_timeout_is_waited_for(
 async def test_a_failover_cut_short_is_taken_up_again_not_the_pool_made_again(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
-                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
-    await lose_node(api, monkeypatch)
+    api = await lose_node(make_api, monkeypatch)
     write_point(api, "pool-1", "b2", time.time() + 1, "b2's")
     registry = api.controller.pools.registry
     transfer = api.controller.transfer
@@ -161,9 +159,7 @@ def test_the_recovery_point_an_event_states() -> None:
 async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="2", POOL_GRACE="1",
-                              AGENT_FENCE_TIMEOUT="10000", AGENT_FENCE_MARGIN="5000")  # fmt: skip
-    await lose_node(api, monkeypatch)
+    api = await lose_node(make_api, monkeypatch)
     await api.provision(instanceId="b3")  # pool-2, a slot to spare
     # pool-2 is on the lost node too (placement does not know nodes); its agent, gone a
     # little later, has not surely fenced yet.
