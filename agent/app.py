@@ -93,6 +93,20 @@ class Agent:
         # pool whether bots are preloaded).
         run_dir = settings.pool_dir / "run"
         market_data = market_data_program(settings)
+        options = ProgramOptions(
+            log_dir=settings.log_dir,
+            user_prefix=settings.bot_user_prefix,
+            port_start=settings.port_start,
+            run_dir=run_dir,
+            launcher_python=sys.executable,
+            preload_modules=settings.preload_modules,
+            market_data=market_data,
+        )
+        # The reconciler, the reporter and the watch call on each other: each is given the
+        # others as it is made, the watch (made last) through a call that finds it later.
+        self.reconciler = Reconciler(
+            self.supervisor, settings.pool_dir, options, on_change=lambda: self.watch.report_soon()
+        )
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -105,7 +119,8 @@ class Agent:
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,
-            on_port_checked=lambda: self.reconciler.reroute(),
+            proxy_port=self.reconciler.proxy_port,  # the one whose verdict routes the bots
+            on_port_checked=self.reconciler.reroute,
         )
         self.watch = Watch(
             self.reporter,
@@ -114,19 +129,6 @@ class Agent:
             events_path=run_dir / SOCKET_NAME,
             send=self._send_heartbeat,
         )
-        options = ProgramOptions(
-            log_dir=settings.log_dir,
-            user_prefix=settings.bot_user_prefix,
-            port_start=settings.port_start,
-            run_dir=run_dir,
-            launcher_python=sys.executable,
-            preload_modules=settings.preload_modules,
-            market_data=market_data,
-        )
-        self.reconciler = Reconciler(
-            self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
-        )
-        self.reporter.proxy_port = self.reconciler.proxy_port
         self.backups = backups_of(settings, options, self.watch.report_soon)
         self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
