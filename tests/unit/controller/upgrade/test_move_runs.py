@@ -5,13 +5,16 @@ answer there goes back and stops the run; the emptied pool goes."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.app import build, create_app
-from controller.upgrade.run import UpgradeOptions
+from controller.moves.transfer import StepFailed
+from controller.upgrade.moving import runs_and_connected
+from controller.upgrade.run import UpgradeOptions, Upgrader
 from tests.support import make_settings
 from tests.unit.controller.apps import (
     Api,
@@ -22,7 +25,7 @@ from tests.unit.controller.apps import (
     record_hand_overs,
     write_bot_dir,
 )
-from tests.unit.controller.upgrade.test_recovery import B, ImageRuntime
+from tests.unit.controller.upgrade.test_recovery import A, B, ImageRuntime
 
 BOTS = ("b1", "b2")
 
@@ -105,3 +108,38 @@ async def test_a_bot_silent_on_the_new_image_goes_back_and_stops_the_run(
         [f"pools/pool-1/bots/{b}: trades of {b}"] for b in BOTS
     ]
     assert ("remove", "pool-2") in fleet.runtime.calls
+
+
+class Ticking:
+    """A clock that moves on `step` seconds at every reading, from `start`."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.now, self.step = start - step, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def test_times_of_a_move_run_are_the_upgraders_clocks(fleet: Api) -> None:
+    old = fleet.controller.upgrader
+    clock = Ticking(1_000_000.0, 1.5)
+    upgrader = Upgrader(fleet.controller.pools, old.transfer, old.guard, old.mover.placement,
+                        clock=clock)  # fmt: skip
+    run = await upgrader.start(UpgradeOptions(image=B.ref, method="move", timeout=5))
+    assert upgrader._task is not None
+    await upgrader._task
+    assert run.outcome == "upgraded", run
+    assert run.started_at == 1_000_000.0
+    # From a bot's hold to its first answer there: two readings, one step apart.
+    assert run.pools[0].bot_downtime_s == {"b1": 1.5, "b2": 1.5}
+    assert run.finished_at == clock.now
+
+
+async def test_an_agent_that_never_connects_fails_by_the_clock_not_the_wall(fleet: Api) -> None:
+    since = time.time() + 3600  # after pool-1's agent connected: it has not since
+    clock = Ticking(since, 60.0)
+    with pytest.raises(StepFailed, match="did not connect within 120 s"):
+        await runs_and_connected(fleet.controller.pools, "pool-1", A, since, 120.0, clock)
+    with pytest.raises(StepFailed, match="runs img:a, not img:b"):
+        await runs_and_connected(fleet.controller.pools, "pool-1", B, since, 120.0, clock)
