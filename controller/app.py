@@ -16,6 +16,7 @@ from aiohttp import web
 from common.settings import ControllerSettings, SettingsError
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
+from controller.api.bot_tokens import APIBotTokens
 from controller.api.bots import APIBots
 from controller.api.cors import FreqUICors
 from controller.api.events import APIEvents
@@ -232,6 +233,7 @@ def create_app(controller: Controller) -> web.Application:
         APIUsers(controller.bots),
         migration,
         APIUpgrade(controller.upgrader, controller.census),
+        APIBotTokens(controller.bots),  # before the proxy: it answers these paths itself
         proxy,
         UIPages(controller.bots, cookie_secure=s.ui_cookie_secure, frequi_url=s.frequi_url),
     ]
