@@ -93,29 +93,40 @@ class BackupService:
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
         """Stop the bot, put its database back from a restore point, start it again."""
         root = self._root()
-        if bot.deleting:
-            raise Conflict(f"bot {bot.id} is being deleted")
-        self.guard.refuse_if_moving(bot)
+        self._refuse_if_busy(bot)
         live = self.registry.live.get(bot.pool_id)
         if live is None or not live.connected:
             raise BotUnavailable(f"the agent of {bot.pool_id} is not connected; try again")
         if "backup" not in live.features:
             raise Conflict(f"the agent of {bot.pool_id} cannot restore; recreate its pool")
         point = choose(await self.points(bot), point_id, at, bot.pool_id)
-        if not point.local:  # its disk lost: fetched from the bucket first
-            point = await self._fetch(point, bot.id, bot.pool_id, root)
-        async with self.guard.lock:  # no move of this bot (or any) meanwhile
+        async with self.guard.lock:  # no move of this bot (or any), no other restore, meanwhile
+            # Looked at again: deleted, moved or held while this restore waited its turn.
+            current = self.registry.bots.get(bot.id)
+            if current is None:
+                raise NotFound(f"bot {bot.id} is gone")
+            bot = current
+            self._refuse_if_busy(bot)
             with self.guard.bot_moving(bot.id):
-                response = await self._restore_held(self.registry.bots[bot.id], point, root)
+                response = await self._restore_held(bot, point, root)
         self.events.emit("bot_restored", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
                          reason=point.id, kept=response.kept)  # fmt: skip
         return {"restorePoint": point.to_json(), "keptAs": response.kept or None}
+
+    def _refuse_if_busy(self, bot: BotRecord) -> None:
+        if bot.deleting:
+            raise Conflict(f"bot {bot.id} is being deleted")
+        self.guard.refuse_if_moving(bot)
 
     async def _restore_held(
         self, bot: BotRecord, point: RestorePoint, root: Path
     ) -> RestoreResponse:
         held = await self.transfer.hold(bot)
         try:
+            if not point.local:
+                # Its disk lost: fetched from the bucket now that the bot is held (its
+                # agent makes and thins no snapshot of it meanwhile).
+                point = await self._fetch(point, held.id, held.pool_id, root)
             if point.pool_id != held.pool_id:
                 # Written where the bot lived before: its agent reads only its own pool's.
                 target = pool_backup_dir(root, held.pool_id)
@@ -145,13 +156,16 @@ class BackupService:
 
         def fetch() -> None:
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            bucket.download(key, target)
+            bucket.download(key, target, point.size)
 
         try:
             await asyncio.to_thread(fetch)
         except (BucketError, OSError) as exc:
+            # The detail (endpoint, bucket, host paths) is the operator's, not the user's.
+            log.error("backup_fetch_failed", bot=bot_id, point=point.id, error=str(exc))
             raise BotUnavailable(
-                f"restore point {point.id} could not be fetched from the backup bucket: {exc}"
+                f"restore point {point.id} could not be fetched from the backup bucket; "
+                "try again later or choose another point"
             ) from None
         log.info("backup_fetched", bot=bot_id, point=point.id)
         return replace(point, pool_id=pool_id, path=target, local=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -17,7 +18,7 @@ from structlog.testing import capture_logs
 
 from agent.backups import stamp_of
 from common.settings import SettingsError
-from controller.backups.bucket import BucketConfig
+from controller.backups.bucket import Bucket, BucketConfig, BucketError
 from controller.backups.offsite import OffsiteCopy, pause, pending, split_key, thinned
 from controller.backups.points import list_points
 from tests.support import ADMIN_TOKEN, free_port, make_settings
@@ -244,3 +245,21 @@ async def test_an_object_removed_behind_its_back_is_uploaded_after_the_sweep(
     await api.controller.backups.sweep()  # lists the bucket afresh
     assert await offsite.sync() == 1
     assert _keys(s3_url, bucket) == [key]
+
+
+def test_downloads_of_one_point_at_once_each_write_their_own_file(
+    s3_url: str, bucket: str, tmp_path: Path
+) -> None:
+    """Two restores of one point at once (a double click, a retry): neither truncates the
+    other's download, the point arrives whole, and a body of another size is refused."""
+    body = bytes(range(256)) * 8192  # 2 MiB: several chunks
+    _client(s3_url).put_object(Bucket=bucket, Key="k.sqlite", Body=body)
+    store = Bucket(BucketConfig(bucket, s3_url, access_key_id=KEY_ID, secret_access_key=SECRET))
+    target = tmp_path / "p.sqlite"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: store.download("k.sqlite", target, len(body)), range(4)))
+    assert target.read_bytes() == body
+    assert (target.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(BucketError):
+        store.download("k.sqlite", tmp_path / "short.sqlite", len(body) + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.sqlite"]  # no partial file left
