@@ -315,11 +315,26 @@ class Agent:
         )
         if spec is None:
             return RestoreResponse(req.id, error="this pool makes no backups of that bot")
+        if not self.reconciler.begin_restore(req.bot):
+            return RestoreResponse(req.id, error="the bot is not held; hold it first")
+        # The restore runs to its end even if this request is cancelled (the controller went
+        # away): the bot stays unstarted until then.
+        restore = asyncio.ensure_future(self._restore_held(req, spec.port))
+        restore.add_done_callback(lambda done: self._restore_ended(req.bot, done))
         try:
-            info = (await self.supervisor.all_processes()).get(program_name(req.bot))
-            if info is not None and info.state in ACTIVE:
-                return RestoreResponse(req.id, error="the bot is running; hold it first")
-            kept = await self.backups.restore(req.bot, spec.port, req.db, req.point)
+            kept = await asyncio.shield(restore)
         except (OSError, ValueError, RuntimeError, SupervisorError) as exc:
             return RestoreResponse(req.id, error=f"restore failed: {exc}"[:1024])
         return RestoreResponse(req.id, kept=kept)
+
+    def _restore_ended(self, bot_id: str, done: asyncio.Future[str]) -> None:
+        self.reconciler.end_restore(bot_id)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("restore_failed", bot=bot_id, error=str(done.exception()))
+
+    async def _restore_held(self, req: RestoreRequest, port: int) -> str:
+        assert self.backups is not None
+        info = (await self.supervisor.all_processes()).get(program_name(req.bot))
+        if info is not None and info.state in ACTIVE:
+            raise RuntimeError("the bot is running; hold it first")
+        return await self.backups.restore(req.bot, port, req.db, req.point)
