@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import controller.moves.transfer as transfer_module
 from controller.app import build, create_app
 from controller.moves.transfer import StepFailed
 from controller.upgrade.moving import runs_and_connected
@@ -20,6 +21,7 @@ from tests.unit.controller.apps import (
     Api,
     FakeClock,
     bot_dirs,
+    connect,
     obey,
     obey_new_pools,
     record_hand_overs,
@@ -143,3 +145,20 @@ async def test_an_agent_that_never_connects_fails_by_the_clock_not_the_wall(flee
         await runs_and_connected(fleet.controller.pools, "pool-1", A, since, 120.0, clock)
     with pytest.raises(StepFailed, match="runs img:a, not img:b"):
         await runs_and_connected(fleet.controller.pools, "pool-1", B, since, 120.0, clock)
+
+
+async def test_a_hold_that_times_out_releases_the_bot_again(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent connected but too slow to apply the hold: the move fails, and the bot is
+    released at once (nothing was staged), not left held with nothing to start it."""
+    monkeypatch.setattr(transfer_module, "HOLD_TIMEOUT", 0.3)
+    api = await make_api()
+    await api.provision(instanceId="b1")
+    connect(api, "pool-1")  # heard from, but it applies nothing
+    api.controller.pools.registry.live["pool-1"].features = frozenset({"held"})
+    mover = api.controller.upgrader.mover
+    with pytest.raises(StepFailed):
+        await mover.move_one(api.controller.pools.registry.bots["b1"], "pool-9", "pool-1", 1.0)
+    bot = api.controller.pools.registry.bots["b1"]
+    assert (bot.pool_id, bot.held) == ("pool-1", False)
