@@ -115,8 +115,9 @@ class Bucket:
             token = page["NextContinuationToken"]
 
     def upload(self, key: str, path: Path) -> int:
-        """The file at the key, streamed; its size. FileNotFoundError if it is gone."""
-        with path.open("rb") as f:
+        """The file at the key, streamed; its size. FileNotFoundError if it is gone. A link
+        is never followed (a pool's root writes its part of the backup target)."""
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
             self._call("put_object", Key=self.config.prefix + key, Body=f)
             return f.tell()
 

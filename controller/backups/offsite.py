@@ -9,6 +9,7 @@ Pure parts decide (what to upload, what the bucket's retention drops); the loop 
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -138,6 +139,10 @@ class OffsiteCopy(Collector):
                 found.append((*parts, stored.size))
         return found
 
+    def exclusive(self) -> asyncio.Lock:
+        """Held, no upload round runs (the sweep's listing and deletes)."""
+        return self._round
+
     async def sync(self) -> int:
         """One round: upload what the bucket lacks. The number uploaded; never raises."""
         async with self._round:
@@ -152,8 +157,12 @@ class OffsiteCopy(Collector):
             for key in todo[:MAX_UPLOADS_PER_ROUND]:
                 try:
                     size = await asyncio.to_thread(self.bucket.upload, key, self.root / key)
-                except FileNotFoundError:
-                    continue  # thinned by its agent meanwhile
+                except OSError as exc:
+                    # Thinned by its agent meanwhile, or made a link (never followed, never
+                    # copied): the others still go.
+                    if exc.errno not in (errno.ENOENT, errno.ELOOP):
+                        raise
+                    continue
                 remote[key] = StoredObject(key, size, local[key])
                 uploaded += 1
                 self.uploads += 1

@@ -71,6 +71,9 @@ class BackupService:
         self.offsite = offsite  # the bucket's copy of the target, if one is configured
         self.clock = clock
         self.purged: set[str] = set()  # deleted with purge: their backups go at once
+        # Purged bots whose objects must still go from the bucket (it failed, or was
+        # never listed since): they hold exchange keys in their config copies.
+        self.purged_in_bucket: set[str] = set()
         self._wake = asyncio.Event()
 
     def _root(self) -> Path:
@@ -209,6 +212,7 @@ class BackupService:
                 await asyncio.to_thread(shutil.rmtree, directory, True)
             log.info("bot_backups_removed", bot=bot_id)
         if self.offsite is not None:
+            self.purged_in_bucket |= self.purged - known
             due = sorted(set(due) | set(await self._sweep_bucket(known)))
         self.purged &= known  # the rest are gone now, their backups with them
         pools = set(self.registry.pools) | set(self.registry.retiring)
@@ -223,20 +227,27 @@ class BackupService:
         of restore points (a lost disk's points are thinned in the bucket too)."""
         assert self.offsite is not None
         now = self.clock()
+        purged = self.purged | self.purged_in_bucket
         try:
-            remote = await self.offsite.listing(fresh=True)
-            newest: dict[str, float] = {}
-            for key, stored in remote.items():
-                bot_id = bot_of(key)
-                if bot_id is not None and bot_id not in known:
-                    newest[bot_id] = max(newest.get(bot_id, 0.0), stored.modified)
-            due = expired(newest.items(), known, self.purged, now, self.retention)
-            gone = set(due)
-            drop = [k for k in remote if bot_of(k) in gone]
-            drop += [k for k in thinned(remote, now, self.retention_days) if bot_of(k) not in gone]
-            if drop:
-                await asyncio.to_thread(self.offsite.bucket.delete, drop)
-                self.offsite.forget(drop)
+            # No upload round meanwhile: one already reading a purged bot's file would put
+            # it back after this listing.
+            async with self.offsite.exclusive():
+                remote = await self.offsite.listing(fresh=True)
+                newest: dict[str, float] = {}
+                for key, stored in remote.items():
+                    bot_id = bot_of(key)
+                    if bot_id is not None and bot_id not in known:
+                        newest[bot_id] = max(newest.get(bot_id, 0.0), stored.modified)
+                due = expired(newest.items(), known, purged, now, self.retention)
+                gone = set(due)
+                drop = [k for k in remote if bot_of(k) in gone]
+                drop += [
+                    k for k in thinned(remote, now, self.retention_days) if bot_of(k) not in gone
+                ]
+                if drop:
+                    await asyncio.to_thread(self.offsite.bucket.delete, drop)
+                    self.offsite.forget(drop)
+            self.purged_in_bucket.clear()  # every purged bot's objects are gone
         except BucketError as exc:
             log.error("backup_bucket_sweep_failed", error=str(exc))
             return []

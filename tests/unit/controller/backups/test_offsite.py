@@ -16,6 +16,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from structlog.testing import capture_logs
 
+import controller.backups.offsite as offsite_module
 from agent.backups import stamp_of
 from common.settings import SettingsError
 from controller.backups.bucket import Bucket, BucketConfig, BucketError
@@ -263,3 +264,61 @@ def test_downloads_of_one_point_at_once_each_write_their_own_file(
     with pytest.raises(BucketError):
         store.download("k.sqlite", tmp_path / "short.sqlite", len(body) + 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.sqlite"]  # no partial file left
+
+
+async def test_a_purge_the_bucket_refused_is_done_at_a_later_sweep(
+    make_api: ApiFactory, s3_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purged bot's objects (its config copy holds its exchange keys) go from the bucket
+    even when the bucket failed at the sweep that removed the local copies."""
+    api = await make_api(**_env(s3_url, bucket))
+    await alices_bot(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    snapshot(root, "pool-9", "gone", T0, 1)
+    await _offsite(api).sync()
+    service, store = api.controller.backups, _offsite(api).bucket
+    delete = store.delete
+
+    def failing(keys: list[str]) -> None:
+        raise BucketError("the bucket is down")
+
+    monkeypatch.setattr(store, "delete", failing)
+    service.purge("gone")
+    await service.sweep()
+    assert not (root / "pools" / "pool-9").exists()
+    assert any("/gone/" in k for k in _keys(s3_url, bucket))
+    monkeypatch.setattr(store, "delete", delete)
+    assert "gone" in await service.sweep()
+    assert not any("/gone/" in k for k in _keys(s3_url, bucket))
+
+
+async def test_a_link_planted_in_the_target_is_never_uploaded(
+    make_api: ApiFactory, s3_url: str, bucket: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A pool's root writes its part of the backup target: a file made a link to a host
+    file between the scan and the upload is skipped, and the round goes on."""
+    api = await make_api(**_env(s3_url, bucket))
+    await alices_bot(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    files = root / "pools" / "pool-1" / "b1" / "files"
+    files.mkdir(parents=True)
+    (files / "config.json").write_text("{}")
+    (files / "strategy.py").write_text("# the bot's")
+    host_file = tmp_path / "host-secret"
+    host_file.write_text("host only")
+    offsite = _offsite(api)
+    scan = offsite_module.scan_local
+
+    def swapping(path: Path) -> dict[str, float]:
+        found = scan(path)  # the link comes after the scan, before the upload
+        (files / "config.json").unlink()
+        (files / "config.json").symlink_to(host_file)
+        return found
+
+    monkeypatch.setattr(offsite_module, "scan_local", swapping)
+    assert await offsite.sync() >= 1
+    keys = _keys(s3_url, bucket)
+    assert "fleet/a/pools/pool-1/b1/files/strategy.py" in keys
+    assert "fleet/a/pools/pool-1/b1/files/config.json" not in keys
+    assert not offsite.error
