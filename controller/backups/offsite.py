@@ -107,6 +107,7 @@ class OffsiteCopy(Collector):
         self.uploads = 0
         self.last_ok = 0.0
         self._round = asyncio.Lock()  # one round at a time (the loop's, a test's)
+        self._listing: asyncio.Future[list[StoredObject]] | None = None  # under way
 
     async def run(self) -> None:
         while True:  # the agents write their first snapshots meanwhile
@@ -118,13 +119,19 @@ class OffsiteCopy(Collector):
 
     async def listing(self, fresh: bool = False) -> dict[str, StoredObject]:
         """The bucket's objects by key, as last listed, or listed now (BucketError): the
-        sweep lists afresh, so objects removed behind our back are uploaded again."""
-        if fresh:
-            self.remote = None
-        if self.remote is None:
-            listed = {o.key: o for o in await asyncio.to_thread(self.bucket.list)}
-            if self.remote is None:  # not listed by another caller meanwhile
-                self.remote = listed
+        sweep lists afresh, so objects removed behind our back are uploaded again. One
+        listing at a time, shared by every caller waiting for it; the last one serves the
+        others meanwhile."""
+        if fresh or self.remote is None:
+            if self._listing is None:
+                self._listing = asyncio.ensure_future(asyncio.to_thread(self.bucket.list))
+            task = self._listing
+            try:
+                objects = await asyncio.shield(task)
+            finally:
+                if task.done() and self._listing is task:
+                    self._listing = None
+            self.remote = {o.key: o for o in objects}
         return self.remote
 
     async def points(self, bot_id: str) -> list[tuple[str, str, str, str, int]]:

@@ -5,11 +5,13 @@ bucket, an unreachable bucket, and credentials that never show."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -322,3 +324,26 @@ async def test_a_link_planted_in_the_target_is_never_uploaded(
     assert "fleet/a/pools/pool-1/b1/files/strategy.py" in keys
     assert "fleet/a/pools/pool-1/b1/files/config.json" not in keys
     assert not offsite.error
+
+
+async def test_callers_at_once_share_one_bucket_listing(
+    make_api: ApiFactory, s3_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every GET /backups during a sweep's listing used to start a listing of its own (a
+    whole bucket, page by page, in the controller's threads): they share one now."""
+    api = await make_api(**_env(s3_url, bucket))
+    offsite = _offsite(api)
+    store = offsite.bucket
+    calls = []
+    listed = store.list
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return listed(*args)
+
+    monkeypatch.setattr(store, "list", counted)
+    callers = [offsite.listing(fresh=True), *(offsite.listing() for _ in range(5))]
+    results = await asyncio.gather(*callers, offsite.listing(fresh=True))
+    assert len(calls) == 1 and all(r == results[0] for r in results)
+    await offsite.listing(fresh=True)  # a later one lists again
+    assert len(calls) == 2
