@@ -108,6 +108,7 @@ class OffsiteCopy(Collector):
         self.last_ok = 0.0
         self._round = asyncio.Lock()  # one round at a time (the loop's, a test's)
         self._listing: asyncio.Future[list[StoredObject]] | None = None  # under way
+        self.sent: dict[str, float] = {}  # key: the mtime of the file uploaded there
 
     async def run(self) -> None:
         while True:  # the agents write their first snapshots meanwhile
@@ -159,7 +160,9 @@ class OffsiteCopy(Collector):
         try:
             remote = await self.listing()
             local = await asyncio.to_thread(scan_local, self.root)
-            todo = pending(local, {k: o.modified for k, o in remote.items()})
+            # What this process uploaded is compared by the file's own time; the bucket's
+            # time (another clock, whole seconds) only for what it did not upload.
+            todo = pending(local, {k: self.sent.get(k, o.modified) for k, o in remote.items()})
             uploaded = 0
             for key in todo[:MAX_UPLOADS_PER_ROUND]:
                 try:
@@ -171,6 +174,7 @@ class OffsiteCopy(Collector):
                         raise
                     continue
                 remote[key] = StoredObject(key, size, local[key])
+                self.sent[key] = local[key]
                 uploaded += 1
                 self.uploads += 1
         except (BucketError, OSError) as exc:
@@ -180,8 +184,9 @@ class OffsiteCopy(Collector):
         return uploaded
 
     def forget(self, keys: Iterable[str]) -> None:
-        if self.remote is not None:
-            for key in keys:
+        for key in keys:
+            self.sent.pop(key, None)
+            if self.remote is not None:
                 self.remote.pop(key, None)
 
     def _failed(self, error: str) -> None:

@@ -50,7 +50,8 @@ def expired(
 def _newest(directory: Path) -> float:
     newest = directory.stat().st_mtime
     for path in directory.rglob("*"):
-        newest = max(newest, path.stat().st_mtime)
+        with contextlib.suppress(FileNotFoundError):  # thinned since the listing
+            newest = max(newest, path.stat().st_mtime)
     return newest
 
 
@@ -74,6 +75,7 @@ class BackupService:
         # Purged bots whose objects must still go from the bucket (it failed, or was
         # never listed since): they hold exchange keys in their config copies.
         self.purged_in_bucket: set[str] = set()
+        self._sweeping = asyncio.Lock()
         self._wake = asyncio.Event()
 
     def _root(self) -> Path:
@@ -192,7 +194,12 @@ class BackupService:
             self._wake.clear()
 
     async def sweep(self) -> list[str]:
-        """Remove the backups of deleted bots that are due (purged, or past retention)."""
+        """Remove the backups of deleted bots that are due (purged, or past retention); the
+        bots whose backups went. One sweep at a time (the loop's, a caller's)."""
+        async with self._sweeping:
+            return await self._sweep()
+
+    async def _sweep(self) -> list[str]:
         if self.root is None:
             return []
         root = self.root
