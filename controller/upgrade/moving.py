@@ -37,12 +37,12 @@ Step = Callable[[str], Awaitable[None]]
 
 
 async def runs_and_connected(
-    pools: PoolManager, pool_id: str, image: ImageInfo, since: float, timeout: float
+    pools: PoolManager, pool_id: str, image: ImageInfo | None, since: float, timeout: float
 ) -> None:
-    """The pool runs `image` and its agent connected after `since`, within `timeout`
-    seconds of it (StepFailed if not)."""
-    now = await pools.runtime.image_of(pool_id)
-    if now is None or now.id != image.id:
+    """The pool runs `image` (None: the configured one, not checked) and its agent
+    connected after `since`, within `timeout` seconds of it (StepFailed if not)."""
+    now = await pools.runtime.image_of(pool_id) if image is not None else None
+    if image is not None and (now is None or now.id != image.id):
         raise StepFailed(f"{pool_id} runs {now.ref if now else 'nothing'}, not {image.ref}")
     while True:
         live = pools.registry.live.get(pool_id)
@@ -73,14 +73,15 @@ class PoolMove:
         lifecycle.upgrading.add(change.pools[0].id)  # not judged nor cleaned up while it fills
         return change.pools[0], token
 
-    async def start(self, pool: PoolRecord, token: str, image: ImageInfo) -> None:
-        """The fresh pool's runtime, on `image`, with its agent connected."""
+    async def start(self, pool: PoolRecord, token: str, image: ImageInfo | None) -> None:
+        """The fresh pool's runtime, on `image` (None: the configured one, as a node's
+        drain moves pools), with its agent connected."""
         since = time.time()
-        await self.pools.lifecycle.create_runtime(pool, token, image.ref)
+        await self.pools.lifecycle.create_runtime(pool, token, image.ref if image else "")
         await runs_and_connected(self.pools, pool.id, image, since, AGENT_TIMEOUT)
 
     async def move_all(
-        self, entry: PoolUpgrade, image: ImageInfo, timeout: float, step: Step
+        self, entry: PoolUpgrade, image: ImageInfo | None, timeout: float, step: Step
     ) -> None:
         """Make the fresh pool, move every bot of the old one into it, remove the old one;
         StepFailed if a bot did not answer there (it is back in the old pool then)."""
