@@ -106,9 +106,12 @@ class NodeDrain:
         """Label the node `name` (its id or hostname) and start moving its pools away."""
         runtime = self._swarm()
         nodes, _ = await runtime.node_census()
-        node = next((n for n in nodes if name in (n.id, n.hostname)), None)
-        if node is None:
+        found = [n for n in nodes if n.id == name] or [n for n in nodes if n.hostname == name]
+        if not found:
             raise NotFound(f"the swarm has no node {name}")
+        if len(found) > 1:
+            raise Conflict(f"{len(found)} nodes are named {name}; give the node's id")
+        node = found[0]
         running = self.drains.get(node.id)
         if running is not None and running.state == "running":
             raise Conflict(f"node {name} is being drained already")

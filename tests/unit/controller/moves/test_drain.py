@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -139,6 +140,20 @@ async def test_an_unknown_node_and_a_second_drain_are_refused():
     with pytest.raises(Conflict):
         await drain.start("a")
     await finished(drain)
+
+
+async def test_a_hostname_two_nodes_share_is_refused():
+    drain, swarm, _ = drain_of({"a": ["p1"], "b": []}, {"p1": 1})
+    census = swarm.node_census
+
+    async def twins():
+        nodes, pools_on = await census()
+        return [replace(n, hostname="twin") for n in nodes], pools_on
+
+    swarm.node_census = twins
+    with pytest.raises(Conflict, match="2 nodes are named twin"):
+        await drain.start("twin")
+    assert swarm.marked == []
 
 
 async def test_a_runtime_without_nodes_is_refused():
