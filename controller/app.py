@@ -46,6 +46,7 @@ from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
+from controller.moves.drain import NodeDrain
 from controller.moves.evacuation import Evacuation
 from controller.moves.guard import MoveGuard
 from controller.moves.recovery import recover_moves
@@ -121,6 +122,7 @@ class Controller:
     migrator: Migrator
     mapper: BotContainerMapper
     upgrader: Upgrader
+    drain: NodeDrain
     census: ImageCensus
     backups: BackupService
     heap: HeapKeeper
@@ -171,13 +173,16 @@ def build(
                       clock=clock)  # fmt: skip
     migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard,
                         transfer=transfer)  # fmt: skip
+    upgrader = Upgrader(pools, transfer, guard, placement)
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
         auth=auth, sessions=sessions, store=store, events=events, metrics=metrics, pools=pools,
         bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
-        upgrader=Upgrader(pools, transfer, guard, placement), census=census,
+        upgrader=upgrader, census=census,
+        # A node's drain moves pools with the upgrade's `move` method: one mover.
+        drain=NodeDrain(pools, upgrader.mover, guard, clock),
         backups=BackupService(settings.backups_path, transfer, guard, events,
                               settings.backup_retention_days, offsite=offsite),
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
@@ -225,7 +230,7 @@ def create_app(controller: Controller) -> web.Application:
             census=controller.census,
             legacy_container_bytes=s.legacy_container_memory,
         ),
-        APINodes(controller.pools),
+        APINodes(controller.pools, controller.drain),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),
@@ -247,6 +252,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
     app.on_shutdown.append(lambda _app: controller.upgrader.shutdown())
+    app.on_shutdown.append(lambda _app: controller.drain.shutdown())
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app

@@ -38,13 +38,13 @@ Clock = Callable[[], float]  # seconds since the epoch, as time.time (and agents
 
 
 async def runs_and_connected(
-    pools: PoolManager, pool_id: str, image: ImageInfo, since: float, timeout: float,
+    pools: PoolManager, pool_id: str, image: ImageInfo | None, since: float, timeout: float,
     clock: Clock = time.time,
 ) -> None:  # fmt: skip
-    """The pool runs `image` and its agent connected after `since`, within `timeout`
-    seconds of it by `clock` (StepFailed if not)."""
-    now = await pools.runtime.image_of(pool_id)
-    if now is None or now.id != image.id:
+    """The pool runs `image` (None: the configured one, not checked) and its agent
+    connected after `since`, within `timeout` seconds of it by `clock` (StepFailed if not)."""
+    now = await pools.runtime.image_of(pool_id) if image is not None else None
+    if image is not None and (now is None or now.id != image.id):
         raise StepFailed(f"{pool_id} runs {now.ref if now else 'nothing'}, not {image.ref}")
     while True:
         live = pools.registry.live.get(pool_id)
@@ -79,14 +79,15 @@ class PoolMove:
         lifecycle.upgrading.add(change.pools[0].id)  # not judged nor cleaned up while it fills
         return change.pools[0], token
 
-    async def start(self, pool: PoolRecord, token: str, image: ImageInfo) -> None:
-        """The fresh pool's runtime, on `image`, with its agent connected."""
+    async def start(self, pool: PoolRecord, token: str, image: ImageInfo | None) -> None:
+        """The fresh pool's runtime, on `image` (None: the configured one, as a node's
+        drain moves pools), with its agent connected."""
         since = self.clock()
-        await self.pools.lifecycle.create_runtime(pool, token, image.ref)
+        await self.pools.lifecycle.create_runtime(pool, token, image.ref if image else "")
         await runs_and_connected(self.pools, pool.id, image, since, AGENT_TIMEOUT, self.clock)
 
     async def move_all(
-        self, entry: PoolUpgrade, image: ImageInfo, timeout: float, step: Step
+        self, entry: PoolUpgrade, image: ImageInfo | None, timeout: float, step: Step
     ) -> None:
         """Make the fresh pool, move every bot of the old one into it, remove the old one;
         StepFailed if a bot did not answer there (it is back in the old pool then)."""
