@@ -93,6 +93,20 @@ class Agent:
         # pool whether bots are preloaded).
         run_dir = settings.pool_dir / "run"
         market_data = market_data_program(settings)
+        options = ProgramOptions(
+            log_dir=settings.log_dir,
+            user_prefix=settings.bot_user_prefix,
+            port_start=settings.port_start,
+            run_dir=run_dir,
+            launcher_python=sys.executable,
+            preload_modules=settings.preload_modules,
+            market_data=market_data,
+        )
+        # The reconciler, the reporter and the watch call on each other: each is given the
+        # others as it is made, the watch (made last) through a call that finds it later.
+        self.reconciler = Reconciler(
+            self.supervisor, settings.pool_dir, options, on_change=lambda: self.watch.report_soon()
+        )
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -105,7 +119,8 @@ class Agent:
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,
-            on_port_checked=lambda: self.reconciler.reroute(),
+            proxy_port=self.reconciler.proxy_port,  # the one whose verdict routes the bots
+            on_port_checked=self.reconciler.reroute,
         )
         self.watch = Watch(
             self.reporter,
@@ -114,19 +129,6 @@ class Agent:
             events_path=run_dir / SOCKET_NAME,
             send=self._send_heartbeat,
         )
-        options = ProgramOptions(
-            log_dir=settings.log_dir,
-            user_prefix=settings.bot_user_prefix,
-            port_start=settings.port_start,
-            run_dir=run_dir,
-            launcher_python=sys.executable,
-            preload_modules=settings.preload_modules,
-            market_data=market_data,
-        )
-        self.reconciler = Reconciler(
-            self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
-        )
-        self.reporter.proxy_port = self.reconciler.proxy_port
         self.backups = backups_of(settings, options, self.watch.report_soon)
         self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots,
                            margin=settings.fence_margin_ms / 1000)  # fmt: skip
@@ -324,11 +326,26 @@ class Agent:
         )
         if spec is None:
             return RestoreResponse(req.id, error="this pool makes no backups of that bot")
+        if not self.reconciler.begin_restore(req.bot):
+            return RestoreResponse(req.id, error="the bot is not held; hold it first")
+        # The restore runs to its end even if this request is cancelled (the controller went
+        # away): the bot stays unstarted until then.
+        restore = asyncio.ensure_future(self._restore_held(req, spec.port))
+        restore.add_done_callback(lambda done: self._restore_ended(req.bot, done))
         try:
-            info = (await self.supervisor.all_processes()).get(program_name(req.bot))
-            if info is not None and info.state in ACTIVE:
-                return RestoreResponse(req.id, error="the bot is running; hold it first")
-            kept = await self.backups.restore(req.bot, spec.port, req.db, req.point)
+            kept = await asyncio.shield(restore)
         except (OSError, ValueError, RuntimeError, SupervisorError) as exc:
             return RestoreResponse(req.id, error=f"restore failed: {exc}"[:1024])
         return RestoreResponse(req.id, kept=kept)
+
+    def _restore_ended(self, bot_id: str, done: asyncio.Future[str]) -> None:
+        self.reconciler.end_restore(bot_id)
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("restore_failed", bot=bot_id, error=str(done.exception()))
+
+    async def _restore_held(self, req: RestoreRequest, port: int) -> str:
+        assert self.backups is not None
+        info = (await self.supervisor.all_processes()).get(program_name(req.bot))
+        if info is not None and info.state in ACTIVE:
+            raise RuntimeError("the bot is running; hold it first")
+        return await self.backups.restore(req.bot, port, req.db, req.point)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import structlog
 
-from agent.files import make_bot_dir, write_bot_files
+from agent.files import copy_in, make_bot_dir
 from agent.pool_files import write_if_changed
 from common.protocol import BackupState, BotSpec, check_relpath
 from common.states import RunState
@@ -77,6 +77,22 @@ def stamp_of(t: float) -> str:
 
 def time_of(stamp: str) -> float:
     return datetime.strptime(stamp, STAMP + ".%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def check_intact(path: Path) -> None:
+    """ValueError unless the file is a whole SQLite database (a truncated or damaged
+    snapshot, from a full disk or a bucket, is never restored)."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ValueError(f"the restore point is not a readable database: {exc}") from None
+    if result != ("ok",):
+        raise ValueError("the restore point is damaged (quick_check failed)")
 
 
 def to_delete(stamps: list[str], now: float, retention_days: int) -> list[str]:
@@ -239,21 +255,33 @@ class Backups:
         )
 
     def _restore(self, bot_id: str, owner: Owner, db: str, point: str) -> str:
-        data = (self.target / bot_id / db / f"{point}.sqlite").read_bytes()
+        """Crash-safe at every step: the snapshot, checked whole, is copied next to the
+        database first; the database being replaced is kept (a hard link, with its side
+        files renamed to go with it); the copy then replaces it in one rename. Interrupted
+        anywhere, the bot finds its old database or the restored one, never none."""
+        source = self.target / bot_id / db / f"{point}.sqlite"
+        check_intact(source)
         bot_dir = self.bots_dir / bot_id
         make_bot_dir(bot_dir, owner)  # gone with a lost disk: made again, empty
         aside = f".before-restore-{stamp_of(self.clock())}"
+        tmp = f".{db}.restoring"
         fd = os.open(bot_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         kept = ""
         try:
-            for name in (db, *(db + side for side in SIDE_FILES)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=fd)  # left by an interrupted restore
+            copy_in(fd, tmp, source, owner)
+            with contextlib.suppress(FileNotFoundError):
+                # A link never follows: whatever is there is only kept under another name.
+                os.link(db, db + aside, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+                kept = db + aside
+            for side in SIDE_FILES:  # the kept copy's, never to be applied to the restored
                 with contextlib.suppress(FileNotFoundError):
-                    # rename never follows a link: whatever is there is only moved aside.
-                    os.rename(name, name + aside, src_dir_fd=fd, dst_dir_fd=fd)
-                    kept = kept or name + aside
+                    os.rename(db + side, db + aside + side, src_dir_fd=fd, dst_dir_fd=fd)
+            os.rename(tmp, db, src_dir_fd=fd, dst_dir_fd=fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
-        write_bot_files(bot_dir, {db: data}, owner)
         self._seen.pop((bot_id, db), None)
         log.info("bot_database_restored", bot=bot_id, db=db, point=point, kept=kept)
         return kept

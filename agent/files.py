@@ -59,6 +59,24 @@ def _write_at(dir_fd: int, name: str, content: bytes, owner: Owner) -> bool:
     return True
 
 
+def copy_in(dir_fd: int, name: str, source: Path, owner: Owner) -> None:
+    """`source` (root's) copied to a new file `name` in the directory, owned by `owner` and
+    on disk (fsynced) before this returns; FileExistsError if `name` is there."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    try:
+        with source.open("rb") as src, os.fdopen(os.dup(fd), "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+            dst.flush()
+        _own(fd, owner)
+        os.fsync(fd)
+    except BaseException:
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(fd)
+
+
 def make_bot_dir(bot_dir: Path, owner: Owner) -> None:
     """The bot's directory (its parent is root's): private to the bot's user.
 

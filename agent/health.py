@@ -14,9 +14,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from common.settings import HealthcheckSettings
 
 
 def _prepare(path: Path) -> None:
@@ -54,9 +56,10 @@ async def _ask(path: str, timeout: float) -> dict[str, Any]:
         writer.close()
 
 
-def main() -> int:
-    """Exit 0 when the agent answers healthy; run as `python -m agent.healthcheck`."""
-    path = os.environ.get("AGENT_HEALTH_SOCKET", "")
+def main(env: Mapping[str, str] | None = None) -> int:
+    """Exit 0 when the agent answers healthy; run as `python -m agent.healthcheck`.
+    `env`: the settings' variables (default: the environment over `.env`)."""
+    path = HealthcheckSettings.from_env(env).health_socket
     if not path:
         print("AGENT_HEALTH_SOCKET is not set", file=sys.stderr)
         return 2

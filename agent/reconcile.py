@@ -83,6 +83,9 @@ class Reconciler:
         self._applied: Desired | None = None
         self._taken: Desired | None = None  # the desired state the loop took last
         self.submitted = 0  # desired states submitted so far (a fence asked before one is moot)
+        # Bots whose database a restore is replacing: never started meanwhile, whatever the
+        # desired state says (a restore outlives its request if the controller goes away).
+        self._restoring: set[str] = set()
 
     def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None]:
         try:
@@ -197,7 +200,7 @@ class Reconciler:
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
         for spec in desired.bots:
-            if spec.run != RunState.HELD:
+            if spec.run != RunState.HELD and spec.id not in self._restoring:
                 await self._converge(spec, processes.get(program_name(spec.id)))
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
         await asyncio.to_thread(self._save_nonces)
@@ -317,6 +320,23 @@ class Reconciler:
         # would start a bot it has since held for a move); not submit(): that ends a fence.
         if self._latest is None:
             self._latest = taken
+            self._wakeup.set()
+
+    def begin_restore(self, bot_id: str) -> bool:
+        """Keep the bot from starting while its database is restored; False (and nothing
+        kept) unless the controller holds it in the newest desired state it sent."""
+        spec = next((b for b in self._taken.bots if b.id == bot_id), None) if self._taken else None
+        if spec is None or spec.run != RunState.HELD:
+            return False
+        self._restoring.add(bot_id)
+        return True
+
+    def end_restore(self, bot_id: str) -> None:
+        """The restore is over: the newest desired state is applied again (the controller
+        may have released the bot meanwhile), unless a newer one is on its way."""
+        self._restoring.discard(bot_id)
+        if self._latest is None and self._taken is not None and not self._fenced:
+            self._latest = self._taken
             self._wakeup.set()
 
     async def _unload(self, name: str) -> None:

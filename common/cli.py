@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upgrade": ("controller.upgrade.cli:main", "move pools to a new pool image, pool by pool"),
     "bots": ("controller.client.bots:bots", "list, create, start, stop, remove bots; their logs"),
     "pools": ("controller.client.pools:pools", "the pools, their bots and memory (admin)"),
+    "nodes": ("controller.client.nodes:nodes", "the swarm's nodes; drain one (admin)"),
     "events": ("controller.client.events:events", "health transitions and recoveries; -f"),
     "status": ("controller.client.status:status", "the controller and the fleet at a glance"),
     "backup": ("controller.client.backups:backup", "a bot's restore points; restore its trades"),

@@ -16,6 +16,7 @@ from aiohttp import web
 from common.settings import ControllerSettings, SettingsError
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
+from controller.api.bot_tokens import APIBotTokens
 from controller.api.bots import APIBots
 from controller.api.cors import FreqUICors
 from controller.api.events import APIEvents
@@ -45,6 +46,7 @@ from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
+from controller.moves.drain import NodeDrain
 from controller.moves.evacuation import Evacuation
 from controller.moves.failover import Failover
 from controller.moves.guard import MoveGuard
@@ -121,6 +123,7 @@ class Controller:
     migrator: Migrator
     mapper: BotContainerMapper
     upgrader: Upgrader
+    drain: NodeDrain
     census: ImageCensus
     backups: BackupService
     heap: HeapKeeper
@@ -175,13 +178,16 @@ def build(
                       clock=clock, failover=failover)  # fmt: skip
     migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard,
                         transfer=transfer)  # fmt: skip
+    upgrader = Upgrader(pools, transfer, guard, placement)
     return Controller(
         settings=settings, admin_token_file=None if settings.admin_token else base / "admin-token",
         auth=auth, sessions=sessions, store=store, events=events, metrics=metrics, pools=pools,
         bots=bots, guard=guard, transfer=transfer, evacuation=evacuation, monitor=monitor,
         migrator=migrator,
         mapper=BotContainerMapper(pools, legacy),
-        upgrader=Upgrader(pools, transfer, guard, placement), census=census,
+        upgrader=upgrader, census=census,
+        # A node's drain moves pools with the upgrade's `move` method: one mover.
+        drain=NodeDrain(pools, upgrader.mover, guard, clock),
         backups=backups,
         heap=HeapKeeper(HeapConfig.from_settings(settings)),
         usage=UsageSampler(pools.registry, UsageHistory(), clock),
@@ -228,7 +234,7 @@ def create_app(controller: Controller) -> web.Application:
             census=controller.census,
             legacy_container_bytes=s.legacy_container_memory,
         ),
-        APINodes(controller.pools),
+        APINodes(controller.pools, controller.drain),
         APIPoolBot(controller.bots, controller.mapper, controller.usage.history),
         # Bots before the proxy: its lifecycle routes take precedence over proxied paths.
         APIBots(controller.bots, controller.backups),
@@ -236,6 +242,7 @@ def create_app(controller: Controller) -> web.Application:
         APIUsers(controller.bots),
         migration,
         APIUpgrade(controller.upgrader, controller.census),
+        APIBotTokens(controller.bots),  # before the proxy: it answers these paths itself
         proxy,
         UIPages(controller.bots, cookie_secure=s.ui_cookie_secure, frequi_url=s.frequi_url),
     ]
@@ -249,6 +256,7 @@ def create_app(controller: Controller) -> web.Application:
     app.on_shutdown.append(events.shutdown)
     app.on_shutdown.append(migration.shutdown)
     app.on_shutdown.append(lambda _app: controller.upgrader.shutdown())
+    app.on_shutdown.append(lambda _app: controller.drain.shutdown())
     app.cleanup_ctx.append(_lifecycle)
     app.on_cleanup.append(proxy.shutdown)
     return app

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure this machine can build and run the images: docker.io and debootstrap installed,
+# Make sure this machine can build and run the images: docker.io and debootstrap installed
+# (iproute2 and util-linux for the multi-node swarm tests),
 # dockerd running. Idempotent; needs root for the parts it has to do. A daemon that cannot
 # be started is an error, never a skip.
 set -euo pipefail
@@ -7,6 +8,9 @@ set -euo pipefail
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The multi-node swarm tests (tests/e2e/docker/swarm_nodes.py): namespaces and veths.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nsenter >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then
     echo "docker-up: installing ${missing[*]}"
     apt-get update -q

@@ -6,11 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from common.ids import ID_PATTERN, is_valid_id
 from common.settings import backups, bots, core, health, limits, market_data, pools
 from common.settings.loading import _build, load_env
 from common.settings.parsing import MS, SettingsError, absolute_path, choice, integer, setting, text
+
+
+def health_socket() -> Any:
+    return setting(
+        "AGENT_HEALTH_SOCKET", text, "", "unix socket answering health checks (empty: none)"
+    )
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,7 @@ class AgentSettings:
     bot_user_prefix: str = setting(
         "BOT_USER_PREFIX", text, "", "run slot s's bot as user <prefix><s> (empty: as the agent)"
     )
-    health_socket: str = setting(
-        "AGENT_HEALTH_SOCKET", text, "", "unix socket answering health checks (empty: none)"
-    )
+    health_socket: str = health_socket()
     bot_oom_score_adj: int = setting(
         "BOT_OOM_SCORE_ADJ", integer(-1000, 1000), "500",
         "oom_score_adj the agent gives each bot, so the kernel kills a bot, not the pool",
@@ -100,4 +105,17 @@ class AgentSettings:
             problems.append("POOL_TOKEN must be set")
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
+        return settings
+
+
+@dataclass(frozen=True)
+class HealthcheckSettings:
+    """What `python -m agent.healthcheck` reads: where its agent answers (no pool id or
+    token needed to ask it)."""
+
+    health_socket: str = health_socket()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HealthcheckSettings:
+        settings: HealthcheckSettings = _build(cls, load_env() if env is None else env)
         return settings

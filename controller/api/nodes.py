@@ -1,24 +1,49 @@
-"""/api/nodes: the hosts pools run on (POOL_RUNTIME=swarm), with their pools, bots, memory
-and state; an empty list on a single-host runtime."""
+"""/api/nodes: the hosts pools run on (POOL_RUNTIME=swarm), with their pools, bots, memory,
+state and last drain; an empty list on a single-host runtime. POST /api/nodes/{node}/drain
+moves every pool off a node (controller/moves/drain.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 
 from controller.api.middleware import principal
-from controller.api.spec import ADMIN, BOOL, ID, INT, STR, TRUE, answer, obj, op
+from controller.api.spec import (
+    ADMIN,
+    BOOL,
+    ID,
+    INT,
+    NODE_PATTERN,
+    NUM,
+    STR,
+    TRUE,
+    answer,
+    obj,
+    op,
+)
+from controller.errors import BadRequest
+from controller.moves.drain import NodeDrain
 from controller.pools.manager import PoolManager
 from controller.runtimes.swarm import SwarmRuntime
 from controller.runtimes.swarm_nodes import allowed, loads
 
+DRAIN = obj({
+    "node": STR, "started_at": NUM, "state": {"enum": ["running", "done", "failed"]},
+    "finished_at": {"type": ["number", "null"]}, "moved": {"type": "array", "items": obj({
+        "pool": ID, "to": ID, "bots": INT, "seconds": NUM})},
+    "removed": {"type": "array", "items": ID}, "left": {"type": "array", "items": ID},
+    "error": STR,
+})  # fmt: skip
 NODE = obj({
     "id": STR, "hostname": STR, "state": STR, "availability": STR, "address": STR,
     "labels": {"type": "object", "additionalProperties": STR},
     "takesPools": BOOL, "pools": {"type": "array", "items": ID}, "bots": INT,
-    "memoryBytes": INT, "freeMemoryBytes": INT,
+    "memoryBytes": INT, "freeMemoryBytes": INT, "drained": BOOL,
+    "drain": {"oneOf": [{"type": "null"}, DRAIN]},  # its last drain
 })  # fmt: skip
+NODE_NAME = re.compile(f"^{NODE_PATTERN}$")
 
 
 class APINodes:
@@ -29,13 +54,31 @@ class APINodes:
             ok={200: answer(obj({"success": TRUE, "runtime": STR,
                                  "nodes": {"type": "array", "items": NODE}}))},
         ),
+        ("POST", "/api/nodes/{node}/drain"): op(
+            "drain a node: placement stops picking it and its pools move to other nodes, "
+            "one at a time, each bot by the transfer protocol (swarm runtime)",
+            security=ADMIN, tags=("pools",), errors=(400, 404, 409),
+            ok={202: answer(obj({"success": TRUE, "drain": DRAIN}), "the drain started")},
+        ),
     }  # fmt: skip
 
-    def __init__(self, pools: PoolManager) -> None:
+    def __init__(self, pools: PoolManager, drain: NodeDrain) -> None:
         self.pools = pools
+        self.drain = drain
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/api/nodes", self.nodes)]
+        return [
+            web.get("/api/nodes", self.nodes),
+            web.post("/api/nodes/{node}/drain", self.start_drain),
+        ]
+
+    async def start_drain(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        name = request.match_info["node"]
+        if not NODE_NAME.match(name):
+            raise BadRequest("node must be a node's id or hostname")
+        status = await self.drain.start(name)
+        return web.json_response({"success": True, "drain": status.to_json()}, status=202)
 
     async def nodes(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
@@ -52,8 +95,13 @@ class APINodes:
                     "labels": dict(node.labels), "takesPools": allowed(node, runtime.rules),
                     "pools": pools, "bots": sum(self._bots(p) for p in pools),
                     "memoryBytes": node.memory_bytes, "freeMemoryBytes": load.free_memory,
+                    "drained": node.drained, "drain": self._drain_of(node.id),
                 })  # fmt: skip
         return web.json_response({"success": True, "runtime": runtime.name, "nodes": views})
+
+    def _drain_of(self, node_id: str) -> dict[str, Any] | None:
+        status = self.drain.drains.get(node_id)
+        return status.to_json() if status is not None else None
 
     def _bots(self, pool_id: str) -> int:
         if pool_id not in self.pools.registry.pools:

@@ -16,6 +16,7 @@ from common import __version__
 from controller.api.middleware import public
 from controller.api.spec import (
     ID,
+    NODE_PATTERN,
     PUBLIC,
     SCHEMAS,
     STR,
@@ -33,6 +34,10 @@ ANY_METHOD = ("get", "post", "put", "patch", "delete")
 PATH_PARAMETERS: dict[str, Schema] = {
     "instanceId": {"schema": ID, "description": "the bot's id"},
     "poolId": {"schema": ID, "description": "the pool's id"},
+    "node": {
+        "schema": {"type": "string", "pattern": f"^{NODE_PATTERN}$"},
+        "description": "a Swarm node's id or hostname",
+    },
     "userId": {"schema": ID, "description": "the user's id"},
     "tail": {
         "schema": {"type": "string", "minLength": 1},

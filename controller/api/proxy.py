@@ -6,13 +6,13 @@ Two prefixes reach a bot's `/api/v1/<path>`:
 
 The caller authenticates as a controller user; the controller injects the bot's
 own credentials upstream, so the bot's password never leaves the controller.
-FreqTrade's login and refresh are answered by the controller with its own tokens.
+FreqTrade's login and refresh are answered by the controller with its own tokens
+(controller/api/bot_tokens.py), registered before these routes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -28,10 +28,10 @@ from yarl import URL
 from common.ids import InvalidId
 from common.states import RunState
 from controller.api.middleware import AUTHENTICATOR, json_error, public
-from controller.api.spec import BOT_CLIENT, STR, USER, Operations, answer, obj, op
+from controller.api.spec import BOT_CLIENT, USER, Operations, op
 from controller.auth import Principal
 from controller.bots.manager import BotManager
-from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge, Unauthorized
+from controller.errors import BotUnavailable, FtpoolError, PayloadTooLarge
 from controller.health.status import serves
 from controller.metrics import Metrics
 from controller.records import BotRecord
@@ -53,17 +53,6 @@ _EITHER = {
 _PROXY_ANSWERS = {200: _PASSED, **dict.fromkeys((400, 403, 404, 413, 502, 503, 504), _EITHER),
                   "default": _PASSED}  # fmt: skip
 OPERATIONS: Operations = {
-    ("POST", "/bots/{instanceId}/api/v1/token/login"): op(
-        "FreqTrade's login, answered by the controller with its own tokens",
-        security=[{"basicAuth": []}], errors=(400, 403, 404), tags=("bot proxy",),
-        description="Basic auth: the user id and a platform token (not one login issued).",
-        ok={200: answer(obj({"access_token": STR, "refresh_token": STR}))},
-    ),
-    ("POST", "/bots/{instanceId}/api/v1/token/refresh"): op(
-        "a new access token for a refresh token", security=[{"bearerToken": []}],
-        errors=(400, 403, 404), tags=("bot proxy",),
-        ok={200: answer(obj({"access_token": STR}))},
-    ),
     ("*", "/bots/{instanceId}/api/v1/{tail}"): op(
         "the bot's FreqTrade REST API /api/v1/{tail}, passed through", security=BOT_CLIENT,
         tags=("bot proxy",), ok=_PROXY_ANSWERS,
@@ -108,8 +97,6 @@ class APIProxy:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/bots/{instanceId}/api/v1/token/login", self.token_login),
-            web.post("/bots/{instanceId}/api/v1/token/refresh", self.token_refresh),
             web.route("*", "/bots/{instanceId}/api/v1/{tail:.*}", self.proxy),
             web.route("*", "/api/bots/{instanceId}/{tail:.+}", self.proxy),
         ]
@@ -129,34 +116,6 @@ class APIProxy:
     async def shutdown(self, _app: web.Application) -> None:
         if self._session is not None:
             await self._session.close()
-
-    # -- FreqTrade's own login, answered with controller tokens --------------------
-
-    @public
-    async def token_login(self, request: web.Request) -> web.Response:
-        auth = request.app[AUTHENTICATOR]
-        header = request.headers.get("Authorization", "")
-        if not header.lower().startswith("basic "):
-            raise Unauthorized("token/login needs basic auth: user id and an API token")
-        password = header[6:].strip()
-        who = auth.basic(password)
-        if auth.is_issued(_basic_password(password)):
-            # Logging in with a token that login issued would renew access forever.
-            raise Unauthorized("log in with a platform token, not one issued by bot login")
-        self.bots.get(who, request.match_info["instanceId"])
-        return web.json_response(
-            {"access_token": auth.issue(who), "refresh_token": auth.issue(who, "refresh")}
-        )
-
-    @public
-    async def token_refresh(self, request: web.Request) -> web.Response:
-        auth = request.app[AUTHENTICATOR]
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("token/refresh needs the refresh token as Bearer")
-        who = auth.bearer(token.strip(), kind="refresh")
-        self.bots.get(who, request.match_info["instanceId"])
-        return web.json_response({"access_token": auth.issue(who)})
 
     # -- the proxy ----------------------------------------------------------------
 
@@ -346,8 +305,3 @@ async def _pump(source: Any, sink: Any) -> None:
 
 def _kept(headers: Any, drop: frozenset[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
-
-
-def _basic_password(value: str) -> str:
-    """The password half of a basic-auth value (already validated by Authenticator.basic)."""
-    return base64.b64decode(value).decode().partition(":")[2]

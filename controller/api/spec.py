@@ -47,6 +47,8 @@ INT: Schema = {"type": "integer"}
 NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 ID: Schema = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
+# A Swarm node by its id (25 characters) or hostname: nothing else reaches the Docker API.
+NODE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 TRUE: Schema = {"const": True}
 ANY_OBJECT: Schema = {"type": "object"}
 ANY_LIST: Schema = {"type": "array"}

@@ -8,6 +8,8 @@ messages do not; the credentials are scrubbed from them anyway).
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,24 +115,31 @@ class Bucket:
             token = page["NextContinuationToken"]
 
     def upload(self, key: str, path: Path) -> int:
-        """The file at the key, streamed; its size. FileNotFoundError if it is gone."""
-        with path.open("rb") as f:
+        """The file at the key, streamed; its size. FileNotFoundError if it is gone. A link
+        is never followed (a pool's root writes its part of the backup target)."""
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
             self._call("put_object", Key=self.config.prefix + key, Body=f)
             return f.tell()
 
-    def download(self, key: str, target: Path) -> None:
-        """The object into `target`, whole or not at all (private, renamed into place)."""
+    def download(self, key: str, target: Path, size: int | None = None) -> None:
+        """The object into `target`, whole or not at all (a private file of its own, so two
+        downloads never write one file, renamed into place); `size`: what the listing said,
+        a shorter or longer body is an error."""
         body = self._call("get_object", Key=self.config.prefix + key)["Body"]
-        tmp = target.with_name(f".{target.name}.tmp")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(name)
         try:
-            with tmp.open("wb") as f:
-                tmp.chmod(0o600)
+            with os.fdopen(fd, "wb") as f:  # mkstemp's file is 0600
                 for chunk in body.iter_chunks(1 << 20):
                     f.write(chunk)
+                if size is not None and f.tell() != size:
+                    raise OSError(f"{key}: {f.tell()} bytes downloaded, {size} listed")
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(target)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             tmp.unlink(missing_ok=True)
             raise self._error(exc) from None
-        tmp.replace(target)
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1,000 at most

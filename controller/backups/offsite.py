@@ -9,6 +9,7 @@ Pure parts decide (what to upload, what the bucket's retention drops); the loop 
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -106,6 +107,8 @@ class OffsiteCopy(Collector):
         self.uploads = 0
         self.last_ok = 0.0
         self._round = asyncio.Lock()  # one round at a time (the loop's, a test's)
+        self._listing: asyncio.Future[list[StoredObject]] | None = None  # under way
+        self.sent: dict[str, float] = {}  # key: the mtime of the file uploaded there
 
     async def run(self) -> None:
         while True:  # the agents write their first snapshots meanwhile
@@ -117,13 +120,19 @@ class OffsiteCopy(Collector):
 
     async def listing(self, fresh: bool = False) -> dict[str, StoredObject]:
         """The bucket's objects by key, as last listed, or listed now (BucketError): the
-        sweep lists afresh, so objects removed behind our back are uploaded again."""
-        if fresh:
-            self.remote = None
-        if self.remote is None:
-            listed = {o.key: o for o in await asyncio.to_thread(self.bucket.list)}
-            if self.remote is None:  # not listed by another caller meanwhile
-                self.remote = listed
+        sweep lists afresh, so objects removed behind our back are uploaded again. One
+        listing at a time, shared by every caller waiting for it; the last one serves the
+        others meanwhile."""
+        if fresh or self.remote is None:
+            if self._listing is None:
+                self._listing = asyncio.ensure_future(asyncio.to_thread(self.bucket.list))
+            task = self._listing
+            try:
+                objects = await asyncio.shield(task)
+            finally:
+                if task.done() and self._listing is task:
+                    self._listing = None
+            self.remote = {o.key: o for o in objects}
         return self.remote
 
     async def points(self, bot_id: str) -> list[tuple[str, str, str, str, int]]:
@@ -138,6 +147,10 @@ class OffsiteCopy(Collector):
                 found.append((*parts, stored.size))
         return found
 
+    def exclusive(self) -> asyncio.Lock:
+        """Held, no upload round runs (the sweep's listing and deletes)."""
+        return self._round
+
     async def sync(self) -> int:
         """One round: upload what the bucket lacks. The number uploaded; never raises."""
         async with self._round:
@@ -147,14 +160,21 @@ class OffsiteCopy(Collector):
         try:
             remote = await self.listing()
             local = await asyncio.to_thread(scan_local, self.root)
-            todo = pending(local, {k: o.modified for k, o in remote.items()})
+            # What this process uploaded is compared by the file's own time; the bucket's
+            # time (another clock, whole seconds) only for what it did not upload.
+            todo = pending(local, {k: self.sent.get(k, o.modified) for k, o in remote.items()})
             uploaded = 0
             for key in todo[:MAX_UPLOADS_PER_ROUND]:
                 try:
                     size = await asyncio.to_thread(self.bucket.upload, key, self.root / key)
-                except FileNotFoundError:
-                    continue  # thinned by its agent meanwhile
+                except OSError as exc:
+                    # Thinned by its agent meanwhile, or made a link (never followed, never
+                    # copied): the others still go.
+                    if exc.errno not in (errno.ENOENT, errno.ELOOP):
+                        raise
+                    continue
                 remote[key] = StoredObject(key, size, local[key])
+                self.sent[key] = local[key]
                 uploaded += 1
                 self.uploads += 1
         except (BucketError, OSError) as exc:
@@ -164,8 +184,9 @@ class OffsiteCopy(Collector):
         return uploaded
 
     def forget(self, keys: Iterable[str]) -> None:
-        if self.remote is not None:
-            for key in keys:
+        for key in keys:
+            self.sent.pop(key, None)
+            if self.remote is not None:
                 self.remote.pop(key, None)
 
     def _failed(self, error: str) -> None:

@@ -51,11 +51,21 @@ class RestorePoint:
         }  # fmt: skip
 
 
+# A snapshot is the bot owner's file: its `trades` could be a view that never ends. Its
+# count stops after this many SQLite VM steps (about 0.1 s) and then reads as unknown.
+COUNT_STEPS = 5_000_000
+
+
 def _counts(path: Path) -> tuple[int | None, int | None]:
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
-    with contextlib.suppress(sqlite3.Error):
+    with contextlib.suppress(sqlite3.Error, TypeError, ValueError):
         db = sqlite3.connect(uri, uri=True)
         try:
+            steps = iter(range(COUNT_STEPS // 1000))
+            db.set_progress_handler(lambda: next(steps, None) is None, 1000)
+            kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'trades'").fetchone()
+            if kind != ("table",):
+                return None, None
             trades, still_open = db.execute(
                 "SELECT count(*), coalesce(sum(is_open), 0) FROM trades"
             ).fetchone()

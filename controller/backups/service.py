@@ -57,7 +57,8 @@ def expired(
 def _newest(directory: Path) -> float:
     newest = directory.stat().st_mtime
     for path in directory.rglob("*"):
-        newest = max(newest, path.stat().st_mtime)
+        with contextlib.suppress(FileNotFoundError):  # thinned since the listing
+            newest = max(newest, path.stat().st_mtime)
     return newest
 
 
@@ -78,6 +79,10 @@ class BackupService:
         self.offsite = offsite  # the bucket's copy of the target, if one is configured
         self.clock = clock
         self.purged: set[str] = set()  # deleted with purge: their backups go at once
+        # Purged bots whose objects must still go from the bucket (it failed, or was
+        # never listed since): they hold exchange keys in their config copies.
+        self.purged_in_bucket: set[str] = set()
+        self._sweeping = asyncio.Lock()
         self._wake = asyncio.Event()
 
     def _root(self) -> Path:
@@ -100,29 +105,40 @@ class BackupService:
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
         """Stop the bot, put its database back from a restore point, start it again."""
         root = self._root()
-        if bot.deleting:
-            raise Conflict(f"bot {bot.id} is being deleted")
-        self.guard.refuse_if_moving(bot)
+        self._refuse_if_busy(bot)
         live = self.registry.live.get(bot.pool_id)
         if live is None or not live.connected:
             raise BotUnavailable(f"the agent of {bot.pool_id} is not connected; try again")
         if "backup" not in live.features:
             raise Conflict(f"the agent of {bot.pool_id} cannot restore; recreate its pool")
         point = choose(await self.points(bot), point_id, at, bot.pool_id)
-        if not point.local:  # its disk lost: fetched from the bucket first
-            point = await self._fetch(point, bot.id, bot.pool_id, root)
-        async with self.guard.lock:  # no move of this bot (or any) meanwhile
+        async with self.guard.lock:  # no move of this bot (or any), no other restore, meanwhile
+            # Looked at again: deleted, moved or held while this restore waited its turn.
+            current = self.registry.bots.get(bot.id)
+            if current is None:
+                raise NotFound(f"bot {bot.id} is gone")
+            bot = current
+            self._refuse_if_busy(bot)
             with self.guard.bot_moving(bot.id):
-                response = await self._restore_held(self.registry.bots[bot.id], point, root)
+                response = await self._restore_held(bot, point, root)
         self.events.emit("bot_restored", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
                          reason=point.id, kept=response.kept)  # fmt: skip
         return {"restorePoint": point.to_json(), "keptAs": response.kept or None}
+
+    def _refuse_if_busy(self, bot: BotRecord) -> None:
+        if bot.deleting:
+            raise Conflict(f"bot {bot.id} is being deleted")
+        self.guard.refuse_if_moving(bot)
 
     async def _restore_held(
         self, bot: BotRecord, point: RestorePoint, root: Path
     ) -> RestoreResponse:
         held = await self.transfer.hold(bot)
         try:
+            if not point.local:
+                # Its disk lost: fetched from the bucket now that the bot is held (its
+                # agent makes and thins no snapshot of it meanwhile).
+                point = await self._fetch(point, held.id, held.pool_id, root)
             if point.pool_id != held.pool_id:
                 # Written where the bot lived before: its agent reads only its own pool's.
                 target = pool_backup_dir(root, held.pool_id)
@@ -152,13 +168,16 @@ class BackupService:
 
         def fetch() -> None:
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            bucket.download(key, target)
+            bucket.download(key, target, point.size)
 
         try:
             await asyncio.to_thread(fetch)
         except (BucketError, OSError) as exc:
+            # The detail (endpoint, bucket, host paths) is the operator's, not the user's.
+            log.error("backup_fetch_failed", bot=bot_id, point=point.id, error=str(exc))
             raise BotUnavailable(
-                f"restore point {point.id} could not be fetched from the backup bucket: {exc}"
+                f"restore point {point.id} could not be fetched from the backup bucket; "
+                "try again later or choose another point"
             ) from None
         log.info("backup_fetched", bot=bot_id, point=point.id)
         return replace(point, pool_id=pool_id, path=target, local=True)
@@ -196,7 +215,12 @@ class BackupService:
             self._wake.clear()
 
     async def sweep(self) -> list[str]:
-        """Remove the backups of deleted bots that are due (purged, or past retention)."""
+        """Remove the backups of deleted bots that are due (purged, or past retention); the
+        bots whose backups went. One sweep at a time (the loop's, a caller's)."""
+        async with self._sweeping:
+            return await self._sweep()
+
+    async def _sweep(self) -> list[str]:
         if self.root is None:
             return []
         root = self.root
@@ -216,6 +240,7 @@ class BackupService:
                 await asyncio.to_thread(shutil.rmtree, directory, True)
             log.info("bot_backups_removed", bot=bot_id)
         if self.offsite is not None:
+            self.purged_in_bucket |= self.purged - known
             due = sorted(set(due) | set(await self._sweep_bucket(known)))
         self.purged &= known  # the rest are gone now, their backups with them
         pools = set(self.registry.pools) | set(self.registry.retiring)
@@ -230,20 +255,27 @@ class BackupService:
         of restore points (a lost disk's points are thinned in the bucket too)."""
         assert self.offsite is not None
         now = self.clock()
+        purged = self.purged | self.purged_in_bucket
         try:
-            remote = await self.offsite.listing(fresh=True)
-            newest: dict[str, float] = {}
-            for key, stored in remote.items():
-                bot_id = bot_of(key)
-                if bot_id is not None and bot_id not in known:
-                    newest[bot_id] = max(newest.get(bot_id, 0.0), stored.modified)
-            due = expired(newest.items(), known, self.purged, now, self.retention)
-            gone = set(due)
-            drop = [k for k in remote if bot_of(k) in gone]
-            drop += [k for k in thinned(remote, now, self.retention_days) if bot_of(k) not in gone]
-            if drop:
-                await asyncio.to_thread(self.offsite.bucket.delete, drop)
-                self.offsite.forget(drop)
+            # No upload round meanwhile: one already reading a purged bot's file would put
+            # it back after this listing.
+            async with self.offsite.exclusive():
+                remote = await self.offsite.listing(fresh=True)
+                newest: dict[str, float] = {}
+                for key, stored in remote.items():
+                    bot_id = bot_of(key)
+                    if bot_id is not None and bot_id not in known:
+                        newest[bot_id] = max(newest.get(bot_id, 0.0), stored.modified)
+                due = expired(newest.items(), known, purged, now, self.retention)
+                gone = set(due)
+                drop = [k for k in remote if bot_of(k) in gone]
+                drop += [
+                    k for k in thinned(remote, now, self.retention_days) if bot_of(k) not in gone
+                ]
+                if drop:
+                    await asyncio.to_thread(self.offsite.bucket.delete, drop)
+                    self.offsite.forget(drop)
+            self.purged_in_bucket.clear()  # every purged bot's objects are gone
         except BucketError as exc:
             log.error("backup_bucket_sweep_failed", error=str(exc))
             return []

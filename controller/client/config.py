@@ -1,5 +1,6 @@
-"""Where the controller is and which token to send: flags, then the environment, then a
-config file (TOML). A file that holds a token must be private (mode 0600 or stricter)."""
+"""Where the controller is and which token to send: flags, then the environment (its
+FTPOOL_* settings, common/settings/client.py), then a config file (TOML). A file that holds
+a token must be private (mode 0600 or stricter)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.settings import ClientSettings
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 CONFIG_KEYS = {"url", "token", "token_file"}
@@ -38,7 +41,7 @@ class Flags:
 
 def config_path(flags: Flags, env: Mapping[str, str]) -> tuple[Path, bool]:
     """The config file and whether it was named explicitly (then it must exist)."""
-    named = flags.config or env.get("FTPOOL_CONFIG")
+    named = flags.config or ClientSettings.from_env(env).config
     if named:
         return Path(named).expanduser(), True
     base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")) / ".config")
@@ -111,17 +114,18 @@ def checked_url(url: str) -> str:
 
 def resolve(flags: Flags, env: Mapping[str, str]) -> Connection:
     """The connection, each part from the first place that has it: flags, environment, file."""
+    settings = ClientSettings.from_env(env)
     path, required = config_path(flags, env)
     file = read_config(path, required)
-    url = flags.url or env.get("FTPOOL_URL") or file.get("url") or DEFAULT_URL
+    url = flags.url or settings.url or file.get("url") or DEFAULT_URL
     if flags.token:
         token = flags.token
     elif flags.token_file:
         token = read_token_file(flags.token_file)
-    elif env.get("FTPOOL_TOKEN"):
-        token = env["FTPOOL_TOKEN"]
-    elif env.get("FTPOOL_TOKEN_FILE"):
-        token = read_token_file(env["FTPOOL_TOKEN_FILE"])
+    elif settings.token:
+        token = settings.token
+    elif settings.token_file:
+        token = read_token_file(settings.token_file)
     elif file.get("token"):
         token = file["token"]
     elif file.get("token_file"):

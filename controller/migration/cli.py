@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -20,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from common.settings import ControllerSettings, SettingsError
+from common.settings import ClientSettings, ControllerSettings, SettingsError
 from controller.migration.log import MIGRATION_STEPS, RESUME_STEPS
 
 EXIT_FAILED = 1
@@ -79,7 +78,7 @@ def connection(url: str | None) -> tuple[str, str]:
     settings = ControllerSettings.from_env()
     host = settings.controller_host
     host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-    base = url or os.environ.get("FTPOOL_URL") or f"http://{host}:{settings.controller_port}"
+    base = url or ClientSettings.from_env().url or f"http://{host}:{settings.controller_port}"
     token = settings.admin_token
     if not token:
         token_file = Path(settings.bot_base_dir) / "admin-token"

@@ -179,7 +179,10 @@ class Transfer:
         """A held bot whose move was cut short (a failed step): its staged files land in the
         pool the store has it in, and it is released there."""
         bot = self.registry.bots[bot.id]
-        await self.land(bot, False, "")
+        # Nothing staged (its hold itself failed, e.g. an agent too slow to apply it):
+        # nothing to land, and waiting for that agent again would leave the bot held.
+        if (self.staging / bot.id).is_dir():
+            await self.land(bot, False, "")
         bot = await self.release(bot)
         log.warning("bot_move_recovered", bot=bot.id, pool=bot.pool_id)
         return bot

@@ -33,12 +33,12 @@ class PoolManager:
         desired = DesiredStates(config.bot_command, config.bot_launch,
                                 lambda: runtime.bot_listen_ip)  # fmt: skip
         self.registry = PoolRegistry(runtime, desired)
+        self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
         self.sessions = AgentSessions(self.registry, runtime, events=events, alarm=alarm,
                                       pool_grace=config.pool_grace,
                                       bot_memory=config.bot_memory,
-                                      fencing=config.fence_timeout > 0)  # fmt: skip
-        self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
-        self.sessions.replacing = self.lifecycle.upgrading.__contains__
+                                      fencing=config.fence_timeout > 0,
+                                      replacing=self.lifecycle.upgrading.__contains__)  # fmt: skip
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         """An agent's heartbeat: its pool's live state is updated (memory only), then the

@@ -70,8 +70,11 @@ class AgentSessions:
     def __init__(
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
         pool_grace: float, bot_memory: int = 0, fencing: bool = False,
+        replacing: Callable[[str], bool] = lambda _pool_id: False,
     ) -> None:  # fmt: skip
-        """`fencing`: agents are told to fence (AGENT_FENCE_TIMEOUT is on)."""
+        """`fencing`: agents are told to fence (AGENT_FENCE_TIMEOUT is on); `replacing`:
+        whether the controller is replacing a pool's runtime itself (the lifecycle's pools
+        under a rolling upgrade), so that its container's death is not the pool's."""
         self.registry = registry
         self.bot_memory = bot_memory  # a bot's memory limit unless it has its own (0: none)
         self.runtime = runtime
@@ -87,9 +90,7 @@ class AgentSessions:
         self._waiters = 0
         self._requests: dict[int, asyncio.Future[Response]] = {}
         self._request_ids = itertools.count(1)
-        # Whether the controller is replacing a pool's runtime itself (set by the manager:
-        # the lifecycle's pools under a rolling upgrade).
-        self.replacing: Callable[[str], bool] = lambda _pool_id: False
+        self.replacing = replacing
 
     def verify_hello(self, hello: Hello) -> bool:
         pool = self.registry.pools.get(hello.pool_id)

@@ -36,7 +36,7 @@ from docker.types import (
 )
 from docker.utils import parse_bytes
 
-from controller.errors import PoolExists, RuntimeFailure
+from controller.errors import NotFound, PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
     PoolRuntime,
@@ -55,7 +55,7 @@ from controller.runtimes.spec import (
     pool_spec,
     prepare_dirs,
 )
-from controller.runtimes.swarm_nodes import LabelRule, Node, pick_node
+from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
 
 log = structlog.get_logger("runtime.swarm")
 LABEL_NODE = "ftpool.node"
@@ -240,6 +240,26 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             return nodes, self._pools_by_node()
 
         return await self._run(census)
+
+    async def mark_drained(self, node_id: str, drained: bool = True) -> None:
+        """Label the node (DRAIN_LABEL) so placement no longer picks it, or unlabel it;
+        NotFound if the swarm has no such node. Its tasks keep running."""
+
+        def mark() -> None:
+            try:
+                node = self.client.nodes.get(node_id)
+            except docker.errors.NotFound:
+                raise NotFound(f"the swarm has no node {node_id}") from None
+            spec = dict(node.attrs.get("Spec", {}))
+            labels = dict(spec.get("Labels") or {})
+            if drained:
+                labels[DRAIN_LABEL] = "true"
+            else:
+                labels.pop(DRAIN_LABEL, None)
+            node.update({**spec, "Labels": labels})
+
+        await self._run(mark)
+        log.info("swarm_node_marked", node=node_id, drained=drained)
 
     def _pools_by_node(self) -> dict[str, list[str]]:
         pools: dict[str, list[str]] = {}

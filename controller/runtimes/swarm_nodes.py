@@ -6,6 +6,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# A node ftpool drains (POST /api/nodes/{node}/drain): placement no longer picks it. Not
+# Swarm's own `drain` availability, which would stop the node's tasks at once (their bots
+# with them) instead of moving the bots one pool at a time.
+DRAIN_LABEL = "ftpool.drain"
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -34,7 +39,12 @@ class Node:
 
     @property
     def usable(self) -> bool:
-        return self.state == "ready" and self.availability == "active"
+        return self.state == "ready" and self.availability == "active" and not self.drained
+
+    @property
+    def drained(self) -> bool:
+        """Marked by an ftpool drain: it takes no new pool."""
+        return self.labels.get(DRAIN_LABEL) == "true"
 
 
 @dataclass(frozen=True, slots=True)

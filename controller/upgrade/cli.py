@@ -16,10 +16,18 @@ import time
 from typing import Any
 
 from controller.migration.cli import EXIT_FAILED, Client, ToolParser, run_tool
-from controller.upgrade.plan import DEFAULT_METHOD, METHODS
+from controller.upgrade.plan import (
+    DEFAULT_METHOD,
+    IN_FLIGHT,
+    METHODS,
+    MOVE_IN_FLIGHT,
+    MOVING,
+    PENDING,
+)
 
 POLL_SECONDS = 2.0
 REQUEST_TIMEOUT = 120  # seconds
+UNDER_WAY = IN_FLIGHT | MOVE_IN_FLIGHT | {PENDING}  # either method's steps before the end
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,13 +67,31 @@ def body(args: argparse.Namespace, dry_run: bool) -> dict[str, Any]:
     return out
 
 
+def moved(p: dict[str, Any]) -> int:
+    """How many of a `move` pool's bots have moved into its fresh pool so far."""
+    return len(p.get("bot_downtime_s") or {})
+
+
 def pool_line(p: dict[str, Any]) -> str:
     canary = " (canary)" if p["canary"] else ""
     down = f", down {p['downtime_s']:.1f} s" if p["downtime_s"] is not None else ""
     reason = f": {p['reason']}" if p["reason"] else ""
     if p.get("to_pool"):
         canary += f" -> {p['to_pool']}"
-    return f"  {p['pool']:<12} {p['step']:<12} {p['bots']} bot(s){canary}{down}{reason}"
+    bots = f"{p['bots']} bot(s)"
+    if p["step"] == MOVING:
+        bots = f"{moved(p)}/{p['bots']} bot(s) moved"
+    return f"  {p['pool']:<12} {p['step']:<12} {bots}{canary}{down}{reason}"
+
+
+def pools_done(run: dict[str, Any]) -> int:
+    """The run's pools that have ended (upgraded, rolled back, failed, not started)."""
+    return sum(p["step"] not in UNDER_WAY for p in run["pools"])
+
+
+def progress(p: dict[str, Any]) -> tuple[str, int]:
+    """What a pool's progress line shows: its step, and in a move the bots moved so far."""
+    return p["step"], moved(p)
 
 
 def print_run(run: dict[str, Any]) -> None:
@@ -96,15 +122,14 @@ async def execute(client: Client, args: argparse.Namespace) -> int:
     run = (await client.call("POST", "/api/pool/upgrade", json=body(args, False)))["run"]
     if not args.json:
         print(f"{run['id']}: {len(run['pools'])} pool(s) -> {run['to_ref']}", flush=True)
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, int]] = {}
     while True:
         status = await client.call("GET", "/api/pool/upgrade")
         run = next((r for r in status["runs"] if r["id"] == run["id"]), run)
-        done = sum(p["step"] not in ("pending", "stopping", "replacing", "verifying",
-                                     "rolling_back") for p in run["pools"])  # fmt: skip
+        done = pools_done(run)
         for p in run["pools"]:
-            if not args.json and seen.get(p["pool"]) != p["step"]:
-                seen[p["pool"]] = p["step"]
+            if not args.json and seen.get(p["pool"]) != progress(p):
+                seen[p["pool"]] = progress(p)
                 print(f"[{done}/{len(run['pools'])}]{pool_line(p)}", flush=True)
         if run["finished_at"] is not None:
             break

@@ -34,28 +34,34 @@ from controller.upgrade.state import PoolUpgrade
 log = structlog.get_logger("controller.upgrade")
 AGENT_TIMEOUT = 120.0  # for a fresh pool's agent to connect
 Step = Callable[[str], Awaitable[None]]
+Clock = Callable[[], float]  # seconds since the epoch, as time.time (and agents' connected_at)
 
 
 async def runs_and_connected(
-    pools: PoolManager, pool_id: str, image: ImageInfo, since: float, timeout: float
-) -> None:
-    """The pool runs `image` and its agent connected after `since`, within `timeout`
-    seconds of it (StepFailed if not)."""
-    now = await pools.runtime.image_of(pool_id)
-    if now is None or now.id != image.id:
+    pools: PoolManager, pool_id: str, image: ImageInfo | None, since: float, timeout: float,
+    clock: Clock = time.time,
+) -> None:  # fmt: skip
+    """The pool runs `image` (None: the configured one, not checked) and its agent
+    connected after `since`, within `timeout` seconds of it by `clock` (StepFailed if not)."""
+    now = await pools.runtime.image_of(pool_id) if image is not None else None
+    if image is not None and (now is None or now.id != image.id):
         raise StepFailed(f"{pool_id} runs {now.ref if now else 'nothing'}, not {image.ref}")
     while True:
         live = pools.registry.live.get(pool_id)
         if live is not None and live.connected and live.connected_at >= since:
             return
-        if time.time() > since + timeout:
+        if clock() > since + timeout:
             raise StepFailed(f"the agent of {pool_id} did not connect within {timeout:g} s")
         await asyncio.sleep(0.25)
 
 
 class PoolMove:
-    def __init__(self, pools: PoolManager, transfer: Transfer, placement: Placement) -> None:
+    def __init__(
+        self, pools: PoolManager, transfer: Transfer, placement: Placement,
+        clock: Clock = time.time,
+    ) -> None:  # fmt: skip
         self.pools = pools
+        self.clock = clock
         self.registry = pools.registry
         self.transfer = transfer
         self.placement = placement
@@ -73,14 +79,15 @@ class PoolMove:
         lifecycle.upgrading.add(change.pools[0].id)  # not judged nor cleaned up while it fills
         return change.pools[0], token
 
-    async def start(self, pool: PoolRecord, token: str, image: ImageInfo) -> None:
-        """The fresh pool's runtime, on `image`, with its agent connected."""
-        since = time.time()
-        await self.pools.lifecycle.create_runtime(pool, token, image.ref)
-        await runs_and_connected(self.pools, pool.id, image, since, AGENT_TIMEOUT)
+    async def start(self, pool: PoolRecord, token: str, image: ImageInfo | None) -> None:
+        """The fresh pool's runtime, on `image` (None: the configured one, as a node's
+        drain moves pools), with its agent connected."""
+        since = self.clock()
+        await self.pools.lifecycle.create_runtime(pool, token, image.ref if image else "")
+        await runs_and_connected(self.pools, pool.id, image, since, AGENT_TIMEOUT, self.clock)
 
     async def move_all(
-        self, entry: PoolUpgrade, image: ImageInfo, timeout: float, step: Step
+        self, entry: PoolUpgrade, image: ImageInfo | None, timeout: float, step: Step
     ) -> None:
         """Make the fresh pool, move every bot of the old one into it, remove the old one;
         StepFailed if a bot did not answer there (it is back in the old pool then)."""
@@ -105,7 +112,7 @@ class PoolMove:
         from its hold to its first answer. A bot that does not answer goes back to `back`
         (StepFailed)."""
         transfer = self.transfer
-        started = time.time()
+        started = self.clock()
         transfer.can_hold(into)
         try:
             bot = await transfer.hold(bot)
@@ -121,7 +128,7 @@ class PoolMove:
             await self.move_back(self.registry.bots[bot.id], back)
             raise StepFailed(f"{bot.id}: {exc}; it is back in {back}") from None
         log.info("bot_upgraded", bot=bot.id, pool=into, port=bot.port)
-        return round(time.time() - started, 2)
+        return round(self.clock() - started, 2)
 
     async def move_back(self, bot: BotRecord, back: str) -> None:
         transfer = self.transfer

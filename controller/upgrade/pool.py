@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -46,6 +45,7 @@ ROLLBACK_TIMEOUT = 300.0
 class PoolUpgrader:
     def __init__(self, pools: PoolManager, transfer: Transfer, mover: PoolMove) -> None:
         self.pools = pools
+        self.clock = mover.clock  # one clock for the whole upgrade
         self.registry = pools.registry
         self.runtime = pools.runtime
         self.transfer = transfer
@@ -56,7 +56,7 @@ class PoolUpgrader:
         target = ImageInfo(run.to_ref, run.to_id)
         self.pools.lifecycle.upgrading.add(entry.pool)
         try:
-            entry.started_at = started = time.time()
+            entry.started_at = started = self.clock()
             if entry.method == MOVE:
                 return await self._move(run, entry, target, timeout)
             try:
@@ -68,8 +68,8 @@ class PoolUpgrader:
             except (FtpoolError, OSError) as exc:
                 await self.rollback(run, entry, f"{exc}", timeout)
                 return False
-            entry.downtime_s = round(time.time() - started, 2)
-            entry.finished_at = time.time()
+            entry.downtime_s = round(self.clock() - started, 2)
+            entry.finished_at = self.clock()
             await self.step(run, entry, UPGRADED)
             self.pools.events.emit("pool_upgraded", pool=entry.pool, reason=run.id,
                                    image=target.ref, downtimeSeconds=entry.downtime_s)  # fmt: skip
@@ -87,12 +87,12 @@ class PoolUpgrader:
             await self.mover.move_all(entry, target, timeout, step)
         except (FtpoolError, OSError) as exc:
             log.error("upgrade_pool_failed", pool=entry.pool, error=str(exc))
-            entry.reason, entry.finished_at = str(exc), time.time()
+            entry.reason, entry.finished_at = str(exc), self.clock()
             await self.step(run, entry, ROLLED_BACK)
             self.pools.events.emit("pool_upgrade_rolled_back", pool=entry.pool,
                                    reason=entry.reason, image=entry.from_ref)  # fmt: skip
             return False
-        entry.finished_at = time.time()
+        entry.finished_at = self.clock()
         entry.downtime_s = max(entry.bot_downtime_s.values(), default=0.0)
         await self.step(run, entry, UPGRADED)
         self.pools.events.emit("pool_upgraded", pool=entry.pool, reason=run.id,
@@ -108,16 +108,16 @@ class PoolUpgrader:
         await self.step(run, entry, ROLLING_BACK)
         old = ImageInfo(entry.from_ref, entry.from_id)
         try:
-            started = time.time()
+            started = self.clock()
             await self.replace(pool_id, await self.old_ref(old))
             await self._verify(pool_id, old, started, max(timeout, ROLLBACK_TIMEOUT))
         except (FtpoolError, OSError) as exc:
             entry.reason = f"{why}; rollback: {exc}"
-            entry.finished_at = time.time()
+            entry.finished_at = self.clock()
             await self.step(run, entry, FAILED)
             self.pools.events.emit("pool_upgrade_failed", pool=entry.pool, reason=entry.reason)
             return
-        entry.finished_at = time.time()
+        entry.finished_at = self.clock()
         await self.step(run, entry, ROLLED_BACK)
         self.pools.events.emit("pool_upgrade_rolled_back", pool=entry.pool, reason=why,
                                image=old.ref)  # fmt: skip
@@ -146,13 +146,13 @@ class PoolUpgrader:
         (a stopped bot: is stopped), within `timeout` seconds of `since`; returns when each
         bot first did, in seconds after `since`."""
         deadline = since + timeout
-        await runs_and_connected(self.pools, pool_id, image, since, timeout)
+        await runs_and_connected(self.pools, pool_id, image, since, timeout, self.clock)
         bots = self.registry.bots_in(pool_id)
-        left = max(1.0, deadline - time.time())
+        left = max(1.0, deadline - self.clock())
 
         async def answered(bot: BotRecord) -> float:
             await self.transfer.verify(bot, left)
-            return round(time.time() - since, 2)
+            return round(self.clock() - since, 2)
 
         results = await asyncio.gather(*(answered(b) for b in bots), return_exceptions=True)
         failed = [f"{b.id}: {r}" for b, r in zip(bots, results, strict=True)

@@ -6,8 +6,6 @@ the new image are skipped)."""
 
 from __future__ import annotations
 
-import time
-
 import structlog
 
 from controller.errors import FtpoolError
@@ -35,7 +33,7 @@ async def recover_runs(upgrader: PoolUpgrader) -> list[UpgradeRun]:
     for run in [r for r in runs if not r.finished]:
         for entry in run.pools:
             await recover_pool(upgrader, entry)
-        run.outcome, run.finished_at = "interrupted", time.time()
+        run.outcome, run.finished_at = "interrupted", upgrader.clock()
         run.reason = "the controller stopped during the run; run it again to go on"
         await upgrader.save(run)
         log.warning("upgrade_interrupted", run=run.id)
@@ -49,7 +47,7 @@ async def recover_pool(upgrader: PoolUpgrader, entry: PoolUpgrade) -> None:
     if entry.method == MOVE and entry.step in MOVE_IN_FLIGHT:
         # Its held bots were put back where the store has them by the moves' recovery.
         await upgrader.mover.recover(entry)
-        entry.finished_at = time.time()
+        entry.finished_at = upgrader.clock()
         return
     pool_id = where(entry)
     if pool_id not in upgrader.registry.pools:
@@ -58,7 +56,7 @@ async def recover_pool(upgrader: PoolUpgrader, entry: PoolUpgrade) -> None:
     now = await upgrader.runtime.image_of(pool_id)
     if recovery_action(entry.step, now, old) == "keep":
         if entry.step == ROLLING_BACK:  # its old image runs again
-            entry.step, entry.finished_at = ROLLED_BACK, time.time()
+            entry.step, entry.finished_at = ROLLED_BACK, upgrader.clock()
         elif entry.step in IN_FLIGHT:  # its old container is still there
             entry.step, entry.reason = NOT_STARTED, "interrupted before it was replaced"
         return
@@ -68,6 +66,6 @@ async def recover_pool(upgrader: PoolUpgrader, entry: PoolUpgrade) -> None:
         entry.step, entry.reason = FAILED, f"not rolled back after a restart: {exc}"
         log.error("upgrade_recovery_failed", pool=pool_id, error=str(exc))
         return
-    entry.step, entry.finished_at = ROLLED_BACK, time.time()
+    entry.step, entry.finished_at = ROLLED_BACK, upgrader.clock()
     entry.reason = f"the controller stopped mid-upgrade; back on {old.ref}"
     log.warning("upgrade_pool_recovered", pool=pool_id, image=old.ref)

@@ -29,7 +29,7 @@ from controller.moves.transfer import Transfer
 from controller.pools.manager import PoolManager
 from controller.runtimes.base import ImageInfo
 from controller.store.allocation import Placement
-from controller.upgrade.moving import PoolMove
+from controller.upgrade.moving import Clock, PoolMove
 from controller.upgrade.plan import (
     DEFAULT_METHOD,
     NOT_STARTED,
@@ -72,10 +72,11 @@ class UpgradeOptions:
 class Upgrader:
     def __init__(
         self, pools: PoolManager, transfer: Transfer, guard: MoveGuard, placement: Placement,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Clock = time.time,
     ) -> None:  # fmt: skip
         self.pools = pools
-        self.mover = PoolMove(pools, transfer, replace(placement, pooled=True))
+        self.clock = clock
+        self.mover = PoolMove(pools, transfer, replace(placement, pooled=True), clock)
         self.pool_upgrader = PoolUpgrader(pools, transfer, self.mover)
         self.registry = pools.registry
         self.runtime = pools.runtime
@@ -130,8 +131,10 @@ class Upgrader:
         if self.current() is not None:
             raise Conflict("an upgrade is running; see GET /api/pool/upgrade")
         plan = await self.plan(options)
+        now = self.clock()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         run = UpgradeRun(
-            id=f"upgrade-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}",
+            id=f"upgrade-{stamp}-{secrets.token_hex(2)}", started_at=now,
             to_ref=plan.target.ref, to_id=plan.target.id, options=options.to_json(),
             pools=[PoolUpgrade(p.id, p.image.ref, p.image.id, len(p.bots), n < plan.canary,
                                method=pool_method(options.method, self._legacy(p.id)))
@@ -166,7 +169,7 @@ class Upgrader:
         run.outcome = run_outcome((p.step for p in run.pools), canary_failed)
         if run.reason.startswith("unexpected"):
             run.outcome = "failed"
-        run.finished_at = time.time()
+        run.finished_at = self.clock()
         await self.pool_upgrader.save(run)
         self.pools.events.emit("upgrade_finished", reason=run.outcome, run=run.id,
                                image=run.to_ref)  # fmt: skip

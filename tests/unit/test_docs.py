@@ -5,7 +5,13 @@ every page in docs/."""
 import re
 from pathlib import Path
 
-from common.settings import AgentSettings, ControllerSettings, describe
+from common.settings import (
+    AgentSettings,
+    ClientSettings,
+    ControllerSettings,
+    HealthcheckSettings,
+    describe,
+)
 from controller.app import build, create_app
 from tests.support import make_settings
 
@@ -73,7 +79,7 @@ def test_slug_follows_github():
 
 def test_every_setting_is_documented():
     settings = (DOCS / "settings.md").read_text()
-    for cls in (ControllerSettings, AgentSettings):
+    for cls in (ControllerSettings, AgentSettings, HealthcheckSettings, ClientSettings):
         for env, _default, _doc in describe(cls):
             assert f"| `{env}` |" in settings, env
 

@@ -153,3 +153,23 @@ async def test_a_ping_from_the_controller_is_answered_and_counts_as_contact(
                 while agent.fence.last_heard is None:
                     await asyncio.sleep(0.01)
         assert agent.fence.lost_at is not None  # a ping alone is no desired state: not released
+
+
+async def test_every_part_is_wired_as_it_is_made(tmp_path: Path) -> None:
+    settings = AgentSettings.from_env({
+        "POOL_ID": "pool-1", "POOL_TOKEN": "t" * 64, "POOL_DIR": str(tmp_path),
+        "LOG_DIR": str(tmp_path / "logs"), "MARKET_DATA_PORT": "8001",
+    })  # fmt: skip
+    agent = Agent(settings)
+    try:
+        # One judge of the proxy's port: the reporter checks the port whose verdict the
+        # reconciler routes the bots by.
+        assert agent.reporter.proxy_port is not None
+        assert agent.reporter.proxy_port is agent.reconciler.proxy_port
+        assert agent.reconciler.proxy_port.port == 8001
+        assert not agent.watch._wake.is_set()
+        agent.reconciler._on_change()  # what the reconciler changed is reported at once
+        assert agent.watch._wake.is_set()
+    finally:
+        agent.supervisor.close()
+        await agent.reporter.close()

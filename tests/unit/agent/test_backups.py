@@ -184,10 +184,35 @@ async def test_a_restore_keeps_the_replaced_database_aside(pool) -> None:
     (bots / "b1" / f"{DB}-journal").write_bytes(b"stale")
     kept = await b.restore("b1", 9000, DB, point)
     assert kept.startswith(f"{DB}.before-restore-")
-    assert count(bots / "b1" / DB) == 4 and count(bots / "b1" / kept) == 1
     assert not (bots / "b1" / f"{DB}-journal").exists()
+    # The replaced database's journal goes with it, where SQLite looks for it.
+    assert (bots / "b1" / f"{kept}-journal").read_bytes() == b"stale"
+    assert count(bots / "b1" / DB) == 4 and count(bots / "b1" / kept) == 1
     st = (bots / "b1" / DB).stat()
     assert (st.st_uid, st.st_gid) == NOBODY and st.st_mode & 0o077 == 0
+    b.close()
+
+
+async def test_a_damaged_point_is_refused_and_the_database_stays(pool) -> None:
+    """A truncated snapshot (a full disk, a bucket that lies) is never restored; a copy
+    left by a restore interrupted earlier does not stand in the way."""
+    bots, target = pool
+    make_bot_dir(bots / "b1", None)
+    trade_db(bots / "b1" / DB, 3)
+    b = backups(bots, target)
+    b.round([spec()])
+    path = next((target / "b1" / DB).glob("*.sqlite"))
+    point = path.name[: -len(".sqlite")]
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match="restore point"):
+        await b.restore("b1", 9000, DB, point)
+    assert count(bots / "b1" / DB) == 3 and sorted(os.listdir(bots / "b1")) == [DB]
+    path.write_bytes(whole)
+    (bots / "b1" / f".{DB}.restoring").write_bytes(b"half")
+    assert (await b.restore("b1", 9000, DB, point)).startswith(f"{DB}.before-restore-")
+    assert count(bots / "b1" / DB) == 3
+    assert not (bots / "b1" / f".{DB}.restoring").exists()
     b.close()
 
 

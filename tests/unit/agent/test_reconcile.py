@@ -506,3 +506,38 @@ async def test_a_preloader_restart_in_an_exec_pool_does_nothing(
     fake.stopped.clear()
     await prec.apply(Desired(gen=2, bots=bots, launch="exec", preloader_nonce=1))
     assert fake.stopped == [] and fake.state("b1") == "RUNNING"
+
+
+async def test_a_bot_being_restored_is_not_started_until_the_restore_ends(
+    rec: Reconciler, fake: FakeSupervisor
+) -> None:
+    """A restore outlives its request when the controller goes away: the controller's
+    release that follows must not start the bot on a database being replaced; the end of
+    the restore applies the newest desired state again."""
+    task = asyncio.create_task(rec.run())
+
+    async def applied(gen: int) -> None:
+        for _ in range(200):
+            if rec.applied_gen == gen and rec._latest is None:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"gen {gen} not applied")
+
+    try:
+        rec.submit(Desired(1, [spec("b1", 9000)]))
+        await applied(1)
+        assert not rec.begin_restore("b1")  # running, not held: refused
+        rec.submit(Desired(2, [spec("b1", 9000, run="held")]))
+        await applied(2)
+        assert rec.begin_restore("b1")
+        rec.submit(Desired(3, [spec("b1", 9000)]))  # released while restoring
+        await applied(3)
+        assert fake.state("b1") != "RUNNING" and fake.started.count("bot-b1") == 1
+        rec.end_restore("b1")
+        for _ in range(200):
+            if fake.state("b1") == "RUNNING":
+                break
+            await asyncio.sleep(0.01)
+        assert fake.state("b1") == "RUNNING" and fake.started.count("bot-b1") == 2
+    finally:
+        task.cancel()

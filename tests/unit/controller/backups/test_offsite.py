@@ -5,22 +5,26 @@ bucket, an unreachable bucket, and credentials that never show."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 from structlog.testing import capture_logs
 
+import controller.backups.offsite as offsite_module
 from agent.backups import stamp_of
 from common.settings import SettingsError
-from controller.backups.bucket import BucketConfig
+from controller.backups.bucket import Bucket, BucketConfig, BucketError
 from controller.backups.offsite import OffsiteCopy, pause, pending, split_key, thinned
 from controller.backups.points import list_points
-from tests.support import ADMIN_TOKEN, free_port, make_settings
+from tests.support import ADMIN_TOKEN, free_port, make_settings, wait_for
 from tests.unit.controller.apps import Api, ApiFactory, events_of
 from tests.unit.controller.backups.test_api import ALICE, BOB, alices_bot
 from tests.unit.controller.backups.test_points import DB, T0, snapshot
@@ -115,6 +119,8 @@ async def test_uploads_list_and_restore_after_the_backup_directory_is_lost(
         "fleet/a/pools/pool-1/b1/files/config.json", f"fleet/a/pools/pool-1/b1/{db}/{stamp}.sqlite"
     ]  # fmt: skip
     assert await _offsite(api).sync() == 0  # nothing new
+    await _offsite(api).listing(fresh=True)  # the bucket's times: whole seconds, its clock
+    assert await _offsite(api).sync() == 0  # still nothing new
     _, body, _ = await api.call("GET", "/api/bots/b1/backups", ALICE)
     assert [(p["id"], p["stored"], p["trades"]) for p in body["restorePoints"]] == [
         (point, ["local", "bucket"], 4)
@@ -244,3 +250,103 @@ async def test_an_object_removed_behind_its_back_is_uploaded_after_the_sweep(
     await api.controller.backups.sweep()  # lists the bucket afresh
     assert await offsite.sync() == 1
     assert _keys(s3_url, bucket) == [key]
+
+
+def test_downloads_of_one_point_at_once_each_write_their_own_file(
+    s3_url: str, bucket: str, tmp_path: Path
+) -> None:
+    """Two restores of one point at once (a double click, a retry): neither truncates the
+    other's download, the point arrives whole, and a body of another size is refused."""
+    body = bytes(range(256)) * 8192  # 2 MiB: several chunks
+    _client(s3_url).put_object(Bucket=bucket, Key="k.sqlite", Body=body)
+    store = Bucket(BucketConfig(bucket, s3_url, access_key_id=KEY_ID, secret_access_key=SECRET))
+    target = tmp_path / "p.sqlite"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: store.download("k.sqlite", target, len(body)), range(4)))
+    assert target.read_bytes() == body
+    assert (target.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(BucketError):
+        store.download("k.sqlite", tmp_path / "short.sqlite", len(body) + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.sqlite"]  # no partial file left
+
+
+async def test_a_purge_the_bucket_refused_is_done_at_a_later_sweep(
+    make_api: ApiFactory, s3_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purged bot's objects (its config copy holds its exchange keys) go from the bucket
+    even when the bucket failed at the sweep that removed the local copies."""
+    api = await make_api(**_env(s3_url, bucket))
+    await alices_bot(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    snapshot(root, "pool-9", "gone", T0, 1)
+    await _offsite(api).sync()
+    service, store = api.controller.backups, _offsite(api).bucket
+    delete = store.delete
+
+    def failing(keys: list[str]) -> None:
+        raise BucketError("the bucket is down")
+
+    monkeypatch.setattr(store, "delete", failing)
+    service.purge("gone")
+    await service.sweep()
+    assert not (root / "pools" / "pool-9").exists()
+    assert any("/gone/" in k for k in _keys(s3_url, bucket))
+    monkeypatch.setattr(store, "delete", delete)
+    await service.sweep()  # (or the service's own loop, which the purge woke)
+    await wait_for(lambda: not any("/gone/" in k for k in _keys(s3_url, bucket)))
+    assert not service.purged_in_bucket
+
+
+async def test_a_link_planted_in_the_target_is_never_uploaded(
+    make_api: ApiFactory, s3_url: str, bucket: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A pool's root writes its part of the backup target: a file made a link to a host
+    file between the scan and the upload is skipped, and the round goes on."""
+    api = await make_api(**_env(s3_url, bucket))
+    await alices_bot(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    files = root / "pools" / "pool-1" / "b1" / "files"
+    files.mkdir(parents=True)
+    (files / "config.json").write_text("{}")
+    (files / "strategy.py").write_text("# the bot's")
+    host_file = tmp_path / "host-secret"
+    host_file.write_text("host only")
+    offsite = _offsite(api)
+    scan = offsite_module.scan_local
+
+    def swapping(path: Path) -> dict[str, float]:
+        found = scan(path)  # the link comes after the scan, before the upload
+        (files / "config.json").unlink()
+        (files / "config.json").symlink_to(host_file)
+        return found
+
+    monkeypatch.setattr(offsite_module, "scan_local", swapping)
+    assert await offsite.sync() >= 1
+    keys = _keys(s3_url, bucket)
+    assert "fleet/a/pools/pool-1/b1/files/strategy.py" in keys
+    assert "fleet/a/pools/pool-1/b1/files/config.json" not in keys
+    assert not offsite.error
+
+
+async def test_callers_at_once_share_one_bucket_listing(
+    make_api: ApiFactory, s3_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every GET /backups during a sweep's listing used to start a listing of its own (a
+    whole bucket, page by page, in the controller's threads): they share one now."""
+    api = await make_api(**_env(s3_url, bucket))
+    offsite = _offsite(api)
+    store = offsite.bucket
+    calls = []
+    listed = store.list
+
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return listed(*args)
+
+    monkeypatch.setattr(store, "list", counted)
+    callers = [offsite.listing(fresh=True), *(offsite.listing() for _ in range(5))]
+    results = await asyncio.gather(*callers, offsite.listing(fresh=True))
+    assert len(calls) == 1 and all(r == results[0] for r in results)
+    await offsite.listing(fresh=True)  # a later one lists again
+    assert len(calls) == 2

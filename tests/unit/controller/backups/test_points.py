@@ -39,6 +39,24 @@ def test_points_of_every_pool_the_bot_lived_in_with_their_trades(tmp_path: Path)
     assert list_points(tmp_path, "../p2") == []
 
 
+def test_a_snapshot_whose_trades_never_end_counts_as_unknown(tmp_path: Path) -> None:
+    """A bot owns its database: `trades` made a view that never ends (or any view) must
+    not hold the controller's thread; the point is listed with its trades unknown."""
+    directory = tmp_path / "pools" / "p1" / "b1" / DB
+    directory.mkdir(parents=True)
+    for t, sql in (
+        (T0, "CREATE VIEW trades AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+             "SELECT x + 1 FROM c) SELECT 0 AS is_open FROM c"),
+        (T0 + 60, "CREATE VIEW trades AS SELECT 1 AS is_open"),
+    ):  # fmt: skip
+        db = sqlite3.connect(directory / f"{stamp_of(t)}.sqlite")
+        db.execute(sql)
+        db.commit()
+        db.close()
+    points = list_points(tmp_path, "b1")
+    assert [(p.trades, p.open_trades) for p in points] == [(None, None), (None, None)]
+
+
 def test_a_point_is_chosen_by_id_or_by_time(tmp_path: Path) -> None:
     first = snapshot(tmp_path, "p1", "b1", T0, 1)
     second = snapshot(tmp_path, "p1", "b1", T0 + 60, 2)

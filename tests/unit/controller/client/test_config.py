@@ -28,6 +28,12 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
     assert resolve(flags, env) == Connection("https://flag:3", "x" * 40)
 
 
+def test_a_blank_variable_is_unset(tmp_path: Path) -> None:
+    private(tmp_path / "ftpool" / "config.toml", f'url = "http://file:1"\ntoken = "{"f" * 40}"\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "FTPOOL_URL": "  ", "FTPOOL_TOKEN": " "}
+    assert resolve(Flags(), env) == Connection("http://file:1", "f" * 40)
+
+
 def test_token_files_and_the_default_url(tmp_path: Path) -> None:
     token_file = private(tmp_path / "secret" / "token", TOKEN + "\n")
     config = private(tmp_path / "c.toml", 'token_file = "secret/token"\n')

@@ -8,6 +8,7 @@ from controller.client.command import Failed
 from controller.client.events import event_line, parse_sse
 from controller.client.http import Unreachable, error_message
 from controller.client.logs import ANCHOR, new_part
+from controller.client.nodes import follow
 from controller.client.wait import Patience, arrived, wait_until
 
 
@@ -96,3 +97,14 @@ def test_patience_with_a_lost_controller(capsys: pytest.CaptureFixture[str]) -> 
         "ftpool: reconnected",
         "ftpool: cannot reach the controller at http://h:1: refused; trying again for 10 s",
     ]
+
+
+def test_a_drain_is_followed_until_it_ends_and_bounded() -> None:
+    views = iter([[], [{"id": "n2", "drain": {"state": "running"}}],
+                  [{"id": "n2", "drain": {"state": "done", "left": []}}]])  # fmt: skip
+    assert follow(lambda: next(views), "n2", 60, clock=lambda: 0.0, sleep=lambda _s: None) == {
+        "state": "done", "left": []}  # fmt: skip
+    ticks = iter(range(100))
+    with pytest.raises(Failed, match="did not end within 5 s"):
+        follow(lambda: [{"id": "n2", "drain": {"state": "running"}}], "n2", 5,
+               clock=lambda: float(next(ticks)), sleep=lambda _s: None)  # fmt: skip

@@ -44,6 +44,19 @@ async def test_a_pool_in_trouble_rings_the_monitors_alarm(api: Api) -> None:
     assert await rung(alarm)
 
 
+async def test_a_container_the_controller_replaces_itself_is_not_a_dead_pool(api: Api) -> None:
+    await api.provision(instanceId="b1")
+    pools = api.controller.pools
+    connect(api)
+    pools.lifecycle.upgrading.add("pool-1")  # a rolling upgrade recreates its container
+    pools.sessions.runtime_event("pool-1", "die")
+    assert pools.registry.live["pool-1"].runtime_event == ""
+    assert not await rung(pools.sessions.alarm)
+    pools.lifecycle.upgrading.discard("pool-1")
+    pools.sessions.runtime_event("pool-1", "die")
+    assert pools.registry.live["pool-1"].runtime_event == "die"
+
+
 async def test_a_dead_bot_rings_for_itself_and_a_pools_trouble_for_everything() -> None:
     alarm = Alarm()
     alarm.ring_for("b1")

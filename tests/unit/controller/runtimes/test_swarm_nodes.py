@@ -86,3 +86,10 @@ def test_a_node_from_the_docker_api() -> None:
         {},
         False,
     )
+
+
+def test_a_drained_node_takes_no_pool() -> None:
+    drained = node("a", 16 * GIB, **{"ftpool.drain": "true"})
+    assert drained.drained and not allowed(drained, ())
+    assert pick_node([drained, node("b")], {}, GIB, ()).id == "b"
+    assert pick_node([drained], {}, GIB, ()) is None

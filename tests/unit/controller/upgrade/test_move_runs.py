@@ -5,24 +5,29 @@ answer there goes back and stops the run; the emptied pool goes."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import controller.moves.transfer as transfer_module
 from controller.app import build, create_app
-from controller.upgrade.run import UpgradeOptions
+from controller.moves.transfer import StepFailed
+from controller.upgrade.moving import runs_and_connected
+from controller.upgrade.run import UpgradeOptions, Upgrader
 from tests.support import make_settings
 from tests.unit.controller.apps import (
     Api,
     FakeClock,
     bot_dirs,
+    connect,
     obey,
     obey_new_pools,
     record_hand_overs,
     write_bot_dir,
 )
-from tests.unit.controller.upgrade.test_recovery import B, ImageRuntime
+from tests.unit.controller.upgrade.test_recovery import A, B, ImageRuntime
 
 BOTS = ("b1", "b2")
 
@@ -105,3 +110,55 @@ async def test_a_bot_silent_on_the_new_image_goes_back_and_stops_the_run(
         [f"pools/pool-1/bots/{b}: trades of {b}"] for b in BOTS
     ]
     assert ("remove", "pool-2") in fleet.runtime.calls
+
+
+class Ticking:
+    """A clock that moves on `step` seconds at every reading, from `start`."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.now, self.step = start - step, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def test_times_of_a_move_run_are_the_upgraders_clocks(fleet: Api) -> None:
+    old = fleet.controller.upgrader
+    clock = Ticking(1_000_000.0, 1.5)
+    upgrader = Upgrader(fleet.controller.pools, old.transfer, old.guard, old.mover.placement,
+                        clock=clock)  # fmt: skip
+    run = await upgrader.start(UpgradeOptions(image=B.ref, method="move", timeout=5))
+    assert upgrader._task is not None
+    await upgrader._task
+    assert run.outcome == "upgraded", run
+    assert run.started_at == 1_000_000.0
+    # From a bot's hold to its first answer there: two readings, one step apart.
+    assert run.pools[0].bot_downtime_s == {"b1": 1.5, "b2": 1.5}
+    assert run.finished_at == clock.now
+
+
+async def test_an_agent_that_never_connects_fails_by_the_clock_not_the_wall(fleet: Api) -> None:
+    since = time.time() + 3600  # after pool-1's agent connected: it has not since
+    clock = Ticking(since, 60.0)
+    with pytest.raises(StepFailed, match="did not connect within 120 s"):
+        await runs_and_connected(fleet.controller.pools, "pool-1", A, since, 120.0, clock)
+    with pytest.raises(StepFailed, match="runs img:a, not img:b"):
+        await runs_and_connected(fleet.controller.pools, "pool-1", B, since, 120.0, clock)
+
+
+async def test_a_hold_that_times_out_releases_the_bot_again(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent connected but too slow to apply the hold: the move fails, and the bot is
+    released at once (nothing was staged), not left held with nothing to start it."""
+    monkeypatch.setattr(transfer_module, "HOLD_TIMEOUT", 0.3)
+    api = await make_api()
+    await api.provision(instanceId="b1")
+    connect(api, "pool-1")  # heard from, but it applies nothing
+    api.controller.pools.registry.live["pool-1"].features = frozenset({"held"})
+    mover = api.controller.upgrader.mover
+    with pytest.raises(StepFailed):
+        await mover.move_one(api.controller.pools.registry.bots["b1"], "pool-9", "pool-1", 1.0)
+    bot = api.controller.pools.registry.bots["b1"]
+    assert (bot.pool_id, bot.held) == ("pool-1", False)

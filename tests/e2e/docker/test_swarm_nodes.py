@@ -1,0 +1,155 @@
+"""POOL_RUNTIME=swarm over two nodes (tests/e2e/docker/swarm_nodes.py: a dockerd in each of
+two network namespaces): pools are spread over both by placement, bots on node 2 trade and
+answer through the controller, GET /api/nodes shows both nodes with their pools and bots;
+then node 2 is drained: every pool moves to node 1 one at a time, each bot keeps its
+trades, no bot ever runs twice (counted on both nodes through the drain), node 2 runs no
+bot process at the end.
+
+The controller runs on the host (in this test process), talking to node 1's dockerd (the
+manager) through its socket; it reaches the nodes over their link (10.231.0.0/24), where
+each pool publishes its bot ports in `host` mode, and agents dial it at the host's address
+on that link, where the exchange emulator listens too (docs/swarm.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import docker
+import pytest
+import pytest_asyncio
+
+from tests.e2e.docker import swarm_nodes as harness
+from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
+from tests.e2e.local.conftest import Cluster
+from tests.e2e.local.test_freqtrade import ALICE, all_running
+from tests.e2e.trading import assert_trades_kept, assert_trading_api, now, trades, wait_trading
+from tests.exchange import EmulatorProcess
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+BOTS = ["nodes-bot-1", "nodes-bot-2"]
+MARKET_DATA_PORT = 30800  # this module's port range: 30800-30999 (on the nodes only)
+BASE_PORT = 30900
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def swarm(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> AsyncIterator[tuple[harness.SwarmNodes, Cluster, EmulatorProcess]]:
+    with harness.swarm_nodes(2) as nodes:
+        print(f"swarm nodes: {harness.timings}")
+        before = os.environ.get("DOCKER_HOST")
+        os.environ["DOCKER_HOST"] = nodes.manager.docker_host  # the controller's daemon
+        try:
+            async with cluster_behind_gateway(
+                tmp_path_factory,
+                docker_client,
+                nodes.host_address,
+                POOL_RUNTIME="swarm",
+                SWARM_NETWORK="ftpool-nodes-overlay",
+                POOL_PUBLISH_PORTS="true",
+                POOL_BASE_PORT=str(BASE_PORT),
+                MARKET_DATA_BASE_PORT=str(MARKET_DATA_PORT),
+                MAX_BOTS_PER_CONTAINER="1",  # a pool a bot: two pools to spread
+                HEALTH_CHECK_INTERVAL="2000",
+            ) as (cluster, exchange):
+                yield nodes, cluster, exchange
+        finally:
+            if before is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = before
+
+
+async def get(cluster: Cluster, path: str) -> dict:
+    status, body = await cluster.harness.call("GET", path)
+    assert status == 200, body
+    return body
+
+
+async def bots_by_node(cluster: Cluster) -> dict[str, list[str]]:
+    """Node id → the bots in pools pinned to it (the store's and the runtime's view)."""
+    pools = {p["id"]: p["node"] for p in (await get(cluster, "/api/pool/status"))["pools"]}
+    found: dict[str, list[str]] = {}
+    for bot in (await get(cluster, "/api/bots"))["bots"]:
+        found.setdefault(pools[bot["poolId"]], []).append(bot["instanceId"])
+    return {node: sorted(bots) for node, bots in found.items()}
+
+
+async def test_pools_spread_over_both_nodes_and_bots_on_node_2_trade(swarm):
+    nodes, cluster, exchange = swarm
+    h = cluster.harness
+    await provision_answering(cluster, exchange.url, BOTS)
+    by_node = await bots_by_node(cluster)
+    assert set(by_node) == {n.node_id for n in nodes.nodes}, by_node  # both nodes used
+    assert sorted(b for bots in by_node.values() for b in bots) == BOTS
+
+    body = await get(cluster, "/api/nodes")
+    assert body["runtime"] == "swarm"
+    views = {n["id"]: n for n in body["nodes"]}
+    for node in nodes.nodes:
+        view = views[node.node_id]
+        assert (view["state"], view["address"], view["takesPools"]) == ("ready", node.address, True)
+        assert view["bots"] == len(by_node[node.node_id]) and len(view["pools"]) == view["bots"]
+
+    await wait_trading(h, ALICE, BOTS)
+    for bot in by_node[nodes.nodes[1].node_id]:  # answered from node 2, through the controller
+        await assert_trading_api(h, ALICE, bot)
+    for node in nodes.nodes:  # each bot runs once, on the node its pool is pinned to
+        running = node.bot_processes()
+        assert {b: len(p) for b, p in running.items()} == {b: 1 for b in by_node[node.node_id]}
+
+
+async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm):
+    nodes, cluster, _ = swarm
+    h = cluster.harness
+    node1, node2 = nodes.nodes
+    await all_running(cluster, BOTS)
+    before = {bot: await trades(h, ALICE, bot) for bot in BOTS}
+    moving = (await bots_by_node(cluster))[node2.node_id]
+    pools = next(n["pools"] for n in (await get(cluster, "/api/nodes"))["nodes"]
+                 if n["id"] == node2.node_id)  # fmt: skip
+    event = now()
+
+    copies: dict[str, int] = {}  # the most copies of each bot seen at once, both nodes
+
+    async def count() -> None:
+        while True:
+            seen: dict[str, int] = {}
+            for node in nodes.nodes:
+                for bot, pids in (await asyncio.to_thread(node.bot_processes)).items():
+                    seen[bot] = seen.get(bot, 0) + len(pids)
+            for bot, n in seen.items():
+                copies[bot] = max(copies.get(bot, 0), n)
+            await asyncio.sleep(0.2)
+
+    counter = asyncio.create_task(count())
+    try:
+        status, started = await h.call("POST", f"/api/nodes/{node2.node_id}/drain")
+        assert status == 202 and started["drain"]["state"] == "running", started
+
+        async def ended() -> dict | None:
+            view = next(n for n in (await get(cluster, "/api/nodes"))["nodes"]
+                        if n["id"] == node2.node_id)  # fmt: skip
+            return view if view["drain"]["state"] != "running" else None
+
+        view = await wait_for(ended, 600, step=1)
+    finally:
+        counter.cancel()
+    drain = view["drain"]
+    print(f"drain of node 2: {drain}")
+    assert drain["state"] == "done" and drain["left"] == [], drain
+    assert sorted(m["pool"] for m in drain["moved"]) == sorted(pools)
+    assert view["drained"] and not view["takesPools"] and view["pools"] == []
+
+    await all_running(cluster, BOTS)
+    assert await bots_by_node(cluster) == {node1.node_id: BOTS}
+    for bot in BOTS:
+        await assert_trading_api(h, ALICE, bot)
+        assert_trades_kept(before[bot], await trades(h, ALICE, bot), event)
+    assert node2.bot_processes() == {}
+    assert {b: len(p) for b, p in node1.bot_processes().items()} == {b: 1 for b in BOTS}
+    assert max(copies.values()) == 1 and set(moving) <= set(copies), copies
