@@ -64,7 +64,7 @@ def freqtrade() -> str:
 def limit_settings(on: bool, args: argparse.Namespace) -> dict[str, str]:
     if not on:
         return {"BOT_BUSY_CPU": "0"}
-    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": "30000",
+    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": f"{args.busy_window:g}",
             "BOT_BUSY_POLICY": args.busy_policy, "BOT_MEMORY_LIMIT": args.memory_limit,
             "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
 
@@ -219,6 +219,8 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--memory-limit", default="512m")
     parser.add_argument("--busy-cpu", type=float, default=90, help="BOT_BUSY_CPU with limits on")
+    parser.add_argument("--busy-window", type=float, default=30000,
+                        help="BOT_BUSY_WINDOW (ms) with limits on")  # fmt: skip
     parser.add_argument("--busy-policy", choices=("idle", "nice"), default="idle",
                         help="BOT_BUSY_POLICY with limits on")  # fmt: skip
     parser.add_argument("--runtime", choices=("local", "docker"), default="local",
@@ -247,8 +249,8 @@ async def main() -> None:
           f"{args.runtime} runtime, preloaded; pool on core {MEASURED_CPU}, controller + "
           f"emulator + prober on core {LOAD_CPU}; {args.rate:g} req/s through the proxy; "
           f"phases quiet {args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s; "
-          f"limits on: BOT_BUSY_CPU {args.busy_cpu:g}, BOT_BUSY_POLICY {args.busy_policy}, "
-          f"BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
+          f"limits on: BOT_BUSY_CPU {args.busy_cpu:g} over {args.busy_window:g} ms, "
+          f"BOT_BUSY_POLICY {args.busy_policy}, BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
     for case, runs in results.items():
         print(f"\n{case}: the noisy bot {CASES[case]}")
         summaries: dict[str, dict[str, dict[str, Stats]]] = {
