@@ -115,7 +115,11 @@ class Agent:
             uid_for=self._slot_uid if settings.bot_user_prefix else None,
             slow_ping_every=settings.poll_interval_ms / 1000,
             oom=OomScores(settings.bot_oom_score_adj, MACHINERY_OOM_SCORE_ADJ),
-            busy=BusyBots(settings.bot_busy_cpu, settings.bot_busy_window_ms / 1000),
+            busy=BusyBots(
+                settings.bot_busy_cpu,
+                settings.bot_busy_window_ms / 1000,
+                policy=settings.bot_busy_policy,
+            ),
             market_data_socket=MarketDataProgram.stats_socket(settings.pool_dir)
             if market_data
             else None,

@@ -1,15 +1,19 @@
 """A bot in a busy loop must not take its neighbours' share of the pool's CPUs.
 
 Bots have no cgroup of their own (cgroup v1 hosts cannot give a container sub-groups), so
-the fallback is the scheduler's priority: a bot that used more than BOT_BUSY_CPU percent of
-a core over a whole BOT_BUSY_WINDOW runs at nice 19 from then on, every thread of it and,
-where the kernel schedules by autogroup, its autogroup too (agent/autogroup.py: there a
-thread's nice counts only within its own bot), so its calm neighbours (and the pool's
-machinery) come first whenever they want the CPU; it still gets every cycle nobody else
-wants. A FreqTrade start, seconds of full CPU, is shorter than the window. Once calm for a
-whole window it gets its old priority back: its autogroup's always, its threads' where the
-agent may lower a nice value (CAP_SYS_NICE: root on a host; in a container without it,
-they keep 19 until the process ends).
+the fallback is the scheduler's priority. A bot is busy when its threads ran or waited to
+run (`/proc/<pid>/task/*/schedstat`) for more than BOT_BUSY_CPU percent of a whole
+BOT_BUSY_WINDOW: a spinner is always runnable, so it is seen whatever share of the CPU
+its neighbours leave it (its CPU time alone was 63-75 % of a core beside nine busy
+neighbours, under any useful threshold), while a calm bot sleeps most of the window
+however busy its core is. A busy bot runs from then on at nice 19 and, with
+BOT_BUSY_POLICY `idle` (the default), under SCHED_IDLE, every thread of it: a neighbour
+that wakes takes the CPU from it at once. Where the kernel schedules by autogroup
+(agent/autogroup.py: there a thread's priority counts only within its own bot) its
+autogroup is reniced too. It still gets every cycle nobody else wants. A FreqTrade start,
+seconds of full CPU, is shorter than the window. Once calm for a whole window it gets its
+old priority back: its autogroup's always, its threads' where the agent may (CAP_SYS_NICE:
+root on a host; in a container without it they keep 19 until the process ends).
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ import structlog
 
 from agent import autogroup
 from agent.autogroup import Written
-from agent.probes import cpu_seconds
+from agent.probes import wanted_seconds
 
 log = structlog.get_logger("agent.cpu")
 
 BUSY_NICE = 19
+POLICIES = ("idle", "nice")  # BOT_BUSY_POLICY: SCHED_IDLE and nice 19, or nice 19 alone
 
 
 def busy(start: tuple[float, float], now: tuple[float, float], percent: float) -> bool:
-    """Whether a process used more than `percent` of a core between two (time, CPU seconds)."""
+    """Whether a process ran or waited to run for more than `percent` of the time between
+    two (time, seconds run or waited) marks."""
     elapsed = now[0] - start[0]
     return elapsed > 0 and 100.0 * (now[1] - start[1]) / elapsed > percent
 
@@ -38,19 +44,23 @@ def busy(start: tuple[float, float], now: tuple[float, float], percent: float) -
 class BusyBots:
     def __init__(
         self, percent: float, window: float, clock: Callable[[], float] = time.monotonic,
-        cpu: Callable[[int], float | None] = cpu_seconds, autogroups: bool | None = None,
+        wanted: Callable[[int], float | None] = wanted_seconds, autogroups: bool | None = None,
         set_group_nice: Callable[[int, int], tuple[Written, int]] = autogroup.set_group_nice,
+        policy: str = "idle",
     ) -> None:  # fmt: skip
         """`percent` 0: never renice. `autogroups`: whether to renice bots' autogroups too
-        (None: where the kernel schedules by them)."""
+        (None: where the kernel schedules by them). `policy` `idle`: busy threads under
+        SCHED_IDLE as well as at nice 19."""
         self.percent = percent
         self.window = window
         self.clock = clock
-        self.cpu = cpu
+        self.wanted = wanted
+        self.idle = policy == "idle"
         self.autogroups = autogroup.enabled() if autogroups is None else autogroups
         self.set_group_nice = set_group_nice
         self._marks: dict[int, tuple[float, float]] = {}  # pid: its window's start
-        self._was: dict[int, dict[int, int]] = {}  # reniced pid: its threads' nice before
+        # Reniced pid: its threads' (nice, scheduling policy) before.
+        self._was: dict[int, dict[int, tuple[int, int]]] = {}
         self._group_was: dict[int, int] = {}  # pid whose autogroup is reniced: its nice before
         self._group_due: dict[int, int] = {}  # pid: the autogroup nice still to write
         self._refused = False  # a thread's renice refused (and said)
@@ -61,13 +71,18 @@ class BusyBots:
             return
         now, seen = self.clock(), set()
         for pid in pids:
-            used = self.cpu(pid) if pid > 0 else None
+            if pid <= 0:
+                continue
+            mark = self._marks.get(pid)
+            if mark is not None and now - mark[0] < self.window:
+                seen.add(pid)  # read only at a window's ends: a file per thread
+                continue
+            used = self.wanted(pid)
             if used is None:
                 continue
             seen.add(pid)
-            mark = self._marks.get(pid)
-            if mark is None or now - mark[0] < self.window:
-                self._marks.setdefault(pid, (now, used))
+            if mark is None:
+                self._marks[pid] = (now, used)
                 continue
             self._marks[pid] = (now, used)
             if busy(mark, (now, used), self.percent):
@@ -89,9 +104,11 @@ class BusyBots:
         for tid in threads(pid):
             if tid not in was:
                 try:
-                    before = os.getpriority(os.PRIO_PROCESS, tid)
+                    before = os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid)
                     os.setpriority(os.PRIO_PROCESS, tid, BUSY_NICE)
                     was[tid] = before
+                    if self.idle and before[1] == os.SCHED_OTHER:
+                        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
                 except PermissionError as exc:
                     # Another user's process, without CAP_SYS_NICE (a pool container's
                     # root agent and its bot users): said once.
@@ -110,9 +127,13 @@ class BusyBots:
         if pid in self._group_was:
             self._group_due[pid] = self._group_was[pid]
         was = self._was.get(pid, {})
-        for tid, before in list(was.items()):
+        for tid, (nice, policy) in list(was.items()):
             try:
-                os.setpriority(os.PRIO_PROCESS, tid, before)
+                # The policy first: from SCHED_IDLE back to SCHED_OTHER needs no privilege
+                # at nice 19 (RLIMIT_NICE); a lower nice value does.
+                if os.sched_getscheduler(tid) != policy:
+                    os.sched_setscheduler(tid, policy, os.sched_param(0))
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
             except ProcessLookupError:  # that thread ended
                 pass
             except OSError:  # lowering a nice value needs CAP_SYS_NICE: kept until it ends

@@ -54,6 +54,26 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def wanted_seconds(pid: int) -> float | None:
+    """How long a process's threads have run or waited to run, in seconds (None: gone):
+    the sum of each thread's `/proc/<pid>/task/<tid>/schedstat` run time and run-queue
+    wait. Unlike its CPU time, this sees a process that is always runnable whatever share
+    of the CPU its neighbours leave it. A thread that ended takes its part with it."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                ran, waited, _slices = f.read().split()
+        except (OSError, ValueError):
+            continue  # that thread ended
+        total += int(ran) + int(waited)
+    return total / 1e9
+
+
 _CGROUP = Path("/sys/fs/cgroup")
 # cgroup v1 reports "no limit" as a huge page-aligned number instead of "max".
 _NO_LIMIT = 1 << 60

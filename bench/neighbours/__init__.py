@@ -3,10 +3,12 @@ the other nine's users see, with the pool's limits off and on.
 
     .venv/bin/python -m bench.neighbours [--cases leak,spin] [--limits off,on]
         [--quiet 20 --acting 40 --after 40] [--rate 20] [--pairs 3] [--memory-limit 512m]
-        [--busy-cpu 90]
+        [--busy-cpu 90 --busy-window 30000 --busy-policy idle] [--runtime local|docker]
 
 For each case and each setting of the limits, a controller (local runtime, real
-supervisord, preloaded `freqtrade trade --dry-run` bots) runs ten bots in one pool, trading
+supervisord, preloaded `freqtrade trade --dry-run` bots; or `--runtime docker`: a pool
+container of `make images`' pool image, its cpuset pinned instead) runs ten bots in one
+pool, trading
 against the exchange emulator: nine DemoStrategy bots and one NoisyStrategy bot
 (bench/neighbours/strategy.py), calm until cued. Once every bot answers, the pool
 (supervisord, the agent, the preloader and every bot) is pinned to core 0; the controller,
@@ -19,8 +21,8 @@ controller's proxy to the calm bots' `/api/v1/ping` and `/api/v1/status`, and th
 bots' agent-reported ping is read from `GET /api/bots` each second. Printed: each phase's
 p50/p99/max of each, limits off and on side by side, and what befell the noisy bot.
 
-Limits off: `BOT_BUSY_CPU=0`, no memory limit. On: the defaults (`BOT_BUSY_CPU=90`, or
-`--busy-cpu`; `BOT_BUSY_WINDOW=30000`, `BOT_MEMORY_GRACE=30000`) and
+Limits off: `BOT_BUSY_CPU=0`, no memory limit. On: the defaults (`BOT_BUSY_CPU=90`,
+`BOT_BUSY_WINDOW=30000`, `BOT_BUSY_POLICY=idle`, or the flags; `BOT_MEMORY_GRACE=30000`) and
 `BOT_MEMORY_LIMIT=--memory-limit` (a local pool has no pool limit to derive one from).
 The leak is bounded (1.5 GiB), every run by its phases. Uses loopback ports 31500-31999
 (bots, market-data proxy).

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import docker
+
 from agent.autogroup import group_nice
 from bench.neighbours.figures import Phase, Stats, summarise, table
 from bench.neighbours.pool import pin_pools
@@ -21,9 +23,17 @@ from bench.neighbours.strategy import LEAK_CAP_MIB, LEAK_MIB, NAME, TRIGGER, noi
 from bench.tools import LOAD_CPU, MEASURED_CPU, pin
 from common.logging import setup_logging
 from tests.exchange import EmulatorProcess, trading_bot
-from tests.support import ADMIN_TOKEN, ControllerHarness, kill_pools, make_settings, wait_for
+from tests.support import (
+    ADMIN_TOKEN,
+    ControllerHarness,
+    kill_pools,
+    make_settings,
+    remove_pool_containers,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+POOL_IMAGE = "freqtrade-pool:latest"
 NOISY = "noisy"
 CALM = tuple(f"calm-{i}" for i in range(1, 10))
 CASES = {
@@ -54,8 +64,36 @@ def freqtrade() -> str:
 def limit_settings(on: bool, args: argparse.Namespace) -> dict[str, str]:
     if not on:
         return {"BOT_BUSY_CPU": "0"}
-    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": "30000",
-            "BOT_MEMORY_LIMIT": args.memory_limit, "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
+    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": f"{args.busy_window:g}",
+            "BOT_BUSY_POLICY": args.busy_policy, "BOT_MEMORY_LIMIT": args.memory_limit,
+            "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
+
+
+def runtime_settings(runtime: str) -> dict[str, str]:
+    """The local runtime's bots are this host's processes; a Docker pool's run in a
+    container of the image `make images` built, on the host's network."""
+    if runtime == "local":
+        return {"BOT_COMMAND": f"{freqtrade()} trade"}
+    return {"POOL_RUNTIME": "docker", "POOL_IMAGE": POOL_IMAGE, "POOL_NETWORK": "host",
+            "BOT_COMMAND": "freqtrade trade", "POOL_GRACE": "5000"}  # fmt: skip
+
+
+def pin_pool(runtime: str, base: Path) -> None:
+    """The pool on the measured core: its processes (local), its container (Docker)."""
+    if runtime == "local":
+        pin_pools(base, MEASURED_CPU)
+        return
+    client = docker.from_env()
+    for c in client.containers.list(filters={"label": "ftpool.pool"}):
+        if any(m.get("Source", "").startswith(str(base)) for m in c.attrs.get("Mounts", [])):
+            c.update(cpuset_cpus=str(MEASURED_CPU))
+
+
+def remove_pools(runtime: str, base: Path) -> None:
+    if runtime == "local":
+        kill_pools(base)
+    else:
+        remove_pool_containers(docker.from_env(), str(base))
 
 
 async def all_answer(h: ControllerHarness) -> bool:
@@ -66,7 +104,7 @@ async def all_answer(h: ControllerHarness) -> bool:
     )
 
 
-async def sample(h: ControllerHarness, run: Run, until: float) -> None:
+async def sample(h: ControllerHarness, run: Run, until: float, local: bool) -> None:
     """Each second: the calm bots' agent-reported ping, the noisy bot's process."""
     agent = run.series.setdefault("agent", [])
     while time.time() < until:
@@ -76,8 +114,10 @@ async def sample(h: ControllerHarness, run: Run, until: float) -> None:
             ping = (bots[bot].get("process") or {}).get("ping") or {}
             agent.append((at, ping["ms"] / 1000 if ping.get("ok") and ping.get("ms") else None))
         pid = (bots[NOISY].get("process") or {}).get("pid")
-        # Its autogroup's nice, read here: a local pool's bots are this host's processes.
-        run.noisy.append((at, {**bots[NOISY], "autogroup": group_nice(pid) if pid else None}))
+        # Its autogroup's nice, read here: a local pool's bots are this host's processes (a
+        # container's pids are not, and its CPU cgroup has no autogroups).
+        group = group_nice(pid) if pid and local else None
+        run.noisy.append((at, {**bots[NOISY], "autogroup": group}))
         await asyncio.sleep(max(0.0, at + 1 - time.time()))
 
 
@@ -86,11 +126,11 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
         base = Path(tmp)
         settings = make_settings(
-            base, BOT_COMMAND=f"{freqtrade()} trade", BOT_LAUNCH="preload",
+            base, BOT_LAUNCH="preload",
             MAX_BOTS_PER_CONTAINER="10", POOL_BASE_PORT="31600", MARKET_DATA_PROXY="true",
             MARKET_DATA_BASE_PORT="31500", HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="5000",
             HEALTH_CHECK_INTERVAL="30000", STRATEGIES_DIR=str(strategies), LOG_LEVEL="error",
-            **limit_settings(on, args),
+            **limit_settings(on, args), **runtime_settings(args.runtime),
         )  # fmt: skip
         h = await ControllerHarness(settings).start()
         try:
@@ -101,13 +141,13 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
                 await h.provision(**body)
             await wait_for(lambda: all_answer(h), 600, step=2)
             # From here on: what runs now, and what the preloader forks later, inherits.
-            pin_pools(base, MEASURED_CPU)
+            pin_pool(args.runtime, base)
             await asyncio.sleep(args.settle)  # the bots' first candles and trades
             await measure(args, h, base, case, run)
             run.events = await noisy_events(h)
         finally:
             await h.stop()
-            kill_pools(base)
+            remove_pools(args.runtime, base)
     return run
 
 
@@ -125,7 +165,7 @@ async def measure(args, h: ControllerHarness, base: Path, case: str, run: Run) -
     run.phases = [Phase("quiet", start, cue), Phase("acting", cue, acted),
                   Phase("after", acted, stop)]  # fmt: skip
     ours.send((start, stop))
-    sampler = asyncio.create_task(sample(h, run, stop))
+    sampler = asyncio.create_task(sample(h, run, stop, args.runtime == "local"))
     trigger = base / "pools" / "pool-1" / "bots" / NOISY / TRIGGER
     await asyncio.sleep(cue - time.time())
     trigger.write_text(case)
@@ -179,6 +219,12 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--memory-limit", default="512m")
     parser.add_argument("--busy-cpu", type=float, default=90, help="BOT_BUSY_CPU with limits on")
+    parser.add_argument("--busy-window", type=float, default=30000,
+                        help="BOT_BUSY_WINDOW (ms) with limits on")  # fmt: skip
+    parser.add_argument("--busy-policy", choices=("idle", "nice"), default="idle",
+                        help="BOT_BUSY_POLICY with limits on")  # fmt: skip
+    parser.add_argument("--runtime", choices=("local", "docker"), default="local",
+                        help="docker: a pool container of `make images`' pool image")  # fmt: skip
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c in CASES]
     modes = [m for m in args.limits.split(",") if m in ("off", "on")]
@@ -200,10 +246,11 @@ async def main() -> None:
                     print(f"[{case}, limits {mode}] {noisy_story(run)}; samples: "
                           f"{counts(run)}", flush=True)  # fmt: skip
     print(f"\nbench/neighbours: 9 calm DemoStrategy bots + 1 noisy, {args.pairs} pairs each, "
-          f"local runtime, preloaded; pool on core {MEASURED_CPU}, controller + emulator + "
-          f"prober on core {LOAD_CPU}; {args.rate:g} req/s through the proxy; phases quiet "
-          f"{args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s; limits on: "
-          f"BOT_BUSY_CPU {args.busy_cpu:g}, BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
+          f"{args.runtime} runtime, preloaded; pool on core {MEASURED_CPU}, controller + "
+          f"emulator + prober on core {LOAD_CPU}; {args.rate:g} req/s through the proxy; "
+          f"phases quiet {args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s; "
+          f"limits on: BOT_BUSY_CPU {args.busy_cpu:g} over {args.busy_window:g} ms, "
+          f"BOT_BUSY_POLICY {args.busy_policy}, BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
     for case, runs in results.items():
         print(f"\n{case}: the noisy bot {CASES[case]}")
         summaries: dict[str, dict[str, dict[str, Stats]]] = {

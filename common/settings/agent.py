@@ -76,6 +76,7 @@ class AgentSettings:
     )  # fmt: skip
     bot_busy_cpu: int = limits.bot_busy_cpu()
     bot_busy_window_ms: int = limits.bot_busy_window_ms()
+    bot_busy_policy: str = limits.bot_busy_policy()
     pool_metrics: str = setting(
         "POOL_METRICS",
         choice("processes", "cgroup"),

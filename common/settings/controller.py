@@ -57,6 +57,7 @@ class ControllerSettings:
     bot_memory_grace_ms: int = limits.bot_memory_grace_ms()
     bot_busy_cpu: int = limits.bot_busy_cpu()
     bot_busy_window_ms: int = limits.bot_busy_window_ms()
+    bot_busy_policy: str = limits.bot_busy_policy()
     user_max_bots: int = limits.user_max_bots()
     pool_oom_score_adj: int = runtimes.pool_oom_score_adj()
     pool_publish_ports: bool = runtimes.pool_publish_ports()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.settings.parsing import MS, integer, setting, size
+from common.settings.parsing import MS, choice, integer, setting, size
 
 # docs/benchmarks.md, "Memory: pooled vs. one container per bot": one legacy container
 # with one dry-run trading bot (20 pairs, 2,000 markets), `docker stats` after 5 minutes.
@@ -29,12 +29,20 @@ def bot_memory_grace_ms() -> Any:
 def bot_busy_cpu() -> Any:
     return setting(
         "BOT_BUSY_CPU", integer(0, 10_000), "90",
-        "percent of a core a bot may use over BOT_BUSY_WINDOW before it runs at nice 19 (0: off)",
+        "percent of BOT_BUSY_WINDOW a bot may run or wait to run before it is deprioritised "
+        "(0: off)",
+    )  # fmt: skip
+
+
+def bot_busy_policy() -> Any:
+    return setting(
+        "BOT_BUSY_POLICY", choice("idle", "nice"), "idle",
+        "a busy bot's threads: SCHED_IDLE and nice 19 (idle), or nice 19 alone (nice)",
     )  # fmt: skip
 
 
 def bot_busy_window_ms() -> Any:
-    return setting("BOT_BUSY_WINDOW", MS, "30000", "the window a bot's CPU use is judged over")
+    return setting("BOT_BUSY_WINDOW", MS, "30000", "the window a bot's CPU demand is judged over")
 
 
 def user_max_bots() -> Any:

@@ -1,11 +1,14 @@
-"""/api/users/{userId}/quota: how many bots a user may have; the admin sets a user's own."""
+"""/api/users/{userId}/quota: how many bots a user may have, and how much memory their bots'
+limits may add up to; the admin sets a user's own."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from common.units import parse_bytes
 from controller.api.middleware import principal, read_json
-from controller.api.spec import ADMIN, INT, TRUE, USER, answer, json_body, nullable, obj, op
+from controller.api.spec import ADMIN, INT, STR, TRUE, USER, answer, json_body, nullable, obj, op
+from controller.bots.limits import MIN_BOT_MEMORY
 from controller.bots.manager import BotManager
 from controller.errors import BadRequest
 
@@ -14,23 +17,29 @@ MAX_QUOTA = 1_000_000
 
 _QUOTA = answer(obj({
     "success": TRUE, "userId": {"type": "string"}, "maxBots": nullable(INT), "bots": INT,
-    "own": nullable(INT), "default": nullable(INT),
+    "own": nullable(INT), "default": nullable(INT), "maxMemoryBytes": nullable(INT),
+    "memoryBytes": INT,
 }))  # fmt: skip
+_BODY = 'body must be {"maxBots": <bots, 0 for no limit, or null>, "maxMemory": <size or null>}'
 
 
 class APIUsers:
     operations = {
         ("GET", "/api/users/{userId}/quota"): op(
-            "how many bots the user may have and has (the admin, or that user)",
+            "how many bots the user may have and has, and their memory budget and the sum of "
+            "their bots' memory limits (the admin, or that user)",
             security=USER, tags=("users",), errors=(400, 403), ok={200: _QUOTA},
         ),
         ("PUT", "/api/users/{userId}/quota"): op(
-            "set the user's own quota of bots (admin); null returns to USER_MAX_BOTS",
+            "set the user's own quota of bots (admin; null returns to USER_MAX_BOTS) and/or "
+            "their memory budget (null: none)",
             security=ADMIN, tags=("users",), errors=(400,), ok={200: _QUOTA},
             body=json_body({
-                "type": "object", "additionalProperties": False, "required": ["maxBots"],
-                "properties": {"maxBots": nullable(
-                    {"type": "integer", "minimum": 0, "maximum": MAX_QUOTA})},
+                "type": "object", "additionalProperties": False, "minProperties": 1,
+                "properties": {
+                    "maxBots": nullable({"type": "integer", "minimum": 0, "maximum": MAX_QUOTA}),
+                    "maxMemory": nullable({"oneOf": [STR, {"type": "integer", "minimum": 0}]}),
+                },
             }),
         ),
     }  # fmt: skip
@@ -52,13 +61,30 @@ class APIUsers:
         who, user_id = principal(request), request.match_info["userId"]
         who.require_admin()
         body = await read_json(request)
-        if not isinstance(body, dict) or set(body) != {"maxBots"}:
-            raise BadRequest('body must be {"maxBots": <bots, 0 for no limit, or null>}')
-        max_bots = body["maxBots"]
-        if max_bots is not None and (
-            type(max_bots) is not int or not 0 <= max_bots <= MAX_QUOTA
-        ):  # fmt: skip
-            raise BadRequest(f"maxBots must be an integer from 0 to {MAX_QUOTA}, or null")
-        await self.bots.set_quota(who, user_id, max_bots)
+        if not isinstance(body, dict) or not body or not set(body) <= {"maxBots", "maxMemory"}:
+            raise BadRequest(_BODY)
+        change: dict[str, int | None] = {}
+        if "maxBots" in body:
+            max_bots = change["max_bots"] = body["maxBots"]
+            if max_bots is not None and (
+                type(max_bots) is not int or not 0 <= max_bots <= MAX_QUOTA
+            ):  # fmt: skip
+                raise BadRequest(f"maxBots must be an integer from 0 to {MAX_QUOTA}, or null")
+        if "maxMemory" in body:
+            change["max_memory"] = memory_budget(body["maxMemory"])
+        await self.bots.set_quota(who, user_id, **change)
         view = await self.bots.quota(who, user_id)
         return web.json_response({"success": True, **view})
+
+
+def memory_budget(raw: object) -> int | None:
+    """A body's `maxMemory`: a size (`4g`) or bytes, at least one bot's smallest limit."""
+    if raw is None:
+        return None
+    try:
+        budget = parse_bytes(raw)
+    except ValueError as exc:
+        raise BadRequest(f"maxMemory {exc}") from None
+    if budget < MIN_BOT_MEMORY:
+        raise BadRequest(f"maxMemory must be at least {MIN_BOT_MEMORY >> 20} MiB, or null")
+    return budget

@@ -152,14 +152,20 @@ class BotManager:
         principal.require_owner(user_id)
         default = self.limits.user_max_bots
         limit, own, count = await self.store.user_quota(user_id, default)
+        budget, used = await self.store.user_memory(user_id, self.limits.memory)
         return {"userId": user_id, "maxBots": limit or None, "bots": count,
-                "own": own, "default": default or None}  # fmt: skip
+                "own": own, "default": default or None, "maxMemoryBytes": budget,
+                "memoryBytes": used}  # fmt: skip
 
-    async def set_quota(self, principal: Principal, user_id: str, max_bots: int | None) -> None:
+    async def set_quota(self, principal: Principal, user_id: str, **change: int | None) -> None:
+        """`change`: `max_bots` (None: the default) and/or `max_memory` (None: no budget)."""
         check_id(user_id, "userId")
         principal.require_admin()
-        await self.store.set_user_quota(user_id, max_bots)
-        log.info("user_quota_set", user=user_id, max_bots=max_bots)
+        if "max_bots" in change:
+            await self.store.set_user_quota(user_id, change["max_bots"])
+        if "max_memory" in change:
+            await self.store.set_user_memory_budget(user_id, change["max_memory"])
+        log.info("user_quota_set", user=user_id, **change)
 
     async def _legacy_ids(self) -> set[str]:
         return await self.legacy.known_ids() if self.legacy is not None else set()

@@ -27,6 +27,12 @@ _ALIVE = frozenset((ProcessState.RUNNING, ProcessState.STARTING))
 RECOVERY_RETRY_SECONDS = 2.0
 # A lost pool's bots move elsewhere only after this many POOL_GRACE periods of failed starts.
 EVACUATE_AFTER_GRACES = 3
+# A bot over its memory limit is restarted at once, without waiting out the grace, when its
+# own memory reaches this many times its limit, or when its growth since it went over
+# would take it there before the grace ends: a leak of 32 MiB/s ran 1 GiB past a 512 MiB
+# limit in a 30 s grace (docs/benchmarks.md), while a bot that steps over its limit and
+# stays there keeps the grace to come back under it.
+MEMORY_CEILING = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +184,7 @@ class BotHealth:
     unanswered_since: float | None = None  # its ping first seen failing while it ran
     down_since: float | None = None  # the `since` of the report that saw it down
     over_limit_since: float | None = None  # its memory first seen over its limit
+    over_limit_bytes: int | None = None  # what it measured then (its growth is since)
     # Its agent first seen not having applied the pool's latest desired state while it
     # had no process.
     pending_since: float | None = None
@@ -200,6 +207,9 @@ class BotJudgement:
     problem: str | None = None
     decision: Decision | None = None  # the restart policy's, when there is a problem
     look_again_at: float | None = None  # when an unanswered ping becomes a problem
+    # Why a memory problem is one now: "grace" (over for all of it), "ceiling" (at
+    # MEMORY_CEILING times its limit) or "growth" (growing to that within the grace).
+    memory_rule: str | None = None
 
 
 CLEAN_BOT = BotHealth()
@@ -219,12 +229,14 @@ def judge_bot(
     desired state; until it has, a bot without a process is not yet its to start."""
     if bot.deleting or bot.held or bot.run != _SHOULD_RUN or pool_suspect:
         return _NOTHING  # not the monitor's to restart, or cannot be told
-    over_since = health.over_limit_since
+    over = (health.over_limit_since, health.over_limit_bytes)
     health, problem, due = _problem(health, status, now, rules.unresponsive_after,
                                     desired_applied, rules.apply_grace)  # fmt: skip
+    rule = None
     if problem is None and status is not None and status.state in _ALIVE:
-        health, problem, due = _memory(health, over_since, status, now, rules.memory_grace,
-                                       memory_limit, due)  # fmt: skip
+        health, rule, due = _memory(health, over, status, now, rules.memory_grace,
+                                    memory_limit, due)  # fmt: skip
+        problem = None if rule is None else MEMORY_LIMIT
     if problem is None:
         ran = now - status.since if status and status.state == _RUNNING else 0.0
         # Over its memory limit is not a healthy run, even within the grace.
@@ -236,33 +248,55 @@ def judge_bot(
         return BotJudgement(health, look_again_at=due)
     decision = decide(rules.policy, bot.restarts, now)
     if decision.verdict is Verdict.WAIT:
-        return BotJudgement(health, BotAction.WAIT, problem, decision)
+        return BotJudgement(health, BotAction.WAIT, problem, decision, memory_rule=rule)
     if decision.verdict is Verdict.FAIL:
         action = BotAction.FAILED if bot.restarts.failed else BotAction.MARK_FAILED
-        return BotJudgement(health, action, problem, decision)
+        return BotJudgement(health, action, problem, decision, memory_rule=rule)
     if problem == MEMORY_LIMIT:  # counted in its restart record
         record = decision.record
         decision = replace(decision, record=replace(record, memory=record.memory + 1))
-    return BotJudgement(health, BotAction.RESTART, problem, decision)
+    return BotJudgement(health, BotAction.RESTART, problem, decision, memory_rule=rule)
 
 
 def _memory(
-    health: BotHealth, over_since: float | None, status: BotStatus, now: float, grace: float,
-    limit: int, due: float | None,
+    health: BotHealth, over: tuple[float | None, int | None], status: BotStatus, now: float,
+    grace: float, limit: int, due: float | None,
 ) -> tuple[BotHealth, str | None, float | None]:  # fmt: skip
-    """A running bot over its memory limit (first seen so at `over_since`): since when, and
-    whether for the whole grace (then its problem), or when to look again."""
-    if not limit or status.uss is None or status.uss <= limit:
+    """A running bot over its memory limit (first seen so at `over`: when, measuring what):
+    the record to keep, the rule that makes it a problem now (None: not yet) and when to
+    look again."""
+    uss = status.uss
+    if not limit or uss is None or uss <= limit:
         if health.over_limit_since is None:
             return health, None, due
-        health = replace(health, over_limit_since=None)
+        health = replace(health, over_limit_since=None, over_limit_bytes=None)
         return (CLEAN_BOT if health == CLEAN_BOT else health), None, due
-    since = now if over_since is None else over_since
-    if health.over_limit_since != since:
-        health = replace(health, over_limit_since=since)
-    if now - since >= grace:
-        return health, MEMORY_LIMIT, None
+    since, first = (now, uss) if over[0] is None else over
+    if (health.over_limit_since, health.over_limit_bytes) != (since, first):
+        health = replace(health, over_limit_since=since, over_limit_bytes=first)
+    rule = memory_rule(since, first, uss, now, grace, limit)
+    if rule is not None:
+        return health, rule, None
     return health, None, since + grace if due is None else min(due, since + grace)
+
+
+def memory_rule(
+    since: float, first: int | None, uss: int, now: float, grace: float, limit: int
+) -> str | None:
+    """Why a bot over its limit since `since` (measuring `first` then, `uss` now) is to be
+    restarted now, or None: over for the whole grace; at MEMORY_CEILING times its limit;
+    or growing at a rate (its average since it went over) that reaches the ceiling before
+    the grace ends."""
+    if now - since >= grace:
+        return "grace"
+    ceiling = MEMORY_CEILING * limit
+    if uss >= ceiling:
+        return "ceiling"
+    if first is not None and now > since and uss > first:
+        rate = (uss - first) / (now - since)
+        if uss + rate * (since + grace - now) >= ceiling:
+            return "growth"
+    return None
 
 
 def _problem(

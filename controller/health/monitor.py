@@ -328,7 +328,7 @@ class Monitor:
         elif verdict.action is BotAction.MARK_FAILED:
             if verdict.problem == MEMORY_LIMIT:
                 # Still running, over its limit: a failed bot is left alone, so it stops.
-                self._memory_event(bot, "stopped")
+                self._memory_event(bot, "stopped", verdict)
                 await self.bots.stop_failed(bot, decision.record)
             else:
                 await self.bots.set_restarts(bot, decision.record)
@@ -342,24 +342,27 @@ class Monitor:
             report.issues.append({"type": "bot_failed", "instanceId": bot.id})
         elif verdict.action is BotAction.RESTART:
             self._bots.pop(bot.id, None)  # a restarted bot starts a clean record
+            if verdict.problem == MEMORY_LIMIT:
+                self._memory_event(bot, "restart", verdict)
             await self._restart(bot, verdict.problem, decision.record, report)
 
-    def _memory_event(self, bot: BotRecord, action: str) -> None:
+    def _memory_event(self, bot: BotRecord, action: str, verdict: BotJudgement) -> None:
         status = self.registry.status_of(bot)
         measured = status.uss if status is not None else None
         limit = self.bots.memory_limit(bot)
+        since = verdict.health.over_limit_since
+        over = round(self.clock() - since, 1) if since is not None else None
         self.metrics.bot_memory_limits.labels(action).inc()
         self.events.emit(MEMORY_LIMIT, pool=bot.pool_id, bot=bot.id, user=bot.user_id,
                          reason="memory over its limit", action=action, measuredBytes=measured,
-                         limitBytes=limit, graceSeconds=self.rules.memory_grace)  # fmt: skip
+                         limitBytes=limit, graceSeconds=self.rules.memory_grace,
+                         rule=verdict.memory_rule, overSeconds=over)  # fmt: skip
         log.warning(MEMORY_LIMIT, bot=bot.id, pool=bot.pool_id, action=action,
-                    measured=measured, limit=limit)  # fmt: skip
+                    measured=measured, limit=limit, rule=verdict.memory_rule)  # fmt: skip
 
     async def _restart(
         self, bot: BotRecord, reason: str, record: RestartRecord, report: HealthReport
     ) -> None:
-        if reason == MEMORY_LIMIT:
-            self._memory_event(bot, "restart")
         await self.bots.auto_restart(bot, record)
         self.metrics.bot_restarts.labels(reason).inc()
         self.events.emit("bot_restart", pool=bot.pool_id, bot=bot.id, user=bot.user_id,

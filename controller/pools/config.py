@@ -42,6 +42,7 @@ class PoolsConfig:
                 "BACKUP_RETENTION": str(settings.backup_retention_days),
                 "BOT_BUSY_CPU": str(settings.bot_busy_cpu),
                 "BOT_BUSY_WINDOW": str(settings.bot_busy_window_ms),
+                "BOT_BUSY_POLICY": settings.bot_busy_policy,
                 "AGENT_FENCE_TIMEOUT": str(settings.fence_timeout_ms),
                 "AGENT_FENCE_MARGIN": str(settings.fence_margin_ms),
             },

@@ -183,8 +183,10 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
-            if status.uss is not None and self._went_over(bot_id, status, before):
-                self.alarm.ring_for(bot_id)  # its grace starts when the monitor sees it
+            if status.uss is not None and self._over_and_growing(bot_id, status, before):
+                # Its grace starts when the monitor sees it; while it grows the monitor
+                # judges it at each heartbeat (a fast leak is restarted without its grace).
+                self.alarm.ring_for(bot_id)
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
 
     def _backup_state(
@@ -199,15 +201,16 @@ class AgentSessions:
             if not now.ok:
                 self.backup_failures += 1
 
-    def _went_over(self, bot_id: str, status: BotStatus, before: BotStatus | None) -> bool:
-        """Whether a bot's own memory has just gone over its limit (this process's)."""
+    def _over_and_growing(self, bot_id: str, status: BotStatus, before: BotStatus | None) -> bool:
+        """Whether a bot's own memory is over its limit and has just gone over it or grown
+        (this process's)."""
         record = self.registry.bots.get(bot_id)
         if record is None or status.uss is None:
             return False
         limit = record.memory_limit_or(self.bot_memory)
         same = before is not None and before.pid == status.pid
         was = before.uss if same and before is not None else None
-        return 0 < limit < status.uss and (was is None or was <= limit)
+        return 0 < limit < status.uss and (was is None or was < status.uss)
 
     @property
     def waited_for(self) -> bool:

@@ -73,10 +73,11 @@ def allocate(
     (user_quotas) takes its place."""
     if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
         raise Conflict(f"bot {bot.id} already exists")
+    need = p.need(bot.memory_limit)
     if quota is not None:
         check_quota(db, bot.user_id, quota)
-    pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash,
-                                need=p.need(bot.memory_limit))  # fmt: skip
+        check_memory_budget(db, bot.user_id, need, p.bot_memory)
+    pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash, need=need)
     now = time.time()
     db.execute(
         "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
@@ -111,6 +112,38 @@ def check_quota(db: sqlite3.Connection, user_id: str, default: int) -> None:
         raise QuotaExceeded(
             f"user {user_id} has {count} bots, their quota is {limit}",
             quota={"maxBots": limit, "bots": count},
+        )
+
+
+def user_memory(db: sqlite3.Connection, user_id: str, default: int) -> tuple[int | None, int]:
+    """A user's memory budget in bytes (None: none) and the sum of their bots' memory
+    limits (each its own or `default`; a bot without either counts nothing): one lookup by
+    primary key, one sum over the index of the user's bots."""
+    row = db.execute(
+        "SELECT max_memory FROM user_memory_budgets WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    used = db.execute(
+        "SELECT coalesce(sum(coalesce(memory_limit, ?)), 0) FROM bots WHERE user_id = ?",
+        (default, user_id),
+    ).fetchone()[0]
+    return (None if row is None else int(row[0])), int(used)
+
+
+def check_memory_budget(db: sqlite3.Connection, user_id: str, need: int, default: int) -> None:
+    """Refuse a user's new bot whose memory limit (`need`; 0: none) would take the sum of
+    their bots' limits past their budget; with a budget, a bot needs a limit."""
+    budget, used = user_memory(db, user_id, default)
+    if budget is None:
+        return
+    quota = {"maxMemoryBytes": budget, "memoryBytes": used, "needBytes": need}
+    if not need:
+        raise QuotaExceeded(f"user {user_id} has a memory budget: their bots need a memory "
+                            "limit (limits.memory, or BOT_MEMORY_LIMIT)", quota=quota)  # fmt: skip
+    if used + need > budget:
+        raise QuotaExceeded(
+            f"user {user_id}'s bots have {used} bytes of memory limits; {need} more would "
+            f"pass their budget of {budget}",
+            quota=quota,
         )
 
 

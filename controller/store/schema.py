@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,9 +129,18 @@ CREATE TABLE ui_signed_out (
 _SCHEMA_V11 = """
 ALTER TABLE pools ADD COLUMN market_data INTEGER CHECK (market_data IN (0, 1));
 """
+# A user's memory budget set by the admin (docs/limits.md): the sum of their bots' memory
+# limits may not pass it (no row: no budget).
+_SCHEMA_V12 = """
+CREATE TABLE user_memory_budgets (
+    user_id TEXT PRIMARY KEY,
+    max_memory INTEGER NOT NULL CHECK (max_memory > 0)
+);
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
     7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10, 11: _SCHEMA_V11,
+    12: _SCHEMA_V12,
 }  # fmt: skip
 
 

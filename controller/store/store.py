@@ -139,6 +139,23 @@ class Store:
 
         await self._run(self._tx, write)
 
+    async def user_memory(self, user_id: str, default: int) -> tuple[int | None, int]:
+        """A user's memory budget (None: none) and the sum of their bots' memory limits."""
+        return await self._run(lambda: allocation.user_memory(self.db, user_id, default))
+
+    async def set_user_memory_budget(self, user_id: str, max_memory: int | None) -> None:
+        """Give a user a memory budget in bytes, or none (None). Bots beyond a lowered
+        budget stay; they cannot add any that would pass it."""
+
+        def write(db: sqlite3.Connection) -> None:
+            if max_memory is None:
+                db.execute("DELETE FROM user_memory_budgets WHERE user_id = ?", (user_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO user_memory_budgets VALUES (?, ?)",
+                           (user_id, max_memory))  # fmt: skip
+
+        await self._run(self._tx, write)
+
     async def relocate(
         self, bot_id: str, placement: Placement, token_hash: str, held: bool,
         into: str | None = None, avoid: Collection[str] = (),

@@ -1,5 +1,6 @@
-"""Limits with real processes (local runtime, real supervisord and agents): a user's quota,
-and a bot that leaks memory without bound, restarted then failed while its neighbours run on.
+"""Limits with real processes (local runtime, real supervisord and agents): a user's quota
+and memory budget, and a bot that leaks memory without bound, restarted then failed while its
+neighbours run on.
 """
 
 from __future__ import annotations
@@ -52,6 +53,35 @@ async def test_a_users_quota_holds_under_concurrent_provisions_and_the_admin_rai
     await h.wait_running("q-more")
     status, body = await h.call("POST", "/api/bots", ALICE, json={"instanceId": "q-over"})
     assert status == 403 and body["quota"] == {"maxBots": 3, "bots": 3}
+
+
+async def test_a_users_memory_budget_holds_under_concurrent_provisions(harness_factory):
+    # Ports 32000-32009. Each bot's limit the default 100 MiB: a budget of 250 MiB is two.
+    h = await harness_factory(POOL_BASE_PORT="32000", MAX_BOTS_PER_CONTAINER="4",
+                              BOT_MEMORY_LIMIT="100m")  # fmt: skip
+    status, quota = await h.call("PUT", "/api/users/alice/quota", json={"maxMemory": "250m"})
+    assert status == 200 and quota["maxMemoryBytes"] == 250 << 20
+    answers = await asyncio.gather(*(
+        h.call("POST", "/api/bots", ALICE, json={"instanceId": f"m-{i}"}) for i in range(5)
+    ))  # fmt: skip
+    assert sorted(status for status, _ in answers) == [201, 201, 403, 403, 403]
+    refused = next(body for status, body in answers if status == 403)
+    assert refused["quota"] == {"maxMemoryBytes": 250 << 20, "memoryBytes": 200 << 20,
+                                "needBytes": 100 << 20}  # fmt: skip
+    placed = [body["instanceId"] for status, body in answers if status == 201]
+    await asyncio.gather(*(h.wait_running(b) for b in placed))
+    # The admin raises it: a smaller own limit fits, then the budget is spent.
+    small = {"instanceId": "m-small", "limits": {"memory": "64m"}}
+    assert (await h.call("POST", "/api/bots", ALICE, json=small))[0] == 403
+    await h.call("PUT", "/api/users/alice/quota", json={"maxMemory": "300m"})
+    status, body = await h.call("POST", "/api/bots", ALICE, json=small)
+    assert status == 201, body
+    await h.wait_running("m-small")
+    status, quota = await h.call("GET", "/api/users/alice/quota", ALICE)
+    assert (quota["memoryBytes"], quota["bots"]) == (264 << 20, 3)
+    over = {"instanceId": "m-over", "limits": {"memory": "64m"}}
+    status, body = await h.call("POST", "/api/bots", ALICE, json=over)
+    assert status == 403 and body["quota"]["memoryBytes"] == 264 << 20
 
 
 async def test_a_leaking_bot_is_restarted_then_failed_while_its_neighbours_run_on(

@@ -22,7 +22,7 @@ def test_busy_is_more_than_the_share_of_a_core_over_the_window() -> None:
 def test_a_bot_busy_for_a_whole_window_runs_at_nice_19_and_a_start_does_not() -> None:
     bot = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     now, used = [0.0], {bot.pid: 0.0}
-    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get)
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get)
     try:
         before = nice_of(bot.pid)
         busy_bots.check([bot.pid])  # the window starts
@@ -45,7 +45,7 @@ def test_a_bot_busy_for_a_whole_window_runs_at_nice_19_and_a_start_does_not() ->
 
 def test_off_reniced_nothing() -> None:
     now, used = [0.0], {os.getpid(): 0.0}
-    off = BusyBots(0, 30, clock=lambda: now[0], cpu=used.get)
+    off = BusyBots(0, 30, clock=lambda: now[0], wanted=used.get)
     off.check([os.getpid()])
     now[0], used[os.getpid()] = 60.0, 60.0
     off.check([os.getpid()])
@@ -58,7 +58,7 @@ def test_every_thread_of_a_busy_bot_is_reniced_not_only_its_main_thread() -> Non
     code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()"
     bot = subprocess.Popen([sys.executable, "-c", code])
     now, used = [0.0], {bot.pid: 0.0}
-    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get)
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get)
     try:
         while len(threads(bot.pid)) < 2:
             time.sleep(0.01)
@@ -94,7 +94,7 @@ def test_a_busy_bot_leading_its_session_has_its_autogroup_reniced_and_restored()
     # only the autogroup's nice counts, so it is reniced too, and restored once calm.
     bot = sleeper(own_session=True)
     now, used = [0.0], {bot.pid: 0.0}
-    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True)
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=True)
     try:
         before = group_nice(bot.pid)
         assert before is not None and before < BUSY_NICE
@@ -120,7 +120,7 @@ def test_the_autogroup_of_a_bot_in_the_pools_session_is_left_alone() -> None:
     bot = sleeper(own_session=False)
     ours = group_nice(os.getpid())
     now, used = [0.0], {bot.pid: 0.0}
-    busy_bots = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True)
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=True)
     try:
         busy_for_a_window(busy_bots, now, used, bot.pid)
         assert nice_of(bot.pid) == BUSY_NICE
@@ -139,9 +139,9 @@ def test_where_autogroups_are_off_or_refused_only_the_threads_are_reniced() -> N
 
     bots = [sleeper(own_session=True) for _ in range(2)]
     now, used = [0.0], {b.pid: 0.0 for b in bots}
-    off = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=False,
+    off = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=False,
                    set_group_nice=refused)  # fmt: skip
-    on = BusyBots(90, 30, clock=lambda: now[0], cpu=used.get, autogroups=True,
+    on = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=True,
                   set_group_nice=refused)  # fmt: skip
     try:
         busy_for_a_window(off, now, used, bots[0].pid)
@@ -156,3 +156,52 @@ def test_where_autogroups_are_off_or_refused_only_the_threads_are_reniced() -> N
         for bot in bots:
             bot.send_signal(signal.SIGKILL)
             bot.wait()
+
+
+def test_a_busy_bots_threads_run_under_sched_idle_and_come_back_when_calm() -> None:
+    # SCHED_IDLE: a neighbour that wakes takes the CPU from it at once. Its threads started
+    # later inherit it. Back to SCHED_OTHER once calm (at nice 19 that needs no privilege).
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()"
+    bot = subprocess.Popen([sys.executable, "-c", code])
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=False)
+    try:
+        while len(threads(bot.pid)) < 2:
+            time.sleep(0.01)
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert {os.sched_getscheduler(tid) for tid in threads(bot.pid)} == {os.SCHED_IDLE}
+        calm_for_a_window(busy_bots, now, bot.pid)
+        assert {os.sched_getscheduler(tid) for tid in threads(bot.pid)} == {os.SCHED_OTHER}
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+
+
+def test_policy_nice_leaves_a_busy_bot_under_sched_other() -> None:
+    bot = sleeper(own_session=False)
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=False,
+                         policy="nice")  # fmt: skip
+    try:
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert nice_of(bot.pid) == BUSY_NICE
+        assert os.sched_getscheduler(bot.pid) == os.SCHED_OTHER
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+
+
+def test_what_a_bot_wanted_is_read_only_at_the_ends_of_its_windows() -> None:
+    # A file per thread of every bot: read at each window's end, not at every heartbeat.
+    reads: list[float] = []
+    now = [0.0]
+
+    def wanted(_pid: int) -> float:
+        reads.append(now[0])
+        return 0.0
+
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=wanted, autogroups=False)
+    for second in range(0, 61):
+        now[0] = float(second)
+        busy_bots.check([os.getpid()])
+    assert reads == [0.0, 30.0, 60.0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from agent.probes import (
     ping,
     rss_bytes,
     uss_bytes,
+    wanted_seconds,
 )
 
 
@@ -192,3 +195,42 @@ def test_listening_uids_reads_only_listening_sockets(tmp_path: Path) -> None:
         "garbage\n"
     )
     assert listening_uids((str(table), str(tmp_path / "missing"))) == {9000: {20003}}
+
+
+SPIN = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
+
+
+def test_wanted_seconds_counts_the_wait_of_a_process_that_shares_its_core() -> None:
+    # Two spinners on one core: each runs about half the time and waits the other half.
+    # Its CPU time alone would call it half busy; what it ran or waited calls it busy.
+    core = min(os.sched_getaffinity(0))
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN, str(core)]) for _ in range(2)]
+    try:
+        pid = spinners[0].pid
+        time.sleep(0.3)  # both pinned and spinning
+        wanted, used = wanted_seconds(pid), cpu_seconds(pid)
+        assert wanted is not None and used is not None
+        time.sleep(1.0)
+        wanted_now, used_now = wanted_seconds(pid), cpu_seconds(pid)
+        assert wanted_now is not None and used_now is not None
+        assert wanted_now - wanted > used_now - used + 0.2  # it waited, as well as ran
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert wanted_seconds(spinners[0].pid) is None  # gone
+
+
+def test_wanted_seconds_sums_every_thread() -> None:
+    # A strategy spinning in a thread of its own counts, not only the main thread.
+    code = "import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()"
+    bot = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while len(os.listdir(f"/proc/{bot.pid}/task")) < 2:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        main = sum(int(x) for x in Path(f"/proc/{bot.pid}/schedstat").read_text().split()[:2])
+        assert (wanted_seconds(bot.pid) or 0) > main / 1e9 + 0.1
+    finally:
+        bot.kill()
+        bot.wait()

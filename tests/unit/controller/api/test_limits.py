@@ -50,7 +50,7 @@ async def test_the_admin_sets_a_users_own_quota(make_api: ApiFactory) -> None:
     status, body, _ = await api.call("GET", "/api/users/alice/quota", ALICE)
     assert status == 200
     assert body == {"success": True, "userId": "alice", "maxBots": 1, "bots": 1, "own": None,
-                    "default": 1}  # fmt: skip
+                    "default": 1, "maxMemoryBytes": None, "memoryBytes": 0}  # fmt: skip
 
     status, body, _ = await api.call("PUT", "/api/users/alice/quota", json={"maxBots": 3})
     assert status == 200 and (body["maxBots"], body["own"]) == (3, 3)
@@ -82,6 +82,68 @@ async def test_quota_routes_check_who_asks_and_what_is_sent(make_api: ApiFactory
         assert status == 400 and body["success"] is False, bad
     status, body, _ = await api.call("PUT", "/api/users/bad%20id/quota", json={"maxBots": 1})
     assert status == 400
+
+
+async def test_a_users_memory_budget_bounds_the_sum_of_their_bots_limits(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(BOT_MEMORY_LIMIT="256m")
+    status, body, _ = await api.call("PUT", "/api/users/alice/quota", json={"maxMemory": "1g"})
+    assert status == 200 and (body["maxMemoryBytes"], body["memoryBytes"]) == (1 << 30, 0)
+    assert body["maxBots"] is None  # the bot quota untouched
+    assert (await provision(api, ALICE, instanceId="a1"))[0] == 201  # the default: 256 MiB
+    assert (await provision(api, ALICE, instanceId="a2", limits={"memory": "128m"}))[0] == 201
+    # The admin's own bots count against no budget.
+    assert (await provision(api, ADMIN_TOKEN, instanceId="x1"))[0] == 201
+    for name in ("a3", "a4"):
+        assert (await provision(api, ALICE, instanceId=name))[0] == 201
+    # 896 MiB taken: 192 more would pass the budget, 128 fit it exactly.
+    status, body = await provision(api, ALICE, instanceId="a5", limits={"memory": "192m"})
+    assert status == 403, body
+    assert "budget" in body["error"]
+    assert body["quota"] == {"maxMemoryBytes": 1 << 30, "memoryBytes": 896 << 20,
+                             "needBytes": 192 << 20}  # fmt: skip
+    assert "a5" not in api.controller.pools.registry.bots
+    assert (await provision(api, ALICE, instanceId="a5", limits={"memory": "128m"}))[0] == 201
+    status, body, _ = await api.call("GET", "/api/users/alice/quota", ALICE)
+    assert (body["maxMemoryBytes"], body["memoryBytes"], body["bots"]) == (1 << 30, 1 << 30, 5)
+    # null: no budget again.
+    status, body, _ = await api.call("PUT", "/api/users/alice/quota", json={"maxMemory": None})
+    assert status == 200 and body["maxMemoryBytes"] is None
+    assert (await provision(api, ALICE, instanceId="a6"))[0] == 201
+
+
+async def test_concurrent_provisions_never_pass_the_memory_budget_together(
+    make_api: ApiFactory,
+) -> None:
+    api: Api = await make_api(BOT_MEMORY_LIMIT="256m")
+    await api.call("PUT", "/api/users/alice/quota", json={"maxMemory": "768m"})
+    results = await asyncio.gather(*(provision(api, ALICE, instanceId=f"c{i}") for i in range(8)))
+    assert sorted(status for status, _ in results) == [201] * 3 + [403] * 5
+    alice = [b for b in api.controller.pools.registry.bots.values() if b.user_id == "alice"]
+    assert len(alice) == 3
+
+
+async def test_with_a_budget_a_bot_needs_a_memory_limit(make_api: ApiFactory) -> None:
+    api: Api = await make_api()  # no BOT_MEMORY_LIMIT, no pool limit: bots have none
+    await api.call("PUT", "/api/users/alice/quota", json={"maxMemory": 1 << 30})
+    status, body = await provision(api, ALICE, instanceId="a1")
+    assert status == 403 and "need a memory limit" in body["error"]
+    assert (await provision(api, ALICE, instanceId="a1", limits={"memory": "512m"}))[0] == 201
+
+
+async def test_memory_budget_bodies_are_checked(make_api: ApiFactory) -> None:
+    api: Api = await make_api()
+    for bad in ({"maxMemory": "lots"}, {"maxMemory": -1}, {"maxMemory": True},
+                {"maxMemory": "1m"}, {"maxMemory": 1, "maxBots": 1}):  # fmt: skip
+        status, body, _ = await api.call("PUT", "/api/users/alice/quota", json=bad)
+        assert status == 400 and body["success"] is False, bad
+    status, _, _ = await api.call("PUT", "/api/users/alice/quota", ALICE,
+                                  json={"maxMemory": "4g"})  # fmt: skip
+    assert status == 403
+    status, body, _ = await api.call("PUT", "/api/users/alice/quota",
+                                     json={"maxBots": 2, "maxMemory": "2g"})  # fmt: skip
+    assert status == 200 and (body["maxBots"], body["maxMemoryBytes"]) == (2, 2 << 30)
 
 
 async def test_a_bots_memory_limit_defaults_from_the_pool_limit(make_api: ApiFactory) -> None:

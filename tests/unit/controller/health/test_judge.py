@@ -277,9 +277,10 @@ def test_no_limit_or_no_measure_is_never_a_memory_problem() -> None:
 
 def test_an_unanswered_ping_and_memory_over_the_limit_are_remembered_together() -> None:
     seen = BotStatus("b1", ProcessState.RUNNING, pid=7, since=T - 1000, ping_ok=False,
-                     uss=200 * MIB)  # fmt: skip
+                     uss=150 * MIB)  # fmt: skip
     verdict = judge.judge_bot(BotHealth(), BOT, seen, False, T, MEMORY_RULES, 100 * MIB)
-    assert verdict.health == BotHealth(unanswered_since=T, over_limit_since=T)
+    assert verdict.health == BotHealth(unanswered_since=T, over_limit_since=T,
+                                       over_limit_bytes=150 * MIB)  # fmt: skip
     assert verdict.look_again_at == T + 30
     verdict = judge.judge_bot(verdict.health, BOT, seen, False, T + 30, MEMORY_RULES, 100 * MIB)
     assert verdict.problem == "bot_not_responding"  # the first problem found
@@ -305,3 +306,43 @@ def test_a_bot_still_starting_counts_its_memory_too() -> None:
     assert verdict.health.over_limit_since == T and verdict.look_again_at == T + 30
     verdict = judge.judge_bot(verdict.health, BOT, seen, False, T + 30, MEMORY_RULES, 100 * MIB)
     assert verdict.problem == "bot_memory_limit"
+
+
+def test_a_bot_at_twice_its_limit_is_restarted_without_its_grace() -> None:
+    verdict = over(BotHealth(), 150 * MIB, T)
+    assert verdict.action is BotAction.NONE
+    verdict = over(verdict.health, 200 * MIB, T + 1)  # MEMORY_CEILING times its limit
+    assert (verdict.action, verdict.problem) == (BotAction.RESTART, "bot_memory_limit")
+    assert verdict.memory_rule == "ceiling"
+
+
+def test_a_fast_leak_is_restarted_as_soon_as_its_growth_reaches_the_ceiling_in_the_grace() -> None:
+    # The benchmark's leak: 32 MiB/s over a 512 MiB limit. Seen over at 530 MiB, then one
+    # heartbeat later at 562: at that rate it would reach 1,024 MiB within the grace.
+    limit = 512 * MIB
+    verdict = over(BotHealth(), 530 * MIB, T, limit=limit)
+    assert verdict.action is BotAction.NONE and verdict.health.over_limit_bytes == 530 * MIB
+    verdict = over(verdict.health, 562 * MIB, T + 1, limit=limit)
+    assert (verdict.action, verdict.memory_rule) == (BotAction.RESTART, "growth")
+
+
+def test_a_slow_growth_or_a_step_over_the_limit_keeps_its_grace() -> None:
+    # 1 MiB/s over a 100 MiB limit: 30 s would not take it to 200 MiB.
+    verdict = over(BotHealth(), 110 * MIB, T)
+    verdict = over(verdict.health, 120 * MIB, T + 10)
+    assert verdict.action is BotAction.NONE and verdict.look_again_at == T + 30
+    # A step to 190 MiB that then stays: no growth since it went over.
+    verdict = over(BotHealth(), 190 * MIB, T)
+    verdict = over(verdict.health, 190 * MIB, T + 10)
+    assert verdict.action is BotAction.NONE
+    verdict = over(verdict.health, 190 * MIB, T + 30)
+    assert (verdict.action, verdict.memory_rule) == (BotAction.RESTART, "grace")
+
+
+def test_the_memory_rule_alone() -> None:
+    assert judge.memory_rule(T, 110, 120, T + 10, 30, 100) is None  # 1/s: 140 by the end
+    assert judge.memory_rule(T, 110, 150, T + 10, 30, 100) == "growth"  # 4/s: 230
+    assert judge.memory_rule(T, None, 150, T + 10, 30, 100) is None  # no first measure
+    assert judge.memory_rule(T, 150, 150, T, 30, 100) is None  # no time passed
+    assert judge.memory_rule(T, 150, 200, T, 30, 100) == "ceiling"
+    assert judge.memory_rule(T, 150, 150, T + 30, 30, 100) == "grace"

@@ -353,6 +353,33 @@ async def test_a_bot_over_its_memory_limit_is_restarted_then_stopped_as_failed(
     }  # fmt: skip
 
 
+async def test_a_fast_leak_is_restarted_at_its_next_heartbeat_not_after_its_grace(
+    make_api: ApiFactory,
+) -> None:
+    # Each heartbeat that shows it over its limit and grown rings the monitor's alarm for
+    # it; its growth since it went over would take it to twice its limit within the grace.
+    api: Api = await make_api(BOT_MEMORY_LIMIT="100m", BOT_MEMORY_GRACE="30000")
+    await api.provision(instanceId="b1")
+    connect(api)
+    pools, monitor = api.controller.pools, api.controller.monitor
+    for seq, uss in enumerate((130, 160), start=1):
+        status = BotStatus("b1", "RUNNING", pid=7, since=1.0, ping_ok=True, uss=uss << 20)
+        await pools.heartbeat("pool-1", Heartbeat(seq, 1, [status], PoolStats()))
+        if seq == 1:
+            async with asyncio.timeout(10):  # judged: over its limit since now
+                while monitor._bots.get("b1") is None:
+                    await asyncio.sleep(0.01)
+            assert nonce(api, "b1") == 0
+            api.clock.advance(1)
+    async with asyncio.timeout(10):
+        while nonce(api, "b1") == 0:
+            await asyncio.sleep(0.01)
+    [event] = await events_of(api, "bot_memory_limit", 1)
+    assert event.detail["rule"] == "growth" and event.detail["overSeconds"] == 1.0
+    assert event.detail["measuredBytes"] == 160 << 20
+    assert monitor.last_report is None  # no whole evaluation ran
+
+
 async def test_an_evaluation_of_many_pools_hands_the_event_loop_back(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
