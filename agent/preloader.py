@@ -72,6 +72,19 @@ def preload(modules: list[str], markets: list[dict] | None = None) -> None:
     gc.freeze()
 
 
+def market_configs(encoded: str) -> list[dict] | None:
+    """--markets (the agent's checked PRELOAD_MARKETS, base64url JSON); None if unreadable:
+    sharing the market list saves memory, the preloader runs without it."""
+    if not encoded:
+        return None
+    try:
+        configs = json.loads(base64.urlsafe_b64decode(encoded))
+    except ValueError as exc:  # binascii.Error and JSON errors alike
+        log(f"cannot read --markets: {exc.__class__.__name__}")
+        return None
+    return configs if isinstance(configs, list) else None
+
+
 def preload_markets(configs: list[dict]) -> None:
     """Load the configured exchanges' market lists once, for every bot to adopt when its own
     load fetches the very same list (agent/shared_markets.py, beside this file)."""
@@ -364,8 +377,7 @@ def main() -> None:
     args = parser.parse_args()
     # This file's own directory (the agent package) must not shadow anything a bot imports.
     sys.path[0] = "/nonexistent"
-    markets = json.loads(base64.urlsafe_b64decode(args.markets)) if args.markets else None
-    preload([m for m in args.modules.split(",") if m], markets)
+    preload([m for m in args.modules.split(",") if m], market_configs(args.markets))
     Preloader(args.socket).serve()
 
 
