@@ -100,6 +100,7 @@ class Agent:
             run_dir=run_dir,
             launcher_python=sys.executable,
             preload_modules=settings.preload_modules,
+            preload_markets=settings.preload_markets,
             market_data=market_data,
         )
         # The reconciler, the reporter and the watch call on each other: each is given the

@@ -26,10 +26,12 @@ plainly.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -44,13 +46,14 @@ MAX_REQUEST = 64 * 1024
 MAX_TITLE = 200
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
+SHARED_MARKETS = "ftpool_shared_markets"
 
 
 def log(message: str) -> None:
     print(f"preloader: {message}", file=sys.stderr, flush=True)
 
 
-def preload(modules: list[str]) -> None:
+def preload(modules: list[str], markets: list[dict] | None = None) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
@@ -62,9 +65,40 @@ def preload(modules: list[str]) -> None:
                 warm_up(name)
             except Exception as exc:  # it only saves memory: a bot does the same itself
                 log(f"cannot warm up {name}: {exc!r}")
+    if markets:
+        preload_markets(markets)
     # Keep the collector away from the shared objects, so it does not dirty their pages.
     gc.collect()
     gc.freeze()
+
+
+def market_configs(encoded: str) -> list[dict] | None:
+    """--markets (the agent's checked PRELOAD_MARKETS, base64url JSON); None if unreadable:
+    sharing the market list saves memory, the preloader runs without it."""
+    if not encoded:
+        return None
+    try:
+        configs = json.loads(base64.urlsafe_b64decode(encoded))
+    except ValueError as exc:  # binascii.Error and JSON errors alike
+        log(f"cannot read --markets: {exc.__class__.__name__}")
+        return None
+    return configs if isinstance(configs, list) else None
+
+
+def preload_markets(configs: list[dict]) -> None:
+    """Load the configured exchanges' market lists once, for every bot to adopt when its own
+    load fetches the very same list (agent/shared_markets.py, beside this file)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shared_markets.py")
+    try:
+        spec = importlib.util.spec_from_file_location(SHARED_MARKETS, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[SHARED_MARKETS] = module
+        spec.loader.exec_module(module)
+        loaded = module.SharedMarkets().preload(configs)
+    except Exception as exc:  # it only saves memory: each bot loads its own anyway
+        log(f"cannot preload markets: {exc!r}")
+        return
+    log(f"markets loaded once for the pool's bots: {', '.join(loaded) or 'none'}")
 
 
 def warm_up(name: str) -> None:
@@ -337,10 +371,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Fork bots from a process with FreqTrade loaded.")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--modules", default="", help="comma-separated modules to import first")
+    parser.add_argument(
+        "--markets", default="", help="base64url JSON: the exchanges whose markets to load once"
+    )
     args = parser.parse_args()
     # This file's own directory (the agent package) must not shadow anything a bot imports.
     sys.path[0] = "/nonexistent"
-    preload([m for m in args.modules.split(",") if m])
+    preload([m for m in args.modules.split(",") if m], market_configs(args.markets))
     Preloader(args.socket).serve()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from common.ids import check_id
 from common.ini import INLINE_COMMENT, ini_environment, ini_value
+from common.settings.bots import encode_markets
 
 PROGRAM_PREFIX = "bot-"
 
@@ -111,6 +112,7 @@ class ProgramOptions:
     run_dir: Path | None = None
     launcher_python: str = "python3"
     preload_modules: str = ""
+    preload_markets: str = ""  # JSON (PRELOAD_MARKETS): exchanges whose markets it loads once
     # How long bots wait for a new preloader to listen before they are started anyway.
     preloader_wait: float = 60.0
     stop_wait_secs: int = 30
@@ -212,6 +214,8 @@ def render_preloader(preload: PythonCommand, pool_dir: Path, opts: ProgramOption
     argv = [preload.interpreter, str(PRELOADER_PY), "--socket", str(opts.preloader_socket)]
     if opts.preload_modules:
         argv += ["--modules", opts.preload_modules]
+    if opts.preload_markets:
+        argv += ["--markets", encode_markets(opts.preload_markets)]
     return _pool_service(PRELOADER, argv, pool_dir, opts)
 
 

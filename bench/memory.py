@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.memory [--bots 10] [--pairs 20] [--markets 2000]
                                      [--minutes 5,15] [--layouts shared,unshared,legacy]
-                                     [--command trade|webserver]
+                                     [--command trade|webserver] [--shared-markets on|off]
 
 Real `freqtrade trade --dry-run` bots (DemoStrategy, 1m candles) trade against the exchange
 emulator (`python -m tests.exchange`, 2,000 markets by default), each on its own `--pairs`
@@ -19,6 +19,8 @@ page cache, summed over its containers), the PSS of every process in its contain
 (shared pages split fairly), and the USS of each bot process (its private pages: what one
 more bot costs). With several `--bots` counts, "+per bot" is the growth between counts.
 `--command webserver` runs idle `freqtrade webserver` bots instead, for comparison.
+`--shared-markets on` (the default) has the pool's preloader load the emulator's market list
+once for its bots to adopt (`PRELOAD_MARKETS`); `off` measures without.
 Needs Docker and `make images`; uses host loopback ports 9300-9599.
 """
 
@@ -40,6 +42,7 @@ import docker
 
 from common.logging import setup_logging
 from tests.exchange import EmulatorProcess, trading_bot
+from tests.exchange.botconfig import CCXT_OPTIONS, api_urls
 from tests.support import ControllerHarness, bot_processes, make_settings, user_token, wait_for
 
 IMAGE = "freqtrade-pool:latest"
@@ -123,12 +126,19 @@ class Run:
             body.pop("config")
         return body
 
+    def preload_markets(self) -> str:
+        """PRELOAD_MARKETS: the emulator's Binance, fetched as the bots fetch it."""
+        if self.args.shared_markets == "off" or self.args.command != "trade":
+            return ""
+        config = {"urls": {"api": api_urls(self.exchange.url)}, "options": CCXT_OPTIONS}
+        return json.dumps([{"exchange": "binance", "ccxt_config": config}])
+
     async def start_pooled(self) -> None:
         settings = make_settings(
             self.base / "pooled", POOL_RUNTIME="docker", POOL_IMAGE=IMAGE, BOT_LAUNCH="preload",
             BOT_COMMAND=f"freqtrade {self.args.command}", MAX_BOTS_PER_CONTAINER=str(self.n),
             POOL_BASE_PORT=str(POOLED_PORT), HEARTBEAT_INTERVAL="5000",
-            BOT_PING_TIMEOUT="5000", LOG_LEVEL="error",
+            BOT_PING_TIMEOUT="5000", LOG_LEVEL="error", PRELOAD_MARKETS=self.preload_markets(),
         )  # fmt: skip
         self.harness = h = await ControllerHarness(settings).start()
         # The shared bots fill pool-1, the unshared ones pool-2, which then runs them plainly.
@@ -235,7 +245,7 @@ class Run:
 def report(args: argparse.Namespace, results: dict[int, dict[int, dict[str, Figures]]]) -> None:
     what = (f"trade bots, {args.pairs} pairs each, {args.markets} markets"
             if args.command == "trade" else "webserver bots (no exchange)")  # fmt: skip
-    print(f"bench/memory: freqtrade {what}, image {IMAGE}")
+    print(f"bench/memory: freqtrade {what}, shared markets {args.shared_markets}, image {IMAGE}")
     print(f"{'layout':18}{'bots':>5}{'min':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
           f"{'PSS':>10}{'saved':>8}{'+per bot':>10}{'USS/bot':>10}")  # fmt: skip
     for layout in (x for x in LAYOUTS if x in args.layouts):
@@ -275,6 +285,7 @@ async def main() -> None:
     parser.add_argument("--minutes", type=counts, default=[5, 15], help="when to measure")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--command", choices=("trade", "webserver"), default="trade")
+    parser.add_argument("--shared-markets", choices=("on", "off"), default="on")
     args = parser.parse_args()
     args.layouts = [x for x in args.layouts.split(",") if x in LAYOUTS]
     if "shared" not in args.layouts:

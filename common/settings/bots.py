@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from typing import Any
 
 from common.settings.parsing import choice, command, setting, text
+
+MAX_PRELOAD_MARKETS = 8  # exchange entries
+MAX_PRELOAD_MARKETS_TEXT = 64 * 1024
+CCXT_ID = re.compile(r"[a-z][a-z0-9]{1,31}")
+BASE64 = "base64:"  # how the controller hands PRELOAD_MARKETS to agents (INI-safe)
 
 # What a bot imports, as far as one process can import it ahead: everything a
 # `freqtrade webserver` or `trade` bot loads after start (measured by diffing sys.modules)
@@ -54,6 +63,47 @@ def preload_modules() -> Any:
     return setting(
         "PRELOAD_MODULES", text, FREQTRADE_MODULES, "modules the preloader imports first"
     )
+
+
+def market_exchanges(raw: str) -> str:
+    """A JSON list of `{"exchange": <ccxt id>, "ccxt_config": {...}}`, returned compact
+    ("" for none): the exchanges whose market list each pool's preloader loads once."""
+    if not raw.strip():
+        return ""
+    if raw.startswith(BASE64):
+        try:
+            raw = base64.urlsafe_b64decode(raw[len(BASE64) :].encode()).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError("must be JSON or base64: and base64url-encoded JSON") from None
+    if len(raw) > MAX_PRELOAD_MARKETS_TEXT:
+        raise ValueError(f"must be at most {MAX_PRELOAD_MARKETS_TEXT} characters")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError("must be a JSON list") from None
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_PRELOAD_MARKETS:
+        raise ValueError(f"must be a JSON list of 1 to {MAX_PRELOAD_MARKETS} exchanges")
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) - {"exchange", "ccxt_config"}:
+            raise ValueError('each entry must be {"exchange": ..., "ccxt_config": {...}}')
+        if not isinstance(entry.get("exchange"), str) or not CCXT_ID.fullmatch(entry["exchange"]):
+            raise ValueError("each entry's exchange must be a ccxt id such as binance")
+        if not isinstance(entry.get("ccxt_config", {}), dict):
+            raise ValueError("each entry's ccxt_config must be a JSON object")
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_markets(value: str) -> str:
+    """PRELOAD_MARKETS as one token of letters, digits, - and _ (for an agent's environment
+    and the preloader's command line, which INI files carry), or "" for none."""
+    return base64.urlsafe_b64encode(value.encode()).decode() if value else ""
+
+
+def preload_markets() -> Any:
+    return setting(
+        "PRELOAD_MARKETS", market_exchanges, "",
+        "JSON list of exchanges whose market list each pool's preloader loads once for its bots",
+    )  # fmt: skip
 
 
 def strategies_dir() -> Any:

@@ -76,6 +76,7 @@ class ControllerSettings:
     bot_command: tuple[str, ...] = bots.bot_command()
     bot_launch: str = bots.bot_launch()
     preload_modules: str = bots.preload_modules()
+    preload_markets: str = bots.preload_markets()
     market_data_proxy: bool = market_data.market_data_proxy()
     market_data_base_port: int = market_data.market_data_base_port()
     market_data_quote_ttl_ms: int = market_data.market_data_quote_ttl_ms()

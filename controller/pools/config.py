@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.settings import ControllerSettings
+from common.settings.bots import BASE64, encode_markets
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,9 @@ class PoolsConfig:
                 "BOT_PING_TIMEOUT": str(settings.bot_ping_timeout_ms),
                 "LOG_LEVEL": settings.log_level,
                 "PRELOAD_MODULES": settings.preload_modules,
+                "PRELOAD_MARKETS": BASE64 + encode_markets(settings.preload_markets)
+                if settings.preload_markets
+                else "",
                 "MARKET_DATA_PROXY": "on" if settings.market_data_proxy else "off",
                 "MARKET_DATA_QUOTE_TTL": str(settings.market_data_quote_ttl_ms),
                 "MARKET_DATA_CANDLE_TTL": str(settings.market_data_candle_ttl_ms),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from agent.preloader import valid, valid_title
+from agent.preloader import market_configs, valid, valid_title
+from common.settings.bots import encode_markets
 
 ROOT = Path(__file__).parents[3]
 
@@ -54,3 +56,12 @@ def test_requests_with_or_without_a_title_are_valid(title) -> None:
 @pytest.mark.parametrize("title", [7, "x" * 201, "bot\nname", "bot\x00"])
 def test_a_title_that_is_not_short_printable_text_is_refused(title) -> None:
     assert not valid_title(title) and not valid({**REQUEST, "title": title})
+
+
+def test_the_markets_to_preload_are_read_from_base64url_json_or_skipped() -> None:
+    configs = [{"exchange": "binance", "ccxt_config": {"options": {"a": "100% #1"}}}]
+    assert market_configs(encode_markets(json.dumps(configs))) == configs
+    assert market_configs("") is None
+    assert market_configs("!!not base64") is None
+    assert market_configs(encode_markets("{not json")) is None
+    assert market_configs(encode_markets('{"exchange": "binance"}')) is None  # not a list
