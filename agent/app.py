@@ -127,6 +127,7 @@ class Agent:
             self.supervisor, settings.pool_dir, options, on_change=self.watch.report_soon
         )
         self.reporter.proxy_port = self.reconciler.proxy_port
+        self.reporter.routed_bots = lambda: self.reconciler.routed_bots
         self.backups = backups_of(settings, options, self.watch.report_soon)
         self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots)
         self._ws: aiohttp.ClientWebSocketResponse | None = None

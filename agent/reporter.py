@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +26,7 @@ from agent.probes import (
     rss_bytes,
     uss_bytes,
 )
-from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
+from agent.programs import MARKET_DATA, PRELOADER, bot_id_of, program_name
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, MarketDataStats, PoolStats
 from common.states import ProcessState
@@ -104,6 +104,9 @@ class Reporter:
         self._market_data_figures: MarketDataStats | None = None
         self.proxy_port = proxy_port
         self.on_port_checked = on_port_checked
+        # The bots whose process started with its config through the proxy (the
+        # reconciler's: agent/reconcile.py), of which the heartbeat names those up.
+        self.routed_bots: Callable[[], Collection[str]] = frozenset
 
     def set_ports(self, ports: dict[str, int]) -> None:
         self._ports = ports
@@ -206,10 +209,15 @@ class Reporter:
             return None
         figures = self._market_data_figures
         holder = self.proxy_port.verdict.holder if self.proxy_port is not None else None
+        routed = sorted(b for b in self.routed_bots() if self._is_up(program_name(b)))
         if figures is None or info.state != ProcessState.RUNNING:
-            return MarketDataStats(info.state, holder=holder)
+            return MarketDataStats(info.state, holder=holder, routed=routed)
         return MarketDataStats(info.state, figures.cache_bytes, figures.cache_entries,
-                               figures.upstreams, holder)  # fmt: skip
+                               figures.upstreams, holder, routed)  # fmt: skip
+
+    def _is_up(self, name: str) -> bool:
+        info = self.processes.get(name)
+        return info is not None and info.state in _UP
 
     async def ping_starting(self) -> bool:
         """Ask the bots that are up but have not answered yet and are due; True if one
