@@ -126,6 +126,7 @@ class Agent:
             else None,
             proxy_port=self.reconciler.proxy_port,  # the one whose verdict routes the bots
             on_port_checked=self.reconciler.reroute,
+            routed_bots=lambda: self.reconciler.routed_bots,
         )
         self.watch = Watch(
             self.reporter,

@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 
 from agent.files import make_bot_dir, write_bot_files
-from agent.marketdata.routing import config_files, route_file
+from agent.marketdata.routing import config_files, proxy_url, route_file
 from agent.marketdata.table import load_tables
 from agent.programs import (
     MARKET_DATA,
@@ -78,6 +78,9 @@ class PoolFiles:
         # The exchanges the market-data proxy knows (packaged data: a broken table stops
         # the agent here, loudly, rather than routing bots to a proxy that cannot start).
         self.tables = load_tables() if options.market_data else {}
+        # The bots whose config, as written last, names the proxy (a bot reads it when it
+        # starts: agent/reconcile.py keeps which running bots started so).
+        self.routed: set[str] = set()
 
     def write(
         self, specs: list[BotSpec], preload: bool, route: bool = False, proxy: bool = True
@@ -146,12 +149,18 @@ class PoolFiles:
         owner = owner_of(user)
         make_bot_dir(bot_dir, owner)
         files = {check_relpath(p): c for p, c in spec.files.items()}
+        routed = False
         if md is not None:
             # The bot's exchange requests go through the pool's proxy: in the file the bot
             # reads, not in the config the controller keeps and shows.
             for name in set(config_files(spec.command)) & files.keys():
                 files[name] = route_file(files[name], md.port, self.tables)
+                routed = routed or proxy_url(md.port).encode() in files[name]
         write_bot_files(bot_dir, files, owner)
+        if routed:
+            self.routed.add(spec.id)
+        else:
+            self.routed.discard(spec.id)
         argv = resolve_command(spec.command)
         forkable = python_command(argv) if preload else None
         conf = render_program(spec.id, argv, bot_dir, self.options, user, forkable)

@@ -66,9 +66,13 @@ class Reconciler:
         self.files = PoolFiles(pool_dir, options)
         self.applied_gen = 0
         self._on_change = on_change
-        # Applied restart nonces of the bots and of the preloader (None: none seen yet), and
-        # whether the pool's market-data proxy was last on (None: not known yet).
-        self._nonces, self._preloader_nonce, self._market_data_on = self._load_nonces()
+        # Applied restart nonces of the bots and of the preloader (None: none seen yet),
+        # whether the pool's market-data proxy was last on (None: not known yet), and the
+        # bots whose process started with its config through the proxy (kept, as it runs on
+        # while the agent restarts; the controller moves them off a taken port).
+        self._nonces, self._preloader_nonce, self._market_data_on, self.routed_bots = (
+            self._load_nonces()
+        )
         self._latest: Desired | None = None
         self._wakeup = asyncio.Event()
         # Fenced (agent/fence.py): no desired state is applied until a new one is submitted.
@@ -87,23 +91,25 @@ class Reconciler:
         # desired state says (a restore outlives its request if the controller goes away).
         self._restoring: set[str] = set()
 
-    def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None]:
+    def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None, set[str]]:
         try:
             raw = json.loads(self.state_file.read_text())
             nonces = {str(k): int(v) for k, v in raw.get("nonces", {}).items()}
             preloader = raw.get("preloader")
             market_data = raw.get("market_data")
+            routed = {str(b) for b in raw.get("routed", [])}
             return (nonces, None if preloader is None else int(preloader),
-                    market_data if isinstance(market_data, bool) else None)  # fmt: skip
+                    market_data if isinstance(market_data, bool) else None, routed)  # fmt: skip
         except FileNotFoundError:
-            return {}, None, None
+            return {}, None, None, set()
         except (ValueError, AttributeError, TypeError):
             log.warning("agent_state_unreadable", path=str(self.state_file))
-            return {}, None, None
+            return {}, None, None, set()
 
     def _save_nonces(self) -> None:
         state = {"nonces": self._nonces, "preloader": self._preloader_nonce,
-                 "market_data": self._market_data_on}  # fmt: skip
+                 "market_data": self._market_data_on,
+                 "routed": sorted(self.routed_bots)}  # fmt: skip
         write_if_changed(self.state_file, json.dumps(state).encode(), 0o600)
 
     def submit(self, desired: Desired) -> None:
@@ -203,6 +209,7 @@ class Reconciler:
             if spec.run != RunState.HELD and spec.id not in self._restoring:
                 await self._converge(spec, processes.get(program_name(spec.id)))
         self._nonces = {k: v for k, v in self._nonces.items() if k in wanted}
+        self.routed_bots &= wanted.keys()
         await asyncio.to_thread(self._save_nonces)
         self.applied_gen = desired.gen
         self._applied = desired
@@ -265,13 +272,22 @@ class Reconciler:
         elif spec.nonce > applied:
             log.info("bot_restart", bot=spec.id, nonce=spec.nonce)
             await self._stop_and_wait(name)
-            await self.supervisor.start(name)
+            await self._start(spec.id)
             self._nonces[spec.id] = spec.nonce
         elif state == ProcessState.STOPPED:
             # Never started, or stopped on purpose. A bot that died (EXITED, FATAL) is left
             # alone: restarting it is the controller's policy, asked through the nonce.
             log.info("bot_start", bot=spec.id)
-            await self.supervisor.start(name)
+            await self._start(spec.id)
+
+    async def _start(self, bot_id: str) -> None:
+        """Start a bot's process; it reads its config, as written last, through the proxy
+        or not: which is kept until its next start."""
+        if bot_id in self.files.routed:
+            self.routed_bots.add(bot_id)
+        else:
+            self.routed_bots.discard(bot_id)
+        await self.supervisor.start(program_name(bot_id))
 
     async def _wait_for_preloader(self) -> None:
         """Until a new preloader has imported FreqTrade and listens (bounded): bots started

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +26,7 @@ from agent.probes import (
     rss_bytes,
     uss_bytes,
 )
-from agent.programs import MARKET_DATA, PRELOADER, bot_id_of
+from agent.programs import MARKET_DATA, PRELOADER, bot_id_of, program_name
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotStatus, MarketDataStats, PoolStats
 from common.states import ProcessState
@@ -75,10 +75,13 @@ class Reporter:
         busy: BusyBots | None = None,
         proxy_port: ProxyPort | None = None,
         on_port_checked: Callable[[], None] = lambda: None,
+        routed_bots: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         """`market_data_socket`: where the pool's market-data proxy serves its counters,
         `proxy_port`: who holds its port (checked every heartbeat round, then
-        `on_port_checked` is called); `oom`: who sets the processes' OOM scores, `busy`:
+        `on_port_checked` is called), `routed_bots`: the bots whose process started with
+        its config through the proxy (the reconciler's), of which the heartbeat names those
+        up; `oom`: who sets the processes' OOM scores, `busy`:
         who renices busy bots (None: nobody)."""
         self.supervisor = supervisor
         self.oom = oom
@@ -104,6 +107,7 @@ class Reporter:
         self._market_data_figures: MarketDataStats | None = None
         self.proxy_port = proxy_port
         self.on_port_checked = on_port_checked
+        self.routed_bots = routed_bots
 
     def set_ports(self, ports: dict[str, int]) -> None:
         self._ports = ports
@@ -206,10 +210,15 @@ class Reporter:
             return None
         figures = self._market_data_figures
         holder = self.proxy_port.verdict.holder if self.proxy_port is not None else None
+        routed = sorted(b for b in self.routed_bots() if self._is_up(program_name(b)))
         if figures is None or info.state != ProcessState.RUNNING:
-            return MarketDataStats(info.state, holder=holder)
+            return MarketDataStats(info.state, holder=holder, routed=routed)
         return MarketDataStats(info.state, figures.cache_bytes, figures.cache_entries,
-                               figures.upstreams, holder)  # fmt: skip
+                               figures.upstreams, holder, routed)  # fmt: skip
+
+    def _is_up(self, name: str) -> bool:
+        info = self.processes.get(name)
+        return info is not None and info.state in _UP
 
     async def ping_starting(self) -> bool:
         """Ask the bots that are up but have not answered yet and are due; True if one

@@ -1,7 +1,7 @@
 """What N trading bots on the same pairs cost the exchange, without and with their pool's
 market-data proxy.
 
-    .venv/bin/python -m bench.market_data [--bots 1,10] [--pairs 20] [--markets 2000]
+    .venv/bin/python -m bench.market_data [--bots 1,10,30] [--pairs 20] [--markets 2000]
                                           [--minutes 3] [--modes off,on]
                                           [--quote-ttl 2000] [--candle-ttl 5000]
                                           [--ports 40000]
@@ -180,7 +180,7 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.market_data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--bots", default="1,10", help="bot counts, comma-separated")
+    p.add_argument("--bots", default="1,10,30", help="bot counts, comma-separated")
     p.add_argument("--pairs", type=int, default=20)
     p.add_argument("--markets", type=int, default=2000)
     p.add_argument("--minutes", type=float, default=3.0, help="measured window per group")

@@ -88,6 +88,7 @@ class MarketDataStatsWire(_Strict, kw_only=True):
     upstreams: Annotated[list[UpstreamStatsWire], _Meta(max_length=MAX_UPSTREAMS)]
     # Who holds the proxy's port (protocol.PORT_HOLDERS; absent from agents that do not look).
     holder: Literal["proxy", "none", "stranger"] | None = None
+    routed: Annotated[list[BotId], _Meta(max_length=MAX_BOTS_PER_FRAME)] | None = None
 
 
 class BackupStateWire(_Strict, kw_only=True):

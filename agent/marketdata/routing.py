@@ -87,10 +87,15 @@ def _urls(exchange: dict[str, Any], section: str, create: bool) -> dict[str, Any
     return node
 
 
+def proxy_url(port: int) -> str:
+    """How every URL through the pool's proxy on `port` begins."""
+    return f"http://127.0.0.1:{port}{PREFIX}"
+
+
 def _routed(value: object, port: int, exchange: str) -> object:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         return value  # not an http(s) URL
-    if value.startswith(f"http://127.0.0.1:{port}{PREFIX}"):
+    if value.startswith(proxy_url(port)):
         return value
     try:
         return proxy_base(port, exchange, value)

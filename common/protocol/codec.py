@@ -39,7 +39,7 @@ def _heartbeat_of(wire: heartbeat_wire.HeartbeatWire) -> Heartbeat:
         PoolStats(*astuple(wire.pool)), wire.preloader,
         None if md is None else MarketDataStats(
             md.state, md.cache_bytes, md.cache_entries,
-            [UpstreamStats(*astuple(u)) for u in md.upstreams], md.holder,
+            [UpstreamStats(*astuple(u)) for u in md.upstreams], md.holder, md.routed,
         ),
         None if bk is None else BackupState(*astuple(bk)),
     )  # fmt: skip

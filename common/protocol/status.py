@@ -169,13 +169,16 @@ PORT_HOLDERS = frozenset({"proxy", "none", "stranger"})
 class MarketDataStats:
     """The pool's market-data proxy: its process state (supervisord's), its cache, its
     upstreams. A proxy that does not answer has no cache or upstream figures. `holder`:
-    who holds its port (agent/marketdata/holder.py; None from agents that do not look)."""
+    who holds its port (agent/marketdata/holder.py; None from agents that do not look).
+    `routed`: the running bots whose process started with its config through the proxy
+    (None from agents that do not say)."""
 
     state: ProcessState
     cache_bytes: int = 0
     cache_entries: int = 0
     upstreams: list[UpstreamStats] = field(default_factory=list)
     holder: str | None = None
+    routed: list[str] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -185,6 +188,8 @@ class MarketDataStats:
         }  # fmt: skip
         if self.holder is not None:
             wire["holder"] = self.holder
+        if self.routed is not None:
+            wire["routed"] = list(self.routed)
         return wire
 
     @classmethod
@@ -196,10 +201,15 @@ class MarketDataStats:
         holder = typed(m, "holder", str, optional=True)
         if holder is not None and holder not in PORT_HOLDERS:
             holder = None  # a newer agent's word: not known here, and no reason to refuse
+        routed = None
+        if m.get("routed") is not None:
+            routed = bounded_list(m, "routed")
+            if not all(is_valid_id(b) for b in routed):
+                raise ProtocolError("field 'routed' holds an invalid bot id")
         return cls(
             state, int_in(m, "cache_bytes"), int_in(m, "cache_entries"),
             [UpstreamStats.from_wire(u) for u in bounded_list(m, "upstreams", MAX_UPSTREAMS)],
-            holder,
+            holder, routed,
         )  # fmt: skip
 
 

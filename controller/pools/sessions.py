@@ -151,6 +151,7 @@ class AgentSessions:
             live.market_data_taken = True
             self.events.emit("market_data_port_taken", pool=pool_id,
                              reason="another process listens on the proxy's port")  # fmt: skip
+            self.alarm.ring()  # its bots running through the proxy are moved off at once
         elif holder == "proxy" and live.market_data_taken:
             live.market_data_taken = False
             self.events.emit("market_data_port_recovered", pool=pool_id)

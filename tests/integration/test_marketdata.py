@@ -37,11 +37,24 @@ PROXY_PORT = 24000
 CLIENT = "shared"  # every bot names the same upstream: the emulator counts them together
 
 
-def shared_trading_bot(url: str, bot: str) -> dict[str, Any]:
+def shared_trading_bot(url: str, bot: str, n_pairs: int = N_PAIRS) -> dict[str, Any]:
     """A DemoStrategy dry-run bot whose exchange URL is the same for every bot."""
-    config = exchange_config(url, pairs(N_PAIRS), client=CLIENT)
-    config.update(max_open_trades=N_PAIRS, stake_amount=50, dry_run_wallet=1000)
+    config = exchange_config(url, pairs(n_pairs), client=CLIENT)
+    config.update(max_open_trades=n_pairs, stake_amount=50, dry_run_wallet=1000)
     return {"instanceId": bot, "strategy": DEMO_STRATEGY, "config": config}
+
+
+def trading_pool(bots: int, bot_port: int, proxy_port: int) -> dict[str, str]:
+    """The settings of a pool of `bots` preloaded FreqTrade bots with a market-data proxy
+    (for a harness factory)."""
+    if FREQTRADE is None:
+        pytest.fail("freqtrade is not installed; install the project with its [e2e] extra")
+    return dict(
+        BOT_COMMAND=f"{FREQTRADE} trade", BOT_LAUNCH="preload",
+        MAX_BOTS_PER_CONTAINER=str(bots), POOL_BASE_PORT=str(bot_port),
+        MARKET_DATA_PROXY="true", MARKET_DATA_BASE_PORT=str(proxy_port),
+        HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="3000",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +65,7 @@ def exchange() -> Iterator[EmulatorProcess]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pool(module_harness_factory, exchange) -> ControllerHarness:
-    if FREQTRADE is None:
-        pytest.fail("freqtrade is not installed; install the project with its [e2e] extra")
-    h = await module_harness_factory(
-        BOT_COMMAND=f"{FREQTRADE} trade", BOT_LAUNCH="preload",
-        MAX_BOTS_PER_CONTAINER=str(len(BOTS)), POOL_BASE_PORT="24100",
-        MARKET_DATA_PROXY="true", MARKET_DATA_BASE_PORT=str(PROXY_PORT),
-        HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="3000",
-    )  # fmt: skip
+    h = await module_harness_factory(**trading_pool(len(BOTS), 24100, PROXY_PORT))
     for bot in BOTS:
         await h.provision(**shared_trading_bot(exchange.url, bot))
     await wait_trading(h, ADMIN, BOTS)

@@ -274,3 +274,28 @@ async def test_a_reroute_during_an_apply_repeats_that_desired_state_never_an_old
         assert rec.applied_gen == 2
     finally:
         task.cancel()
+
+
+async def test_the_bots_started_through_the_proxy_are_known_until_their_next_start(
+    fake, pool_dir, proxy_port
+):
+    """Which running bots read a config naming the proxy when they started: the controller
+    moves those off a port a stranger took (controller/health/rerouting.py)."""
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    kraken = bot("b2", 9001, {"exchange": {"name": "kraken"}})  # no table: never routed
+    await rec.apply(Desired(1, [bot("b1", 9000, BINANCE), kraken]))
+    assert rec.routed_bots == {"b1"}
+    # The agent restarts; the bots run on, and it still knows how each started.
+    rec = reconciler(fake, pool_dir, port=proxy_port)
+    assert rec.routed_bots == {"b1"}
+
+    # A stranger holds the port (the proxy supervisord runs is another process): configs
+    # are written direct, but a running bot keeps the config it started with ...
+    fake.groups[MARKET_DATA].pid = os.getppid()
+    await rec.apply(Desired(2, [bot("b1", 9000, BINANCE), kraken]))
+    assert written_config(pool_dir, "b1") == BINANCE and rec.routed_bots == {"b1"}
+    # ... until it restarts (the controller's nonce): then it runs direct.
+    pid = fake.groups["bot-b1"].pid
+    await rec.apply(Desired(3, [bot("b1", 9000, BINANCE, nonce=1), kraken]))
+    assert fake.groups["bot-b1"].pid != pid and rec.routed_bots == set()
+    assert reconciler(fake, pool_dir, port=proxy_port).routed_bots == set()  # kept so

@@ -250,3 +250,17 @@ async def test_each_heartbeat_round_looks_who_holds_the_proxys_port(tmp_path: Pa
     finally:
         listener.close()
         await r.close()
+
+
+async def test_the_heartbeat_names_the_bots_up_that_started_through_the_proxy(
+    tmp_path: Path,
+) -> None:
+    r = Reporter(FakeSupervisor({}), ping_timeout=1.0, market_data_socket=tmp_path / "s.sock")  # type: ignore[arg-type]
+    stopped = ProcessInfo(name="bot-b3", state="STOPPED", pid=0, start=1.0, stop=2.0,
+                          exit_status=0)  # fmt: skip
+    r.processes = {"marketdata": running("marketdata", 5), "bot-b1": running("bot-b1", 7),
+                   "bot-b2": running("bot-b2", 8), "bot-b3": stopped}  # fmt: skip
+    r.routed_bots = lambda: {"b2", "b1", "b3", "gone"}
+    md = r.market_data()
+    assert md is not None and md.routed == ["b1", "b2"]  # b3 is down, `gone` removed
+    await r.close()

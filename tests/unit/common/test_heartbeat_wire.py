@@ -89,6 +89,7 @@ def test_the_proxys_port_holder_takes_the_one_pass_too() -> None:
         hb = full_heartbeat()
         assert hb.market_data is not None
         hb.market_data.holder = holder
+        hb.market_data.routed = ["bot-1", "b2"] if holder == "stranger" else None
         data = encode(hb)
         assert heartbeat_wire.decode(data) is not None
         assert decode(data) == hb == decode_general(data)

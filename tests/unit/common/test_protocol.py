@@ -95,6 +95,14 @@ def sample_messages() -> list[Any]:
         Heartbeat(2, 0, [], PoolStats(), "RUNNING", market_data()),
         Heartbeat(3, 0, [], PoolStats(), "ABSENT", MarketDataStats("BACKOFF")),
         Heartbeat(5, 0, [], PoolStats(), "RUNNING", MarketDataStats("RUNNING", holder="stranger")),
+        Heartbeat(
+            6,
+            0,
+            [],
+            PoolStats(),
+            "RUNNING",
+            MarketDataStats("RUNNING", holder="stranger", routed=["bot-1", "bot-2"]),
+        ),
         Desired(5, [spec(), spec("bot-2", 9001, run="stopped", nonce=0)], purge=["gone-1"]),
         Desired(0, [], launch="exec", preloader_nonce=3),
         Desired(1, [], market_data=False),
@@ -573,6 +581,10 @@ MARKET_DATA_OVERRIDES: list[tuple[dict[str, Any], str]] = [
     ({"upstreams": {}}, "md"),
     ({"upstreams": [{}] * 65}, "md"),
     ({"holder": 1}, "md"),
+    ({"routed": "bot-1"}, "md"),
+    ({"routed": ["../x"]}, "md"),
+    ({"routed": [1]}, "md"),
+    ({"routed": ["b"] * 1001}, "md"),
     ({"exchange": "Binance"}, "upstream"),
     ({"exchange": "b" * 33}, "upstream"),
     ({"origin": "ftp://x"}, "upstream"),
@@ -625,3 +637,15 @@ def test_a_port_holder_of_a_newer_agent_is_read_as_unknown_not_refused() -> None
     hb = decode(pack(m))
     assert isinstance(hb, Heartbeat) and hb.market_data is not None
     assert hb.market_data.holder is None
+
+
+def test_routed_bots_are_absent_from_older_agents_heartbeats() -> None:
+    m = wire(Heartbeat(1, 1, [], PoolStats(), "RUNNING", market_data()))
+    assert "routed" not in m["md"]
+    hb = decode(pack(m))
+    assert isinstance(hb, Heartbeat) and hb.market_data is not None
+    assert hb.market_data.routed is None
+    m["md"]["routed"] = ["bot-1"]
+    hb = decode(pack(m))
+    assert isinstance(hb, Heartbeat) and hb.market_data is not None
+    assert hb.market_data.routed == ["bot-1"]

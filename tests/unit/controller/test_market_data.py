@@ -10,7 +10,7 @@ import pytest
 from common.protocol import Heartbeat, Hello, MarketDataStats, PoolStats, UpstreamStats, encode
 from common.settings import SettingsError
 from tests.support import make_settings, wait_for
-from tests.unit.controller.apps import ALICE, ApiFactory, connect
+from tests.unit.controller.apps import ALICE, ApiFactory, connect, events_of
 from tests.unit.controller.test_metrics import scrape, value
 
 
@@ -171,3 +171,40 @@ async def test_an_agent_from_before_the_switch_is_not_switched(make_api: ApiFact
     live.features = frozenset({"held", "backup", "market_data_switch"})
     status, body, _ = await api.call("PUT", switch, json={"proxy": False})
     assert status == 200, body
+
+
+async def test_bots_running_through_a_taken_port_are_restarted_direct_once(
+    make_api: ApiFactory,
+) -> None:
+    """A stranger on the pool's proxy port: each bot the agent says started through the
+    proxy is restarted once (its nonce), as the event `bot_restart` with its reason, and
+    its restart record is not touched; nothing more once the proxy has its port back."""
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
+    for bot in ("b2", "b3"):
+        await api.provision(ALICE, instanceId=bot)
+    bots, sessions = api.controller.pools.registry.bots, api.controller.pools.sessions
+    live = api.controller.pools.registry.live["pool-1"]
+
+    async def heartbeat(seq: int, holder: str, routed: list[str]) -> None:
+        md = MarketDataStats("BACKOFF", holder=holder, routed=routed)
+        await ws.send_bytes(encode(Heartbeat(seq, 3, [], PoolStats(), "RUNNING", md)))
+        assert await sessions.wait_until(lambda: live.seq == seq, 5)
+        await api.controller.monitor.evaluate()
+
+    await heartbeat(1, "proxy", ["b1", "b2"])
+    assert [bots[b].nonce for b in ("b1", "b2", "b3")] == [0, 0, 0]
+    await heartbeat(2, "stranger", ["b1", "b2"])  # b3 started direct
+    assert [bots[b].nonce for b in ("b1", "b2", "b3")] == [1, 1, 0]
+    assert bots["b1"].restarts.attempts == 0  # not counted by the restart policy
+    await heartbeat(3, "stranger", ["b1"])  # b1 not restarted yet: asked once only
+    assert bots["b1"].nonce == 1
+    await heartbeat(4, "proxy", [])  # the port is the proxy's again: nobody moves back
+    assert [bots[b].nonce for b in ("b1", "b2", "b3")] == [1, 1, 0]
+
+    events = await events_of(api, "bot_restart", 2)
+    assert {(e.bot_id, e.reason) for e in events} == {
+        ("b1", "market_data_port_taken"), ("b2", "market_data_port_taken")
+    }  # fmt: skip
+    samples = await scrape(api)
+    assert value(samples, "ftpool_bot_restarts_total", reason="market_data_port_taken") == 2
