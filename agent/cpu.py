@@ -127,7 +127,11 @@ class BusyBots:
         if pid in self._group_was:
             self._group_due[pid] = self._group_was[pid]
         was = self._was.get(pid, {})
+        alive = set(threads(pid))
         for tid, (nice, policy) in list(was.items()):
+            if tid not in alive:  # ended: its id may be another process's thread by now
+                del was[tid]
+                continue
             try:
                 # The policy first: from SCHED_IDLE back to SCHED_OTHER needs no privilege
                 # at nice 19 (RLIMIT_NICE); a lower nice value does.
@@ -147,7 +151,10 @@ class BusyBots:
         an agent without CAP_SYS_ADMIN, the rest at the next heartbeat."""
         for pid, nice in list(self._group_due.items()):
             restore = pid in self._group_was
-            before = None if restore else autogroup.group_nice(pid)
+            # Asked again at the write (one may wait a heartbeat): a pid reused meanwhile
+            # inside the pool's own session must never put the agent's group at 19.
+            leads = restore or autogroup.leads_its_session(pid)
+            before = None if restore or not leads else autogroup.group_nice(pid)
             if not restore and (before is None or before >= nice):
                 del self._group_due[pid]  # in no autogroup of its own, or already as low
                 continue

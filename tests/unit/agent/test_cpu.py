@@ -205,3 +205,37 @@ def test_what_a_bot_wanted_is_read_only_at_the_ends_of_its_windows() -> None:
         now[0] = float(second)
         busy_bots.check([os.getpid()])
     assert reads == [0.0, 30.0, 60.0]
+
+
+def test_a_restore_touches_only_the_bots_own_threads_alive_now() -> None:
+    """A thread id recorded at the renice whose thread ended may be another process's by
+    the restore (ids are reused): it is forgotten, never given the recorded nice value."""
+    bot, stranger = sleeper(own_session=False), sleeper(own_session=False)
+    now, used = [0.0], {bot.pid: 0.0}
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, policy="nice")
+    try:
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert nice_of(bot.pid) == BUSY_NICE
+        # As if one of the bot's threads had ended and its id gone to the stranger.
+        busy_bots._was[bot.pid][stranger.pid] = (5, os.SCHED_OTHER)
+        calm_for_a_window(busy_bots, now, bot.pid)
+        assert nice_of(stranger.pid) == 0
+    finally:
+        for process in (bot, stranger):
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+
+def test_a_deferred_autogroup_write_is_dropped_for_a_pid_no_longer_leading_its_session() -> None:
+    """A write waits for the next heartbeat when the kernel refuses one; a pid reused
+    meanwhile inside the pool's own session must not have the pool's group put at 19."""
+    bot = sleeper(own_session=False)
+    ours = group_nice(os.getpid())
+    busy_bots = BusyBots(90, 30, clock=lambda: 0.0, wanted=lambda pid: 0.0, autogroups=True)
+    try:
+        busy_bots._group_due[bot.pid] = BUSY_NICE  # due since it led a session of its own
+        busy_bots._write_groups()
+        assert group_nice(os.getpid()) == ours and not busy_bots._group_due
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
