@@ -27,7 +27,7 @@ from agent.probes import (
     uss_bytes,
 )
 from agent.programs import MARKET_DATA, PRELOADER, bot_id_of, program_name
-from agent.supervisor import ProcessInfo, SupervisorClient
+from agent.supervisor import ProcessInfo, SupervisorClient, SupervisorError
 from common.protocol import BotStatus, MarketDataStats, PoolStats
 from common.states import ProcessState
 
@@ -184,7 +184,12 @@ class Reporter:
         if self._market_data is not None:
             self._market_data_figures = await self._market_data.read()
         if self.proxy_port is not None:
-            info = self.processes.get(MARKET_DATA)
+            # Its pid now, not the last poll's: a proxy restarted since has a new one, and
+            # a stranger could have been given the old.
+            try:
+                info = (await self.supervisor.all_processes()).get(MARKET_DATA)
+            except SupervisorError:
+                return  # looked at again at the next heartbeat
             pid = info.pid if info is not None and info.state in _UP else 0
             await asyncio.to_thread(self.proxy_port.check, pid)
             self.on_port_checked()

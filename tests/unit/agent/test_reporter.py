@@ -234,17 +234,20 @@ async def test_a_proxy_saying_nonsense_gives_no_figures(tmp_path: Path, body: by
 async def test_each_heartbeat_round_looks_who_holds_the_proxys_port(tmp_path: Path) -> None:
     listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
     checked = []
+    supervisor = FakeSupervisor({})
     r = Reporter(
-        FakeSupervisor({}), ping_timeout=1.0, market_data_socket=tmp_path / "stats.sock",
+        supervisor, ping_timeout=1.0, market_data_socket=tmp_path / "stats.sock",
         proxy_port=ProxyPort(listener.sockets[0].getsockname()[1]),
         on_port_checked=lambda: checked.append(True),
     )  # type: ignore[arg-type]  # fmt: skip
     try:
         # supervisord's proxy is this process, which holds the port; then another one.
-        r.processes = {"marketdata": running("marketdata", os.getpid())}
+        # Its pid is asked at the check: the last poll's (here stale) does not count.
+        supervisor.processes = {"marketdata": running("marketdata", os.getpid())}
+        r.processes = {"marketdata": running("marketdata", os.getppid())}
         await r.read_market_data()
         assert r.market_data().holder == "proxy" and checked == [True]
-        r.processes = {"marketdata": running("marketdata", os.getppid())}
+        supervisor.processes = {"marketdata": running("marketdata", os.getppid())}
         await r.read_market_data()
         assert r.market_data().holder == "stranger" and checked == [True, True]
     finally:
