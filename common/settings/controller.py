@@ -142,6 +142,8 @@ class ControllerSettings:
     @property
     def default_bot_memory(self) -> int:
         """A bot's memory limit unless it has its own (0: none)."""
+        if self.bot_memory_limit == limits.NO_BOT_MEMORY_LIMIT:
+            return 0
         if self.bot_memory_limit:
             return self.bot_memory_limit
         return self.pool_memory_bytes // self.max_bots_per_container

@@ -11,11 +11,20 @@ from common.settings.parsing import MS, choice, integer, setting, size
 MEASURED_LEGACY_CONTAINER = "273m"
 
 
+NO_BOT_MEMORY_LIMIT = -1  # BOT_MEMORY_LIMIT=off: none, even with a pool limit
+
+
+def size_or_off(raw: str) -> int:
+    """A size such as 512m, empty (0: the default), or `off` (none at all)."""
+    return NO_BOT_MEMORY_LIMIT if raw.strip().lower() == "off" else size(raw)
+
+
 def bot_memory_limit() -> Any:
     return setting(
-        "BOT_MEMORY_LIMIT", size, "",
+        "BOT_MEMORY_LIMIT", size_or_off, "",
         "each bot's own memory (USS) limit, e.g. 512m; default POOL_MEMORY_LIMIT / "
-        "MAX_BOTS_PER_CONTAINER when that is set, else none",
+        "MAX_BOTS_PER_CONTAINER when that is set, else none; off: none (only the kernel "
+        "acts, at the pool's limit)",
     )  # fmt: skip
 
 

@@ -186,3 +186,16 @@ async def test_bad_limits_are_refused(make_api: ApiFactory) -> None:
     assert status == 201 and body["limits"] == {"memoryBytes": None}
     status, body = await provision(api, ALICE, instanceId="own", limits={"memory": "3g"})
     assert status == 201 and body["limits"] == {"memoryBytes": 3 << 30}
+
+
+async def test_bot_memory_limit_off_leaves_bots_without_one_beside_a_pool_limit(
+    make_api: ApiFactory,
+) -> None:
+    """BOT_MEMORY_LIMIT=off: no measured limit (only the kernel acts, at the pool's), where
+    POOL_MEMORY_LIMIT would otherwise give every bot its share."""
+    api: Api = await make_api(POOL_MEMORY_LIMIT="1500m", BOT_MEMORY_LIMIT="off")
+    assert api.controller.settings.default_bot_memory == 0
+    status, body = await provision(api, ALICE, instanceId="free")
+    assert status == 201 and body["limits"] == {"memoryBytes": None}
+    shared = await make_api(POOL_MEMORY_LIMIT="1500m")
+    assert shared.controller.settings.default_bot_memory == 150 << 20  # 1500m / 10 slots
