@@ -64,6 +64,7 @@ PROXY_FAILURES = {502, 503, 504}
 EXAMPLES = {
     "instanceId": "alice-bot-1",
     "poolId": "pool-1",
+    "node": "node-1",  # none: a single-host runtime has no nodes
     "userId": "alice",
     "tail": "ping",
     "name": "dashboard.js",
