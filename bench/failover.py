@@ -284,8 +284,10 @@ def docker_host(url: str) -> Iterator[None]:
             os.environ["DOCKER_HOST"] = old
 
 
-async def run_group(heartbeat: float, cases: list[Case], bots: int, ctx: Context) -> list[Figures]:
-    results = []
+async def run_group(
+    heartbeat: float, cases: list[Case], bots: int, ctx: Context
+) -> list[Figures | str]:
+    results: list[Figures | str] = []
     with swarm_nodes(count=2, heartbeat=heartbeat) as swarm:
         setup = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
         print(f"swarm with heartbeat {heartbeat:g} s up ({setup})", flush=True)
@@ -293,12 +295,17 @@ async def run_group(heartbeat: float, cases: list[Case], bots: int, ctx: Context
         with docker_host(swarm.manager.docker_host):
             for case in cases:
                 started = time.monotonic()
-                if case.plain:
-                    figures = await plain_service(swarm, case)
-                else:
-                    figures = await ftpool_failover(swarm, case, bots, ctx)
+                try:
+                    if case.plain:
+                        figures: Figures | str = await plain_service(swarm, case)
+                    else:
+                        figures = await ftpool_failover(swarm, case, bots, ctx)
+                except Exception as exc:  # reported; the other cases run on
+                    figures = f"{case.name} failed: {type(exc).__name__}: {exc}"
+                    swarm.mend(swarm.nodes[1])
                 await asyncio.to_thread(remove_services, swarm)
-                print(f"{figures.line()} [{time.monotonic() - started:.0f} s]", flush=True)
+                line = figures if isinstance(figures, str) else figures.line()
+                print(f"{line} [{time.monotonic() - started:.0f} s]", flush=True)
                 results.append(figures)
     return results
 
@@ -308,9 +315,12 @@ async def main() -> None:
     parser.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated")
     parser.add_argument("--bots", type=int, default=2, help="trading bots in the cut pool")
     args = parser.parse_args()
-    groups = plan(args.cases.split(","))
+    try:
+        groups = plan(args.cases.split(","))
+    except ValueError as exc:
+        parser.error(str(exc))
     setup_logging("warning")
-    started, results = time.monotonic(), []
+    started, results = time.monotonic(), list[Figures | str]()
     host = docker.from_env(timeout=120)  # the host's daemon, before DOCKER_HOST changes
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-failover-") as tmp:
         ctx = Context(TempDirs(Path(tmp)), host)
@@ -319,7 +329,9 @@ async def main() -> None:
     print(f"\nbench/failover: node 2 of 2 cut, {args.bots} trading bots, "
           f"{time.monotonic() - started:.0f} s in all")  # fmt: skip
     for figures in results:
-        print(figures.line())
+        print(figures if isinstance(figures, str) else figures.line())
+    if any(isinstance(figures, str) for figures in results):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
