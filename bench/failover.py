@@ -20,9 +20,9 @@ node 2's link is cut once per case, and mended after it:
   copies of one bot seen at once (both nodes sampled every 0.2 s), and the old task's removal
   after the link is back.
 
-Every wait is bounded; the whole default run takes about 13 minutes. Needs root, Docker and
-`make images`; run it under the suite lock. Ports (on the nodes' addresses): 41700 (market
-data), 41800 and up (bots), 41900 (the plain service).
+Every wait is bounded; the default cases took about 8 minutes here (run in parts). Needs
+root, Docker and `make images`; run it under the suite lock. Ports (on the nodes'
+addresses): 41700 (market data), 41800 and up (bots), 41900 (the plain service).
 """
 
 from __future__ import annotations
