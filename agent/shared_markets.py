@@ -15,12 +15,6 @@ building its own: exactly what it would have built itself. Any difference (a mar
 a filter changed, other options) and the bot builds its own, as without the hook: stale
 data never wins, at every reload.
 
-What a bot fetched and parsed before adopting is garbage once its load returns; glibc keeps
-such freed heap pages in the process (private memory) until asked to give them back. So
-after each market load of a bot whose pool preloaded markets, the hook on ccxt's async
-load_markets_helper asks (malloc_trim): only free pages go back to the kernel, nothing
-changes for the bot (see docs/benchmarks.md for what this saves).
-
 This file runs in the preloader, under the bots' interpreter: the standard library only at
 import; ccxt is imported when markets are loaded.
 """
@@ -28,13 +22,12 @@ import; ccxt is imported when markets are loaded.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import io
 import logging
 import pickle
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -109,30 +102,12 @@ def owner_of_set_markets(exchange_class: type) -> type:
     return next(c for c in exchange_class.__mro__ if "set_markets" in c.__dict__)
 
 
-def owner_of_load_helper(async_exchange_class: type) -> type:
-    """The class whose load_markets_helper (what ccxt's async load_markets runs, around
-    fetch_markets and set_markets) the async exchange classes inherit."""
-    return next(c for c in async_exchange_class.__mro__ if "load_markets_helper" in c.__dict__)
-
-
-def release_free_heap() -> bool:
-    """Hand the C heap's free pages back to the kernel (glibc's malloc_trim); False where
-    the C library has no malloc_trim. Frees no object and moves none: behaviour unchanged."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is None:
-        return False
-    trim(0)
-    return True
-
-
 class SharedMarkets:
-    """The hooks on ccxt: set_markets records in the preloader and adopts in the bots; the
-    async load hands back the heap a bot's own parse freed."""
+    """The hook on ccxt's set_markets: recording in the preloader, adopting in the bots."""
 
-    def __init__(self, release: Callable[[], object] = release_free_heap) -> None:
+    def __init__(self) -> None:
         self.shared: dict[bytes, Tables] = {}
         self.recording = False
-        self.release = release
 
     def install(self, base: type) -> None:
         """Wrap `base.set_markets` (see owner_of_set_markets). Exchange classes that
@@ -169,24 +144,6 @@ class SharedMarkets:
         set_markets.__wrapped__ = original  # type: ignore[attr-defined]
         base.set_markets = set_markets
 
-    def install_release(self, base: type) -> None:
-        """Wrap `base.load_markets_helper` (see owner_of_load_helper): once a load returned,
-        in a pool with preloaded markets, the heap it freed goes back to the kernel."""
-        original = base.load_markets_helper
-        if getattr(original, "__wrapped__", None) is not None:
-            return
-        hook = self
-
-        async def load_markets_helper(exchange: Any, *args: Any, **kwargs: Any) -> Any:
-            result = await original(exchange, *args, **kwargs)
-            if hook.shared and not hook.recording:
-                hook.release()  # after the helper's frame, and what it fetched, are gone
-            return result
-
-        load_markets_helper.__qualname__ = original.__qualname__
-        load_markets_helper.__wrapped__ = original  # type: ignore[attr-defined]
-        base.load_markets_helper = load_markets_helper
-
     def record(self, exchange: Any, digests: list[bytes | None], before: Mapping[str, Any]) -> None:
         """Keep the tables this set_markets assigned (those it left alone stay the bot's)."""
         tables = Tables(exchange.id, {
@@ -202,10 +159,8 @@ class SharedMarkets:
         """Load each configured exchange's markets once (one request each, as a bot's load);
         returns what it loaded, for the log. A failure skips that exchange."""
         import ccxt
-        import ccxt.async_support
 
         self.install(owner_of_set_markets(ccxt.Exchange))
-        self.install_release(owner_of_load_helper(ccxt.async_support.Exchange))
         loaded = []
         self.recording = True
         try:

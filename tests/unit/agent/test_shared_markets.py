@@ -9,7 +9,6 @@ this process. Loading over the network is the end-to-end test's part
 from __future__ import annotations
 
 import copy
-import sys
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -23,9 +22,7 @@ from agent.shared_markets import (
     Tables,
     choose,
     fingerprint,
-    owner_of_load_helper,
     owner_of_set_markets,
-    release_free_heap,
 )
 
 
@@ -179,80 +176,3 @@ def test_without_a_preloaded_list_set_markets_is_ccxts_own() -> None:
     exchange = cls()
     exchange.set_markets(copy.deepcopy(MARKETS))
     assert exchange.symbols == ["BTC/USDT", "ETH/USDT", "SOL/USDT"] and not idle.shared
-
-
-class Releases(list):
-    """What the hook found each time it handed the heap back: (adopted?, references left to
-    the list the bot fetched and parsed itself)."""
-
-
-def loading_class(base: type, fetched: list) -> type:
-    """An async Binance whose load fetches (no network) a fresh copy of MARKETS each time."""
-
-    async def fetch_markets(self, params=None):
-        fetched.append(copy.deepcopy(MARKETS))
-        return fetched[-1]
-
-    async def fetch_currencies(self, params=None):
-        return None
-
-    return type(
-        "Loading", (base,), {"fetch_markets": fetch_markets, "fetch_currencies": fetch_currencies}
-    )
-
-
-def release_recorder(releases: Releases, fetched: list, bot_of: list, tables: Tables):
-    def release() -> None:
-        releases.append(
-            (bot_of[0].markets is tables.values["markets"], sys.getrefcount(fetched[-1]) - 1)
-        )
-
-    return release
-
-
-async def test_a_bots_load_hands_the_heap_back_once_what_it_parsed_itself_is_garbage(pool) -> None:
-    tables, fetched, releases, bot_of = preloaded(pool), [], Releases(), []
-    pool.hook.release = release_recorder(releases, fetched, bot_of, tables)
-    cls = loading_class(pool.AsyncBinance, fetched)
-    pool.hook.install_release(cls)
-    bot = cls()
-    bot_of.append(bot)
-    for _ in range(2):  # the first load and a reload
-        assert await bot.load_markets(reload=True) is tables.values["markets"]
-    # After each load: the tables adopted, and the fetched list referenced by this test only.
-    assert releases == [(True, 1), (True, 1)]
-
-
-async def test_no_heap_handed_back_while_recording_or_without_preloaded_markets(pool) -> None:
-    fetched, releases = [], []
-    idle = SharedMarkets(release=lambda: releases.append("idle"))
-    cls = loading_class(type("Idle", (ccxt.async_support.binance,), {}), fetched)
-    idle.install(cls)
-    idle.install_release(cls)
-    idle.install_release(cls)  # installing twice wraps once
-    assert not hasattr(cls.load_markets_helper.__wrapped__, "__wrapped__")
-    await cls().load_markets(reload=True)  # nothing preloaded
-    idle.shared = dict(pool.hook.shared)
-    idle.recording = True  # the preloader's own loads
-    await cls().load_markets(reload=True)
-    assert releases == []
-
-
-async def test_a_failed_load_raises_as_before_and_hands_nothing_back(pool) -> None:
-    releases = []
-    pool.hook.release = lambda: releases.append("released")
-
-    async def failing(self, params=None):
-        raise ccxt.NetworkError("exchangeInfo unreachable")
-
-    cls = type("Failing", (loading_class(pool.AsyncBinance, []),), {"fetch_markets": failing})
-    pool.hook.install_release(cls)
-    with pytest.raises(ccxt.NetworkError, match="unreachable"):
-        await cls().load_markets(reload=True)
-    assert releases == []
-
-
-def test_the_release_hook_sits_on_ccxts_async_load_and_glibc_trims() -> None:
-    owner = owner_of_load_helper(ccxt.async_support.binance)
-    assert "load_markets_helper" in owner.__dict__
-    assert release_free_heap() is True  # glibc, as in the pool images
