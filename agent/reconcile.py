@@ -332,10 +332,14 @@ class Reconciler:
         if self._fenced:  # nothing is applied until the controller's next word
             return
         log.info("market_data_reroute", through_proxy=port.routed)
-        # The newest desired state the controller sent, again (never an older one: that
-        # would start a bot it has since held for a move); not submit(): that ends a fence.
-        if self._latest is None:
-            self._latest = taken
+        self._apply_taken_again()
+
+    def _apply_taken_again(self) -> None:
+        """The newest desired state the controller sent, applied again unless a newer one
+        is on its way or the pool is fenced (never an older one: that would start a bot it
+        has since held for a move; not submit(): that ends a fence)."""
+        if self._latest is None and self._taken is not None and not self._fenced:
+            self._latest = self._taken
             self._wakeup.set()
 
     def begin_restore(self, bot_id: str) -> bool:
@@ -351,9 +355,7 @@ class Reconciler:
         """The restore is over: the newest desired state is applied again (the controller
         may have released the bot meanwhile), unless a newer one is on its way."""
         self._restoring.discard(bot_id)
-        if self._latest is None and self._taken is not None and not self._fenced:
-            self._latest = self._taken
-            self._wakeup.set()
+        self._apply_taken_again()
 
     async def _unload(self, name: str) -> None:
         await self._stop_and_wait(name)
