@@ -25,7 +25,7 @@ from agent import health
 from agent.backups import BackupOptions, Backups
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
-from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, ws_heartbeat
+from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -35,6 +35,7 @@ from agent.supervisor import SupervisorClient, SupervisorError
 from agent.versions import freqtrade_version
 from agent.watch import Watch
 from common import __version__
+from common.fencing import ws_heartbeat
 from common.protocol import (
     AGENT_FEATURES,
     MAX_FRAME_BYTES,

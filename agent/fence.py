@@ -66,15 +66,6 @@ def late(timeout: float, margin: float, lost_at: float, done_at: float) -> bool:
     return margin > 0 and done_at - lost_at > timeout + margin
 
 
-def ws_heartbeat(timeout: float, default: float = 20.0) -> float:
-    """The agent's WebSocket ping period: a connection that died silently (a partition) is
-    noticed within 1.5 of it, so with fencing it is a quarter of the timeout (at least a
-    second), not to delay the fence by much."""
-    if timeout <= 0:
-        return default
-    return max(1.0, min(default, timeout / 4))
-
-
 def pidfds_of(pids: list[int]) -> dict[int, int]:
     """A pidfd per process still there: a process is then told apart from a later one that
     reuses its pid."""

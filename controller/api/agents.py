@@ -75,7 +75,8 @@ class APIAgents:
     @public
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One agent's session. Authenticated by the pool token in its first frame (hello)."""
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES,
+                                   heartbeat=self.pools.agent_heartbeat)  # fmt: skip
         await ws.prepare(request)
         try:
             first = await ws.receive(timeout=HELLO_TIMEOUT)

@@ -46,6 +46,15 @@ class PoolLive:
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
 
+    @property
+    def last_word(self) -> float:
+        """When its agent last spoke to this controller (its hello, a heartbeat), or, if it
+        has not since the controller started, that start: the wait before its pool may be
+        replaced counts from here. Not from when a dead connection was noticed (up to 1.5
+        ping periods later): the agent's fence counts from the last frame it heard, which
+        came before that, and the margin covers the difference."""
+        return self.last_seen or self.disconnected_at
+
 
 # Per exchange, these are the largest of its upstreams', not their sum.
 _LARGEST = ("used_weight", "backoff_s")

@@ -24,7 +24,6 @@ from agent.fence import (
     late,
     lost_since,
     pidfds_of,
-    ws_heartbeat,
 )
 from agent.programs import PRELOADER, ProgramOptions
 from agent.reconcile import Reconciler
@@ -48,13 +47,6 @@ def test_cut_off_it_waits_for_the_timeout_then_fences() -> None:
     assert decide(30, lost_at=100.0, fenced=False, now=129.9) == Decision(Verdict.WAIT, 130.0)
     assert decide(30, lost_at=100.0, fenced=False, now=130.0) == Decision(Verdict.FENCE)
     assert decide(30, lost_at=100.0, fenced=False, now=500.0) == Decision(Verdict.FENCE)
-
-
-def test_a_dead_connection_is_noticed_well_within_the_timeout() -> None:
-    assert ws_heartbeat(0) == 20.0  # fencing off: as before
-    assert ws_heartbeat(30) == 7.5
-    assert ws_heartbeat(2) == 1.0  # at least a second
-    assert ws_heartbeat(3600) == 20.0
 
 
 # -- the loop ---------------------------------------------------------------------------
