@@ -98,6 +98,9 @@ class APIAgents:
         await self.pools.sessions.attach(hello, ws)
         try:
             async for msg in ws:
+                if msg.type == WSMsgType.ERROR:  # no pong in time, or the connection broke
+                    log.warning("agent_connection_lost", pool=pool_id, error=str(ws.exception()))
+                    break
                 if msg.type != WSMsgType.BINARY:
                     self._reject(f"non-binary frame {msg.type.name}", pool_id)
                     continue

@@ -47,13 +47,14 @@ class PoolLive:
         return self.ws is not None and not self.ws.closed
 
     @property
-    def last_word(self) -> float:
-        """When its agent last spoke to this controller (its hello, a heartbeat), or, if it
-        has not since the controller started, that start: the wait before its pool may be
-        replaced counts from here. Not from when a dead connection was noticed (up to 1.5
-        ping periods later): the agent's fence counts from the last frame it heard, which
-        came before that, and the margin covers the difference."""
-        return self.last_seen or self.disconnected_at
+    def contact_ended(self) -> float:
+        """Since when its agent may have heard nothing from this controller, for the wait
+        before its pool may be replaced (meaningful once its connection is gone): when that
+        connection ended (a silent one is closed within 1.5 ping periods, the agent's
+        period, common/fencing.py), or its last heartbeat if later, or the controller's
+        start. Not the last heartbeat alone: pings keep a connection, and so the contact
+        the agent's fence counts from, alive without heartbeats (a hung supervisord)."""
+        return max(self.last_seen, self.disconnected_at)
 
 
 # Per exchange, these are the largest of its upstreams', not their sum.

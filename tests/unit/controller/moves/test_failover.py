@@ -179,17 +179,29 @@ def test_a_database_unchanged_since_its_point_counts_from_its_last_check(tmp_pat
     assert checked_at(at(new, local=False)) == time_of(new)  # from the bucket: its own time
 
 
-async def test_a_dead_connection_noticed_late_does_not_delay_the_failover(
+async def test_a_connected_agent_is_never_failed_over_and_the_wait_counts_from_its_close(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = await lose_node(make_api, monkeypatch)
     assert api.controller.pools.agent_heartbeat == 2.5  # a quarter of the fence, as agents'
-    # The controller's side closed the silent connection 11 s after the agent's last word
-    # (1.5 ping periods): the wait still counts from that word, as the agent's fence does.
-    api.controller.pools.registry.live["pool-1"].disconnected_at = api.clock() + 11
-    api.clock.advance(15)
+    live = api.controller.pools.registry.live["pool-1"]
+    # Silent (no heartbeat) but its connection open: pings go on, its agent is in contact
+    # and has not fenced.
+    live.ws = FakeSocket()
+    api.clock.advance(30)
+    assert (await api.controller.monitor.evaluate()).recovery_actions == []
+    # The connection closes (1.5 ping periods after the last data): the agent may have
+    # heard the controller until then, so its fence counts from there, and so does the wait.
+    live.ws, live.disconnected_at = None, api.clock()
+    api.clock.advance(14.9)
+    assert (await api.controller.monitor.evaluate()).recovery_actions == []
+    api.clock.advance(0.1)
     report = await api.controller.monitor.evaluate()
     assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+
+
+class FakeSocket:
+    closed = False
 
 
 async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
