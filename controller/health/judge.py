@@ -289,13 +289,14 @@ def memory_rule(
     """Why a bot over its limit since `since` (measuring `first` then, `uss` now) is to be
     restarted now, or None: over for the whole grace; at MEMORY_CEILING times its limit;
     or growing at a rate (its average since it went over) that reaches the ceiling before
-    the grace ends."""
+    the grace ends. The rate counts once it spans a sixth of the grace and a growth of a
+    32nd of the limit: two samples close together, or a wobble, are noise."""
     if now - since >= grace:
         return "grace"
     ceiling = MEMORY_CEILING * limit
     if uss >= ceiling:
         return "ceiling"
-    if first is not None and now > since and uss > first:
+    if first is not None and now - since >= grace / 6 and uss - first >= limit / 32:
         rate = (uss - first) / (now - since)
         if uss + rate * (since + grace - now) >= ceiling:
             return "growth"
