@@ -216,6 +216,13 @@ class Reconciler:
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
 
+    def apply_nothing(self) -> None:
+        """Fenced: nothing is applied until the next submitted desired state; an apply
+        under way is cancelled, a queued desired state dropped."""
+        self._fenced, self._latest = True, None
+        if self._applying is not None:
+            self._applying.cancel()
+
     async def fence(self, since: int | None = None) -> list[str] | None:
         """Stop every bot and apply nothing more until the next submitted desired state;
         the bots it stopped. The preloader and the market-data proxy run on. None, and
@@ -225,9 +232,7 @@ class Reconciler:
         desired state queued, until the controller's next word."""
         if since is not None and self.submitted != since:
             return None
-        self._fenced, self._latest = True, None
-        if self._applying is not None:
-            self._applying.cancel()
+        self.apply_nothing()
         async with self._lock:
             if since is not None and self.submitted != since:
                 return None

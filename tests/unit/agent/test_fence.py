@@ -24,6 +24,7 @@ from agent.fence import (
     late,
     lost_since,
     pidfds_of,
+    stop_budget,
 )
 from agent.programs import PRELOADER, ProgramOptions
 from agent.reconcile import Reconciler
@@ -47,6 +48,13 @@ def test_cut_off_it_waits_for_the_timeout_then_fences() -> None:
     assert decide(30, lost_at=100.0, fenced=False, now=129.9) == Decision(Verdict.WAIT, 130.0)
     assert decide(30, lost_at=100.0, fenced=False, now=130.0) == Decision(Verdict.FENCE)
     assert decide(30, lost_at=100.0, fenced=False, now=500.0) == Decision(Verdict.FENCE)
+
+
+def test_a_fence_stops_its_bots_within_the_controllers_margin() -> None:
+    assert stop_budget(60, 30, 5) == 35  # their stop time and a poll: well inside
+    assert stop_budget(10, 30, 5) == 3  # a tuned margin: killed after 3 s, not 35
+    assert stop_budget(5, 30, 5) == 1  # at least a second to stop cleanly
+    assert stop_budget(0, 30, 5) == 35  # the margin not known (an older controller)
 
 
 # -- the loop ---------------------------------------------------------------------------
