@@ -149,8 +149,10 @@ def build(
     runtime = runtime or make_runtime(settings)
     # A bot or agent that went down is judged at once, not at the next HEALTH_CHECK_INTERVAL.
     alarm = Alarm()
+    # A test's clock stands in for the monotonic one too (the only time there is then).
+    monotonic = time.monotonic if clock is time.time else clock
     pools = PoolManager(store, runtime, PoolsConfig.from_settings(settings), events=events,
-                        alarm=alarm)  # fmt: skip
+                        alarm=alarm, monotonic=monotonic)  # fmt: skip
     placement = Placement.from_settings(settings)
     limits = BotLimits.from_settings(settings)
     census = ImageCensus(pools)  # which image each pool runs
@@ -175,7 +177,7 @@ def build(
                         clock=clock)  # fmt: skip
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
                       events=events, evacuation=evacuation, alarm=alarm,
-                      clock=clock, failover=failover)  # fmt: skip
+                      clock=clock, monotonic=monotonic, failover=failover)  # fmt: skip
     migrator = Migrator(bots, legacy=legacy, base_dir=base, placement=placement, guard=guard,
                         transfer=transfer)  # fmt: skip
     upgrader = Upgrader(pools, transfer, guard, placement)

@@ -79,6 +79,9 @@ class PoolSeen:
     # Its agent's connection is still open: it is in contact, so it has not fenced, however
     # silent (its heartbeats can stop while pings go on): never replaced meanwhile.
     connected: bool = False
+    # Seconds since its agent's contact ended on a monotonic clock (None: not known): the
+    # wait must have passed on both clocks, so a step of the wall clock cannot shorten it.
+    silent_for: float | None = None
 
 
 class Recovery(enum.StrEnum):
@@ -135,7 +138,8 @@ def _recovery(
     # Replacing a pool (recreated, or its bots moved) starts its bots anew elsewhere: with
     # fencing, not before its agent, wherever it is, has stopped them.
     wait = fence_wait(rules, seen.agent_fence)
-    replaceable = not seen.connected and not fenced_in(seen.heard_at, now, wait)
+    replaceable = not seen.connected and not fenced_in(seen.heard_at, now, wait) \
+        and not (seen.silent_for is not None and fenced_in(0.0, seen.silent_for, wait))  # fmt: skip
     if seen.runtime == RuntimeState.UNREACHABLE:
         # Whether its bots still run cannot be told: replaced only once its agent's fence
         # has surely stopped them (never without fencing: an operator decides then), and

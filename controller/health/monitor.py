@@ -94,6 +94,7 @@ class Monitor:
     def __init__(
         self, pools: PoolManager, bots: BotManager, config: MonitorConfig, *, metrics: Metrics,
         events: EventBus, evacuation: Evacuation, alarm: Alarm, clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
         failover: Failover | None = None,
     ) -> None:  # fmt: skip
         self.pools = pools
@@ -115,6 +116,7 @@ class Monitor:
         # Rung by whoever sees trouble (controller/pools/alarm.py), and by the monitor itself.
         self.alarm = alarm
         self.clock = clock
+        self.monotonic = monotonic  # the fence's wait, on the sessions' monotonic clock
         self.last_report: HealthReport | None = None
         # What it remembers of each pool and bot between evaluations (health/judge.py).
         self._pools: dict[str, PoolHealth] = {}
@@ -219,7 +221,8 @@ class Monitor:
         bots = self.registry.bots_in(pool_id) if suspect else []
         seen = PoolSeen(suspect, state, len(bots), sum(b.deleting for b in bots),
                         heard_at=live.contact_ended, agent_fence=live.fence_timeout,
-                        connected=live.connected)  # fmt: skip
+                        connected=live.connected,
+                        silent_for=self.monotonic() - live.contact_ended_mono)  # fmt: skip
         now = self.clock()
         verdict = judge_pool(self._pools.get(pool_id, HEALTHY_POOL), seen, now, self.rules)
         self._pools[pool_id] = verdict.health

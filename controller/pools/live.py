@@ -29,6 +29,10 @@ class PoolLive:
     connected_at: float = 0.0
     disconnected_at: float = field(default_factory=time.time)
     last_seen: float = 0.0
+    # The same two moments on the sessions' monotonic clock: the wait before a pool may be
+    # replaced is measured on it too, so a step of the wall clock cannot shorten it.
+    closed_mono: float = field(default_factory=time.monotonic)
+    heard_mono: float = 0.0
     seq: int = 0
     acked_gen: int = 0
     bots: dict[str, BotStatus] = field(default_factory=dict)
@@ -55,6 +59,11 @@ class PoolLive:
         start. Not the last heartbeat alone: pings keep a connection, and so the contact
         the agent's fence counts from, alive without heartbeats (a hung supervisord)."""
         return max(self.last_seen, self.disconnected_at)
+
+    @property
+    def contact_ended_mono(self) -> float:
+        """`contact_ended` on the sessions' monotonic clock."""
+        return max(self.heard_mono, self.closed_mono)
 
 
 # Per exchange, these are the largest of its upstreams', not their sum.

@@ -9,6 +9,9 @@ what changed, the lifecycle acts on it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from common.fencing import ws_heartbeat
 from common.protocol import Heartbeat
 from controller.events import EventBus
@@ -26,7 +29,7 @@ from controller.store.store import Store
 class PoolManager:
     def __init__(
         self, store: Store, runtime: PoolRuntime, config: PoolsConfig, *, events: EventBus,
-        alarm: Alarm,
+        alarm: Alarm, monotonic: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         self.store = store
         self.runtime = runtime
@@ -42,7 +45,8 @@ class PoolManager:
                                       pool_grace=config.pool_grace,
                                       bot_memory=config.bot_memory,
                                       fencing=config.fence_timeout > 0,
-                                      replacing=self.lifecycle.upgrading.__contains__)  # fmt: skip
+                                      replacing=self.lifecycle.upgrading.__contains__,
+                                      monotonic=monotonic)  # fmt: skip
 
     async def heartbeat(self, pool_id: str, hb: Heartbeat) -> None:
         """An agent's heartbeat: its pool's live state is updated (memory only), then the

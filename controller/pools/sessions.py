@@ -71,6 +71,7 @@ class AgentSessions:
         self, registry: PoolRegistry, runtime: PoolRuntime, *, events: EventBus, alarm: Alarm,
         pool_grace: float, bot_memory: int = 0, fencing: bool = False,
         replacing: Callable[[str], bool] = lambda _pool_id: False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         """`fencing`: agents are told to fence (AGENT_FENCE_TIMEOUT is on); `replacing`:
         whether the controller is replacing a pool's runtime itself (the lifecycle's pools
@@ -81,6 +82,7 @@ class AgentSessions:
         self.events = events
         self.alarm = alarm  # rung when a bot died or an agent went away
         self.pool_grace = pool_grace
+        self.monotonic = monotonic  # stamps of contact for the fence's wait (PoolLive)
         self.frames_received = 0
         self.frames_rejected = 0
         self.backup_failures = 0  # pools' backups that began to fail
@@ -104,6 +106,7 @@ class AgentSessions:
             await old.close(code=4409, message=b"replaced by a newer agent connection")
         now = time.time()
         live.ws, live.agent_version, live.connected_at, live.last_seen = ws, hello.version, now, now
+        live.heard_mono = self.monotonic()
         live.features = frozenset(hello.features)
         live.freqtrade_version = hello.freqtrade
         live.fence_timeout = hello.fence_timeout_ms / 1000
@@ -137,7 +140,7 @@ class AgentSessions:
         live = self.registry.live.get(pool_id)
         if live is not None and live.ws is ws:
             live.ws = None
-            live.disconnected_at = time.time()
+            live.disconnected_at, live.closed_mono = time.time(), self.monotonic()
             log.warning("agent_disconnected", pool=pool_id)
             self.events.emit("agent_disconnected", pool=pool_id)
             self.alarm.ring()
@@ -166,6 +169,7 @@ class AgentSessions:
         previous = live.bots
         live.bots = {s.id: s for s in hb.bots}
         live.seq, live.acked_gen, live.stats, live.last_seen = hb.seq, hb.gen, hb.pool, time.time()
+        live.heard_mono = self.monotonic()
         self._market_data_port(pool_id, live, hb.market_data)
         live.market_data = hb.market_data
         self._backup_state(pool_id, live.backup, hb.backup)

@@ -127,6 +127,18 @@ def test_a_pool_on_an_unreachable_node_fails_over_only_after_the_fence_and_its_m
         assert lost.health.starts == health.starts  # not a start of it: a move of its bots
 
 
+def test_the_wait_must_have_passed_on_the_monotonic_clock_too() -> None:
+    # The wall clock stepped forward 80 s during the partition: by it the wait is over,
+    # by the monotonic clock only 10 s have passed, and the agent may not have fenced yet.
+    stepped = judge.PoolSeen(True, UNREACHABLE, 1, 0, heard_at=T - 90, silent_for=10.0)
+    assert judge.judge_pool(PoolHealth(), stepped, T, FENCED).recovery is None
+    waited = judge.PoolSeen(True, UNREACHABLE, 1, 0, heard_at=T - 90, silent_for=90.0)
+    assert judge.judge_pool(PoolHealth(), waited, T, FENCED).recovery is Recovery.FAILOVER
+    # Still connected: in contact, never replaced, whatever both clocks say.
+    connected = replace(waited, connected=True)
+    assert judge.judge_pool(PoolHealth(), connected, T, FENCED).recovery is None
+
+
 def test_without_fencing_a_pool_on_an_unreachable_node_is_left_to_an_operator() -> None:
     verdict = pool(PoolHealth(), UNREACHABLE, T, heard_at=T - 100_000)
     assert verdict.recovery is None and verdict.look_again_at is not None
