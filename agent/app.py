@@ -203,8 +203,13 @@ class Agent:
             async with asyncio.timeout(budget):
                 async with asyncio.timeout(FENCE_POLL_TIMEOUT):
                     await self.reporter.poll()
-                fresh = [pid for pid in self._bot_pids() if pid not in pidfds]
-                pidfds |= await asyncio.to_thread(pidfds_of, fresh)
+                # supervisord answered: its word replaces the last one (a pid it no longer
+                # lists is not a bot's any more).
+                current = set(self._bot_pids())
+                gone = {pid: fd for pid, fd in pidfds.items() if pid not in current}
+                await asyncio.to_thread(close_pidfds, gone)
+                pidfds = {pid: fd for pid, fd in pidfds.items() if pid in current}
+                pidfds |= await asyncio.to_thread(pidfds_of, sorted(current - pidfds.keys()))
                 stopped = await self.reconciler.fence(since)
         except (SupervisorError, TimeoutError) as exc:
             if self.reconciler.submitted != since:  # the controller spoke: its word wins
