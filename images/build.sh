@@ -5,7 +5,7 @@
 #   images/build.sh                        pool FROM freqtradeorg/freqtrade:stable if it is
 #                                          present locally, else FROM
 #                                          ftpool/freqtrade:offline-trixie (Debian trixie,
-#                                          Python 3.13 like the official image; built here
+#                                          Python 3.13, the official image 3.12+; built here
 #                                          first: images/base/build.sh)
 #   BASE_IMAGE=<image> images/build.sh     pool FROM <image> (the offline base when <image> is
 #                                          not present locally: nothing can be pulled)

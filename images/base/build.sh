@@ -2,7 +2,8 @@
 # The offline base images, for machines that reach no image registry:
 #
 #   ftpool/debian:SUITE       Debian SUITE minbase with python3, debootstrapped on the host and
-#                             `docker import`ed (trixie: Python 3.13, like the official image)
+#                             `docker import`ed (trixie: Python 3.13; the official image runs
+#                             3.12 or newer)
 #   ftpool/freqtrade:offline-SUITE
 #                             FreqTrade FROM it, laid out like freqtradeorg/freqtrade (user
 #                             ftuser uid 1000, /freqtrade, `pip install --user` into
