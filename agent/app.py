@@ -105,6 +105,7 @@ class Agent:
             launcher_python=sys.executable,
             preload_modules=settings.preload_modules,
             preload_markets=settings.preload_markets,
+            preload_immortal=settings.preload_immortal,
             market_data=market_data,
         )
         # The reconciler, the reporter and the watch call on each other: each is given the

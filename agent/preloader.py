@@ -47,13 +47,14 @@ MAX_TITLE = 200
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 SHARED_MARKETS = "ftpool_shared_markets"
+IMMORTAL = "ftpool_immortal"
 
 
 def log(message: str) -> None:
     print(f"preloader: {message}", file=sys.stderr, flush=True)
 
 
-def preload(modules: list[str], markets: list[dict] | None = None) -> None:
+def preload(modules: list[str], markets: list[dict] | None = None, immortal: str = "off") -> None:
     for name in modules:
         try:
             importlib.import_module(name)
@@ -67,9 +68,25 @@ def preload(modules: list[str], markets: list[dict] | None = None) -> None:
                 log(f"cannot warm up {name}: {exc!r}")
     if markets:
         preload_markets(markets)
-    # Keep the collector away from the shared objects, so it does not dirty their pages.
     gc.collect()
+    # Keep bots from writing reference counts into the shared objects' pages (immortal.py).
+    try:
+        sibling("immortal.py", IMMORTAL).immortalize(immortal, log)
+    except Exception as exc:  # it only saves memory
+        log(f"cannot make objects immortal: {exc!r}")
+    # Keep the collector away from the shared objects, so it does not dirty their pages.
     gc.freeze()
+
+
+def sibling(filename: str, name: str):
+    """A module of the agent package beside this file, loaded by path: the package itself
+    is the agent's, not importable by FreqTrade's interpreter."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def market_configs(encoded: str) -> list[dict] | None:
@@ -88,13 +105,8 @@ def market_configs(encoded: str) -> list[dict] | None:
 def preload_markets(configs: list[dict]) -> None:
     """Load the configured exchanges' market lists once, for every bot to adopt when its own
     load fetches the very same list (agent/shared_markets.py, beside this file)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shared_markets.py")
     try:
-        spec = importlib.util.spec_from_file_location(SHARED_MARKETS, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[SHARED_MARKETS] = module
-        spec.loader.exec_module(module)
-        loaded = module.SharedMarkets().preload(configs)
+        loaded = sibling("shared_markets.py", SHARED_MARKETS).SharedMarkets().preload(configs)
     except Exception as exc:  # it only saves memory: each bot loads its own anyway
         log(f"cannot preload markets: {exc!r}")
         return
@@ -374,10 +386,15 @@ def main() -> None:
     parser.add_argument(
         "--markets", default="", help="base64url JSON: the exchanges whose markets to load once"
     )
+    parser.add_argument(
+        "--immortal", choices=("auto", "on", "off"), default="off",
+        help="make the preloaded objects immortal before forking (PRELOAD_IMMORTAL)",
+    )  # fmt: skip
     args = parser.parse_args()
     # This file's own directory (the agent package) must not shadow anything a bot imports.
     sys.path[0] = "/nonexistent"
-    preload([m for m in args.modules.split(",") if m], market_configs(args.markets))
+    modules = [m for m in args.modules.split(",") if m]
+    preload(modules, market_configs(args.markets), args.immortal)
     Preloader(args.socket).serve()
 
 

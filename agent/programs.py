@@ -113,6 +113,7 @@ class ProgramOptions:
     launcher_python: str = "python3"
     preload_modules: str = ""
     preload_markets: str = ""  # JSON (PRELOAD_MARKETS): exchanges whose markets it loads once
+    preload_immortal: str = "auto"  # PRELOAD_IMMORTAL: auto, on or off
     # How long bots wait for a new preloader to listen before they are started anyway.
     preloader_wait: float = 60.0
     stop_wait_secs: int = 30
@@ -216,6 +217,7 @@ def render_preloader(preload: PythonCommand, pool_dir: Path, opts: ProgramOption
         argv += ["--modules", opts.preload_modules]
     if opts.preload_markets:
         argv += ["--markets", encode_markets(opts.preload_markets)]
+    argv += ["--immortal", opts.preload_immortal]
     return _pool_service(PRELOADER, argv, pool_dir, opts)
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.memory [--bots 10] [--pairs 20] [--markets 2000]
                                      [--minutes 5,15] [--layouts shared,unshared,legacy]
                                      [--command trade|webserver] [--shared-markets on|off]
+                                     [--immortal auto|on|off]
 
 Real `freqtrade trade --dry-run` bots (DemoStrategy, 1m candles) trade against the exchange
 emulator (`python -m tests.exchange`, 2,000 markets by default), each on its own `--pairs`
@@ -20,7 +21,9 @@ page cache, summed over its containers), the PSS of every process in its contain
 more bot costs). With several `--bots` counts, "+per bot" is the growth between counts.
 `--command webserver` runs idle `freqtrade webserver` bots instead, for comparison.
 `--shared-markets on` (the default) has the pool's preloader load the emulator's market list
-once for its bots to adopt (`PRELOAD_MARKETS`); `off` measures without.
+once for its bots to adopt (`PRELOAD_MARKETS`); `off` measures without. `--immortal` is the
+pools' `PRELOAD_IMMORTAL` (default auto: the preloader makes its objects immortal where the
+image's Python allows it).
 Needs Docker and `make images`; uses host loopback ports 9300-9599.
 """
 
@@ -139,6 +142,7 @@ class Run:
             BOT_COMMAND=f"freqtrade {self.args.command}", MAX_BOTS_PER_CONTAINER=str(self.n),
             POOL_BASE_PORT=str(POOLED_PORT), HEARTBEAT_INTERVAL="5000",
             BOT_PING_TIMEOUT="5000", LOG_LEVEL="error", PRELOAD_MARKETS=self.preload_markets(),
+            PRELOAD_IMMORTAL=self.args.immortal,
         )  # fmt: skip
         self.harness = h = await ControllerHarness(settings).start()
         # The shared bots fill pool-1, the unshared ones pool-2, which then runs them plainly.
@@ -245,7 +249,8 @@ class Run:
 def report(args: argparse.Namespace, results: dict[int, dict[int, dict[str, Figures]]]) -> None:
     what = (f"trade bots, {args.pairs} pairs each, {args.markets} markets"
             if args.command == "trade" else "webserver bots (no exchange)")  # fmt: skip
-    print(f"bench/memory: freqtrade {what}, shared markets {args.shared_markets}, image {IMAGE}")
+    print(f"bench/memory: freqtrade {what}, shared markets {args.shared_markets}, "
+          f"immortal {args.immortal}, image {IMAGE}")  # fmt: skip
     print(f"{'layout':18}{'bots':>5}{'min':>5}{'docker stats':>14}{'saved':>8}{'+per bot':>10}"
           f"{'PSS':>10}{'saved':>8}{'+per bot':>10}{'USS/bot':>10}")  # fmt: skip
     for layout in (x for x in LAYOUTS if x in args.layouts):
@@ -286,6 +291,7 @@ async def main() -> None:
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--command", choices=("trade", "webserver"), default="trade")
     parser.add_argument("--shared-markets", choices=("on", "off"), default="on")
+    parser.add_argument("--immortal", choices=("auto", "on", "off"), default="auto")
     args = parser.parse_args()
     args.layouts = [x for x in args.layouts.split(",") if x in LAYOUTS]
     if "shared" not in args.layouts:

@@ -3,13 +3,15 @@
 # (`make images` runs this).
 #
 #   images/build.sh                        pool FROM freqtradeorg/freqtrade:stable if it is
-#                                          present locally, else FROM ftpool/freqtrade:offline
-#                                          (built here first: images/base/build.sh)
+#                                          present locally, else FROM
+#                                          ftpool/freqtrade:offline-trixie (Debian trixie,
+#                                          Python 3.13, the official image 3.12+; built here
+#                                          first: images/base/build.sh)
 #   BASE_IMAGE=<image> images/build.sh     pool FROM <image> (the offline base when <image> is
 #                                          not present locally: nothing can be pulled)
 #
 # The controller is built FROM CONTROLLER_BASE_IMAGE: python:3.11-slim-bookworm if present
-# locally, else ftpool/debian:bookworm. Wheelhouses (images/wheels.sh) are made on the host for
+# locally, else ftpool/debian:bookworm (Python 3.11 like the host). Wheelhouses (images/wheels.sh) are made on the host for
 # each base's Python; the docker builds are offline and use docker's layer cache, and the
 # debootstrap and FreqTrade wheels are skipped when the offline base images exist.
 # Env: BASE_IMAGE, CONTROLLER_BASE_IMAGE, POOL_IMAGE, CONTROLLER_IMAGE, POOL_SLOTS.
@@ -17,8 +19,10 @@ set -euo pipefail
 
 images=$(cd "$(dirname "$0")" && pwd)
 OFFICIAL=freqtradeorg/freqtrade:stable
-OFFLINE=ftpool/freqtrade:offline
-DEBIAN=ftpool/debian:bookworm
+POOL_SUITE=trixie # the offline pool base's Debian (Python 3.13: immortal objects, PEP 683)
+OFFLINE=ftpool/freqtrade:offline-$POOL_SUITE
+CONTROLLER_SUITE=bookworm
+DEBIAN=ftpool/debian:$CONTROLLER_SUITE
 POOL_IMAGE=${POOL_IMAGE:-freqtrade-pool:latest}
 CONTROLLER_IMAGE=${CONTROLLER_IMAGE:-ftpool-controller:latest}
 POOL_SLOTS=${POOL_SLOTS:-100}
@@ -44,9 +48,10 @@ fi
 log "pool base: $base; controller base: $cbase"
 
 if [ "$base" = "$OFFLINE" ]; then
-    "$images/base/build.sh" all
-elif [ "$cbase" = "$DEBIAN" ]; then
-    "$images/base/build.sh" debian
+    DEBIAN_SUITE=$POOL_SUITE "$images/base/build.sh" all
+fi
+if [ "$cbase" = "$DEBIAN" ]; then
+    DEBIAN_SUITE=$CONTROLLER_SUITE "$images/base/build.sh" debian
 fi
 
 # The Dockerfiles read their wheelhouse from the build context, images/.cache/wheelhouse/*.

@@ -12,7 +12,8 @@
 #                       image can install the dependencies in a layer that survives code changes
 #
 # The wheels are for IMAGE's Python: `pip wheel` when it is the host's version, otherwise
-# `pip download --only-binary=:all:` for IMAGE's version, architecture and glibc.
+# `pip download --only-binary=:all:` for IMAGE's version, architecture and glibc (a dependency
+# with no wheel at all is built on the host, and used if it is pure Python).
 # Dependencies are resolved once and kept while the inputs (requirements, Python, platform)
 # are the same; REFRESH=1 resolves them again. The ftpool wheel is rebuilt on every run
 # (reproducibly: the same source gives the same bytes, so docker's layer cache still hits).
@@ -80,9 +81,28 @@ else
     if [ "$mode" = wheel ]; then
         "$PYTHON" -m pip wheel --progress-bar off -w "$outdir" -r "$outdir/requirements.txt"
     else
-        "$PYTHON" -m pip download --progress-bar off --only-binary=:all: \
-            --python-version "$img_py" --implementation cp "${platforms[@]}" \
-            -d "$outdir" -r "$outdir/requirements.txt"
+        # A dependency published as a source distribution only (sdnotify) has no wheel to
+        # download: build it on the host, and use it if it is pure Python (any Python 3).
+        for attempt in $(seq 20); do
+            if "$PYTHON" -m pip download --progress-bar off --only-binary=:all: \
+                --python-version "$img_py" --implementation cp "${platforms[@]}" \
+                --find-links "$outdir" -d "$outdir" -r "$outdir/requirements.txt" \
+                2> >(tee "$outdir/.pip-errors" >&2); then
+                break
+            fi
+            sdist=$(sed -n 's/^ERROR: No matching distribution found for \(.*\)$/\1/p' \
+                "$outdir/.pip-errors" | head -n 1)
+            [ -n "$sdist" ] && [ "$attempt" -lt 20 ] || { log "cannot resolve for Python $img_py"; exit 1; }
+            log "no wheel of $sdist for Python $img_py: building it on the host"
+            "$PYTHON" -m pip wheel --progress-bar off -q --no-deps -w "$outdir/.host" "$sdist"
+            for whl in "$outdir"/.host/*.whl; do
+                case $whl in
+                *-none-any.whl) mv "$whl" "$outdir/" ;;
+                *) log "$(basename "$whl") is not pure Python: it cannot serve Python $img_py"; exit 1 ;;
+                esac
+            done
+        done
+        rm -rf "$outdir/.pip-errors" "$outdir/.host"
     fi
     echo "$key" >"$outdir/.deps-key"
 fi

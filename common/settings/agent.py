@@ -56,6 +56,7 @@ class AgentSettings:
     )  # fmt: skip
     preload_modules: str = bots.preload_modules()
     preload_markets: str = bots.preload_markets()
+    preload_immortal: str = bots.preload_immortal()
     market_data_proxy: bool = market_data.market_data_proxy()
     market_data_port: int = setting(
         "MARKET_DATA_PORT", integer(0, 65535), "0",

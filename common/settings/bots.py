@@ -119,6 +119,14 @@ def preload_markets() -> Any:
     )  # fmt: skip
 
 
+def preload_immortal() -> Any:
+    return setting(
+        "PRELOAD_IMMORTAL", choice("auto", "on", "off"), "auto",
+        "make the preloader's objects immortal before it forks (auto, on: where the bots' "
+        "Python supports it)",
+    )  # fmt: skip
+
+
 def strategies_dir() -> Any:
     return setting(
         "STRATEGIES_DIR", text, "", "directory of strategy files (default: bundled samples)"

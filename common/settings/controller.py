@@ -77,6 +77,7 @@ class ControllerSettings:
     bot_launch: str = bots.bot_launch()
     preload_modules: str = bots.preload_modules()
     preload_markets: str = bots.preload_markets()
+    preload_immortal: str = bots.preload_immortal()
     market_data_proxy: bool = market_data.market_data_proxy()
     market_data_base_port: int = market_data.market_data_base_port()
     market_data_quote_ttl_ms: int = market_data.market_data_quote_ttl_ms()

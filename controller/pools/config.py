@@ -38,6 +38,7 @@ class PoolsConfig:
                 "PRELOAD_MARKETS": BASE64 + encode_markets(settings.preload_markets)
                 if settings.preload_markets
                 else "",
+                "PRELOAD_IMMORTAL": settings.preload_immortal,
                 "MARKET_DATA_PROXY": "on" if settings.market_data_proxy else "off",
                 "MARKET_DATA_QUOTE_TTL": str(settings.market_data_quote_ttl_ms),
                 "MARKET_DATA_CANDLE_TTL": str(settings.market_data_candle_ttl_ms),

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The offline base images, for machines that reach no image registry:
 #
-#   ftpool/debian:bookworm    Debian bookworm minbase with python3, debootstrapped on the host
-#                             and `docker import`ed
-#   ftpool/freqtrade:offline  FreqTrade FROM it, laid out like freqtradeorg/freqtrade (user
+#   ftpool/debian:SUITE       Debian SUITE minbase with python3, debootstrapped on the host and
+#                             `docker import`ed (trixie: Python 3.13; the official image runs
+#                             3.12 or newer)
+#   ftpool/freqtrade:offline-SUITE
+#                             FreqTrade FROM it, laid out like freqtradeorg/freqtrade (user
 #                             ftuser uid 1000, /freqtrade, `pip install --user` into
 #                             /home/ftuser/.local, ENTRYPOINT freqtrade, CMD trade), installed
 #                             from wheels built on the host
@@ -11,8 +13,9 @@
 # Usage: images/base/build.sh [debian|freqtrade|all]    (default: all)
 # Work already done is skipped: an existing image is not built again, and the rootfs tarball and
 # the wheelhouse are kept in $IMAGES_CACHE (default images/.cache, gitignored).
-# Env: FREQTRADE_VERSION (default 2026.9), DEBIAN_MIRROR, IMAGES_CACHE, FORCE=1 (rebuild the
-# images; the cached rootfs and wheels are reused, delete them to start from scratch).
+# Env: DEBIAN_SUITE (default trixie; the controller's base is bookworm), FREQTRADE_VERSION
+# (default 2026.9), DEBIAN_MIRROR, IMAGES_CACHE, FORCE=1 (rebuild the images; the cached rootfs
+# and wheels are reused, delete them to start from scratch).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +26,10 @@ case $what in debian | freqtrade | all) ;; *) echo "usage: $0 [debian|freqtrade|
 FREQTRADE_VERSION=${FREQTRADE_VERSION:-2026.9}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 IMAGES_CACHE=${IMAGES_CACHE:-$images/.cache}
-DEBIAN_IMAGE=ftpool/debian:bookworm
-FREQTRADE_IMAGE=ftpool/freqtrade:offline
+DEBIAN_SUITE=${DEBIAN_SUITE:-trixie}
+case $DEBIAN_SUITE in *[!a-z]* | '') echo "DEBIAN_SUITE must be a Debian code name" >&2 && exit 2 ;; esac
+DEBIAN_IMAGE=ftpool/debian:$DEBIAN_SUITE
+FREQTRADE_IMAGE=ftpool/freqtrade:offline-$DEBIAN_SUITE
 # Runtime needs: python3 (+venv for ftpool's own venv, pip for `pip install --user`), TLS roots,
 # sqlite3 like the official image, libgomp1 (OpenMP for numpy/scipy/ta-lib builds), tzdata and
 # netbase as in python:*-slim.
@@ -46,18 +51,18 @@ build_debian() {
         log "$DEBIAN_IMAGE exists, skipping debootstrap"
         return
     fi
-    local tarball=$IMAGES_CACHE/debian-bookworm-minbase.tar
+    local tarball=$IMAGES_CACHE/debian-$DEBIAN_SUITE-minbase.tar
     if [ ! -s "$tarball" ]; then
         [ "$(id -u)" = 0 ] || { log "debootstrap needs root"; exit 1; }
         local tmp
         tmp=$(mktemp -d "$IMAGES_CACHE/rootfs.XXXXXX")
         trap "discard_rootfs '$tmp'" EXIT
-        log "debootstrap --variant=minbase bookworm ($PACKAGES) from $DEBIAN_MIRROR"
-        debootstrap --variant=minbase --include="$PACKAGES" bookworm "$tmp/root" "$DEBIAN_MIRROR"
+        log "debootstrap --variant=minbase $DEBIAN_SUITE ($PACKAGES) from $DEBIAN_MIRROR"
+        debootstrap --variant=minbase --include="$PACKAGES" "$DEBIAN_SUITE" "$tmp/root" "$DEBIAN_MIRROR"
         cat >"$tmp/root/etc/apt/sources.list" <<EOF
-deb $DEBIAN_MIRROR bookworm main
-deb $DEBIAN_MIRROR bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+deb $DEBIAN_MIRROR $DEBIAN_SUITE main
+deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main
+deb http://deb.debian.org/debian-security $DEBIAN_SUITE-security main
 EOF
         chroot "$tmp/root" apt-get clean
         rm -rf "$tmp/root"/var/lib/apt/lists/* "$tmp/root"/var/cache/apt/*.bin \
@@ -85,7 +90,7 @@ build_freqtrade() {
         log "$FREQTRADE_IMAGE exists, skipping"
         return
     fi
-    local wheels=$IMAGES_CACHE/wheels/freqtrade-$FREQTRADE_VERSION
+    local wheels=$IMAGES_CACHE/wheels/freqtrade-$FREQTRADE_VERSION-$DEBIAN_SUITE
     "$images/wheels.sh" "$DEBIAN_IMAGE" "$wheels" "freqtrade==$FREQTRADE_VERSION"
     log "docker build -> $FREQTRADE_IMAGE (context: $wheels)"
     docker build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \

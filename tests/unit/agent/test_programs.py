@@ -200,6 +200,7 @@ def test_preloader_program_runs_the_bots_interpreter(tmp_path: Path) -> None:
     assert shlex.split(process.command) == [
         "/usr/bin/python3", str(PRELOADER_PY),
         "--socket", str(tmp_path / "run" / "preloader.sock"), "--modules", "pandas,numpy",
+        "--immortal", "auto",
     ]  # fmt: skip
     assert process.autostart and process.autorestart
 
