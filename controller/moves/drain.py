@@ -144,8 +144,11 @@ class NodeDrain:
                     plan = await self.plan(runtime, status.node, failed)
                 status.left = sorted((*plan.move, *plan.remove, *plan.unknown, *failed))
                 status.state = "done" if plan.done and not failed else "failed"
-        except (FtpoolError, OSError) as exc:
-            status.state, status.error = "failed", str(exc)
+        except Exception as exc:  # any failure ends it (else "running" for ever: every later
+            # drain of the node refused); a cancellation (shutdown) is no Exception
+            status.state, status.error = "failed", str(exc) or type(exc).__name__
+            if not isinstance(exc, (FtpoolError, OSError)):
+                log.exception("node_drain_crashed", node=status.node)
         finally:
             status.finished_at = self.clock()
         log.info("node_drain_ended", node=status.node, state=status.state, left=status.left,

@@ -160,3 +160,19 @@ async def test_a_runtime_without_nodes_is_refused():
     drain = NodeDrain(SimpleNamespace(runtime=SimpleNamespace(name="docker")), None, MoveGuard())
     with pytest.raises(Conflict, match="docker runtime has no nodes"):
         await drain.start("a")
+
+
+async def test_a_drain_that_hits_an_unexpected_error_ends_failed_and_can_be_started_again():
+    drain, _, mover = drain_of({"a": ["p1"], "b": []}, {"p1": 1})
+
+    async def crashes(entry, image, timeout, step) -> None:
+        raise KeyError("pool-9")  # a bug, say: not one of the errors a move expects
+
+    mover.move_all = crashes
+    status = await drain.start("a")
+    await finished(drain)
+    assert status.state == "failed" and "pool-9" in status.error
+    assert status.finished_at is not None
+    second = await drain.start("a")  # not refused as "being drained already"
+    assert second is not status
+    await finished(drain)
