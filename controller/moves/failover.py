@@ -134,9 +134,12 @@ class Failover:
         }  # fmt: skip
 
     async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
-        """Its latest restore points staged as its directory ([]: none could be)."""
+        """Its latest restore points staged as its directory ([]: it has none). One that
+        cannot be read or fetched now (the target's disk, the bucket timing out) raises:
+        the failover is tried again at the next round, rather than the bot moved stopped
+        (its user's choice overwritten) for what may pass in seconds."""
         try:
             return await self.backups.stage_latest(bot, self.transfer.staging / bot.id)
         except (OSError, FtpoolError) as exc:
             log.error("bot_backup_not_staged", bot=bot.id, pool=bot.pool_id, error=str(exc))
-            return []
+            raise

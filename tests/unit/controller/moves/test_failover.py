@@ -220,3 +220,34 @@ async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
     registry = api.controller.pools.registry
     assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
     assert registry.bots["b3"].pool_id == "pool-2"
+
+
+async def test_a_backup_that_cannot_be_read_now_is_tried_again_not_taken_for_none(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry = api.controller.pools.registry
+    write_point(api, "pool-1", "b1", time.time() + 1, "b1's")
+    write_point(api, "pool-1", "b2", time.time() + 1, "b2's")
+    backups = api.controller.monitor.failover.backups
+    stage_latest, calls = backups.stage_latest, []
+
+    async def times_out_once(bot, target):  # type: ignore[no-untyped-def]
+        calls.append(bot.id)
+        if len(calls) == 1:
+            raise OSError("the backup target did not answer")
+        return await stage_latest(bot, target)
+
+    monkeypatch.setattr(backups, "stage_latest", times_out_once)
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert [a["ok"] for a in report.recovery_actions] == [False]
+    # Not moved stopped for a passing error: its user's choice stands.
+    assert registry.bots["b1"].run == "running"
+    api.clock.advance(3)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    for bot_id in ("b1", "b2"):
+        bot = registry.bots[bot_id]
+        assert (bot.pool_id, bot.run, bot.held) == ("pool-2", "running", False)
+        assert bot_db(api, bot_id) == f"{bot_id}'s"
