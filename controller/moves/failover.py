@@ -36,6 +36,7 @@ from controller.moves.guard import MoveGuard
 from controller.moves.transfer import Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
+from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
@@ -94,11 +95,14 @@ class Failover:
             pool = self.registry.pools[pool_id]
             placement = replace(self.placement, pooled=False) if pool.legacy_of else self.placement
             bots = self.registry.bots_in(pool_id)
+            away = await self._away()
             for bot in bots:
-                await self._move(bot, placement, heard_at)
+                await self._move(bot, placement, heard_at, away)
         log.warning("pool_failed_over", pool=pool_id, bots=len(bots))
 
-    async def _move(self, bot: BotRecord, placement: Placement, heard_at: float) -> None:
+    async def _move(
+        self, bot: BotRecord, placement: Placement, heard_at: float, away: set[str]
+    ) -> None:
         transfer, source = self.transfer, bot.pool_id
         transfer.check_targets(bot.id, placement)
         points: list[RestorePoint] = []
@@ -109,7 +113,7 @@ class Failover:
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
                 )
-            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=self._away())
+            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=away)
         except Exception:
             bot = self.registry.bots[bot.id]
             await (transfer.recover(bot) if points else transfer.release(bot))
@@ -124,14 +128,20 @@ class Failover:
         )  # fmt: skip
         log.warning("bot_failed_over", bot=bot.id, source=source, target=bot.pool_id, **point)
 
-    def _away(self) -> set[str]:
-        """Pools whose agent was connected and is gone: perhaps on the lost node too
-        (placement does not know nodes), so no target. A pool just made, whose agent has
-        not connected yet, is one (a new pool goes to a ready node)."""
-        return {
-            pool_id for pool_id, live in self.registry.live.items()
-            if not live.connected and live.connected_at > 0
-        }  # fmt: skip
+    async def _away(self) -> set[str]:
+        """Pools no bot of a lost pool may go to, perhaps on the lost node too (placement
+        does not know nodes): every pool with a free slot that is suspect (its agent gone,
+        silent, or not connected since the controller started) or that the runtime does
+        not say runs. Decided before the first bot moves: a pool this failover makes goes
+        to a ready node, and takes the next bots whether its agent is there yet or not."""
+        away: set[str] = set()
+        for pool in list(self.registry.pools.values()):
+            if pool.draining or pool.removing or pool.used >= pool.capacity:
+                continue  # no target anyway
+            suspect = self.pools.sessions.is_suspect(pool.id)
+            if suspect or await self.pools.runtime.inspect(pool.id) != RuntimeState.RUNNING:
+                away.add(pool.id)
+        return away
 
     async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
         """Its latest restore points staged as its directory ([]: it has none). One that

@@ -251,3 +251,24 @@ async def test_a_backup_that_cannot_be_read_now_is_tried_again_not_taken_for_non
         bot = registry.bots[bot_id]
         assert (bot.pool_id, bot.run, bot.held) == ("pool-2", "running", False)
         assert bot_db(api, bot_id) == f"{bot_id}'s"
+
+
+@pytest.mark.parametrize("other", ["connected_but_unreachable", "not_connected_since_start"])
+async def test_bots_never_fail_over_into_a_pool_that_is_suspect_or_not_running(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    await api.provision(instanceId="b3")  # pool-2, a slot to spare
+    live = api.controller.pools.registry.live["pool-2"]
+    if other == "connected_but_unreachable":
+        # Its agent still connected (not yet cut off), its node down as Swarm sees it.
+        obey(api, "pool-2")
+        api.runtime.unreachable.add("pool-2")
+    else:
+        # Its agent has not connected since the controller started: where it is, unknown.
+        live.ws, live.connected_at = None, 0.0
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    registry = api.controller.pools.registry
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
