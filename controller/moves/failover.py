@@ -85,20 +85,41 @@ class Failover:
             await self._fail_over(pool.id, heard_at)
 
     async def _fail_over(self, pool_id: str, heard_at: float) -> None:
-        pools = self.pools
+        pools, registry = self.pools, self.registry
         with self.guard.pool_moving(pool_id):
+            live = registry.live.get(pool_id)
+            if live is not None and (live.connected or live.contact_ended > heard_at):
+                # Back (a short partition): its bots may run again; judged afresh.
+                raise Conflict(f"the agent of {pool_id} is back; its pool is judged again")
+            await self._abandon(pool_id)
             await pools.runtime.abandon(pool_id)
             # Missing from now on, it is still lost: failed over again, never recreated.
             self.abandoned.add(pool_id)
             await pools.lifecycle.finish_deletions(pool_id)
-            await self.registry.apply(await pools.store.set_draining(pool_id, True))
-            pool = self.registry.pools[pool_id]
+            pool = registry.pools[pool_id]
             placement = replace(self.placement, pooled=False) if pool.legacy_of else self.placement
-            bots = self.registry.bots_in(pool_id)
+            bots = registry.bots_in(pool_id)
             away = await self._away()
             for bot in bots:
                 await self._move(bot, placement, heard_at, away)
         log.warning("pool_failed_over", pool=pool_id, bots=len(bots))
+
+    async def _abandon(self, pool_id: str) -> None:
+        """In one write every bot of the pool is held (its desired state runs none: bots are
+        moved one at a time), it is marked abandoned and draining, and its agent's token is
+        replaced, so an agent that comes back (its node up again before Swarm removes its
+        task) is refused and stays fenced. One that got in meanwhile applies the hold
+        before its connection is closed."""
+        _, token_hash = self.pools.lifecycle.new_token()
+        await self.registry.apply(await self.pools.store.abandon_pool(pool_id, token_hash))
+        live = self.registry.live.get(pool_id)
+        if live is None or live.ws is None:
+            return
+        try:
+            if live.connected:
+                await self.transfer.wait_applied(pool_id, lambda seen: not seen.bots)
+        finally:
+            await live.ws.close(code=4403, message=b"pool abandoned on a lost node")
 
     async def _move(
         self, bot: BotRecord, placement: Placement, heard_at: float, away: set[str]
@@ -116,7 +137,10 @@ class Failover:
             bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=away)
         except Exception:
             bot = self.registry.bots[bot.id]
-            await (transfer.recover(bot) if points else transfer.release(bot))
+            # Still in the abandoned pool, it stays held there (nothing may run it there)
+            # until the next round moves it; relocated, it is released where it is now.
+            if bot.pool_id != source:
+                await (transfer.recover(bot) if points else transfer.release(bot))
             raise
         bot = await transfer.release(bot)
         checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
