@@ -72,9 +72,6 @@ class Failover:
         self.transfer = transfer
         self.backups = backups
         self.clock = clock
-        # Pools abandoned on a lost node (until the controller restarts): a failover cut
-        # short is taken up again, not the pool recreated on its old directory.
-        self.abandoned: set[str] = set()
 
     async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
         """Start every bot of a pool on a lost node elsewhere from its latest backup;
@@ -92,9 +89,9 @@ class Failover:
                 # Back (a short partition): its bots may run again; judged afresh.
                 raise Conflict(f"the agent of {pool_id} is back; its pool is judged again")
             await self._abandon(pool_id)
+            # Missing from now on (its record says abandoned), it is still lost: failed
+            # over again after a cut or a restart, never recreated.
             await pools.runtime.abandon(pool_id)
-            # Missing from now on, it is still lost: failed over again, never recreated.
-            self.abandoned.add(pool_id)
             await pools.lifecycle.finish_deletions(pool_id)
             pool = registry.pools[pool_id]
             placement = replace(self.placement, pooled=False) if pool.legacy_of else self.placement

@@ -345,3 +345,25 @@ async def test_an_agent_that_got_in_as_its_pool_was_abandoned_applies_the_hold_a
     assert ws.closed and registry.live["pool-1"].bots == {}  # it applied the hold, and went
     assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
     assert hash_token(api.runtime.launches["pool-2"].token) == registry.pools["pool-2"].token_hash
+
+
+async def test_a_new_pool_with_a_failed_over_pools_number_is_recreated_not_failed_over(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry = api.controller.pools.registry
+    api.clock.advance(15)
+    await api.controller.monitor.evaluate()
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    assert await api.controller.pools.lifecycle.remove_empty(registry.pools["pool-1"])
+    await api.provision(instanceId="b3")  # pool-2 is full: a new pool-1, on a ready node
+    assert registry.bots["b3"].pool_id == "pool-1" and not registry.pools["pool-1"].abandoned
+    obey(api, "pool-1")
+    # Its service goes missing (an operator's `docker service rm`), its agent with it.
+    api.runtime.launches.pop("pool-1")
+    live = registry.live["pool-1"]
+    live.ws, live.last_seen = None, api.clock()
+    api.clock.advance(60)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "recreate", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    assert registry.bots["b3"].pool_id == "pool-1"
