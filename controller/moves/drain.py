@@ -11,7 +11,8 @@ reported). A bot that does not answer in its fresh pool goes back, and the drain
 there (failed), the node still labelled.
 
 `drain_plan` decides (pure); `NodeDrain` acts, under the moves' lock (no evacuation,
-migration or upgrade beside it), with an injected clock.
+migration or upgrade beside it) taken for one pool at a time (a failover of a lost node's
+pool goes in between), with an injected clock.
 """
 
 from __future__ import annotations
@@ -134,16 +135,19 @@ class NodeDrain:
     async def _drain(self, runtime: SwarmRuntime, status: DrainStatus) -> None:
         failed: set[str] = set()
         try:
-            async with self.guard.lock:
-                plan = await self.plan(runtime, status.node, failed)
-                # Bounded: each round removes or moves one pool, or marks it failed.
-                for _ in range(len(plan.move) + len(plan.remove) + 1):
+            plan = await self.plan(runtime, status.node, failed)
+            # Bounded: each round removes or moves one pool, or marks it failed. The moves'
+            # lock is taken per pool: a failover of a lost node's pool waits for one pool's
+            # move, not for the whole drain.
+            for _ in range(len(plan.move) + len(plan.remove) + 1):
+                async with self.guard.lock:
+                    plan = await self.plan(runtime, status.node, failed)
                     if plan.done or failed:
                         break
                     await self._one(status, plan, failed)
                     plan = await self.plan(runtime, status.node, failed)
-                status.left = sorted((*plan.move, *plan.remove, *plan.unknown, *failed))
-                status.state = "done" if plan.done and not failed else "failed"
+            status.left = sorted((*plan.move, *plan.remove, *plan.unknown, *failed))
+            status.state = "done" if plan.done and not failed else "failed"
         except Exception as exc:  # any failure ends it (else "running" for ever: every later
             # drain of the node refused); a cancellation (shutdown) is no Exception
             status.state, status.error = "failed", str(exc) or type(exc).__name__

@@ -40,6 +40,7 @@ from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
+LOCK_WAIT = 600.0  # for a running move (one pool of a drain, a migration) to end
 
 
 def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
@@ -76,10 +77,17 @@ class Failover:
     async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
         """Start every bot of a pool on a lost node elsewhere from its latest backup;
         `heard_at`: when its agent last spoke (its fence has stopped the bots since)."""
-        if self.guard.lock.locked():
-            raise Conflict(f"pool {pool.id} fails over once the running move ends")
-        async with self.guard.lock:
+        # Another move (one pool of a drain, a migration) ends first: waited for, not a
+        # failed recovery every few seconds while the lost node's bots stay down.
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                await self.guard.lock.acquire()
+        except TimeoutError:
+            raise Conflict(f"pool {pool.id} fails over once the running move ends") from None
+        try:
             await self._fail_over(pool.id, heard_at)
+        finally:
+            self.guard.lock.release()
 
     async def _fail_over(self, pool_id: str, heard_at: float) -> None:
         pools, registry = self.pools, self.registry

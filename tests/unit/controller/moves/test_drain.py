@@ -176,3 +176,25 @@ async def test_a_drain_that_hits_an_unexpected_error_ends_failed_and_can_be_star
     second = await drain.start("a")  # not refused as "being drained already"
     assert second is not status
     await finished(drain)
+
+
+async def test_the_moves_lock_is_let_go_between_pools_for_a_failover():
+    drain, _, mover = drain_of({"a": ["p1", "p2"], "b": []}, {"p1": 2, "p2": 1})
+    order: list[str] = []
+    move_all = mover.move_all
+
+    async def failover_waits_meanwhile() -> None:
+        async with drain.guard.lock:
+            order.append("failover")
+
+    async def moving(entry, image, timeout, step) -> None:
+        if not order:  # a failover comes while the first pool moves: it waits for it only
+            asyncio.get_running_loop().create_task(failover_waits_meanwhile())
+            await asyncio.sleep(0)
+        await move_all(entry, image, timeout, step)
+        order.append(entry.pool)
+
+    mover.move_all = moving
+    status = await drain.start("a")
+    await finished(drain)
+    assert status.state == "done" and order == ["p2", "failover", "p1"]

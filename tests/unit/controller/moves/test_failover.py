@@ -3,6 +3,7 @@ backups, once its agent has surely fenced, as the monitor runs it over the real 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -367,3 +368,23 @@ async def test_a_new_pool_with_a_failed_over_pools_number_is_recreated_not_faile
     report = await api.controller.monitor.evaluate()
     assert {"action": "recreate", "poolId": "pool-1", "ok": True} in report.recovery_actions
     assert registry.bots["b3"].pool_id == "pool-1"
+
+
+async def test_a_failover_waits_for_a_running_move_instead_of_failing_again_and_again(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry, monitor = api.controller.pools.registry, api.controller.monitor
+    lock = monitor.failover.guard.lock
+    await lock.acquire()  # one pool of a node's drain is moving
+    api.clock.advance(15)
+    report = await monitor.evaluate(wait=False)
+    await asyncio.sleep(0.05)
+    assert report.recovery_actions == [] and registry.bots["b1"].pool_id == "pool-1"
+    assert await monitor.evaluate(wait=False)  # judged again meanwhile: still the one recovery
+    lock.release()  # that pool's move ends
+    await asyncio.wait(list(monitor._recoveries.values()))
+    assert report.recovery_actions == [{"action": "failover", "poolId": "pool-1", "ok": True}]
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    [done] = await events_of(api, "pool_recovery", 1)
+    assert done.detail.get("ok") is True
