@@ -29,6 +29,7 @@ from controller.errors import Conflict, FtpoolError, NotFound
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
 from controller.runtimes.swarm import SwarmRuntime
+from controller.runtimes.swarm_nodes import Node
 from controller.upgrade.moving import PoolMove
 from controller.upgrade.state import PoolUpgrade
 
@@ -103,19 +104,33 @@ class NodeDrain:
             raise Conflict(f"the {runtime.name} runtime has no nodes to drain")
         return runtime
 
-    async def start(self, name: str) -> DrainStatus:
-        """Label the node `name` (its id or hostname) and start moving its pools away."""
-        runtime = self._swarm()
+    async def _node(self, runtime: SwarmRuntime, name: str) -> Node:
+        """The node `name` (its id or hostname) names; Conflict while a drain of it runs."""
         nodes, _ = await runtime.node_census()
         found = [n for n in nodes if n.id == name] or [n for n in nodes if n.hostname == name]
         if not found:
             raise NotFound(f"the swarm has no node {name}")
         if len(found) > 1:
             raise Conflict(f"{len(found)} nodes are named {name}; give the node's id")
-        node = found[0]
-        running = self.drains.get(node.id)
+        running = self.drains.get(found[0].id)
         if running is not None and running.state == "running":
-            raise Conflict(f"node {name} is being drained already")
+            raise Conflict(f"node {name} is being drained")
+        return found[0]
+
+    async def undrain(self, name: str) -> str:
+        """Take the drain label off the node `name` (a drain that failed, or one from before
+        a controller restart: drains are kept in memory only), so placement picks it again;
+        its id. Its last drain, if any, stays to be seen."""
+        runtime = self._swarm()
+        node = await self._node(runtime, name)
+        await runtime.mark_drained(node.id, False)
+        log.info("node_undrained", node=node.id, hostname=node.hostname)
+        return node.id
+
+    async def start(self, name: str) -> DrainStatus:
+        """Label the node `name` (its id or hostname) and start moving its pools away."""
+        runtime = self._swarm()
+        node = await self._node(runtime, name)
         if self.guard.lock.locked():
             raise Conflict("bots are being moved (a migration, upgrade or drain); try later")
         await runtime.mark_drained(node.id)
