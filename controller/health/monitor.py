@@ -213,7 +213,8 @@ class Monitor:
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
-        if state == RuntimeState.MISSING and self.registry.pools[pool_id].abandoned:
+        pool = self.registry.pools.get(pool_id)  # removed meanwhile: None
+        if state == RuntimeState.MISSING and pool is not None and pool.abandoned:
             state = RuntimeState.UNREACHABLE  # a failover cut short: taken up again
         # Its bots count only for a suspect pool: one that would be recovered.
         bots = self.registry.bots_in(pool_id) if suspect else []
