@@ -79,6 +79,7 @@ class PoolRecord:
     removing: bool = False  # its runtime is being removed; it takes no bot meanwhile
     draining: bool = False  # its bots are being moved out (evacuation): it takes no bot
     market_data: bool | None = None  # its market-data proxy on or off (None: the setting's)
+    abandoned: bool = False  # left on a lost node by a failover (draining too): never run again
 
     @property
     def container_name(self) -> str:

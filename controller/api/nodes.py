@@ -1,6 +1,6 @@
 """/api/nodes: the hosts pools run on (POOL_RUNTIME=swarm), with their pools, bots, memory,
 state and last drain; an empty list on a single-host runtime. POST /api/nodes/{node}/drain
-moves every pool off a node (controller/moves/drain.py)."""
+moves every pool off a node (controller/moves/drain.py); DELETE takes its drain label off."""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ NODE = obj({
 NODE_NAME = re.compile(f"^{NODE_PATTERN}$")
 
 
+def node_name(request: web.Request) -> str:
+    name = request.match_info["node"]
+    if not NODE_NAME.match(name):
+        raise BadRequest("node must be a node's id or hostname")
+    return name
+
+
 class APINodes:
     operations = {
         ("GET", "/api/nodes"): op(
@@ -60,6 +67,13 @@ class APINodes:
             security=ADMIN, tags=("pools",), errors=(400, 404, 409),
             ok={202: answer(obj({"success": TRUE, "drain": DRAIN}), "the drain started")},
         ),
+        ("DELETE", "/api/nodes/{node}/drain"): op(
+            "undrain a node: its drain label goes, so placement picks it again (after a "
+            "failed drain, or one a controller restart forgot; swarm runtime)",
+            security=ADMIN, tags=("pools",), errors=(400, 404, 409),
+            ok={200: answer(obj({"success": TRUE, "node": STR, "drained": {"const": False}}),
+                            "placement picks the node again")},
+        ),
     }  # fmt: skip
 
     def __init__(self, pools: PoolManager, drain: NodeDrain) -> None:
@@ -70,15 +84,18 @@ class APINodes:
         return [
             web.get("/api/nodes", self.nodes),
             web.post("/api/nodes/{node}/drain", self.start_drain),
+            web.delete("/api/nodes/{node}/drain", self.undrain),
         ]
 
     async def start_drain(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
-        name = request.match_info["node"]
-        if not NODE_NAME.match(name):
-            raise BadRequest("node must be a node's id or hostname")
-        status = await self.drain.start(name)
+        status = await self.drain.start(node_name(request))
         return web.json_response({"success": True, "drain": status.to_json()}, status=202)
+
+    async def undrain(self, request: web.Request) -> web.Response:
+        principal(request).require_admin()
+        node_id = await self.drain.undrain(node_name(request))
+        return web.json_response({"success": True, "node": node_id, "drained": False})
 
     async def nodes(self, request: web.Request) -> web.Response:
         principal(request).require_admin()

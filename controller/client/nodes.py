@@ -1,4 +1,5 @@
-"""`ftpool nodes ls|drain`: the swarm's nodes with their pools and bots; draining one (admin)."""
+"""`ftpool nodes ls|drain|undrain`: the swarm's nodes with their pools and bots; draining
+one, or taking its drain label off (admin)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,20 @@ def drain(session: Session, node: str, no_wait: bool, timeout: float) -> int | N
         error = f"; {status['error']}" if status["error"] else ""
         session.out.line(f"{status['state']}; left on the node: {left}{error}")
     return 0 if status["state"] == "done" else 1
+
+
+@nodes.command("undrain")
+@click.argument("node", metavar="NODE")
+@client_command
+def undrain(session: Session, node: str) -> None:
+    """Take the drain label off NODE (its id or hostname) so placement picks it again:
+    after a drain that failed, or one a controller restart forgot (refused while a drain
+    of it runs)."""
+    done = session.api.delete(f"/api/nodes/{segment(node)}/drain")
+    if session.out.as_json:
+        session.out.json(done)
+    else:
+        session.out.line(f"node {done['node']} takes pools again")
 
 
 def follow(

@@ -41,7 +41,7 @@ from controller.health.judge import (
     judge_pool,
 )
 from controller.health.report import HealthReport, said
-from controller.health.rerouting import PORT_TAKEN, reroute
+from controller.health.rerouting import PORT_TAKEN, reroute, should_run_in
 from controller.health.restarts import RestartPolicy
 from controller.health.status import is_healthy
 from controller.metrics import Metrics
@@ -215,7 +215,8 @@ class Monitor:
         suspect = self.sessions.is_suspect(pool_id)
         # Only a suspect pool is asked about: what the runtime says decides what is done.
         state = await self.pools.runtime.inspect(pool_id) if suspect else None
-        if state == RuntimeState.MISSING and self.failover and pool_id in self.failover.abandoned:
+        pool = self.registry.pools.get(pool_id)  # removed meanwhile: None
+        if state == RuntimeState.MISSING and pool is not None and pool.abandoned:
             state = RuntimeState.UNREACHABLE  # a failover cut short: taken up again
         # Its bots count only for a suspect pool: one that would be recovered.
         bots = self.registry.bots_in(pool_id) if suspect else []
@@ -307,7 +308,11 @@ class Monitor:
         else:
             self._rerouted.pop(pool_id, None)
         for bot_id in decision.restart:
-            bot = bots[bot_id]
+            # Re-read: each restart awaits the store, and a user's stop, delete or a move
+            # made meanwhile must not be undone by a record from before.
+            bot = self.registry.bots.get(bot_id)
+            if bot is None or not should_run_in(bot, pool_id):
+                continue
             await self.bots.auto_restart(bot, bot.restarts)  # not a failure: not counted
             self.metrics.bot_restarts.labels(PORT_TAKEN).inc()
             self.events.emit("bot_restart", pool=pool_id, bot=bot_id, user=bot.user_id,

@@ -53,12 +53,12 @@ def reroute(
         return NOTHING
     restart = tuple(
         bot_id for bot_id in sorted(routed or ())
-        if bot_id not in asked and _should_run_in(bots.get(bot_id), pool_id)
+        if bot_id not in asked and should_run_in(bots.get(bot_id), pool_id)
     )  # fmt: skip
     return Rerouting(restart, asked | frozenset(restart)) if restart else Rerouting((), asked)
 
 
-def _should_run_in(bot: BotRecord | None, pool_id: str) -> bool:
+def should_run_in(bot: BotRecord | None, pool_id: str) -> bool:
     """A bot of this pool that its user wants running, and that nobody else is handling
     (a move holds it, a deletion removes it)."""
     return (

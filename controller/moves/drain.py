@@ -11,7 +11,8 @@ reported). A bot that does not answer in its fresh pool goes back, and the drain
 there (failed), the node still labelled.
 
 `drain_plan` decides (pure); `NodeDrain` acts, under the moves' lock (no evacuation,
-migration or upgrade beside it), with an injected clock.
+migration or upgrade beside it) taken for one pool at a time (a failover of a lost node's
+pool goes in between), with an injected clock.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from controller.errors import Conflict, FtpoolError, NotFound
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
 from controller.runtimes.swarm import SwarmRuntime
+from controller.runtimes.swarm_nodes import Node
 from controller.upgrade.moving import PoolMove
 from controller.upgrade.state import PoolUpgrade
 
@@ -102,19 +104,33 @@ class NodeDrain:
             raise Conflict(f"the {runtime.name} runtime has no nodes to drain")
         return runtime
 
-    async def start(self, name: str) -> DrainStatus:
-        """Label the node `name` (its id or hostname) and start moving its pools away."""
-        runtime = self._swarm()
+    async def _node(self, runtime: SwarmRuntime, name: str) -> Node:
+        """The node `name` (its id or hostname) names; Conflict while a drain of it runs."""
         nodes, _ = await runtime.node_census()
         found = [n for n in nodes if n.id == name] or [n for n in nodes if n.hostname == name]
         if not found:
             raise NotFound(f"the swarm has no node {name}")
         if len(found) > 1:
             raise Conflict(f"{len(found)} nodes are named {name}; give the node's id")
-        node = found[0]
-        running = self.drains.get(node.id)
+        running = self.drains.get(found[0].id)
         if running is not None and running.state == "running":
-            raise Conflict(f"node {name} is being drained already")
+            raise Conflict(f"node {name} is being drained")
+        return found[0]
+
+    async def undrain(self, name: str) -> str:
+        """Take the drain label off the node `name` (a drain that failed, or one from before
+        a controller restart: drains are kept in memory only), so placement picks it again;
+        its id. Its last drain, if any, stays to be seen."""
+        runtime = self._swarm()
+        node = await self._node(runtime, name)
+        await runtime.mark_drained(node.id, False)
+        log.info("node_undrained", node=node.id, hostname=node.hostname)
+        return node.id
+
+    async def start(self, name: str) -> DrainStatus:
+        """Label the node `name` (its id or hostname) and start moving its pools away."""
+        runtime = self._swarm()
+        node = await self._node(runtime, name)
         if self.guard.lock.locked():
             raise Conflict("bots are being moved (a migration, upgrade or drain); try later")
         await runtime.mark_drained(node.id)
@@ -134,18 +150,24 @@ class NodeDrain:
     async def _drain(self, runtime: SwarmRuntime, status: DrainStatus) -> None:
         failed: set[str] = set()
         try:
-            async with self.guard.lock:
-                plan = await self.plan(runtime, status.node, failed)
-                # Bounded: each round removes or moves one pool, or marks it failed.
-                for _ in range(len(plan.move) + len(plan.remove) + 1):
+            plan = await self.plan(runtime, status.node, failed)
+            # Bounded: each round removes or moves one pool, or marks it failed. The moves'
+            # lock is taken per pool: a failover of a lost node's pool waits for one pool's
+            # move, not for the whole drain.
+            for _ in range(len(plan.move) + len(plan.remove) + 1):
+                async with self.guard.lock:
+                    plan = await self.plan(runtime, status.node, failed)
                     if plan.done or failed:
                         break
                     await self._one(status, plan, failed)
                     plan = await self.plan(runtime, status.node, failed)
-                status.left = sorted((*plan.move, *plan.remove, *plan.unknown, *failed))
-                status.state = "done" if plan.done and not failed else "failed"
-        except (FtpoolError, OSError) as exc:
-            status.state, status.error = "failed", str(exc)
+            status.left = sorted((*plan.move, *plan.remove, *plan.unknown, *failed))
+            status.state = "done" if plan.done and not failed else "failed"
+        except Exception as exc:  # any failure ends it (else "running" for ever: every later
+            # drain of the node refused); a cancellation (shutdown) is no Exception
+            status.state, status.error = "failed", str(exc) or type(exc).__name__
+            if not isinstance(exc, (FtpoolError, OSError)):
+                log.exception("node_drain_crashed", node=status.node)
         finally:
             status.finished_at = self.clock()
         log.info("node_drain_ended", node=status.node, state=status.state, left=status.left,

@@ -36,9 +36,11 @@ from controller.moves.guard import MoveGuard
 from controller.moves.transfer import Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
+from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
+LOCK_WAIT = 600.0  # for a running move (one pool of a drain, a migration) to end
 
 
 def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
@@ -71,34 +73,62 @@ class Failover:
         self.transfer = transfer
         self.backups = backups
         self.clock = clock
-        # Pools abandoned on a lost node (until the controller restarts): a failover cut
-        # short is taken up again, not the pool recreated on its old directory.
-        self.abandoned: set[str] = set()
 
     async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
         """Start every bot of a pool on a lost node elsewhere from its latest backup;
         `heard_at`: when its agent last spoke (its fence has stopped the bots since)."""
-        if self.guard.lock.locked():
-            raise Conflict(f"pool {pool.id} fails over once the running move ends")
-        async with self.guard.lock:
+        # Another move (one pool of a drain, a migration) ends first: waited for, not a
+        # failed recovery every few seconds while the lost node's bots stay down.
+        try:
+            async with asyncio.timeout(LOCK_WAIT):
+                await self.guard.lock.acquire()
+        except TimeoutError:
+            raise Conflict(f"pool {pool.id} fails over once the running move ends") from None
+        try:
             await self._fail_over(pool.id, heard_at)
+        finally:
+            self.guard.lock.release()
 
     async def _fail_over(self, pool_id: str, heard_at: float) -> None:
-        pools = self.pools
+        pools, registry = self.pools, self.registry
         with self.guard.pool_moving(pool_id):
+            live = registry.live.get(pool_id)
+            if live is not None and (live.connected or live.contact_ended > heard_at):
+                # Back (a short partition): its bots may run again; judged afresh.
+                raise Conflict(f"the agent of {pool_id} is back; its pool is judged again")
+            await self._abandon(pool_id)
+            # Missing from now on (its record says abandoned), it is still lost: failed
+            # over again after a cut or a restart, never recreated.
             await pools.runtime.abandon(pool_id)
-            # Missing from now on, it is still lost: failed over again, never recreated.
-            self.abandoned.add(pool_id)
             await pools.lifecycle.finish_deletions(pool_id)
-            await self.registry.apply(await pools.store.set_draining(pool_id, True))
-            pool = self.registry.pools[pool_id]
+            pool = registry.pools[pool_id]
             placement = replace(self.placement, pooled=False) if pool.legacy_of else self.placement
-            bots = self.registry.bots_in(pool_id)
+            bots = registry.bots_in(pool_id)
+            away = await self._away()
             for bot in bots:
-                await self._move(bot, placement, heard_at)
+                await self._move(bot, placement, heard_at, away)
         log.warning("pool_failed_over", pool=pool_id, bots=len(bots))
 
-    async def _move(self, bot: BotRecord, placement: Placement, heard_at: float) -> None:
+    async def _abandon(self, pool_id: str) -> None:
+        """In one write every bot of the pool is held (its desired state runs none: bots are
+        moved one at a time), it is marked abandoned and draining, and its agent's token is
+        replaced, so an agent that comes back (its node up again before Swarm removes its
+        task) is refused and stays fenced. One that got in meanwhile applies the hold
+        before its connection is closed."""
+        _, token_hash = self.pools.lifecycle.new_token()
+        await self.registry.apply(await self.pools.store.abandon_pool(pool_id, token_hash))
+        live = self.registry.live.get(pool_id)
+        if live is None or live.ws is None:
+            return
+        try:
+            if live.connected:
+                await self.transfer.wait_applied(pool_id, lambda seen: not seen.bots)
+        finally:
+            await live.ws.close(code=4403, message=b"pool abandoned on a lost node")
+
+    async def _move(
+        self, bot: BotRecord, placement: Placement, heard_at: float, away: set[str]
+    ) -> None:
         transfer, source = self.transfer, bot.pool_id
         transfer.check_targets(bot.id, placement)
         points: list[RestorePoint] = []
@@ -109,10 +139,13 @@ class Failover:
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
                 )
-            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=self._away())
+            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=away)
         except Exception:
             bot = self.registry.bots[bot.id]
-            await (transfer.recover(bot) if points else transfer.release(bot))
+            # Still in the abandoned pool, it stays held there (nothing may run it there)
+            # until the next round moves it; relocated, it is released where it is now.
+            if bot.pool_id != source:
+                await (transfer.recover(bot) if points else transfer.release(bot))
             raise
         bot = await transfer.release(bot)
         checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
@@ -124,19 +157,28 @@ class Failover:
         )  # fmt: skip
         log.warning("bot_failed_over", bot=bot.id, source=source, target=bot.pool_id, **point)
 
-    def _away(self) -> set[str]:
-        """Pools whose agent was connected and is gone: perhaps on the lost node too
-        (placement does not know nodes), so no target. A pool just made, whose agent has
-        not connected yet, is one (a new pool goes to a ready node)."""
-        return {
-            pool_id for pool_id, live in self.registry.live.items()
-            if not live.connected and live.connected_at > 0
-        }  # fmt: skip
+    async def _away(self) -> set[str]:
+        """Pools no bot of a lost pool may go to, perhaps on the lost node too (placement
+        does not know nodes): every pool with a free slot that is suspect (its agent gone,
+        silent, or not connected since the controller started) or that the runtime does
+        not say runs. Decided before the first bot moves: a pool this failover makes goes
+        to a ready node, and takes the next bots whether its agent is there yet or not."""
+        away: set[str] = set()
+        for pool in list(self.registry.pools.values()):
+            if pool.draining or pool.removing or pool.used >= pool.capacity:
+                continue  # no target anyway
+            suspect = self.pools.sessions.is_suspect(pool.id)
+            if suspect or await self.pools.runtime.inspect(pool.id) != RuntimeState.RUNNING:
+                away.add(pool.id)
+        return away
 
     async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
-        """Its latest restore points staged as its directory ([]: none could be)."""
+        """Its latest restore points staged as its directory ([]: it has none). One that
+        cannot be read or fetched now (the target's disk, the bucket timing out) raises:
+        the failover is tried again at the next round, rather than the bot moved stopped
+        (its user's choice overwritten) for what may pass in seconds."""
         try:
             return await self.backups.stage_latest(bot, self.transfer.staging / bot.id)
         except (OSError, FtpoolError) as exc:
             log.error("bot_backup_not_staged", bot=bot.id, pool=bot.pool_id, error=str(exc))
-            return []
+            raise

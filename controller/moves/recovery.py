@@ -5,7 +5,10 @@ files are in exactly one of: its old pool, staging, its new pool, and while they
 bot is held, in the pool the store has it in (controller/moves/transfer.py). So each held
 bot's staged files go to that pool, and it is released there. A pool that was being
 drained (an evacuation) and still has bots takes bots again: if it is still lost, the
-monitor evacuates it again; an emptied one waits for cleanup like any empty pool.
+monitor evacuates it again; an emptied one waits for cleanup like any empty pool. A pool
+abandoned on a lost node (a failover) is left as it is, its bots held: the monitor takes
+its failover up again, each bot staged anew from its backups. A bot the recovery cannot
+release stays held, as the event `bot_move_failed` (reason `recovery_failed`) says.
 
 It runs before the controller serves: no agent is connected yet, and each is sent its
 desired state as it is after the recovery when it connects. So files are placed without
@@ -24,18 +27,26 @@ log = structlog.get_logger("controller.moves")
 
 
 async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
-    registry, store = transfer.registry, transfer.pools.store
+    registry, store, events = transfer.registry, transfer.pools.store, transfer.pools.events
     async with guard.lock:
         for bot in [b for b in registry.bots.values() if b.held]:
+            if registry.pools[bot.pool_id].abandoned:
+                # Its pool was left on a lost node (a failover cut short): its directory is
+                # that node's; the monitor's failover stages it from its backups again and
+                # moves it. Nothing lands here, and it stays held until then.
+                log.warning("move_recovery_left_to_failover", bot=bot.id, pool=bot.pool_id)
+                continue
             try:
                 await transfer.place_staged(bot)
                 await transfer.release(bot)
             except (FtpoolError, OSError) as exc:
                 # It stays held (nothing runs it) for an operator; the rest start.
                 log.error("move_recovery_failed", bot=bot.id, pool=bot.pool_id, error=str(exc))
+                events.emit("bot_move_failed", pool=bot.pool_id, bot=bot.id, user=bot.user_id,
+                            reason="recovery_failed", held=True, error=str(exc))  # fmt: skip
                 continue
             log.warning("move_recovered", bot=bot.id, pool=bot.pool_id)
-        for pool in [p for p in registry.pools.values() if p.draining]:
+        for pool in [p for p in registry.pools.values() if p.draining and not p.abandoned]:
             left = len(registry.bots_in(pool.id))
             if left:
                 await registry.apply(await store.set_draining(pool.id, False))

@@ -60,10 +60,12 @@ class Transfer:
         """Hold the bot and wait until its agent has stopped it and removed its program
         (at once where nothing of its pool runs). `fenced`: its pool was abandoned on a
         lost node once its agent's fence had stopped its bots (controller/moves/
-        failover.py): no agent is there to wait for."""
+        failover.py): no agent is there to wait for, unless one is connected again (it
+        has unfenced: it stops the bot before the bot moves)."""
         self.can_hold(bot.pool_id)
         held = await self._set_held(bot, True)
-        if not fenced:
+        live = self.registry.live.get(held.pool_id)
+        if not fenced or (live is not None and live.connected):
             await self.wait_applied(held.pool_id, lambda live: held.id not in live.bots)
         return held
 

@@ -141,6 +141,9 @@ class PoolLifecycle:
         for pool_id in unknown:
             log.warning("unknown_pool_left_alone", pool=pool_id)
         for pool in list(self.registry.pools.values()):
+            if pool.abandoned:  # left on a lost node: the monitor takes its failover up again
+                log.warning("pool_abandoned_left_alone", pool=pool.id)
+                continue
             state = await self.runtime.inspect(pool.id)
             bots = self.registry.bots_in(pool.id)
             log.info("pool_adopted", pool=pool.id, state=state, bots=len(bots))

@@ -118,7 +118,7 @@ def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
 
 def task_state(
     service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]],
-    lost: Collection[str] = frozenset(),
+    lost: Collection[str] = frozenset(), known: Collection[str] | None = None,
 ) -> RuntimeState:  # fmt: skip
     """A pool's state from its service (its attributes, None: no service), its tasks and
     the ids of the nodes that are not `ready` (`lost`: down, unknown, disconnected):
@@ -127,9 +127,15 @@ def task_state(
     stop it); running while the task Swarm wants running runs or is on its way (pending
     on its node included), and while no task is wanted yet because the service was just
     made or is being restarted (stop-first: the old task stops before its replacement is
-    made); exited once the task ended (failed, complete, shutdown, rejected) or was scaled away."""
+    made); exited once the task ended (failed, complete, shutdown, rejected) or was scaled away.
+    `known`: the ids of the swarm's nodes now; a pool pinned to none of them (its node
+    removed, `docker node rm --force`, while lost) is unreachable too: its task may still
+    run on that machine, and Swarm reports nothing of it any more."""
     if service is None:
         return RuntimeState.MISSING
+    pinned = (service.get("Spec", {}).get("Labels") or {}).get(LABEL_NODE)
+    if known is not None and pinned and pinned not in known:
+        return RuntimeState.UNREACHABLE
     tasks = list(tasks)
     if any(t.get("NodeID") in lost and _live(t) for t in tasks):
         return RuntimeState.UNREACHABLE
@@ -314,12 +320,17 @@ class SwarmRuntime(DockerClient, PoolRuntime):
                 return RuntimeState.MISSING
             tasks = self._tasks(service)
             self._remember(pool_id, service, tasks)
-            return task_state(service.attrs, tasks, self._lost_nodes())
+            return task_state(service.attrs, tasks, *self._node_ids())
 
         return await self._run(inspect)
 
     def _lost_nodes(self) -> frozenset[str]:
-        return lost_nodes(Node.from_attrs(node.attrs) for node in self.client.nodes.list())
+        return self._node_ids()[0]
+
+    def _node_ids(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The ids of the swarm's nodes that are not ready, and of all its nodes."""
+        nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
+        return lost_nodes(nodes), frozenset(node.id for node in nodes)
 
     def _scale_down(self, pool_id: str, service: Any) -> None:
         """No task of the service runs any more (confirmed), or RuntimeFailure (at once for
@@ -438,7 +449,7 @@ class SwarmRuntime(DockerClient, PoolRuntime):
 
     def _live_pools(self) -> set[str]:
         services = {s.id: s.attrs for s in self.client.services.list(filters={"label": LABEL_POOL})}
-        lost = self._lost_nodes()
+        lost, known = self._node_ids()
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in self.client.api.tasks():
             if task.get("ServiceID") in services:
@@ -446,7 +457,8 @@ class SwarmRuntime(DockerClient, PoolRuntime):
         return {
             attrs["Spec"]["Labels"][LABEL_POOL]
             for service_id, attrs in services.items()
-            if task_state(attrs, by_service.get(service_id, []), lost) is RuntimeState.RUNNING
+            if task_state(attrs, by_service.get(service_id, []), lost, known)
+            is RuntimeState.RUNNING
         }
 
     def watch(self, on_event: Callable[[str, str], None]) -> None:

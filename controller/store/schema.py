@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,10 +137,16 @@ CREATE TABLE user_memory_budgets (
     max_memory INTEGER NOT NULL CHECK (max_memory > 0)
 );
 """
+# A pool abandoned on a lost node (controller/moves/failover.py): its failover is taken up
+# again after a restart, never the pool recreated or a bot landed in it; the mark goes with
+# the pool's row, so a later pool with its number is a pool like any other.
+_SCHEMA_V13 = """
+ALTER TABLE pools ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
     7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10, 11: _SCHEMA_V11,
-    12: _SCHEMA_V12,
+    12: _SCHEMA_V12, 13: _SCHEMA_V13,
 }  # fmt: skip
 
 

@@ -59,6 +59,7 @@ def pool_of(row: sqlite3.Row) -> PoolRecord:
         token_hash=row["token_hash"], created_at=row["created_at"], emptied_at=row["emptied_at"],
         launch=row["launch"], preloader_nonce=row["preloader_nonce"], legacy_of=row["legacy_of"],
         removing=bool(row["removing"]), draining=bool(row["draining"]),
+        abandoned=bool(row["abandoned"]),
         market_data=None if row["market_data"] is None else bool(row["market_data"]),
     )  # fmt: skip
 

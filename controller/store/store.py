@@ -262,6 +262,22 @@ class Store:
 
         return await self._run(self._tx, change)
 
+    async def abandon_pool(self, pool_id: str, token_hash: str) -> Change:
+        """A pool left on a lost node (a failover): abandoned and draining, its agent's
+        token replaced (a returning agent is refused) and every bot of it held, in one
+        write; its generation goes up."""
+
+        def change(db: sqlite3.Connection) -> Change:
+            columns = {"abandoned": 1, "draining": 1, "token_hash": token_hash}
+            if not set_columns(db, "pools", pool_id, columns):
+                raise NotFound(f"pool {pool_id} does not exist")
+            db.execute("UPDATE bots SET held = 1 WHERE pool_id = ?", (pool_id,))
+            bump(db, pool_id)
+            rows = db.execute("SELECT * FROM bots WHERE pool_id = ?", (pool_id,)).fetchall()
+            return Change(pools=(pool_row(db, pool_id),), bots=tuple(bot_of(r) for r in rows))
+
+        return await self._run(self._tx, change)
+
     async def retire_pool(self, pool_id: str) -> Change:
         """Mark an empty pool as being removed (it takes no bot from now on; its row, and
         with it its number, stays until remove_pool); no change if it has a bot."""

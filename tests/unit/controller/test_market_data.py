@@ -208,3 +208,31 @@ async def test_bots_running_through_a_taken_port_are_restarted_direct_once(
     }  # fmt: skip
     samples = await scrape(api)
     assert value(samples, "ftpool_bot_restarts_total", reason="market_data_port_taken") == 2
+
+
+async def test_a_bot_stopped_while_another_is_rerouted_is_not_restarted(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restarts off a taken port await one another: a bot its user stops meanwhile
+    is judged from its record as it is then, and left stopped (its nonce untouched)."""
+    api = await make_api(MARKET_DATA_PROXY="true")
+    ws = await pool_agent(api)
+    await api.provision(ALICE, instanceId="b2")
+    bots, sessions = api.controller.pools.registry.bots, api.controller.pools.sessions
+    live = api.controller.pools.registry.live["pool-1"]
+    manager = api.controller.bots
+    auto_restart = manager.auto_restart
+
+    async def user_stops_b2_meanwhile(bot, restarts):  # type: ignore[no-untyped-def]
+        if bot.id == "b1":
+            await manager.stop(bots["b2"])
+        return await auto_restart(bot, restarts)
+
+    monkeypatch.setattr(manager, "auto_restart", user_stops_b2_meanwhile)
+    md = MarketDataStats("BACKOFF", holder="stranger", routed=["b1", "b2"])
+    await ws.send_bytes(encode(Heartbeat(1, 3, [], PoolStats(), "RUNNING", md)))
+    assert await sessions.wait_until(lambda: live.seq == 1, 5)
+    await api.controller.monitor.evaluate()
+    assert (bots["b1"].nonce, bots["b2"].nonce, bots["b2"].run) == (1, 0, "stopped")
+    [event] = await events_of(api, "bot_restart", 1)
+    assert event.bot_id == "b1"

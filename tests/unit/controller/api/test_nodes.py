@@ -31,3 +31,12 @@ async def test_a_drain_is_the_admins_checks_its_node_and_needs_swarm(api: Api) -
     assert status == 400 and "id or hostname" in body["error"]
     status, body, _ = await api.call("POST", "/api/nodes/node-2/drain")
     assert status == 409 and "fake runtime has no nodes" in body["error"]
+
+
+async def test_an_undrain_is_the_admins_checks_its_node_and_needs_swarm(api: Api) -> None:
+    status, body, _ = await api.call("DELETE", "/api/nodes/node-2/drain", ALICE)
+    assert status == 403, body
+    status, body, _ = await api.call("DELETE", "/api/nodes/node%20two/drain")
+    assert status == 400 and "id or hostname" in body["error"]
+    status, body, _ = await api.call("DELETE", "/api/nodes/node-2/drain")
+    assert status == 409 and "fake runtime has no nodes" in body["error"]

@@ -36,13 +36,14 @@ class FakeSwarm(SwarmRuntime):
     def __init__(self, pools_on: dict[str, list[str]]) -> None:
         self.pools_on = pools_on
         self.marked: list[str] = []
+        self.unmarked: list[str] = []
 
     async def node_census(self):
         nodes = [Node(i, f"host-{i}", "ready", "active", 1 << 30, "10.0.0.1", {}) for i in "ab"]
         return nodes, {k: list(v) for k, v in self.pools_on.items()}
 
     async def mark_drained(self, node_id: str, drained: bool = True) -> None:
-        self.marked.append(node_id)
+        (self.marked if drained else self.unmarked).append(node_id)
 
 
 class FakeMover:
@@ -160,3 +161,66 @@ async def test_a_runtime_without_nodes_is_refused():
     drain = NodeDrain(SimpleNamespace(runtime=SimpleNamespace(name="docker")), None, MoveGuard())
     with pytest.raises(Conflict, match="docker runtime has no nodes"):
         await drain.start("a")
+
+
+async def test_a_drain_that_hits_an_unexpected_error_ends_failed_and_can_be_started_again():
+    drain, _, mover = drain_of({"a": ["p1"], "b": []}, {"p1": 1})
+
+    async def crashes(entry, image, timeout, step) -> None:
+        raise KeyError("pool-9")  # a bug, say: not one of the errors a move expects
+
+    mover.move_all = crashes
+    status = await drain.start("a")
+    await finished(drain)
+    assert status.state == "failed" and "pool-9" in status.error
+    assert status.finished_at is not None
+    second = await drain.start("a")  # not refused as "being drained already"
+    assert second is not status
+    await finished(drain)
+
+
+async def test_the_moves_lock_is_let_go_between_pools_for_a_failover():
+    drain, _, mover = drain_of({"a": ["p1", "p2"], "b": []}, {"p1": 2, "p2": 1})
+    order: list[str] = []
+    move_all = mover.move_all
+
+    async def failover_waits_meanwhile() -> None:
+        async with drain.guard.lock:
+            order.append("failover")
+
+    async def moving(entry, image, timeout, step) -> None:
+        if not order:  # a failover comes while the first pool moves: it waits for it only
+            asyncio.get_running_loop().create_task(failover_waits_meanwhile())
+            await asyncio.sleep(0)
+        await move_all(entry, image, timeout, step)
+        order.append(entry.pool)
+
+    mover.move_all = moving
+    status = await drain.start("a")
+    await finished(drain)
+    assert status.state == "done" and order == ["p2", "failover", "p1"]
+
+
+async def test_a_node_is_undrained_by_an_admin_but_not_while_its_drain_runs():
+    drain, swarm, mover = drain_of({"a": ["p1"], "b": []}, {"p1": 1}, fail={"p1"})
+    gate = asyncio.Event()
+    move_all = mover.move_all
+
+    async def slow(entry, image, timeout, step) -> None:
+        await gate.wait()
+        await move_all(entry, image, timeout, step)
+
+    mover.move_all = slow
+    await drain.start("host-a")
+    with pytest.raises(Conflict, match="being drained"):
+        await drain.undrain("a")
+    gate.set()
+    await finished(drain)
+    assert drain.drains["a"].state == "failed" and swarm.unmarked == []
+    assert await drain.undrain("host-a") == "a"  # placement picks it again
+    assert swarm.unmarked == ["a"] and drain.drains["a"].state == "failed"  # still shown
+    # A controller restart forgets drains; the label stays, and goes the same way.
+    fresh = NodeDrain(drain.pools, mover, MoveGuard())
+    assert await fresh.undrain("a") == "a" and swarm.unmarked == ["a", "a"]
+    with pytest.raises(NotFound):
+        await fresh.undrain("nope")

@@ -3,6 +3,7 @@ backups, once its agent has surely fenced, as the monitor runs it over the real 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from agent.backups import CHECKED, stamp_of, time_of
+from common.protocol import Hello
 from controller.backups.points import RestorePoint, checked_at
+from controller.errors import Conflict
 from controller.moves.failover import recovery_point
+from controller.pools.live import hash_token
 from tests.unit.controller.apps import (
     Api,
     ApiFactory,
@@ -135,7 +139,8 @@ async def test_a_failover_cut_short_is_taken_up_again_not_the_pool_made_again(
     api.clock.advance(15)
     report = await api.controller.monitor.evaluate()
     assert [a["ok"] for a in report.recovery_actions] == [False]
-    assert registry.bots["b1"].pool_id == "pool-1" and not registry.bots["b1"].held
+    # Left held in the abandoned pool (nothing may run it there) for the next round.
+    assert registry.bots["b1"].pool_id == "pool-1" and registry.bots["b1"].held
     api.clock.advance(3)
     report = await api.controller.monitor.evaluate()
     assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
@@ -220,3 +225,166 @@ async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
     registry = api.controller.pools.registry
     assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
     assert registry.bots["b3"].pool_id == "pool-2"
+
+
+async def test_a_backup_that_cannot_be_read_now_is_tried_again_not_taken_for_none(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry = api.controller.pools.registry
+    write_point(api, "pool-1", "b1", time.time() + 1, "b1's")
+    write_point(api, "pool-1", "b2", time.time() + 1, "b2's")
+    backups = api.controller.monitor.failover.backups
+    stage_latest, calls = backups.stage_latest, []
+
+    async def times_out_once(bot, target):  # type: ignore[no-untyped-def]
+        calls.append(bot.id)
+        if len(calls) == 1:
+            raise OSError("the backup target did not answer")
+        return await stage_latest(bot, target)
+
+    monkeypatch.setattr(backups, "stage_latest", times_out_once)
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert [a["ok"] for a in report.recovery_actions] == [False]
+    # Not moved stopped for a passing error: its user's choice stands.
+    assert registry.bots["b1"].run == "running"
+    api.clock.advance(3)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    for bot_id in ("b1", "b2"):
+        bot = registry.bots[bot_id]
+        assert (bot.pool_id, bot.run, bot.held) == ("pool-2", "running", False)
+        assert bot_db(api, bot_id) == f"{bot_id}'s"
+
+
+@pytest.mark.parametrize("other", ["connected_but_unreachable", "not_connected_since_start"])
+async def test_bots_never_fail_over_into_a_pool_that_is_suspect_or_not_running(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    await api.provision(instanceId="b3")  # pool-2, a slot to spare
+    live = api.controller.pools.registry.live["pool-2"]
+    if other == "connected_but_unreachable":
+        # Its agent still connected (not yet cut off), its node down as Swarm sees it.
+        obey(api, "pool-2")
+        api.runtime.unreachable.add("pool-2")
+    else:
+        # Its agent has not connected since the controller started: where it is, unknown.
+        live.ws, live.connected_at = None, 0.0
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    registry = api.controller.pools.registry
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-3"}
+
+
+async def test_no_bot_of_a_pool_being_failed_over_may_run_there_nor_its_agent_come_back(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bots move one at a time: while b1 is staged, b2 must already be held in its old
+    pool's desired state, and its agent, back from a short partition with the token it
+    had, is refused (it stays fenced) rather than told to run b2 beside its new copy."""
+    api = await lose_node(make_api, monkeypatch)
+    registry, sessions = api.controller.pools.registry, api.controller.pools.sessions
+    old_token = api.runtime.launches["pool-1"].token
+    for bot_id in ("b1", "b2"):
+        write_point(api, "pool-1", bot_id, time.time() + 1, bot_id)
+    backups = api.controller.monitor.failover.backups
+    stage_latest, seen = backups.stage_latest, []
+
+    async def stage(bot, target):  # type: ignore[no-untyped-def]
+        seen.append({b.id: b.run for b in registry.desired("pool-1").bots})
+        back = Hello("pool-1", old_token, "t", 2, registry.pools["pool-1"].port_start)
+        seen.append(sessions.verify_hello(back))
+        return await stage_latest(bot, target)
+
+    monkeypatch.setattr(backups, "stage_latest", stage)
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    assert seen[0] == {"b1": "held", "b2": "held"} and seen[1] is False
+    assert seen[2] == {"b2": "held"}  # b1 has left
+
+
+async def test_an_agent_back_before_its_failover_starts_stops_it_and_is_judged_again(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry, failover = api.controller.pools.registry, api.controller.monitor.failover
+    heard_at = registry.live["pool-1"].contact_ended
+    obey(api, "pool-1")  # reconnected (its token unchanged) before the failover ran
+    with pytest.raises(Conflict, match="is back"):
+        await failover.fail_over(registry.pools["pool-1"], heard_at)
+    pool = registry.pools["pool-1"]
+    assert not pool.draining and ("abandon", "pool-1") not in api.runtime.calls
+    assert not any(b.held for b in registry.bots_in("pool-1"))
+    # Not connected, but it spoke after what the judge saw: the same.
+    registry.live["pool-1"].ws = None
+    with pytest.raises(Conflict, match="is back"):
+        await failover.fail_over(registry.pools["pool-1"], heard_at)
+    assert registry.pools["pool-1"].token_hash == pool.token_hash
+
+
+async def test_an_agent_that_got_in_as_its_pool_was_abandoned_applies_the_hold_and_goes(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry, store = api.controller.pools.registry, api.controller.pools.store
+    abandon_pool = store.abandon_pool
+    agent: list[object] = []
+
+    async def agent_gets_in_meanwhile(pool_id, token_hash):  # type: ignore[no-untyped-def]
+        obey(api, pool_id)  # its hello passed with the old token just before the write
+        agent.append(registry.live[pool_id].ws)
+        return await abandon_pool(pool_id, token_hash)
+
+    monkeypatch.setattr(store, "abandon_pool", agent_gets_in_meanwhile)
+    await api.controller.monitor.failover.fail_over(
+        registry.pools["pool-1"], registry.live["pool-1"].contact_ended)  # fmt: skip
+    [ws] = agent
+    assert ws.closed and registry.live["pool-1"].bots == {}  # it applied the hold, and went
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    assert hash_token(api.runtime.launches["pool-2"].token) == registry.pools["pool-2"].token_hash
+
+
+async def test_a_new_pool_with_a_failed_over_pools_number_is_recreated_not_failed_over(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry = api.controller.pools.registry
+    api.clock.advance(15)
+    await api.controller.monitor.evaluate()
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    assert await api.controller.pools.lifecycle.remove_empty(registry.pools["pool-1"])
+    await api.provision(instanceId="b3")  # pool-2 is full: a new pool-1, on a ready node
+    assert registry.bots["b3"].pool_id == "pool-1" and not registry.pools["pool-1"].abandoned
+    obey(api, "pool-1")
+    # Its service goes missing (an operator's `docker service rm`), its agent with it.
+    api.runtime.launches.pop("pool-1")
+    live = registry.live["pool-1"]
+    live.ws, live.last_seen = None, api.clock()
+    api.clock.advance(60)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "recreate", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    assert registry.bots["b3"].pool_id == "pool-1"
+
+
+async def test_a_failover_waits_for_a_running_move_instead_of_failing_again_and_again(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry, monitor = api.controller.pools.registry, api.controller.monitor
+    lock = monitor.failover.guard.lock
+    await lock.acquire()  # one pool of a node's drain is moving
+    api.clock.advance(15)
+    report = await monitor.evaluate(wait=False)
+    await asyncio.sleep(0.05)
+    assert report.recovery_actions == [] and registry.bots["b1"].pool_id == "pool-1"
+    assert await monitor.evaluate(wait=False)  # judged again meanwhile: still the one recovery
+    lock.release()  # that pool's move ends
+    await asyncio.wait(list(monitor._recoveries.values()))
+    assert report.recovery_actions == [{"action": "failover", "poolId": "pool-1", "ok": True}]
+    assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
+    [done] = await events_of(api, "pool_recovery", 1)
+    assert done.detail.get("ok") is True

@@ -4,6 +4,7 @@ and finds each bot in exactly one pool, released, with its own files there."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -13,10 +14,12 @@ from tests.unit.controller.apps import (
     Api,
     ApiFactory,
     bot_dirs,
+    events_of,
     obey,
     obey_new_pools,
     write_bot_dir,
 )
+from tests.unit.controller.moves.test_failover import bot_db, lose_node, write_point
 
 
 class Crash(BaseException):
@@ -136,3 +139,45 @@ async def test_the_recovery_moves_only_staged_files_and_never_overwrites(
         "pools/pool-3/bots/b3: trades of b3",
     ]
     assert [s.run for s in again.controller.pools.registry.desired("pool-3").bots] == ["held"]
+    # Left held, it is an event (its user sees it too), not a log line alone.
+    [event] = await events_of(again, "bot_move_failed", 1)
+    assert (event.bot_id, event.user_id, event.reason) == ("b3", "admin", "recovery_failed")
+
+
+async def test_a_failover_cut_short_is_taken_up_again_never_landed_in_the_lost_pool(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A controller that died failing over a pool: at its next start the abandoned pool is
+    neither recreated nor un-drained, its held bot's staged backup is not landed in it (its
+    directory is the lost node's), and the monitor fails it over again from its backups."""
+    api = await lose_node(make_api, monkeypatch)
+    settings = {"MAX_BOTS_PER_CONTAINER": "2", "POOL_GRACE": "1",
+                "AGENT_FENCE_TIMEOUT": "10000", "AGENT_FENCE_MARGIN": "5000"}  # fmt: skip
+    write_point(api, "pool-1", "b1", time.time() + 1, "b1's backup")
+    write_bot_dir(api, "pools/pool-1/bots/b1")  # the lost node's disk (shared storage)
+    crash_at(api, monkeypatch, "relocate", "b1")
+    api.clock.advance(15)
+    with pytest.raises(Crash):
+        await api.controller.monitor.failover.fail_over(
+            api.controller.pools.registry.pools["pool-1"], api.clock() - 15)  # fmt: skip
+
+    again: Api = await make_api(**settings)
+    registry = again.controller.pools.registry
+    pool = registry.pools["pool-1"]
+    assert (pool.abandoned, pool.draining) == (True, True)
+    assert all(registry.bots[b].held for b in ("b1", "b2"))
+    assert ("create", "pool-1") not in again.runtime.calls  # not made again on a ready node
+    base = again.controller.settings.bot_base_dir
+    assert (base / "migrating" / "b1" / "tradesv3.dryrun.sqlite").read_text() == "b1's backup"
+    lost = base / "pools" / "pool-1" / "bots" / "b1"  # nothing landed there
+    assert sorted(p.name for p in lost.iterdir()) == ["user_data"]
+    obey_new_pools(again, monkeypatch)
+    await again.controller.monitor.evaluate()  # seen missing: unreachable, being failed over
+    again.clock.advance(16)  # its fence, counted from this start, and the margin
+    report = await again.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    b1, b2 = registry.bots["b1"], registry.bots["b2"]
+    assert (b1.pool_id, b1.run, b1.held) == ("pool-2", "running", False)
+    assert (b2.pool_id, b2.run, b2.held) == ("pool-2", "stopped", False)  # no backup
+    assert bot_db(again, "b1") == "b1's backup"
+    assert ("create", "pool-1") not in again.runtime.calls

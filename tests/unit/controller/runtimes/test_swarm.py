@@ -237,7 +237,10 @@ class FakeService:
 class FakeSwarm:
     """A manager's view: pool-3's task runs on n2, which is down (cut off)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, nodes: tuple[tuple[str, str], ...] = (("n1", "ready"), ("n2", "down")),
+        tasks: tuple[dict[str, object], ...] = (on("n2", task(9, "running", "shutdown")),),
+    ) -> None:  # fmt: skip
         self.service = FakeService()
         outer = self
 
@@ -249,14 +252,14 @@ class FakeSwarm:
         class Nodes:
             def list(self) -> list[object]:
                 return [type("N", (), {"attrs": {"ID": i, "Status": {"State": s}}})()
-                        for i, s in (("n1", "ready"), ("n2", "down"))]  # fmt: skip
+                        for i, s in nodes]  # fmt: skip
 
             def get(self, node_id: str) -> object:
                 return next(n for n in self.list() if n.attrs["ID"] == node_id)  # type: ignore[attr-defined]
 
         class Api:
             def tasks(self, filters: dict[str, str]) -> list[dict[str, object]]:
-                return [on("n2", task(9, "running", "shutdown"))]
+                return list(tasks)
 
         self.services, self.nodes, self.api = Services(), Nodes(), Api()
 
@@ -275,3 +278,20 @@ async def test_a_pool_on_a_down_node_is_unreachable_never_restarted_and_can_be_a
     await runtime.abandon("pool-3")  # its agent fenced: given up without confirmation
     assert swarm.service.done[-1] == "remove"
     assert runtime.pinned_node("pool-3") is None
+
+
+@pytest.mark.parametrize(
+    "last_seen",
+    [task(9, "running"), task(9, "running", "shutdown"), task(9, "orphaned", "shutdown")],
+)
+async def test_a_pool_pinned_to_a_node_removed_from_the_swarm_is_unreachable(
+    tmp_path: Path, last_seen: dict[str, object]
+) -> None:
+    """`docker node rm --force` of a lost node: it is gone from the node list (so from
+    the nodes not ready), and its task may still run on that machine."""
+    swarm = FakeSwarm(nodes=(("n1", "ready"),), tasks=(on("n2", last_seen),))
+    runtime = SwarmRuntime(options(tmp_path), client=swarm)  # type: ignore[arg-type]
+    assert await runtime.inspect("pool-3") is RuntimeState.UNREACHABLE
+    # Not in the pools that run (what the watch reports as alive) either.
+    assert task_state(swarm.service.attrs, [on("n2", last_seen)], known={"n1"}) \
+        is RuntimeState.UNREACHABLE  # fmt: skip

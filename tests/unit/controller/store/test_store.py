@@ -571,3 +571,27 @@ async def test_an_upgrades_fresh_pool_keeps_the_old_pools_own_switches(store: St
     assert (fresh.launch, fresh.market_data) == ("exec", False)
     [plain] = (await store.new_pool(FILL, "hash", None, 10)).pools
     assert (plain.launch, plain.market_data) == (None, None)
+
+
+async def test_an_abandoned_pool_holds_its_bots_has_a_new_token_and_its_mark_goes_with_it(
+    store: Store,
+) -> None:
+    small = Placement(max_bots=2, base_port=9000)
+    await allocate(store, "a", small)
+    _bot, before, _created = await allocate(store, "b", small)  # both in pool-1
+    change = await store.abandon_pool("pool-1", "new-hash")
+    pool = change.pool("pool-1")
+    assert (pool.abandoned, pool.draining, pool.token_hash) == (True, True, "new-hash")
+    assert pool.generation == before.generation + 1  # its agent would be told: all held
+    assert {(b.id, b.held) for b in change.bots} == {("a", True), ("b", True)}
+    pools, bots = await store.load()  # kept across a restart
+    assert pools[0].abandoned and all(b.held for b in bots)
+    with pytest.raises(NotFound):
+        await store.abandon_pool("pool-9", "x")
+    # Emptied and removed, its number is taken again by a pool like any other.
+    for bot_id in ("a", "b"):
+        await removed(store, bot_id)
+    await store.retire_pool("pool-1")
+    await store.remove_pool("pool-1")
+    _bot, again, created = await allocate(store, "c", small)
+    assert (again.id, created, again.abandoned, again.draining) == ("pool-1", True, False, False)
