@@ -42,6 +42,10 @@ class Limits:
 
 
 LIMITS = Limits()
+# The archive's headers and padding over the files' own bytes (a 512-byte header or three
+# per member, and the end): bounded like the members themselves.
+MAX_ARCHIVE_BYTES = LIMITS.max_bytes + 3 * 512 * LIMITS.max_members + (1 << 20)
+SHA_HEADER = "X-Ftpool-Sha256"  # an uploaded archive's sha256 (hex)
 
 
 def check_name(name: str, limits: Limits = LIMITS) -> tuple[str, ...]:
@@ -115,6 +119,16 @@ def pack(directory: Path, out: IO[bytes], limits: Limits = LIMITS) -> str:
     finally:
         os.close(root)
     return digest.hexdigest()
+
+
+def pack_to(directory: Path, archive: Path) -> str:
+    """pack() into a new private file `archive` (fsynced); its sha256."""
+    fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        digest = pack(directory, out)
+        out.flush()
+        os.fsync(out.fileno())
+    return digest
 
 
 class _Digest:

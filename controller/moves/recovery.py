@@ -9,10 +9,15 @@ monitor evacuates it again; an emptied one waits for cleanup like any empty pool
 
 It runs before the controller serves: no agent is connected yet, and each is sent its
 desired state as it is after the recovery when it connects. So files are placed without
-waiting for an agent to apply a hold: none applies anything meanwhile.
+waiting for an agent to apply a hold: none applies anything meanwhile. With pools on their
+node's own disk (POOL_STORAGE=node) staged files can only land through their pool's agent:
+such a bot stays held (its agent runs nothing of it) until `land_later`, once the
+controller serves, has landed them and released it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 
@@ -23,10 +28,18 @@ from controller.moves.transfer import Transfer
 log = structlog.get_logger("controller.moves")
 
 
-async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
+RETRY_INTERVAL = 10.0  # between two attempts to land a bot's staged files through its agent
+
+
+async def recover_moves(transfer: Transfer, guard: MoveGuard) -> list[str]:
+    """The held bots whose staged files wait for their pool's agent (for `land_later`)."""
     registry, store = transfer.registry, transfer.pools.store
+    later: list[str] = []
     async with guard.lock:
         for bot in [b for b in registry.bots.values() if b.held]:
+            if transfer.files is not None and transfer.staged(bot.id):
+                later.append(bot.id)
+                continue
             try:
                 await transfer.place_staged(bot)
                 await transfer.release(bot)
@@ -40,3 +53,24 @@ async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
             if left:
                 await registry.apply(await store.set_draining(pool.id, False))
                 log.warning("pool_draining_ended", pool=pool.id, bots=left)
+    return later
+
+
+async def land_later(transfer: Transfer, guard: MoveGuard, bot_ids: list[str]) -> None:
+    """Each bot's staged files land in its pool through its agent, and it is released
+    there; tried again every RETRY_INTERVAL until each has (its pool starting, say)."""
+    left = list(bot_ids)
+    while left:
+        async with guard.lock:
+            for bot_id in list(left):
+                bot = transfer.registry.bots.get(bot_id)
+                if bot is not None and bot.held:
+                    try:
+                        await transfer.recover(bot)
+                    except (FtpoolError, OSError) as exc:
+                        log.error("move_recovery_failed", bot=bot_id, pool=bot.pool_id,
+                                  error=str(exc), retry=RETRY_INTERVAL)  # fmt: skip
+                        continue
+                left.remove(bot_id)
+        if left:
+            await asyncio.sleep(RETRY_INTERVAL)
