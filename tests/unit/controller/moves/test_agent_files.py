@@ -189,3 +189,15 @@ def _ticket(files: AgentFiles, op: str):  # type: ignore[no-untyped-def]
     from controller.moves.agent_files import Ticket
 
     return Ticket("bot-1", op, files.staging / "bot-1.tar")
+
+
+async def test_a_bots_directory_replaced_by_a_link_is_never_followed(setup, tmp_path) -> None:
+    """The bot's user replaced its directory with a link to another tenant's: nothing of
+    that is sent, and the link stays where it was."""
+    files, agents, _ = setup
+    other = agents.pool_dir("p1") / "bots" / "other-bot"
+    _trading_bot(other)
+    (agents.pool_dir("p1") / "bots" / "bot-1").symlink_to(other)
+    assert not await files.export("p1", "bot-1")
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+    assert _trades(other) and (agents.pool_dir("p1") / "bots" / "bot-1").is_symlink()
