@@ -8,8 +8,9 @@ through the agents, not through a file system the controller shares with the nod
   it whole, the directory leaves the pool (renamed out of bots/, then deleted).
 - import: the archive is downloaded from there (bounded), its sha256 checked, unpacked
   (every member checked, every file fsynced) into /pool/.transfer/<bot>.incoming, its
-  trade databases checked whole (quick_check), and renamed into bots/<bot> in one step;
-  a directory already there (a move cut short and taken up again) is kept in archive/.
+  trade databases checked whole (quick_check), and renamed into bots/<bot> in one step.
+  A directory already there is left alone: the same one (a move cut short and taken up
+  again: it packs to the same sha256) is the answer; a different one is refused, both kept.
 
 Interrupted anywhere, the bot's directory is in the pool whole, or not at all; the
 controller's copy (its staging) is removed only once this answered. Only the bot id (a
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from common.bot_archive import (
     MAX_ARCHIVE_BYTES,
     SHA_HEADER,
     ArchiveError,
+    pack,
     pack_to,
     sha256_of,
     unpack,
@@ -56,7 +57,6 @@ class BotTransfer:
         self.pool_dir = pool_dir
         self.bots_dir = pool_dir / "bots"
         self.work_dir = pool_dir / ".transfer"  # beside bots/, on the same file system
-        self.archive_dir = pool_dir / "archive"
         self.controller_url = controller_url
 
     async def handle(self, req: FilesRequest) -> FilesResponse:
@@ -104,10 +104,10 @@ class BotTransfer:
             await self._download(files_url(self.controller_url, req.token), archive)
             if await asyncio.to_thread(sha256_of, archive) != req.sha256:
                 raise ValueError("the archive's sha256 does not match")
-            kept = await asyncio.to_thread(self._land, req.bot, archive)
+            landed = await asyncio.to_thread(self._land, req.bot, archive, req.sha256)
         finally:
             archive.unlink(missing_ok=True)
-        log.info("bot_imported", bot=req.bot, kept=kept or None)
+        log.info("bot_imported" if landed else "bot_import_already_there", bot=req.bot)
         return FilesResponse(req.id)
 
     async def _download(self, url: str, target: Path) -> None:
@@ -128,9 +128,21 @@ class BotTransfer:
                         raise ArchiveError("the archive is larger than a bot's directory may be")
                     await asyncio.to_thread(out.write, chunk)
 
-    def _land(self, bot_id: str, archive: Path) -> str:
-        """Unpacked beside bots/, checked, and renamed into bots/<bot>; what was there is
-        kept in archive/ (its name returned; "" if nothing was)."""
+    def _land(self, bot_id: str, archive: Path, digest: str) -> bool:
+        """Unpacked beside bots/, checked, and renamed into bots/<bot>; False if the same
+        directory is there already (a move cut short after it landed, or before the old
+        pool's copy was removed: nothing to do). OSError if a different one is there: both
+        stay, the bot held, for an operator (a stale staged copy never replaces it)."""
+        target = self.bots_dir / bot_id
+        if os.path.lexists(target):
+            if target.is_dir() and not target.is_symlink():
+                with open(os.devnull, "wb") as sink:
+                    if pack(target, sink) == digest:
+                        return False
+            raise FileExistsError(
+                f"a different directory of bot {bot_id} is in this pool already; "
+                "both kept, for an operator"
+            )
         incoming = self.work_dir / f"{bot_id}.incoming"
         _remove(incoming)
         unpack(archive, incoming)
@@ -139,12 +151,6 @@ class BotTransfer:
                 if (incoming / name).is_file():
                     check_intact(incoming / name)
             self.bots_dir.mkdir(mode=0o711, exist_ok=True)
-            target, kept = self.bots_dir / bot_id, ""
-            if os.path.lexists(target):
-                self.archive_dir.mkdir(mode=0o700, exist_ok=True)
-                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                kept = f"{bot_id}-replaced-{stamp}"
-                os.rename(target, self.archive_dir / kept)
             os.rename(incoming, target)
             fd = os.open(self.bots_dir, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -154,7 +160,7 @@ class BotTransfer:
         except BaseException:
             _remove(incoming)
             raise
-        return kept
+        return True
 
 
 def _remove(path: Path) -> None:

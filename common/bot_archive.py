@@ -92,7 +92,9 @@ def _walk(dir_fd: int, prefix: str, depth: int, limits: Limits) -> Iterator[tupl
 
 
 def pack(directory: Path, out: IO[bytes], limits: Limits = LIMITS) -> str:
-    """Write the directory's tree as an uncompressed tar to `out`; its sha256 (hex).
+    """Write the directory's tree as an uncompressed tar to `out`; its sha256 (hex). The same
+    tree (names, contents, files' times, modes as packed) packs to the same bytes: a tree
+    unpacked from an archive packs back to it.
     ArchiveError if it is over the limits; OSError if it cannot be read."""
     digest = _Digest(out)
     root = os.open(directory, _DIR)
@@ -104,12 +106,12 @@ def pack(directory: Path, out: IO[bytes], limits: Limits = LIMITS) -> str:
                 if members > limits.max_members:
                     raise ArchiveError(f"more than {limits.max_members} files")
                 info = tarfile.TarInfo(rel)
-                info.mtime = int(os.fstat(fd).st_mtime)
-                if stat.S_ISDIR(mode):
+                if stat.S_ISDIR(mode):  # its time is not kept (unpacking changes it)
                     info.type, info.mode = tarfile.DIRTYPE, _mode(mode, True)
                     tar.addfile(info)
                     continue
                 info.size = os.fstat(fd).st_size
+                info.mtime = int(os.fstat(fd).st_mtime)
                 info.mode = _mode(mode, False)
                 total += info.size
                 if total > limits.max_bytes:
@@ -223,7 +225,8 @@ def _members(tar: tarfile.TarFile, root: int, limits: Limits) -> None:
             source = tar.extractfile(member)
             assert source is not None
             mode = _mode(member.mode, False)
-            _in_dir(root, parts, partial(_write, source=source, size=member.size, mode=mode))
+            write = partial(_write, source=source, size=member.size, mode=mode, mtime=member.mtime)
+            _in_dir(root, parts, write)
         else:
             raise ArchiveError(f"{member.name!r} is not a file or a directory")
 
@@ -255,7 +258,9 @@ def _in_dir(root: int, parts: tuple[str, ...], act: Callable[[int, str], None]) 
         os.close(fd)
 
 
-def _write(dir_fd: int, name: str, *, source: IO[bytes], size: int, mode: int) -> None:
+def _write(
+    dir_fd: int, name: str, *, source: IO[bytes], size: int, mode: int, mtime: float
+) -> None:
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
     with os.fdopen(fd, "wb") as out:
         left = size
@@ -267,6 +272,8 @@ def _write(dir_fd: int, name: str, *, source: IO[bytes], size: int, mode: int) -
             left -= len(chunk)
         out.flush()
         os.fchmod(out.fileno(), mode)
+        # Its time as packed: the same tree packs to the same archive again (same sha256).
+        os.utime(out.fileno(), (mtime, mtime))
         os.fsync(out.fileno())
 
 

@@ -12,9 +12,12 @@ The controller cannot see such a pool's directory, so a move's stage and land st
   place; once it answered, staging is removed.
 
 So staging stays on the controller's disk and the crash recovery stays the same: a copy
-that is both staged and in a pool (a crash between the upload and the answer) is landed
-again from staging, the pool's copy kept in its archive/. Each token is random (256 bits),
-good for one transfer of one bot in one direction, and forgotten when it ends.
+that is both staged and in a pool (a crash between the upload and the agent's answer) is
+landed again from staging, which that agent finds to be the same directory as its own (the
+same tree packs to the same sha256): nothing to do, staging removed. A different directory
+there is never replaced: both stay, the bot held, for an operator (as on shared storage).
+Each token is random (256 bits), good for one transfer of one bot in one direction, and
+forgotten when it ends.
 """
 
 from __future__ import annotations

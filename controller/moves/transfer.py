@@ -18,8 +18,8 @@ directory into staging, the new pool's agent downloads it from there, and a new 
 runtime is made before its files land (its agent receives them).
 
 So after a crash a bot's files are in exactly one of: its old pool, staging, its new
-pool (or, through the agents, staging and one pool: staging wins, the pool's copy is kept
-in its archive/), and a held bot's record says where they belong: the crash recovery
+pool (or, through the agents, the same directory in staging and one pool: landing it there
+is then a no-op), and a held bot's record says where they belong: the crash recovery
 (controller/moves/recovery.py) brings staged files to the pool the store has the bot
 in and releases it there, whatever move was cut short.
 """

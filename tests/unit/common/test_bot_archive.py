@@ -53,6 +53,18 @@ def test_a_directory_round_trips_with_private_modes(tmp_path: Path) -> None:
     assert not (tmp_path / "copy.partial").exists()
 
 
+def test_an_unpacked_tree_packs_back_to_the_same_archive(tmp_path: Path) -> None:
+    bot = _bot_dir(tmp_path)
+    with (tmp_path / "a.tar").open("wb") as f:
+        first = pack(bot, f)
+    unpack(tmp_path / "a.tar", tmp_path / "copy")
+    with (tmp_path / "b.tar").open("wb") as f:
+        assert pack(tmp_path / "copy", f) == first
+    (tmp_path / "copy" / "config.json").write_text('{"a": 2}')
+    with (tmp_path / "c.tar").open("wb") as f:
+        assert pack(tmp_path / "copy", f) != first
+
+
 def test_links_and_special_files_are_left_out_never_followed(tmp_path: Path) -> None:
     bot = _bot_dir(tmp_path)
     secret = tmp_path / "secret"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import sqlite3
 import tarfile
 from collections.abc import AsyncIterator
@@ -119,19 +120,34 @@ async def test_an_agent_not_connected_leaves_the_files_where_they_are(setup) -> 
     assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
 
 
-async def test_landing_again_keeps_the_pools_copy_in_its_archive(setup, tmp_path) -> None:
-    """A crash between the upload and the agent's answer: staged and still in the pool;
-    the recovery lands staging there, the pool's copy kept."""
+async def test_landing_the_same_directory_again_changes_nothing(setup, tmp_path) -> None:
+    """A crash between the upload and the agent's answer: staged and still in the old pool;
+    the recovery lands staging there: the same directory (it packs to the same sha256),
+    so nothing changes and staging goes."""
+    files, agents, _ = setup
+    _trading_bot(agents.pool_dir("p1") / "bots" / "bot-1")
+    await files.export("p1", "bot-1")
+    staged = tmp_path / "migrating" / "bot-1"
+    shutil.copytree(staged, tmp_path / "copy", copy_function=shutil.copy2)
+    await files.import_("p1", "bot-1")  # lands: the pool's copy was removed by the export
+    shutil.copytree(tmp_path / "copy", staged, copy_function=shutil.copy2)
+    await files.import_("p1", "bot-1")  # the same again: nothing to do
+    assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
+    assert not staged.exists() and not (agents.pool_dir("p1") / "archive").exists()
+
+
+async def test_a_different_directory_in_the_pool_is_never_replaced(setup, tmp_path) -> None:
+    """A stale staged copy (say) must not overwrite what the pool has: both stay."""
     files, agents, _ = setup
     _trading_bot(tmp_path / "migrating" / "bot-1")
     there = agents.pool_dir("p1") / "bots" / "bot-1"
     there.mkdir(parents=True)
-    (there / "config.json").write_text("older")
-    await files.import_("p1", "bot-1")
-    assert _trades(there)
-    kept = list((agents.pool_dir("p1") / "archive").iterdir())
-    assert [p.name.startswith("bot-1-replaced-") for p in kept] == [True]
-    assert (kept[0] / "config.json").read_text() == "older"
+    (there / "config.json").write_text("the pool's own")
+    with pytest.raises(OSError, match="a different directory"):
+        await files.import_("p1", "bot-1")
+    assert sorted(p.name for p in there.iterdir()) == ["config.json"]
+    assert (there / "config.json").read_text() == "the pool's own"
+    assert _trades(tmp_path / "migrating" / "bot-1")
 
 
 async def test_a_damaged_trade_database_is_not_landed(setup, tmp_path) -> None:
