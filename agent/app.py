@@ -23,6 +23,7 @@ import structlog
 
 from agent import health
 from agent.backups import BackupOptions, Backups
+from agent.bot_transfer import BotTransfer
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
 from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, stop_budget
@@ -40,6 +41,8 @@ from common.protocol import (
     AGENT_FEATURES,
     MAX_FRAME_BYTES,
     Desired,
+    FilesRequest,
+    FilesResponse,
     Heartbeat,
     Hello,
     LogRequest,
@@ -113,6 +116,7 @@ class Agent:
         self.reconciler = Reconciler(
             self.supervisor, settings.pool_dir, options, on_change=lambda: self.watch.report_soon()
         )
+        self.transfer = BotTransfer(settings.pool_dir, settings.controller_url)
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -329,7 +333,7 @@ class Agent:
                     if self.backups is not None:
                         self.backups.specs = frame.bots
                     self.reconciler.submit(frame)
-                elif isinstance(frame, LogRequest | RestoreRequest):
+                elif isinstance(frame, LogRequest | RestoreRequest | FilesRequest):
                     # Answered in a task of its own: a log being read must not hold up the
                     # desired states behind it.
                     answer = asyncio.create_task(self._answer(ws, frame))
@@ -342,10 +346,13 @@ class Agent:
         log.warning("controller_disconnected", code=ws.close_code)
 
     async def _answer(
-        self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest | RestoreRequest
+        self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest | RestoreRequest | FilesRequest
     ) -> None:
+        response: LogResponse | RestoreResponse | FilesResponse
         if isinstance(req, LogRequest):
-            response: LogResponse | RestoreResponse = await self._tail_log(req)
+            response = await self._tail_log(req)
+        elif isinstance(req, FilesRequest):
+            response = await self._files(req)
         else:
             response = await self._restore(req)
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -377,6 +384,20 @@ class Agent:
         except (OSError, ValueError, RuntimeError, SupervisorError) as exc:
             return RestoreResponse(req.id, error=f"restore failed: {exc}"[:1024])
         return RestoreResponse(req.id, kept=kept)
+
+    async def _files(self, req: FilesRequest) -> FilesResponse:
+        """A held bot's directory sent to the controller or received from it (agent/
+        bot_transfer.py); kept from starting meanwhile, like a restore, and carried out to
+        its end even if the controller goes away."""
+        if not self.reconciler.begin_restore(req.bot):
+            return FilesResponse(req.id, error="the bot is not held; hold it first")
+        info = (await self.supervisor.all_processes()).get(program_name(req.bot))
+        if info is not None and info.state in ACTIVE:
+            self.reconciler.end_restore(req.bot)
+            return FilesResponse(req.id, error="the bot is running; hold it first")
+        transfer = asyncio.ensure_future(self.transfer.handle(req))
+        transfer.add_done_callback(lambda _done: self.reconciler.end_restore(req.bot))
+        return await asyncio.shield(transfer)
 
     def _restore_ended(self, bot_id: str, done: asyncio.Future[str]) -> None:
         self.reconciler.end_restore(bot_id)

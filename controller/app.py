@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from common.settings import ControllerSettings, SettingsError
+from controller.api.agent_files import APIAgentFiles
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
 from controller.api.bot_tokens import APIBotTokens
@@ -46,11 +47,12 @@ from controller.health.monitor import Clock, Monitor, MonitorConfig
 from controller.heap import HeapConfig, HeapKeeper
 from controller.metrics import Metrics
 from controller.migration.run import Migrator
+from controller.moves.agent_files import AgentFiles
 from controller.moves.drain import NodeDrain
 from controller.moves.evacuation import Evacuation
 from controller.moves.failover import Failover
 from controller.moves.guard import MoveGuard
-from controller.moves.recovery import recover_moves
+from controller.moves.recovery import land_later, recover_moves
 from controller.moves.transfer import Transfer
 from controller.pools.alarm import Alarm
 from controller.pools.config import PoolsConfig
@@ -169,7 +171,10 @@ def build(
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
     # The one way a bot moves between pools, for evacuation and migration alike.
-    transfer = Transfer(pools, base / "migrating")
+    staging = base / "migrating"
+    # Pools on their node's own disk: a move's files travel through the agents.
+    files = AgentFiles(pools.sessions, staging) if settings.node_storage else None
+    transfer = Transfer(pools, staging, files)
     evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
     backups = BackupService(settings.backups_path, transfer, guard, events,
                             settings.backup_retention_days, offsite=offsite)  # fmt: skip
@@ -225,6 +230,7 @@ def create_app(controller: Controller) -> web.Application:
         APIHealthz(controller.pools),
         APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
+        APIAgentFiles(controller.transfer.files),
         events,
         APIPools(
             controller.pools,
@@ -272,7 +278,7 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     await controller.sessions.load()  # signed-out sessions stay so
     # Moves a crash cut short are recovered before any pool starts its bots.
-    await recover_moves(controller.transfer, controller.guard)
+    land = await recover_moves(controller.transfer, controller.guard)
     # An upgrade a crash cut short: the pool it was replacing back on its old image, before
     # adopt() would recreate a missing one from POOL_IMAGE.
     await controller.upgrader.recover()
@@ -289,11 +295,14 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     offsite = controller.backups.offsite
     uploads = asyncio.create_task(offsite.run(), name="backup-bucket") if offsite else None
     usage = asyncio.create_task(controller.usage.run(), name="usage")
+    # Staged files a crash left, for pools on their node's own disk: through their agents.
+    landing = asyncio.create_task(land_later(controller.transfer, controller.guard, land),
+                                  name="land-staged")  # fmt: skip
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,
              pools=len(view.pools), bots=len(view.bots))  # fmt: skip
     yield
-    for task in (monitor, heap, sweep, usage, *([uploads] if uploads else [])):
+    for task in (monitor, heap, sweep, usage, landing, *([uploads] if uploads else [])):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -6,7 +6,7 @@ crash or an unchecked value further in.
 
 fields: reading a frame's fields, checked, and ProtocolError; status: what a heartbeat
 reports (bots, pool, market-data proxy, backups); frames: hello, heartbeat and the
-desired state; requests: log and restore requests and their answers; codec: encode and
+desired state; requests: log, restore and files requests and their answers; codec: encode and
 decode.
 """
 
@@ -28,6 +28,8 @@ from common.protocol.frames import (
     Hello,
 )
 from common.protocol.requests import (
+    FilesRequest,
+    FilesResponse,
     LogRequest,
     LogResponse,
     Response,
@@ -57,6 +59,8 @@ __all__ = [
     "BotSpec",
     "BotStatus",
     "Desired",
+    "FilesRequest",
+    "FilesResponse",
     "Heartbeat",
     "Hello",
     "LogRequest",

@@ -13,16 +13,24 @@ from common import heartbeat_wire
 from common.heartbeat_wire import PROTOCOL_VERSION
 from common.protocol.fields import ProtocolError, as_map
 from common.protocol.frames import Desired, Heartbeat, Hello
-from common.protocol.requests import LogRequest, LogResponse, RestoreRequest, RestoreResponse
+from common.protocol.requests import (
+    FilesRequest,
+    FilesResponse,
+    LogRequest,
+    LogResponse,
+    RestoreRequest,
+    RestoreResponse,
+)
 from common.protocol.status import BackupState, BotStatus, MarketDataStats, PoolStats, UpstreamStats
 
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
-Message = Hello | Heartbeat | Desired | LogRequest | LogResponse | RestoreRequest | RestoreResponse
-_TYPES: dict[str, Any] = {
-    cls.t: cls
-    for cls in (Hello, Heartbeat, Desired, LogRequest, LogResponse, RestoreRequest, RestoreResponse)
-}
+Message = (
+    Hello | Heartbeat | Desired | LogRequest | LogResponse | RestoreRequest | RestoreResponse
+    | FilesRequest | FilesResponse
+)  # fmt: skip
+_FRAMES = (Hello, Heartbeat, Desired, LogRequest, LogResponse, RestoreRequest, RestoreResponse)
+_TYPES: dict[str, Any] = {cls.t: cls for cls in (*_FRAMES, FilesRequest, FilesResponse)}
 
 
 def encode(msg: Message) -> bytes:

@@ -88,6 +88,16 @@ _POINT = re.compile(r"\A[0-9]{8}T[0-9]{6}\.[0-9]{6}Z\Z")
 _DB_NAME = re.compile(r"\Atradesv3(\.dryrun)?\.sqlite\Z")
 
 
+_HEX = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
+def check_hex(value: object) -> str:
+    """A transfer's token or an archive's sha256: 64 lowercase hex digits."""
+    if not isinstance(value, str) or not _HEX.match(value):
+        raise ProtocolError("bad token or digest")
+    return value
+
+
 def check_restore_point(db: object, point: object) -> tuple[str, str]:
     """A restore point: one of FreqTrade's database names and a snapshot's time stamp."""
     if not isinstance(db, str) or not _DB_NAME.match(db):

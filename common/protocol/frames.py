@@ -27,7 +27,7 @@ _RUN_STATES_BY_NAME: dict[str, RunState] = {s.value: s for s in RunState}
 # What an agent can do beyond protocol 1, announced in its hello: an agent from before a
 # feature would reject frames that use it, so the controller asks only agents that have it.
 # "fence": it stops its bots when cut off from the controller for AGENT_FENCE_TIMEOUT.
-AGENT_FEATURES = ("held", "backup", "fence", "market_data_switch")
+AGENT_FEATURES = ("held", "backup", "fence", "market_data_switch", "files")
 # How a pool starts its bots: forked from its preloader (sharing memory), or plain exec.
 LAUNCH_MODES = ("preload", "exec")
 

@@ -1,5 +1,6 @@
 """The controller's requests to an agent and their answers, matched by id: a bot's log
-tail, and a held bot's database put back from a snapshot."""
+tail, a held bot's database put back from a snapshot, and a held bot's directory sent to
+or received from the controller (pools on their node's own disk)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from common.protocol.fields import (
     MAX_FILE_BYTES,
     ProtocolError,
+    check_hex,
     check_restore_point,
     int_in,
     short_str,
@@ -87,4 +89,50 @@ class RestoreResponse:
         return cls(int_in(m, "id"), short_str(m, "error", 1024), short_str(m, "kept", 256))
 
 
-Response = LogResponse | RestoreResponse
+FILES_OPS = ("export", "import")
+
+
+@dataclass(slots=True)
+class FilesRequest:
+    """Controller asks the agent to send a held bot's directory (`export`: uploaded to the
+    controller's /api/agents/files/<token>, then removed from the pool) or to receive one
+    (`import`: downloaded from there, its sha256 checked, put in place); answered by a
+    FilesResponse. The token is good for this one transfer only."""
+
+    t = "files_request"
+    id: int
+    bot: str
+    op: str
+    token: str
+    sha256: str = ""  # import: the archive's
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "bot": self.bot, "op": self.op, "token": self.token,
+                "sha256": self.sha256}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> FilesRequest:
+        op = short_str(m, "op", 16)
+        if op not in FILES_OPS:
+            raise ProtocolError("bad files op")
+        sha = short_str(m, "sha256", 64)
+        return cls(int_in(m, "id"), valid_id(m, "bot"), op, check_hex(m.get("token")),
+                   check_hex(sha) if sha else "")  # fmt: skip
+
+
+@dataclass(slots=True)
+class FilesResponse:
+    t = "files_response"
+    id: int
+    error: str = ""
+    absent: bool = False  # export: the pool has no directory of that bot (nothing sent)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "error": self.error, "absent": self.absent}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> FilesResponse:
+        return cls(int_in(m, "id"), short_str(m, "error", 1024), typed(m, "absent", bool))
+
+
+Response = LogResponse | RestoreResponse | FilesResponse

@@ -50,6 +50,7 @@ class ControllerSettings:
     pool_runtime: str = runtimes.pool_runtime()
     swarm_network: str = runtimes.swarm_network()
     swarm_node_labels: str = runtimes.swarm_node_labels()
+    pool_storage: str = runtimes.pool_storage()
     pool_image: str = runtimes.pool_image()
     pool_network: str = runtimes.pool_network()
     pool_memory_limit: str = runtimes.pool_memory_limit()
@@ -150,6 +151,12 @@ class ControllerSettings:
         return self.pool_memory_bytes // self.max_bots_per_container
 
     @property
+    def node_storage(self) -> bool:
+        """Pools' directories on their node's own disk, which the controller cannot see."""
+        auto = self.pool_storage == "auto" and self.pool_runtime == "swarm"
+        return self.pool_storage == "node" or auto
+
+    @property
     def pools_dir(self) -> Path:
         return self.bot_base_dir / "pools"
 
@@ -182,6 +189,11 @@ class ControllerSettings:
                 "invalid settings: AGENT_CONTROLLER_URL must be set when POOL_NETWORK is a "
                 "bridge network or POOL_RUNTIME is swarm (agents cannot reach the "
                 "controller's loopback address)"
+            )
+        if settings.pool_storage == "node" and settings.pool_runtime != "swarm":
+            raise SettingsError(
+                "invalid settings: POOL_STORAGE=node needs POOL_RUNTIME=swarm (the local and "
+                "docker runtimes' pools are on the controller's own host)"
             )
         if settings.backup_host_dir and not Path(settings.backup_host_dir).is_absolute():
             raise SettingsError("invalid settings: BACKUP_HOST_DIR must be an absolute path")

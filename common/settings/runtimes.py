@@ -29,6 +29,15 @@ def swarm_node_labels() -> Any:
     )  # fmt: skip
 
 
+def pool_storage() -> Any:
+    return setting(
+        "POOL_STORAGE", choice("auto", "shared", "node"), "auto",
+        "where pools' directories are (swarm): node (each node's own disk, a Docker volume; "
+        "bots' files move through the agents), shared (BOT_BASE_DIR seen by every node); "
+        "auto: node on swarm, shared elsewhere",
+    )  # fmt: skip
+
+
 def pool_image() -> Any:
     return setting("POOL_IMAGE", text, "freqtrade-pool:latest", "image of pool containers (docker)")
 

@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 
 from common.protocol import (
     MAX_FRAME_BYTES,
+    FilesResponse,
     Heartbeat,
     Hello,
     LogResponse,
@@ -112,7 +113,7 @@ class APIAgents:
                     continue
                 if isinstance(frame, Heartbeat):
                     await self.pools.heartbeat(pool_id, frame)
-                elif isinstance(frame, LogResponse | RestoreResponse):
+                elif isinstance(frame, LogResponse | RestoreResponse | FilesResponse):
                     self.pools.sessions.response(frame)
                 else:
                     self._reject(f"unexpected frame {frame.t}", pool_id)

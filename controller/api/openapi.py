@@ -44,6 +44,10 @@ PATH_PARAMETERS: dict[str, Schema] = {
         "description": "the path under the bot's /api/v1/, passed through",
     },
     "name": {"schema": {"type": "string"}, "description": "a file of the dashboard's"},
+    "token": {
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "description": "a transfer's own token, good once",
+    },
 }
 _CONVERTER = re.compile(r"\{(\w+):[^}]*\}")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")

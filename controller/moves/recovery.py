@@ -12,10 +12,15 @@ release stays held, as the event `bot_move_failed` (reason `recovery_failed`) sa
 
 It runs before the controller serves: no agent is connected yet, and each is sent its
 desired state as it is after the recovery when it connects. So files are placed without
-waiting for an agent to apply a hold: none applies anything meanwhile.
+waiting for an agent to apply a hold: none applies anything meanwhile. With pools on their
+node's own disk (POOL_STORAGE=node) staged files can only land through their pool's agent:
+such a bot stays held (its agent runs nothing of it) until `land_later`, once the
+controller serves, has landed them and released it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 
@@ -26,8 +31,13 @@ from controller.moves.transfer import Transfer
 log = structlog.get_logger("controller.moves")
 
 
-async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
+RETRY_INTERVAL = 10.0  # between two attempts to land a bot's staged files through its agent
+
+
+async def recover_moves(transfer: Transfer, guard: MoveGuard) -> list[str]:
+    """The held bots whose staged files wait for their pool's agent (for `land_later`)."""
     registry, store, events = transfer.registry, transfer.pools.store, transfer.pools.events
+    later: list[str] = []
     async with guard.lock:
         for bot in [b for b in registry.bots.values() if b.held]:
             if registry.pools[bot.pool_id].abandoned:
@@ -35,6 +45,9 @@ async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
                 # that node's; the monitor's failover stages it from its backups again and
                 # moves it. Nothing lands here, and it stays held until then.
                 log.warning("move_recovery_left_to_failover", bot=bot.id, pool=bot.pool_id)
+                continue
+            if transfer.files is not None and transfer.staged(bot.id):
+                later.append(bot.id)
                 continue
             try:
                 await transfer.place_staged(bot)
@@ -51,3 +64,26 @@ async def recover_moves(transfer: Transfer, guard: MoveGuard) -> None:
             if left:
                 await registry.apply(await store.set_draining(pool.id, False))
                 log.warning("pool_draining_ended", pool=pool.id, bots=left)
+    return later
+
+
+async def land_later(transfer: Transfer, guard: MoveGuard, bot_ids: list[str]) -> None:
+    """Each bot's staged files land in its pool through its agent, and it is released
+    there; tried again every RETRY_INTERVAL until each has (its pool starting, say)."""
+    left = list(bot_ids)
+    while left:
+        async with guard.lock:
+            for bot_id in list(left):
+                bot = transfer.registry.bots.get(bot_id)
+                pool = transfer.registry.pools.get(bot.pool_id) if bot is not None else None
+                # A pool abandoned since (its node lost): the failover moves the bot.
+                if bot is not None and bot.held and pool is not None and not pool.abandoned:
+                    try:
+                        await transfer.recover(bot)
+                    except (FtpoolError, OSError) as exc:
+                        log.error("move_recovery_failed", bot=bot_id, pool=bot.pool_id,
+                                  error=str(exc), retry=RETRY_INTERVAL)  # fmt: skip
+                        continue
+                left.remove(bot_id)
+        if left:
+            await asyncio.sleep(RETRY_INTERVAL)

@@ -12,8 +12,14 @@ evacuation.py; migration, controller/migration/run.py):
   hold (a new pool's runtime is made only once they are there).
 - release: it runs (or stays stopped, as its user wants) where it is now.
 
+With pools on their node's own disk (POOL_STORAGE=node) the stage and land steps go
+through the agents (controller/moves/agent_files.py): the old pool's agent uploads the
+directory into staging, the new pool's agent downloads it from there, and a new pool's
+runtime is made before its files land (its agent receives them).
+
 So after a crash a bot's files are in exactly one of: its old pool, staging, its new
-pool, and a held bot's record says where they belong: the crash recovery
+pool (or, through the agents, the same directory in staging and one pool: landing it there
+is then a no-op), and a held bot's record says where they belong: the crash recovery
 (controller/moves/recovery.py) brings staged files to the pool the store has the bot
 in and releases it there, whatever move was cut short.
 """
@@ -30,6 +36,7 @@ import structlog
 
 from common.states import STOPPED, ProcessState, RunState
 from controller.errors import FtpoolError
+from controller.moves.agent_files import AgentFiles
 from controller.pools.live import PoolLive
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
@@ -39,6 +46,7 @@ from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
 HOLD_TIMEOUT = 90.0  # supervisord gives a bot 30 s to stop; its agent reports within seconds
+AGENT_TIMEOUT = 300.0  # for a pool's agent to connect (a new pool's task to start, say)
 _NOTHING_RUNS = frozenset((RuntimeState.EXITED, RuntimeState.MISSING))
 
 
@@ -49,10 +57,11 @@ class StepFailed(FtpoolError):
 
 
 class Transfer:
-    def __init__(self, pools: PoolManager, staging: Path) -> None:
+    def __init__(self, pools: PoolManager, staging: Path, files: AgentFiles | None = None) -> None:
         self.pools = pools
         self.registry = pools.registry
         self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
+        self.files = files  # pools on their node's own disk: files through the agents
 
     # -- hold and release ---------------------------------------------------------------
 
@@ -128,9 +137,17 @@ class Transfer:
         await self.stage(bot)
         return await self.relocate(bot, placement)
 
+    def staged(self, bot_id: str) -> bool:
+        return (self.staging / bot_id).is_dir()
+
     async def stage(self, bot: BotRecord) -> None:
         """The held bot's directory leaves its pool for staging (OSError if it cannot)."""
-        source = self.bot_dir(self.registry.bots[bot.id])
+        bot = self.registry.bots[bot.id]
+        if self.files is not None:
+            self._need_agent(bot.pool_id)
+            await self.files.export(bot.pool_id, bot.id)
+            return
+        source = self.bot_dir(bot)
         if source.is_dir():  # else never written (its pool died before its agent made it)
             await asyncio.to_thread(hand_over, source, self.staging / bot.id)
 
@@ -161,9 +178,11 @@ class Transfer:
         archive it."""
         pool = self.registry.pools[bot.pool_id]
         if created:
-            if staged:
+            if staged and self.files is None:
                 await self.place_staged(bot)  # before its agent exists
             await self.pools.lifecycle.create_runtime(pool, token)
+            if staged and self.files is not None:
+                await self.place_staged(bot)  # its agent receives them
             return
         if not staged:
             return
@@ -174,8 +193,41 @@ class Transfer:
 
     async def place_staged(self, bot: BotRecord) -> None:
         stage = self.staging / bot.id
-        if stage.is_dir():
+        if not stage.is_dir():
+            return
+        if self.files is None:
             await asyncio.to_thread(hand_over, stage, self.bot_dir(bot))
+            return
+        await self.wait_agent(bot.pool_id)
+        await self.files.import_(bot.pool_id, bot.id)
+
+    def _need_agent(self, pool_id: str) -> None:
+        """OSError unless the pool's agent is connected and moves files (its directory is
+        on its node's own disk: nothing else can reach it)."""
+        live = self.registry.live.get(pool_id)
+        if live is None or not live.connected:
+            raise OSError(f"the agent of {pool_id} is not connected; its directory is on its node")
+        if "files" not in live.features:
+            version = live.agent_version
+            raise OSError(f"the agent of {pool_id} ({version}) cannot move a bot's files; "
+                          "recreate that pool with the current pool image first")  # fmt: skip
+
+    async def wait_agent(self, pool_id: str) -> None:
+        """Wait until the pool's agent is connected and has applied its current desired
+        state (a new pool's task is being started, perhaps); StepFailed if it does not
+        within AGENT_TIMEOUT."""
+        await self.pools.lifecycle.wait_created(pool_id)
+        deadline = time.monotonic() + AGENT_TIMEOUT
+        while True:
+            gen = self.registry.pools[pool_id].generation
+            live = self.registry.live.get(pool_id)
+            if live is not None and live.connected and live.acked_gen >= gen:
+                self._need_agent(pool_id)
+                return
+            if time.monotonic() > deadline:
+                raise StepFailed(f"the agent of {pool_id} did not connect and apply generation "
+                                 f"{gen} within {AGENT_TIMEOUT:.0f} s")  # fmt: skip
+            await asyncio.sleep(0.2)
 
     async def recover(self, bot: BotRecord) -> BotRecord:
         """A held bot whose move was cut short (a failed step): its staged files land in the
@@ -183,7 +235,7 @@ class Transfer:
         bot = self.registry.bots[bot.id]
         # Nothing staged (its hold itself failed, e.g. an agent too slow to apply it):
         # nothing to land, and waiting for that agent again would leave the bot held.
-        if (self.staging / bot.id).is_dir():
+        if self.staged(bot.id):
             await self.land(bot, False, "")
         bot = await self.release(bot)
         log.warning("bot_move_recovered", bot=bot.id, pool=bot.pool_id)

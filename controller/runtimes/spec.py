@@ -37,6 +37,9 @@ class DockerOptions:
     oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
+    # POOL_STORAGE=node (swarm): each pool's /pool is a volume on its node's own disk
+    # (pool_volume), which the controller never sees; shared: a bind of host_pools_dir/<id>.
+    node_storage: bool = False
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
@@ -52,6 +55,7 @@ class DockerOptions:
             oom_score_adj=settings.pool_oom_score_adj,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
+            node_storage=swarm and settings.node_storage,
         )
 
     @property
@@ -68,6 +72,7 @@ class PoolSpec:
     binds: dict[str, str]  # path on the Docker host -> path in the container (read-write)
     labels: dict[str, str]
     memory_limit: str  # "" for none
+    volumes: dict[str, str] = field(default_factory=dict)  # a node's volume -> path in it
 
     @property
     def ports(self) -> range:
@@ -84,7 +89,11 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
         "POOL_PORT_START": str(launch.port_start),
         **launch.agent_env,
     }
-    binds = {str(options.host_pools_dir / launch.pool_id): POOL_MOUNT}
+    binds, volumes = {}, {}
+    if options.node_storage:
+        volumes[pool_volume(launch.pool_id)] = POOL_MOUNT  # made by its node's Docker
+    else:
+        binds[str(options.host_pools_dir / launch.pool_id)] = POOL_MOUNT
     if launch.backup_dir is not None and options.host_backups_dir is not None:
         # Its own bots' backups only: the pool's directory of the target, nothing else.
         binds[str(options.host_backups_dir / "pools" / launch.pool_id)] = BACKUP_MOUNT
@@ -95,14 +104,22 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
         binds=binds,
         labels={LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
         memory_limit=options.memory_limit,
+        volumes=volumes,
     )
 
 
+def pool_volume(pool_id: str) -> str:
+    """The Docker volume of a pool's directory on its node (POOL_STORAGE=node)."""
+    return f"ftpool-pool-{pool_id}"
+
+
 def prepare_dirs(launch: PoolLaunch, options: DockerOptions) -> None:
-    """The pool's directory (and its backup target) before the container mounts them."""
-    pool_dir = options.pools_dir / launch.pool_id
-    pool_dir.mkdir(parents=True, exist_ok=True)
-    # Bot users inside the container must traverse /pool to reach their own directory.
-    os.chmod(pool_dir, 0o711)
+    """The pool's directory (and its backup target) before the container mounts them; a
+    node's volume (POOL_STORAGE=node) is made by that node's Docker as the task starts."""
+    if not options.node_storage:
+        pool_dir = options.pools_dir / launch.pool_id
+        pool_dir.mkdir(parents=True, exist_ok=True)
+        # Bot users inside the container must traverse /pool to reach their own directory.
+        os.chmod(pool_dir, 0o711)
     if launch.backup_dir is not None and options.host_backups_dir is not None:
         make_backup_dir(launch)

@@ -53,6 +53,7 @@ from controller.runtimes.spec import (
     DockerOptions,
     PoolSpec,
     pool_spec,
+    pool_volume,
     prepare_dirs,
 )
 from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
@@ -74,7 +75,11 @@ def service_spec(
         spec.image,
         env=spec.env,
         labels=spec.labels,  # the task's container carries the pool's labels, as with docker
-        mounts=[Mount(target, source, type="bind") for source, target in spec.binds.items()],
+        mounts=[Mount(target, source, type="bind") for source, target in spec.binds.items()]
+        + [
+            Mount(target, volume, type="volume", labels=spec.labels)
+            for volume, target in spec.volumes.items()
+        ],
         stop_signal="SIGTERM",
         stop_grace_period=STOP_TIMEOUT * 1_000_000_000,
         cap_add=list(CAP_ADD),
@@ -422,6 +427,11 @@ class SwarmRuntime(DockerClient, PoolRuntime):
 
     async def remove(self, pool_id: str) -> None:
         await self.discard(pool_id)
+        if self.options.node_storage:
+            # Its volume stays on its node, with its archive/ (deleted bots' directories):
+            # a manager cannot remove another node's volume (docs/swarm.md).
+            log.info("pool_service_removed", pool=pool_id, volume=pool_volume(pool_id))
+            return
         await self._run(retire_pool_dir, self.pools_dir / pool_id, self.options.archive_dir)
         log.info("pool_service_removed", pool=pool_id)
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 import pytest_asyncio
 
+from controller.runtimes.spec import pool_volume
 from tests.e2e.docker.conftest import (
     cluster_behind_gateway,
     provision_answering,
@@ -50,6 +52,16 @@ def leave_swarm(client: docker.DockerClient) -> None:
     with contextlib.suppress(docker.errors.APIError):
         client.swarm.leave(force=True)
     remove_test_pools(client)
+    # This swarm's task containers, whatever they mount (a pool's directory is a volume).
+    for container in client.containers.list(all=True, filters={"label": "ftpool.pool"}):
+        if "com.docker.swarm.task.id" in container.labels:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+    # The pools' directories (POOL_STORAGE=node: a volume on the node), once unused.
+    for volume in client.volumes.list(filters={"label": "ftpool.pool"}):
+        if volume.name.startswith("ftpool-pool-"):
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove(force=True)
 
 
 def in_swarm(client: docker.DockerClient) -> bool:
@@ -216,4 +228,8 @@ async def test_a_deleted_bot_leaves_its_neighbour_running(swarm_cluster, docker_
     assert status == 200 and body["status"] == "deleted"
     assert (await all_running(cluster, [kept]))[kept] == before[kept]
     assert deleted not in await states(cluster)
-    assert list((cluster.base_dir / "pools" / "pool-1" / "archive").glob(f"{deleted}-*"))
+    # Its directory archived in its pool's directory: a volume on the node (POOL_STORAGE
+    # defaults to node on swarm), nothing under the controller's BOT_BASE_DIR.
+    pool_dir = Path(docker_client.volumes.get(pool_volume("pool-1")).attrs["Mountpoint"])
+    assert list((pool_dir / "archive").glob(f"{deleted}-*"))
+    assert not (cluster.base_dir / "pools" / "pool-1").exists()

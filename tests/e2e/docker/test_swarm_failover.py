@@ -7,10 +7,12 @@ back, the old service's task on node 2 is removed, not started again.
 
 The controller runs on the host with DOCKER_HOST at node 1 (the manager); agents and the
 exchange emulator reach the host at its address on the nodes' link, and the controller
-reaches bots on their node's address (ports published in host mode). Every directory is
-on the host's disk, which both nodes share: the backup target is reachable from node 2
-during the partition, so the fence's last backup round keeps every trade (docs/swarm.md,
-the recovery point).
+reaches bots on their node's address (ports published in host mode). Each pool's
+directory is a volume on its node (POOL_STORAGE=node, the default on swarm): the failover
+never reads node 2's, it stages each bot's newest restore point from the backup target on
+the controller's host and lands it through the new pool's agent. That target is the
+host's disk, which both nodes share: it is reachable from node 2 during the partition, so
+the fence's last backup round keeps every trade (docs/swarm.md, the recovery point).
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ async def test_a_cut_off_node_fences_and_its_bots_fail_over_from_backups(
                 await all_running(cluster, BOTS, timeout=240)
                 answering_after = time.monotonic() - cut
                 assert set(node1.bot_processes()) == set(BOTS) and not node2.bot_processes()
+                # Restored through the new pool's agent into its volume on node 1: no pool
+                # directory under the controller's BOT_BASE_DIR, none left in staging.
+                assert not list((cluster.base_dir / "pools").glob("*"))
+                assert not list((cluster.base_dir / "migrating").glob("*"))
                 # Every trade made before the cut is there: the fence's last backup round
                 # reached the target (the recovery point: 0 s here).
                 for bot in BOTS:

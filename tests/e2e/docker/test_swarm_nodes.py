@@ -5,6 +5,12 @@ then node 2 is drained: every pool moves to node 1 one at a time, each bot keeps
 trades, no bot ever runs twice (counted on both nodes through the drain), node 2 runs no
 bot process at the end.
 
+Each pool's directory is on its node's own disk (POOL_STORAGE=node, the default on swarm):
+a volume of that node's dockerd (its own data root), never under the controller's
+BOT_BASE_DIR, so the drain's moves carry each bot's directory through the two agents and
+the controller's staging. The test reads the volumes where the nodes keep them: each bot's
+directory is in exactly one pool's volume, before and after the drain.
+
 The controller runs on the host (in this test process), talking to node 1's dockerd (the
 manager) through its socket; it reaches the nodes over their link (10.231.0.0/24), where
 each pool publishes its bot ports in `host` mode, and agents dial it at the host's address
@@ -16,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import docker
 import pytest
 import pytest_asyncio
 
+from controller.runtimes.spec import pool_volume
 from tests.e2e.docker import swarm_nodes as harness
 from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
 from tests.e2e.local.conftest import Cluster
@@ -79,6 +87,31 @@ async def bots_by_node(cluster: Cluster) -> dict[str, list[str]]:
     return {node: sorted(bots) for node, bots in found.items()}
 
 
+def bot_dirs(nodes: harness.SwarmNodes) -> dict[str, list[str]]:
+    """Bot id → the nodes (hostnames) whose pool volumes hold a directory of it."""
+    found: dict[str, list[str]] = {}
+    for node in nodes.nodes:
+        for volume in node.client.volumes.list(filters={"label": "ftpool.pool"}):
+            bots = Path(volume.attrs["Mountpoint"]) / "bots"
+            for bot_dir in bots.iterdir() if bots.is_dir() else []:
+                found.setdefault(bot_dir.name, []).append(node.name)
+    return found
+
+
+def assert_node_local(nodes: harness.SwarmNodes, cluster: Cluster, pools: dict[str, str]) -> None:
+    """Each pool's directory is a volume on the node it is pinned to, and none is under the
+    controller's BOT_BASE_DIR (`pools`: pool id → node id)."""
+    assert not list((cluster.base_dir / "pools").glob("*")), "a pool directory the controller sees"
+    for node in nodes.nodes:
+        names = {v.name for v in node.client.volumes.list(filters={"label": "ftpool.pool"})}
+        for pool_id, node_id in pools.items():
+            assert (pool_volume(pool_id) in names) == (node_id == node.node_id), (node, pool_id)
+
+
+async def pool_nodes(cluster: Cluster) -> dict[str, str]:
+    return {p["id"]: p["node"] for p in (await get(cluster, "/api/pool/status"))["pools"]}
+
+
 async def test_pools_spread_over_both_nodes_and_bots_on_node_2_trade(swarm):
     nodes, cluster, exchange = swarm
     h = cluster.harness
@@ -101,6 +134,9 @@ async def test_pools_spread_over_both_nodes_and_bots_on_node_2_trade(swarm):
     for node in nodes.nodes:  # each bot runs once, on the node its pool is pinned to
         running = node.bot_processes()
         assert {b: len(p) for b, p in running.items()} == {b: 1 for b in by_node[node.node_id]}
+    assert_node_local(nodes, cluster, await pool_nodes(cluster))
+    names = {n.node_id: n.name for n in nodes.nodes}
+    assert bot_dirs(nodes) == {b: [names[n]] for n, bots in by_node.items() for b in bots}
 
 
 async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm):
@@ -153,3 +189,8 @@ async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm)
     assert node2.bot_processes() == {}
     assert {b: len(p) for b, p in node1.bot_processes().items()} == {b: 1 for b in BOTS}
     assert max(copies.values()) == 1 and set(moving) <= set(copies), copies
+    # Moved through the agents: each directory now only in its pool's volume on node 1
+    # (the old pools' volumes stay on node 2, without it), none left in staging.
+    assert bot_dirs(nodes) == {bot: [node1.name] for bot in BOTS}
+    assert not list((cluster.base_dir / "migrating").glob("*"))
+    assert_node_local(nodes, cluster, await pool_nodes(cluster))

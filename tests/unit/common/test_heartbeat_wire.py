@@ -262,7 +262,12 @@ def test_frames_of_the_previous_version_decode_and_are_sent_the_same(name: str) 
         assert heartbeat_wire.decode(recorded) is not None
 
 
+# Frames the recorded version did not have: sent only to agents whose hello lists their
+# feature ("files": a bot's directory moved through the agents, POOL_STORAGE=node).
+NEWER_FRAMES = {"files_request", "files_response"}
+
+
 def test_every_frame_type_was_recorded() -> None:
     assert {type(m).t for m in skew_frames.messages().values()} == {
         type(m).t for m in sample_messages()
-    }
+    } - NEWER_FRAMES

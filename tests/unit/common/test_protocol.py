@@ -19,6 +19,8 @@ from common.protocol import (
     BotSpec,
     BotStatus,
     Desired,
+    FilesRequest,
+    FilesResponse,
     Heartbeat,
     Hello,
     LogRequest,
@@ -113,6 +115,10 @@ def sample_messages() -> list[Any]:
         RestoreRequest(11, "bot-1", "tradesv3.dryrun.sqlite", "20261130T124300.123456Z"),
         RestoreResponse(11, "", "tradesv3.sqlite.before-restore-20261130T124300.000001Z"),
         RestoreResponse(12, "the bot is running"),
+        FilesRequest(13, "bot-1", "export", "a" * 64),
+        FilesRequest(14, "bot-1", "import", "b" * 64, "0123456789abcdef" * 4),
+        FilesResponse(13, "", absent=True),
+        FilesResponse(14, "sha256 mismatch"),
     ]
 
 
@@ -141,7 +147,21 @@ def test_every_frame_type_is_covered() -> None:
         "log_response",
         "restore_request",
         "restore_response",
+        "files_request",
+        "files_response",
     }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"op": "delete"}, {"token": "../../etc"}, {"token": "A" * 64}, {"token": "a" * 63},
+     {"sha256": "z" * 64}, {"bot": "../x"}],
+)  # fmt: skip
+def test_a_files_request_carries_only_checked_values(fields: dict[str, Any]) -> None:
+    wire = {"t": "files_request", "v": PROTOCOL_VERSION, "id": 1, "bot": "bot-1",
+            "op": "import", "token": "a" * 64, "sha256": "b" * 64, **fields}  # fmt: skip
+    with pytest.raises(ProtocolError):
+        decode(msgpack.packb(wire, use_bin_type=True))
 
 
 @pytest.mark.parametrize(

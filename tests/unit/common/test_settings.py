@@ -295,3 +295,13 @@ def test_bots_get_the_bundled_sample_strategies_unless_told_otherwise(tmp_path: 
     assert bundled == Path(__file__).resolve().parents[3] / "controller" / "strategies"
     own = ControllerSettings.from_env({"STRATEGIES_DIR": str(tmp_path)})
     assert own.strategies_path == tmp_path
+
+
+def test_pool_storage_is_node_on_swarm_and_only_there() -> None:
+    swarm = {"POOL_RUNTIME": "swarm", "AGENT_CONTROLLER_URL": "ws://10.0.0.1:5000/api/agents/ws"}
+    assert ControllerSettings.from_env(swarm).node_storage
+    assert not ControllerSettings.from_env({**swarm, "POOL_STORAGE": "shared"}).node_storage
+    assert not ControllerSettings.from_env({}).node_storage  # local: the controller's own disk
+    assert not ControllerSettings.from_env({"POOL_RUNTIME": "docker"}).node_storage
+    with pytest.raises(SettingsError, match="POOL_STORAGE=node needs POOL_RUNTIME=swarm"):
+        ControllerSettings.from_env({"POOL_RUNTIME": "docker", "POOL_STORAGE": "node"})

@@ -181,3 +181,39 @@ async def test_a_failover_cut_short_is_taken_up_again_never_landed_in_the_lost_p
     assert (b2.pool_id, b2.run, b2.held) == ("pool-2", "stopped", False)  # no backup
     assert bot_db(again, "b1") == "b1's backup"
     assert ("create", "pool-1") not in again.runtime.calls
+
+
+async def test_on_node_storage_staged_files_wait_for_their_pools_agent(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POOL_STORAGE=node: staged files land only through their pool's agent, which is not
+    connected at start-up: their bot stays held (its agent runs nothing of it) until
+    land_later has landed them, tried again until it could; a bot with nothing staged is
+    released at once."""
+    from controller.moves import recovery
+
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for bot in ("b1", "b2"):
+        await api.provision(instanceId=bot)
+    store, registry = api.controller.pools.store, api.controller.pools.registry
+    for bot in ("b1", "b2"):
+        await registry.apply(await store.update_bot(bot, held=1))
+    write_bot_dir(api, "migrating/b2")
+    transfer: Transfer = api.controller.transfer
+    transfer.files = object()  # type: ignore[assignment]  # through the agents
+    attempts: list[str] = []
+
+    async def recover(bot: Any) -> Any:
+        attempts.append(bot.id)
+        if len(attempts) == 1:
+            raise OSError("the agent of pool-2 is not connected")
+        return await transfer.release(bot)
+
+    monkeypatch.setattr(transfer, "recover", recover)
+    later = await recovery.recover_moves(transfer, api.controller.guard)
+    assert later == ["b2"]
+    assert (registry.bots["b1"].held, registry.bots["b2"].held) == (False, True)
+    assert [s.run for s in registry.desired("pool-2").bots] == ["held"]
+    monkeypatch.setattr(recovery, "RETRY_INTERVAL", 0.0)
+    await recovery.land_later(transfer, api.controller.guard, later)
+    assert attempts == ["b2", "b2"] and not registry.bots["b2"].held

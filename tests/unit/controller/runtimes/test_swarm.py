@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -9,7 +10,7 @@ import pytest
 
 from controller.errors import RuntimeFailure
 from controller.runtimes import PoolLaunch, RuntimeState
-from controller.runtimes.spec import DockerOptions, pool_spec
+from controller.runtimes.spec import DockerOptions, pool_spec, prepare_dirs
 from controller.runtimes.swarm import (
     SwarmRuntime,
     current_task,
@@ -69,6 +70,22 @@ def test_the_service_is_one_pinned_replica_that_swarm_never_restarts(tmp_path: P
         "/srv/pools/pool-3": ("/pool", "bind"),
         "/srv/backups/pools/pool-3": ("/backup", "bind"),
     }
+
+
+def test_on_node_storage_the_pools_directory_is_a_volume_of_its_node(tmp_path: Path) -> None:
+    """POOL_STORAGE=node: /pool is a labelled volume its node's Docker makes; nothing of it
+    on the controller's disk (only the backup target is shared)."""
+    opts = options(tmp_path, node_storage=True)
+    spec = service_spec(pool_spec(LAUNCH, opts), "s", "n1", "ftpool", publish=False)
+    mounts = spec["task_template"]["ContainerSpec"]["Mounts"]
+    assert [(m["Source"], m["Target"], m["Type"]) for m in mounts] == [
+        ("/srv/backups/pools/pool-3", "/backup", "bind"),
+        ("ftpool-pool-pool-3", "/pool", "volume"),
+    ]
+    assert mounts[1]["VolumeOptions"]["Labels"]["ftpool.pool"] == "pool-3"
+    launch = replace(LAUNCH, backup_dir=None)
+    prepare_dirs(launch, opts)
+    assert not (tmp_path / "pools").exists()
 
 
 def test_published_bot_ports_bind_on_the_node_not_the_routing_mesh(tmp_path: Path) -> None:

@@ -1,0 +1,137 @@
+"""A move's files through the agents, for pools on their node's own disk (POOL_STORAGE=node).
+
+The controller cannot see such a pool's directory, so a move's stage and land steps
+(controller/moves/transfer.py) ask the agents instead, over their WebSocket (FilesRequest):
+
+- stage: the old pool's agent uploads the held bot's directory as a tar to
+  PUT /api/agents/files/<token>; the controller unpacks it (every member checked,
+  common/bot_archive.py) into staging, BOT_BASE_DIR/migrating/<bot>, whole or not at all,
+  and answers 200 only then; the agent then removes its copy, and answers the request.
+- land: the staged directory is packed, and the new pool's agent downloads it from
+  GET /api/agents/files/<token>, checks its sha256 and every member, and renames it into
+  place; once it answered, staging is removed.
+
+So staging stays on the controller's disk and the crash recovery stays the same: a copy
+that is both staged and in a pool (a crash between the upload and the agent's answer) is
+landed again from staging, which that agent finds to be the same directory as its own (the
+same tree packs to the same sha256): nothing to do, staging removed. A different directory
+there is never replaced: both stay, the bot held, for an operator (as on shared storage).
+Each token is random (256 bits), good for one transfer of one bot in one direction, and
+forgotten when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import StreamReader
+
+from common.bot_archive import MAX_ARCHIVE_BYTES, ArchiveError, pack_to, unpack
+from common.protocol import FilesRequest, FilesResponse
+from controller.errors import BadRequest, FtpoolError, NotFound, PayloadTooLarge
+from controller.pools.sessions import AgentSessions
+
+log = structlog.get_logger("controller.moves")
+TRANSFER_TIMEOUT = 900.0  # one bot's directory, packed, sent and written: minutes at most
+
+
+@dataclass(slots=True)
+class Ticket:
+    bot: str
+    op: str  # export (the agent uploads) or import (the agent downloads)
+    archive: Path  # import: the staged directory packed
+    used: bool = False
+
+
+class AgentFiles:
+    def __init__(self, sessions: AgentSessions, staging: Path) -> None:
+        self.sessions = sessions
+        self.staging = staging
+        self.tickets: dict[str, Ticket] = {}
+
+    def _stage(self, bot_id: str) -> Path:
+        return self.staging / bot_id
+
+    async def export(self, pool_id: str, bot_id: str) -> bool:
+        """The held bot's directory from its pool's agent into staging; False if the pool has
+        none (never written). OSError if it could not be staged (the pool keeps it)."""
+        if self._stage(bot_id).exists():
+            raise FileExistsError(f"{self._stage(bot_id)} exists already; not overwriting it")
+        await asyncio.to_thread(self.staging.mkdir, parents=True, exist_ok=True, mode=0o700)
+        response = await self._request(pool_id, bot_id, "export", self.staging / f"{bot_id}.tar")
+        if response.absent:
+            return False
+        if not self._stage(bot_id).is_dir():
+            raise OSError(f"the agent of {pool_id} sent no directory of bot {bot_id}")
+        log.info("bot_files_staged", bot=bot_id, pool=pool_id)
+        return True
+
+    async def import_(self, pool_id: str, bot_id: str) -> None:
+        """The staged directory into the pool through its agent, then out of staging."""
+        stage = self._stage(bot_id)
+        archive = self.staging / f"{bot_id}.tar"
+        digest = await asyncio.to_thread(pack_to, stage, archive)
+        try:
+            await self._request(pool_id, bot_id, "import", archive, digest)
+        finally:
+            archive.unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, stage)
+        log.info("bot_files_landed", bot=bot_id, pool=pool_id)
+
+    async def _request(
+        self, pool_id: str, bot_id: str, op: str, archive: Path, digest: str = ""
+    ) -> FilesResponse:
+        token = secrets.token_hex(32)
+        self.tickets[token] = Ticket(bot_id, op, archive)
+        try:
+            frame = FilesRequest(self.sessions.next_request_id(), bot_id, op, token, digest)
+            try:
+                response = await self.sessions.request(pool_id, frame, TRANSFER_TIMEOUT)
+            except FtpoolError as exc:  # not connected, or silent: the files stay where they are
+                raise OSError(f"bot {bot_id}'s files could not move: {exc}") from None
+        finally:
+            self.tickets.pop(token, None)
+        assert isinstance(response, FilesResponse)
+        if response.error:
+            raise OSError(f"the agent of {pool_id}: {response.error}")
+        return response
+
+    # -- the agents' HTTP side --------------------------------------------------------------
+
+    def take(self, token: str, op: str) -> Ticket:
+        """The ticket of a transfer in progress, once; NotFound for any other token."""
+        ticket = self.tickets.get(token)
+        if ticket is None or ticket.op != op or ticket.used:
+            raise NotFound("no such transfer")
+        ticket.used = True
+        return ticket
+
+    async def receive(self, ticket: Ticket, body: StreamReader, digest: str) -> None:
+        """An uploaded directory into staging, whole, if its sha256 is `digest` and every
+        member passes; BadRequest or PayloadTooLarge (nothing staged) if not."""
+        upload = self.staging / f"{ticket.bot}.upload"
+        size, sha = 0, hashlib.sha256()
+        try:
+            fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in body.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_ARCHIVE_BYTES:
+                        raise PayloadTooLarge("the archive is larger than a bot's directory may be")
+                    sha.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            if sha.hexdigest() != digest:
+                raise BadRequest("the archive's sha256 does not match")
+            try:
+                await asyncio.to_thread(unpack, upload, self._stage(ticket.bot))
+            except (ArchiveError, FileExistsError) as exc:
+                raise BadRequest(f"the archive is refused: {exc}") from None
+        finally:
+            upload.unlink(missing_ok=True)

@@ -1,0 +1,219 @@
+"""A move's files through the agents (POOL_STORAGE=node): the controller's side and the
+agent's, over real HTTP on loopback; only the WebSocket between them is a direct call."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import sqlite3
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from agent.bot_transfer import BotTransfer, files_url
+from common.bot_archive import SHA_HEADER
+from common.protocol import FilesRequest, FilesResponse
+from controller.api.agent_files import APIAgentFiles
+from controller.api.middleware import error_middleware
+from controller.errors import BotUnavailable
+from controller.moves.agent_files import AgentFiles
+
+
+class Agents:
+    """The sessions' request(), answered by each pool's agent-side BotTransfer."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = ""
+        self.ids = iter(range(1, 1000))
+        self.offline: set[str] = set()
+
+    def pool_dir(self, pool_id: str) -> Path:
+        return self.root / "nodes" / pool_id
+
+    def next_request_id(self) -> int:
+        return next(self.ids)
+
+    async def request(self, pool_id: str, frame: FilesRequest, timeout: float) -> FilesResponse:
+        if pool_id in self.offline:
+            raise BotUnavailable(f"the agent of {pool_id} is not connected")
+        self.pool_dir(pool_id).mkdir(parents=True, exist_ok=True)  # the pool's /pool
+        return await BotTransfer(self.pool_dir(pool_id), self.url).handle(frame)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[AgentFiles, Agents, TestServer]]:
+    agents = Agents(tmp_path)
+    files = AgentFiles(agents, tmp_path / "migrating")  # type: ignore[arg-type]
+    app = web.Application(middlewares=[error_middleware])
+    app.add_routes(APIAgentFiles(files).routes())
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    agents.url = f"ws://127.0.0.1:{server.port}/api/agents/ws"
+    yield files, agents, server
+    await server.close()
+
+
+def _trading_bot(bot_dir: Path) -> None:
+    (bot_dir / "user_data").mkdir(parents=True)
+    (bot_dir / "config.json").write_text('{"dry_run": true}')
+    db = sqlite3.connect(bot_dir / "tradesv3.dryrun.sqlite")
+    db.execute("CREATE TABLE trades (id INTEGER PRIMARY KEY, pair TEXT)")
+    db.executemany("INSERT INTO trades (pair) VALUES (?)", [("BTC/USDT",), ("ETH/USDT",)])
+    db.commit()
+    db.close()
+
+
+def _trades(bot_dir: Path) -> list[tuple[int, str]]:
+    db = sqlite3.connect(bot_dir / "tradesv3.dryrun.sqlite")
+    try:
+        return db.execute("SELECT id, pair FROM trades ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_the_files_url_is_beside_the_websocket() -> None:
+    assert files_url("ws://10.0.0.1:5000/api/agents/ws", "ab") == (
+        "http://10.0.0.1:5000/api/agents/files/ab"
+    )
+    assert files_url("wss://c.example/api/agents/ws", "ab") == (
+        "https://c.example/api/agents/files/ab"
+    )
+
+
+async def test_a_bot_moves_from_one_node_to_another_with_its_trades(setup, tmp_path) -> None:
+    files, agents, _ = setup
+    old = agents.pool_dir("p1") / "bots" / "bot-1"
+    _trading_bot(old)
+    assert await files.export("p1", "bot-1")
+    # Staged whole on the controller; the old pool's copy is gone: one copy only.
+    assert _trades(tmp_path / "migrating" / "bot-1") == [(1, "BTC/USDT"), (2, "ETH/USDT")]
+    assert not old.exists()
+    await files.import_("p2", "bot-1")
+    new = agents.pool_dir("p2") / "bots" / "bot-1"
+    assert _trades(new) == [(1, "BTC/USDT"), (2, "ETH/USDT")]
+    assert (new / "config.json").read_text() == '{"dry_run": true}'
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+    assert files.tickets == {}  # every token forgotten
+    assert sorted(p.name for p in (agents.pool_dir("p2") / ".transfer").iterdir()) == []
+
+
+async def test_a_pool_without_the_bots_directory_stages_nothing(setup, tmp_path) -> None:
+    files, agents, _ = setup
+    agents.pool_dir("p1").mkdir(parents=True)
+    assert not await files.export("p1", "bot-1")
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+
+
+async def test_an_agent_not_connected_leaves_the_files_where_they_are(setup) -> None:
+    files, agents, _ = setup
+    _trading_bot(agents.pool_dir("p1") / "bots" / "bot-1")
+    agents.offline.add("p1")
+    with pytest.raises(OSError, match="not connected"):
+        await files.export("p1", "bot-1")
+    assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
+
+
+async def test_landing_the_same_directory_again_changes_nothing(setup, tmp_path) -> None:
+    """A crash between the upload and the agent's answer: staged and still in the old pool;
+    the recovery lands staging there: the same directory (it packs to the same sha256),
+    so nothing changes and staging goes."""
+    files, agents, _ = setup
+    _trading_bot(agents.pool_dir("p1") / "bots" / "bot-1")
+    await files.export("p1", "bot-1")
+    staged = tmp_path / "migrating" / "bot-1"
+    shutil.copytree(staged, tmp_path / "copy", copy_function=shutil.copy2)
+    await files.import_("p1", "bot-1")  # lands: the pool's copy was removed by the export
+    shutil.copytree(tmp_path / "copy", staged, copy_function=shutil.copy2)
+    await files.import_("p1", "bot-1")  # the same again: nothing to do
+    assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
+    assert not staged.exists() and not (agents.pool_dir("p1") / "archive").exists()
+
+
+async def test_a_different_directory_in_the_pool_is_never_replaced(setup, tmp_path) -> None:
+    """A stale staged copy (say) must not overwrite what the pool has: both stay."""
+    files, agents, _ = setup
+    _trading_bot(tmp_path / "migrating" / "bot-1")
+    there = agents.pool_dir("p1") / "bots" / "bot-1"
+    there.mkdir(parents=True)
+    (there / "config.json").write_text("the pool's own")
+    with pytest.raises(OSError, match="a different directory"):
+        await files.import_("p1", "bot-1")
+    assert sorted(p.name for p in there.iterdir()) == ["config.json"]
+    assert (there / "config.json").read_text() == "the pool's own"
+    assert _trades(tmp_path / "migrating" / "bot-1")
+
+
+async def test_a_damaged_trade_database_is_not_landed(setup, tmp_path) -> None:
+    files, agents, _ = setup
+    stage = tmp_path / "migrating" / "bot-1"
+    _trading_bot(stage)
+    data = bytearray((stage / "tradesv3.dryrun.sqlite").read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    (stage / "tradesv3.dryrun.sqlite").write_bytes(bytes(data))
+    with pytest.raises(OSError, match="import failed"):
+        await files.import_("p2", "bot-1")
+    assert not (agents.pool_dir("p2") / "bots" / "bot-1").exists()
+    assert stage.is_dir()  # staging keeps it until a pool has it
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+async def _put(server: TestServer, token: str, body: bytes, digest: str) -> int:
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{server.port}/api/agents/files/{token}"
+        async with session.put(url, data=body, headers={SHA_HEADER: digest}) as response:
+            return response.status
+
+
+async def test_uploads_are_checked_and_tokens_good_once(setup, tmp_path) -> None:
+    files, _, server = setup
+    (tmp_path / "migrating").mkdir()
+    evil = _tar({"ok": b"x", "../../escaped": b"pwned"})
+    digest = hashlib.sha256(evil).hexdigest()
+    assert await _put(server, "f" * 64, evil, digest) == 404  # no such transfer
+    files.tickets["a" * 64] = files_ticket = _ticket(files, "export")
+    assert await _put(server, "a" * 64, evil, digest) == 400
+    assert files_ticket.used
+    assert await _put(server, "a" * 64, evil, digest) == 404  # used once already
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+    good = _tar({"config.json": b"{}"})
+    files.tickets["b" * 64] = _ticket(files, "export")
+    assert await _put(server, "b" * 64, good, "0" * 64) == 400  # not its sha256
+    files.tickets["c" * 64] = _ticket(files, "import")
+    assert await _put(server, "c" * 64, good, hashlib.sha256(good).hexdigest()) == 404
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+    assert sorted(p.name for p in (tmp_path / "migrating").iterdir()) == []
+
+
+def _ticket(files: AgentFiles, op: str):  # type: ignore[no-untyped-def]
+    from controller.moves.agent_files import Ticket
+
+    return Ticket("bot-1", op, files.staging / "bot-1.tar")
+
+
+async def test_a_bots_directory_replaced_by_a_link_is_never_followed(setup, tmp_path) -> None:
+    """The bot's user replaced its directory with a link to another tenant's: nothing of
+    that is sent, and the link stays where it was."""
+    files, agents, _ = setup
+    other = agents.pool_dir("p1") / "bots" / "other-bot"
+    _trading_bot(other)
+    (agents.pool_dir("p1") / "bots" / "bot-1").symlink_to(other)
+    assert not await files.export("p1", "bot-1")
+    assert not (tmp_path / "migrating" / "bot-1").exists()
+    assert _trades(other) and (agents.pool_dir("p1") / "bots" / "bot-1").is_symlink()
