@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.cgroups import BotGroups
 from agent.marketdata.holder import Holder, ProxyPort
 from agent.pool_files import PoolFiles, write_if_changed
 from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
@@ -56,8 +57,10 @@ class Reconciler:
         pool_dir: Path,
         options: ProgramOptions,
         on_change: Callable[[], None] = lambda: None,
+        cgroups: BotGroups | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self.cgroups = cgroups  # each bot's own cgroup, made before it starts (None: none)
         self.bots_dir = pool_dir / "bots"
         self.programs_dir = pool_dir / "programs"
         self.archive_dir = pool_dir / "archive"
@@ -167,6 +170,8 @@ class Reconciler:
         proxy = desired.market_data
         route = proxy and await self._proxy_holds_port()
         await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
+        if self.cgroups is not None:
+            await asyncio.to_thread(self._cgroups, desired.bots)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -215,6 +220,16 @@ class Reconciler:
         self._applied = desired
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
+
+    def _cgroups(self, bots: list[BotSpec]) -> None:
+        """Each bot's group with its limits, before any of them starts; the groups of bots
+        gone from the pool removed (one still holding a process: at a later apply)."""
+        assert self.cgroups is not None
+        for spec in bots:
+            self.cgroups.ensure(spec.id, spec.memory, spec.cpu)
+        removed = self.cgroups.remove_except({spec.id for spec in bots})
+        if removed:
+            log.info("cgroups_removed", bots=removed)
 
     async def fence(self, since: int | None = None) -> list[str] | None:
         """Stop every bot and apply nothing more until the next submitted desired state;

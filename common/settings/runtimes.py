@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.settings.parsing import boolean, choice, integer, setting, text
+from common.settings.parsing import absolute_path, boolean, choice, integer, setting, text
 
 # Runtimes whose pools run on several hosts: AGENT_FENCE_TIMEOUT=auto turns fencing on there.
 MULTI_HOST_RUNTIMES = frozenset({"swarm"})
@@ -75,3 +75,18 @@ def agent_controller_url() -> Any:
     return setting(
         "AGENT_CONTROLLER_URL", text, "", "URL agents use to reach the controller's WebSocket"
     )
+
+
+def pool_cgroups() -> Any:
+    return setting(
+        "POOL_CGROUPS", choice("off", "v1", "v2"), "off",
+        "each bot in a cgroup of its own (docker): v1 binds the pool's --cgroup-parent "
+        "/ftpool/<pool> into it, v2 gives it a delegated cgroup (Docker >= 28); off: none",
+    )  # fmt: skip
+
+
+def pool_cgroup_root() -> Any:
+    return setting(
+        "POOL_CGROUP_ROOT", absolute_path, "/sys/fs/cgroup",
+        "where the Docker host mounts its cgroup v1 hierarchies (POOL_CGROUPS=v1)",
+    )  # fmt: skip

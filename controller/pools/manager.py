@@ -31,7 +31,8 @@ class PoolManager:
         self.runtime = runtime
         self.events = events
         desired = DesiredStates(config.bot_command, config.bot_launch,
-                                lambda: runtime.bot_listen_ip)  # fmt: skip
+                                lambda: runtime.bot_listen_ip, config.bot_memory,
+                                config.bot_cpu)  # fmt: skip
         self.registry = PoolRegistry(runtime, desired)
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
         self.sessions = AgentSessions(self.registry, runtime, events=events, alarm=alarm,

@@ -21,6 +21,15 @@ STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
 # busy bot's threads (agent/cpu.py): for a process of another user (each bot's) the kernel
 # asks for CAP_SYS_PTRACE and CAP_SYS_NICE.
 CAP_ADD = ("SYS_PTRACE", "SYS_NICE")
+# Per-bot cgroups (agent/cgroups.py). v1: the pool runs under --cgroup-parent
+# /ftpool/<pool>, whose directory in each hierarchy below is bound read-write at
+# /cgroup/<hierarchy> (Docker's legacy binds make a missing host directory, i.e. the
+# cgroup); never a hierarchy's root (its release_agent), and no CAP_SYS_ADMIN.
+# v2: a private cgroup namespace whose /sys/fs/cgroup Docker (>= 28) mounts writable.
+CGROUP_PARENT = "/ftpool"
+CGROUP_V1_HIERARCHIES = ("memory", "cpu", "cpuacct")
+CGROUP_V1_MOUNT = "/cgroup"
+WRITABLE_CGROUPS = "writable-cgroups=true"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
 
@@ -37,6 +46,8 @@ class DockerOptions:
     oom_score_adj: int = 0  # of the container's processes (0: Docker's default, not set)
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
+    cgroups: str = "off"  # POOL_CGROUPS: off, v1 or v2 (swarm: always off)
+    cgroup_root: Path = Path("/sys/fs/cgroup")  # the Docker host's v1 hierarchies
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
@@ -52,6 +63,9 @@ class DockerOptions:
             oom_score_adj=settings.pool_oom_score_adj,
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
+            # A swarm service has no cgroup parent nor writable cgroups: measured there.
+            cgroups="off" if swarm else settings.pool_cgroups,
+            cgroup_root=settings.pool_cgroup_root,
         )
 
     @property
@@ -68,6 +82,8 @@ class PoolSpec:
     binds: dict[str, str]  # path on the Docker host -> path in the container (read-write)
     labels: dict[str, str]
     memory_limit: str  # "" for none
+    cgroup_parent: str = ""  # v1: --cgroup-parent ("" none)
+    writable_cgroups: bool = False  # v2: a private cgroup namespace, writable
 
     @property
     def ports(self) -> range:
@@ -89,12 +105,23 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
         # Its own bots' backups only: the pool's directory of the target, nothing else.
         binds[str(options.host_backups_dir / "pools" / launch.pool_id)] = BACKUP_MOUNT
         env["BACKUP_DIR"] = BACKUP_MOUNT
+    parent = ""
+    if options.cgroups == "v1":
+        parent = f"{CGROUP_PARENT}/{launch.pool_id}"
+        for hierarchy in CGROUP_V1_HIERARCHIES:
+            host = options.cgroup_root / hierarchy / parent.lstrip("/")
+            binds[str(host)] = f"{CGROUP_V1_MOUNT}/{hierarchy}"
+        env |= {"POOL_CGROUP": "v1", "POOL_CGROUP_PARENT": parent}
+    elif options.cgroups == "v2":
+        env["POOL_CGROUP"] = "v2"
     return PoolSpec(
         image=launch.image or options.image,
         env=env,
         binds=binds,
         labels={LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
         memory_limit=options.memory_limit,
+        cgroup_parent=parent,
+        writable_cgroups=options.cgroups == "v2",
     )
 
 
