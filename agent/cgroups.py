@@ -171,6 +171,20 @@ class CgroupV1(BotGroups):
                 return oom_kill_count(text)
         return None
 
+    def remove_stale(self) -> list[str]:
+        """The groups that earlier containers of this pool left under the parent (a
+        container's group holding bot groups outlives it): each empty one is removed."""
+        removed = []
+        for own in self.parents:
+            for old in own.parent.iterdir():
+                if old == own or not old.is_dir():
+                    continue
+                for group in [*old.glob(group_name("*")), old]:
+                    with contextlib.suppress(OSError):
+                        group.rmdir()
+                        removed.append(str(group))
+        return removed
+
     @classmethod
     def find(cls, mount: Path, parent: str, proc_self_cgroup: str) -> CgroupV1 | None:
         """The container's own group in each hierarchy bound under `mount`; None when the
@@ -243,6 +257,8 @@ def detect(mode: str, parent: str, proc_self_cgroup: str | None = None) -> BotGr
         # The bound directories are the machinery's: bots (other users) never look in.
         with contextlib.suppress(OSError):
             os.chmod(V1_MOUNT, 0o700)
+        if stale := found.remove_stale():
+            log.info("cgroups_stale_removed", groups=stale)
     if found is None:
         log.warning("cgroup_unusable", mode=mode, parent=parent)
     else:

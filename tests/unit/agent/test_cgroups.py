@@ -251,3 +251,17 @@ def test_a_preloaded_bots_launcher_names_its_groups(tmp_path: Path):
     assert "--cgroups /cgroup/memory/c1/bot-b1:/cgroup/cpu/c1/bot-b1 --" in conf
     plain = ProgramOptions(log_dir=tmp_path / "logs", run_dir=tmp_path / "run")
     assert "--cgroups" not in render_program("b1", ["x"], tmp_path / "b1", plain, "u", preload)
+
+
+def test_v1_removes_what_earlier_containers_of_the_pool_left(tmp_path: Path):
+    v1_tree(tmp_path)
+    old = tmp_path / "memory" / "0ld"
+    (old / "bot-b1").mkdir(parents=True)
+    busy = tmp_path / "memory" / "busy"
+    (busy / "bot-b2").mkdir(parents=True)
+    (busy / "bot-b2" / "cgroup.procs").write_text("9")  # still a process: kept
+    groups = CgroupV1.find(tmp_path, "/ftpool/pool-1", PROC_SELF_CGROUP)
+    assert groups is not None
+    groups.ensure("mine", 0, 0)
+    assert sorted(groups.remove_stale()) == [str(old), str(old / "bot-b1")]
+    assert (busy / "bot-b2").is_dir() and (tmp_path / "memory" / CONTAINER / "bot-mine").is_dir()
