@@ -210,6 +210,8 @@ class Reconciler:
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
+        if self.cgroups is not None:
+            await asyncio.to_thread(self._remove_cgroups, set(wanted))
         for spec in desired.bots:
             if spec.run != RunState.HELD and spec.id not in self._restoring:
                 await self._converge(spec, processes.get(program_name(spec.id)))
@@ -222,13 +224,16 @@ class Reconciler:
         self._on_change()
 
     def _cgroups(self, bots: list[BotSpec]) -> None:
-        """Each bot's group with its limits, before any of them starts; the groups of bots
-        gone from the pool removed (one still holding a process: at a later apply)."""
+        """Each bot's group with its limits, before any of them starts."""
         assert self.cgroups is not None
         for spec in bots:
             self.cgroups.ensure(spec.id, spec.memory, spec.cpu)
-        removed = self.cgroups.remove_except({spec.id for spec in bots})
-        if removed:
+
+    def _remove_cgroups(self, wanted: set[str]) -> None:
+        """The groups of bots gone from the pool, once their processes ended (one that
+        still holds a process: at a later apply)."""
+        assert self.cgroups is not None
+        if removed := self.cgroups.remove_except(wanted):
             log.info("cgroups_removed", bots=removed)
 
     async def fence(self, since: int | None = None) -> list[str] | None:
