@@ -26,7 +26,7 @@ from agent.backups import BackupOptions, Backups
 from agent.cgroups import detect
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
-from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, ws_heartbeat
+from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, stop_budget
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -36,6 +36,7 @@ from agent.supervisor import SupervisorClient, SupervisorError
 from agent.versions import freqtrade_version
 from agent.watch import Watch
 from common import __version__
+from common.fencing import ws_heartbeat
 from common.protocol import (
     AGENT_FEATURES,
     MAX_FRAME_BYTES,
@@ -54,6 +55,9 @@ from common.settings import AgentSettings
 from common.states import ACTIVE
 
 log = structlog.get_logger("agent")
+# How long a fence waits for supervisord to list the bots before it kills their processes
+# itself (agent/fence.py stop_budget bounds the stop that follows too).
+FENCE_POLL_TIMEOUT = 5.0
 
 
 def market_data_program(settings: AgentSettings) -> MarketDataProgram | None:
@@ -193,13 +197,30 @@ class Agent:
     async def _fence_bots(self) -> int | None:
         """Stop every bot for the fence, and make sure each bot's own process is gone (a
         forked bot that outlived its launcher is killed); how many were stopped. None if
-        the controller sent a desired state meanwhile: then nothing is stopped or killed."""
+        the controller sent a desired state meanwhile: then nothing is stopped or killed.
+        Where supervisord does not answer (hung, gone), the bots' processes as last seen
+        are killed instead: a fence never waits on it, the controller's wait is running."""
         since = self.reconciler.submitted
-        await self.reporter.poll()
-        pids = [b.pid for b in self.reporter.statuses() if b.pid > 0]
-        pidfds = await asyncio.to_thread(pidfds_of, pids)
+        pidfds = await asyncio.to_thread(pidfds_of, self._bot_pids())  # before any question
+        budget = stop_budget(self.fence.margin, self.reconciler.options.stop_wait_secs,
+                             FENCE_POLL_TIMEOUT)  # fmt: skip
         try:
-            stopped = await self.reconciler.fence(since)
+            async with asyncio.timeout(budget):
+                async with asyncio.timeout(FENCE_POLL_TIMEOUT):
+                    await self.reporter.poll()
+                fresh = [pid for pid in self._bot_pids() if pid not in pidfds]
+                pidfds |= await asyncio.to_thread(pidfds_of, fresh)
+                stopped = await self.reconciler.fence(since)
+        except (SupervisorError, TimeoutError) as exc:
+            if self.reconciler.submitted != since:  # the controller spoke: its word wins
+                await asyncio.to_thread(close_pidfds, pidfds)
+                return None
+            self.reconciler.apply_nothing()
+            killed = await asyncio.to_thread(kill_survivors, pidfds)
+            why = str(exc) or f"supervisord did not stop the bots within {budget:.0f} s"
+            log.error("fence_killed_bots", reason=why, killed=killed)
+            await self._back_up_after_fence()
+            return len(killed)
         except BaseException:
             await asyncio.to_thread(kill_survivors, pidfds)  # what a stop cut short left
             raise
@@ -210,11 +231,18 @@ class Agent:
         if killed:
             log.error("fenced_bots_killed", pids=killed)
         self.watch.report_soon()
+        await self._back_up_after_fence()
+        return len(stopped)
+
+    def _bot_pids(self) -> list[int]:
+        """The bots' own processes, as supervisord last said."""
+        return [b.pid for b in self.reporter.statuses() if b.pid > 0]
+
+    async def _back_up_after_fence(self) -> None:
         if self.backups is not None:
             # The stopped bots' last trades, backed up if the target is still reachable: a
             # failover elsewhere restores from it (controller/moves/failover.py).
             await self.backups.round_now()
-        return len(stopped)
 
     async def _send_heartbeat(self) -> None:
         if self._ws is None or self._ws.closed:

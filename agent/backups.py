@@ -43,6 +43,9 @@ log = structlog.get_logger("agent.backups")
 # FreqTrade's own database names (db_url is a protected key: it is never anything else).
 DB_NAMES = ("tradesv3.sqlite", "tradesv3.dryrun.sqlite")
 SIDE_FILES = ("-journal", "-wal", "-shm")
+# Beside a database's snapshots: the stamp of its newest, and as its mtime the last round
+# that found the database unchanged since (a leading dot: never uploaded to the bucket).
+CHECKED = ".checked"
 STAMP = "%Y%m%dT%H%M%S"
 KEEP_RECENT = 12  # the newest snapshots, always kept
 KEEP_HOURLY = 24  # then the newest of each of the last 24 hours
@@ -221,15 +224,24 @@ class Backups:
             try:
                 with file_identity(owner):
                     sig = signature(db)
-                    if sig is None or self._seen.get((spec.id, name)) == sig:
-                        continue
-                    data = snapshot(db)
+                    unchanged = sig is not None and self._seen.get((spec.id, name)) == sig
+                    data = None if sig is None or unchanged else snapshot(db)
             except (sqlite3.Error, OSError) as exc:
                 # The bot's database, not the target: the bot's problem, logged; next round.
                 log.warning("backup_snapshot_failed", bot=spec.id, db=name, error=str(exc))
                 continue
-            self._write(bot_target / name, data)
-            self._seen[(spec.id, name)] = sig
+            if unchanged:
+                self._checked(bot_target / name)
+            elif data is not None:
+                self._write(bot_target / name, data)
+                self._seen[(spec.id, name)] = sig
+
+    def _checked(self, directory: Path) -> None:
+        """The database still equals its newest snapshot: the CHECKED mark says since when
+        (its mtime), so a failover knows its trades were all in that snapshot then."""
+        now = self.clock()
+        with contextlib.suppress(FileNotFoundError):  # none yet: an agent from before it
+            os.utime(directory / CHECKED, (now, now), follow_symlinks=False)
 
     def _write(self, directory: Path, data: bytes) -> None:
         directory.mkdir(mode=0o700, exist_ok=True)
@@ -242,6 +254,8 @@ class Backups:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, directory / f"{name}.sqlite")
+        write_if_changed(directory / CHECKED, name.encode(), 0o600)
+        os.utime(directory / CHECKED, (now, now), follow_symlinks=False)
         stamps = [p.name[: -len(".sqlite")] for p in directory.glob("*.sqlite")]
         for old in to_delete(stamps, now, self.options.retention_days):
             (directory / f"{old}.sqlite").unlink(missing_ok=True)

@@ -66,13 +66,19 @@ def late(timeout: float, margin: float, lost_at: float, done_at: float) -> bool:
     return margin > 0 and done_at - lost_at > timeout + margin
 
 
-def ws_heartbeat(timeout: float, default: float = 20.0) -> float:
-    """The agent's WebSocket ping period: a connection that died silently (a partition) is
-    noticed within 1.5 of it, so with fencing it is a quarter of the timeout (at least a
-    second), not to delay the fence by much."""
-    if timeout <= 0:
-        return default
-    return max(1.0, min(default, timeout / 4))
+KILL_WAIT = 5.0  # how long the fence waits for killed processes to be gone
+SAFETY = 2.0  # seconds of the margin left unused, for the clocks and the scheduler
+
+
+def stop_budget(margin: float, stop_wait: float, poll: float) -> float:
+    """Seconds a fence gives supervisord to list and stop the bots before it kills their
+    processes itself: their stop time (and a poll), but never past the controller's margin
+    (less the kill's wait and a safety): the bots are surely gone when the controller may
+    start them elsewhere, even those that would stop slowly. A margin of 0: not known."""
+    wanted = stop_wait + poll
+    if margin <= 0:
+        return wanted
+    return max(1.0, min(wanted, margin - KILL_WAIT - SAFETY))
 
 
 def pidfds_of(pids: list[int]) -> dict[int, int]:
@@ -91,7 +97,7 @@ def close_pidfds(pidfds: dict[int, int]) -> None:
             os.close(fd)
 
 
-def kill_survivors(pidfds: dict[int, int], wait: float = 5.0) -> list[int]:
+def kill_survivors(pidfds: dict[int, int], wait: float = KILL_WAIT) -> list[int]:
     """SIGKILL (and wait for) each process of `pidfds` still alive after its program was
     stopped (a forked bot that outlived its launcher); the pids killed. Closes the fds."""
     killed = []

@@ -236,6 +236,13 @@ class Reconciler:
         if removed := self.cgroups.remove_except(wanted):
             log.info("cgroups_removed", bots=removed)
 
+    def apply_nothing(self) -> None:
+        """Fenced: nothing is applied until the next submitted desired state; an apply
+        under way is cancelled, a queued desired state dropped."""
+        self._fenced, self._latest = True, None
+        if self._applying is not None:
+            self._applying.cancel()
+
     async def fence(self, since: int | None = None) -> list[str] | None:
         """Stop every bot and apply nothing more until the next submitted desired state;
         the bots it stopped. The preloader and the market-data proxy run on. None, and
@@ -245,9 +252,7 @@ class Reconciler:
         desired state queued, until the controller's next word."""
         if since is not None and self.submitted != since:
             return None
-        self._fenced, self._latest = True, None
-        if self._applying is not None:
-            self._applying.cancel()
+        self.apply_nothing()
         async with self._lock:
             if since is not None and self.submitted != since:
                 return None

@@ -65,6 +65,13 @@ def preload_modules() -> Any:
     )
 
 
+# ccxt's credential fields (and headers, which can carry them), lower-cased.
+CREDENTIALS = frozenset((
+    "apikey", "secret", "password", "uid", "login", "privatekey", "walletaddress", "token",
+    "twofa", "headers", "accesstoken",
+))  # fmt: skip
+
+
 def market_exchanges(raw: str) -> str:
     """A JSON list of `{"exchange": <ccxt id>, "ccxt_config": {...}}`, returned compact
     ("" for none): the exchanges whose market list each pool's preloader loads once."""
@@ -90,6 +97,12 @@ def market_exchanges(raw: str) -> str:
             raise ValueError("each entry's exchange must be a ccxt id such as binance")
         if not isinstance(entry.get("ccxt_config", {}), dict):
             raise ValueError("each entry's ccxt_config must be a JSON object")
+        secret = sorted(k for k in entry.get("ccxt_config", {}) if k.lower() in CREDENTIALS)
+        if secret:
+            # The list is public data, and this setting reaches the preloader's command
+            # line, which every bot user of the pool can read.
+            raise ValueError(f"a market list is public: no credentials in ccxt_config "
+                             f"({', '.join(secret)})")  # fmt: skip
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -38,9 +38,13 @@ def _build(cls: type, env: Mapping[str, str]) -> Any:
     return cls(**values)
 
 
+# Not secrets by name, but configs that could carry one by mistake (ccxt's credentials).
+UNSHOWN = frozenset(("PRELOAD_MARKETS",))
+
+
 def _shown(env: str, raw: str) -> str:
     """What an error says of a rejected value: never a secret's, even an invalid one."""
-    if is_secret_name(env):
+    if is_secret_name(env) or env in UNSHOWN:
         return f"got {len(raw.strip())} characters; the value is not shown"
     # A URL's user and password (refused by web_url) are not repeated either.
     return f"got {re.sub(r'(?<=://)[^/@]*@', '***@', raw)!r}"

@@ -75,7 +75,8 @@ class APIAgents:
     @public
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One agent's session. Authenticated by the pool token in its first frame (hello)."""
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES,
+                                   heartbeat=self.pools.agent_heartbeat)  # fmt: skip
         await ws.prepare(request)
         try:
             first = await ws.receive(timeout=HELLO_TIMEOUT)
@@ -97,6 +98,9 @@ class APIAgents:
         await self.pools.sessions.attach(hello, ws)
         try:
             async for msg in ws:
+                if msg.type == WSMsgType.ERROR:  # no pong in time, or the connection broke
+                    log.warning("agent_connection_lost", pool=pool_id, error=str(ws.exception()))
+                    break
                 if msg.type != WSMsgType.BINARY:
                     self._reject(f"non-binary frame {msg.type.name}", pool_id)
                     continue

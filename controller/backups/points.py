@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.backups import DB_NAMES, time_of
+from agent.backups import CHECKED, DB_NAMES, time_of
 from common.ids import is_valid_id
 from common.protocol import ProtocolError, check_restore_point
 from controller.errors import BadRequest, NotFound
@@ -98,6 +98,21 @@ def list_points(root: Path, bot_id: str) -> list[RestorePoint]:
                     RestorePoint(db, stamp, bot_dir.parent.name, path, size, *_counts(path))
                 )
     return sorted(points, key=lambda p: (p.stamp, p.db))
+
+
+def checked_at(point: RestorePoint) -> float:
+    """Until when the bot's database is known to have equalled this point: the last
+    backup round that found it unchanged, if the point is still its newest (agent/backups.py
+    CHECKED), else the point's own time. Blocking."""
+    if not point.local:
+        return point.time
+    try:
+        mark = point.path.parent / CHECKED
+        if mark.read_text() != point.stamp:
+            return point.time
+        return max(point.time, mark.stat().st_mtime)
+    except (OSError, UnicodeDecodeError):
+        return point.time
 
 
 def with_bucket(

@@ -72,10 +72,13 @@ class PoolSeen:
     runtime: RuntimeState | None  # the runtime's word, asked only of a suspect pool
     bots: int
     deleting: int  # of them, bots being deleted: gone for sure if the pool is missing
-    heard_at: float  # when its agent last spoke, or its connection was lost
+    heard_at: float  # when its agent's contact ended (PoolLive.contact_ended)
     # The fence timeout its agent announced in its hello (seconds; 0: none announced): it
     # may differ from the controller's own during an upgrade, and the longer one counts.
     agent_fence: float = 0.0
+    # Its agent's connection is still open: it is in contact, so it has not fenced, however
+    # silent (its heartbeats can stop while pings go on): never replaced meanwhile.
+    connected: bool = False
 
 
 class Recovery(enum.StrEnum):
@@ -132,7 +135,7 @@ def _recovery(
     # Replacing a pool (recreated, or its bots moved) starts its bots anew elsewhere: with
     # fencing, not before its agent, wherever it is, has stopped them.
     wait = fence_wait(rules, seen.agent_fence)
-    replaceable = not fenced_in(seen.heard_at, now, wait)
+    replaceable = not seen.connected and not fenced_in(seen.heard_at, now, wait)
     if seen.runtime == RuntimeState.UNREACHABLE:
         # Whether its bots still run cannot be told: replaced only once its agent's fence
         # has surely stopped them (never without fencing: an operator decides then), and
@@ -286,13 +289,14 @@ def memory_rule(
     """Why a bot over its limit since `since` (measuring `first` then, `uss` now) is to be
     restarted now, or None: over for the whole grace; at MEMORY_CEILING times its limit;
     or growing at a rate (its average since it went over) that reaches the ceiling before
-    the grace ends."""
+    the grace ends. The rate counts once it spans a sixth of the grace and a growth of a
+    32nd of the limit: two samples close together, or a wobble, are noise."""
     if now - since >= grace:
         return "grace"
     ceiling = MEMORY_CEILING * limit
     if uss >= ceiling:
         return "ceiling"
-    if first is not None and now > since and uss > first:
+    if first is not None and now - since >= grace / 6 and uss - first >= limit / 32:
         rate = (uss - first) / (now - since)
         if uss + rate * (since + grace - now) >= ceiling:
             return "growth"

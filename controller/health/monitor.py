@@ -218,8 +218,8 @@ class Monitor:
         # Its bots count only for a suspect pool: one that would be recovered.
         bots = self.registry.bots_in(pool_id) if suspect else []
         seen = PoolSeen(suspect, state, len(bots), sum(b.deleting for b in bots),
-                        heard_at=max(live.last_seen, live.disconnected_at),
-                        agent_fence=live.fence_timeout)  # fmt: skip
+                        heard_at=live.contact_ended, agent_fence=live.fence_timeout,
+                        connected=live.connected)  # fmt: skip
         now = self.clock()
         verdict = judge_pool(self._pools.get(pool_id, HEALTHY_POOL), seen, now, self.rules)
         self._pools[pool_id] = verdict.health
@@ -255,7 +255,7 @@ class Monitor:
             if self.failover is None:
                 raise RuntimeFailure(f"pool {pool_id} is unreachable and nothing can fail it over")
             live = self.registry.live[pool_id]
-            return self.failover.fail_over(pool, max(live.last_seen, live.disconnected_at))
+            return self.failover.fail_over(pool, live.contact_ended)
         if recovery is Recovery.RECREATE:
             return self.lifecycle.recreate(pool)
         if recovery is Recovery.RESTART:

@@ -20,6 +20,7 @@ so the monitor fails it over only after that plus AGENT_FENCE_MARGIN of silence
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 import structlog
 
 from common.states import RunState
-from controller.backups.points import RestorePoint
+from controller.backups.points import RestorePoint, checked_at
 from controller.backups.service import BackupService
 from controller.errors import Conflict, FtpoolError
 from controller.moves.guard import MoveGuard
@@ -40,11 +41,13 @@ from controller.store.allocation import Placement
 log = structlog.get_logger("controller.moves")
 
 
-def recovery_point(points: list[RestorePoint], heard_at: float, now: float) -> dict:
+def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
+                   now: float) -> dict:  # fmt: skip
     """What an event says of the restore points a bot failed over from: the newest's id and
-    time, its age now, and `lostSeconds`: how long before its pool was last heard from it
-    was made (trades of those seconds, and of the time until the fence stopped the bot,
-    may be lost; 0 when it was made later, during the partition)."""
+    time, its age now, and `lostSeconds`: how long before its pool was last heard from its
+    database was last known to equal that point (`checked`: the last backup round that found
+    it unchanged, `checked_at`); trades of those seconds, and of the time until the fence
+    stopped the bot, may be lost; 0 when it was checked later, during the partition."""
     if not points:
         return {"restorePoint": None}
     newest = points[-1]
@@ -52,7 +55,7 @@ def recovery_point(points: list[RestorePoint], heard_at: float, now: float) -> d
         "restorePoint": newest.id,
         "pointTime": datetime.fromtimestamp(newest.time, UTC).isoformat(),
         "ageSeconds": round(now - newest.time, 1),
-        "lostSeconds": round(max(0.0, heard_at - newest.time), 1),
+        "lostSeconds": round(max(0.0, heard_at - max(newest.time, checked)), 1),
     }
 
 
@@ -112,7 +115,8 @@ class Failover:
             await (transfer.recover(bot) if points else transfer.release(bot))
             raise
         bot = await transfer.release(bot)
-        point = recovery_point(points, heard_at, self.clock())
+        checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
+        point = recovery_point(points, checked, heard_at, self.clock())
         self.pools.events.emit(
             "bot_failed_over" if points else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
             user=bot.user_id, reason="node_lost" if points else "no_backup", fromPool=source,

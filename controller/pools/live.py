@@ -46,6 +46,16 @@ class PoolLive:
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
 
+    @property
+    def contact_ended(self) -> float:
+        """Since when its agent may have heard nothing from this controller, for the wait
+        before its pool may be replaced (meaningful once its connection is gone): when that
+        connection ended (a silent one is closed within 1.5 ping periods, the agent's
+        period, common/fencing.py), or its last heartbeat if later, or the controller's
+        start. Not the last heartbeat alone: pings keep a connection, and so the contact
+        the agent's fence counts from, alive without heartbeats (a hung supervisord)."""
+        return max(self.last_seen, self.disconnected_at)
+
 
 # Per exchange, these are the largest of its upstreams', not their sum.
 _LARGEST = ("used_weight", "backoff_s")

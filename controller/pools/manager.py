@@ -9,6 +9,7 @@ what changed, the lifecycle acts on it.
 
 from __future__ import annotations
 
+from common.fencing import ws_heartbeat
 from common.protocol import Heartbeat
 from controller.events import EventBus
 from controller.pools.alarm import Alarm
@@ -35,6 +36,9 @@ class PoolManager:
                                 config.bot_cpu)  # fmt: skip
         self.registry = PoolRegistry(runtime, desired)
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
+        # The ping period of agents' connections here, the same as at their end: a silent
+        # one is closed (and its pool judged) within 1.5 of it, well inside the fence.
+        self.agent_heartbeat = ws_heartbeat(config.fence_timeout)
         self.sessions = AgentSessions(self.registry, runtime, events=events, alarm=alarm,
                                       pool_grace=config.pool_grace,
                                       bot_memory=config.bot_memory,

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from agent.app import Agent
+from agent.supervisor import ProcessInfo
 from common.protocol import Desired, Hello, LogRequest, LogResponse, Message, decode, encode
 from common.settings import AgentSettings
+from common.states import ProcessState
 from tests.unit.agent.fake_supervisord import serving
 
 
@@ -171,5 +175,33 @@ async def test_every_part_is_wired_as_it_is_made(tmp_path: Path) -> None:
         agent.reconciler._on_change()  # what the reconciler changed is reported at once
         assert agent.watch._wake.is_set()
     finally:
+        agent.supervisor.close()
+        await agent.reporter.close()
+
+
+async def test_a_fence_kills_the_bots_itself_when_supervisord_does_not_answer(
+    tmp_path: Path,
+) -> None:
+    settings = AgentSettings.from_env({
+        "POOL_ID": "pool-1", "POOL_TOKEN": "t" * 64, "POOL_DIR": str(tmp_path),
+        "LOG_DIR": str(tmp_path / "logs"), "SUPERVISOR_SOCKET": str(tmp_path / "gone.sock"),
+    })  # fmt: skip
+    agent = Agent(settings)
+    bot = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        # What supervisord said last, before it went away: b1 runs as this process.
+        agent.reporter.processes = {
+            "bot-b1": ProcessInfo("bot-b1", ProcessState.RUNNING, bot.pid, 1.0, 0.0, 0)
+        }
+        with capture_logs() as logs:
+            assert await agent._fence_bots() == 1
+        # Gone, without supervisord's help.
+        assert await asyncio.wait_for(bot.wait(), 10) == -signal.SIGKILL
+        [entry] = [e for e in logs if e["event"] == "fence_killed_bots"]
+        assert entry["killed"] == [bot.pid]
+        assert agent.reconciler._fenced  # and it starts nothing until the controller speaks
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            bot.kill()
         agent.supervisor.close()
         await agent.reporter.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.backups import (
+    CHECKED,
     BackupOptions,
     Backups,
     snapshot,
@@ -128,6 +129,27 @@ def test_changed_databases_config_and_strategy_are_backed_up_private(pool) -> No
     b.round([spec()])
     assert [count(p) for p in sorted((target / "b1" / DB).glob("*.sqlite"))] == [2, 3]
     assert b.state.ok and b.state.last_ok > 0
+
+
+def test_each_round_marks_until_when_the_newest_snapshot_is_the_database(pool) -> None:
+    bots, target = pool
+    make_bot_dir(bots / "b1", NOBODY)
+    trade_db(bots / "b1" / DB, 2, NOBODY)
+    clock = Clock()
+    b = backups(bots, target, NOBODY, clock)
+    b.round([spec()])
+    [snap] = (target / "b1" / DB).glob("*.sqlite")
+    mark = target / "b1" / DB / CHECKED
+    assert mark.read_text() == snap.name[: -len(".sqlite")]
+    assert mark.stat().st_uid == 0 and mark.stat().st_mode & 0o077 == 0
+    b.round([spec()])  # unchanged: no new snapshot, the mark's time moves on
+    b.round([spec()])
+    assert list((target / "b1" / DB).glob("*.sqlite")) == [snap]
+    assert mark.stat().st_mtime == pytest.approx(clock.now)
+    trade_db(bots / "b1" / DB, 1)
+    b.round([spec()])  # a new snapshot: the mark names it
+    newest = max((target / "b1" / DB).glob("*.sqlite"))
+    assert newest != snap and mark.read_text() == newest.name[: -len(".sqlite")]
 
 
 def test_a_held_bot_is_left_alone(pool) -> None:

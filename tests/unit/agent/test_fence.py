@@ -24,7 +24,7 @@ from agent.fence import (
     late,
     lost_since,
     pidfds_of,
-    ws_heartbeat,
+    stop_budget,
 )
 from agent.programs import PRELOADER, ProgramOptions
 from agent.reconcile import Reconciler
@@ -50,11 +50,11 @@ def test_cut_off_it_waits_for_the_timeout_then_fences() -> None:
     assert decide(30, lost_at=100.0, fenced=False, now=500.0) == Decision(Verdict.FENCE)
 
 
-def test_a_dead_connection_is_noticed_well_within_the_timeout() -> None:
-    assert ws_heartbeat(0) == 20.0  # fencing off: as before
-    assert ws_heartbeat(30) == 7.5
-    assert ws_heartbeat(2) == 1.0  # at least a second
-    assert ws_heartbeat(3600) == 20.0
+def test_a_fence_stops_its_bots_within_the_controllers_margin() -> None:
+    assert stop_budget(60, 30, 5) == 35  # their stop time and a poll: well inside
+    assert stop_budget(10, 30, 5) == 3  # a tuned margin: killed after 3 s, not 35
+    assert stop_budget(5, 30, 5) == 1  # at least a second to stop cleanly
+    assert stop_budget(0, 30, 5) == 35  # the margin not known (an older controller)
 
 
 # -- the loop ---------------------------------------------------------------------------

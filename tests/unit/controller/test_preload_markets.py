@@ -40,6 +40,14 @@ def test_a_malformed_value_is_refused_by_name(value: str) -> None:
         ControllerSettings.from_env({"PRELOAD_MARKETS": value})
 
 
+@pytest.mark.parametrize("key", ["apiKey", "secret", "password", "privateKey", "headers"])
+def test_credentials_are_refused_and_never_said(key: str) -> None:
+    value = json.dumps([{"exchange": "binance", "ccxt_config": {key: "s3cr3t-value"}}])
+    with pytest.raises(SettingsError, match=f"PRELOAD_MARKETS.*public.*{key}") as raised:
+        ControllerSettings.from_env({"PRELOAD_MARKETS": value})
+    assert "s3cr3t-value" not in str(raised.value)
+
+
 async def test_each_pool_agent_gets_it_and_its_preloader_runs_with_it(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:

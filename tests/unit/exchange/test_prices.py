@@ -127,10 +127,9 @@ def test_books_sit_around_the_last_price():
         assert ticker["bidPrice"] == top["bidPrice"]
 
 
-def test_a_bot_start_is_cheap():
-    """1,000 candles for each of 20 pairs, as a bot fetches at start."""
+def test_a_bot_start_gets_its_1000_candles_for_each_pair():
+    """1,000 candles for each of 20 pairs, as a bot fetches at start (how long it takes is
+    the emulator's, bench/ measures it, not a test)."""
     model = PriceModel(MARKETS, 1)
-    started = time.perf_counter()
     for pair in MARKETS.usdt_pairs(20):
-        candles(model, MARKETS.by_symbol[pair.replace("/", "")], "1m")
-    assert time.perf_counter() - started < 1.0
+        assert len(candles(model, MARKETS.by_symbol[pair.replace("/", "")], "1m").opens) == 1000

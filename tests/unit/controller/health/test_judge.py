@@ -317,12 +317,14 @@ def test_a_bot_at_twice_its_limit_is_restarted_without_its_grace() -> None:
 
 
 def test_a_fast_leak_is_restarted_as_soon_as_its_growth_reaches_the_ceiling_in_the_grace() -> None:
-    # The benchmark's leak: 32 MiB/s over a 512 MiB limit. Seen over at 530 MiB, then one
-    # heartbeat later at 562: at that rate it would reach 1,024 MiB within the grace.
+    # The benchmark's leak: 32 MiB/s over a 512 MiB limit. Seen over at 530 MiB, one
+    # heartbeat later at 562 (too soon to tell from noise), then at 690 5 s after: at that
+    # rate it would reach 1,024 MiB within the grace.
     limit = 512 * MIB
     verdict = over(BotHealth(), 530 * MIB, T, limit=limit)
     assert verdict.action is BotAction.NONE and verdict.health.over_limit_bytes == 530 * MIB
-    verdict = over(verdict.health, 562 * MIB, T + 1, limit=limit)
+    assert over(verdict.health, 562 * MIB, T + 1, limit=limit).action is BotAction.NONE
+    verdict = over(verdict.health, 690 * MIB, T + 5, limit=limit)
     assert (verdict.action, verdict.memory_rule) == (BotAction.RESTART, "growth")
 
 
@@ -341,6 +343,9 @@ def test_a_slow_growth_or_a_step_over_the_limit_keeps_its_grace() -> None:
 
 def test_the_memory_rule_alone() -> None:
     assert judge.memory_rule(T, 110, 120, T + 10, 30, 100) is None  # 1/s: 140 by the end
+    # A wobble of 2 MiB a tenth of a second apart is noise, not a rate.
+    assert judge.memory_rule(0, 513 * MIB, 515 * MIB, 0.1, 30, 512 * MIB) is None
+    assert judge.memory_rule(T, 110, 150, T + 4, 30, 100) is None  # too soon to tell
     assert judge.memory_rule(T, 110, 150, T + 10, 30, 100) == "growth"  # 4/s: 230
     assert judge.memory_rule(T, None, 150, T + 10, 30, 100) is None  # no first measure
     assert judge.memory_rule(T, 150, 150, T, 30, 100) is None  # no time passed

@@ -3,13 +3,14 @@ backups, once its agent has surely fenced, as the monitor runs it over the real 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
-from agent.backups import stamp_of
-from controller.backups.points import RestorePoint
+from agent.backups import CHECKED, stamp_of, time_of
+from controller.backups.points import RestorePoint, checked_at
 from controller.moves.failover import recovery_point
 from tests.unit.controller.apps import (
     Api,
@@ -147,13 +148,60 @@ def test_the_recovery_point_an_event_states() -> None:
     def point(at: float) -> RestorePoint:
         return RestorePoint(DB, stamp_of(at), "pool-1", Path("/x"), 1)
 
-    assert recovery_point([], 100.0, 200.0) == {"restorePoint": None}
-    stated = recovery_point([point(1000.0), point(1090.0)], heard_at=1095.0, now=1120.0)
+    assert recovery_point([], 0.0, 100.0, 200.0) == {"restorePoint": None}
+    points = [point(1000.0), point(1090.0)]
+    stated = recovery_point(points, 1090.0, heard_at=1095.0, now=1120.0)
     assert stated["restorePoint"] == f"{DB}@{stamp_of(1090.0)}"
     assert (stated["ageSeconds"], stated["lostSeconds"]) == (30.0, 5.0)
     assert stated["pointTime"].startswith("1970-01-01T00:18:10")
+    # Found unchanged by a later round, 2 s before the pool was last heard from.
+    assert recovery_point(points, 1093.0, heard_at=1095.0, now=1120.0)["lostSeconds"] == 2.0
     # Made during the partition (the target still reachable from the node): nothing lost.
-    assert recovery_point([point(1100.0)], 1095.0, 1120.0)["lostSeconds"] == 0
+    assert recovery_point([point(1100.0)], 1100.0, 1095.0, 1120.0)["lostSeconds"] == 0
+
+
+def test_a_database_unchanged_since_its_point_counts_from_its_last_check(tmp_path: Path) -> None:
+    directory = tmp_path / DB
+    directory.mkdir()
+    old, new = stamp_of(1000.0), stamp_of(1090.0)
+    for stamp in (old, new):
+        (directory / f"{stamp}.sqlite").write_text("db")
+
+    def at(stamp: str, local: bool = True) -> RestorePoint:
+        path = directory / f"{stamp}.sqlite"
+        return RestorePoint(DB, stamp, "pool-1", path, 2, local=local)
+
+    assert checked_at(at(new)) == time_of(new)  # no mark (an agent from before it)
+    (directory / CHECKED).write_text(new)
+    os.utime(directory / CHECKED, (1120.0, 1120.0))
+    assert checked_at(at(new)) == 1120.0
+    assert checked_at(at(old)) == time_of(old)  # the mark is the newest's only
+    assert checked_at(at(new, local=False)) == time_of(new)  # from the bucket: its own time
+
+
+async def test_a_connected_agent_is_never_failed_over_and_the_wait_counts_from_its_close(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    assert api.controller.pools.agent_heartbeat == 2.5  # a quarter of the fence, as agents'
+    live = api.controller.pools.registry.live["pool-1"]
+    # Silent (no heartbeat) but its connection open: pings go on, its agent is in contact
+    # and has not fenced.
+    live.ws = FakeSocket()
+    api.clock.advance(30)
+    assert (await api.controller.monitor.evaluate()).recovery_actions == []
+    # The connection closes (1.5 ping periods after the last data): the agent may have
+    # heard the controller until then, so its fence counts from there, and so does the wait.
+    live.ws, live.disconnected_at = None, api.clock()
+    api.clock.advance(14.9)
+    assert (await api.controller.monitor.evaluate()).recovery_actions == []
+    api.clock.advance(0.1)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+
+
+class FakeSocket:
+    closed = False
 
 
 async def test_bots_never_fail_over_into_another_pool_whose_agent_is_gone(
