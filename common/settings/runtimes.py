@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from common.settings.parsing import absolute_path, boolean, choice, integer, setting, text
+from common.settings.parsing import boolean, choice, integer, setting, text
 
 # Runtimes whose pools run on several hosts: AGENT_FENCE_TIMEOUT=auto turns fencing on there.
 MULTI_HOST_RUNTIMES = frozenset({"swarm"})
@@ -85,8 +86,16 @@ def pool_cgroups() -> Any:
     )  # fmt: skip
 
 
+def host_path(raw: str) -> Path:
+    """A path on the Docker host: absolute as written (not made so against this one's
+    working directory)."""
+    if not raw.strip().startswith("/"):
+        raise ValueError("must be an absolute path on the Docker host")
+    return Path(raw.strip())
+
+
 def pool_cgroup_root() -> Any:
     return setting(
-        "POOL_CGROUP_ROOT", absolute_path, "/sys/fs/cgroup",
+        "POOL_CGROUP_ROOT", host_path, "/sys/fs/cgroup",
         "where the Docker host mounts its cgroup v1 hierarchies (POOL_CGROUPS=v1)",
     )  # fmt: skip

@@ -102,6 +102,11 @@ def test_values_are_parsed() -> None:
         ("FREQUI_URL", "https://user:pw@frequi.example/"),
         ("FREQUI_URL", "https://frequi.example/?next=x"),
         ("LEGACY_CONTAINER_MEMORY", "lots"),
+        ("POOL_CGROUPS", "v3"),
+        ("POOL_CGROUP_ROOT", "sys/fs/cgroup"),
+        ("BOT_CPU_LIMIT", "half"),
+        ("BOT_CPU_LIMIT", "-1"),
+        ("BOT_CPU_LIMIT", "nan"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
@@ -295,3 +300,12 @@ def test_bots_get_the_bundled_sample_strategies_unless_told_otherwise(tmp_path: 
     assert bundled == Path(__file__).resolve().parents[3] / "controller" / "strategies"
     own = ControllerSettings.from_env({"STRATEGIES_DIR": str(tmp_path)})
     assert own.strategies_path == tmp_path
+
+
+def test_per_bot_cgroup_settings() -> None:
+    s = ControllerSettings.from_env({"POOL_CGROUPS": "v1", "BOT_CPU_LIMIT": "0.5"})
+    assert (s.pool_cgroups, s.bot_cpu_limit, str(s.pool_cgroup_root)) == (
+        "v1", 0.5, "/sys/fs/cgroup",
+    )  # fmt: skip
+    assert ControllerSettings.from_env({}).pool_cgroups == "off"
+    assert ControllerSettings.from_env({"BOT_CPU_LIMIT": ""}).bot_cpu_limit == 0
