@@ -24,6 +24,7 @@ import structlog
 from agent import health
 from agent.backups import BackupOptions, Backups
 from agent.bot_transfer import BotTransfer
+from agent.cgroups import detect
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
 from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, stop_budget
@@ -100,6 +101,7 @@ class Agent:
         # pool whether bots are preloaded).
         run_dir = settings.pool_dir / "run"
         market_data = market_data_program(settings)
+        cgroups = detect(settings.pool_cgroup, settings.pool_cgroup_parent)
         options = ProgramOptions(
             log_dir=settings.log_dir,
             user_prefix=settings.bot_user_prefix,
@@ -110,12 +112,14 @@ class Agent:
             preload_markets=settings.preload_markets,
             preload_immortal=settings.preload_immortal,
             market_data=market_data,
+            cgroup_parents=tuple(cgroups.parents) if cgroups else (),
         )
         # The reconciler, the reporter and the watch call on each other: each is given the
         # others as it is made, the watch (made last) through a call that finds it later.
         self.reconciler = Reconciler(
-            self.supervisor, settings.pool_dir, options, on_change=lambda: self.watch.report_soon()
-        )
+            self.supervisor, settings.pool_dir, options,
+            on_change=lambda: self.watch.report_soon(), cgroups=cgroups,
+        )  # fmt: skip
         self.transfer = BotTransfer(settings.pool_dir, settings.controller_url)
         self.reporter = Reporter(
             self.supervisor,
@@ -136,6 +140,7 @@ class Agent:
             proxy_port=self.reconciler.proxy_port,  # the one whose verdict routes the bots
             on_port_checked=self.reconciler.reroute,
             routed_bots=lambda: self.reconciler.routed_bots,
+            cgroups=cgroups,
         )
         self.watch = Watch(
             self.reporter,

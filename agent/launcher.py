@@ -1,6 +1,6 @@
 """A bot's supervisord program when bots are preloaded: it stands in for the forked bot.
 
-    launcher.py --socket S --pidfile P [--user U] -- INTERPRETER SCRIPT [ARGS...]
+    launcher.py --socket S --pidfile P [--user U] [--cgroups D:D...] -- INTERPRETER SCRIPT [ARGS...]
 
 It asks the pool's preloader to fork `SCRIPT ARGS` (with this process's stdin, stdout and
 stderr, working directory and environment, as user U), then forwards every signal
@@ -27,7 +27,11 @@ import time
 FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
 )  # fmt: skip
-USAGE = "usage: launcher.py --socket S --pidfile P [--user U] [--title T] -- PYTHON SCRIPT [ARG...]"
+USAGE = (
+    "usage: launcher.py --socket S --pidfile P [--user U] [--title T] [--cgroups D:D...] "
+    "-- PYTHON SCRIPT [ARG...]"
+)
+OPTIONS = ("--socket", "--pidfile", "--user", "--title", "--cgroups")
 CONNECT_ATTEMPTS = 20  # the preloader may be starting with the pool: wait up to ~10 s
 
 
@@ -67,7 +71,22 @@ def read_line(conn: socket.socket) -> dict | None:
     return json.loads(data)
 
 
-def exec_plainly(uid: int | None, gid: int | None, command: list[str]) -> None:
+def join_cgroups(dirs: list[str]) -> None:
+    """Move this process into the bot's cgroups (agent/cgroups.py), as root, before it
+    drops to the bot's user: the bot never allocates outside them. A group it cannot join
+    is said; the agent moves the bot in when it sees it."""
+    for group in dirs:
+        try:
+            with open(os.path.join(group, "cgroup.procs"), "w") as procs:
+                procs.write("0")
+        except OSError as exc:
+            say(f"cannot join cgroup {group}: {exc.strerror}")
+
+
+def exec_plainly(
+    uid: int | None, gid: int | None, command: list[str], cgroups: list[str] | None = None
+) -> None:
+    join_cgroups(cgroups or [])
     if uid is not None and gid is not None:
         os.setgroups([])
         os.setgid(gid)
@@ -101,11 +120,11 @@ def stand_in(conn: socket.socket, pid: int, pidfile: str) -> int:
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """`--socket S --pidfile P [--user U] [--title T] -- COMMAND...`, parsed by hand:
+    """`--socket S --pidfile P [--user U] [--title T] [--cgroups D:D] -- COMMAND...`, by hand:
     argparse alone would add a few MiB to each of a pool's launchers."""
     options: dict[str, str] = {}
     while argv and argv[0] != "--":
-        if argv[0] not in ("--socket", "--pidfile", "--user", "--title") or len(argv) < 2:
+        if argv[0] not in OPTIONS or len(argv) < 2:
             raise SystemExit(f"launcher: unexpected argument {argv[0]!r}")
         options[argv[0][2:]] = argv[1]
         argv = argv[2:]
@@ -118,10 +137,11 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 def main() -> int:
     options, command = parse(sys.argv[1:])
     uid, gid, env_extra = identity(options.get("user"))
+    cgroups = [d for d in options.get("cgroups", "").split(":") if d]
     conn = connect(options["socket"])
     if conn is None:
         say("no preloader: starting the bot without it")
-        exec_plainly(uid, gid, command)
+        exec_plainly(uid, gid, command, cgroups)
     request = {
         "interpreter": command[0],
         "script": command[1],
@@ -131,6 +151,7 @@ def main() -> int:
         "uid": uid,
         "gid": gid,
         "title": options.get("title"),  # what `ps` shows for the forked bot
+        "cgroups": cgroups,  # the bot's own groups, joined before it drops to its user
     }
     socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
     reply = read_line(conn)
@@ -142,7 +163,7 @@ def main() -> int:
     if "pid" not in reply:
         say(f"preloader refused ({reply.get('error')}): starting the bot without it")
         conn.close()
-        exec_plainly(uid, gid, command)
+        exec_plainly(uid, gid, command, cgroups)
     pid = int(reply["pid"])
     with open(options["pidfile"], "w") as f:
         f.write(f"{os.getpid()} {pid}\n")

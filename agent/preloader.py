@@ -213,6 +213,14 @@ def run_bot(request: dict, fds: list[int], close: list[socket.socket], pidfds: l
         # lower (agent/autogroup.py). In the pool's session every bot would share the
         # machinery's autogroup, its threads' nice alone ordering them.
         os.setsid()
+        # Into the bot's own cgroups (agent/cgroups.py) while still root, so it never
+        # allocates outside them; the agent moves it in later if this fails.
+        for group in request.get("cgroups") or []:
+            try:
+                with open(os.path.join(group, "cgroup.procs"), "w") as procs:
+                    procs.write("0")
+            except OSError as exc:
+                log(f"cannot join cgroup {group}: {exc.strerror}")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -267,6 +275,18 @@ def valid(request: object) -> bool:
         and (request.get("uid") is None or isinstance(request.get("uid"), int))
         and (request.get("gid") is None or isinstance(request.get("gid"), int))
         and valid_title(request.get("title"))
+        and valid_cgroups(request.get("cgroups"))
+    )
+
+
+def valid_cgroups(groups: object) -> bool:
+    """Absolute directories, none of them climbing: a bot's groups (from a root launcher)."""
+    return groups is None or (
+        isinstance(groups, list)
+        and len(groups) <= 8
+        and all(
+            isinstance(g, str) and g.startswith("/") and ".." not in g.split("/") for g in groups
+        )
     )
 
 

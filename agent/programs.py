@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.cgroups import group_name
 from common.ids import check_id
 from common.ini import INLINE_COMMENT, ini_environment, ini_value
 from common.settings.bots import encode_markets
@@ -120,6 +121,9 @@ class ProgramOptions:
     market_data: MarketDataProgram | None = None  # None: the pool runs no market-data proxy
     log_max_bytes: str = "10MB"
     log_backups: int = 3
+    # Where each bot's own cgroup is made (agent/cgroups.py): its launcher joins
+    # <parent>/bot-<id> of each before the bot drops to its user. (): no cgroups.
+    cgroup_parents: tuple[Path, ...] = ()
 
     def user_for(self, port: int) -> str | None:
         return f"{self.user_prefix}{port - self.port_start}" if self.user_prefix else None
@@ -127,6 +131,12 @@ class ProgramOptions:
     @property
     def preloader_socket(self) -> Path | None:
         return self.run_dir / "preloader.sock" if self.run_dir else None
+
+
+def cgroups_option(bot_id: str, opts: ProgramOptions) -> list[str]:
+    if not opts.cgroup_parents:
+        return []
+    return ["--cgroups", ":".join(str(p / group_name(bot_id)) for p in opts.cgroup_parents)]
 
 
 def render_program(
@@ -157,6 +167,7 @@ def render_program(
             "--socket", str(opts.preloader_socket), "--pidfile", str(opts.run_dir / f"{name}.pid"),
             *(["--user", user] if user else []),
             "--title", f"freqtrade bot {bot_id}",
+            *cgroups_option(bot_id, opts),
             "--", *preload.argv,
         ]  # fmt: skip
     lines = [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.cgroups import BotGroups
 from agent.marketdata.holder import Holder, ProxyPort
 from agent.pool_files import PoolFiles, write_if_changed
 from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
@@ -56,8 +57,10 @@ class Reconciler:
         pool_dir: Path,
         options: ProgramOptions,
         on_change: Callable[[], None] = lambda: None,
+        cgroups: BotGroups | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self.cgroups = cgroups  # each bot's own cgroup, made before it starts (None: none)
         self.bots_dir = pool_dir / "bots"
         self.programs_dir = pool_dir / "programs"
         self.archive_dir = pool_dir / "archive"
@@ -167,6 +170,8 @@ class Reconciler:
         proxy = desired.market_data
         route = proxy and await self._proxy_holds_port()
         await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
+        if self.cgroups is not None:
+            await asyncio.to_thread(self._cgroups, desired.bots)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -205,6 +210,8 @@ class Reconciler:
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
         await self._archive_removed(wanted, set(desired.purge), processes)
+        if self.cgroups is not None:
+            await asyncio.to_thread(self._remove_cgroups, set(wanted))
         for spec in desired.bots:
             if spec.run != RunState.HELD and spec.id not in self._restoring:
                 await self._converge(spec, processes.get(program_name(spec.id)))
@@ -215,6 +222,19 @@ class Reconciler:
         self._applied = desired
         log.info("desired_applied", gen=desired.gen, bots=len(desired.bots), launch=desired.launch)
         self._on_change()
+
+    def _cgroups(self, bots: list[BotSpec]) -> None:
+        """Each bot's group with its limits, before any of them starts."""
+        assert self.cgroups is not None
+        for spec in bots:
+            self.cgroups.ensure(spec.id, spec.memory, spec.cpu)
+
+    def _remove_cgroups(self, wanted: set[str]) -> None:
+        """The groups of bots gone from the pool, once their processes ended (one that
+        still holds a process: at a later apply)."""
+        assert self.cgroups is not None
+        if removed := self.cgroups.remove_except(wanted):
+            log.info("cgroups_removed", bots=removed)
 
     def apply_nothing(self) -> None:
         """Fenced: nothing is applied until the next submitted desired state; an apply

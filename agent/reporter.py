@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from agent.cgroups import BotGroups
 from agent.cpu import BusyBots, nice_of
 from agent.marketdata.holder import ProxyPort
 from agent.marketdata.report import StatsReader
@@ -76,14 +77,17 @@ class Reporter:
         proxy_port: ProxyPort | None = None,
         on_port_checked: Callable[[], None] = lambda: None,
         routed_bots: Callable[[], Collection[str]] = frozenset,
+        cgroups: BotGroups | None = None,
     ) -> None:
         """`market_data_socket`: where the pool's market-data proxy serves its counters,
         `proxy_port`: who holds its port (checked every heartbeat round, then
         `on_port_checked` is called), `routed_bots`: the bots whose process started with
         its config through the proxy (the reconciler's), of which the heartbeat names those
         up; `oom`: who sets the processes' OOM scores, `busy`:
-        who renices busy bots (None: nobody)."""
+        who renices busy bots (None: nobody); `cgroups`: the bots' own cgroups (None:
+        none), whose OOM kills each status reports."""
         self.supervisor = supervisor
+        self.cgroups = cgroups
         self.oom = oom
         self.busy = busy
         self.slow_ping_every = slow_ping_every
@@ -276,6 +280,7 @@ class Reporter:
                     port_ok=self._port_ok.get(bot) if up else None,
                     uss=uss_bytes(pid) if alive else None,
                     nice=nice_of(pid) if alive else None,
+                    oom_kills=self.cgroups.oom_kills(bot) if self.cgroups else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
@@ -297,6 +302,10 @@ class Reporter:
 
     def pool_stats(self, bots: list[BotStatus]) -> PoolStats:
         guard = self.place_oom_scores(bots)
+        if self.cgroups is not None:
+            for b in bots:  # a bot that did not join its group itself (agent/cgroups.py)
+                self.cgroups.adopt(b.id, b.pid)
+        mode = self.cgroups.mode if self.cgroups else None
         if self.busy is not None:
             self.busy.check(b.pid for b in bots)
         if self.cgroup_metrics:
@@ -306,12 +315,14 @@ class Reporter:
                 mem_limit=cgroup_memory_limit(),
                 cpu=self._cpu.sample(_CGROUP_KEY, cgroup_cpu_seconds()),
                 oom_guard=guard,
+                cgroup=mode,
             )
         return PoolStats(
             mem_used=rss_bytes(os.getpid()) + sum(b.rss for b in bots),
             mem_limit=cgroup_memory_limit(),
             cpu=round(sum(b.cpu for b in bots), 2),
             oom_guard=guard,
+            cgroup=mode,
         )
 
     def place_oom_scores(self, bots: list[BotStatus]) -> bool | None:

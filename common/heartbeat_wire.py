@@ -56,6 +56,7 @@ class BotStatusWire(_Strict, kw_only=True):
     port_ok: bool | None = None
     uss: Count | None = None
     nice: Annotated[int, _Meta(ge=-20, le=19)] | None = None
+    oom_kills: Count | None = None
 
 
 class PoolStatsWire(_Strict, kw_only=True):
@@ -63,6 +64,7 @@ class PoolStatsWire(_Strict, kw_only=True):
     mem_limit: Count
     cpu: Number = 0.0
     oom_guard: bool | None = msgspec.field(default=None, name="oom")
+    cgroup: Literal["cgroup-v1", "cgroup-v2"] | None = None
 
 
 class UpstreamStatsWire(_Strict, kw_only=True):

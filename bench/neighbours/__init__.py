@@ -3,6 +3,7 @@ the other nine's users see, with the pool's limits off and on.
 
     .venv/bin/python -m bench.neighbours [--cases leak,spin] [--limits off,on]
         [--quiet 20 --acting 40 --after 40] [--rate 20] [--pairs 3] [--memory-limit 512m]
+        [--cpu-limit 0.5] [--limits off,on,cgroup --runtime docker]
         [--busy-cpu 90 --busy-window 30000 --busy-policy idle] [--runtime local|docker]
 
 For each case and each setting of the limits, a controller (local runtime, real
@@ -24,6 +25,8 @@ p50/p99/max of each, limits off and on side by side, and what befell the noisy b
 Limits off: `BOT_BUSY_CPU=0`, no memory limit. On: the defaults (`BOT_BUSY_CPU=90`,
 `BOT_BUSY_WINDOW=30000`, `BOT_BUSY_POLICY=idle`, or the flags; `BOT_MEMORY_GRACE=30000`) and
 `BOT_MEMORY_LIMIT=--memory-limit` (a local pool has no pool limit to derive one from).
+`cgroup` (Docker only, a cgroup v1 host): as on, and each bot in a cgroup of its own
+(`POOL_CGROUPS=v1`), its memory limit and `BOT_CPU_LIMIT=--cpu-limit` the kernel's.
 The leak is bounded (1.5 GiB), every run by its phases. Uses loopback ports 31500-31999
 (bots, market-data proxy).
 """

@@ -61,12 +61,18 @@ def freqtrade() -> str:
     return found
 
 
-def limit_settings(on: bool, args: argparse.Namespace) -> dict[str, str]:
-    if not on:
+def limit_settings(mode: str, args: argparse.Namespace) -> dict[str, str]:
+    """off: none; on: the agent's measurement and the scheduler's priority; cgroup: and
+    each bot in a cgroup of its own (POOL_CGROUPS=v1, Docker only), its memory limit and
+    BOT_CPU_LIMIT the kernel's."""
+    if mode == "off":
         return {"BOT_BUSY_CPU": "0"}
-    return {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": f"{args.busy_window:g}",
-            "BOT_BUSY_POLICY": args.busy_policy, "BOT_MEMORY_LIMIT": args.memory_limit,
-            "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
+    on = {"BOT_BUSY_CPU": f"{args.busy_cpu:g}", "BOT_BUSY_WINDOW": f"{args.busy_window:g}",
+          "BOT_BUSY_POLICY": args.busy_policy, "BOT_MEMORY_LIMIT": args.memory_limit,
+          "BOT_MEMORY_GRACE": "30000"}  # fmt: skip
+    if mode == "cgroup":
+        on |= {"POOL_CGROUPS": "v1", "BOT_CPU_LIMIT": f"{args.cpu_limit:g}"}
+    return on
 
 
 def runtime_settings(runtime: str) -> dict[str, str]:
@@ -121,7 +127,7 @@ async def sample(h: ControllerHarness, run: Run, until: float, local: bool) -> N
         await asyncio.sleep(max(0.0, at + 1 - time.time()))
 
 
-async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
+async def one_run(args, exchange, strategies: Path, case: str, mode: str) -> Run:
     run = Run()
     with tempfile.TemporaryDirectory(prefix="ftpool-bench-") as tmp:
         base = Path(tmp)
@@ -130,7 +136,7 @@ async def one_run(args, exchange, strategies: Path, case: str, on: bool) -> Run:
             MAX_BOTS_PER_CONTAINER="10", POOL_BASE_PORT="31600", MARKET_DATA_PROXY="true",
             MARKET_DATA_BASE_PORT="31500", HEARTBEAT_INTERVAL="1000", BOT_PING_TIMEOUT="5000",
             HEALTH_CHECK_INTERVAL="30000", STRATEGIES_DIR=str(strategies), LOG_LEVEL="error",
-            **limit_settings(on, args), **runtime_settings(args.runtime),
+            **limit_settings(mode, args), **runtime_settings(args.runtime),
         )  # fmt: skip
         h = await ControllerHarness(settings).start()
         try:
@@ -218,6 +224,8 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--memory-limit", default="512m")
+    parser.add_argument("--cpu-limit", type=float, default=0.5,
+                        help="BOT_CPU_LIMIT with limits cgroup")  # fmt: skip
     parser.add_argument("--busy-cpu", type=float, default=90, help="BOT_BUSY_CPU with limits on")
     parser.add_argument("--busy-window", type=float, default=30000,
                         help="BOT_BUSY_WINDOW (ms) with limits on")  # fmt: skip
@@ -227,9 +235,11 @@ async def main() -> None:
                         help="docker: a pool container of `make images`' pool image")  # fmt: skip
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c in CASES]
-    modes = [m for m in args.limits.split(",") if m in ("off", "on")]
+    modes = [m for m in args.limits.split(",") if m in ("off", "on", "cgroup")]
     if not cases or not modes or args.rate <= 0 or min(args.quiet, args.acting, args.after) <= 0:
-        parser.error("--cases of leak,spin,spin-thread; --limits of off,on; positive phases")
+        parser.error("--cases of leak,spin,spin-thread; --limits of off,on,cgroup; positive phases")
+    if "cgroup" in modes and args.runtime != "docker":
+        parser.error("--limits cgroup needs --runtime docker (a cgroup v1 Docker host)")
     pin(LOAD_CPU)  # the controller, the emulator and the prober: the load side
     setup_logging("error")
     started = time.monotonic()
@@ -241,7 +251,7 @@ async def main() -> None:
         with EmulatorProcess.start(markets=400, weight_limit=0) as exchange:
             for case in cases:
                 for mode in modes:
-                    run = await one_run(args, exchange, Path(strategies), case, mode == "on")
+                    run = await one_run(args, exchange, Path(strategies), case, mode)
                     results.setdefault(case, {})[mode] = run
                     print(f"[{case}, limits {mode}] {noisy_story(run)}; samples: "
                           f"{counts(run)}", flush=True)  # fmt: skip
@@ -250,7 +260,8 @@ async def main() -> None:
           f"emulator + prober on core {LOAD_CPU}; {args.rate:g} req/s through the proxy; "
           f"phases quiet {args.quiet:g} s, acting {args.acting:g} s, after {args.after:g} s; "
           f"limits on: BOT_BUSY_CPU {args.busy_cpu:g} over {args.busy_window:g} ms, "
-          f"BOT_BUSY_POLICY {args.busy_policy}, BOT_MEMORY_LIMIT {args.memory_limit}")  # fmt: skip
+          f"BOT_BUSY_POLICY {args.busy_policy}, BOT_MEMORY_LIMIT {args.memory_limit}; "
+          f"cgroup: and POOL_CGROUPS=v1, BOT_CPU_LIMIT {args.cpu_limit:g}")  # fmt: skip
     for case, runs in results.items():
         print(f"\n{case}: the noisy bot {CASES[case]}")
         summaries: dict[str, dict[str, dict[str, Stats]]] = {

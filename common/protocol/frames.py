@@ -14,6 +14,7 @@ from common.protocol.fields import (
     bounded_list,
     check_relpath,
     int_in,
+    opt_number,
     short_str,
     typed,
     valid_id,
@@ -42,12 +43,21 @@ class BotSpec:
     files: dict[str, bytes]
     run: RunState = RunState.RUNNING
     nonce: int = 0
+    # Its limits where its pool gives each bot a cgroup (agent/cgroups.py): memory in bytes,
+    # CPU in cores (0: none). Sent only when set: older agents see nothing new.
+    memory: int = 0
+    cpu: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "id": self.id, "port": self.port, "command": self.command,
             "files": self.files, "run": self.run, "nonce": self.nonce,
         }  # fmt: skip
+        if self.memory:
+            wire["memory"] = self.memory
+        if self.cpu:
+            wire["cpu"] = self.cpu
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> BotSpec:
@@ -68,6 +78,8 @@ class BotSpec:
         return cls(
             id=valid_id(m, "id"), port=int_in(m, "port", 1, 65535), command=command,
             files=files, run=run, nonce=int_in(m, "nonce"),
+            memory=int_in(m, "memory") if "memory" in m else 0,
+            cpu=min(opt_number(m, "cpu") or 0.0, 1024.0),
         )  # fmt: skip
 
 

@@ -49,14 +49,20 @@ class BotStatus(msgspec.Struct, gc=False):
     # Its scheduling priority (nice, -20 to 19; 19: reniced as a busy bot, agent/cpu.py);
     # None where not read, or from agents older than the field.
     nice: int | None = None
+    # The kernel's OOM kills in the bot's own cgroup so far (agent/cgroups.py); None where
+    # it has none, or from agents older than the field (sent only when known).
+    oom_kills: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "id": self.id, "state": self.state, "pid": self.pid, "since": self.since,
             "exit": self.exit_status, "ping_ok": self.ping_ok, "ping_ms": self.ping_ms,
             "rss": self.rss, "cpu": self.cpu, "port_ok": self.port_ok, "uss": self.uss,
             "nice": self.nice,
         }  # fmt: skip
+        if self.oom_kills is not None:
+            wire["oom_kills"] = self.oom_kills
+        return wire
 
     @classmethod
     def from_wire(cls, raw: object) -> BotStatus:
@@ -81,6 +87,9 @@ class BotStatus(msgspec.Struct, gc=False):
         nice = get("nice")
         if nice is not None and (type(nice) is not int or not -20 <= nice <= 19):
             raise ProtocolError("field 'nice' must be an int from -20 to 19")
+        oom_kills = get("oom_kills")
+        if oom_kills is not None and (type(oom_kills) is not int or not 0 <= oom_kills < 2**63):
+            raise ProtocolError("field 'oom_kills' must be an int in range")
         if exit_status is not None and type(exit_status) is not int:
             raise ProtocolError("field 'exit' must be an int")
         if ping_ok is not None and type(ping_ok) is not bool:
@@ -93,7 +102,7 @@ class BotStatus(msgspec.Struct, gc=False):
                 raise ProtocolError("since, ping_ms and cpu must be numbers in range")
         return cls(
             bot_id, state, pid, since or 0.0, exit_status, ping_ok, ping_ms, rss, cpu or 0.0,
-            port_ok, uss, nice,
+            port_ok, uss, nice, oom_kills,
         )  # fmt: skip
 
 
@@ -105,11 +114,16 @@ class PoolStats:
     # Whether the kernel's OOM killer takes a bot before any of the pool's machinery (every
     # bot's oom_score_adj above theirs); None: no bot runs, or an agent from before it.
     oom_guard: bool | None = None
+    # "cgroup-v1" or "cgroup-v2" where each bot has a cgroup of its own (agent/cgroups.py);
+    # None: none (or an agent from before it).
+    cgroup: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire = {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
         if self.oom_guard is not None:
             wire["oom"] = self.oom_guard
+        if self.cgroup is not None:
+            wire["cgroup"] = self.cgroup
         return wire
 
     @classmethod
@@ -117,8 +131,19 @@ class PoolStats:
         m = as_map(raw, "pool stats")
         return cls(
             int_in(m, "mem_used"), int_in(m, "mem_limit"), opt_number(m, "cpu") or 0.0,
-            typed(m, "oom", bool, optional=True),
+            typed(m, "oom", bool, optional=True), cgroup_mode(m.get("cgroup")),
         )  # fmt: skip
+
+
+CGROUP_MODES = ("cgroup-v1", "cgroup-v2")
+
+
+def cgroup_mode(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if raw not in CGROUP_MODES:
+        raise ProtocolError(f"field 'cgroup' must be one of {', '.join(CGROUP_MODES)}")
+    return str(raw)
 
 
 # A pool's market-data proxy (agent/marketdata): what it did per exchange and upstream.

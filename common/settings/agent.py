@@ -79,6 +79,16 @@ class AgentSettings:
     bot_busy_cpu: int = limits.bot_busy_cpu()
     bot_busy_window_ms: int = limits.bot_busy_window_ms()
     bot_busy_policy: str = limits.bot_busy_policy()
+    pool_cgroup: str = setting(
+        "POOL_CGROUP", choice("", "v1", "v2"), "",
+        "each bot in a cgroup of its own: v1 (the pool's parent bound at /cgroup), v2 (a "
+        "delegated /sys/fs/cgroup), empty: none (the controller sets it, POOL_CGROUPS)",
+    )  # fmt: skip
+    pool_cgroup_parent: str = setting(
+        "POOL_CGROUP_PARENT", text, "",
+        "v1: the cgroup parent the pool's container runs under, e.g. /ftpool/pool-1 (set by "
+        "the controller)",
+    )  # fmt: skip
     pool_metrics: str = setting(
         "POOL_METRICS",
         choice("processes", "cgroup"),

@@ -54,6 +54,22 @@ def bot_busy_window_ms() -> Any:
     return setting("BOT_BUSY_WINDOW", MS, "30000", "the window a bot's CPU demand is judged over")
 
 
+def cpu_cores(raw: str) -> float:
+    """A number of CPUs such as 0.5 (0 or empty: none)."""
+    value = float(raw.strip() or "0")
+    if not 0 <= value <= 1024:
+        raise ValueError("must be a number of CPUs from 0 to 1024")
+    return value
+
+
+def bot_cpu_limit() -> Any:
+    return setting(
+        "BOT_CPU_LIMIT", cpu_cores, "0",
+        "CPUs each bot may use, e.g. 0.5, where bots have cgroups of their own "
+        "(POOL_CGROUPS; 0: no cap, an equal share)",
+    )  # fmt: skip
+
+
 def user_max_bots() -> Any:
     return setting(
         "USER_MAX_BOTS", integer(0, 1_000_000), "0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from common.settings.parsing import boolean, choice, integer, setting, text
@@ -84,3 +85,26 @@ def agent_controller_url() -> Any:
     return setting(
         "AGENT_CONTROLLER_URL", text, "", "URL agents use to reach the controller's WebSocket"
     )
+
+
+def pool_cgroups() -> Any:
+    return setting(
+        "POOL_CGROUPS", choice("off", "v1", "v2"), "off",
+        "each bot in a cgroup of its own (docker): v1 binds the pool's --cgroup-parent "
+        "/ftpool/<pool> into it, v2 gives it a delegated cgroup (Docker >= 28); off: none",
+    )  # fmt: skip
+
+
+def host_path(raw: str) -> Path:
+    """A path on the Docker host: absolute as written (not made so against this one's
+    working directory)."""
+    if not raw.strip().startswith("/"):
+        raise ValueError("must be an absolute path on the Docker host")
+    return Path(raw.strip())
+
+
+def pool_cgroup_root() -> Any:
+    return setting(
+        "POOL_CGROUP_ROOT", host_path, "/sys/fs/cgroup",
+        "where the Docker host mounts its cgroup v1 hierarchies (POOL_CGROUPS=v1)",
+    )  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from common.protocol import LAUNCH_MODES
+from common.protocol import LAUNCH_MODES, PoolStats
 from common.states import PoolStatusWord
 from controller.api.middleware import principal, read_json
 from controller.api.spec import (
@@ -32,7 +32,7 @@ from controller.api.spec import (
     ref,
 )  # fmt: skip
 from controller.api.views import market_data_view
-from controller.bots.limits import MEASURED, MEASURED_OOM, NO_LIMITS, BotLimits
+from controller.bots.limits import NO_LIMITS, BotLimits, limits_mode
 from controller.bots.locations import BotContainerMapper
 from controller.errors import BadRequest, FtpoolError
 from controller.health.monitor import Monitor
@@ -169,7 +169,7 @@ class APIPools:
             "runningBots": self._running(bots),
             "freqtrade": live.freqtrade_version or None,
             "cpuPercent": stats.cpu if stats else None,
-            "limits": self._limits_view(bots, stats.oom_guard if stats else None),
+            "limits": self._limits_view(bots, stats),
             "launch": {
                 "mode": self.pools.registry.launch_mode(pool),
                 "override": pool.launch,
@@ -202,15 +202,17 @@ class APIPools:
     def _running(self, bots: list[BotRecord]) -> int:
         return sum(1 for b in bots if (s := self.pools.registry.status_of(b)) and s.pid)
 
-    def _limits_view(self, bots: list[BotRecord], oom_guard: bool | None) -> dict[str, Any]:
+    def _limits_view(self, bots: list[BotRecord], stats: PoolStats | None) -> dict[str, Any]:
         """How the pool's bots are limited: in `measured` mode the agent measures each
         bot's own memory and the monitor restarts one over its limit; `+oom_score_adj`:
-        its agent reports the kernel would kill a bot before its machinery (docs/limits.md)."""
+        its agent reports the kernel would kill a bot before its machinery; `cgroup-v1`,
+        `cgroup-v2`: each bot has a cgroup of its own, its limits the kernel's
+        (docs/limits.md)."""
         own = [s.uss for b in bots if (s := self.pools.registry.status_of(b)) and s.uss]
         limits = [self.limits.memory_of(b) for b in bots]
         return {
-            "mode": MEASURED_OOM if oom_guard else MEASURED,
-            "oomGuard": oom_guard,
+            "mode": limits_mode(stats),
+            "oomGuard": stats.oom_guard if stats else None,
             "botMemoryLimitsBytes": sum(limits) if all(limits) and limits else None,
             "botsOwnMemoryBytes": sum(own) if own else None,
         }

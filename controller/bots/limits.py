@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.protocol import PoolStats
 from common.settings import ControllerSettings
 from common.units import parse_bytes
 from controller.errors import BadRequest
@@ -18,6 +19,19 @@ MIN_BOT_MEMORY = 64 << 20
 # (agent/oom.py), a kernel OOM kill takes a bot, never the machinery.
 MEASURED = "measured"
 MEASURED_OOM = "measured+oom_score_adj"
+# Where each bot has a cgroup of its own (agent/cgroups.py): the kernel enforces its
+# memory limit (and CPU cap) in it; the measurement stays, for reports and as fallback.
+CGROUP_V1 = "cgroup-v1"
+CGROUP_V2 = "cgroup-v2"
+
+
+def limits_mode(stats: PoolStats | None) -> str:
+    """How a pool's bots are limited, as its agent last reported."""
+    if stats is None:
+        return MEASURED
+    if stats.cgroup:
+        return stats.cgroup
+    return MEASURED_OOM if stats.oom_guard else MEASURED
 
 
 @dataclass(frozen=True, slots=True)

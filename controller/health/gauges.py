@@ -11,7 +11,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.states import PoolStatusWord
-from controller.bots.limits import NO_LIMITS, BotLimits
+from controller.bots.limits import (
+    CGROUP_V1,
+    CGROUP_V2,
+    MEASURED,
+    NO_LIMITS,
+    BotLimits,
+    limits_mode,
+)
 from controller.health.status import bot_status_word
 from controller.pools.live import exchange_totals
 from controller.pools.manager import PoolManager
@@ -122,6 +129,19 @@ class PoolStateCollector(Collector):
             "Bots whose own memory (USS) is over their limit now, within their grace or not",
             value=over,
         )
+        yield CounterMetricFamily(
+            "ftpool_bot_oom_kills", "Kernel OOM kills in bots' own cgroups, at their limit",
+            value=self.pools.sessions.bot_oom_kills,
+        )  # fmt: skip
+        modes = GaugeMetricFamily(
+            "ftpool_pools_by_limits_mode",
+            "Pools by how their bots are limited (cgroup-v1, cgroup-v2, measured)",
+            labels=["mode"],
+        )
+        counted = Tally(limits_mode(live.stats) for live in registry.live.values())
+        for mode in (CGROUP_V1, CGROUP_V2, MEASURED):
+            modes.add_metric([mode], counted.get(mode, 0))
+        yield modes
 
     def market_data(self) -> Iterator[Metric]:
         """Per pool and exchange, as each pool's agent last reported its proxy."""

@@ -22,6 +22,7 @@ class PoolsConfig:
     pool_base_port: int = 9000
     backups_dir: Path | None = None  # BACKUP_DIR; pool P's target is <it>/pools/P
     bot_memory: int = 0  # a bot's memory limit unless it has its own (0: none)
+    bot_cpu: float = 0.0  # BOT_CPU_LIMIT: CPUs per bot where bots have cgroups (0: none)
     fence_timeout: float = 0.0  # AGENT_FENCE_TIMEOUT in seconds, 0: agents do not fence
 
     @classmethod
@@ -55,6 +56,7 @@ class PoolsConfig:
             fence_timeout=settings.fence_timeout_ms / 1000,
             bot_launch=settings.bot_launch,
             bot_memory=settings.default_bot_memory,
+            bot_cpu=settings.bot_cpu_limit,
             market_data_base_port=settings.market_data_base_port
             if settings.market_data_proxy
             else None,

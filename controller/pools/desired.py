@@ -17,9 +17,18 @@ from controller.records import BotRecord, PoolRecord
 
 class DesiredStates:
     def __init__(
-        self, bot_command: tuple[str, ...], bot_launch: str, listen_ip: Callable[[], str]
+        self,
+        bot_command: tuple[str, ...],
+        bot_launch: str,
+        listen_ip: Callable[[], str],
+        bot_memory: int = 0,
+        bot_cpu: float = 0.0,
     ) -> None:
         self.bot_command = bot_command
+        # Each bot's limits, sent for the pool's kernel to enforce where its bots have
+        # cgroups of their own (agent/cgroups.py): its own memory limit or the default.
+        self.bot_memory = bot_memory
+        self.bot_cpu = bot_cpu
         self.bot_launch = bot_launch  # BOT_LAUNCH: a pool's launch unless it has its own
         self._listen_ip = listen_ip  # where bots bind inside their pool (the runtime's)
         self._files: dict[str, dict[str, bytes]] = {}
@@ -42,6 +51,8 @@ class DesiredStates:
                     files=files,
                     run=RunState.HELD if bot.held else bot.run,
                     nonce=bot.nonce,
+                    memory=max(0, bot.memory_limit_or(self.bot_memory)),
+                    cpu=self.bot_cpu,
                 )
             )
         return Desired(

@@ -35,7 +35,8 @@ class PoolManager:
         self.runtime = runtime
         self.events = events
         desired = DesiredStates(config.bot_command, config.bot_launch,
-                                lambda: runtime.bot_listen_ip)  # fmt: skip
+                                lambda: runtime.bot_listen_ip, config.bot_memory,
+                                config.bot_cpu)  # fmt: skip
         self.registry = PoolRegistry(runtime, desired)
         self.lifecycle = PoolLifecycle(store, runtime, self.registry, config)
         # The ping period of agents' connections here, the same as at their end: a silent

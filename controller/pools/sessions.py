@@ -86,6 +86,7 @@ class AgentSessions:
         self.frames_received = 0
         self.frames_rejected = 0
         self.backup_failures = 0  # pools' backups that began to fail
+        self.bot_oom_kills = 0  # kernel OOM kills in bots' own cgroups (agent/cgroups.py)
         self.fencing = fencing
         self.fences = 0  # agents that said, reconnecting, that they had fenced their pool
         self._changed = asyncio.Condition()
@@ -188,11 +189,29 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
+            if status.oom_kills and before is not None and before.oom_kills is not None:
+                self._oom_killed(pool_id, bot_id, status.oom_kills - before.oom_kills, status)
             if status.uss is not None and self._over_and_growing(bot_id, status, before):
                 # Its grace starts when the monitor sees it; while it grows the monitor
                 # judges it at each heartbeat (a fast leak is restarted without its grace).
                 self.alarm.ring_for(bot_id)
         return HeartbeatReport(pool_id, hb.gen, tuple(changed) if changed else ())
+
+    def _oom_killed(self, pool_id: str, bot_id: str, kills: int, status: BotStatus) -> None:
+        """The kernel killed in the bot's own cgroup at its memory limit: the bot alone,
+        its neighbours and the pool's machinery untouched (the monitor restarts it as any
+        dead bot). Said with the reason, since the bot's own exit only says SIGKILL."""
+        if kills <= 0:
+            return
+        self.bot_oom_kills += kills
+        record = self.registry.bots.get(bot_id)
+        limit = record.memory_limit_or(self.bot_memory) if record else 0
+        log.warning("bot_oom_kill", pool=pool_id, bot=bot_id, kills=kills, limit=limit)
+        self.events.emit("bot_memory_limit", pool=pool_id, bot=bot_id,
+                         user=record.user_id if record else None, action="oom_kill",
+                         reason="killed by the kernel at its cgroup's memory limit",
+                         limitBytes=limit or None, kills=kills,
+                         oomKills=status.oom_kills)  # fmt: skip
 
     def _backup_state(
         self, pool_id: str, before: BackupState | None, now: BackupState | None

@@ -37,6 +37,7 @@ from controller.runtimes.spec import (
     LABEL_POOL,
     LOG_OPTIONS,
     STOP_TIMEOUT,
+    WRITABLE_CGROUPS,
     pool_spec,
     prepare_dirs,
 )
@@ -205,6 +206,11 @@ class DockerRuntime(DockerClient, PoolRuntime):
         }
         if spec.memory_limit:
             kwargs["mem_limit"] = spec.memory_limit
+        if spec.cgroup_parent:
+            kwargs["cgroup_parent"] = spec.cgroup_parent
+        if spec.writable_cgroups:
+            kwargs["cgroupns"] = "private"
+            kwargs["security_opt"] = [WRITABLE_CGROUPS]
         if o.oom_score_adj:
             # supervisord and all it starts; the agent raises each bot's (agent/oom.py).
             kwargs["oom_score_adj"] = o.oom_score_adj

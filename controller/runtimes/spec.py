@@ -21,6 +21,15 @@ STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
 # busy bot's threads (agent/cpu.py): for a process of another user (each bot's) the kernel
 # asks for CAP_SYS_PTRACE and CAP_SYS_NICE.
 CAP_ADD = ("SYS_PTRACE", "SYS_NICE")
+# Per-bot cgroups (agent/cgroups.py). v1: the pool runs under --cgroup-parent
+# /ftpool/<pool>, whose directory in each hierarchy below is bound read-write at
+# /cgroup/<hierarchy> (Docker's legacy binds make a missing host directory, i.e. the
+# cgroup); never a hierarchy's root (its release_agent), and no CAP_SYS_ADMIN.
+# v2: a private cgroup namespace whose /sys/fs/cgroup Docker (>= 28) mounts writable.
+CGROUP_PARENT = "/ftpool"
+CGROUP_V1_HIERARCHIES = ("memory", "cpu", "cpuacct")
+CGROUP_V1_MOUNT = "/cgroup"
+WRITABLE_CGROUPS = "writable-cgroups=true"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
 
@@ -40,6 +49,8 @@ class DockerOptions:
     # POOL_STORAGE=node (swarm): each pool's /pool is a volume on its node's own disk
     # (pool_volume), which the controller never sees; shared: a bind of host_pools_dir/<id>.
     node_storage: bool = False
+    cgroups: str = "off"  # POOL_CGROUPS: off, v1 or v2 (swarm: always off)
+    cgroup_root: Path = Path("/sys/fs/cgroup")  # the Docker host's v1 hierarchies
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
@@ -56,6 +67,9 @@ class DockerOptions:
             publish_ports=settings.pool_publish_ports,
             publish_ip=settings.pool_publish_ip,
             node_storage=swarm and settings.node_storage,
+            # A swarm service has no cgroup parent nor writable cgroups: measured there.
+            cgroups="off" if swarm else settings.pool_cgroups,
+            cgroup_root=settings.pool_cgroup_root,
         )
 
     @property
@@ -73,6 +87,8 @@ class PoolSpec:
     labels: dict[str, str]
     memory_limit: str  # "" for none
     volumes: dict[str, str] = field(default_factory=dict)  # a node's volume -> path in it
+    cgroup_parent: str = ""  # v1: --cgroup-parent ("" none)
+    writable_cgroups: bool = False  # v2: a private cgroup namespace, writable
 
     @property
     def ports(self) -> range:
@@ -98,6 +114,15 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
         # Its own bots' backups only: the pool's directory of the target, nothing else.
         binds[str(options.host_backups_dir / "pools" / launch.pool_id)] = BACKUP_MOUNT
         env["BACKUP_DIR"] = BACKUP_MOUNT
+    parent = ""
+    if options.cgroups == "v1":
+        parent = f"{CGROUP_PARENT}/{launch.pool_id}"
+        for hierarchy in CGROUP_V1_HIERARCHIES:
+            host = options.cgroup_root / hierarchy / parent.lstrip("/")
+            binds[str(host)] = f"{CGROUP_V1_MOUNT}/{hierarchy}"
+        env |= {"POOL_CGROUP": "v1", "POOL_CGROUP_PARENT": parent}
+    elif options.cgroups == "v2":
+        env["POOL_CGROUP"] = "v2"
     return PoolSpec(
         image=launch.image or options.image,
         env=env,
@@ -105,6 +130,8 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
         labels={LABEL_POOL: launch.pool_id, LABEL_VERSION: __version__},
         memory_limit=options.memory_limit,
         volumes=volumes,
+        cgroup_parent=parent,
+        writable_cgroups=options.cgroups == "v2",
     )
 
 

@@ -83,6 +83,26 @@ async def events_of(h, bot: str, kind: str) -> list[dict]:
     return [e for e in body["events"] if e["type"] == kind and e["instanceId"] == bot]
 
 
+async def restarted_alone(
+    cluster, container, bot: str, was: tuple[str, dict[str, int], dict], timeout: float
+) -> None:
+    """`bot` killed and restarted by the monitor, nothing else touched: the container keeps
+    its start time, the machinery and the calm neighbours their pids, and they answer."""
+    started, before, calm = was
+    h = cluster.harness
+
+    async def killed() -> list[dict]:
+        return await events_of(h, bot, "bot_restart")
+
+    [restart, *_] = await wait_for(killed, timeout, step=1)
+    assert restart["reason"] == "bot_not_running"
+    container.reload()
+    assert container.status == "running" and container.attrs["State"]["StartedAt"] == started
+    assert machinery(container) == before  # the same processes
+    assert await all_running(cluster, CALM, timeout=60) == calm
+    await assert_bots_answer(h, CALM)
+
+
 async def test_the_kernel_kills_the_leaking_bot_never_the_pools_machinery(
     tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient, exchange
 ):
@@ -129,16 +149,7 @@ async def test_the_kernel_kills_the_leaking_bot_never_the_pools_machinery(
         leaky = {**trading_bot(exchange.url, "leaky"), "strategy": "LeakStrategy"}
         await h.provision(ALICE, **leaky)
 
-        async def killed() -> list[dict]:
-            return await events_of(h, "leaky", "bot_restart")
-
-        [restart, *_] = await wait_for(killed, 240, step=1)
-        assert restart["reason"] == "bot_not_running"
-        container.reload()
-        assert container.status == "running" and container.attrs["State"]["StartedAt"] == started
-        assert machinery(container) == before  # the same processes
-        assert await all_running(cluster, CALM, timeout=60) == calm
-        await assert_bots_answer(h, CALM)
+        await restarted_alone(cluster, container, "leaky", (started, before, calm), 240)
 
         _status, body = await h.call("GET", "/api/pool/status")
         [pool] = body["pools"]

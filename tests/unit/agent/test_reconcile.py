@@ -541,3 +541,32 @@ async def test_a_bot_being_restored_is_not_started_until_the_restore_ends(
         assert fake.state("b1") == "RUNNING" and fake.started.count("bot-b1") == 2
     finally:
         task.cancel()
+
+
+async def test_each_bot_gets_its_cgroup_with_its_limits_before_it_starts(
+    fake: FakeSupervisor, pool_dir: Path, tmp_path: Path
+) -> None:
+    from agent.cgroups import CgroupV1
+
+    parents = [tmp_path / "cgroup" / h / "c1" for h in ("memory", "cpu")]
+    for p in parents:
+        p.mkdir(parents=True)
+    cgroups = CgroupV1(parents)
+    rec = make_reconciler(fake, pool_dir, cgroups=cgroups)
+    memory, cpu = cgroups.join_dirs("b1")
+    started_with: list[bool] = []
+    start = fake.start
+
+    async def starting(name: str) -> None:  # its group exists when it starts
+        started_with.append(memory.is_dir() and cpu.is_dir())
+        await start(name)
+
+    fake.start = starting  # type: ignore[method-assign]
+    memory.mkdir()
+    (memory / "memory.limit_in_bytes").write_text("")  # as the kernel makes it
+    await rec.apply(Desired(1, [spec("b1", memory=256 << 20, cpu=0.5), spec("b2", 9001)]))
+    assert started_with == [True, True]
+    assert (memory / "memory.limit_in_bytes").read_text() == str(256 << 20)
+    assert all(d.is_dir() for d in cgroups.join_dirs("b2"))
+    await rec.apply(Desired(2, [spec("b1", memory=256 << 20, cpu=0.5)]))
+    assert not any(d.exists() for d in cgroups.join_dirs("b2"))  # gone with its bot

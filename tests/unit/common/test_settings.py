@@ -102,6 +102,11 @@ def test_values_are_parsed() -> None:
         ("FREQUI_URL", "https://user:pw@frequi.example/"),
         ("FREQUI_URL", "https://frequi.example/?next=x"),
         ("LEGACY_CONTAINER_MEMORY", "lots"),
+        ("POOL_CGROUPS", "v3"),
+        ("POOL_CGROUP_ROOT", "sys/fs/cgroup"),
+        ("BOT_CPU_LIMIT", "half"),
+        ("BOT_CPU_LIMIT", "-1"),
+        ("BOT_CPU_LIMIT", "nan"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
@@ -305,3 +310,12 @@ def test_pool_storage_is_node_on_swarm_and_only_there() -> None:
     assert not ControllerSettings.from_env({"POOL_RUNTIME": "docker"}).node_storage
     with pytest.raises(SettingsError, match="POOL_STORAGE=node needs POOL_RUNTIME=swarm"):
         ControllerSettings.from_env({"POOL_RUNTIME": "docker", "POOL_STORAGE": "node"})
+
+
+def test_per_bot_cgroup_settings() -> None:
+    s = ControllerSettings.from_env({"POOL_CGROUPS": "v1", "BOT_CPU_LIMIT": "0.5"})
+    assert (s.pool_cgroups, s.bot_cpu_limit, str(s.pool_cgroup_root)) == (
+        "v1", 0.5, "/sys/fs/cgroup",
+    )  # fmt: skip
+    assert ControllerSettings.from_env({}).pool_cgroups == "off"
+    assert ControllerSettings.from_env({"BOT_CPU_LIMIT": ""}).bot_cpu_limit == 0

@@ -406,3 +406,40 @@ async def test_an_evaluation_of_many_pools_hands_the_event_loop_back(
     task.cancel()
     # 6 pools and 6 bots, a turn for others every 2 of them.
     assert turns - before >= 5
+
+
+async def test_a_kernel_oom_kill_in_a_bots_cgroup_is_an_event_with_its_reason(
+    make_api: ApiFactory,
+) -> None:
+    # A pool whose bots have cgroups of their own (agent/cgroups.py) reports each bot's
+    # group's OOM kills; a rise is said (the bot's own exit only says SIGKILL), once.
+    api: Api = await make_api(BOT_MEMORY_LIMIT="100m")
+    await api.provision(instanceId="b1")
+    await api.provision(instanceId="calm")
+    connect(api)
+    pools = api.controller.pools
+    cgroup = PoolStats(1, 2, 0.5, True, "cgroup-v1")
+
+    async def beat(seq: int, kills: int, state: str = "RUNNING") -> None:
+        statuses = [
+            BotStatus("b1", state, pid=7, since=1.0, ping_ok=True, oom_kills=kills),
+            BotStatus("calm", "RUNNING", pid=8, since=1.0, ping_ok=True, oom_kills=0),
+        ]
+        await pools.heartbeat("pool-1", Heartbeat(seq, 1, statuses, cgroup))
+
+    await beat(1, 0)
+    await beat(2, 1, "EXITED")
+    await beat(3, 1, "EXITED")  # the same kill: said once
+    [event] = await events_of(api, "bot_memory_limit", 1)
+    assert event.bot_id == "b1" and event.detail["action"] == "oom_kill"
+    assert event.reason == "killed by the kernel at its cgroup's memory limit"
+    assert (event.detail["limitBytes"], event.detail["kills"]) == (100 << 20, 1)
+    metrics = (await api.call("GET", "/metrics"))[2]
+    assert "ftpool_bot_oom_kills_total 1.0" in metrics
+    assert 'ftpool_pools_by_limits_mode{mode="cgroup-v1"} 1.0' in metrics
+    _status, view, _ = await api.call("GET", "/api/pool/status")
+    assert view["pools"][0]["limits"]["mode"] == "cgroup-v1"
+    assert view["pools"][0]["limits"]["oomGuard"] is True
+    # The desired state carries each bot's limit for the pool's kernel.
+    desired = pools.registry.desired("pool-1")
+    assert {b.id: b.memory for b in desired.bots} == {"b1": 100 << 20, "calm": 100 << 20}
