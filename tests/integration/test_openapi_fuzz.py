@@ -68,6 +68,7 @@ EXAMPLES = {
     "userId": "alice",
     "tail": "ping",
     "name": "dashboard.js",
+    "token": "0" * 64,  # a transfer's token no transfer has: 404
 }
 
 
