@@ -27,7 +27,14 @@ from agent.bot_transfer import BotTransfer
 from agent.cgroups import detect
 from agent.cpu import BusyBots
 from agent.eventlistener import SOCKET_NAME
-from agent.fence import Fence, close_pidfds, kill_survivors, pidfds_of, stop_budget
+from agent.fence import (
+    Fence,
+    close_pidfds,
+    kill_survivors,
+    narrowed,
+    pidfds_of,
+    stop_budget,
+)
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
 from agent.programs import MarketDataProgram, ProgramOptions, program_name
@@ -215,11 +222,7 @@ class Agent:
                     await self.reporter.poll()
                 # supervisord answered: its word replaces the last one (a pid it no longer
                 # lists is not a bot's any more).
-                current = set(self._bot_pids())
-                gone = {pid: fd for pid, fd in pidfds.items() if pid not in current}
-                await asyncio.to_thread(close_pidfds, gone)
-                pidfds = {pid: fd for pid, fd in pidfds.items() if pid in current}
-                pidfds |= await asyncio.to_thread(pidfds_of, sorted(current - pidfds.keys()))
+                pidfds = await asyncio.to_thread(narrowed, pidfds, self._bot_pids())
                 stopped = await self.reconciler.fence(since)
         except (SupervisorError, TimeoutError) as exc:
             if self.reconciler.submitted != since:  # the controller spoke: its word wins

@@ -91,6 +91,15 @@ def pidfds_of(pids: list[int]) -> dict[int, int]:
     return fds
 
 
+def narrowed(pidfds: dict[int, int], pids: list[int]) -> dict[int, int]:
+    """The pidfds of `pids` alone: those of other pids closed, the missing ones opened;
+    those kept still name the very processes they were taken of."""
+    wanted = set(pids)
+    close_pidfds({pid: fd for pid, fd in pidfds.items() if pid not in wanted})
+    kept = {pid: fd for pid, fd in pidfds.items() if pid in wanted}
+    return kept | pidfds_of(sorted(wanted - kept.keys()))
+
+
 def close_pidfds(pidfds: dict[int, int]) -> None:
     for fd in pidfds.values():
         with contextlib.suppress(OSError):

@@ -83,6 +83,11 @@ class PoolSeen:
     # wait must have passed on both clocks, so a step of the wall clock cannot shorten it.
     silent_for: float | None = None
 
+    def silence(self, now: float) -> float:
+        """Seconds since its agent's contact ended: the shorter count of the two clocks."""
+        wall = now - self.heard_at
+        return wall if self.silent_for is None else min(wall, self.silent_for)
+
 
 class Recovery(enum.StrEnum):
     RESTART_AGENT = "restart_agent"
@@ -138,8 +143,7 @@ def _recovery(
     # Replacing a pool (recreated, or its bots moved) starts its bots anew elsewhere: with
     # fencing, not before its agent, wherever it is, has stopped them.
     wait = fence_wait(rules, seen.agent_fence)
-    replaceable = not seen.connected and not fenced_in(seen.heard_at, now, wait) \
-        and not (seen.silent_for is not None and fenced_in(0.0, seen.silent_for, wait))  # fmt: skip
+    replaceable = not seen.connected and not fenced_in(now - seen.silence(now), now, wait)
     if seen.runtime == RuntimeState.UNREACHABLE:
         # Whether its bots still run cannot be told: replaced only once its agent's fence
         # has surely stopped them (never without fencing: an operator decides then), and

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from agent.fence import (
     kill_survivors,
     late,
     lost_since,
+    narrowed,
     pidfds_of,
     stop_budget,
 )
@@ -209,6 +211,20 @@ def test_a_bot_process_that_outlived_its_program_is_killed() -> None:
     finally:
         survivor.kill()
         survivor.wait()
+
+
+def test_narrowed_to_the_pids_supervisord_lists_now() -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        before = pidfds_of([os.getpid()])
+        after = narrowed(before, [child.pid])  # ours no longer listed, the child new
+        assert list(after) == [child.pid]
+        kept = narrowed(after, [child.pid])
+        assert kept == after  # the same descriptor: the very process taken before
+        assert kill_survivors(kept) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_pid_already_gone_is_skipped() -> None:
