@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from common.protocol import (
     MAX_FRAME_BYTES,
@@ -69,9 +69,9 @@ class APIAgents:
             web.get("/api/agents", self.list),
         ]
 
-    def _reject(self, reason: str, pool_id: str | None = None) -> None:
+    def _reject(self, reason: str, pool_id: str | None = None, **context: object) -> None:
         self.pools.sessions.frames_rejected += 1
-        log.warning("agent_frame_rejected", reason=reason, pool=pool_id)
+        log.warning("agent_frame_rejected", reason=reason, pool=pool_id, **context)
 
     @public
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -84,17 +84,16 @@ class APIAgents:
         except TimeoutError:
             await ws.close(code=4408, message=b"no hello")
             return ws
-        hello = None
-        if first.type == WSMsgType.BINARY:
-            try:
-                frame = decode(first.data)
-                hello = frame if isinstance(frame, Hello) else None
-            except ProtocolError as exc:
-                self._reject(str(exc))
-        if hello is None or not self.pools.sessions.verify_hello(hello):
-            self._reject("first frame is not a valid hello with a known pool token")
+        hello, refused = self._hello(first)
+        if hello is not None and not self.pools.sessions.verify_hello(hello):
+            refused = "a hello with an unknown pool token"
+        if refused:
+            # The pool id a refused hello names is a validated id, not a secret; the
+            # token is never logged.
+            self._reject(refused, hello.pool_id if hello else None, peer=request.remote)
             await ws.close(code=4401, message=b"unauthorized")
             return ws
+        assert hello is not None
         pool_id = hello.pool_id
         await self.pools.sessions.attach(hello, ws)
         try:
@@ -120,6 +119,19 @@ class APIAgents:
         finally:
             self.pools.sessions.detach(pool_id, ws)
         return ws
+
+    @staticmethod
+    def _hello(first: WSMessage) -> tuple[Hello | None, str]:
+        """The first frame as a hello, or why it is none."""
+        if first.type != WSMsgType.BINARY:
+            return None, f"first frame is {first.type.name}, not a binary hello"
+        try:
+            frame = decode(first.data)
+        except ProtocolError as exc:
+            return None, f"first frame: {exc}"
+        if not isinstance(frame, Hello):
+            return None, f"first frame is {frame.t}, not hello"
+        return frame, ""
 
     async def list(self, request: web.Request) -> web.Response:
         principal(request).require_admin()
