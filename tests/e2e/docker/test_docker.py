@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -193,6 +194,17 @@ async def test_dying_pool_is_seen_at_once_and_recovered(docker_cluster, docker_c
         assert_trades_kept(kept[bot], kept_trades, event)
 
 
+async def pool_recovered(h, pool_id: str, since: datetime) -> bool:
+    """Whether the monitor recovered `pool_id` (ok) after `since`."""
+    status, body = await h.call("GET", "/api/pool/events/history?limit=1000")
+    assert status == 200, body
+    return any(
+        e["type"] == "pool_recovery" and e["poolId"] == pool_id and e["detail"].get("ok")
+        and datetime.fromisoformat(e["timestamp"]) >= since
+        for e in body["events"]
+    )  # fmt: skip
+
+
 async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_cluster, docker_client):
     """`docker rm -f` of a pool: a new container on the same bot directories, each bot once."""
     bots_dir = docker_cluster.base_dir / "pools" / "pool-2" / "bots"
@@ -202,6 +214,9 @@ async def test_removed_pool_is_replaced_with_its_bots_and_their_data(docker_clus
     event, kept = now(), await pool2_trades(docker_cluster)
     old = pool_container(docker_client, "pool-2")
     old.remove(force=True)
+    # The bots' last states come from the old container until the monitor has replaced it:
+    # wait for that recovery first, or all_running may return the state from before.
+    await wait_for(lambda: pool_recovered(docker_cluster.harness, "pool-2", event), 180, step=0.5)
     after = await all_running(docker_cluster, BOTS, timeout=180)
     assert all(after[b] == before[b] for b in BOTS[:10])  # pool-1 untouched
     assert pool_container(docker_client, "pool-2").id != old.id
