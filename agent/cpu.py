@@ -46,12 +46,16 @@ class BusyBots:
         self, percent: float, window: float, clock: Callable[[], float] = time.monotonic,
         wanted: Callable[[int], float | None] = wanted_seconds, autogroups: bool | None = None,
         set_group_nice: Callable[[int, int], tuple[Written, int]] = autogroup.set_group_nice,
-        policy: str = "idle",
+        policy: str = "idle", wall: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         """`percent` 0: never renice. `autogroups`: whether to renice bots' autogroups too
         (None: where the kernel schedules by them). `policy` `idle`: busy threads under
-        SCHED_IDLE as well as at nice 19."""
+        SCHED_IDLE as well as at nice 19. `wall`: the epoch clock the heartbeat's
+        `busy_since` is read from."""
         self.percent = percent
+        self.policy = policy
+        self.wall = wall
+        self._since: dict[int, float] = {}  # deprioritised pid: since when (epoch seconds)
         self.window = window
         self.clock = clock
         self.wanted = wanted
@@ -64,6 +68,16 @@ class BusyBots:
         self._group_was: dict[int, int] = {}  # pid whose autogroup is reniced: its nice before
         self._group_due: dict[int, int] = {}  # pid: the autogroup nice still to write
         self._refused = False  # a thread's renice refused (and said)
+
+    @property
+    def active_policy(self) -> str | None:
+        """What a busy bot gets (BOT_BUSY_POLICY), for the heartbeat; None: the rule is off."""
+        return self.policy if self.percent else None
+
+    def since(self, pid: int) -> float | None:
+        """Since when (epoch seconds) the bot with this pid is deprioritised (None: not):
+        from the window's end that found it busy to the one that finds it calm again."""
+        return self._since.get(pid)
 
     def check(self, pids: Iterable[int]) -> None:
         """At each heartbeat: renice the bots busy for a whole window, restore calm ones."""
@@ -87,14 +101,25 @@ class BusyBots:
             self._marks[pid] = (now, used)
             if busy(mark, (now, used), self.percent):
                 self._renice(pid)
-            elif pid in self._was or pid in self._group_was:
+                if pid not in self._since and self._lowered(pid):
+                    self._since[pid] = self.wall()
+                    log.info("busy_bot_deprioritised", pid=pid, policy=self.policy)
+            elif pid in self._was or pid in self._group_was or pid in self._since:
                 self._restore(pid)
+                if self._since.pop(pid, None) is not None:
+                    log.info("busy_bot_restored", pid=pid)
         for gone in self._marks.keys() - seen:
             del self._marks[gone]
+            self._since.pop(gone, None)
             self._was.pop(gone, None)
             self._group_was.pop(gone, None)
             self._group_due.pop(gone, None)
         self._write_groups()
+
+    def _lowered(self, pid: int) -> bool:
+        """Whether anything of the bot was deprioritised: a thread, or its autogroup (done
+        or due); nothing where every renice was refused."""
+        return pid in self._was or pid in self._group_due or pid in self._group_was
 
     def _renice(self, pid: int) -> None:
         """Every thread of it: on Linux a nice value is a thread's, and a renice of the pid

@@ -61,6 +61,7 @@ class Reconciler:
     ) -> None:
         self.supervisor = supervisor
         self.cgroups = cgroups  # each bot's own cgroup, made before it starts (None: none)
+        self._cpu_unenforced: set[str] = set()  # bots whose CPU limit was said to be no cap
         self.bots_dir = pool_dir / "bots"
         self.programs_dir = pool_dir / "programs"
         self.archive_dir = pool_dir / "archive"
@@ -172,6 +173,8 @@ class Reconciler:
         await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
         if self.cgroups is not None:
             await asyncio.to_thread(self._cgroups, desired.bots)
+        else:
+            self._cpu_limits_unenforced(desired.bots)
         added, changed, removed = await self.supervisor.reload_config()
         # A removed preloader goes last: its bots die with it, and they should stop in
         # order (as changed programs) rather than crash and be restarted meanwhile.
@@ -228,6 +231,16 @@ class Reconciler:
         assert self.cgroups is not None
         for spec in bots:
             self.cgroups.ensure(spec.id, spec.memory, spec.cpu)
+
+    def _cpu_limits_unenforced(self, bots: list[BotSpec]) -> None:
+        """Without cgroups a bot's CPU limit cannot be a cap: said once per bot, and its
+        CPU is left to the busy rule (agent/cpu.py), which deprioritises it when it spins."""
+        for spec in bots:
+            if spec.cpu and spec.id not in self._cpu_unenforced:
+                self._cpu_unenforced.add(spec.id)
+                log.warning("bot_cpu_limit_not_enforced", bot=spec.id, cpu=spec.cpu,
+                            reason="no cgroups (POOL_CGROUPS off or unusable)",
+                            fallback="busy rule: BOT_BUSY_CPU, BOT_BUSY_POLICY")  # fmt: skip
 
     def _remove_cgroups(self, wanted: set[str]) -> None:
         """The groups of bots gone from the pool, once their processes ended (one that

@@ -281,6 +281,7 @@ class Reporter:
                     uss=uss_bytes(pid) if alive else None,
                     nice=nice_of(pid) if alive else None,
                     oom_kills=self.cgroups.oom_kills(bot) if self.cgroups else None,
+                    busy_since=self.busy.since(pid) if self.busy is not None and alive else None,
                 )
             )
         self._cpu.forget_except(pids | {_CGROUP_KEY})
@@ -306,8 +307,10 @@ class Reporter:
             for b in bots:  # a bot that did not join its group itself (agent/cgroups.py)
                 self.cgroups.adopt(b.id, b.pid)
         mode = self.cgroups.mode if self.cgroups else None
+        policy = None
         if self.busy is not None:
             self.busy.check(b.pid for b in bots)
+            policy = self.busy.active_policy
         if self.cgroup_metrics:
             # In a container the cgroup is the pool: the same figures Docker accounts.
             return PoolStats(
@@ -316,6 +319,7 @@ class Reporter:
                 cpu=self._cpu.sample(_CGROUP_KEY, cgroup_cpu_seconds()),
                 oom_guard=guard,
                 cgroup=mode,
+                busy_policy=policy,
             )
         return PoolStats(
             mem_used=rss_bytes(os.getpid()) + sum(b.rss for b in bots),
@@ -323,6 +327,7 @@ class Reporter:
             cpu=round(sum(b.cpu for b in bots), 2),
             oom_guard=guard,
             cgroup=mode,
+            busy_policy=policy,
         )
 
     def place_oom_scores(self, bots: list[BotStatus]) -> bool | None:

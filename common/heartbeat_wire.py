@@ -35,6 +35,9 @@ BotId = Annotated[str, _Meta(pattern=rf"\A{ID_PATTERN}\Z")]
 Exchange = Annotated[str, _Meta(pattern=r"\A[a-z][a-z0-9]{0,31}\Z")]
 _ORIGIN = r"\A(https?://[A-Za-z0-9.:\[\]_-]{1,300}|other)\Z"
 Origin = Annotated[str, _Meta(max_length=310, pattern=_ORIGIN)]
+# A busy bot's scheduling policy (agent/cpu.py): "idle" or "nice" today; a newer agent's word
+# is taken as it is, bounded.
+Policy = Annotated[str, _Meta(pattern=r"\A[a-z]{1,16}\Z")]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -57,6 +60,7 @@ class BotStatusWire(_Strict, kw_only=True):
     uss: Count | None = None
     nice: Annotated[int, _Meta(ge=-20, le=19)] | None = None
     oom_kills: Count | None = None
+    busy_since: Number | None = None
 
 
 class PoolStatsWire(_Strict, kw_only=True):
@@ -65,6 +69,7 @@ class PoolStatsWire(_Strict, kw_only=True):
     cpu: Number = 0.0
     oom_guard: bool | None = msgspec.field(default=None, name="oom")
     cgroup: Literal["cgroup-v1", "cgroup-v2"] | None = None
+    busy_policy: Policy | None = None
 
 
 class UpstreamStatsWire(_Strict, kw_only=True):

@@ -55,10 +55,15 @@ class BotRecord:
     held: bool = False  # being moved to another pool (moves/): no agent runs it
     restarts: RestartRecord = field(default_factory=RestartRecord)
     memory_limit: int | None = None  # its own memory limit in bytes; None: the default
+    cpu_limit: float | None = None  # its own CPU limit in CPUs; None: the default
 
     def memory_limit_or(self, default: int) -> int:
         """Its memory limit in bytes: its own, or else `default` (0: none)."""
         return default if self.memory_limit is None else self.memory_limit
+
+    def cpu_limit_or(self, default: float) -> float:
+        """Its CPU limit in CPUs: its own, or else `default` (0: none)."""
+        return default if self.cpu_limit is None else self.cpu_limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,9 @@ class BotStatus(msgspec.Struct, gc=False):
     # The kernel's OOM kills in the bot's own cgroup so far (agent/cgroups.py); None where
     # it has none, or from agents older than the field (sent only when known).
     oom_kills: int | None = None
+    # Since when (epoch seconds) its agent has deprioritised it as a busy bot (agent/cpu.py);
+    # None: not now, or an agent from before the field (sent only when set).
+    busy_since: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -62,6 +65,8 @@ class BotStatus(msgspec.Struct, gc=False):
         }  # fmt: skip
         if self.oom_kills is not None:
             wire["oom_kills"] = self.oom_kills
+        if self.busy_since is not None:
+            wire["busy_since"] = self.busy_since
         return wire
 
     @classmethod
@@ -96,13 +101,13 @@ class BotStatus(msgspec.Struct, gc=False):
             raise ProtocolError("field 'ping_ok' must be a bool")
         if port_ok is not None and type(port_ok) is not bool:
             raise ProtocolError("field 'port_ok' must be a bool")
-        since, ping_ms, cpu = get("since"), get("ping_ms"), get("cpu")
-        for value in (since, ping_ms, cpu):
+        since, ping_ms, cpu, busy = get("since"), get("ping_ms"), get("cpu"), get("busy_since")
+        for value in (since, ping_ms, cpu, busy):
             if value is not None and (type(value) not in _NUMBER or not 0 <= value < 1e15):
-                raise ProtocolError("since, ping_ms and cpu must be numbers in range")
+                raise ProtocolError("since, ping_ms, cpu and busy_since must be numbers in range")
         return cls(
             bot_id, state, pid, since or 0.0, exit_status, ping_ok, ping_ms, rss, cpu or 0.0,
-            port_ok, uss, nice, oom_kills,
+            port_ok, uss, nice, oom_kills, busy,
         )  # fmt: skip
 
 
@@ -117,6 +122,9 @@ class PoolStats:
     # "cgroup-v1" or "cgroup-v2" where each bot has a cgroup of its own (agent/cgroups.py);
     # None: none (or an agent from before it).
     cgroup: str | None = None
+    # What the agent does to a busy bot (BOT_BUSY_POLICY: "idle" or "nice", agent/cpu.py);
+    # None: nothing (BOT_BUSY_CPU 0), or an agent from before it.
+    busy_policy: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire = {"mem_used": self.mem_used, "mem_limit": self.mem_limit, "cpu": self.cpu}
@@ -124,6 +132,8 @@ class PoolStats:
             wire["oom"] = self.oom_guard
         if self.cgroup is not None:
             wire["cgroup"] = self.cgroup
+        if self.busy_policy is not None:
+            wire["busy_policy"] = self.busy_policy
         return wire
 
     @classmethod
@@ -132,10 +142,21 @@ class PoolStats:
         return cls(
             int_in(m, "mem_used"), int_in(m, "mem_limit"), opt_number(m, "cpu") or 0.0,
             typed(m, "oom", bool, optional=True), cgroup_mode(m.get("cgroup")),
+            busy_policy(m.get("busy_policy")),
         )  # fmt: skip
 
 
 CGROUP_MODES = ("cgroup-v1", "cgroup-v2")
+_POLICY = re.compile(r"\A[a-z]{1,16}\Z")
+
+
+def busy_policy(raw: object) -> str | None:
+    """A busy bot's scheduling policy: "idle" or "nice" today, a newer agent's word as it is."""
+    if raw is None:
+        return None
+    if type(raw) is not str or not _POLICY.match(raw):
+        raise ProtocolError("field 'busy_policy' must be a short lowercase word")
+    return raw
 
 
 def cgroup_mode(raw: object) -> str | None:

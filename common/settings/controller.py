@@ -60,6 +60,7 @@ class ControllerSettings:
     bot_busy_window_ms: int = limits.bot_busy_window_ms()
     bot_busy_policy: str = limits.bot_busy_policy()
     user_max_bots: int = limits.user_max_bots()
+    user_max_cpu: float = limits.user_max_cpu()
     pool_oom_score_adj: int = runtimes.pool_oom_score_adj()
     pool_cgroups: str = runtimes.pool_cgroups()
     pool_cgroup_root: Path = runtimes.pool_cgroup_root()

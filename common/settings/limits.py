@@ -70,6 +70,14 @@ def bot_cpu_limit() -> Any:
     )  # fmt: skip
 
 
+def user_max_cpu() -> Any:
+    return setting(
+        "USER_MAX_CPU", cpu_cores, "0",
+        "CPUs the limits of one user's bots may add up to, e.g. 2 (0: no quota); the admin "
+        "API sets a user's own",
+    )  # fmt: skip
+
+
 def user_max_bots() -> Any:
     return setting(
         "USER_MAX_BOTS", integer(0, 1_000_000), "0",

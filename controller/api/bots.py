@@ -23,6 +23,7 @@ from controller.api.spec import (
 )  # fmt: skip
 from controller.api.views import bot_view
 from controller.backups.service import BackupService
+from controller.bots.limits import MAX_BOT_CPU, MIN_BOT_CPU
 from controller.bots.manager import BotManager, ProvisionRequest
 from controller.health.status import bot_status_word
 
@@ -32,7 +33,9 @@ _PROVISION = op(
     tags=("bots",),
     errors=(409, 502, 503, 507),
     description="Without instanceId one is generated. config is merged over safe defaults; "
-    "keys ftpool manages are refused (400).",
+    "keys ftpool manages are refused (400). limits: memory (a size) and cpu (CPUs, 0.01 to "
+    "1024); a user may ask up to BOT_MEMORY_LIMIT / BOT_CPU_LIMIT, and within their quotas "
+    "(403), the admin for any.",
     body=json_body(
         {
             "type": "object",
@@ -54,7 +57,17 @@ _PROVISION = op(
                                         {"type": "string"},
                                         {"type": "integer"},
                                     ]
-                                }
+                                },
+                                "cpu": {
+                                    "anyOf": [
+                                        {"type": "null"},
+                                        {
+                                            "type": "number",
+                                            "minimum": MIN_BOT_CPU,
+                                            "maximum": MAX_BOT_CPU,
+                                        },
+                                    ]
+                                },
                             },
                         },
                     ]
@@ -143,19 +156,22 @@ class APIBots:
                 "poolId": bot.pool_id,
                 "port": bot.port,
                 "status": bot_status_word(self.pools, bot),
-                "limits": {"memoryBytes": self.bots.memory_limit(bot) or None},
+                "limits": {
+                    "memoryBytes": self.bots.memory_limit(bot) or None,
+                    "cpu": self.bots.limits.cpu_of(bot) or None,
+                },
             },
             status=201,
         )
 
     async def list(self, request: web.Request) -> web.Response:
         bots = self.bots.visible(principal(request))
-        views = [bot_view(self.pools, b, self.bots.memory_limit(b)) for b in bots]
+        views = [bot_view(self.pools, b, self.bots.limits) for b in bots]
         return web.json_response({"success": True, "bots": views})
 
     async def info(self, request: web.Request) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])
-        view = bot_view(self.pools, bot, self.bots.memory_limit(bot))
+        view = bot_view(self.pools, bot, self.bots.limits)
         return web.json_response({"success": True, **view})
 
     async def _lifecycle(self, request: web.Request, action: str) -> web.Response:

@@ -1,6 +1,6 @@
 """/api/pool/bot/{instanceId}: where a bot runs (pooled or legacy, managed or only
-discovered), as the seed's BotContainerMapper answers it, the tail of its log, and its
-memory and CPU over the last hour."""
+discovered), as the seed's BotContainerMapper answers it, with its limits and what it uses
+against them, the tail of its log, and its memory and CPU over the last hour."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aiohttp import web
 
 from controller.api.middleware import principal
 from controller.api.spec import STR, USER, Operations, answer, op, query, ref
+from controller.api.views import limits_view
 from controller.bots.locations import BotContainerMapper
 from controller.bots.manager import BotManager
 from controller.bots.usage import UsageHistory
@@ -19,7 +20,8 @@ LOG_TAIL_DEFAULT = 16384
 class APIPoolBot:
     operations: Operations = {
         ("GET", "/api/pool/bot/{instanceId}"): op(
-            "where the bot runs (pooled or legacy, managed or only discovered)",
+            "where the bot runs (pooled or legacy, managed or only discovered); a managed "
+            "bot's limits, its use against them and its busy state (as in GET /api/bots)",
             security=USER, errors=(400, 403, 404), tags=("bots",),
             ok={200: answer(ref("BotLocation"))},
         ),
@@ -56,7 +58,9 @@ class APIPoolBot:
 
     async def bot_info(self, request: web.Request) -> web.Response:
         where = await self.mapper.resolve(principal(request), request.match_info["instanceId"])
-        return web.json_response({"success": True, **where.to_json()})
+        bot = self.pools.registry.bots.get(where.instance_id) if where.managed else None
+        limits = limits_view(self.pools, bot, self.bots.limits) if bot is not None else {}
+        return web.json_response({"success": True, **where.to_json(), **limits})
 
     async def bot_log(self, request: web.Request) -> web.Response:
         bot = self.bots.get(principal(request), request.match_info["instanceId"])

@@ -208,14 +208,22 @@ class APIPools:
         its agent reports the kernel would kill a bot before its machinery; `cgroup-v1`,
         `cgroup-v2`: each bot has a cgroup of its own, its limits the kernel's
         (docs/limits.md)."""
-        own = [s.uss for b in bots if (s := self.pools.registry.status_of(b)) and s.uss]
+        statuses = [self.pools.registry.status_of(b) for b in bots]
+        own = [s.uss for s in statuses if s and s.uss]
         limits = [self.limits.memory_of(b) for b in bots]
+        cpus = [self.limits.cpu_of(b) for b in bots]
         return {
             "mode": limits_mode(stats),
             "oomGuard": stats.oom_guard if stats else None,
             "botMemoryLimitsBytes": sum(limits) if all(limits) and limits else None,
             "botsOwnMemoryBytes": sum(own) if own else None,
-        }
+            # The sum of its bots' CPU limits when each has one, in CPUs.
+            "botCpuLimits": round(sum(cpus), 3) if all(cpus) and cpus else None,
+            # What its agent does to a busy bot (None: nothing, or not known), and to whom now.
+            "busyPolicy": stats.busy_policy if stats else None,
+            "deprioritised": [b.id for b, s in zip(bots, statuses, strict=True)
+                              if s is not None and s.pid and s.busy_since is not None],
+        }  # fmt: skip
 
     def _launch_view(self, pool: PoolRecord) -> dict[str, Any]:
         return {

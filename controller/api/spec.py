@@ -120,6 +120,20 @@ def error_response(code: int) -> Schema:
 
 ERROR = obj({"success": {"const": False}, "error": STR})
 
+# A bot's limits, what it uses against them, and whether its agent deprioritises it as
+# busy (controller/api/views.py limits_view; docs/limits.md).
+BOT_LIMITS = obj({
+    "memoryBytes": nullable(INT), "own": BOOL, "cpu": nullable(NUM), "cpuOwn": BOOL,
+    "cpuEnforcement": nullable({"enum": ["cgroup", "priority", "none"]}),
+})  # fmt: skip
+_USE = {"limitPercent": nullable(NUM), "ofLimitPercent": nullable(NUM)}
+BOT_USAGE = obj({
+    "cpu": obj({"percent": nullable(NUM), **_USE}),
+    "memory": obj({"ownBytes": nullable(INT), "limitBytes": nullable(INT),
+                   "ofLimitPercent": nullable(NUM)}),
+})  # fmt: skip
+BOT_BUSY = obj({"deprioritised": nullable(BOOL), "since": nullable(NUM), "policy": nullable(STR)})
+
 BOT = obj(
     {
         "instanceId": ID,
@@ -145,6 +159,9 @@ BOT = obj(
             )
         ),
         "restarts": obj({"attempts": INT, "cycles": INT, "lastAt": nullable(NUM), "failed": BOOL}),
+        "limits": BOT_LIMITS,
+        "usage": BOT_USAGE,
+        "busy": BOT_BUSY,
         "createdAt": NUM,
     }
 )
@@ -179,6 +196,17 @@ POOL = obj(
         "runningBots": INT,
         "freqtrade": nullable(STR),
         "cpuPercent": nullable(NUM),
+        "limits": obj(
+            {
+                "mode": STR,
+                "oomGuard": nullable(BOOL),
+                "botMemoryLimitsBytes": nullable(INT),
+                "botsOwnMemoryBytes": nullable(INT),
+                "botCpuLimits": nullable(NUM),
+                "busyPolicy": nullable(STR),
+                "deprioritised": {"type": "array", "items": ID},
+            }
+        ),
         "launch": obj(
             {
                 "mode": LAUNCH,
@@ -223,7 +251,7 @@ BOT_LOCATION = obj({
     "mode": {"enum": ["pooled", "legacy"]}, "managed": BOOL, "poolId": nullable(ID),
     "containerName": nullable(STR),
     "connection": nullable(obj({"host": STR, "port": INT, "url": STR})),
-})  # fmt: skip
+}, limits=BOT_LIMITS, usage=BOT_USAGE, busy=BOT_BUSY)  # fmt: skip
 
 SCHEMAS = {
     "Error": ERROR, "Bot": BOT, "BotLocation": BOT_LOCATION, "Pool": POOL, "Event": EVENT,

@@ -1,5 +1,5 @@
-"""/api/users/{userId}/quota: how many bots a user may have, and how much memory their bots'
-limits may add up to; the admin sets a user's own."""
+"""/api/users/{userId}/quota: how many bots a user may have, and how much memory and how
+many CPUs their bots' limits may add up to; the admin sets a user's own."""
 
 from __future__ import annotations
 
@@ -7,8 +7,20 @@ from aiohttp import web
 
 from common.units import parse_bytes
 from controller.api.middleware import principal, read_json
-from controller.api.spec import ADMIN, INT, STR, TRUE, USER, answer, json_body, nullable, obj, op
-from controller.bots.limits import MIN_BOT_MEMORY
+from controller.api.spec import (
+    ADMIN,
+    INT,
+    NUM,
+    STR,
+    TRUE,
+    USER,
+    answer,
+    json_body,
+    nullable,
+    obj,
+    op,
+)  # fmt: skip
+from controller.bots.limits import MAX_BOT_CPU, MIN_BOT_MEMORY, parse_cpu
 from controller.bots.manager import BotManager
 from controller.errors import BadRequest
 
@@ -18,27 +30,32 @@ MAX_QUOTA = 1_000_000
 _QUOTA = answer(obj({
     "success": TRUE, "userId": {"type": "string"}, "maxBots": nullable(INT), "bots": INT,
     "own": nullable(INT), "default": nullable(INT), "maxMemoryBytes": nullable(INT),
-    "memoryBytes": INT,
+    "memoryBytes": INT, "maxCpu": nullable(NUM), "cpu": NUM, "ownCpu": nullable(NUM),
+    "defaultCpu": nullable(NUM),
 }))  # fmt: skip
-_BODY = 'body must be {"maxBots": <bots, 0 for no limit, or null>, "maxMemory": <size or null>}'
+_BODY = (
+    'body must be {"maxBots": <bots, 0 for no limit, or null>, "maxMemory": <size or '
+    'null>, "maxCpu": <CPUs, 0 for no limit, or null>}'
+)
 
 
 class APIUsers:
     operations = {
         ("GET", "/api/users/{userId}/quota"): op(
-            "how many bots the user may have and has, and their memory budget and the sum of "
-            "their bots' memory limits (the admin, or that user)",
+            "how many bots the user may have and has, their memory budget and CPU quota and "
+            "the sums of their bots' memory and CPU limits (the admin, or that user)",
             security=USER, tags=("users",), errors=(400, 403), ok={200: _QUOTA},
         ),
         ("PUT", "/api/users/{userId}/quota"): op(
-            "set the user's own quota of bots (admin; null returns to USER_MAX_BOTS) and/or "
-            "their memory budget (null: none)",
+            "set the user's own quota of bots (admin; null returns to USER_MAX_BOTS), their "
+            "memory budget (null: none) and/or their CPU quota (null returns to USER_MAX_CPU)",
             security=ADMIN, tags=("users",), errors=(400,), ok={200: _QUOTA},
             body=json_body({
                 "type": "object", "additionalProperties": False, "minProperties": 1,
                 "properties": {
                     "maxBots": nullable({"type": "integer", "minimum": 0, "maximum": MAX_QUOTA}),
                     "maxMemory": nullable({"oneOf": [STR, {"type": "integer", "minimum": 0}]}),
+                    "maxCpu": nullable({"type": "number", "minimum": 0, "maximum": MAX_BOT_CPU}),
                 },
             }),
         ),
@@ -61,9 +78,13 @@ class APIUsers:
         who, user_id = principal(request), request.match_info["userId"]
         who.require_admin()
         body = await read_json(request)
-        if not isinstance(body, dict) or not body or not set(body) <= {"maxBots", "maxMemory"}:
+        if (
+            not isinstance(body, dict)
+            or not body
+            or not set(body) <= {"maxBots", "maxMemory", "maxCpu"}
+        ):
             raise BadRequest(_BODY)
-        change: dict[str, int | None] = {}
+        change: dict[str, float | None] = {}
         if "maxBots" in body:
             max_bots = change["max_bots"] = body["maxBots"]
             if max_bots is not None and (
@@ -72,6 +93,8 @@ class APIUsers:
                 raise BadRequest(f"maxBots must be an integer from 0 to {MAX_QUOTA}, or null")
         if "maxMemory" in body:
             change["max_memory"] = memory_budget(body["maxMemory"])
+        if "maxCpu" in body:
+            change["max_cpu"] = parse_cpu(body["maxCpu"], "maxCpu", least=0)
         await self.bots.set_quota(who, user_id, **change)
         view = await self.bots.quota(who, user_id)
         return web.json_response({"success": True, **view})

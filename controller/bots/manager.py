@@ -20,8 +20,8 @@ from common.settings import ControllerSettings
 from common.states import ProcessState, RunState
 from controller.auth import Principal
 from controller.botconfig import load_strategy, new_secrets, validate_overrides
-from controller.bots.limits import NO_LIMITS, BotLimits, parse_limits
-from controller.errors import BadRequest, Conflict, Forbidden, NotFound, RuntimeFailure
+from controller.bots.limits import NO_LIMITS, BotLimits, RequestedLimits, parse_limits
+from controller.errors import BadRequest, Conflict, NotFound, RuntimeFailure
 from controller.metrics import Metrics
 from controller.moves.guard import MoveGuard
 from controller.pools.manager import PoolManager
@@ -38,7 +38,7 @@ class ProvisionRequest:
     instance_id: str | None
     strategy: str | None
     config: dict[str, Any]
-    memory_limit: int | None = None
+    limits: RequestedLimits = RequestedLimits()
 
     @classmethod
     def from_json(cls, body: object) -> ProvisionRequest:
@@ -116,16 +116,12 @@ class BotManager:
             raise Conflict(f"bot {instance_id} already exists")
         strategy = req.strategy or self.default_strategy
         source = load_strategy(self.strategies_dir, strategy)
-        memory = req.memory_limit
-        default = self.limits.memory
-        if memory is not None and default and memory > default and not principal.is_admin:
-            raise Forbidden(f"limits.memory may be at most {default} bytes "
-                            "(BOT_MEMORY_LIMIT); an admin may set more")  # fmt: skip
+        self.limits.check_request(req.limits, principal.is_admin)
         token, token_hash = self.lifecycle.new_token()
         new = NewBot(instance_id, principal.user_id, strategy, source, req.config, new_secrets(),
-                     memory)  # fmt: skip
+                     req.limits.memory, req.limits.cpu)  # fmt: skip
         # The admin's own bots are not counted against any quota.
-        quota = None if principal.is_admin else self.limits.user_max_bots
+        quota = None if principal.is_admin else self.limits.quotas
         change = await self.store.allocate(new, self.placement, token_hash, quota=quota)
         await self.registry.apply(change)  # its agent, if it has one, is told
         bot = change.bot(instance_id)
@@ -153,18 +149,29 @@ class BotManager:
         default = self.limits.user_max_bots
         limit, own, count = await self.store.user_quota(user_id, default)
         budget, used = await self.store.user_memory(user_id, self.limits.memory)
+        max_cpu, own_cpu, cpu = await self.store.user_cpu(
+            user_id, self.limits.cpu, self.limits.user_max_cpu
+        )
         return {"userId": user_id, "maxBots": limit or None, "bots": count,
                 "own": own, "default": default or None, "maxMemoryBytes": budget,
-                "memoryBytes": used}  # fmt: skip
+                "memoryBytes": used, "maxCpu": max_cpu or None, "cpu": cpu,
+                "ownCpu": own_cpu, "defaultCpu": self.limits.user_max_cpu or None}  # fmt: skip
 
-    async def set_quota(self, principal: Principal, user_id: str, **change: int | None) -> None:
-        """`change`: `max_bots` (None: the default) and/or `max_memory` (None: no budget)."""
+    async def set_quota(self, principal: Principal, user_id: str, **change: float | None) -> None:
+        """`change`: `max_bots` (None: the default), `max_memory` (None: no budget) and/or
+        `max_cpu` (None: the default)."""
         check_id(user_id, "userId")
         principal.require_admin()
         if "max_bots" in change:
-            await self.store.set_user_quota(user_id, change["max_bots"])
+            max_bots = change["max_bots"]
+            await self.store.set_user_quota(user_id, None if max_bots is None else int(max_bots))
         if "max_memory" in change:
-            await self.store.set_user_memory_budget(user_id, change["max_memory"])
+            max_memory = change["max_memory"]
+            await self.store.set_user_memory_budget(
+                user_id, None if max_memory is None else int(max_memory)
+            )
+        if "max_cpu" in change:
+            await self.store.set_user_cpu_quota(user_id, change["max_cpu"])
         log.info("user_quota_set", user=user_id, **change)
 
     async def _legacy_ids(self) -> set[str]:

@@ -91,6 +91,7 @@ class PoolStateCollector(Collector):
         )  # fmt: skip
         yield from self.backups(now)
         yield from self.bot_memory()
+        yield from self.bot_cpu()
         yield from self.market_data()
 
     def backups(self, now: float) -> Iterator[Metric]:
@@ -142,6 +143,40 @@ class PoolStateCollector(Collector):
         for mode in (CGROUP_V1, CGROUP_V2, MEASURED):
             modes.add_metric([mode], counted.get(mode, 0))
         yield modes
+
+    def bot_cpu(self) -> Iterator[Metric]:
+        """Bots their agents deprioritise now as busy (by the pool's BOT_BUSY_POLICY), and
+        bots using 90 % or more of their CPU limit (no per-bot labels)."""
+        registry, at_limit = self.pools.registry, 0
+        deprioritised: Tally[str] = Tally()
+        for bot in registry.bots.values():
+            status = registry.status_of(bot)
+            if status is None:
+                continue
+            if status.busy_since is not None:
+                live = registry.live.get(bot.pool_id)
+                stats = live.stats if live else None
+                deprioritised[(stats.busy_policy if stats else None) or "unknown"] += 1
+            limit = self.limits.cpu_of(bot)
+            if limit and status.cpu >= 90 * limit:
+                at_limit += 1
+        gauge = GaugeMetricFamily(
+            "ftpool_bots_deprioritised",
+            "Bots their agent deprioritises now as busy (BOT_BUSY_CPU), by BOT_BUSY_POLICY",
+            labels=["policy"],
+        )
+        for policy in sorted({"idle", "nice", *deprioritised}):
+            gauge.add_metric([policy], deprioritised.get(policy, 0))
+        yield gauge
+        yield CounterMetricFamily(
+            "ftpool_bot_deprioritisations", "Times an agent deprioritised a busy bot",
+            value=self.pools.sessions.bot_deprioritisations,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "ftpool_bots_at_cpu_limit",
+            "Bots using 90 % or more of their CPU limit (their own or BOT_CPU_LIMIT) now",
+            value=at_limit,
+        )
 
     def market_data(self) -> Iterator[Metric]:
         """Per pool and exchange, as each pool's agent last reported its proxy."""

@@ -26,7 +26,7 @@ class DesiredStates:
     ) -> None:
         self.bot_command = bot_command
         # Each bot's limits, sent for the pool's kernel to enforce where its bots have
-        # cgroups of their own (agent/cgroups.py): its own memory limit or the default.
+        # cgroups of their own (agent/cgroups.py): its own memory and CPU limits or the defaults.
         self.bot_memory = bot_memory
         self.bot_cpu = bot_cpu
         self.bot_launch = bot_launch  # BOT_LAUNCH: a pool's launch unless it has its own
@@ -52,7 +52,7 @@ class DesiredStates:
                     run=RunState.HELD if bot.held else bot.run,
                     nonce=bot.nonce,
                     memory=max(0, bot.memory_limit_or(self.bot_memory)),
-                    cpu=self.bot_cpu,
+                    cpu=bot.cpu_limit_or(self.bot_cpu),
                 )
             )
         return Desired(

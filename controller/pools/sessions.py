@@ -87,6 +87,7 @@ class AgentSessions:
         self.frames_rejected = 0
         self.backup_failures = 0  # pools' backups that began to fail
         self.bot_oom_kills = 0  # kernel OOM kills in bots' own cgroups (agent/cgroups.py)
+        self.bot_deprioritisations = 0  # busy bots their agents deprioritised (agent/cpu.py)
         self.fencing = fencing
         self.fences = 0  # agents that said, reconnecting, that they had fenced their pool
         self._changed = asyncio.Condition()
@@ -189,6 +190,8 @@ class AgentSessions:
                                  was=before.state if before else None)  # fmt: skip
                 if status.state in DIED:
                     self.alarm.ring_for(bot_id)
+            if before is not None and status.busy_since != before.busy_since:
+                self._busy_changed(pool_id, bot_id, status, before, live)
             if status.oom_kills and before is not None and before.oom_kills is not None:
                 self._oom_killed(pool_id, bot_id, status.oom_kills - before.oom_kills, status)
             if status.uss is not None and self._over_and_growing(bot_id, status, before):
@@ -212,6 +215,28 @@ class AgentSessions:
                          reason="killed by the kernel at its cgroup's memory limit",
                          limitBytes=limit or None, kills=kills,
                          oomKills=status.oom_kills)  # fmt: skip
+
+    def _busy_changed(
+        self, pool_id: str, bot_id: str, status: BotStatus, before: BotStatus, live: PoolLive
+    ) -> None:
+        """Its agent deprioritised a busy bot, or gave a calm one its priority back (the
+        same process's: a process that ended took its state with it)."""
+        record = self.registry.bots.get(bot_id)
+        user = record.user_id if record else None
+        policy = live.stats.busy_policy if live.stats else None
+        if status.busy_since is not None and before.busy_since is None:
+            self.bot_deprioritisations += 1
+            self.events.emit("bot_deprioritised", pool=pool_id, bot=bot_id, user=user,
+                             reason="busy for a whole BOT_BUSY_WINDOW", policy=policy,
+                             since=status.busy_since, cpuPercent=status.cpu,
+                             nice=status.nice)  # fmt: skip
+        elif status.busy_since is None and before.busy_since is not None:
+            if before.pid != status.pid:
+                return
+            self.events.emit("bot_reprioritised", pool=pool_id, bot=bot_id, user=user,
+                             reason="calm for a whole BOT_BUSY_WINDOW", policy=policy,
+                             deprioritisedSeconds=round(time.time() - before.busy_since, 1),
+                             nice=status.nice)  # fmt: skip
 
     def _backup_state(
         self, pool_id: str, before: BackupState | None, now: BackupState | None

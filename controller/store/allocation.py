@@ -17,9 +17,16 @@ from typing import Any
 
 from common.settings import ControllerSettings
 from common.states import RunState
-from controller.errors import BadRequest, CapacityExhausted, Conflict, NotFound, QuotaExceeded
+from controller.errors import BadRequest, CapacityExhausted, Conflict, NotFound
 from controller.records import BotSecrets, PoolRecord
 from controller.store.change import Change
+from controller.store.quotas import (
+    Quotas,
+    check_cpu_quota,
+    check_memory_budget,
+    check_quota,
+    millis,
+)
 from controller.store.sql import bot_row, bump, pool_row, release
 
 
@@ -36,6 +43,7 @@ class Placement:
     # its own: with both, a pool takes a bot only while its bots' limits fit its memory.
     pool_memory: int = 0
     bot_memory: int = 0
+    bot_cpu: float = 0.0  # BOT_CPU_LIMIT: a bot's CPUs unless it has its own (0: none)
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> Placement:
@@ -43,7 +51,7 @@ class Placement:
             max_bots=settings.max_bots_per_container, base_port=settings.pool_base_port,
             pooled=settings.pool_mode_enabled, per_user=settings.pool_tenancy == "per-user",
             fill=settings.placement == "fill", pool_memory=settings.pool_memory_bytes,
-            bot_memory=settings.default_bot_memory,
+            bot_memory=settings.default_bot_memory, bot_cpu=settings.bot_cpu_limit,
         )  # fmt: skip
 
     def need(self, memory_limit: int | None) -> int:
@@ -60,29 +68,34 @@ class NewBot:
     config: dict[str, Any]
     secrets: BotSecrets
     memory_limit: int | None = None  # bytes; None: the default
+    cpu_limit: float | None = None  # CPUs; None: the default
 
 
 def allocate(
     db: sqlite3.Connection, bot: NewBot, p: Placement, token_hash: str, held: bool,
-    run: RunState, quota: int | None = None,
+    run: RunState, quota: Quotas | None = None,
 ) -> Change:  # fmt: skip
     """Place a new bot in a pool with a free slot, made if none has one.
 
-    With a `quota` (USER_MAX_BOTS; 0: none) the user's bots are counted in the same
-    transaction, so concurrent provisions cannot pass it together; a user's own quota
-    (user_quotas) takes its place."""
+    With `quota` (the defaults: USER_MAX_BOTS, USER_MAX_CPU) the user's bots are counted,
+    and their memory and CPU limits summed, in the same transaction, so concurrent
+    provisions cannot pass a quota together (controller/store/quotas.py); a user's own
+    quotas take the defaults' place."""
     if db.execute("SELECT 1 FROM bots WHERE id = ?", (bot.id,)).fetchone():
         raise Conflict(f"bot {bot.id} already exists")
     need = p.need(bot.memory_limit)
+    cpu = None if bot.cpu_limit is None else millis(bot.cpu_limit)
     if quota is not None:
-        check_quota(db, bot.user_id, quota)
+        check_quota(db, bot.user_id, quota.max_bots)
         check_memory_budget(db, bot.user_id, need, p.bot_memory)
+        cpu_need = millis(p.bot_cpu) if cpu is None else cpu
+        check_cpu_quota(db, bot.user_id, cpu_need, millis(p.bot_cpu), millis(quota.max_cpu))
     pool, slot, created = place(db, bot.id, bot.user_id, p, token_hash, need=need)
     now = time.time()
     db.execute(
         "INSERT INTO bots (id, user_id, pool_id, slot, port, strategy, strategy_source,"
-        " config, secrets, run, nonce, created_at, held, memory_limit)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?,?)",
+        " config, secrets, run, nonce, created_at, held, memory_limit, cpu_millis)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
         (
             bot.id, bot.user_id, pool.id, slot, pool.port_start + slot, bot.strategy,
             bot.strategy_source, json.dumps(bot.config),
@@ -90,61 +103,11 @@ def allocate(
                 "username": bot.secrets.username, "password": bot.secrets.password,
                 "jwt_secret": bot.secrets.jwt_secret, "ws_token": bot.secrets.ws_token,
             }),
-            run, now, int(held), bot.memory_limit,
+            run, now, int(held), bot.memory_limit, cpu,
         ),
     )  # fmt: skip
     return Change(pools=(pool,), bots=(bot_row(db, bot.id),),
                   created=frozenset({pool.id} if created else ()))  # fmt: skip
-
-
-def user_quota(db: sqlite3.Connection, user_id: str, default: int) -> tuple[int, int | None, int]:
-    """A user's quota of bots (0: none), their own one if the admin set it (else None),
-    and how many bots they have: one lookup by primary key, one count over an index."""
-    row = db.execute("SELECT max_bots FROM user_quotas WHERE user_id = ?", (user_id,)).fetchone()
-    own = None if row is None else int(row[0])
-    count = db.execute("SELECT count(*) FROM bots WHERE user_id = ?", (user_id,)).fetchone()[0]
-    return (default if own is None else own), own, count
-
-
-def check_quota(db: sqlite3.Connection, user_id: str, default: int) -> None:
-    limit, _own, count = user_quota(db, user_id, default)
-    if limit and count >= limit:
-        raise QuotaExceeded(
-            f"user {user_id} has {count} bots, their quota is {limit}",
-            quota={"maxBots": limit, "bots": count},
-        )
-
-
-def user_memory(db: sqlite3.Connection, user_id: str, default: int) -> tuple[int | None, int]:
-    """A user's memory budget in bytes (None: none) and the sum of their bots' memory
-    limits (each its own or `default`; a bot without either counts nothing): one lookup by
-    primary key, one sum over the index of the user's bots."""
-    row = db.execute(
-        "SELECT max_memory FROM user_memory_budgets WHERE user_id = ?", (user_id,)
-    ).fetchone()
-    used = db.execute(
-        "SELECT coalesce(sum(coalesce(memory_limit, ?)), 0) FROM bots WHERE user_id = ?",
-        (default, user_id),
-    ).fetchone()[0]
-    return (None if row is None else int(row[0])), int(used)
-
-
-def check_memory_budget(db: sqlite3.Connection, user_id: str, need: int, default: int) -> None:
-    """Refuse a user's new bot whose memory limit (`need`; 0: none) would take the sum of
-    their bots' limits past their budget; with a budget, a bot needs a limit."""
-    budget, used = user_memory(db, user_id, default)
-    if budget is None:
-        return
-    quota = {"maxMemoryBytes": budget, "memoryBytes": used, "needBytes": need}
-    if not need:
-        raise QuotaExceeded(f"user {user_id} has a memory budget: their bots need a memory "
-                            "limit (limits.memory, or BOT_MEMORY_LIMIT)", quota=quota)  # fmt: skip
-    if used + need > budget:
-        raise QuotaExceeded(
-            f"user {user_id}'s bots have {used} bytes of memory limits; {need} more would "
-            f"pass their budget of {budget}",
-            quota=quota,
-        )
 
 
 # A candidate pool's bots' memory limits, summed over the bots_pool index (at most

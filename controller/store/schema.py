@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -143,10 +143,20 @@ CREATE TABLE user_memory_budgets (
 _SCHEMA_V13 = """
 ALTER TABLE pools ADD COLUMN abandoned INTEGER NOT NULL DEFAULT 0;
 """
+# CPU limits (docs/limits.md): a bot's own in thousandths of a CPU (NULL: the default,
+# BOT_CPU_LIMIT), and a user's own CPU quota set by the admin, the sum their bots' limits
+# may reach (no row: USER_MAX_CPU; 0: none for that user).
+_SCHEMA_V14 = """
+ALTER TABLE bots ADD COLUMN cpu_millis INTEGER CHECK (cpu_millis > 0);
+CREATE TABLE user_cpu_quotas (
+    user_id TEXT PRIMARY KEY,
+    max_cpu_millis INTEGER NOT NULL CHECK (max_cpu_millis >= 0)
+);
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
     7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10, 11: _SCHEMA_V11,
-    12: _SCHEMA_V12, 13: _SCHEMA_V13,
+    12: _SCHEMA_V12, 13: _SCHEMA_V13, 14: _SCHEMA_V14,
 }  # fmt: skip
 
 

@@ -74,6 +74,7 @@ def bot_of(row: sqlite3.Row) -> BotRecord:
         restarts=RestartRecord(row["restart_attempts"], row["restart_cycles"],
                                row["restart_last"], bool(row["failed"]), row["restart_memory"]),
         memory_limit=row["memory_limit"],
+        cpu_limit=None if row["cpu_millis"] is None else row["cpu_millis"] / 1000,
     )  # fmt: skip
 
 

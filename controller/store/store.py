@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 from common.states import RunState
 from controller.errors import NotFound, StoreError
 from controller.records import BotRecord, Event, PoolRecord, RestartRecord
-from controller.store import allocation
+from controller.store import allocation, quotas
 from controller.store.allocation import NewBot, Placement
 from controller.store.change import Change
 from controller.store.events import add_events, read_events
+from controller.store.quotas import Quotas
 from controller.store.schema import open_database
 from controller.store.sql import (
     bot_of,
@@ -116,16 +117,16 @@ class Store:
 
     async def allocate(
         self, bot: NewBot, placement: Placement, token_hash: str, held: bool = False,
-        run: RunState = RunState.RUNNING, quota: int | None = None,
+        run: RunState = RunState.RUNNING, quota: Quotas | None = None,
     ) -> Change:  # fmt: skip
         """Place a bot in a pool with a free slot, creating the pool row if none has one
-        (then it is in the change's `created`: its runtime must be made). With a `quota`
-        (the default of bots per user, 0: none) the user's quota is checked first."""
+        (then it is in the change's `created`: its runtime must be made). With `quota`
+        (the defaults of a user's quotas) the user's quotas are checked first."""
         return await self._write(allocation.allocate, bot, placement, token_hash, held, run, quota)
 
     async def user_quota(self, user_id: str, default: int) -> tuple[int, int | None, int]:
         """A user's quota of bots (0: none), their own (None: the default), their bots."""
-        return await self._run(lambda: allocation.user_quota(self.db, user_id, default))
+        return await self._run(lambda: quotas.user_quota(self.db, user_id, default))
 
     async def set_user_quota(self, user_id: str, max_bots: int | None) -> None:
         """Give a user their own quota of bots (0: none), or the default again (None).
@@ -141,7 +142,7 @@ class Store:
 
     async def user_memory(self, user_id: str, default: int) -> tuple[int | None, int]:
         """A user's memory budget (None: none) and the sum of their bots' memory limits."""
-        return await self._run(lambda: allocation.user_memory(self.db, user_id, default))
+        return await self._run(lambda: quotas.user_memory(self.db, user_id, default))
 
     async def set_user_memory_budget(self, user_id: str, max_memory: int | None) -> None:
         """Give a user a memory budget in bytes, or none (None). Bots beyond a lowered
@@ -153,6 +154,28 @@ class Store:
             else:
                 db.execute("INSERT OR REPLACE INTO user_memory_budgets VALUES (?, ?)",
                            (user_id, max_memory))  # fmt: skip
+
+        await self._run(self._tx, write)
+
+    async def user_cpu(
+        self, user_id: str, default_bot: float, default_user: float
+    ) -> tuple[float, float | None, float]:
+        """A user's CPU quota (0: none), their own (None: the default) and the sum of their
+        bots' CPU limits, in CPUs."""
+        limit, own, used = await self._run(lambda: quotas.user_cpu(
+            self.db, user_id, quotas.millis(default_bot), quotas.millis(default_user)))  # fmt: skip
+        return limit / 1000, None if own is None else own / 1000, used / 1000
+
+    async def set_user_cpu_quota(self, user_id: str, max_cpu: float | None) -> None:
+        """Give a user their own CPU quota (0: none), or the default again (None). Bots
+        beyond a lowered quota stay; they cannot add any that would pass it."""
+
+        def write(db: sqlite3.Connection) -> None:
+            if max_cpu is None:
+                db.execute("DELETE FROM user_cpu_quotas WHERE user_id = ?", (user_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO user_cpu_quotas VALUES (?, ?)",
+                           (user_id, quotas.millis(max_cpu)))  # fmt: skip
 
         await self._run(self._tx, write)
 

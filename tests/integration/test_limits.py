@@ -98,7 +98,13 @@ async def test_a_leaking_bot_is_restarted_then_failed_while_its_neighbours_run_o
     # Its own memory, measured: a fake bot's interpreter and aiohttp, well under its limit.
     own = info["process"]["ownMemoryBytes"]
     assert 0 < own < info["process"]["memoryBytes"] and own < 100 << 20
-    assert info["limits"] == {"memoryBytes": 100 << 20, "own": False}
+    assert info["limits"] == {"memoryBytes": 100 << 20, "own": False, "cpu": None,
+                              "cpuOwn": False, "cpuEnforcement": None}  # fmt: skip
+    assert info["usage"]["memory"] == {
+        "ownBytes": own,
+        "limitBytes": 100 << 20,
+        "ofLimitPercent": round(100 * own / (100 << 20), 1),
+    }
 
     # The kernel's OOM killer would take a bot before the pool's machinery: each bot raised
     # (BOT_OOM_SCORE_ADJ), supervisord and the agent lowered where allowed (as root), never

@@ -7,7 +7,8 @@
   // Every event type the controller emits (tests/unit/controller/ui checks this list):
   // EventSource delivers a named event only to a listener for that name.
   const EVENT_TYPES = [
-    "bot_state", "bot_restart", "bot_failed", "bot_memory_limit", "bot_moved", "bot_move_failed",
+    "bot_state", "bot_restart", "bot_failed", "bot_memory_limit", "bot_deprioritised",
+    "bot_reprioritised", "bot_moved", "bot_move_failed",
     "bot_failed_over",
     "bot_migrated", "bot_rolled_back", "pool_healthy", "pool_suspect", "pool_recovery",
     "pool_died", "pool_oom", "agent_connected", "agent_disconnected", "bot_restored", "pool_upgraded",

@@ -4,7 +4,8 @@ of its own under the container's, its memory limit and CPU cap the kernel's.
 
 A leaking bot is killed by its own group's limit (its group's oom_kill counter rises, an
 event says why), never supervisord, the agent, the preloader or a neighbour; a spinning
-bot is held to its CPU quota while its neighbours' groups run and answer. Ports 32000-32019.
+bot is held to its own CPU quota (its limits.cpu, below BOT_CPU_LIMIT) while its neighbours'
+groups run and answer. Ports 32000-32019.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ HOST_CGROUP = Path("/sys/fs/cgroup")
 PARENT = "ftpool/pool-1"
 BOT_MEMORY = 400 << 20
 BOT_CPU = 0.5
+SPIN_CPU = 0.3  # the spinner's own limit (limits.cpu): a user may ask for less than BOT_CPU
 
 
 def group(hierarchy: str, container_id: str, bot: str) -> Path:
@@ -149,10 +151,10 @@ async def test_each_bot_is_limited_by_its_own_cgroup(
 
         await restarted_alone(cluster, container, "leaky", (started, before, calm), 120)
 
-        # A spinning bot is held to its CPU quota; its neighbours' groups run beside it.
+        # A spinning bot is held to its own CPU quota; its neighbours' groups run beside it.
         assert (await h.call("POST", "/api/bots/leaky/stop", ALICE))[0] == 200
-        await h.provision(ALICE, **{**trading_bot(exchange.url, "spinner"),
-                                    "strategy": "SpinStrategy"})  # fmt: skip
+        own = {"strategy": "SpinStrategy", "limits": {"cpu": SPIN_CPU}}
+        await h.provision(ALICE, **{**trading_bot(exchange.url, "spinner"), **own})
         spin_cpu = group("cpu", cid, "spinner")
 
         async def throttled() -> int | None:
@@ -167,8 +169,15 @@ async def test_each_bot_is_limited_by_its_own_cgroup(
         last, wall = {b: read_int(p) for b, p in usage.items()}, time.monotonic() - t0
         used = {b: (last[b] - first[b]) / 1e9 for b in usage}
         print(f"CPU seconds in {wall:.2f} s:", used)
-        # The kernel's quota: at most BOT_CPU of a CPU over any stretch (a period's slack).
-        assert 0 < used["spinner"] <= BOT_CPU * wall + 0.1
+        # The kernel's quota: at most its own SPIN_CPU of a CPU over any stretch (a period's
+        # slack), where its neighbours have BOT_CPU_LIMIT's.
+        assert read_int(spin_cpu / "cpu.cfs_quota_us") == round(SPIN_CPU * 100_000)
+        assert 0 < used["spinner"] <= SPIN_CPU * wall + 0.1
+        spinner = await h.bot("spinner", ALICE)
+        assert spinner["limits"]["cpu"] == SPIN_CPU and spinner["limits"]["cpuOwn"] is True
+        assert spinner["limits"]["cpuEnforcement"] == "cgroup"
+        assert spinner["usage"]["cpu"]["limitPercent"] == SPIN_CPU * 100
+        print("spinner's usage against its limits:", spinner["usage"], spinner["busy"])
         assert read_int(spin_cpu / "cpu.stat", "throttled_time") > 0
         for bot in CALM:
             assert used[bot] > 0  # the neighbours ran

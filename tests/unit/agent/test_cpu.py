@@ -43,6 +43,33 @@ def test_a_bot_busy_for_a_whole_window_runs_at_nice_19_and_a_start_does_not() ->
     assert not busy_bots._marks
 
 
+def test_a_deprioritised_bot_says_since_when_until_it_is_calm_or_gone() -> None:
+    # What the heartbeat reports (`busy_since`): the wall time of the window's end that
+    # found it busy, kept while it stays busy, gone when calm or when its process ends.
+    bot = sleeper(own_session=False)
+    now, used, wall = [0.0], {bot.pid: 0.0}, [1000.0]
+    busy_bots = BusyBots(90, 30, clock=lambda: now[0], wanted=used.get, autogroups=False,
+                         policy="nice", wall=lambda: wall[0])  # fmt: skip
+    assert busy_bots.active_policy == "nice"
+    try:
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert busy_bots.since(bot.pid) == 1000.0
+        wall[0], now[0], used[bot.pid] = 1030.0, now[0] + 30, used[bot.pid] + 30
+        busy_bots.check([bot.pid])  # busy still: since when it began
+        assert busy_bots.since(bot.pid) == 1000.0
+        now[0] += 30  # calm for a whole window
+        busy_bots.check([bot.pid])
+        assert busy_bots.since(bot.pid) is None
+        busy_for_a_window(busy_bots, now, used, bot.pid)
+        assert busy_bots.since(bot.pid) is not None
+    finally:
+        bot.send_signal(signal.SIGKILL)
+        bot.wait()
+    busy_bots.check([])
+    assert busy_bots.since(bot.pid) is None
+    assert BusyBots(0, 30).active_policy is None  # the rule off: no policy reported
+
+
 def test_off_reniced_nothing() -> None:
     now, used = [0.0], {os.getpid(): 0.0}
     off = BusyBots(0, 30, clock=lambda: now[0], wanted=used.get)

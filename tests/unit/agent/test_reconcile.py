@@ -570,3 +570,32 @@ async def test_each_bot_gets_its_cgroup_with_its_limits_before_it_starts(
     assert all(d.is_dir() for d in cgroups.join_dirs("b2"))
     await rec.apply(Desired(2, [spec("b1", memory=256 << 20, cpu=0.5)]))
     assert not any(d.exists() for d in cgroups.join_dirs("b2"))  # gone with its bot
+
+
+async def test_each_bot_gets_its_own_cpu_quota_and_without_cgroups_it_is_said_once(
+    fake: FakeSupervisor, pool_dir: Path, tmp_path: Path
+) -> None:
+    from structlog.testing import capture_logs
+
+    from agent.cgroups import CgroupV1
+
+    parent = tmp_path / "cgroup" / "cpu" / "c1"
+    parent.mkdir(parents=True)
+    cgroups = CgroupV1([parent])
+    rec = make_reconciler(fake, pool_dir, cgroups=cgroups)
+    for bot in ("b1", "b2"):  # as the kernel makes a group: its files there
+        [group] = cgroups.join_dirs(bot)
+        group.mkdir()
+        (group / "cpu.cfs_quota_us").write_text("-1")
+    await rec.apply(Desired(1, [spec("b1", cpu=0.25), spec("b2", 9001, cpu=1.5)]))
+    quotas = [(d / "cpu.cfs_quota_us").read_text() for b in ("b1", "b2")
+              for d in cgroups.join_dirs(b)]  # fmt: skip
+    assert quotas == ["25000", "150000"]
+    # A pool without cgroups cannot cap a bot's CPU: said once per bot, the busy rule left.
+    plain = make_reconciler(fake, pool_dir)
+    with capture_logs() as logs:
+        await plain.apply(Desired(1, [spec("b1", cpu=0.25), spec("b2", 9001)]))
+        await plain.apply(Desired(2, [spec("b1", cpu=0.25), spec("b2", 9001)]))
+    said = [e for e in logs if e["event"] == "bot_cpu_limit_not_enforced"]
+    assert [(e["bot"], e["cpu"]) for e in said] == [("b1", 0.25)]
+    assert "busy rule" in said[0]["fallback"]

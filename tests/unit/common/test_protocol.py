@@ -95,6 +95,13 @@ def sample_messages() -> list[Any]:
         ),
         Heartbeat(1, 0, [], PoolStats()),
         Heartbeat(8, 2, [status(oom_kills=3)], PoolStats(1, 2, 0.5, True, "cgroup-v1"), "RUNNING"),
+        Heartbeat(
+            9,
+            2,
+            [status(nice=19, busy_since=1764500000.5)],
+            PoolStats(1, 2, 0.5, busy_policy="idle"),
+            "RUNNING",
+        ),
         Heartbeat(2, 0, [], PoolStats(), "RUNNING", market_data()),
         Heartbeat(3, 0, [], PoolStats(), "ABSENT", MarketDataStats("BACKOFF")),
         Heartbeat(5, 0, [], PoolStats(), "RUNNING", MarketDataStats("RUNNING", holder="stranger")),
@@ -368,6 +375,10 @@ BOT_STATUS_OVERRIDES: list[dict[str, Any]] = [
     {"nice": 20},
     {"nice": -21},
     {"nice": 1.0},
+    {"busy_since": -1.0},
+    {"busy_since": "now"},
+    {"busy_since": True},
+    {"busy_since": math.inf},
 ]
 
 
@@ -398,6 +409,17 @@ FIELD_OVERRIDES: list[tuple[Any, str, Any]] = [
     (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": -1, "mem_limit": 0, "cpu": 0}),
     (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": 0, "mem_limit": True}),
     (Heartbeat(1, 1, [], PoolStats()), "bots", None),
+    (Heartbeat(1, 1, [], PoolStats()), "pool", {"mem_used": 0, "mem_limit": 0, "busy_policy": 1}),
+    (
+        Heartbeat(1, 1, [], PoolStats()),
+        "pool",
+        {"mem_used": 0, "mem_limit": 0, "busy_policy": "Idle; rm -rf"},
+    ),
+    (
+        Heartbeat(1, 1, [], PoolStats()),
+        "pool",
+        {"mem_used": 0, "mem_limit": 0, "busy_policy": "x" * 17},
+    ),
     (Heartbeat(1, 1, [], PoolStats()), "preloader", "DANCING"),
     (Heartbeat(1, 1, [], PoolStats()), "preloader", None),
     (Desired(1, []), "gen", True),
@@ -671,3 +693,19 @@ def test_routed_bots_are_absent_from_older_agents_heartbeats() -> None:
     hb = decode(pack(m))
     assert isinstance(hb, Heartbeat) and hb.market_data is not None
     assert hb.market_data.routed == ["bot-1"]
+
+
+def test_a_bots_busy_state_is_optional_both_ways() -> None:
+    hb = Heartbeat(1, 1, [status(busy_since=1764500000.5)], PoolStats(busy_policy="nice"))
+    m = wire(hb)
+    assert (m["bots"][0]["busy_since"], m["pool"]["busy_policy"]) == (1764500000.5, "nice")
+    assert decode(msgpack.packb(m)) == hb
+    # Not deprioritised, or the rule off: nothing sent, as an agent from before it sends.
+    quiet = wire(Heartbeat(1, 1, [status()], PoolStats()))
+    assert "busy_since" not in quiet["bots"][0] and "busy_policy" not in quiet["pool"]
+    old = decode(msgpack.packb(quiet))
+    assert old.bots[0].busy_since is None and old.pool.busy_policy is None
+    # A controller from before it decodes the keys it knows: the new ones are no error
+    # (as for any later field), and a newer agent's policy word is taken as it is.
+    m["bots"][0]["some_later_field"], m["pool"]["busy_policy"] = 1, "deadline"
+    assert decode(msgpack.packb(m)).pool.busy_policy == "deadline"

@@ -147,9 +147,14 @@ class Api:
             return resp.status, body, text
 
     async def provision(self, token: str = ADMIN_TOKEN, **body: Any) -> dict[str, Any]:
-        status, data, _ = await self.call("POST", "/api/bots", token, json=body)
+        status, data = await self.try_provision(token, **body)
         assert status == 201, data
         return data
+
+    async def try_provision(self, token: str, **body: Any) -> tuple[int, Any]:
+        """A provisioning request that may be refused: its status and answer."""
+        status, data, _ = await self.call("POST", "/api/bots", token, json=body)
+        return status, data
 
 
 class AgentSocket:

@@ -327,7 +327,7 @@ async def test_provision_response_shape(api: Api) -> None:
     assert status == 201
     assert body == {
         "success": True, "instanceId": "b1", "poolId": "pool-1", "port": 21000,
-        "status": "pending", "limits": {"memoryBytes": None},
+        "status": "pending", "limits": {"memoryBytes": None, "cpu": None},
     }  # fmt: skip
     bot = api.controller.pools.registry.bots["b1"]
     assert bot.user_id == "alice"

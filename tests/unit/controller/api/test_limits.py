@@ -10,8 +10,7 @@ from tests.unit.controller.apps import ALICE, BOB, Api, ApiFactory
 
 
 async def provision(api: Api, token: str, **body: Any) -> tuple[int, Any]:
-    status, data, _ = await api.call("POST", "/api/bots", token, json=body)
-    return status, data
+    return await api.try_provision(token, **body)
 
 
 async def test_a_users_bot_past_their_quota_is_refused_with_a_clear_error(
@@ -50,7 +49,8 @@ async def test_the_admin_sets_a_users_own_quota(make_api: ApiFactory) -> None:
     status, body, _ = await api.call("GET", "/api/users/alice/quota", ALICE)
     assert status == 200
     assert body == {"success": True, "userId": "alice", "maxBots": 1, "bots": 1, "own": None,
-                    "default": 1, "maxMemoryBytes": None, "memoryBytes": 0}  # fmt: skip
+                    "default": 1, "maxMemoryBytes": None, "memoryBytes": 0, "maxCpu": None,
+                    "cpu": 0.0, "ownCpu": None, "defaultCpu": None}  # fmt: skip
 
     status, body, _ = await api.call("PUT", "/api/users/alice/quota", json={"maxBots": 3})
     assert status == 200 and (body["maxBots"], body["own"]) == (3, 3)
@@ -149,14 +149,15 @@ async def test_memory_budget_bodies_are_checked(make_api: ApiFactory) -> None:
 async def test_a_bots_memory_limit_defaults_from_the_pool_limit(make_api: ApiFactory) -> None:
     api: Api = await make_api(POOL_MEMORY_LIMIT="1g", MAX_BOTS_PER_CONTAINER="4")
     status, body = await provision(api, ALICE, instanceId="m1")
-    assert status == 201 and body["limits"] == {"memoryBytes": 256 << 20}
+    assert status == 201 and body["limits"] == {"memoryBytes": 256 << 20, "cpu": None}
     status, body, _ = await api.call("GET", "/api/bots/m1", ALICE)
-    assert body["limits"] == {"memoryBytes": 256 << 20, "own": False}
+    assert body["limits"] == {"memoryBytes": 256 << 20, "own": False, "cpu": None,
+                              "cpuOwn": False, "cpuEnforcement": None}  # fmt: skip
     assert body["restarts"]["memoryLimit"] == 0
 
     # A user may ask for less than the default, not more; the admin for anything.
     status, body = await provision(api, ALICE, instanceId="m2", limits={"memory": "128m"})
-    assert status == 201 and body["limits"] == {"memoryBytes": 128 << 20}
+    assert status == 201 and body["limits"] == {"memoryBytes": 128 << 20, "cpu": None}
     status, body = await provision(api, ALICE, instanceId="m3", limits={"memory": "1g"})
     assert status == 403 and "at most" in body["error"]
     # More than a pool's memory fits no pool: refused, even for the admin.
@@ -164,7 +165,7 @@ async def test_a_bots_memory_limit_defaults_from_the_pool_limit(make_api: ApiFac
     assert status == 400, body
     assert "larger than a pool" in body["error"]
     status, body = await provision(api, ADMIN_TOKEN, instanceId="m4", limits={"memory": "512m"})
-    assert status == 201 and body["limits"] == {"memoryBytes": 512 << 20}
+    assert status == 201 and body["limits"] == {"memoryBytes": 512 << 20, "cpu": None}
     # pool-1 holds 256 + 128 + 512 MiB of its 1 GiB: the next default bot needs a new pool.
     status, body = await provision(api, ALICE, instanceId="m5")
     assert status == 201 and body["poolId"] == "pool-2"
@@ -178,14 +179,15 @@ async def test_a_bots_memory_limit_defaults_from_the_pool_limit(make_api: ApiFac
 async def test_bad_limits_are_refused(make_api: ApiFactory) -> None:
     api: Api = await make_api()
     for bad in ("512m", {"memory": "lots"}, {"memory": -5}, {"memory": "1m"},
-                {"memory": True}, {"cpu": 1}, {"memory": "512m", "disk": 1}):  # fmt: skip
+                {"memory": True}, {"cpu": "1"}, {"cpu": 0}, {"cpu": -1}, {"cpu": 0.001},
+                {"cpu": 2000}, {"cpu": True}, {"memory": "512m", "disk": 1}):  # fmt: skip
         status, body = await provision(api, ALICE, instanceId="bad", limits=bad)
         assert status == 400 and body["success"] is False, bad
     # Without BOT_MEMORY_LIMIT or POOL_MEMORY_LIMIT bots have no limit unless given one.
     status, body = await provision(api, ALICE, instanceId="free")
-    assert status == 201 and body["limits"] == {"memoryBytes": None}
+    assert status == 201 and body["limits"] == {"memoryBytes": None, "cpu": None}
     status, body = await provision(api, ALICE, instanceId="own", limits={"memory": "3g"})
-    assert status == 201 and body["limits"] == {"memoryBytes": 3 << 30}
+    assert status == 201 and body["limits"] == {"memoryBytes": 3 << 30, "cpu": None}
 
 
 async def test_bot_memory_limit_off_leaves_bots_without_one_beside_a_pool_limit(
@@ -196,6 +198,6 @@ async def test_bot_memory_limit_off_leaves_bots_without_one_beside_a_pool_limit(
     api: Api = await make_api(POOL_MEMORY_LIMIT="1500m", BOT_MEMORY_LIMIT="off")
     assert api.controller.settings.default_bot_memory == 0
     status, body = await provision(api, ALICE, instanceId="free")
-    assert status == 201 and body["limits"] == {"memoryBytes": None}
+    assert status == 201 and body["limits"] == {"memoryBytes": None, "cpu": None}
     shared = await make_api(POOL_MEMORY_LIMIT="1500m")
     assert shared.controller.settings.default_bot_memory == 150 << 20  # 1500m / 10 slots

@@ -349,7 +349,8 @@ async def test_a_bot_over_its_memory_limit_is_restarted_then_stopped_as_failed(
     _status, pools, _ = await api.call("GET", "/api/pool/status")
     assert pools["pools"][0]["limits"] == {
         "mode": "measured", "oomGuard": None, "botMemoryLimitsBytes": 200 << 20,
-        "botsOwnMemoryBytes": (150 + 50) << 20,
+        "botsOwnMemoryBytes": (150 + 50) << 20, "botCpuLimits": None, "busyPolicy": None,
+        "deprioritised": [],
     }  # fmt: skip
 
 
