@@ -113,11 +113,21 @@ def probe_view(view: Path) -> str | None:
     return None
 
 
+def parents(view: Path) -> list[Path]:
+    """`/ftpool` in every hierarchy that has one: Docker's cgroupfs driver makes a pool's
+    parent in each (blkio, cpuset, devices, freezer, pids, name=systemd, even the cgroup2
+    mount beside them), not only in the three bound into the pool."""
+    try:
+        return sorted(d / PARENT for d in view.iterdir() if (d / PARENT).is_dir())
+    except OSError:
+        return []
+
+
 def pool_dirs(view: Path, pool_id: str) -> list[Path]:
     """The pool's parent group in each hierarchy; only a valid pool id names one."""
     if not is_valid_id(pool_id):
         raise ValueError(f"not a pool id: {pool_id!r}")
-    return [view / hierarchy / PARENT / pool_id for hierarchy in V1_HIERARCHIES]
+    return [top / pool_id for top in parents(view)]
 
 
 def remove_tree(top: Path) -> list[str]:
@@ -140,7 +150,8 @@ def remove_tree(top: Path) -> list[str]:
 
 
 def remove_pool_groups(view: Path, pool_id: str) -> list[str]:
-    """Remove the pool's `/ftpool/<pool>` groups in every hierarchy; returns what is busy."""
+    """Remove the pool's `/ftpool/<pool>` groups in every hierarchy that has one; returns
+    what is busy."""
     busy = []
     for top in pool_dirs(view, pool_id):
         try:
@@ -155,10 +166,8 @@ def stale_pools(view: Path, keep: set[str]) -> list[str]:
     """The pools with a group under `/ftpool` in any hierarchy that are not in `keep`; a
     name that is no pool id is not ours and is left alone."""
     found: set[str] = set()
-    for hierarchy in V1_HIERARCHIES:
-        top = view / hierarchy / PARENT
-        if top.is_dir():
-            found |= {d.name for d in top.iterdir() if d.is_dir() and is_valid_id(d.name)}
+    for top in parents(view):
+        found |= {d.name for d in top.iterdir() if d.is_dir() and is_valid_id(d.name)}
     return sorted(found - keep)
 
 

@@ -21,6 +21,7 @@ from controller.runtimes.cgroups import (
 )
 from controller.runtimes.docker import DockerOptions, DockerRuntime
 
+HIERARCHIES = ("memory", "cpu", "cpuacct", "pids", "systemd", "unified")
 V1 = DaemonCgroups("1", "cgroupfs", "20.10.24+dfsg1")
 V1_SYSTEMD = DaemonCgroups("1", "systemd", "24.0.7")
 V2 = DaemonCgroups("2", "systemd", "28.0.1")
@@ -76,8 +77,10 @@ def test_docker_info_read_as_the_daemon_says_it():
 
 
 def host(tmp_path: Path, pools: dict[str, list[str]]) -> Path:
-    """A host's v1 hierarchies: each pool's parent with the groups below it."""
-    for hierarchy in ("memory", "cpu", "cpuacct"):
+    """A host's hierarchies: each pool's parent with the groups below it (Docker makes it
+    in every one, the cgroup2 mount's included)."""
+    (tmp_path / "net_cls").mkdir(parents=True)  # one Docker did not use
+    for hierarchy in HIERARCHIES:
         (tmp_path / hierarchy / "ftpool").mkdir(parents=True)
         (tmp_path / hierarchy / "ftpool" / "cgroup.procs").touch()
         for pool, groups in pools.items():
@@ -98,7 +101,7 @@ def test_the_view_must_be_the_hosts_hierarchies(tmp_path: Path):
 def test_a_pools_groups_go_in_every_hierarchy_and_no_other_pools(tmp_path: Path):
     view = host(tmp_path, {"pool-1": ["cid-a/bot-x", "cid-a/bot-y", "cid-b"], "pool-2": ["c"]})
     assert remove_pool_groups(view, "pool-1") == []
-    for hierarchy in ("memory", "cpu", "cpuacct"):
+    for hierarchy in HIERARCHIES:
         assert sorted(p.name for p in (view / hierarchy / "ftpool").iterdir()) == [
             "cgroup.procs", "pool-2"]  # fmt: skip
     assert remove_pool_groups(view, "pool-1") == []  # again: nothing left, nothing said
@@ -118,7 +121,7 @@ def test_a_busy_group_stays_until_a_later_sweep(tmp_path: Path):
     assert not groups.remove("pool-1")
     assert groups.busy == {"pool-1"}
     assert sorted(p.name for p in held.parent.parent.iterdir()) == ["bot-x"]  # bot-y went
-    assert not (view / "cpu" / "ftpool" / "pool-1").exists()
+    assert not (view / "unified" / "ftpool" / "pool-1").exists()
     assert groups.sweep() == [] and groups.busy == {"pool-1"}
     held.unlink()  # its process exited
     assert groups.sweep() == ["pool-1"] and groups.busy == set()
@@ -127,9 +130,11 @@ def test_a_busy_group_stays_until_a_later_sweep(tmp_path: Path):
 
 def test_the_start_sweeps_the_pools_that_no_longer_exist(tmp_path: Path):
     view = host(tmp_path, {"pool-1": ["c"], "pool-2": [], "pool-3": ["c/bot-z"]})
+    (view / "pids" / "ftpool" / "pool-4").mkdir()  # in one hierarchy only: found there
     (view / "cpu" / "ftpool" / "not an id").mkdir()  # not ours: left alone
-    assert stale_pools(view, {"pool-2"}) == ["pool-1", "pool-3"]
-    assert PoolGroups(view).sweep({"pool-2"}) == ["pool-1", "pool-3"]
+    assert stale_pools(view, {"pool-2"}) == ["pool-1", "pool-3", "pool-4"]
+    assert PoolGroups(view).sweep({"pool-2"}) == ["pool-1", "pool-3", "pool-4"]
+    assert not (view / "pids" / "ftpool" / "pool-4").exists()
     assert sorted(p.name for p in (view / "cpu" / "ftpool").iterdir()) == [
         "cgroup.procs", "not an id", "pool-2"]  # fmt: skip
 
