@@ -200,6 +200,9 @@ class PoolGroups:
     def remove(self, pool_id: str) -> bool:
         """The pool's groups, its container just removed: a group still busy (its last
         processes exiting) is tried again a few times, then left to the next sweep."""
+        if not is_valid_id(pool_id):  # names no group of ours: nothing to remove
+            log.warning("pool_cgroup_not_a_pool_id", pool=pool_id)
+            return False
         for attempt in range(self.tries):
             if attempt:
                 time.sleep(self.pause)

@@ -111,6 +111,8 @@ def test_a_pools_groups_go_in_every_hierarchy_and_no_other_pools(tmp_path: Path)
 def test_only_a_pool_id_names_a_group(tmp_path: Path, pool_id: str):
     with pytest.raises(ValueError, match="not a pool id"):
         remove_pool_groups(host(tmp_path, {}), pool_id)
+    assert not PoolGroups(tmp_path).remove(pool_id)  # the runtime's removal goes on
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*HIERARCHIES, "net_cls"])
 
 
 def test_a_busy_group_stays_until_a_later_sweep(tmp_path: Path):
