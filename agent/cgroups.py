@@ -226,11 +226,21 @@ class CgroupV2(BotGroups):
         controllers = (read(root / "cgroup.controllers") or "").split()
         if not {"memory", "cpu"} <= set(controllers) or not os.access(root, os.W_OK):
             return None
+        if not cls.into_leaf(root):
+            return None
+        if not write(root / "cgroup.subtree_control", "+memory +cpu"):
+            return None
+        return cls([root])
+
+    @staticmethod
+    def into_leaf(root: Path) -> bool:
+        """Every process in `root` moved to its leaf `MACHINERY` (made where missing): a v2
+        group with controllers enabled for its children may hold none itself."""
         leaf = root / MACHINERY
         try:
             leaf.mkdir(mode=0o700, exist_ok=True)
         except OSError:
-            return None
+            return False
         for _ in range(10):  # processes forked meanwhile land in the root: move them too
             pids = (read(root / "cgroup.procs") or "").split()
             if not pids:
@@ -238,9 +248,7 @@ class CgroupV2(BotGroups):
             for pid in pids:
                 with contextlib.suppress(OSError):  # gone meanwhile
                     (leaf / "cgroup.procs").write_text(pid)
-        if not write(root / "cgroup.subtree_control", "+memory +cpu"):
-            return None
-        return cls([root])
+        return True
 
 
 def detect(mode: str, parent: str, proc_self_cgroup: str | None = None) -> BotGroups | None:

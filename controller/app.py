@@ -273,6 +273,8 @@ def create_app(controller: Controller) -> web.Application:
 async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     controller: Controller = app[CONTROLLER]
     s = controller.settings
+    # What depends on the engine (Docker: the pools' cgroup mode) before any pool is made.
+    await controller.pools.runtime.prepare()
     await controller.store.open()
     await controller.store.check_layout(s.max_bots_per_container, s.pool_base_port)
     await controller.pools.lifecycle.load()

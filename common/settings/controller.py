@@ -64,6 +64,7 @@ class ControllerSettings:
     pool_oom_score_adj: int = runtimes.pool_oom_score_adj()
     pool_cgroups: str = runtimes.pool_cgroups()
     pool_cgroup_root: Path = runtimes.pool_cgroup_root()
+    pool_cgroup_view: str = runtimes.pool_cgroup_view()
     bot_cpu_limit: float = limits.bot_cpu_limit()
     pool_publish_ports: bool = runtimes.pool_publish_ports()
     pool_publish_ip: str = runtimes.pool_publish_ip()

@@ -89,9 +89,10 @@ def agent_controller_url() -> Any:
 
 def pool_cgroups() -> Any:
     return setting(
-        "POOL_CGROUPS", choice("off", "v1", "v2"), "off",
+        "POOL_CGROUPS", choice("off", "auto", "v1", "v2"), "off",
         "each bot in a cgroup of its own (docker): v1 binds the pool's --cgroup-parent "
-        "/ftpool/<pool> into it, v2 gives it a delegated cgroup (Docker >= 28); off: none",
+        "/ftpool/<pool> into it, v2 gives it a delegated cgroup (Docker >= 28); auto: the "
+        "daemon's version where it can be had, else off (logged why); off: none",
     )  # fmt: skip
 
 
@@ -107,4 +108,13 @@ def pool_cgroup_root() -> Any:
     return setting(
         "POOL_CGROUP_ROOT", host_path, "/sys/fs/cgroup",
         "where the Docker host mounts its cgroup v1 hierarchies (POOL_CGROUPS=v1)",
+    )  # fmt: skip
+
+
+def pool_cgroup_view() -> Any:
+    return setting(
+        "POOL_CGROUP_VIEW", text, "",
+        "where this controller sees the Docker host's cgroup v1 hierarchies, to remove a "
+        "removed pool's /ftpool/<pool> groups (POOL_CGROUPS=v1); empty: POOL_CGROUP_ROOT, "
+        "a controller on the Docker host",
     )  # fmt: skip

@@ -140,6 +140,9 @@ class PoolLifecycle:
         unknown = self.unknown_pools = [p for p in found if p not in known]
         for pool_id in unknown:
             log.warning("unknown_pool_left_alone", pool=pool_id)
+        # What removed pools left on the host (their cgroup parents): not a pool of ours nor
+        # a container the runtime has, ours or not.
+        await self.runtime.sweep(known | set(found))
         for pool in list(self.registry.pools.values()):
             if pool.abandoned:  # left on a lost node: the monitor takes its failover up again
                 log.warning("pool_abandoned_left_alone", pool=pool.id)
@@ -197,6 +200,7 @@ class PoolLifecycle:
         """Remove the pools empty for `grace` seconds, and finish the removals a failure or
         a restart cut short; returns how many pools went."""
         removed = 0
+        await self.runtime.sweep()  # what a removal found busy before
         for pool in list(self.registry.retiring.values()):
             await self.finish_removal(pool)
             removed += 1

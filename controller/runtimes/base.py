@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,15 @@ class PoolRuntime(abc.ABC):
 
     def name_pool(self, pool_id: str, name: str) -> None:  # noqa: B027 - only Docker names
         """The pool's container is called `name` (a legacy bot's keeps its own name)."""
+
+    async def prepare(self) -> None:  # noqa: B027 - only Docker has something to decide
+        """At the controller's start, before any pool is made: decide what depends on the
+        engine (Docker: the pools' cgroup mode, POOL_CGROUPS); raise if it cannot run."""
+
+    async def sweep(self, keep: Collection[str] | None = None) -> None:  # noqa: B027
+        """Remove what removed pools left on the host outside their containers (Docker: their
+        cgroup parents): of every pool not in `keep`, or with None only what a removal
+        found busy before. Nothing by default."""
 
     @abc.abstractmethod
     async def inspect(self, pool_id: str) -> RuntimeState: ...

@@ -11,9 +11,10 @@ bind-mounted at /pool, which is where its agent keeps bots, programs and archive
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import docker
@@ -32,6 +33,7 @@ from controller.runtimes.base import (
     RuntimeState,
     retire_pool_dir,
 )
+from controller.runtimes.cgroups import PoolGroups, decide_mode
 from controller.runtimes.spec import (
     CAP_ADD,
     LABEL_POOL,
@@ -128,6 +130,7 @@ class DockerRuntime(DockerClient, PoolRuntime):
         self._events_stop = threading.Event()
         self._events_stream: Any = None
         self._daemon_host: str | None = None
+        self._groups = PoolGroups(options.cgroup_view)  # their parents (POOL_CGROUPS=v1)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -164,6 +167,24 @@ class DockerRuntime(DockerClient, PoolRuntime):
         pool_id = container.labels.get(LABEL_POOL)
         if address and pool_id:
             self._addresses[pool_id] = address
+
+    # -- the pools' cgroup parents (POOL_CGROUPS=v1) -----------------------------------
+
+    async def prepare(self) -> None:
+        """POOL_CGROUPS decided on this daemon (controller/runtimes/cgroups.py)."""
+        if self.options.cgroups != "off":
+            info = await self._run(self.client.info)
+            mode = await asyncio.to_thread(decide_mode, self.options.cgroups, info,
+                                           self.options.cgroup_view)  # fmt: skip
+            self.options = dataclasses.replace(self.options, cgroups=mode)
+
+    async def sweep(self, keep: Collection[str] | None = None) -> None:
+        if self.options.cgroups == "v1":
+            await asyncio.to_thread(self._groups.sweep, keep)
+
+    def _remove_groups(self, pool_id: str) -> None:
+        if self.options.cgroups == "v1":
+            self._groups.remove(pool_id)
 
     # -- the interface ----------------------------------------------------------------
 
@@ -292,6 +313,7 @@ class DockerRuntime(DockerClient, PoolRuntime):
                 # Removed, not stopped: Docker's restart policy must not bring it back.
                 container.remove(force=True)
             self._addresses.pop(pool_id, None)
+            self._remove_groups(pool_id)
 
         await self._run(discard)
         log.info("pool_container_discarded", pool=pool_id)
@@ -315,6 +337,7 @@ class DockerRuntime(DockerClient, PoolRuntime):
                     container.stop(timeout=STOP_TIMEOUT)
                 container.remove()
             self._addresses.pop(pool_id, None)
+            self._remove_groups(pool_id)
             retire_pool_dir(self.pools_dir / pool_id, self.options.archive_dir)
 
         await self._run(remove)

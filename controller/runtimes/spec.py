@@ -49,8 +49,11 @@ class DockerOptions:
     # POOL_STORAGE=node (swarm): each pool's /pool is a volume on its node's own disk
     # (pool_volume), which the controller never sees; shared: a bind of host_pools_dir/<id>.
     node_storage: bool = False
-    cgroups: str = "off"  # POOL_CGROUPS: off, v1 or v2 (swarm: always off)
+    # POOL_CGROUPS: off, v1 or v2 (swarm: always off); auto until DockerRuntime.prepare
+    # decides it on the daemon (controller/runtimes/cgroups.py).
+    cgroups: str = "off"
     cgroup_root: Path = Path("/sys/fs/cgroup")  # the Docker host's v1 hierarchies
+    cgroup_view: Path = Path("/sys/fs/cgroup")  # the same as this controller sees them
 
     @classmethod
     def from_settings(cls, settings: ControllerSettings) -> DockerOptions:
@@ -70,6 +73,7 @@ class DockerOptions:
             # A swarm service has no cgroup parent nor writable cgroups: measured there.
             cgroups="off" if swarm else settings.pool_cgroups,
             cgroup_root=settings.pool_cgroup_root,
+            cgroup_view=Path(settings.pool_cgroup_view or settings.pool_cgroup_root),
         )
 
     @property

@@ -6,6 +6,9 @@ A leaking bot is killed by its own group's limit (its group's oom_kill counter r
 event says why), never supervisord, the agent, the preloader or a neighbour; a spinning
 bot is held to its own CPU quota (its limits.cpu, below BOT_CPU_LIMIT) while its neighbours'
 groups run and answer. Ports 32000-32019.
+
+POOL_CGROUPS=auto picks v1 here, and a removed pool's /ftpool/<pool> groups leave the host
+with it; the controller's start sweeps those of pools it no longer has. Ports 33400-33419.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from controller.runtimes.cgroups import remove_tree
 from tests.e2e.docker.conftest import cluster_in_docker
 from tests.e2e.docker.test_limits import (
     LEAK,
@@ -187,3 +191,60 @@ async def test_each_bot_is_limited_by_its_own_cgroup(
         await assert_bots_answer(h, CALM)
         assert machinery(container) == before
     remove_groups()
+
+
+def pool_groups(pool: str) -> list[Path]:
+    """The pool's parent group in each hierarchy the host mounts (Docker makes it in every
+    one, not only the three bound into the pool), as the host sees it."""
+    return [h / "ftpool" / pool for h in HOST_CGROUP.iterdir() if h.is_dir()]
+
+
+async def test_a_removed_pools_groups_leave_the_host(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient, exchange
+):
+    if not (HOST_CGROUP / "memory" / "memory.limit_in_bytes").exists():
+        pytest.fail("this test needs a cgroup v1 Docker host (CI's is one)")
+    remove_groups()
+    # An earlier controller's pool, removed while this one was away: its groups left over.
+    stale = pool_groups("pool-77")
+    for top in stale:  # in every hierarchy, as Docker made it
+        (top / "old-container" / "bot-gone").mkdir(parents=True)
+    not_ours = HOST_CGROUP / "memory" / "ftpool" / "not.a.pool"
+    not_ours.mkdir()
+    try:
+        async with cluster_in_docker(
+            tmp_path_factory, docker_client, POOL_CGROUPS="auto", POOL_CLEANUP_GRACE="0",
+            POOL_BASE_PORT="33410", MARKET_DATA_BASE_PORT="33400",
+        ) as cluster:  # fmt: skip
+            h = cluster.harness
+            assert not any(top.exists() for top in stale)  # swept at the controller's start
+            assert not_ours.is_dir()  # no pool id: not ours, left alone
+
+            await h.provision(ALICE, **trading_bot(exchange.url, "short-lived"))
+            await all_running(cluster, ["short-lived"], timeout=240)
+            _status, body = await h.call("GET", "/api/pool/status")
+            [pool] = body["pools"]
+            assert pool["limits"]["mode"] == "cgroup-v1", pool["limits"]  # auto: v1 here
+            cid = docker_client.containers.get("freqtrade-pool-pool-1").id
+            assert group("memory", cid, "short-lived").is_dir()
+            made = [top for top in pool_groups("pool-1") if top.is_dir()]
+            print("pool-1's groups on the host:", [str(top) for top in made])
+            assert {"memory", "cpu", "cpuacct", "pids"} <= {top.parent.parent.name for top in made}
+
+            assert (await h.call("DELETE", "/api/bots/short-lived", ALICE))[0] == 200
+
+            async def removed() -> bool:
+                status, body = await h.call("POST", "/api/pool/cleanup")
+                assert status == 200, body
+                return body["removedPools"] == 1 or None
+
+            await wait_for(removed, 120, step=1)
+            with pytest.raises(docker.errors.NotFound):
+                docker_client.containers.get(cid)
+            # Its container's group and the bot's below it, in every hierarchy: all gone.
+            assert [top for top in pool_groups("pool-1") if top.exists()] == []
+    finally:
+        not_ours.rmdir()
+        for top in stale:
+            remove_tree(top)
+        remove_groups()
