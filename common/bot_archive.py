@@ -192,7 +192,7 @@ def unpack(archive: Path, target: Path, limits: Limits = LIMITS) -> None:
         finally:
             os.close(root)
         os.rename(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -289,7 +289,7 @@ def _fsync_tree(dir_fd: int) -> None:
     os.fsync(dir_fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, _DIR)
     try:
         os.fsync(fd)
