@@ -60,7 +60,9 @@ def check_name(name: str, limits: Limits = LIMITS) -> tuple[str, ...]:
     if name.startswith("/") or len(parts) > limits.max_depth:
         raise ArchiveError(f"bad member name {shown(name)}")
     for part in parts:
-        if part in ("", ".", "..") or len(part.encode()) > limits.max_name:
+        # Its bytes on disk: a name that is not UTF-8 (a Linux name is bytes) travels as it
+        # is, its bytes kept by surrogateescape on both sides (tarfile's and the os module's).
+        if part in ("", ".", "..") or len(os.fsencode(part)) > limits.max_name:
             raise ArchiveError(f"bad member name {shown(name)}")
     return parts
 

@@ -222,3 +222,23 @@ def test_pax_sizes_and_long_names_within_bounds_are_walked_as_tarfile_reads_them
         pack(deep, f)
     unpack(tmp_path / "deep.tar", tmp_path / "out")
     assert (tmp_path / "out" / ("d" * 200) / ("e" * 200) / ("f" * 200)).read_bytes() == b"kept"
+
+
+def test_a_name_that_is_not_utf8_travels_as_its_bytes(tmp_path: Path) -> None:
+    """A Linux name is bytes: one that is not UTF-8 (the bot's user made it) is packed and
+    unpacked as it is, never a UnicodeEncodeError that would make the bot unmovable."""
+    bot = _bot_dir(tmp_path)
+    fd = os.open(bytes(bot) + b"/bad\xffname", os.O_CREAT | os.O_WRONLY, 0o600)
+    os.write(fd, b"kept")
+    os.close(fd)
+    with (tmp_path / "a.tar").open("wb") as f:
+        digest = pack(bot, f)
+    unpack(tmp_path / "a.tar", tmp_path / "out")
+    assert b"bad\xffname" in os.listdir(bytes(tmp_path / "out"))
+    assert Path(os.fsdecode(bytes(tmp_path / "out") + b"/bad\xffname")).read_bytes() == b"kept"
+    with (tmp_path / "b.tar").open("wb") as f:
+        assert pack(tmp_path / "out", f) == digest  # the same tree: the same archive
+    assert check_name(os.fsdecode(b"d/\xff")) == ("d", os.fsdecode(b"\xff"))
+    check_name(os.fsdecode(b"\xff" * 255))  # its bytes counted
+    with pytest.raises(ArchiveError):
+        check_name(os.fsdecode(b"\xff" * 256))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import os
 import shutil
 import sqlite3
 import tarfile
@@ -302,3 +303,15 @@ async def test_an_agent_refuses_a_second_transfer_of_a_bot_under_way(setup) -> N
     with pytest.raises(OSError, match="still under way"):
         await files.export("p1", "bot-1")
     assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
+
+
+async def test_a_file_whose_name_is_not_utf8_moves_with_its_bot(setup, tmp_path) -> None:
+    """Such a name made every move of its bot fail (500) and so its node's drain."""
+    files, agents, _ = setup
+    old = agents.pool_dir("p1") / "bots" / "bot-1"
+    _trading_bot(old)
+    (old / os.fsdecode(b"odd\xe9")).write_bytes(b"mine")
+    assert await files.export("p1", "bot-1")
+    await files.import_("p2", "bot-1")
+    new = agents.pool_dir("p2") / "bots" / "bot-1"
+    assert (new / os.fsdecode(b"odd\xe9")).read_bytes() == b"mine" and _trades(new)
