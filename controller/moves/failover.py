@@ -32,15 +32,18 @@ from common.states import RunState
 from controller.backups.points import RestorePoint, checked_at
 from controller.backups.service import BackupService
 from controller.errors import Conflict, FtpoolError
+from controller.moves.agent_files import TRANSFER_TIMEOUT
 from controller.moves.guard import MoveGuard
-from controller.moves.transfer import Transfer
+from controller.moves.transfer import AGENT_TIMEOUT, Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
 from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
-LOCK_WAIT = 600.0  # for a running move (one pool of a drain, a migration) to end
+# For a running move (one pool of a drain, a migration) to end: beyond its longest single
+# step (a transfer through the agents, once its agent is there).
+LOCK_WAIT = TRANSFER_TIMEOUT + AGENT_TIMEOUT
 
 
 def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
