@@ -181,6 +181,7 @@ class Agent:
                 ),
             )
         await self._wait_for_supervisor()
+        await asyncio.to_thread(self.transfer.sweep)  # before the first transfer
         tasks = [
             asyncio.create_task(self.reconciler.run(), name="reconcile"),
             asyncio.create_task(self.watch.run(), name="watch"),

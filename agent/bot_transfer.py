@@ -40,6 +40,7 @@ from common.bot_archive import (
     pack,
     pack_to,
     sha256_of,
+    sweep,
     unpack,
 )
 from common.protocol import FilesRequest, FilesResponse
@@ -64,6 +65,13 @@ class BotTransfer:
         self.controller_url = controller_url
         self.held = held  # whether the newest desired state holds the bot
         self.busy: set[str] = set()  # bots with a transfer under way
+
+    def sweep(self) -> None:
+        """What transfers an agent's restart cut short left in .transfer/ (archives,
+        directories being unpacked or deleted): removed before any transfer. An exported
+        directory renamed to <bot>.gone was staged whole on the controller first."""
+        for name in sweep(self.work_dir, (".tar", ".incoming", ".incoming.partial", ".gone")):
+            log.warning("transfer_leftover_removed", name=name)
 
     async def handle(self, req: FilesRequest) -> FilesResponse:
         """The request carried out (the caller checked that the bot is held)."""

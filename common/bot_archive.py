@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from common.ids import is_valid_id
 from common.tar_headers import ArchiveError, check_headers
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -116,9 +117,8 @@ def pack(directory: Path, out: IO[bytes], limits: Limits = LIMITS) -> str:
                     info.type, info.mode = tarfile.DIRTYPE, _mode(mode, True)
                     tar.addfile(info)
                     continue
-                info.size = os.fstat(fd).st_size
-                info.mtime = int(os.fstat(fd).st_mtime)
-                info.mode = _mode(mode, False)
+                st = os.fstat(fd)
+                info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), _mode(mode, False)
                 total += info.size
                 if total > limits.max_bytes:
                     raise ArchiveError(f"more than {limits.max_bytes} bytes")
@@ -282,6 +282,24 @@ def _write(
         # Its time as packed: the same tree packs to the same archive again (same sha256).
         os.utime(out.fileno(), (mtime, mtime))
         os.fsync(out.fileno())
+
+
+def sweep(directory: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Remove what an interrupted transfer left in `directory`: each entry named a bot id
+    with one of `suffixes` (nothing else is touched); the names removed. Run at start-up,
+    before any transfer."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for entry in sorted(directory.iterdir()):
+        bot_id, dot, suffix = entry.name.partition(".")
+        if dot and f".{suffix}" in suffixes and is_valid_id(bot_id):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry.name)
+    return removed
 
 
 def _fsync_tree(dir_fd: int) -> None:

@@ -280,6 +280,8 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     await controller.sessions.load()  # signed-out sessions stay so
     # Moves a crash cut short are recovered before any pool starts its bots.
+    if controller.transfer.files is not None:
+        await asyncio.to_thread(controller.transfer.files.sweep)
     await recover_moves(controller.transfer, controller.guard)
     # An upgrade a crash cut short: the pool it was replacing back on its old image, before
     # adopt() would recreate a missing one from POOL_IMAGE.

@@ -72,4 +72,5 @@ class APIAgentFiles:
     async def download(self, request: web.Request) -> web.FileResponse:
         files, token = self._files(request)
         ticket = files.take(token, "import")
+        assert ticket.archive is not None  # an import's
         return web.FileResponse(ticket.archive, headers={"Content-Type": "application/x-tar"})

@@ -36,12 +36,21 @@ from pathlib import Path
 import structlog
 from aiohttp import StreamReader
 
-from common.bot_archive import MAX_ARCHIVE_BYTES, ArchiveError, fsync_dir, pack_to, unpack
+from common.bot_archive import (
+    MAX_ARCHIVE_BYTES,
+    ArchiveError,
+    fsync_dir,
+    pack_to,
+    sweep,
+    unpack,
+)
 from common.protocol import FilesRequest, FilesResponse
 from controller.errors import BadRequest, Conflict, FtpoolError, NotFound, PayloadTooLarge
 from controller.pools.sessions import AgentSessions
 
 log = structlog.get_logger("controller.moves")
+# What a transfer keeps beside staging/<bot> while it runs (unpack's own <target>.partial).
+LEFTOVERS = (".upload", ".received", ".received.partial", ".partial", ".tar")
 TRANSFER_TIMEOUT = 900.0  # one bot's directory, packed, sent and written: minutes at most
 
 
@@ -49,7 +58,7 @@ TRANSFER_TIMEOUT = 900.0  # one bot's directory, packed, sent and written: minut
 class Ticket:
     bot: str
     op: str  # export (the agent uploads) or import (the agent downloads)
-    archive: Path  # import: the staged directory packed
+    archive: Path | None  # import: the staged directory packed (export: none)
     used: bool = False
     ended: bool = False  # its request gave up or ended: an upload still running is discarded
 
@@ -61,6 +70,13 @@ class AgentFiles:
         self.tickets: dict[str, Ticket] = {}
         self.receiving: set[str] = set()  # bots whose upload is under way
 
+    def sweep(self) -> None:
+        """What interrupted transfers left beside staging (uploads, directories being
+        unpacked, archives being downloaded): removed at start-up, before any transfer.
+        Staged directories themselves (a bare bot id) stay: the crash recovery lands them."""
+        for name in sweep(self.staging, LEFTOVERS):
+            log.warning("transfer_leftover_removed", name=name)
+
     def _stage(self, bot_id: str) -> Path:
         return self.staging / bot_id
 
@@ -70,7 +86,7 @@ class AgentFiles:
         if self._stage(bot_id).exists():
             raise FileExistsError(f"{self._stage(bot_id)} exists already; not overwriting it")
         await asyncio.to_thread(self.staging.mkdir, parents=True, exist_ok=True, mode=0o700)
-        response = await self._request(pool_id, bot_id, "export", self.staging / f"{bot_id}.tar")
+        response = await self._request(pool_id, bot_id, "export", None)
         if response.absent:
             return False
         if not self._stage(bot_id).is_dir():
@@ -91,7 +107,7 @@ class AgentFiles:
         log.info("bot_files_landed", bot=bot_id, pool=pool_id)
 
     async def _request(
-        self, pool_id: str, bot_id: str, op: str, archive: Path, digest: str = ""
+        self, pool_id: str, bot_id: str, op: str, archive: Path | None, digest: str = ""
     ) -> FilesResponse:
         token = secrets.token_hex(32)
         self.tickets[token] = ticket = Ticket(bot_id, op, archive)

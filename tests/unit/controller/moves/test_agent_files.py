@@ -315,3 +315,23 @@ async def test_a_file_whose_name_is_not_utf8_moves_with_its_bot(setup, tmp_path)
     await files.import_("p2", "bot-1")
     new = agents.pool_dir("p2") / "bots" / "bot-1"
     assert (new / os.fsdecode(b"odd\xe9")).read_bytes() == b"mine" and _trades(new)
+
+
+async def test_leftovers_of_interrupted_transfers_are_swept_at_start(setup, tmp_path) -> None:
+    """On both sides; a staged directory (the crash recovery lands it), a pool's bot
+    directories and whatever is not a transfer's own stay."""
+    files, agents, _ = setup
+    staging = tmp_path / "migrating"
+    _trading_bot(staging / "bot-1")
+    (staging / "bot-2.received.partial").mkdir(parents=True)
+    for name in ("bot-2.upload", "bot-3.tar", "notes.txt", "..tar"):
+        (staging / name).write_text("x")
+    files.sweep()
+    assert sorted(p.name for p in staging.iterdir()) == ["..tar", "bot-1", "notes.txt"]
+    agent = agents.agent("p1")
+    _trading_bot(agent.bots_dir / "bot-1")
+    (agent.work_dir / "bot-1.gone").mkdir(parents=True)
+    (agent.work_dir / "bot-2.incoming.partial").mkdir()
+    (agent.work_dir / "bot-3.tar").write_text("x")
+    agent.sweep()
+    assert list(agent.work_dir.iterdir()) == [] and _trades(agent.bots_dir / "bot-1")
