@@ -99,14 +99,11 @@ async def land_later(transfer: Transfer, guard: MoveGuard) -> None:
 async def retry(transfer: Transfer, guard: MoveGuard, bot_id: str) -> None:
     """One stranded bot's recovery, under the moves' lock; whatever fails is logged, and
     the bot stays in the queue."""
-    registry = transfer.registry
     try:
+        if _look(transfer, bot_id)[1] == "wait":
+            return  # not even the lock: its pool's agent is not there
         async with guard.lock:
-            bot = registry.bots.get(bot_id)
-            pool = registry.pools.get(bot.pool_id) if bot is not None else None
-            live = registry.live.get(bot.pool_id) if bot is not None else None
-            through_agent = transfer.files is not None and transfer.staged(bot_id)
-            action = retry_action(bot, pool, through_agent, live is not None and live.connected)
+            bot, action = _look(transfer, bot_id)  # again: a move may have ended meanwhile
             if action == "drop":
                 transfer.stranded.done(bot_id)
             if action != "retry" or bot is None:
@@ -114,3 +111,14 @@ async def retry(transfer: Transfer, guard: MoveGuard, bot_id: str) -> None:
             await transfer.recover(bot)  # kept in the queue (its backoff) if it fails
     except Exception as exc:
         log.error("move_recovery_failed", bot=bot_id, error=f"{type(exc).__name__}: {exc}")
+
+
+def _look(transfer: Transfer, bot_id: str) -> tuple[BotRecord | None, Action]:
+    registry = transfer.registry
+    bot = registry.bots.get(bot_id)
+    if bot is None:
+        return None, "drop"
+    live = registry.live.get(bot.pool_id)
+    through_agent = transfer.files is not None and transfer.staged(bot_id)
+    connected = live is not None and live.connected
+    return bot, retry_action(bot, registry.pools.get(bot.pool_id), through_agent, connected)

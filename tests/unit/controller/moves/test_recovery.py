@@ -4,6 +4,7 @@ and finds each bot in exactly one pool, released, with its own files there."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from dataclasses import replace
@@ -218,7 +219,8 @@ async def test_on_node_storage_staged_files_wait_for_their_pools_agent(
     assert (registry.bots["b1"].held, registry.bots["b2"].held) == (False, True)
     assert [s.run for s in registry.desired("pool-2").bots] == ["held"]
     assert "b2" in transfer.stranded and transfer.stranded.due() == ["b2"]
-    await recovery.retry(transfer, guard, "b2")  # its agent is not there: not tried
+    async with guard.lock:  # a move runs: its agent is not there, so not even waited for
+        await asyncio.wait_for(recovery.retry(transfer, guard, "b2"), 5)
     assert attempts == [] and "b2" in transfer.stranded
     connect(api, "pool-2")
     await recovery.retry(transfer, guard, "b2")
