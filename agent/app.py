@@ -127,7 +127,9 @@ class Agent:
             self.supervisor, settings.pool_dir, options,
             on_change=lambda: self.watch.report_soon(), cgroups=cgroups,
         )  # fmt: skip
-        self.transfer = BotTransfer(settings.pool_dir, settings.controller_url)
+        self.transfer = BotTransfer(
+            settings.pool_dir, settings.controller_url, held=self.reconciler.holds
+        )
         self.reporter = Reporter(
             self.supervisor,
             settings.bot_ping_timeout_ms / 1000,
@@ -179,6 +181,7 @@ class Agent:
                 ),
             )
         await self._wait_for_supervisor()
+        await asyncio.to_thread(self.transfer.sweep)  # before the first transfer
         tasks = [
             asyncio.create_task(self.reconciler.run(), name="reconcile"),
             asyncio.create_task(self.watch.run(), name="watch"),

@@ -5,7 +5,8 @@ through the agents, not through a file system the controller shares with the nod
 - export: the directory is packed (common/bot_archive.py: links left out, never followed)
   into /pool/.transfer/<bot>.tar and uploaded to the controller's
   /api/agents/files/<token> with its sha256; once the controller answers that it staged
-  it whole, the directory leaves the pool (renamed out of bots/, then deleted).
+  it whole, the directory leaves the pool (renamed out of bots/, then deleted), if the bot
+  is still held in the newest desired state (else it stays, and the export fails).
 - import: the archive is downloaded from there (bounded), its sha256 checked, unpacked
   (every member checked, every file fsynced) into /pool/.transfer/<bot>.incoming, its
   trade databases checked whole (quick_check), and renamed into bots/<bot> in one step.
@@ -13,8 +14,10 @@ through the agents, not through a file system the controller shares with the nod
   again: it packs to the same sha256) is the answer; a different one is refused, both kept.
 
 Interrupted anywhere, the bot's directory is in the pool whole, or not at all; the
-controller's copy (its staging) is removed only once this answered. Only the bot id (a
-valid id) and the token (64 hex digits) from the controller reach a path or a URL.
+controller's copy (its staging) is removed only once this answered. One transfer of a bot
+at a time: another asked meanwhile (the controller gave up on the first and tried again)
+is refused until the first has ended. Only the bot id (a valid id) and the token (64 hex
+digits) from the controller reach a path or a URL.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import os
 import shutil
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +40,7 @@ from common.bot_archive import (
     pack,
     pack_to,
     sha256_of,
+    sweep,
     unpack,
 )
 from common.protocol import FilesRequest, FilesResponse
@@ -53,14 +58,27 @@ def files_url(controller_url: str, token: str) -> str:
 
 
 class BotTransfer:
-    def __init__(self, pool_dir: Path, controller_url: str) -> None:
+    def __init__(self, pool_dir: Path, controller_url: str, held: Callable[[str], bool]) -> None:
         self.pool_dir = pool_dir
         self.bots_dir = pool_dir / "bots"
         self.work_dir = pool_dir / ".transfer"  # beside bots/, on the same file system
         self.controller_url = controller_url
+        self.held = held  # whether the newest desired state holds the bot
+        self.busy: set[str] = set()  # bots with a transfer under way
+
+    def sweep(self) -> None:
+        """What transfers an agent's restart cut short left in .transfer/ (archives,
+        directories being unpacked or deleted): removed before any transfer. An exported
+        directory renamed to <bot>.gone was staged whole on the controller first."""
+        for name in sweep(self.work_dir, (".tar", ".incoming", ".incoming.partial", ".gone")):
+            log.warning("transfer_leftover_removed", name=name)
 
     async def handle(self, req: FilesRequest) -> FilesResponse:
         """The request carried out (the caller checked that the bot is held)."""
+        if req.bot in self.busy:
+            error = f"{req.op} refused: a transfer of bot {req.bot} is still under way"
+            return FilesResponse(req.id, error=error)
+        self.busy.add(req.bot)
         try:
             await asyncio.to_thread(self.work_dir.mkdir, mode=0o700, exist_ok=True)
             if req.op == "export":
@@ -69,6 +87,8 @@ class BotTransfer:
         except (OSError, ValueError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("bot_transfer_failed", bot=req.bot, op=req.op, error=str(exc))
             return FilesResponse(req.id, error=f"{req.op} failed: {exc}"[:1024])
+        finally:
+            self.busy.discard(req.bot)
 
     async def _export(self, req: FilesRequest) -> FilesResponse:
         bot_dir = self.bots_dir / req.bot
@@ -90,6 +110,11 @@ class BotTransfer:
                         raise OSError(f"upload refused ({response.status}: {said})")
         finally:
             archive.unlink(missing_ok=True)
+        if not self.held(req.bot):
+            # Released meanwhile (the controller gave up on this transfer and the bot runs
+            # here again): this copy is the bot's; never deleted under it.
+            log.error("bot_export_kept", bot=req.bot, reason="no longer held")
+            raise OSError(f"bot {req.bot} is no longer held; the pool keeps its directory")
         # Staged whole on the controller: the pool's copy goes.
         gone = self.work_dir / f"{req.bot}.gone"
         await asyncio.to_thread(_remove, gone)

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -93,7 +94,8 @@ class Reconciler:
         self.submitted = 0  # desired states submitted so far (a fence asked before one is moot)
         # Bots whose database a restore is replacing: never started meanwhile, whatever the
         # desired state says (a restore outlives its request if the controller goes away).
-        self._restoring: set[str] = set()
+        # Counted: two may overlap (a transfer the controller gave up on, and its retry).
+        self._restoring: Counter[str] = Counter()
 
     def _load_nonces(self) -> tuple[dict[str, int], int | None, bool | None, set[str]]:
         try:
@@ -380,19 +382,28 @@ class Reconciler:
             self._latest = self._taken
             self._wakeup.set()
 
-    def begin_restore(self, bot_id: str) -> bool:
-        """Keep the bot from starting while its database is restored; False (and nothing
-        kept) unless the controller holds it in the newest desired state it sent."""
+    def holds(self, bot_id: str) -> bool:
+        """Whether the controller holds the bot in the newest desired state it sent."""
         spec = next((b for b in self._taken.bots if b.id == bot_id), None) if self._taken else None
-        if spec is None or spec.run != RunState.HELD:
+        return spec is not None and spec.run == RunState.HELD
+
+    def begin_restore(self, bot_id: str) -> bool:
+        """Keep the bot from starting while its database is restored (or its directory
+        moves); False (and nothing kept) unless the controller holds it in the newest
+        desired state it sent. Each begin_restore is ended by one end_restore."""
+        if not self.holds(bot_id):
             return False
-        self._restoring.add(bot_id)
+        self._restoring[bot_id] += 1
         return True
 
     def end_restore(self, bot_id: str) -> None:
-        """The restore is over: the newest desired state is applied again (the controller
-        may have released the bot meanwhile), unless a newer one is on its way."""
-        self._restoring.discard(bot_id)
+        """A restore is over: once none of the bot's is left, the newest desired state is
+        applied again (the controller may have released the bot meanwhile), unless a newer
+        one is on its way."""
+        self._restoring[bot_id] -= 1
+        if self._restoring[bot_id] > 0:
+            return
+        del self._restoring[bot_id]
         self._apply_taken_again()
 
     async def _unload(self, name: str) -> None:

@@ -3,12 +3,13 @@
 
 Packing reads through directory descriptors opened with O_NOFOLLOW: a link the bot's user
 planted is left out, never followed (nor is a socket or a device). Unpacking trusts nothing
-in the archive: only regular files and directories, relative names of plain parts (no
-`..`, no absolute path, no empty or dot part, no NUL), bounded depth, count and size, each
-name once; it never calls tarfile's extract (it writes each file itself, O_EXCL and
-O_NOFOLLOW below a directory it made), and every file and directory is on disk (fsynced)
-before the whole directory takes its place in one rename. Interrupted anywhere, the
-target is either absent or whole.
+in the archive: its headers are walked raw first (common/tar_headers.py: no long name or
+pax header over 64 KiB, which tarfile would read whole into memory), then only regular
+files and directories, relative names of plain parts (no `..`, no absolute path, no empty
+or dot part, no NUL), bounded depth, count and size, each name once; it never calls
+tarfile's extract (it writes each file itself, O_EXCL and O_NOFOLLOW below a directory it
+made), and every file and directory is on disk (fsynced) before the whole directory takes
+its place in one rename. Interrupted anywhere, the target is either absent or whole.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
+from common.ids import is_valid_id
+from common.tar_headers import ArchiveError, check_headers
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 CHUNK = 1 << 20
-
-
-class ArchiveError(ValueError):
-    """The archive is refused: what it says names the first rule it broke."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +48,23 @@ MAX_ARCHIVE_BYTES = LIMITS.max_bytes + 3 * 512 * LIMITS.max_members + (1 << 20)
 SHA_HEADER = "X-Ftpool-Sha256"  # an uploaded archive's sha256 (hex)
 
 
+def shown(name: str) -> str:
+    """A member's name for a message: quoted, and cut short (a name may be 64 KiB)."""
+    return repr(name) if len(name) <= 120 else f"{name[:100]!r}... ({len(name)} characters)"
+
+
 def check_name(name: str, limits: Limits = LIMITS) -> tuple[str, ...]:
     """The parts of a member's relative name; ArchiveError unless every part is plain."""
     if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
-        raise ArchiveError(f"bad member name {name!r}")
+        raise ArchiveError(f"bad member name {shown(str(name))}")
     parts = tuple(name.removesuffix("/").split("/"))
     if name.startswith("/") or len(parts) > limits.max_depth:
-        raise ArchiveError(f"bad member name {name!r}")
+        raise ArchiveError(f"bad member name {shown(name)}")
     for part in parts:
-        if part in ("", ".", "..") or len(part.encode()) > limits.max_name:
-            raise ArchiveError(f"bad member name {name!r}")
+        # Its bytes on disk: a name that is not UTF-8 (a Linux name is bytes) travels as it
+        # is, its bytes kept by surrogateescape on both sides (tarfile's and the os module's).
+        if part in ("", ".", "..") or len(os.fsencode(part)) > limits.max_name:
+            raise ArchiveError(f"bad member name {shown(name)}")
     return parts
 
 
@@ -110,9 +117,8 @@ def pack(directory: Path, out: IO[bytes], limits: Limits = LIMITS) -> str:
                     info.type, info.mode = tarfile.DIRTYPE, _mode(mode, True)
                     tar.addfile(info)
                     continue
-                info.size = os.fstat(fd).st_size
-                info.mtime = int(os.fstat(fd).st_mtime)
-                info.mode = _mode(mode, False)
+                st = os.fstat(fd)
+                info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), _mode(mode, False)
                 total += info.size
                 if total > limits.max_bytes:
                     raise ArchiveError(f"more than {limits.max_bytes} bytes")
@@ -187,12 +193,13 @@ def unpack(archive: Path, target: Path, limits: Limits = LIMITS) -> None:
         root = os.open(partial, _DIR)
         try:
             with archive.open("rb") as f:
+                check_headers(f)  # before tarfile reads any: none it would hold whole
                 _unpack_into(f, root, limits)
             _fsync_tree(root)
         finally:
             os.close(root)
         os.rename(partial, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -214,7 +221,7 @@ def _members(tar: tarfile.TarFile, root: int, limits: Limits) -> None:
             raise ArchiveError(f"more than {limits.max_members} files")
         parts = check_name(member.name, limits)
         if parts in seen:
-            raise ArchiveError(f"{member.name!r} is in the archive twice")
+            raise ArchiveError(f"{shown(member.name)} is in the archive twice")
         seen.add(parts)
         if member.isdir():
             _in_dir(root, parts, _mkdir)
@@ -228,7 +235,7 @@ def _members(tar: tarfile.TarFile, root: int, limits: Limits) -> None:
             write = partial(_write, source=source, size=member.size, mode=mode, mtime=member.mtime)
             _in_dir(root, parts, write)
         else:
-            raise ArchiveError(f"{member.name!r} is not a file or a directory")
+            raise ArchiveError(f"{shown(member.name)} is not a file or a directory")
 
 
 def _mkdir(dir_fd: int, name: str) -> None:
@@ -267,7 +274,7 @@ def _write(
         while left:
             chunk = source.read(min(CHUNK, left))
             if not chunk:
-                raise ArchiveError(f"{name!r} ends early")
+                raise ArchiveError(f"{shown(name)} ends early")
             out.write(chunk)
             left -= len(chunk)
         out.flush()
@@ -275,6 +282,24 @@ def _write(
         # Its time as packed: the same tree packs to the same archive again (same sha256).
         os.utime(out.fileno(), (mtime, mtime))
         os.fsync(out.fileno())
+
+
+def sweep(directory: Path, suffixes: tuple[str, ...]) -> list[str]:
+    """Remove what an interrupted transfer left in `directory`: each entry named a bot id
+    with one of `suffixes` (nothing else is touched); the names removed. Run at start-up,
+    before any transfer."""
+    removed: list[str] = []
+    if not directory.is_dir():
+        return removed
+    for entry in sorted(directory.iterdir()):
+        bot_id, dot, suffix = entry.name.partition(".")
+        if dot and f".{suffix}" in suffixes and is_valid_id(bot_id):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry.name)
+    return removed
 
 
 def _fsync_tree(dir_fd: int) -> None:
@@ -289,7 +314,7 @@ def _fsync_tree(dir_fd: int) -> None:
     os.fsync(dir_fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, _DIR)
     try:
         os.fsync(fd)

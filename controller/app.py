@@ -53,6 +53,7 @@ from controller.moves.evacuation import Evacuation
 from controller.moves.failover import Failover
 from controller.moves.guard import MoveGuard
 from controller.moves.recovery import land_later, recover_moves
+from controller.moves.stranded import StrandedCollector
 from controller.moves.transfer import Transfer
 from controller.pools.alarm import Alarm
 from controller.pools.config import PoolsConfig
@@ -159,7 +160,13 @@ def build(
     limits = BotLimits.from_settings(settings)
     census = ImageCensus(pools)  # which image each pool runs
     offsite = _offsite(settings, events)
+    # The one way a bot moves between pools, for evacuation and migration alike.
+    staging = base / "migrating"
+    # Pools on their node's own disk: a move's files travel through the agents.
+    files = AgentFiles(pools.sessions, staging) if settings.node_storage else None
+    transfer = Transfer(pools, staging, files)
     metrics = Metrics(collectors=[PoolStateCollector(pools, limits), census,
+                                  StrandedCollector(transfer.stranded),
                                   *([offsite] if offsite else [])])  # fmt: skip
     guard = MoveGuard()
     # Legacy containers are Docker's: without the docker runtime there are none to find.
@@ -170,11 +177,6 @@ def build(
     )
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
-    # The one way a bot moves between pools, for evacuation and migration alike.
-    staging = base / "migrating"
-    # Pools on their node's own disk: a move's files travel through the agents.
-    files = AgentFiles(pools.sessions, staging) if settings.node_storage else None
-    transfer = Transfer(pools, staging, files)
     evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
     backups = BackupService(settings.backups_path, transfer, guard, events,
                             settings.backup_retention_days, offsite=offsite)  # fmt: skip
@@ -280,7 +282,9 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     await controller.pools.lifecycle.load()
     await controller.sessions.load()  # signed-out sessions stay so
     # Moves a crash cut short are recovered before any pool starts its bots.
-    land = await recover_moves(controller.transfer, controller.guard)
+    if controller.transfer.files is not None:
+        await asyncio.to_thread(controller.transfer.files.sweep)
+    await recover_moves(controller.transfer, controller.guard)
     # An upgrade a crash cut short: the pool it was replacing back on its old image, before
     # adopt() would recreate a missing one from POOL_IMAGE.
     await controller.upgrader.recover()
@@ -297,8 +301,9 @@ async def _lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
     offsite = controller.backups.offsite
     uploads = asyncio.create_task(offsite.run(), name="backup-bucket") if offsite else None
     usage = asyncio.create_task(controller.usage.run(), name="usage")
-    # Staged files a crash left, for pools on their node's own disk: through their agents.
-    landing = asyncio.create_task(land_later(controller.transfer, controller.guard, land),
+    # Held bots whose recovery failed or waits for their pool's agent (staged files a
+    # crash left, for pools on their node's own disk), as long as the controller runs.
+    landing = asyncio.create_task(land_later(controller.transfer, controller.guard),
                                   name="land-staged")  # fmt: skip
     view = controller.pools.registry
     log.info("controller_started", runtime=controller.pools.runtime.name,

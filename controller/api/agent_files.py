@@ -26,11 +26,12 @@ class APIAgentFiles:
     operations: Operations = {
         ("PUT", "/api/agents/files/{token}"): op(
             "an agent uploads a held bot's directory (a tar) to the controller's staging",
-            security=PUBLIC, tags=("agents",), errors=(400, 404, 413),
+            security=PUBLIC, tags=("agents",), errors=(400, 404, 409, 413),
             description="The token is the transfer's own (sent to the agent over its "
             "WebSocket), good once. The body is a tar archive with its sha256 in "
             "X-Ftpool-Sha256; only plain relative names, regular files and directories are "
-            "accepted, within bounds. Answered once the directory is staged whole.",
+            "accepted, within bounds. Answered once the directory is staged whole; 409 if the "
+            "transfer was given up meanwhile (nothing staged: the pool keeps its copy).",
             ok={200: answer(obj({"success": TRUE}), "staged")},
         ),
         ("GET", "/api/agents/files/{token}"): op(
@@ -71,4 +72,5 @@ class APIAgentFiles:
     async def download(self, request: web.Request) -> web.FileResponse:
         files, token = self._files(request)
         ticket = files.take(token, "import")
+        assert ticket.archive is not None  # an import's
         return web.FileResponse(ticket.archive, headers={"Content-Type": "application/x-tar"})

@@ -17,7 +17,10 @@ landed again from staging, which that agent finds to be the same directory as it
 same tree packs to the same sha256): nothing to do, staging removed. A different directory
 there is never replaced: both stay, the bot held, for an operator (as on shared storage).
 Each token is random (256 bits), good for one transfer of one bot in one direction, and
-forgotten when it ends.
+forgotten when it ends. A request that gives up (its agent silent for TRANSFER_TIMEOUT, or
+gone) ends its ticket: an upload still running then is discarded, never staged (answered
+409, so that agent keeps its copy), and what the move does next (the bot released where it
+is, say) never meets a staged copy appearing later. One upload of a bot at a time.
 """
 
 from __future__ import annotations
@@ -33,12 +36,21 @@ from pathlib import Path
 import structlog
 from aiohttp import StreamReader
 
-from common.bot_archive import MAX_ARCHIVE_BYTES, ArchiveError, pack_to, unpack
+from common.bot_archive import (
+    MAX_ARCHIVE_BYTES,
+    ArchiveError,
+    fsync_dir,
+    pack_to,
+    sweep,
+    unpack,
+)
 from common.protocol import FilesRequest, FilesResponse
-from controller.errors import BadRequest, FtpoolError, NotFound, PayloadTooLarge
+from controller.errors import BadRequest, Conflict, FtpoolError, NotFound, PayloadTooLarge
 from controller.pools.sessions import AgentSessions
 
 log = structlog.get_logger("controller.moves")
+# What a transfer keeps beside staging/<bot> while it runs (unpack's own <target>.partial).
+LEFTOVERS = (".upload", ".received", ".received.partial", ".partial", ".tar")
 TRANSFER_TIMEOUT = 900.0  # one bot's directory, packed, sent and written: minutes at most
 
 
@@ -46,8 +58,9 @@ TRANSFER_TIMEOUT = 900.0  # one bot's directory, packed, sent and written: minut
 class Ticket:
     bot: str
     op: str  # export (the agent uploads) or import (the agent downloads)
-    archive: Path  # import: the staged directory packed
+    archive: Path | None  # import: the staged directory packed (export: none)
     used: bool = False
+    ended: bool = False  # its request gave up or ended: an upload still running is discarded
 
 
 class AgentFiles:
@@ -55,6 +68,14 @@ class AgentFiles:
         self.sessions = sessions
         self.staging = staging
         self.tickets: dict[str, Ticket] = {}
+        self.receiving: set[str] = set()  # bots whose upload is under way
+
+    def sweep(self) -> None:
+        """What interrupted transfers left beside staging (uploads, directories being
+        unpacked, archives being downloaded): removed at start-up, before any transfer.
+        Staged directories themselves (a bare bot id) stay: the crash recovery lands them."""
+        for name in sweep(self.staging, LEFTOVERS):
+            log.warning("transfer_leftover_removed", name=name)
 
     def _stage(self, bot_id: str) -> Path:
         return self.staging / bot_id
@@ -65,7 +86,7 @@ class AgentFiles:
         if self._stage(bot_id).exists():
             raise FileExistsError(f"{self._stage(bot_id)} exists already; not overwriting it")
         await asyncio.to_thread(self.staging.mkdir, parents=True, exist_ok=True, mode=0o700)
-        response = await self._request(pool_id, bot_id, "export", self.staging / f"{bot_id}.tar")
+        response = await self._request(pool_id, bot_id, "export", None)
         if response.absent:
             return False
         if not self._stage(bot_id).is_dir():
@@ -86,10 +107,10 @@ class AgentFiles:
         log.info("bot_files_landed", bot=bot_id, pool=pool_id)
 
     async def _request(
-        self, pool_id: str, bot_id: str, op: str, archive: Path, digest: str = ""
+        self, pool_id: str, bot_id: str, op: str, archive: Path | None, digest: str = ""
     ) -> FilesResponse:
         token = secrets.token_hex(32)
-        self.tickets[token] = Ticket(bot_id, op, archive)
+        self.tickets[token] = ticket = Ticket(bot_id, op, archive)
         try:
             frame = FilesRequest(self.sessions.next_request_id(), bot_id, op, token, digest)
             try:
@@ -97,6 +118,7 @@ class AgentFiles:
             except FtpoolError as exc:  # not connected, or silent: the files stay where they are
                 raise OSError(f"bot {bot_id}'s files could not move: {exc}") from None
         finally:
+            ticket.ended = True
             self.tickets.pop(token, None)
         assert isinstance(response, FilesResponse)
         if response.error:
@@ -115,23 +137,49 @@ class AgentFiles:
 
     async def receive(self, ticket: Ticket, body: StreamReader, digest: str) -> None:
         """An uploaded directory into staging, whole, if its sha256 is `digest` and every
-        member passes; BadRequest or PayloadTooLarge (nothing staged) if not."""
+        member passes; BadRequest or PayloadTooLarge (nothing staged) if not, Conflict if
+        its request gave up meanwhile or another upload of the bot is under way."""
+        if ticket.bot in self.receiving:
+            raise Conflict(f"an upload of bot {ticket.bot} is under way already")
+        self.receiving.add(ticket.bot)
         upload = self.staging / f"{ticket.bot}.upload"
-        size, sha = 0, hashlib.sha256()
+        received = self.staging / f"{ticket.bot}.received"
         try:
-            fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in body.iter_chunked(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_ARCHIVE_BYTES:
-                        raise PayloadTooLarge("the archive is larger than a bot's directory may be")
-                    sha.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-            if sha.hexdigest() != digest:
-                raise BadRequest("the archive's sha256 does not match")
+            await self._write(upload, body, digest)
+            await asyncio.to_thread(shutil.rmtree, received, True)  # a crash's, if any
             try:
-                await asyncio.to_thread(unpack, upload, self._stage(ticket.bot))
+                await asyncio.to_thread(unpack, upload, received)
             except (ArchiveError, FileExistsError) as exc:
                 raise BadRequest(f"the archive is refused: {exc}") from None
+            self._commit(ticket, received)
+            await asyncio.to_thread(fsync_dir, self.staging)
         finally:
+            self.receiving.discard(ticket.bot)
             upload.unlink(missing_ok=True)
+            await asyncio.to_thread(shutil.rmtree, received, True)
+
+    async def _write(self, upload: Path, body: StreamReader, digest: str) -> None:
+        size, sha = 0, hashlib.sha256()
+        fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in body.iter_chunked(1 << 20):
+                size += len(chunk)
+                if size > MAX_ARCHIVE_BYTES:
+                    raise PayloadTooLarge("the archive is larger than a bot's directory may be")
+                sha.update(chunk)
+                await asyncio.to_thread(out.write, chunk)
+        if sha.hexdigest() != digest:
+            raise BadRequest("the archive's sha256 does not match")
+
+    def _commit(self, ticket: Ticket, received: Path) -> None:
+        """The received directory becomes the staged one, unless its request gave up.
+        Checked and renamed in one step of the event loop (a rename, on the loop on
+        purpose): the request either still waits, and finds it staged, or gave up, and the
+        move went on without it (the bot released in its old pool, perhaps)."""
+        if ticket.ended:
+            log.warning("bot_upload_discarded", bot=ticket.bot, reason="its request gave up")
+            raise Conflict("the transfer was given up; the pool keeps its copy")
+        stage = self._stage(ticket.bot)
+        if os.path.lexists(stage):
+            raise BadRequest(f"the archive is refused: {stage} exists already")
+        os.rename(received, stage)

@@ -21,6 +21,7 @@ so the monitor fails it over only after that plus AGENT_FENCE_MARGIN of silence
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,15 +33,18 @@ from common.states import RunState
 from controller.backups.points import RestorePoint, checked_at
 from controller.backups.service import BackupService
 from controller.errors import Conflict, FtpoolError
+from controller.moves.agent_files import TRANSFER_TIMEOUT
 from controller.moves.guard import MoveGuard
-from controller.moves.transfer import Transfer
+from controller.moves.transfer import AGENT_TIMEOUT, Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
 from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
-LOCK_WAIT = 600.0  # for a running move (one pool of a drain, a migration) to end
+# For a running move (one pool of a drain, a migration) to end: beyond its longest single
+# step (a transfer through the agents, once its agent is there).
+LOCK_WAIT = TRANSFER_TIMEOUT + AGENT_TIMEOUT
 
 
 def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
@@ -132,27 +136,36 @@ class Failover:
         transfer, source = self.transfer, bot.pool_id
         transfer.check_targets(bot.id, placement)
         points: list[RestorePoint] = []
+        # Staged already (its old pool's agent exported it, then the move was cut short):
+        # that directory is newer than any backup and moves as it is.
+        staged = transfer.staged(bot.id)
         bot = await transfer.hold(bot, fenced=True)
         try:
-            points = await self._stage(bot)
-            if not points:  # never trades without its trade database
+            points = [] if staged else await self._stage(bot)
+            if not points and not staged:  # never trades without its trade database
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
                 )
-            bot = await transfer.relocate(bot, placement, staged=bool(points), avoid=away)
+            bot = await transfer.relocate(bot, placement, staged=staged or bool(points),
+                                          avoid=away)  # fmt: skip
         except Exception:
             bot = self.registry.bots[bot.id]
             # Still in the abandoned pool, it stays held there (nothing may run it there)
             # until the next round moves it; relocated, it is released where it is now.
             if bot.pool_id != source:
-                await (transfer.recover(bot) if points else transfer.release(bot))
+                await (transfer.recover(bot) if staged or points else transfer.release(bot))
+            elif not staged:  # copies of its backups: staged afresh next round (not an export)
+                await asyncio.to_thread(shutil.rmtree, transfer.staging / bot.id, True)
             raise
         bot = await transfer.release(bot)
         checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
         point = recovery_point(points, checked, heard_at, self.clock())
+        if staged:  # its own directory, as its old pool's agent sent it: nothing lost
+            point = {"restorePoint": None, "staged": True, "lostSeconds": 0}
+        moved = bool(points) or staged
         self.pools.events.emit(
-            "bot_failed_over" if points else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
-            user=bot.user_id, reason="node_lost" if points else "no_backup", fromPool=source,
+            "bot_failed_over" if moved else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
+            user=bot.user_id, reason="node_lost" if moved else "no_backup", fromPool=source,
             port=bot.port, **point,
         )  # fmt: skip
         log.warning("bot_failed_over", bot=bot.id, source=source, target=bot.pool_id, **point)

@@ -37,6 +37,7 @@ import structlog
 from common.states import STOPPED, ProcessState, RunState
 from controller.errors import FtpoolError
 from controller.moves.agent_files import AgentFiles
+from controller.moves.stranded import StrandedBots
 from controller.pools.live import PoolLive
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord
@@ -62,6 +63,8 @@ class Transfer:
         self.registry = pools.registry
         self.staging = staging  # BOT_BASE_DIR/migrating: files between two pools
         self.files = files  # pools on their node's own disk: files through the agents
+        # Held bots whose recovery failed: `land_later` tries again (recovery.py).
+        self.stranded = StrandedBots(pools.events, pools.sessions.monotonic)
 
     # -- hold and release ---------------------------------------------------------------
 
@@ -231,13 +234,20 @@ class Transfer:
 
     async def recover(self, bot: BotRecord) -> BotRecord:
         """A held bot whose move was cut short (a failed step): its staged files land in the
-        pool the store has it in, and it is released there."""
+        pool the store has it in, and it is released there. If that fails, it is kept in
+        `stranded`, and tried again (controller/moves/recovery.py, land_later)."""
         bot = self.registry.bots[bot.id]
-        # Nothing staged (its hold itself failed, e.g. an agent too slow to apply it):
-        # nothing to land, and waiting for that agent again would leave the bot held.
-        if self.staged(bot.id):
-            await self.land(bot, False, "")
-        bot = await self.release(bot)
+        try:
+            # Nothing staged (its hold itself failed, e.g. an agent too slow to apply it):
+            # nothing to land, and waiting for that agent again would leave the bot held.
+            if self.staged(bot.id):
+                await self.land(bot, False, "")
+            bot = await self.release(bot)
+        except Exception as exc:
+            # Held, perhaps with its only copy in staging: tried again until it is not.
+            self.stranded.add(self.registry.bots.get(bot.id, bot), str(exc))
+            raise
+        self.stranded.done(bot.id)
         log.warning("bot_move_recovered", bot=bot.id, pool=bot.pool_id)
         return bot
 

@@ -92,7 +92,8 @@ class AgentSessions:
         self.fences = 0  # agents that said, reconnecting, that they had fenced their pool
         self._changed = asyncio.Condition()
         self._waiters = 0
-        self._requests: dict[int, asyncio.Future[Response]] = {}
+        # Each request waiting for its agent's answer, and the connection it was sent on.
+        self._requests: dict[int, tuple[web.WebSocketResponse, asyncio.Future[Response]]] = {}
         self._request_ids = itertools.count(1)
         self.replacing = replacing
 
@@ -139,6 +140,7 @@ class AgentSessions:
             log.warning("agent_cannot_fence", pool=hello.pool_id, version=hello.version)
 
     def detach(self, pool_id: str, ws: web.WebSocketResponse) -> None:
+        self._fail_requests(pool_id, ws)
         live = self.registry.live.get(pool_id)
         if live is not None and live.ws is ws:
             live.ws = None
@@ -146,6 +148,17 @@ class AgentSessions:
             log.warning("agent_disconnected", pool=pool_id)
             self.events.emit("agent_disconnected", pool=pool_id)
             self.alarm.ring()
+
+    def _fail_requests(self, pool_id: str, ws: web.WebSocketResponse) -> None:
+        """Every request sent over this connection and not answered fails now: its answer
+        would come over it, and it is gone (the agent drops what it was answering; a new
+        connection answers nothing of it). Not waited for until its timeout (a transfer's
+        is 15 min, its move holding the moves' lock all the while)."""
+        for sent_on, future in self._requests.values():
+            if sent_on is ws and not future.done():
+                future.set_exception(
+                    BotUnavailable(f"the agent of {pool_id} disconnected before it answered")
+                )
 
     def _market_data_port(self, pool_id: str, live: PoolLive, now: MarketDataStats | None) -> None:
         """A stranger on the pool's market-data proxy port (its bots go to their exchange
@@ -296,15 +309,16 @@ class AgentSessions:
 
     async def request(self, pool_id: str, frame: Message, timeout: float = 10) -> Response:
         """Send a request frame (with an id from next_request_id) to a pool's agent and
-        wait for its answer; BotUnavailable when the agent is not connected or silent."""
+        wait for its answer; BotUnavailable when the agent is not connected, silent, or
+        disconnects first."""
         live = self.registry.live.get(pool_id)
         if live is None or live.ws is None or live.ws.closed:
             raise BotUnavailable(f"the agent of {pool_id} is not connected")
-        request_id = frame.id  # type: ignore[union-attr]
+        request_id, ws = frame.id, live.ws  # type: ignore[union-attr]
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
+        self._requests[request_id] = (ws, future)
         try:
-            await live.ws.send_bytes(encode(frame))
+            await ws.send_bytes(encode(frame))
             return await asyncio.wait_for(future, timeout)
         except (TimeoutError, ConnectionError, RuntimeError):
             raise BotUnavailable(f"agent of {pool_id} did not answer") from None
@@ -323,9 +337,9 @@ class AgentSessions:
         return response.data  # type: ignore[union-attr]
 
     def response(self, response: Response) -> None:
-        future = self._requests.get(response.id)
-        if future is not None and not future.done():
-            future.set_result(response)
+        pending = self._requests.get(response.id)
+        if pending is not None and not pending[1].done():
+            pending[1].set_result(response)
 
     def runtime_event(self, pool_id: str, action: str) -> None:
         """What the runtime saw of a pool's container (runtime_event_effect): a pool that

@@ -135,10 +135,16 @@ class PoolMove:
         if bot.pool_id == back:  # it never left: its staged files go back, it runs again
             await transfer.recover(bot)
             return
-        bot = await transfer.hold(bot)
-        await transfer.stage(bot)
-        bot = await transfer.relocate(bot, self.placement, into=back)
-        await transfer.release(bot)
+        try:
+            bot = await transfer.hold(bot)
+            await transfer.stage(bot)
+            bot = await transfer.relocate(bot, self.placement, into=back)
+            await transfer.release(bot)
+        except (FtpoolError, OSError) as exc:
+            # Held where it is now (its files perhaps staged, its new pool's agent gone):
+            # its recovery is tried again there until it runs (controller/moves/stranded.py).
+            transfer.stranded.add(self.registry.bots[bot.id], str(exc))
+            raise
 
     async def end(self, entry: PoolUpgrade) -> None:
         """After the bots moved (or some did): what `move_recovery` says, as after a

@@ -530,8 +530,13 @@ async def test_a_bot_being_restored_is_not_started_until_the_restore_ends(
         rec.submit(Desired(2, [spec("b1", 9000, run="held")]))
         await applied(2)
         assert rec.begin_restore("b1")
+        assert rec.begin_restore("b1")  # two overlap (a transfer given up, and its retry)
         rec.submit(Desired(3, [spec("b1", 9000)]))  # released while restoring
         await applied(3)
+        assert fake.state("b1") != "RUNNING" and fake.started.count("bot-b1") == 1
+        rec.end_restore("b1")  # the first ends: the second still replaces its files
+        rec.submit(Desired(4, [spec("b1", 9000)]))
+        await applied(4)
         assert fake.state("b1") != "RUNNING" and fake.started.count("bot-b1") == 1
         rec.end_restore("b1")
         for _ in range(200):

@@ -162,3 +162,83 @@ def test_a_partial_left_by_an_interrupted_unpack_is_replaced(tmp_path: Path) -> 
     (tmp_path / "target.partial" / "stale").write_text("old")
     unpack(_archive(tmp_path, [_file("fresh", b"new")]), tmp_path / "target")
     assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["fresh"]
+
+
+def _long_name_archive(tmp_path: Path, size: int) -> Path:
+    """A GNU long name of `size` bytes before a member: tarfile would read it whole."""
+    info = tarfile.TarInfo("x")
+    info.name = "a" * size
+    path = tmp_path / "long.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b""))
+    return path
+
+
+def test_a_huge_long_name_is_refused_before_tarfile_reads_it(tmp_path: Path) -> None:
+    """A long name of 2 MiB (one of 300 MiB cost tarfile some 900 MiB): refused by the
+    raw walk of the headers, and the message does not repeat it."""
+    with pytest.raises(ArchiveError, match="an extended header of 2097153 bytes") as refused:
+        unpack(_long_name_archive(tmp_path, 2 << 20), tmp_path / "t")
+    assert len(str(refused.value)) < 200
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.partial").exists()
+
+
+def test_a_huge_pax_header_and_a_global_one_are_refused(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("x")
+    info.pax_headers = {"comment": "c" * (1 << 20)}
+    _refused(tmp_path, [(info, b"")])
+    glob = tmp_path / "g.tar"
+    with tarfile.open(glob, "w", format=tarfile.PAX_FORMAT, pax_headers={"a": "b"}) as tar:
+        tar.addfile(tarfile.TarInfo("x"), io.BytesIO(b""))
+    with pytest.raises(ArchiveError, match="a global pax header"):
+        unpack(glob, tmp_path / "t")
+
+
+def test_names_in_messages_are_cut_short() -> None:
+    with pytest.raises(ArchiveError) as refused:
+        check_name("x/" * 5000)
+    assert len(str(refused.value)) < 200 and "10000 characters" in str(refused.value)
+
+
+def test_pax_sizes_and_long_names_within_bounds_are_walked_as_tarfile_reads_them(
+    tmp_path: Path,
+) -> None:
+    """A pax header's size of the next member is followed (its contents seeked over), so a
+    huge long name after it is still found; a long name within bounds unpacks."""
+    body = b"z" * 700
+    big = tarfile.TarInfo("big")
+    big.size, big.pax_headers = len(body), {"size": str(len(body))}
+    path = tmp_path / "pax.tar"
+    with path.open("wb") as f:
+        f.write(big.tobuf(tarfile.PAX_FORMAT))
+        f.write(body + bytes(-len(body) % 512))
+        f.write(_long_name_archive(tmp_path, 200_000).read_bytes())
+    with pytest.raises(ArchiveError, match="an extended header"):
+        unpack(path, tmp_path / "t")
+    deep = tmp_path / "deep"
+    (deep / ("d" * 200) / ("e" * 200)).mkdir(parents=True)
+    (deep / ("d" * 200) / ("e" * 200) / ("f" * 200)).write_bytes(b"kept")
+    with (tmp_path / "deep.tar").open("wb") as f:
+        pack(deep, f)
+    unpack(tmp_path / "deep.tar", tmp_path / "out")
+    assert (tmp_path / "out" / ("d" * 200) / ("e" * 200) / ("f" * 200)).read_bytes() == b"kept"
+
+
+def test_a_name_that_is_not_utf8_travels_as_its_bytes(tmp_path: Path) -> None:
+    """A Linux name is bytes: one that is not UTF-8 (the bot's user made it) is packed and
+    unpacked as it is, never a UnicodeEncodeError that would make the bot unmovable."""
+    bot = _bot_dir(tmp_path)
+    fd = os.open(bytes(bot) + b"/bad\xffname", os.O_CREAT | os.O_WRONLY, 0o600)
+    os.write(fd, b"kept")
+    os.close(fd)
+    with (tmp_path / "a.tar").open("wb") as f:
+        digest = pack(bot, f)
+    unpack(tmp_path / "a.tar", tmp_path / "out")
+    assert b"bad\xffname" in os.listdir(bytes(tmp_path / "out"))
+    assert Path(os.fsdecode(bytes(tmp_path / "out") + b"/bad\xffname")).read_bytes() == b"kept"
+    with (tmp_path / "b.tar").open("wb") as f:
+        assert pack(tmp_path / "out", f) == digest  # the same tree: the same archive
+    assert check_name(os.fsdecode(b"d/\xff")) == ("d", os.fsdecode(b"\xff"))
+    check_name(os.fsdecode(b"\xff" * 255))  # its bytes counted
+    with pytest.raises(ArchiveError):
+        check_name(os.fsdecode(b"\xff" * 256))

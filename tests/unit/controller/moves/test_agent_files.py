@@ -3,11 +3,15 @@ agent's, over real HTTP on loopback; only the WebSocket between them is a direct
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
+import os
 import shutil
 import sqlite3
 import tarfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -33,6 +37,8 @@ class Agents:
         self.url = ""
         self.ids = iter(range(1, 1000))
         self.offline: set[str] = set()
+        self.released: set[str] = set()  # bots the newest desired state no longer holds
+        self.agents: dict[str, BotTransfer] = {}
 
     def pool_dir(self, pool_id: str) -> Path:
         return self.root / "nodes" / pool_id
@@ -43,21 +49,36 @@ class Agents:
     async def request(self, pool_id: str, frame: FilesRequest, timeout: float) -> FilesResponse:
         if pool_id in self.offline:
             raise BotUnavailable(f"the agent of {pool_id} is not connected")
-        self.pool_dir(pool_id).mkdir(parents=True, exist_ok=True)  # the pool's /pool
-        return await BotTransfer(self.pool_dir(pool_id), self.url).handle(frame)
+        return await self.agent(pool_id).handle(frame)
+
+    def agent(self, pool_id: str) -> BotTransfer:
+        if pool_id not in self.agents:
+            self.pool_dir(pool_id).mkdir(parents=True, exist_ok=True)  # the pool's /pool
+            held = lambda bot_id: bot_id not in self.released  # noqa: E731
+            self.agents[pool_id] = BotTransfer(self.pool_dir(pool_id), self.url, held)
+        return self.agents[pool_id]
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[AgentFiles, Agents, TestServer]]:
-    agents = Agents(tmp_path)
-    files = AgentFiles(agents, tmp_path / "migrating")  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def serving(agents: Agents, staging: Path) -> AsyncIterator[tuple[AgentFiles, TestServer]]:
+    """The controller's side of `agents`' transfers, its HTTP routes on loopback."""
+    files = AgentFiles(agents, staging)  # type: ignore[arg-type]
     app = web.Application(middlewares=[error_middleware])
     app.add_routes(APIAgentFiles(files).routes())
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     agents.url = f"ws://127.0.0.1:{server.port}/api/agents/ws"
-    yield files, agents, server
-    await server.close()
+    try:
+        yield files, server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[AgentFiles, Agents, TestServer]]:
+    agents = Agents(tmp_path)
+    async with serving(agents, tmp_path / "migrating") as (files, server):
+        yield files, agents, server
 
 
 def _trading_bot(bot_dir: Path) -> None:
@@ -217,3 +238,100 @@ async def test_a_bots_directory_replaced_by_a_link_is_never_followed(setup, tmp_
     assert not await files.export("p1", "bot-1")
     assert not (tmp_path / "migrating" / "bot-1").exists()
     assert _trades(other) and (agents.pool_dir("p1") / "bots" / "bot-1").is_symlink()
+
+
+class GivingUp(Agents):
+    """The controller's request gives up (TRANSFER_TIMEOUT) while the agent's upload is
+    still being unpacked; the agent's transfer runs on to its end."""
+
+    def __init__(self, root: Path, unpacking: threading.Event) -> None:
+        super().__init__(root)
+        self.unpacking = unpacking
+        self.transfers: list[asyncio.Task[FilesResponse]] = []
+
+    async def request(self, pool_id: str, frame: FilesRequest, timeout: float) -> FilesResponse:
+        self.transfers.append(asyncio.create_task(self.agent(pool_id).handle(frame)))
+        assert await asyncio.to_thread(self.unpacking.wait, 10)
+        raise BotUnavailable(f"agent of {pool_id} did not answer")
+
+
+async def test_an_upload_its_move_gave_up_on_is_discarded_and_the_pool_keeps_it(
+    tmp_path, monkeypatch
+) -> None:
+    """The move gave up (and released the bot where it is) while the upload went on: what
+    arrives then is never staged, and the agent, refused, keeps the bot's directory."""
+    import controller.moves.agent_files as agent_files
+
+    unpacking, go = threading.Event(), threading.Event()
+    real_unpack = agent_files.unpack
+
+    def slow_unpack(archive: Path, target: Path) -> None:
+        unpacking.set()
+        go.wait(10)
+        real_unpack(archive, target)
+
+    monkeypatch.setattr(agent_files, "unpack", slow_unpack)
+    agents = GivingUp(tmp_path, unpacking)
+    async with serving(agents, tmp_path / "migrating") as (files, _):
+        old = agents.pool_dir("p1") / "bots" / "bot-1"
+        _trading_bot(old)
+        with pytest.raises(OSError, match="did not answer"):
+            await files.export("p1", "bot-1")
+        go.set()
+        response = await agents.transfers[0]
+    assert "409" in response.error and "given up" in response.error
+    assert _trades(old) == [(1, "BTC/USDT"), (2, "ETH/USDT")]  # the pool's copy, whole
+    assert sorted(p.name for p in (tmp_path / "migrating").iterdir()) == []  # nothing staged
+
+
+async def test_an_agent_keeps_a_directory_released_meanwhile(setup, tmp_path) -> None:
+    """Uploaded, but the bot is no longer held in the newest desired state (it runs here
+    again): the agent never deletes its directory under it."""
+    files, agents, _ = setup
+    old = agents.pool_dir("p1") / "bots" / "bot-1"
+    _trading_bot(old)
+    agents.released.add("bot-1")
+    with pytest.raises(OSError, match="no longer held"):
+        await files.export("p1", "bot-1")
+    assert _trades(old) == [(1, "BTC/USDT"), (2, "ETH/USDT")]
+
+
+async def test_an_agent_refuses_a_second_transfer_of_a_bot_under_way(setup) -> None:
+    files, agents, _ = setup
+    _trading_bot(agents.pool_dir("p1") / "bots" / "bot-1")
+    agents.agent("p1").busy.add("bot-1")  # the transfer the controller gave up on
+    with pytest.raises(OSError, match="still under way"):
+        await files.export("p1", "bot-1")
+    assert _trades(agents.pool_dir("p1") / "bots" / "bot-1")
+
+
+async def test_a_file_whose_name_is_not_utf8_moves_with_its_bot(setup, tmp_path) -> None:
+    """Such a name made every move of its bot fail (500) and so its node's drain."""
+    files, agents, _ = setup
+    old = agents.pool_dir("p1") / "bots" / "bot-1"
+    _trading_bot(old)
+    (old / os.fsdecode(b"odd\xe9")).write_bytes(b"mine")
+    assert await files.export("p1", "bot-1")
+    await files.import_("p2", "bot-1")
+    new = agents.pool_dir("p2") / "bots" / "bot-1"
+    assert (new / os.fsdecode(b"odd\xe9")).read_bytes() == b"mine" and _trades(new)
+
+
+async def test_leftovers_of_interrupted_transfers_are_swept_at_start(setup, tmp_path) -> None:
+    """On both sides; a staged directory (the crash recovery lands it), a pool's bot
+    directories and whatever is not a transfer's own stay."""
+    files, agents, _ = setup
+    staging = tmp_path / "migrating"
+    _trading_bot(staging / "bot-1")
+    (staging / "bot-2.received.partial").mkdir(parents=True)
+    for name in ("bot-2.upload", "bot-3.tar", "notes.txt", "..tar"):
+        (staging / name).write_text("x")
+    files.sweep()
+    assert sorted(p.name for p in staging.iterdir()) == ["..tar", "bot-1", "notes.txt"]
+    agent = agents.agent("p1")
+    _trading_bot(agent.bots_dir / "bot-1")
+    (agent.work_dir / "bot-1.gone").mkdir(parents=True)
+    (agent.work_dir / "bot-2.incoming.partial").mkdir()
+    (agent.work_dir / "bot-3.tar").write_text("x")
+    agent.sweep()
+    assert list(agent.work_dir.iterdir()) == [] and _trades(agent.bots_dir / "bot-1")

@@ -43,6 +43,19 @@ def bot_db(api: Api, bot_id: str) -> str:
     return (api.controller.settings.pools_dir / pool_id / "bots" / bot_id / DB).read_text()
 
 
+def fail_once(monkeypatch: pytest.MonkeyPatch, obj: object, name: str, error: Exception) -> None:
+    """obj's coroutine method `name` raises `error` the first time it is called."""
+    real, calls = getattr(obj, name), []
+
+    async def failing_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        if len(calls) == 1:
+            raise error
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, failing_once)
+
+
 async def lose_node(make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch) -> Api:
     """Fencing of 10 s with a margin of 5 s; b1 and b2 in pool-1, whose node is lost: its
     agent last heard from now."""
@@ -235,15 +248,7 @@ async def test_a_backup_that_cannot_be_read_now_is_tried_again_not_taken_for_non
     write_point(api, "pool-1", "b1", time.time() + 1, "b1's")
     write_point(api, "pool-1", "b2", time.time() + 1, "b2's")
     backups = api.controller.monitor.failover.backups
-    stage_latest, calls = backups.stage_latest, []
-
-    async def times_out_once(bot, target):  # type: ignore[no-untyped-def]
-        calls.append(bot.id)
-        if len(calls) == 1:
-            raise OSError("the backup target did not answer")
-        return await stage_latest(bot, target)
-
-    monkeypatch.setattr(backups, "stage_latest", times_out_once)
+    fail_once(monkeypatch, backups, "stage_latest", OSError("the backup target did not answer"))
     api.clock.advance(15)
     report = await api.controller.monitor.evaluate()
     assert [a["ok"] for a in report.recovery_actions] == [False]
@@ -388,3 +393,51 @@ async def test_a_failover_waits_for_a_running_move_instead_of_failing_again_and_
     assert {registry.bots[b].pool_id for b in ("b1", "b2")} == {"pool-2"}
     [done] = await events_of(api, "pool_recovery", 1)
     assert done.detail.get("ok") is True
+
+
+async def test_a_directory_an_export_staged_moves_as_it_is_not_replaced_by_backups(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its old pool's agent exported it (that copy gone), then the controller stopped before
+    relocating it, and the node was lost: staging holds the newest copy, never overwritten
+    by an older backup."""
+    api = await lose_node(make_api, monkeypatch)
+    registry, store = api.controller.pools.registry, api.controller.pools.store
+    write_point(api, "pool-1", "b1", time.time() + 1, "b1's backup")
+    staged = api.controller.transfer.staging / "b1"
+    staged.mkdir(parents=True)
+    (staged / DB).write_text("b1 as exported")
+    (staged / "user_data.txt").write_text("its other files")
+    await registry.apply(await store.update_bot("b1", held=1))
+    api.clock.advance(15)
+    report = await api.controller.monitor.evaluate()
+    assert {"action": "failover", "poolId": "pool-1", "ok": True} in report.recovery_actions
+    b1 = registry.bots["b1"]
+    assert (b1.pool_id, b1.run, b1.held) == ("pool-2", "running", False)
+    assert bot_db(api, "b1") == "b1 as exported"
+    pools_dir = api.controller.settings.pools_dir
+    assert (pools_dir / "pool-2" / "bots" / "b1" / "user_data.txt").read_text() == (
+        "its other files"
+    )
+    assert not staged.exists()
+    moved = [e for e in await events_of(api, "bot_failed_over", 1) if e.bot_id == "b1"]
+    assert moved[0].detail["staged"] is True and moved[0].detail["lostSeconds"] == 0
+
+
+async def test_backups_a_failed_round_staged_are_staged_afresh_next_round(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await lose_node(make_api, monkeypatch)
+    registry = api.controller.pools.registry
+    write_point(api, "pool-1", "b1", time.time() + 1, "b1 at +1")
+    transfer = api.controller.transfer
+    fail_once(monkeypatch, transfer, "relocate", OSError("no slot now"))
+    api.clock.advance(15)
+    await api.controller.monitor.evaluate()
+    assert registry.bots["b1"].pool_id == "pool-1" and not transfer.staged("b1")
+    newest = write_point(api, "pool-1", "b1", time.time() + 2, "b1 at +2")
+    api.clock.advance(3)
+    await api.controller.monitor.evaluate()
+    assert registry.bots["b1"].pool_id == "pool-2" and bot_db(api, "b1") == "b1 at +2"
+    [moved] = [e for e in await events_of(api, "bot_failed_over", 1) if e.bot_id == "b1"]
+    assert moved.detail["restorePoint"] == newest

@@ -4,7 +4,10 @@ and finds each bot in exactly one pool, released, with its own files there."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from tests.unit.controller.apps import (
     Api,
     ApiFactory,
     bot_dirs,
+    connect,
     events_of,
     obey,
     obey_new_pools,
@@ -188,8 +192,8 @@ async def test_on_node_storage_staged_files_wait_for_their_pools_agent(
 ) -> None:
     """POOL_STORAGE=node: staged files land only through their pool's agent, which is not
     connected at start-up: their bot stays held (its agent runs nothing of it) until
-    land_later has landed them, tried again until it could; a bot with nothing staged is
-    released at once."""
+    land_later has landed them: not tried while the agent is away, tried again after a
+    failure once its backoff has passed; a bot with nothing staged is released at once."""
     from controller.moves import recovery
 
     api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
@@ -200,20 +204,70 @@ async def test_on_node_storage_staged_files_wait_for_their_pools_agent(
         await registry.apply(await store.update_bot(bot, held=1))
     write_bot_dir(api, "migrating/b2")
     transfer: Transfer = api.controller.transfer
+    guard = api.controller.guard
     transfer.files = object()  # type: ignore[assignment]  # through the agents
     attempts: list[str] = []
 
-    async def recover(bot: Any) -> Any:
+    async def land(bot: Any, created: bool, token: str) -> None:
         attempts.append(bot.id)
         if len(attempts) == 1:
-            raise OSError("the agent of pool-2 is not connected")
-        return await transfer.release(bot)
+            raise OSError("the agent of pool-2 went away")
+        shutil.rmtree(transfer.staging / bot.id)  # landed
 
-    monkeypatch.setattr(transfer, "recover", recover)
-    later = await recovery.recover_moves(transfer, api.controller.guard)
-    assert later == ["b2"]
+    monkeypatch.setattr(transfer, "land", land)
+    await recovery.recover_moves(transfer, guard)
     assert (registry.bots["b1"].held, registry.bots["b2"].held) == (False, True)
     assert [s.run for s in registry.desired("pool-2").bots] == ["held"]
-    monkeypatch.setattr(recovery, "RETRY_INTERVAL", 0.0)
-    await recovery.land_later(transfer, api.controller.guard, later)
+    assert "b2" in transfer.stranded and transfer.stranded.due() == ["b2"]
+    async with guard.lock:  # a move runs: its agent is not there, so not even waited for
+        await asyncio.wait_for(recovery.retry(transfer, guard, "b2"), 5)
+    assert attempts == [] and "b2" in transfer.stranded
+    connect(api, "pool-2")
+    await recovery.retry(transfer, guard, "b2")
+    assert attempts == ["b2"] and registry.bots["b2"].held
+    assert transfer.stranded.due() == []  # after its backoff
+    [failed] = await events_of(api, "bot_move_failed", 1)
+    assert (failed.bot_id, failed.reason, failed.detail["held"]) == ("b2", "recovery_failed", True)
+    api.clock.advance(10)
+    assert transfer.stranded.due() == ["b2"]
+    await recovery.retry(transfer, guard, "b2")
     assert attempts == ["b2", "b2"] and not registry.bots["b2"].held
+    assert "b2" not in transfer.stranded
+
+
+async def test_land_later_outlives_any_error_and_drops_bots_no_longer_its_own(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error of any kind (an archive refused is a ValueError) is logged and the bot
+    stays queued; a bot released, deleted or in an abandoned pool leaves the queue."""
+    from controller.moves import recovery
+
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    for bot in ("b1", "b2"):
+        await api.provision(instanceId=bot)
+    store, registry = api.controller.pools.store, api.controller.pools.registry
+    transfer: Transfer = api.controller.transfer
+    for bot in ("b1", "b2"):
+        await registry.apply(await store.update_bot(bot, held=1))
+        transfer.stranded.add(registry.bots[bot], "its move failed", failed=False)
+
+    async def refused(bot: Any) -> Any:
+        raise ValueError("a broken tar archive")
+
+    monkeypatch.setattr(transfer, "recover", refused)
+    await recovery.retry(transfer, api.controller.guard, "b1")
+    assert "b1" in transfer.stranded and not api.controller.guard.lock.locked()
+    await registry.apply(await store.update_bot("b2", held=0))  # released by someone else
+    await recovery.retry(transfer, api.controller.guard, "b2")
+    assert "b2" not in transfer.stranded
+    assert recovery.retry_action(None, None, False, False) == "drop"
+    b1, pool = registry.bots["b1"], registry.pools["pool-1"]
+    assert recovery.retry_action(b1, pool, True, False) == "wait"
+    assert recovery.retry_action(b1, pool, True, True) == "retry"
+    assert recovery.retry_action(b1, replace(pool, abandoned=True), True, True) == "drop"
+
+
+def test_a_stranded_bots_retries_back_off_to_five_minutes() -> None:
+    from controller.moves.stranded import backoff
+
+    assert [backoff(n) for n in (0, 1, 2, 3, 5, 9)] == [10, 10, 20, 40, 160, 300]

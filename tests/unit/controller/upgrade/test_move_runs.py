@@ -162,3 +162,41 @@ async def test_a_hold_that_times_out_releases_the_bot_again(
         await mover.move_one(api.controller.pools.registry.bots["b1"], "pool-9", "pool-1", 1.0)
     bot = api.controller.pools.registry.bots["b1"]
     assert (bot.pool_id, bot.held) == ("pool-1", False)
+
+
+async def test_a_bot_its_move_back_left_held_runs_once_its_pool_can_take_it(
+    fleet: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node storage, the fresh pool's agent gone after it connected: b1's files never land
+    there and cannot be staged back (they go through that agent), so the move back fails,
+    b1 held in pool-2 with its only copy in staging. It is not left so until a restart:
+    its recovery is tried again, and once that pool's agent is back b1 runs there."""
+    from controller.moves import recovery
+
+    transfer = fleet.controller.upgrader.transfer
+    place_staged, stage = transfer.place_staged, transfer.stage
+    agent = {"there": False}
+
+    async def landing(bot: Any) -> None:
+        if bot.pool_id == "pool-2" and not agent["there"]:
+            raise StepFailed("the agent of pool-2 did not connect within 300 s")
+        await place_staged(bot)
+
+    async def staging(bot: Any) -> None:
+        if transfer.registry.bots[bot.id].pool_id == "pool-2" and not agent["there"]:
+            raise OSError("the agent of pool-2 is not connected")
+        await stage(bot)
+
+    monkeypatch.setattr(transfer, "place_staged", landing)
+    monkeypatch.setattr(transfer, "stage", staging)
+    run = await upgrade(fleet)
+    assert run.outcome != "upgraded", run
+    registry = fleet.controller.pools.registry
+    assert (registry.bots["b1"].pool_id, registry.bots["b1"].held) == ("pool-2", True)
+    assert bot_dirs(fleet, "b1") == ["migrating/b1: trades of b1"]
+    assert "b1" in transfer.stranded
+    agent["there"] = True
+    await recovery.retry(transfer, fleet.controller.guard, "b1")
+    assert (registry.bots["b1"].pool_id, registry.bots["b1"].held) == ("pool-2", False)
+    assert bot_dirs(fleet, "b1") == ["pools/pool-2/bots/b1: trades of b1"]
+    assert "b1" not in transfer.stranded
