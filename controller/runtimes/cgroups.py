@@ -113,6 +113,24 @@ def probe_view(view: Path) -> str | None:
     return None
 
 
+def release_agent_problem(view: Path) -> str | None:
+    """Why pools must not get v1 groups of their own on this host: a hierarchy bound into
+    them has a `release_agent`, a program the host runs as root when a group whose
+    `notify_on_release` is set empties, and a pool's root may set that flag in its bound
+    groups. None if no bound hierarchy has one, or the controller cannot see them."""
+    for hierarchy in V1_HIERARCHIES:
+        try:
+            agent = (view / hierarchy / "release_agent").read_text().strip()
+        except OSError:
+            continue
+        if agent:
+            return (
+                f"the host's {hierarchy} cgroup hierarchy has a release_agent, which a pool's "
+                "root could have the host run (notify_on_release in its bound group)"
+            )
+    return None
+
+
 def parents(view: Path) -> list[Path]:
     """`/ftpool` in every hierarchy that has one: Docker's cgroupfs driver makes a pool's
     parent in each (blkio, cpuset, devices, freezer, pids, name=systemd, even the cgroup2
@@ -177,6 +195,11 @@ def decide_mode(requested: str, info: dict[str, Any], view: Path) -> str:
     daemon = DaemonCgroups.from_info(info)
     problem = None
     if daemon.version == "1" and requested in ("auto", "v1"):
+        if unsafe := release_agent_problem(view):
+            if requested == "v1":
+                raise CgroupsUnsupported(f"POOL_CGROUPS=v1: {unsafe}. Set POOL_CGROUPS=off")
+            log.warning("pool_cgroups_off", requested=requested, reason=unsafe)
+            return "off"
         problem = probe_view(view)
     mode, reason = choose_mode(requested, daemon, problem)
     if reason:

@@ -170,3 +170,17 @@ async def test_the_runtime_decides_at_the_controllers_start(tmp_path: Path):
     runtime = docker_runtime(tmp_path / "c", "auto", CgroupVersion="1", CgroupDriver="cgroupfs")
     await runtime.prepare()
     assert runtime.options.cgroups == "v1"
+
+
+def test_a_hierarchy_with_a_release_agent_gets_no_pool_groups(tmp_path: Path):
+    """A pool's root may set notify_on_release in its bound groups: a release_agent on the
+    host would then run as root there. auto falls back to off, v1 stops the controller."""
+    view = host(tmp_path, {})
+    info = {"CgroupVersion": "1", "CgroupDriver": "cgroupfs"}
+    (view / "memory" / "release_agent").write_text("\n")  # empty, as on most hosts
+    assert decide_mode("auto", info, view) == "v1"
+    (view / "memory" / "release_agent").write_text("/usr/local/sbin/cleanup\n")
+    assert decide_mode("auto", info, view) == "off"
+    with pytest.raises(CgroupsUnsupported, match="memory cgroup hierarchy has a release_agent"):
+        decide_mode("v1", info, view)
+    assert decide_mode("off", info, view) == "off"
