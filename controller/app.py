@@ -175,9 +175,10 @@ def build(
     # Pools on their node's own disk: a move's files travel through the agents.
     files = AgentFiles(pools.sessions, staging) if settings.node_storage else None
     transfer = Transfer(pools, staging, files)
-    evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
     backups = BackupService(settings.backups_path, transfer, guard, events,
                             settings.backup_retention_days, offsite=offsite)  # fmt: skip
+    evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer, backups=backups,
+                            clock=clock)  # fmt: skip
     failover = Failover(pools, placement, guard=guard, transfer=transfer, backups=backups,
                         clock=clock)  # fmt: skip
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,

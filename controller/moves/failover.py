@@ -20,19 +20,18 @@ so the monitor fails it over only after that plus AGENT_FENCE_MARGIN of silence
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import structlog
 
 from common.states import RunState
-from controller.backups.points import RestorePoint, checked_at
+from controller.backups.points import RestorePoint
 from controller.backups.service import BackupService
-from controller.errors import Conflict, FtpoolError
+from controller.errors import Conflict
 from controller.moves.guard import MoveGuard
+from controller.moves.restore_points import FromBackups
 from controller.moves.transfer import Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
@@ -40,25 +39,6 @@ from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
-LOCK_WAIT = 600.0  # for a running move (one pool of a drain, a migration) to end
-
-
-def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
-                   now: float) -> dict:  # fmt: skip
-    """What an event says of the restore points a bot failed over from: the newest's id and
-    time, its age now, and `lostSeconds`: how long before its pool was last heard from its
-    database was last known to equal that point (`checked`: the last backup round that found
-    it unchanged, `checked_at`); trades of those seconds, and of the time until the fence
-    stopped the bot, may be lost; 0 when it was checked later, during the partition."""
-    if not points:
-        return {"restorePoint": None}
-    newest = points[-1]
-    return {
-        "restorePoint": newest.id,
-        "pointTime": datetime.fromtimestamp(newest.time, UTC).isoformat(),
-        "ageSeconds": round(now - newest.time, 1),
-        "lostSeconds": round(max(0.0, heard_at - max(newest.time, checked)), 1),
-    }
 
 
 class Failover:
@@ -71,23 +51,17 @@ class Failover:
         self.placement = placement
         self.guard = guard
         self.transfer = transfer
-        self.backups = backups
         self.clock = clock
+        self.backups = backups
+        self.restore = FromBackups(backups, transfer.staging, clock)
 
     async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
         """Start every bot of a pool on a lost node elsewhere from its latest backup;
         `heard_at`: when its agent last spoke (its fence has stopped the bots since)."""
         # Another move (one pool of a drain, a migration) ends first: waited for, not a
         # failed recovery every few seconds while the lost node's bots stay down.
-        try:
-            async with asyncio.timeout(LOCK_WAIT):
-                await self.guard.lock.acquire()
-        except TimeoutError:
-            raise Conflict(f"pool {pool.id} fails over once the running move ends") from None
-        try:
+        async with self.guard.locked(f"pool {pool.id} fails over once the running move ends"):
             await self._fail_over(pool.id, heard_at)
-        finally:
-            self.guard.lock.release()
 
     async def _fail_over(self, pool_id: str, heard_at: float) -> None:
         pools, registry = self.pools, self.registry
@@ -134,7 +108,7 @@ class Failover:
         points: list[RestorePoint] = []
         bot = await transfer.hold(bot, fenced=True)
         try:
-            points = await self._stage(bot)
+            points = await self.restore.stage(bot)
             if not points:  # never trades without its trade database
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
@@ -148,8 +122,7 @@ class Failover:
                 await (transfer.recover(bot) if points else transfer.release(bot))
             raise
         bot = await transfer.release(bot)
-        checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
-        point = recovery_point(points, checked, heard_at, self.clock())
+        point = await self.restore.fields(points, heard_at)
         self.pools.events.emit(
             "bot_failed_over" if points else "bot_move_failed", pool=bot.pool_id, bot=bot.id,
             user=bot.user_id, reason="node_lost" if points else "no_backup", fromPool=source,
@@ -171,14 +144,3 @@ class Failover:
             if suspect or await self.pools.runtime.inspect(pool.id) != RuntimeState.RUNNING:
                 away.add(pool.id)
         return away
-
-    async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
-        """Its latest restore points staged as its directory ([]: it has none). One that
-        cannot be read or fetched now (the target's disk, the bucket timing out) raises:
-        the failover is tried again at the next round, rather than the bot moved stopped
-        (its user's choice overwritten) for what may pass in seconds."""
-        try:
-            return await self.backups.stage_latest(bot, self.transfer.staging / bot.id)
-        except (OSError, FtpoolError) as exc:
-            log.error("bot_backup_not_staged", bot=bot.id, pool=bot.pool_id, error=str(exc))
-            raise
