@@ -16,6 +16,7 @@ the node's address, where each pool publishes its bot ports in `host` mode (docs
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -81,6 +82,18 @@ def ours(client: docker.DockerClient) -> bool:
     return False  # a worker of another swarm: its managers are elsewhere
 
 
+def gateway_of(client: docker.DockerClient) -> str:
+    """docker_gwbridge's gateway, once swarm mode has made the network (not always by the
+    time `swarm init` answers: seen on a daemon just started)."""
+    deadline = time.monotonic() + 60
+    while not (found := client.networks.list(names=["docker_gwbridge"])):
+        if time.monotonic() > deadline:
+            pytest.fail("swarm init made no docker_gwbridge within 60 s")
+        time.sleep(0.5)
+    found[0].reload()
+    return found[0].attrs["IPAM"]["Config"][0]["Gateway"]
+
+
 @contextlib.contextmanager
 def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
     """The daemon as a one-node swarm on loopback (its gateway on docker_gwbridge yielded);
@@ -95,8 +108,7 @@ def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
         client.swarm.init(
             advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377", labels=TEST_SWARM
         )
-        gwbridge = client.networks.get("docker_gwbridge")
-        yield gwbridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        yield gateway_of(client)
     finally:
         leave_swarm(client)
         if not had_gwbridge:
