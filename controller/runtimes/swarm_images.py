@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import docker.errors
@@ -44,11 +44,17 @@ def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
     )
 
 
-def task_start(tasks: Iterable[Mapping[str, Any]]) -> str | None:
-    """How a service's start stands: "running", None while its task is on its way (or not
-    made yet), else why it did not start (its task rejected or failed: Swarm's error)."""
-    task = current_task(tasks)
-    if task is None or task.get("DesiredState") != "running":
+def task_start(
+    tasks: Iterable[Mapping[str, Any]], before: Collection[str] = frozenset()
+) -> str | None:
+    """How a service's start stands, from its tasks (`before`: the ids of those it had
+    before the start, which do not count): "running", None while its new task is on its
+    way (or not made yet), else why it did not start (rejected or failed: Swarm's error).
+    Whatever Swarm now wants of an ended task: with restart condition `none` it sets a
+    rejected task's desired state to shutdown at once (measured on two nodes)."""
+    new = [t for t in tasks if t.get("ID") not in before]
+    task = max(new, key=lambda t: t.get("Version", {}).get("Index", 0), default=None)
+    if task is None:
         return None  # the orchestrator has not made the new task yet
     status = task.get("Status", {})
     state = status.get("State")
@@ -112,7 +118,8 @@ class ServiceImages:
             service = self._service(pool_id)
             if service is None:
                 return False  # nothing to update in place: it is made anew
-            if any(t.get("Status", {}).get("State") in LIVE_STATES for t in self._tasks(service)):
+            tasks = self._tasks(service)
+            if any(t.get("Status", {}).get("State") in LIVE_STATES for t in tasks):
                 raise RuntimeFailure(f"swarm: {self.service_name(pool_id)} still runs a task")
             service.reload()
             spec = on_image(service.attrs["Spec"], target, 1)
@@ -121,25 +128,28 @@ class ServiceImages:
                 name=spec["Name"], labels=spec["Labels"], mode=spec["Mode"],
                 update_config=spec.get("UpdateConfig"), endpoint_spec=spec.get("EndpointSpec"),
             )  # fmt: skip
-            self.wait_started(pool_id)
+            self.wait_started(pool_id, {t["ID"] for t in tasks})
             return True
 
         return await self._run(update)
 
-    def wait_started(self, pool_id: str) -> None:
-        """Wait until the pool's task runs; RuntimeFailure if it was rejected or failed (an
-        image missing on its node, say), or still does not run after START_TIMEOUT."""
+    def wait_started(self, pool_id: str, before: Collection[str] = frozenset()) -> None:
+        """Wait until the pool's new task (not one of `before`) runs; RuntimeFailure if it
+        was rejected or failed (an image missing on its node, say), or still does not run
+        after START_TIMEOUT."""
         name = self.service_name(pool_id)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             service = self._service(pool_id)
             if service is None:
                 raise RuntimeFailure(f"swarm: {name} was removed while it started")
-            start = task_start(self._tasks(service))
+            start = task_start(self._tasks(service), before)
             if start == "running":
                 return
             if start is not None:
                 raise RuntimeFailure(f"swarm: {name} did not start: {start}")
             if time.monotonic() > deadline:
-                raise RuntimeFailure(f"swarm: {name} did not start within {START_TIMEOUT:g} s")
+                states = sorted(str(t.get("Status", {}).get("State")) for t in self._tasks(service))
+                raise RuntimeFailure(f"swarm: {name} did not start within {START_TIMEOUT:g} s "
+                                     f"(its tasks: {', '.join(states) or 'none'})")  # fmt: skip
             time.sleep(0.25)

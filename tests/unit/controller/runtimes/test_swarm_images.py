@@ -19,25 +19,30 @@ NEW = ImageInfo("freqtrade-pool:v2", "sha256:" + "2" * 64)
 OLD = ImageInfo("freqtrade-pool:latest", "sha256:" + "1" * 64)
 
 
-def task(state: str, desired: str = "running", index: int = 5, err: str = "") -> dict:
-    return {"DesiredState": desired, "Version": {"Index": index},
+def task(state: str, desired: str = "running", index: int = 5, err: str = "", id: str = "") -> dict:
+    return {"ID": id or f"t{index}", "DesiredState": desired, "Version": {"Index": index},
             "Status": {"State": state, "Err": err}}  # fmt: skip
+
+
+OLD_TASK = task("shutdown", "shutdown", 3)
 
 
 @pytest.mark.parametrize(
     ("tasks", "start"),
     [
-        ([], None),  # not made yet
-        ([task("shutdown", "shutdown")], None),  # only the old one, gone: not made yet
-        ([task("preparing")], None),
-        ([task("shutdown", "shutdown", 9), task("running", index=7)], "running"),
-        ([task("rejected", err="No such image: sha256:22")],
+        ([OLD_TASK], None),  # only the old one, gone: the new one is not made yet
+        ([OLD_TASK, task("preparing")], None),
+        ([OLD_TASK, task("running", index=7)], "running"),
+        ([OLD_TASK, task("rejected", err="No such image: sha256:22")],
          "its task rejected: No such image: sha256:22"),
-        ([task("failed")], "its task failed: no reason given"),
+        # Swarm (restart condition none) wants a rejected task shut down at once.
+        ([OLD_TASK, task("rejected", "shutdown", err="No such image: sha256:22")],
+         "its task rejected: No such image: sha256:22"),
+        ([OLD_TASK, task("failed")], "its task failed: no reason given"),
     ],
 )  # fmt: skip
 def test_how_a_services_start_stands(tasks: list, start: str | None) -> None:
-    assert task_start(tasks) == start
+    assert task_start(tasks, {OLD_TASK["ID"]}) == start
 
 
 def spec(image: str, labels: dict[str, str] | None = None, replicas: int = 0) -> dict:
@@ -72,7 +77,7 @@ class Client:
         service = type("S", (), {"id": "svc", "reload": lambda s: None,
                                  "attrs": {"Spec": spec(OLD.id, {LABEL_IMAGE: OLD.ref}),
                                            "Version": {"Index": 41}}})()  # fmt: skip
-        old = task("running" if live else "shutdown", "running" if live else "shutdown", 3)
+        old = task("running", index=3) if live else OLD_TASK
         outer = self
 
         class Services:
