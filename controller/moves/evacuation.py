@@ -16,6 +16,8 @@ newest restore point then, as a failover does, or stopped without one.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -113,7 +115,13 @@ class Evacuation:
             # Released where the store has it now, with the files this move staged, as the
             # crash recovery would; the monitor evacuates what is left again.
             bot = self.registry.bots[bot.id]
-            await (transfer.release(bot) if start == STOPPED else transfer.recover(bot))
+            if start == BACKUP and bot.pool_id == source:
+                # Its restore point's copy is dropped (the backups keep the point): no agent
+                # of the lost pool could take it, and the next round stages it anew.
+                await asyncio.to_thread(shutil.rmtree, transfer.staging / bot.id, True)
+                await transfer.release(bot)
+            else:
+                await (transfer.release(bot) if start == STOPPED else transfer.recover(bot))
             raise
         bot = await transfer.release(bot)
         kind = "bot_failed_over" if start == BACKUP else "bot_moved" if start == FILES \

@@ -198,6 +198,38 @@ async def test_on_node_storage_a_lost_pools_bots_start_from_their_newest_restore
     assert (failed.bot_id, failed.reason) == ("b2", "no_backup")
 
 
+async def test_on_node_storage_a_bot_that_could_not_move_waits_in_its_lost_pool(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No port block for a new pool: the copy of b1's restore point is dropped (no agent of
+    the lost pool could take it back), b1 is released there, and the next evacuation
+    stages it again and moves it."""
+    api: Api = await make_api(MAX_BOTS_PER_CONTAINER="1")
+    await api.provision(instanceId="b1")
+    through_agents(api, monkeypatch)
+    api.clock.advance(100)
+    write_point(api, "pool-1", "b1", api.clock() - 5, "b1's backup")
+    store = api.controller.pools.store
+    relocate = store.relocate
+
+    async def no_block(bot_id: str, *args: Any, **kw: Any) -> Change:
+        raise CapacityExhausted("no port block left for another pool")
+
+    monkeypatch.setattr(store, "relocate", no_block)
+    api.runtime.launches.pop("pool-1")
+    evacuation = api.controller.evacuation
+    registry = api.controller.pools.registry
+    with pytest.raises(CapacityExhausted):
+        await evacuation.evacuate(registry.pools["pool-1"])
+    b1 = registry.bots["b1"]
+    assert (b1.pool_id, b1.held) == ("pool-1", False)
+    assert not (api.controller.transfer.staging / "b1").exists()
+    monkeypatch.setattr(store, "relocate", relocate)
+    obey_new_pools(api, monkeypatch)
+    await evacuation.evacuate(registry.pools["pool-1"])
+    assert registry.bots["b1"].pool_id == "pool-2" and bot_db(api, "b1") == "b1's backup"
+
+
 async def test_an_evacuation_waits_for_a_running_move(
     make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
