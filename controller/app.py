@@ -177,9 +177,10 @@ def build(
     )
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
-    evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
     backups = BackupService(settings.backups_path, transfer, guard, events,
                             settings.backup_retention_days, offsite=offsite)  # fmt: skip
+    evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer, backups=backups,
+                            clock=clock)  # fmt: skip
     failover = Failover(pools, placement, guard=guard, transfer=transfer, backups=backups,
                         clock=clock)  # fmt: skip
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,

@@ -25,44 +25,22 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import structlog
 
 from common.states import RunState
-from controller.backups.points import RestorePoint, checked_at
+from controller.backups.points import RestorePoint
 from controller.backups.service import BackupService
-from controller.errors import Conflict, FtpoolError
-from controller.moves.agent_files import TRANSFER_TIMEOUT
+from controller.errors import Conflict
 from controller.moves.guard import MoveGuard
-from controller.moves.transfer import AGENT_TIMEOUT, Transfer
+from controller.moves.restore_points import FromBackups
+from controller.moves.transfer import Transfer
 from controller.pools.manager import PoolManager
 from controller.records import BotRecord, PoolRecord
 from controller.runtimes import RuntimeState
 from controller.store.allocation import Placement
 
 log = structlog.get_logger("controller.moves")
-# For a running move (one pool of a drain, a migration) to end: beyond its longest single
-# step (a transfer through the agents, once its agent is there).
-LOCK_WAIT = TRANSFER_TIMEOUT + AGENT_TIMEOUT
-
-
-def recovery_point(points: list[RestorePoint], checked: float, heard_at: float,
-                   now: float) -> dict:  # fmt: skip
-    """What an event says of the restore points a bot failed over from: the newest's id and
-    time, its age now, and `lostSeconds`: how long before its pool was last heard from its
-    database was last known to equal that point (`checked`: the last backup round that found
-    it unchanged, `checked_at`); trades of those seconds, and of the time until the fence
-    stopped the bot, may be lost; 0 when it was checked later, during the partition."""
-    if not points:
-        return {"restorePoint": None}
-    newest = points[-1]
-    return {
-        "restorePoint": newest.id,
-        "pointTime": datetime.fromtimestamp(newest.time, UTC).isoformat(),
-        "ageSeconds": round(now - newest.time, 1),
-        "lostSeconds": round(max(0.0, heard_at - max(newest.time, checked)), 1),
-    }
 
 
 class Failover:
@@ -75,23 +53,17 @@ class Failover:
         self.placement = placement
         self.guard = guard
         self.transfer = transfer
-        self.backups = backups
         self.clock = clock
+        self.backups = backups
+        self.restore = FromBackups(backups, transfer.staging, clock)
 
     async def fail_over(self, pool: PoolRecord, heard_at: float) -> None:
         """Start every bot of a pool on a lost node elsewhere from its latest backup;
         `heard_at`: when its agent last spoke (its fence has stopped the bots since)."""
         # Another move (one pool of a drain, a migration) ends first: waited for, not a
         # failed recovery every few seconds while the lost node's bots stay down.
-        try:
-            async with asyncio.timeout(LOCK_WAIT):
-                await self.guard.lock.acquire()
-        except TimeoutError:
-            raise Conflict(f"pool {pool.id} fails over once the running move ends") from None
-        try:
+        async with self.guard.locked(f"pool {pool.id} fails over once the running move ends"):
             await self._fail_over(pool.id, heard_at)
-        finally:
-            self.guard.lock.release()
 
     async def _fail_over(self, pool_id: str, heard_at: float) -> None:
         pools, registry = self.pools, self.registry
@@ -141,7 +113,7 @@ class Failover:
         staged = transfer.staged(bot.id)
         bot = await transfer.hold(bot, fenced=True)
         try:
-            points = [] if staged else await self._stage(bot)
+            points = [] if staged else await self.restore.stage(bot)
             if not points and not staged:  # never trades without its trade database
                 await self.registry.apply(
                     await self.pools.store.update_bot(bot.id, run=RunState.STOPPED)
@@ -158,8 +130,7 @@ class Failover:
                 await asyncio.to_thread(shutil.rmtree, transfer.staging / bot.id, True)
             raise
         bot = await transfer.release(bot)
-        checked = await asyncio.to_thread(checked_at, points[-1]) if points else 0.0
-        point = recovery_point(points, checked, heard_at, self.clock())
+        point = await self.restore.fields(points, heard_at)
         if staged:  # its own directory, as its old pool's agent sent it: nothing lost
             point = {"restorePoint": None, "staged": True, "lostSeconds": 0}
         moved = bool(points) or staged
@@ -184,14 +155,3 @@ class Failover:
             if suspect or await self.pools.runtime.inspect(pool.id) != RuntimeState.RUNNING:
                 away.add(pool.id)
         return away
-
-    async def _stage(self, bot: BotRecord) -> list[RestorePoint]:
-        """Its latest restore points staged as its directory ([]: it has none). One that
-        cannot be read or fetched now (the target's disk, the bucket timing out) raises:
-        the failover is tried again at the next round, rather than the bot moved stopped
-        (its user's choice overwritten) for what may pass in seconds."""
-        try:
-            return await self.backups.stage_latest(bot, self.transfer.staging / bot.id)
-        except (OSError, FtpoolError) as exc:
-            log.error("bot_backup_not_staged", bot=bot.id, pool=bot.pool_id, error=str(exc))
-            raise

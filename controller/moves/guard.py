@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from controller.errors import Conflict
+from controller.moves.agent_files import TRANSFER_TIMEOUT
+from controller.moves.transfer import AGENT_TIMEOUT
 from controller.records import BotRecord
+
+# For a running move (one pool of a drain, a migration) to end: beyond its longest single
+# step (a transfer through the agents, once its agent is there).
+LOCK_WAIT = TRANSFER_TIMEOUT + AGENT_TIMEOUT
 
 
 class MoveGuard:
@@ -21,6 +27,21 @@ class MoveGuard:
         self.lock = asyncio.Lock()
         self._pools: set[str] = set()  # pools whose bots are being moved elsewhere
         self._bots: set[str] = set()  # bots in a migration run
+
+    @contextlib.asynccontextmanager
+    async def locked(self, busy: str, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
+        """The moves' lock, waited for up to `wait` seconds while another move (one pool
+        of a drain, a migration) holds it; Conflict (saying `busy`) if it is not free by
+        then. A recovery waits its turn rather than failing every few seconds."""
+        try:
+            async with asyncio.timeout(wait):
+                await self.lock.acquire()
+        except TimeoutError:
+            raise Conflict(busy) from None
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def pool_moving(self, pool_id: str) -> contextlib.AbstractContextManager[None]:
         """While the block runs, the pool's bots are being moved elsewhere."""

@@ -136,6 +136,12 @@ class PoolRuntime(abc.ABC):
         """The image `ref` (default: the configured one) names now; None if it has none."""
         return None
 
+    async def restart_on(self, pool_id: str, image: str) -> bool:
+        """Start the pool, stopped (`stop`), again in place on `image`: its directories, its
+        machine and its agent's token stay. False: this runtime cannot, and the caller
+        recreates the pool instead (discard, then create)."""
+        return False
+
     async def node_of(self, pool_id: str) -> str | None:
         """The machine the pool runs on, by name (/api/pool/status): by default this one;
         on a multi-host runtime its node (None: not known yet)."""

@@ -86,6 +86,19 @@ class DockerClient:
     """A runtime's Docker SDK client, made on first use, and its calls off the loop."""
 
     _client: docker.DockerClient | None = None
+    options: DockerOptions
+
+    async def resolve_image(self, ref: str = "") -> ImageInfo | None:
+        """The image `ref` (default: POOL_IMAGE) names on the daemon now; None: it has none."""
+        ref = ref or self.options.image
+
+        def resolve() -> ImageInfo | None:
+            try:
+                return ImageInfo(ref, self.client.images.get(ref).id)
+            except docker.errors.ImageNotFound:
+                return None
+
+        return await self._run(resolve)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -269,17 +282,6 @@ class DockerRuntime(DockerClient, PoolRuntime):
             return ImageInfo(container.attrs["Config"]["Image"], container.attrs["Image"])
 
         return await self._run(image_of)
-
-    async def resolve_image(self, ref: str = "") -> ImageInfo | None:
-        ref = ref or self.options.image
-
-        def resolve() -> ImageInfo | None:
-            try:
-                return ImageInfo(ref, self.client.images.get(ref).id)
-            except docker.errors.ImageNotFound:
-                return None
-
-        return await self._run(resolve)
 
     async def restart(self, pool_id: str) -> None:
         def restart() -> None:

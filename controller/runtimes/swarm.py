@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -56,15 +57,12 @@ from controller.runtimes.spec import (
     pool_volume,
     prepare_dirs,
 )
+from controller.runtimes.swarm_images import LIVE_STATES, ServiceImages, current_task
 from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
 
 log = structlog.get_logger("runtime.swarm")
 LABEL_NODE = "ftpool.node"
 POLL_INTERVAL = 2.0  # seconds between two looks at the pools' tasks (watch)
-# A task in one of these is running or on its way to it (Swarm's task states).
-LIVE_STATES = frozenset(
-    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
-)
 
 
 def service_spec(
@@ -108,17 +106,6 @@ def service_spec(
         "update_config": UpdateConfig(parallelism=1, order="stop-first"),
         "endpoint_spec": EndpointSpec(mode="dnsrr", ports=ports),
     }
-
-
-def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The service's current task: the one Swarm wants running (one replica: one at the
-    most), else the last changed; the others are history Swarm keeps for a while. (Not the
-    newest index alone: a replaced task's index moves on as Swarm shuts it down.)"""
-    return max(
-        tasks,
-        key=lambda t: (t.get("DesiredState") == "running", t.get("Version", {}).get("Index", 0)),
-        default=None,
-    )
 
 
 def task_state(
@@ -172,7 +159,7 @@ def task_address(task: Mapping[str, Any], network: str) -> str | None:
     return None
 
 
-class SwarmRuntime(DockerClient, PoolRuntime):
+class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
     name = "swarm"
 
     def __init__(
@@ -311,11 +298,16 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             raise RuntimeFailure("swarm: no node can take another pool (SWARM_NODE_LABELS, memory)")
         self.ensure_network(o.network, driver="overlay", attachable=True, scope="swarm")
         prepare_dirs(launch, o)
-        kwargs = service_spec(pool_spec(launch, o), name, node.id, o.network, o.publish_ports)
+        spec = pool_spec(launch, o)
+        image, labels = self.pinned_image(spec.image)  # by id (swarm_images.py)
+        kwargs = service_spec(replace(spec, image=image), name, node.id, o.network,
+                              o.publish_ports)  # fmt: skip
+        kwargs["labels"].update(labels)
         self.client.api.create_service(**kwargs)
         self._nodes[launch.pool_id] = node.id
         if o.publish_ports:
             self._addresses[launch.pool_id] = node.address
+        self.wait_started(launch.pool_id)  # a rejected task fails the creation at once
         return node.id
 
     async def inspect(self, pool_id: str) -> RuntimeState:

@@ -129,10 +129,14 @@ class PoolUpgrader:
         replacing: Callable[[], Awaitable[None]] | None = None,
     ) -> None:  # fmt: skip
         """The pool's container, recreated from `image` on the same directories: the old
-        one stops (its bots first) and is confirmed gone before the new one is made."""
+        one stops (its bots first) and is confirmed gone before the new one is made. (A
+        swarm pool's service is updated in place instead: the same node, volume and token.)"""
         await self.runtime.stop(pool_id)
         if replacing is not None:
             await replacing()
+        if await self.runtime.restart_on(pool_id, image):
+            self.pools.lifecycle.runtime_changes += 1  # the images' census asks again
+            return
         await self.runtime.discard(pool_id)
         state = await self.runtime.inspect(pool_id)
         if state != RuntimeState.MISSING:

@@ -108,7 +108,9 @@ class Upgrader:
             raise Conflict(f"the {self.runtime.name} runtime runs no images; nothing to upgrade")
         found = await self.runtime.resolve_image(image)
         if found is None:
-            raise NotFound(f"no image {image or 'POOL_IMAGE'} on the Docker host; pull it first")
+            where = "swarm's manager (every node needs it too)" if self.runtime.name == "swarm" \
+                else "Docker host"  # fmt: skip
+            raise NotFound(f"no image {image or 'POOL_IMAGE'} on the {where}; pull it first")
         return found
 
     async def plan(self, options: UpgradeOptions) -> Plan:

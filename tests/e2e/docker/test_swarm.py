@@ -1,7 +1,9 @@
 """POOL_RUNTIME=swarm on a one-node swarm made of the test Docker daemon: real trading bots
 in a pool that is a Swarm service, reached through the controller; their lifecycle; a
 killed task recovered by the controller (not by Swarm); a restarted controller adopting
-the service.
+the service; the pool upgraded in place to another image (its service updated on its
+node, with its volume), a failing canary rolled back there, and, last, upgraded by `move`
+into a fresh service (tests/e2e/docker/test_upgrade.py builds the images).
 
 The daemon enters swarm mode for this module only (a swarm labelled as this test's) and
 leaves it in a `finally`, with the services, task containers and networks swarm mode left
@@ -14,6 +16,7 @@ the node's address, where each pool publishes its bot ports in `host` mode (docs
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,13 +27,16 @@ import pytest_asyncio
 
 from controller.runtimes.spec import pool_volume
 from tests.e2e.docker.conftest import (
+    POOL_IMAGE,
     cluster_behind_gateway,
     provision_answering,
     remove_test_pools,
 )
+from tests.e2e.docker.test_upgrade import BROKEN, IMAGE_B, upgrade_counting
+from tests.e2e.docker.test_upgrade import images as images
 from tests.e2e.local.conftest import Cluster
-from tests.e2e.local.test_freqtrade import ALICE, all_running, states
-from tests.e2e.trading import assert_trading_api, wait_trading
+from tests.e2e.local.test_freqtrade import ALICE, all_running, assert_bots_answer, states
+from tests.e2e.trading import assert_trades_kept, assert_trading_api, now, trades, wait_trading
 from tests.exchange import EmulatorProcess
 from tests.support import wait_for
 
@@ -76,6 +82,18 @@ def ours(client: docker.DockerClient) -> bool:
     return False  # a worker of another swarm: its managers are elsewhere
 
 
+def gateway_of(client: docker.DockerClient) -> str:
+    """docker_gwbridge's gateway, once swarm mode has made the network (not always by the
+    time `swarm init` answers: seen on a daemon just started)."""
+    deadline = time.monotonic() + 60
+    while not (found := client.networks.list(names=["docker_gwbridge"])):
+        if time.monotonic() > deadline:
+            pytest.fail("swarm init made no docker_gwbridge within 60 s")
+        time.sleep(0.5)
+    found[0].reload()
+    return found[0].attrs["IPAM"]["Config"][0]["Gateway"]
+
+
 @contextlib.contextmanager
 def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
     """The daemon as a one-node swarm on loopback (its gateway on docker_gwbridge yielded);
@@ -90,8 +108,7 @@ def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
         client.swarm.init(
             advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377", labels=TEST_SWARM
         )
-        gwbridge = client.networks.get("docker_gwbridge")
-        yield gwbridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        yield gateway_of(client)
     finally:
         leave_swarm(client)
         if not had_gwbridge:
@@ -219,6 +236,71 @@ async def test_a_restarted_controller_adopts_the_service(swarm_cluster, docker_c
     assert running_tasks(docker_client) == [task_id]
 
 
+def task_image(client: docker.DockerClient) -> str:
+    """The image id of the container the pool's running task runs."""
+    container_id = running_task(client)["Status"]["ContainerStatus"]["ContainerID"]
+    return client.containers.get(container_id).image.id
+
+
+async def assert_kept(cluster: Cluster, bots: list[str], before: dict, event: object) -> None:
+    """Every bot running and answering, every trade it had before `event` still there."""
+    await all_running(cluster, bots, timeout=240)
+    await assert_bots_answer(cluster.harness, bots)
+    for bot in bots:
+        assert_trades_kept(before[bot], await trades(cluster.harness, ALICE, bot), event)
+
+
+async def test_the_pool_upgrades_in_place_on_its_node(swarm_cluster, docker_client, images):
+    """`recreate` on swarm: the service scaled to none (its task confirmed gone), then
+    updated to the new image by id and one replica: a new task on the same node, with the
+    same volume (every trade kept) and its agent's token."""
+    cluster, _ = swarm_cluster
+    h = cluster.harness
+    node = running_task(docker_client)["NodeID"]
+    status, plan = await h.call("POST", "/api/pool/upgrade",
+                                json={"image": IMAGE_B, "dryRun": True})  # fmt: skip
+    assert status == 200, plan
+    assert plan["image"] == {"ref": IMAGE_B, "id": images[IMAGE_B]}
+    assert [(p["poolId"], p["from"]["id"]) for p in plan["pools"]] == [
+        ("pool-1", images[POOL_IMAGE])]  # fmt: skip
+    event = now()
+    before = {bot: await trades(h, ALICE, bot) for bot in BOTS}
+    run, copies = await upgrade_counting(cluster, image=IMAGE_B, method="recreate")
+    assert run["outcome"] == "upgraded", run
+    assert copies == {bot: 1 for bot in BOTS}  # never two copies of a bot
+    spec = docker_client.services.get(SERVICE).attrs["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == images[IMAGE_B]
+    assert spec["Labels"]["ftpool.image"] == IMAGE_B
+    assert running_task(docker_client)["NodeID"] == node
+    assert task_image(docker_client) == images[IMAGE_B]
+    await assert_kept(cluster, BOTS, before, event)
+    status, body = await h.call("GET", "/api/pool/status")
+    assert status == 200 and body["pools"][0]["image"]["ref"] == IMAGE_B
+    assert body["outdatedPools"] == ["pool-1"]  # POOL_IMAGE still names the first image
+
+
+async def test_a_failing_canary_goes_back_to_its_image_on_its_node(
+    swarm_cluster, docker_client, images
+):
+    """A canary on an image whose bots cannot start: its pool is rolled back in place to
+    the image it ran well on, with its data, never two copies of a bot."""
+    cluster, _ = swarm_cluster
+    node = running_task(docker_client)["NodeID"]
+    event = now()
+    before = {bot: await trades(cluster.harness, ALICE, bot) for bot in BOTS}
+    run, copies = await upgrade_counting(cluster, image=BROKEN, canary=1, soak=5, timeout=45,
+                                         method="recreate")  # fmt: skip
+    assert run["outcome"] == "canary_failed", run
+    [pool] = run["pools"]
+    assert (pool["pool"], pool["step"]) == ("pool-1", "rolled_back"), pool
+    assert copies == {bot: 1 for bot in BOTS}
+    spec = docker_client.services.get(SERVICE).attrs["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == images[IMAGE_B]
+    assert running_task(docker_client)["NodeID"] == node
+    assert task_image(docker_client) == images[IMAGE_B]
+    await assert_kept(cluster, BOTS, before, event)
+
+
 async def test_a_deleted_bot_leaves_its_neighbour_running(swarm_cluster, docker_client):
     cluster, _ = swarm_cluster
     h = cluster.harness
@@ -233,3 +315,27 @@ async def test_a_deleted_bot_leaves_its_neighbour_running(swarm_cluster, docker_
     pool_dir = Path(docker_client.volumes.get(pool_volume("pool-1")).attrs["Mountpoint"])
     assert list((pool_dir / "archive").glob(f"{deleted}-*"))
     assert not (cluster.base_dir / "pools" / "pool-1").exists()
+
+
+async def test_a_pool_upgraded_by_move_goes_into_a_fresh_service(
+    swarm_cluster, docker_client, images
+):
+    """`move` on swarm: a fresh pool's service on the new image, the bot held, its
+    directory sent by the old pool's agent and received by the new one's, started there;
+    the old service removed."""
+    cluster, _ = swarm_cluster
+    kept = BOTS[0]  # its neighbour was deleted above
+    event = now()
+    before = {kept: await trades(cluster.harness, ALICE, kept)}
+    run, copies = await upgrade_counting(cluster, image=POOL_IMAGE, method="move")
+    assert run["outcome"] == "upgraded", run
+    [pool] = run["pools"]
+    assert (pool["pool"], pool["method"], pool["to_pool"]) == ("pool-1", "move", "pool-2")
+    assert copies == {kept: 1}
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.services.get(SERVICE)
+    spec = docker_client.services.get("freqtrade-pool-pool-2").attrs["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == images[POOL_IMAGE]
+    bots = await cluster.harness.bots(ALICE)
+    assert bots[kept]["poolId"] == "pool-2"
+    await assert_kept(cluster, [kept], before, event)

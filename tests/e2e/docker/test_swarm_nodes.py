@@ -1,9 +1,10 @@
 """POOL_RUNTIME=swarm over two nodes (tests/e2e/docker/swarm_nodes.py: a dockerd in each of
 two network namespaces): pools are spread over both by placement, bots on node 2 trade and
 answer through the controller, GET /api/nodes shows both nodes with their pools and bots;
-then node 2 is drained: every pool moves to node 1 one at a time, each bot keeps its
-trades, no bot ever runs twice (counted on both nodes through the drain), node 2 runs no
-bot process at the end.
+then a pool on node 2 is upgraded to an image only the manager (node 1) has: its task
+rejected at once, the pool rolled back in place on node 2; then node 2 is drained: every
+pool moves to node 1 one at a time, each bot keeps its trades, no bot ever runs twice
+(counted on both nodes through the drain), node 2 runs no bot process at the end.
 
 Each pool's directory is on its node's own disk (POOL_STORAGE=node, the default on swarm):
 a volume of that node's dockerd (its own data root), never under the controller's
@@ -20,6 +21,7 @@ on that link, where the exchange emulator listens too (docs/swarm.md).
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +32,8 @@ import pytest_asyncio
 
 from controller.runtimes.spec import pool_volume
 from tests.e2e.docker import swarm_nodes as harness
-from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
+from tests.e2e.docker.conftest import POOL_IMAGE, cluster_behind_gateway, provision_answering
+from tests.e2e.docker.test_upgrade import upgrade
 from tests.e2e.local.conftest import Cluster
 from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import assert_trades_kept, assert_trading_api, now, trades, wait_trading
@@ -41,6 +44,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 BOTS = ["nodes-bot-1", "nodes-bot-2"]
 MARKET_DATA_PORT = 30800  # this module's port range: 30800-30999 (on the nodes only)
 BASE_PORT = 30900
+ONLY_ON_MANAGER = "freqtrade-pool:test-manager-only"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -137,6 +141,34 @@ async def test_pools_spread_over_both_nodes_and_bots_on_node_2_trade(swarm):
     assert_node_local(nodes, cluster, await pool_nodes(cluster))
     names = {n.node_id: n.name for n in nodes.nodes}
     assert bot_dirs(nodes) == {b: [names[n]] for n, bots in by_node.items() for b in bots}
+
+
+async def test_an_image_node_2_lacks_fails_its_pools_upgrade_at_once_and_rolls_back(swarm):
+    """The image is on the manager (node 1) only: node 2 rejects the updated task (no
+    registry is tried: the service names the image by id), the upgrade of its pool fails
+    with Swarm's error, and the pool is rolled back in place, on node 2, to its image."""
+    nodes, cluster, _ = swarm
+    h = cluster.harness
+    node1, node2 = nodes.nodes
+    dockerfile = f"FROM {POOL_IMAGE}\nLABEL ftpool.test-image=manager-only\n"
+    node1.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ONLY_ON_MANAGER,
+                              rm=True)  # fmt: skip
+    old = node1.client.images.get(POOL_IMAGE).id
+    pool = next(p for p, node in (await pool_nodes(cluster)).items() if node == node2.node_id)
+    [bot] = (await bots_by_node(cluster))[node2.node_id]
+    event, before = now(), await trades(h, ALICE, bot)
+    run = await upgrade(cluster, image=ONLY_ON_MANAGER, pools=[pool], method="recreate")
+    [entry] = run["pools"]
+    print(f"upgrade to an image node 2 lacks: {entry['reason']}")
+    assert (entry["pool"], entry["step"]) == (pool, "rolled_back"), run
+    assert "did not start: its task rejected" in entry["reason"], entry
+    spec = node1.client.services.get(f"freqtrade-pool-{pool}").attrs["Spec"]
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == old
+    assert (await pool_nodes(cluster))[pool] == node2.node_id
+    await all_running(cluster, BOTS)
+    await assert_trading_api(h, ALICE, bot)
+    assert_trades_kept(before, await trades(h, ALICE, bot), event)
+    assert {b: len(p) for b, p in node2.bot_processes().items()} == {bot: 1}
 
 
 async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm):

@@ -103,6 +103,27 @@ async def upgrade(cluster, **body) -> dict:
     return run
 
 
+async def upgrade_counting(cluster, **body: object) -> tuple[dict, dict[str, int]]:
+    """An upgrade run to its end, and the most copies of each bot seen running at once
+    (every 0.1 s, every container on the daemon) throughout it."""
+    copies: dict[str, int] = {}
+    done = asyncio.Event()
+
+    async def count() -> None:
+        while not done.is_set():
+            for bot, pids in (await asyncio.to_thread(container_bot_processes)).items():
+                copies[bot] = max(copies.get(bot, 0), len(pids))
+            await asyncio.sleep(0.1)
+
+    counter = asyncio.create_task(count())
+    try:
+        run = await upgrade(cluster, **body)
+    finally:
+        done.set()
+        await counter
+    return run, copies
+
+
 async def all_trades(cluster) -> dict[str, dict]:
     return {bot: await trades(cluster.harness, ALICE, bot) for bot in BOTS}
 
@@ -229,21 +250,7 @@ async def test_a_pool_upgraded_by_move_moves_its_bots_into_a_fresh_pool(
     on_a = container(docker_client, "pool-1").image.id == images[POOL_IMAGE]
     target = IMAGE_B if on_a else POOL_IMAGE
     event, before = now(), await all_trades(cluster)
-    copies: dict[str, int] = {}
-    done = asyncio.Event()
-
-    async def count_copies() -> None:  # every bot's processes in every container, throughout
-        while not done.is_set():
-            for bot, pids in (await asyncio.to_thread(container_bot_processes)).items():
-                copies[bot] = max(copies.get(bot, 0), len(pids))
-            await asyncio.sleep(0.1)
-
-    counter = asyncio.create_task(count_copies())
-    try:
-        run = await upgrade(cluster, image=target, pools=["pool-1"], method="move")
-    finally:
-        done.set()
-        await counter
+    run, copies = await upgrade_counting(cluster, image=target, pools=["pool-1"], method="move")
     assert run["outcome"] == "upgraded", run
     [pool] = run["pools"]
     assert (pool["pool"], pool["method"], pool["to_pool"], pool["step"]) == (

@@ -14,7 +14,7 @@ from agent.backups import CHECKED, stamp_of, time_of
 from common.protocol import Hello
 from controller.backups.points import RestorePoint, checked_at
 from controller.errors import Conflict
-from controller.moves.failover import recovery_point
+from controller.moves.restore_points import recovery_point
 from controller.pools.live import hash_token
 from tests.unit.controller.apps import (
     Api,

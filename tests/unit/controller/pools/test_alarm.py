@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from common.protocol import BotStatus, Heartbeat, PoolStats
 from controller.pools.alarm import MAX_BOTS, Alarm, Ringing
 from tests.unit.controller.apps import AgentSocket, Api, connect
@@ -71,3 +73,15 @@ async def test_a_dead_bot_rings_for_itself_and_a_pools_trouble_for_everything() 
     for i in range(MAX_BOTS + 1):  # more than a targeted check is for
         alarm.ring_for(f"b{i}")
     assert (await alarm.wait(5)).everything
+
+
+async def test_a_wait_cancelled_as_the_alarm_rings_stays_cancelled() -> None:
+    """Python 3.11's wait_for returns the result of a wait that ended as it was cancelled:
+    the monitor then ran on through the controller's shutdown, which waited for ever."""
+    alarm = Alarm()
+    waiting = asyncio.create_task(alarm.wait(5))
+    await asyncio.sleep(0.01)
+    alarm.ring()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

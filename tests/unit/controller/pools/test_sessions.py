@@ -105,7 +105,7 @@ def test_a_failover_waits_for_a_move_longer_than_its_longest_step() -> None:
     """A failover waiting for the moves' lock gave up (600 s) before one transfer of the
     move holding it could (900 s)."""
     from controller.moves.agent_files import TRANSFER_TIMEOUT
-    from controller.moves.failover import LOCK_WAIT
+    from controller.moves.guard import LOCK_WAIT
     from controller.moves.transfer import AGENT_TIMEOUT, HOLD_TIMEOUT
 
     assert max(TRANSFER_TIMEOUT, AGENT_TIMEOUT, HOLD_TIMEOUT) < LOCK_WAIT

@@ -72,3 +72,39 @@ async def test_a_run_cut_short_is_ended_and_its_unverified_pool_rolled_back(
     assert [(r.id, r.outcome, r.finished) for r in kept] == [("upgrade-1", "interrupted", True)]
     assert [p.step for p in kept[0].pools] == [ROLLED_BACK, NOT_STARTED, NOT_STARTED]
     assert controller.upgrader.current() is None
+
+
+class InPlaceRuntime(ImageRuntime):
+    """A runtime that starts a stopped pool again on another image in place (swarm: its
+    service updated), keeping its token and machine."""
+
+    async def restart_on(self, pool_id: str, image: str) -> bool:
+        self.calls.append(("restart_on", pool_id))
+        self.images[pool_id] = IMAGES[image]
+        return True
+
+
+async def test_a_pool_updated_in_place_is_rolled_back_in_place(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """Stopped (its task confirmed gone), then started on its old image where it was: never
+    discarded nor made anew (on swarm that could be another node, without its volume)."""
+    settings = make_settings(tmp_path, MAX_BOTS_PER_CONTAINER="1")
+    runtime = InPlaceRuntime(settings.pools_dir)
+    controller = build(settings, runtime=runtime)
+    api = Api(await aiohttp_client(create_app(controller)), controller, runtime, FakeClock())
+    await api.provision(instanceId="b1")
+    token = controller.pools.registry.pools["pool-1"].token_hash
+    runtime.images["pool-1"] = B
+    run = UpgradeRun("upgrade-1", B.ref, B.id,
+                     pools=[PoolUpgrade("pool-1", A.ref, A.id, 1, step=VERIFYING)])  # fmt: skip
+    await controller.store.save_upgrade(run.id, run.started_at, False, run.dump())
+    runtime.calls.clear()
+
+    await controller.upgrader.recover()
+
+    assert runtime.calls == [("stop", "pool-1"), ("restart_on", "pool-1")]
+    assert runtime.images["pool-1"] == A
+    assert controller.pools.registry.pools["pool-1"].token_hash == token
+    [kept] = [UpgradeRun.load(doc) for doc in await controller.store.upgrades()]
+    assert [p.step for p in kept.pools] == [ROLLED_BACK]
