@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from common.settings import ControllerSettings, SettingsError
+from controller.api.agent_backups import APIAgentBackups
 from controller.api.agent_files import APIAgentFiles
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
@@ -176,8 +177,10 @@ def build(
     files = AgentFiles(pools.sessions, staging) if settings.node_storage else None
     transfer = Transfer(pools, staging, files)
     evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer)
+    shipped = settings.backup_transport == "controller"
     backups = BackupService(settings.backups_path, transfer, guard, events,
-                            settings.backup_retention_days, offsite=offsite)  # fmt: skip
+                            settings.backup_retention_days, offsite=offsite,
+                            shipped=shipped)  # fmt: skip
     failover = Failover(pools, placement, guard=guard, transfer=transfer, backups=backups,
                         clock=clock)  # fmt: skip
     monitor = Monitor(pools, bots, MonitorConfig.from_settings(settings), metrics=metrics,
@@ -231,6 +234,7 @@ def create_app(controller: Controller) -> web.Application:
         APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
         APIAgentFiles(controller.transfer.files),
+        APIAgentBackups(controller.backups.receiver),
         events,
         APIPools(
             controller.pools,
