@@ -116,10 +116,14 @@ class ShipError(OSError):
 Send = Callable[[urllib.request.Request], tuple[int, bytes]]
 
 
+# Straight to the controller, as the WebSocket goes: no proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _send(request: urllib.request.Request) -> tuple[int, bytes]:
     """The status and (at most 4 KiB of) the body of the answer."""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
             return response.status, response.read(4096)
     except urllib.error.HTTPError as exc:
         with exc:
