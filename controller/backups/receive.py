@@ -49,15 +49,16 @@ MAX_AGE = 3600.0  # a point is sent as soon as it is taken
 MAX_AHEAD = 300.0  # the nodes' clocks may run ahead of the controller's by this much
 
 
-def parse_point(point_id: str, now: float) -> tuple[str, str]:
-    """A point's id as sent, <database>@<stamp>, checked (BadRequest)."""
+def parse_point(point_id: str, now: float, *, new: bool = True) -> tuple[str, str]:
+    """A point's id as sent, <database>@<stamp>, checked (BadRequest); a `new` one (sent
+    to be written, not marked) must be of about the controller's time."""
     db, _, stamp = point_id.partition("@")
     try:
         check_restore_point(db, stamp)
         at = time_of(stamp)
     except (ProtocolError, ValueError):
         raise BadRequest("the point must be <database>@<stamp>, as restore points are") from None
-    if not now - MAX_AGE <= at <= now + MAX_AHEAD:
+    if new and not now - MAX_AGE <= at <= now + MAX_AHEAD:
         raise BadRequest("the point's time is too far from the controller's")
     return db, stamp
 
@@ -140,7 +141,7 @@ class PointReceiver:
         """The database still equalled its newest point (Conflict: that is not the newest
         here, NotFound: there is none; the agent then sends a new point)."""
         now = self.clock()
-        db, stamp = parse_point(point_id, now)
+        db, stamp = parse_point(point_id, now, new=False)  # a database unchanged for days
         at = parse_checked(body, stamp, now)
         directory = bot_dir / db
         newest = await asyncio.to_thread(newest_stamp, directory)

@@ -229,6 +229,17 @@ async def test_a_cut_off_agent_keeps_no_backlog_and_the_newest_wins(setup: Setup
     assert [count(p.path) for p in points] == [3, 6] and points[0] == first
 
 
+async def test_a_database_unchanged_for_days_is_still_marked(setup: Setup) -> None:
+    trade_db(setup.bots / "b1" / DB, 3)
+    b = setup.backups()
+    await asyncio.to_thread(b.round, [spec()])
+    setup.clock.now += 3 * 86400  # both clocks: the agent's and the controller's
+    await asyncio.to_thread(b.round, [spec()])
+    assert b.state.ok, b.state.error
+    [point] = setup.points()
+    assert (point.path.parent / CHECKED).stat().st_mtime == pytest.approx(setup.clock.now, abs=1.5)
+
+
 async def test_a_point_the_controller_lost_is_sent_again(setup: Setup) -> None:
     trade_db(setup.bots / "b1" / DB, 3)
     b = setup.backups()
