@@ -43,6 +43,9 @@ class PointTarget(Protocol):
     def failed(self) -> None:
         """A round failed: whatever it wrote may be gone."""
 
+    def forget(self, keep: set[str]) -> None:
+        """Only these bots are the pool's now."""
+
     def files(self, bot_id: str, files: dict[str, bytes]) -> None: ...
 
     def point(self, bot_id: str, db: str, stamp: str, data: bytes, now: float) -> None: ...
@@ -140,6 +143,9 @@ class ControllerTarget:
         pass  # the first request says
 
     def failed(self) -> None:
+        pass
+
+    def forget(self, keep: set[str]) -> None:
         pass
 
     def files(self, bot_id: str, files: dict[str, bytes]) -> None:

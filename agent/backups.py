@@ -5,14 +5,16 @@ or tradesv3.dryrun.sqlite in dry-run); one that changed since its last snapshot 
 with SQLite's online backup API (one read transaction: a consistent copy, whatever the
 journal mode, while the bot keeps trading) and written to the pool's backup target as
 <target>/<bot>/<database>/<stamp>.sqlite, next to <target>/<bot>/files/ (its config and
-strategy as the controller gave them). Older snapshots are thinned (`to_delete`).
+strategy as the controller gave them), or sent to the controller, which writes it there
+(BACKUP_TRANSPORT, agent/backup_targets.py). Older snapshots are thinned (`to_delete`).
 
 The database is read with the bot's own file-system identity (setfsuid, this thread only):
 a bot that replaces its database with a link to another bot's cannot make the agent, which
 is root, read that one for it. Snapshots are written as root, private (0600 in 0700
 directories): bot users cannot read any backup, their own included.
 
-A target that fails (unmounted, read-only, full) makes the round fail: the state says so
+A target that fails (unmounted, read-only, full; a controller that does not take a
+point) makes the round fail: the state says so
 in every heartbeat (the controller turns it into an event and a metric) and the next round
 tries again. Nothing of this touches a bot's process.
 """
@@ -147,8 +149,7 @@ class Backups:
         ids = {spec.id for spec in specs}  # bots gone from the pool are forgotten
         self._seen = {key: sig for key, sig in self._seen.items() if key[0] in ids}
         self._newest = {key: stamp for key, stamp in self._newest.items() if key[0] in ids}
-        if isinstance(self.sink, MountTarget):
-            self.sink.forget(ids)
+        self.sink.forget(ids)
         try:
             self.sink.check()
             for spec in specs:
