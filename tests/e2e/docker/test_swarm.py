@@ -14,6 +14,7 @@ the node's address, where each pool publishes its bot ports in `host` mode (docs
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -76,6 +77,19 @@ def ours(client: docker.DockerClient) -> bool:
     return False  # a worker of another swarm: its managers are elsewhere
 
 
+def gwbridge_gateway(client: docker.DockerClient, timeout: float = 30.0) -> str:
+    """docker_gwbridge's gateway, once the daemon has made the network: right after
+    `swarm init` it may not have yet (seen twice here, 2026-12-01: 404 at once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        except docker.errors.NotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
     """The daemon as a one-node swarm on loopback (its gateway on docker_gwbridge yielded);
@@ -90,8 +104,7 @@ def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
         client.swarm.init(
             advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377", labels=TEST_SWARM
         )
-        gwbridge = client.networks.get("docker_gwbridge")
-        yield gwbridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        yield gwbridge_gateway(client)
     finally:
         leave_swarm(client)
         if not had_gwbridge:
