@@ -22,6 +22,7 @@ import aiohttp
 import structlog
 
 from agent import health
+from agent.backup_targets import ControllerTarget
 from agent.backups import BackupOptions, Backups
 from agent.bot_transfer import BotTransfer
 from agent.cgroups import detect
@@ -87,16 +88,23 @@ def market_data_program(settings: AgentSettings) -> MarketDataProgram | None:
 def backups_of(
     settings: AgentSettings, options: ProgramOptions, on_change: Callable[[], None]
 ) -> Backups | None:
-    """The pool's backups, if the controller gave it a backup directory."""
-    if not settings.backup_dir:
+    """The pool's backups, if the controller gave it a backup directory or has it send its
+    restore points (BACKUP_TRANSPORT=controller)."""
+    shipped = settings.backup_transport == "controller"
+    if not settings.backup_dir and not shipped:
         return None
     backup = BackupOptions(
-        Path(settings.backup_dir), settings.backup_interval_ms / 1000,
+        None if shipped else Path(settings.backup_dir), settings.backup_interval_ms / 1000,
         settings.backup_retention_days,
     )  # fmt: skip
+    sink = (
+        ControllerTarget(settings.controller_url, settings.pool_id, settings.pool_token)
+        if shipped
+        else None
+    )
     return Backups(
         backup, settings.pool_dir / "bots", lambda port: owner_of(options.user_for(port)),
-        on_change=on_change,
+        on_change=on_change, sink=sink,
     )  # fmt: skip
 
 

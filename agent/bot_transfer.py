@@ -32,7 +32,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from agent.backups import DB_NAMES, check_intact
+from agent.backup_targets import agent_url
 from common.bot_archive import (
     MAX_ARCHIVE_BYTES,
     SHA_HEADER,
@@ -44,6 +44,7 @@ from common.bot_archive import (
     unpack,
 )
 from common.protocol import FilesRequest, FilesResponse
+from common.restore_points import DB_NAMES, check_intact
 
 log = structlog.get_logger("agent.transfer")
 TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
@@ -51,10 +52,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 
 def files_url(controller_url: str, token: str) -> str:
     """The controller's /api/agents/files/<token> beside its WebSocket's URL."""
-    parts = urllib.parse.urlsplit(controller_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    base = parts.path.removesuffix("/ws")
-    return urllib.parse.urlunsplit((scheme, parts.netloc, f"{base}/files/{token}", "", ""))
+    return agent_url(controller_url, f"files/{token}")
 
 
 class BotTransfer:

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.backups import time_of
 from bench.tools import cpu_seconds, percentile, rss_bytes
 from common.logging import setup_logging
+from common.restore_points import time_of
 from tests.e2e.trading import wait_trading
 from tests.exchange import EmulatorProcess, trading_bot
 from tests.support import (

@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from common.settings import ControllerSettings, SettingsError
+from controller.api.agent_backups import APIAgentBackups
 from controller.api.agent_files import APIAgentFiles
 from controller.api.agents import APIAgents
 from controller.api.backups import APIBackups
@@ -177,8 +178,10 @@ def build(
     )
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,
                       metrics=metrics, guard=guard, legacy=legacy)  # fmt: skip
+    shipped = settings.backup_transport == "controller"
     backups = BackupService(settings.backups_path, transfer, guard, events,
-                            settings.backup_retention_days, offsite=offsite)  # fmt: skip
+                            settings.backup_retention_days, offsite=offsite,
+                            shipped=shipped)  # fmt: skip
     evacuation = Evacuation(pools, placement, guard=guard, transfer=transfer, backups=backups,
                             clock=clock)  # fmt: skip
     failover = Failover(pools, placement, guard=guard, transfer=transfer, backups=backups,
@@ -234,6 +237,7 @@ def create_app(controller: Controller) -> web.Application:
         APIMetrics(controller.metrics, s.metrics_public, refresh=controller.census.refresh),
         APIAgents(controller.pools),
         APIAgentFiles(controller.transfer.files),
+        APIAgentBackups(controller.backups.receiver),
         events,
         APIPools(
             controller.pools,

@@ -98,6 +98,13 @@ class AgentSettings:
     backup_dir: str = setting(
         "BACKUP_DIR", text, "", "this pool's backup directory (empty: no backups)"
     )
+    backup_transport: str = setting(
+        "BACKUP_TRANSPORT",
+        choice("mount", "controller"),
+        "mount",
+        "where this pool's snapshots go: mount (BACKUP_DIR), controller (sent to the "
+        "controller over the network, as the controller says)",
+    )
     backup_interval_ms: int = backups.backup_interval_ms()
     backup_retention_days: int = backups.backup_retention_days()
     log_level: str = core.log_level()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from common.settings.parsing import integer, setting, text, web_url
+from common.settings.parsing import choice, integer, setting, text, web_url
 
 
 def backup_dir() -> Any:
@@ -13,6 +13,16 @@ def backup_dir() -> Any:
         "BACKUP_DIR", text, "",
         "backup target of every bot's trade database, config and strategy (default "
         "BOT_BASE_DIR/backups; best on another disk; `off`: no backups)",
+    )  # fmt: skip
+
+
+def backup_transport() -> Any:
+    return setting(
+        "BACKUP_TRANSPORT", choice("auto", "mount", "controller"), "auto",
+        "how pools' snapshots reach BACKUP_DIR: mount (each pool writes its directory of it, "
+        "bound at /backup), controller (each agent sends them to the controller over the "
+        "network: BACKUP_DIR only on the controller's host); auto: controller on swarm with "
+        "POOL_STORAGE=node, mount elsewhere",
     )  # fmt: skip
 
 

@@ -99,6 +99,7 @@ class ControllerSettings:
     events_max: int = core.events_max()
     backup_dir: str = backups.backup_dir()
     backup_host_dir: str = backups.backup_host_dir()
+    backup_transport_setting: str = backups.backup_transport()
     backup_interval_ms: int = backups.backup_interval_ms()
     backup_retention_days: int = backups.backup_retention_days()
     backup_s3_bucket: str = backups.backup_s3_bucket()
@@ -160,6 +161,14 @@ class ControllerSettings:
         """Pools' directories on their node's own disk, which the controller cannot see."""
         auto = self.pool_storage == "auto" and self.pool_runtime == "swarm"
         return self.pool_storage == "node" or auto
+
+    @property
+    def backup_transport(self) -> str:
+        """BACKUP_TRANSPORT, `auto` resolved: the agents send their snapshots to the
+        controller where pools are on their node's own disk (it cannot share BACKUP_DIR)."""
+        if self.backup_transport_setting != "auto":
+            return self.backup_transport_setting
+        return "controller" if self.pool_runtime == "swarm" and self.node_storage else "mount"
 
     @property
     def pools_dir(self) -> Path:

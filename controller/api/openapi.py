@@ -31,6 +31,7 @@ from controller.api.spec import (
 
 # What a "*" route (the bot proxy) is described with: the methods FreqTrade's API uses.
 ANY_METHOD = ("get", "post", "put", "patch", "delete")
+POINT_PATTERN = r"^tradesv3(\.dryrun)?\.sqlite@[0-9]{8}T[0-9]{6}\.[0-9]{6}Z$"
 PATH_PARAMETERS: dict[str, Schema] = {
     "instanceId": {"schema": ID, "description": "the bot's id"},
     "poolId": {"schema": ID, "description": "the pool's id"},
@@ -44,6 +45,10 @@ PATH_PARAMETERS: dict[str, Schema] = {
         "description": "the path under the bot's /api/v1/, passed through",
     },
     "name": {"schema": {"type": "string"}, "description": "a file of the dashboard's"},
+    "point": {
+        "schema": {"type": "string", "pattern": POINT_PATTERN},
+        "description": "a restore point: <database>@<stamp>",
+    },
     "token": {
         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "description": "a transfer's own token, good once",

@@ -19,9 +19,9 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.backups import DB_NAMES, to_delete
 from common.ids import is_valid_id
 from common.protocol import ProtocolError, check_restore_point
+from common.restore_points import DB_NAMES, to_delete
 from controller.backups.bucket import Bucket, BucketError, StoredObject
 from controller.events import EventBus
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.backups import CHECKED, DB_NAMES, time_of
 from common.ids import is_valid_id
 from common.protocol import ProtocolError, check_restore_point
+from common.restore_points import CHECKED, DB_NAMES, time_of
 from controller.errors import BadRequest, NotFound
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from common.protocol import RestoreRequest, RestoreResponse
+from common.restore_points import SIDE_FILES, check_intact, stamp_of
 from controller.backups.bucket import BucketError
 from controller.backups.offsite import OffsiteCopy, bot_of, thinned
 from controller.backups.points import (
@@ -30,6 +32,7 @@ from controller.backups.points import (
     list_points,
     with_bucket,
 )
+from controller.backups.receive import PointReceiver
 from controller.errors import BotUnavailable, Conflict, NotFound
 from controller.events import EventBus
 from controller.moves.guard import MoveGuard
@@ -66,9 +69,18 @@ class BackupService:
     def __init__(
         self, root: Path | None, transfer: Transfer, guard: MoveGuard, events: EventBus,
         retention_days: int, clock: Callable[[], float] = time.time,
-        offsite: OffsiteCopy | None = None,
+        offsite: OffsiteCopy | None = None, shipped: bool = False,
     ) -> None:  # fmt: skip
         self.root = root  # BACKUP_DIR; None: backups are off
+        # BACKUP_TRANSPORT=controller: agents send their points here (`receiver`), and have
+        # none of their own to restore from: a restore lands the point through the move's
+        # stage and land steps instead (`_restore_staged`).
+        self.shipped = shipped and root is not None
+        self.receiver = (
+            PointReceiver(root, transfer.registry, retention_days, clock)
+            if self.shipped and root is not None
+            else None
+        )
         self.transfer = transfer
         self.pools = transfer.pools
         self.registry = transfer.registry
@@ -109,7 +121,7 @@ class BackupService:
         live = self.registry.live.get(bot.pool_id)
         if live is None or not live.connected:
             raise BotUnavailable(f"the agent of {bot.pool_id} is not connected; try again")
-        if "backup" not in live.features:
+        if not self.shipped and "backup" not in live.features:
             raise Conflict(f"the agent of {bot.pool_id} cannot restore; recreate its pool")
         point = choose(await self.points(bot), point_id, at, bot.pool_id)
         async with self.guard.lock:  # no move of this bot (or any), no other restore, meanwhile
@@ -139,22 +151,58 @@ class BackupService:
                 # Its disk lost: fetched from the bucket now that the bot is held (its
                 # agent makes and thins no snapshot of it meanwhile).
                 point = await self._fetch(point, held.id, held.pool_id, root)
-            if point.pool_id != held.pool_id:
-                # Written where the bot lived before: its agent reads only its own pool's.
-                target = pool_backup_dir(root, held.pool_id)
-                assert target is not None
-                await asyncio.to_thread(_copy_point, point, target / held.id / point.db)
-            request = RestoreRequest(
-                self.pools.sessions.next_request_id(), held.id, point.db, point.stamp
-            )
-            response = await self.pools.sessions.request(held.pool_id, request, RESTORE_TIMEOUT)
+            if self.shipped:
+                response = await self._restore_staged(held, point)
+            else:
+                response = await self._restore_by_agent(held, point, root)
         finally:
-            await self.transfer.release(self.registry.bots[bot.id])
+            if self.transfer.staged(bot.id):
+                # Its directory could not land back: held (nothing runs it without its
+                # files) until the start-up recovery or an operator lands it.
+                log.error("bot_restore_left_staged", bot=bot.id)
+            else:
+                await self.transfer.release(self.registry.bots[bot.id])
         assert isinstance(response, RestoreResponse)
         if response.error:
             raise Conflict(f"bot {bot.id} was not restored: {response.error}")
         log.info("bot_restored", bot=bot.id, point=point.id, kept=response.kept)
         return response
+
+    async def _restore_by_agent(
+        self, held: BotRecord, point: RestorePoint, root: Path
+    ) -> RestoreResponse:
+        """The pool's agent restores from its own directory of the backup target."""
+        if point.pool_id != held.pool_id:
+            # Written where the bot lived before: its agent reads only its own pool's.
+            target = pool_backup_dir(root, held.pool_id)
+            assert target is not None
+            await asyncio.to_thread(_copy_point, point, target / held.id / point.db)
+        request = RestoreRequest(
+            self.pools.sessions.next_request_id(), held.id, point.db, point.stamp
+        )
+        response = await self.pools.sessions.request(held.pool_id, request, RESTORE_TIMEOUT)
+        assert isinstance(response, RestoreResponse)
+        return response
+
+    async def _restore_staged(self, held: BotRecord, point: RestorePoint) -> RestoreResponse:
+        """The held bot's directory taken from its pool into staging, its database replaced
+        there by the point (the current one kept aside, as an agent keeps it), and landed
+        back: the move's own stage and land steps (controller/moves/transfer.py), so a
+        crash between them is the move's (the start-up recovery lands what is staged)."""
+        try:
+            await self.transfer.stage(held)
+        except OSError as exc:
+            return RestoreResponse(0, error=f"its directory could not be staged: {exc}")
+        stage = self.transfer.staging / held.id
+        try:
+            kept = await asyncio.to_thread(swap_in, point, stage, stamp_of(self.clock()))
+        except (OSError, ValueError) as exc:
+            kept, error = "", f"restore failed: {exc}"
+        else:
+            error = ""
+        await self.transfer.place_staged(held)  # whatever happened above: back in its pool
+        log.info("bot_restored_through_staging", bot=held.id, point=point.id, error=error)
+        return RestoreResponse(0, kept=kept, error=error)
 
     async def _fetch(
         self, point: RestorePoint, bot_id: str, pool_id: str, root: Path
@@ -292,6 +340,28 @@ def _place_point(point: RestorePoint, bot_dir: Path) -> None:
     shutil.copyfile(point.path, tmp)
     tmp.chmod(0o600)
     tmp.replace(bot_dir / point.db)
+
+
+def swap_in(point: RestorePoint, bot_dir: Path, now_stamp: str) -> str:
+    """The point in place of the database in a staged bot directory, checked whole first;
+    the database it replaces is kept beside it (its side files with it), as an agent's
+    restore keeps it (agent/backups.py). Each step a rename: a crash leaves the old
+    database or the restored one. Returns the kept name ("" if there was none)."""
+    check_intact(point.path)
+    bot_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # never written: made
+    db, aside = bot_dir / point.db, f"{point.db}.before-restore-{now_stamp}"
+    tmp = bot_dir / f".{point.db}.restoring"
+    shutil.copyfile(point.path, tmp)
+    tmp.chmod(0o600)
+    kept = ""
+    if db.exists() and not db.is_symlink():
+        os.link(db, bot_dir / aside)
+        kept = aside
+    for side in SIDE_FILES:  # the kept copy's, never to be applied to the restored
+        with contextlib.suppress(FileNotFoundError):
+            (bot_dir / f"{point.db}{side}").rename(bot_dir / f"{aside}{side}")
+    tmp.replace(db)
+    return kept
 
 
 def _copy_point(point: RestorePoint, directory: Path) -> None:

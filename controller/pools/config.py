@@ -21,6 +21,8 @@ class PoolsConfig:
     market_data_base_port: int | None = None
     pool_base_port: int = 9000
     backups_dir: Path | None = None  # BACKUP_DIR; pool P's target is <it>/pools/P
+    # BACKUP_TRANSPORT: mount (each pool writes its target), or controller (sent to it)
+    backup_transport: str = "mount"
     bot_memory: int = 0  # a bot's memory limit unless it has its own (0: none)
     bot_cpu: float = 0.0  # BOT_CPU_LIMIT: CPUs per bot where bots have cgroups (0: none)
     fence_timeout: float = 0.0  # AGENT_FENCE_TIMEOUT in seconds, 0: agents do not fence
@@ -62,6 +64,7 @@ class PoolsConfig:
             else None,
             pool_base_port=settings.pool_base_port,
             backups_dir=settings.backups_path,
+            backup_transport=settings.backup_transport,
         )
 
     def market_data_env(self, pool_num: int) -> dict[str, str]:

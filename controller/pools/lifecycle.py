@@ -70,6 +70,9 @@ class PoolLifecycle:
                         reason="its proxy's port would reach POOL_BASE_PORT")  # fmt: skip
         backup_dir = pool_backup_dir(self.config.backups_dir, pool.id)
         backup = {"BACKUP_DIR": str(backup_dir)} if backup_dir else {}
+        if backup_dir is not None and self.config.backup_transport == "controller":
+            # Nothing of BACKUP_DIR in the pool: its agent sends its points over the network.
+            backup, backup_dir = {"BACKUP_TRANSPORT": "controller"}, None
         return PoolLaunch(
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
             token=token, controller_url=self.config.controller_url,

@@ -69,6 +69,7 @@ EXAMPLES = {
     "tail": "ping",
     "name": "dashboard.js",
     "token": "0" * 64,  # a transfer's token no transfer has: 404
+    "point": "tradesv3.dryrun.sqlite@20261201T000000.000000Z",  # no pool's token: 401
 }
 
 

@@ -7,6 +7,7 @@ It needs a running Docker daemon and the images from `make images`; without them
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,7 +22,9 @@ from tests.e2e.trading import MARKET_DATA, start_exchange
 from tests.exchange import EmulatorProcess, trading_bot
 from tests.support import free_port, remove_pool_containers
 
-POOL_IMAGE = "freqtrade-pool:latest"
+# FTPOOL_TEST_POOL_IMAGE: a pool image of one's own (a branch's agent on top of the
+# shared image, say), without replacing freqtrade-pool:latest for everyone else.
+POOL_IMAGE = os.environ.get("FTPOOL_TEST_POOL_IMAGE", "freqtrade-pool:latest")
 
 
 @pytest.fixture(scope="module")

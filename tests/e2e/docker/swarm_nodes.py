@@ -51,7 +51,9 @@ SUBNET = "10.231.0"
 HOST_ADDRESS = f"{SUBNET}.1"
 BASE = Path(tempfile.gettempdir()) / "ftpool-swarm-nodes"
 CGROUPS = Path("/sys/fs/cgroup")
-POOL_IMAGE = "freqtrade-pool:latest"
+# FTPOOL_TEST_POOL_IMAGE: a pool image of one's own (a branch's agent on top of the
+# shared image, say), without replacing freqtrade-pool:latest for everyone else.
+POOL_IMAGE = os.environ.get("FTPOOL_TEST_POOL_IMAGE", "freqtrade-pool:latest")
 BOTS_DIR = Path("/pool/bots")  # as the host sees a pool's bots' cwd
 START_TIMEOUT = 60.0  # seconds for a dockerd to answer, or a node to be ready
 STOP_TIMEOUT = 20.0  # seconds for a dockerd to end on SIGTERM before SIGKILL

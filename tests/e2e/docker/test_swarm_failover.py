@@ -8,11 +8,14 @@ back, the old service's task on node 2 is removed, not started again.
 The controller runs on the host with DOCKER_HOST at node 1 (the manager); agents and the
 exchange emulator reach the host at its address on the nodes' link, and the controller
 reaches bots on their node's address (ports published in host mode). Each pool's
-directory is a volume on its node (POOL_STORAGE=node, the default on swarm): the failover
-never reads node 2's, it stages each bot's newest restore point from the backup target on
-the controller's host and lands it through the new pool's agent. That target is the
-host's disk, which both nodes share: it is reachable from node 2 during the partition, so
-the fence's last backup round keeps every trade (docs/swarm.md, the recovery point).
+directory is a volume on its node (POOL_STORAGE=node, the default on swarm), and nothing
+of the backup target is shared with the nodes (BACKUP_TRANSPORT=controller, the default
+with it): no pool has a /backup, each agent sends its restore points to the controller.
+The failover never reads node 2's disk: it stages each bot's newest restore point from
+the controller's BACKUP_DIR and lands it through the new pool's agent. The fence's last
+backup round cannot reach the controller from behind the cut, so the trades of the last
+moments before it may be lost (docs/swarm.md, the recovery point): the test waits until
+the controller holds a point with every trade it read, cuts, and reports `lostSeconds`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import docker
 import docker.errors
@@ -27,6 +31,7 @@ import pytest
 
 from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
 from tests.e2e.docker.swarm_nodes import SwarmNode, SwarmNodes, swarm_nodes
+from tests.e2e.local.test_backups import wait_backed_up
 from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import trades, wait_trading
 from tests.support import ADMIN_TOKEN, wait_for
@@ -102,14 +107,27 @@ async def test_a_cut_off_node_fences_and_its_bots_fail_over_from_backups(
             POOL_BASE_PORT=str(BASE_PORT), MARKET_DATA_BASE_PORT=str(MARKET_DATA_PORT),
             HEALTH_CHECK_INTERVAL="2000", BACKUP_INTERVAL="5000",
             AGENT_FENCE_TIMEOUT=str(FENCE * 1000), AGENT_FENCE_MARGIN=str(MARGIN * 1000),
+            BACKUP_TRANSPORT="controller",
         ) as (cluster, exchange):  # fmt: skip
             h = cluster.harness
             await provision_answering(cluster, exchange.url, BOTS)
             assert set(node2.bot_processes()) == set(BOTS) and not node1.bot_processes()
+            # Nothing of the backup target in the pool: no /backup, no BACKUP_DIR.
+            service = swarm.manager.client.services.get("freqtrade-pool-pool-1")
+            container = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+            assert all(m["Target"] != "/backup" for m in container.get("Mounts", []))
+            env = dict(e.split("=", 1) for e in container["Env"])
+            assert "BACKUP_DIR" not in env and env["BACKUP_TRANSPORT"] == "controller"
             await wait_trading(h, ALICE, BOTS)
             set_availability(swarm, node1, "active")  # where the pool can go now
             with ProcessCount(swarm.nodes) as count:
                 before = {bot: await trades(h, ALICE, bot) for bot in BOTS}
+                # Sent by node 2's agent: the controller holds every trade read so far.
+                read_at = datetime.now(UTC)
+                for bot in BOTS:
+                    await wait_backed_up(h, bot, len(before[bot]), read_at)
+                sent = h.controller.backups.receiver.received
+                at_cut = {bot: await trades(h, ALICE, bot) for bot in BOTS}
                 cut = time.monotonic()
                 swarm.cut(node2)
 
@@ -131,16 +149,24 @@ async def test_a_cut_off_node_fences_and_its_bots_fail_over_from_backups(
                 # directory under the controller's BOT_BASE_DIR, none left in staging.
                 assert not list((cluster.base_dir / "pools").glob("*"))
                 assert not list((cluster.base_dir / "migrating").glob("*"))
-                # Every trade made before the cut is there: the fence's last backup round
-                # reached the target (the recovery point: 0 s here).
+                # Every trade the controller had a point of is there; those made in the
+                # moments before the cut may not be (the recovery point), and are counted.
+                lost = {}
                 for bot in BOTS:
                     after = await trades(h, ALICE, bot)
                     assert set(before[bot]) <= set(after), (bot, before[bot], after)
+                    lost[bot] = len(set(at_cut[bot]) - set(after))
                 failed_over = await events(h, "bot_failed_over")
                 assert sorted(e["instanceId"] for e in failed_over) == sorted(BOTS), failed_over
                 for event in failed_over:
                     assert event["detail"]["fromPool"] == "pool-1"
                     assert event["detail"]["restorePoint"]
+                    assert event["detail"]["lostSeconds"] >= 0
+                # The points it restored from are the ones node 2's agent sent.
+                assert sent >= len(BOTS)
+                for bot in BOTS:
+                    points = cluster.base_dir / "backups" / "pools" / "pool-1" / bot
+                    assert list(points.glob("tradesv3.dryrun.sqlite/*.sqlite")), bot
 
                 mended = time.monotonic()
                 swarm.mend(node2)
@@ -168,4 +194,6 @@ async def test_a_cut_off_node_fences_and_its_bots_fail_over_from_backups(
                     f"lost {e['detail']['lostSeconds']} s"
                     for e in failed_over
                 )
+                + f"; points sent to the controller before the cut: {sent}, trades made "
+                f"before the cut and not restored: {lost}"
             )

@@ -95,15 +95,16 @@ async def test_a_lost_bot_directory_is_restored_with_its_trades(cluster) -> None
     assert restored["restorePoint"]["id"] == SEEN["point"]["id"]
     assert restored["keptAs"] is None  # there was no database left to keep
     await h.wait_running(BOT, timeout=120)
-    after = await wait_for(lambda: _trades_or_none(h), 120, step=1)
+    after = await wait_for(lambda: trades_or_none(h), 120, step=1)
     assert_trades_kept(SEEN["before"], after, SEEN["event"])
     status, events = await h.call("GET", "/api/pool/events/history?limit=200", ALICE)
     assert any(e["type"] == "bot_restored" and e["instanceId"] == BOT for e in events["events"])
 
 
-async def _trades_or_none(h: Any) -> dict[int, dict[str, Any]] | None:
-    status, _ = await h.call("GET", f"/api/bots/{BOT}/ping", ALICE)
-    return await trades(h, ALICE, BOT) if status == 200 else None
+async def trades_or_none(h: Any, bot: str = BOT) -> dict[int, dict[str, Any]] | None:
+    """The bot's trades once it answers; None until then."""
+    status, _ = await h.call("GET", f"/api/bots/{bot}/ping", ALICE)
+    return await trades(h, ALICE, bot) if status == 200 else None
 
 
 async def test_a_broken_target_is_an_event_and_a_metric_and_the_bot_trades_on(cluster) -> None:

@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.backups import (
-    CHECKED,
-    BackupOptions,
-    Backups,
-    snapshot,
-    stamp_of,
-    time_of,
-    to_delete,
-)
+from agent.backups import BackupOptions, Backups, snapshot
 from agent.files import make_bot_dir
 from common.protocol import BotSpec
+from common.restore_points import CHECKED, stamp_of, time_of, to_delete
 from common.states import RunState
 
 NOBODY = (65534, 65534)

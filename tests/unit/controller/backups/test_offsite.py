@@ -19,7 +19,7 @@ from moto.server import ThreadedMotoServer
 from structlog.testing import capture_logs
 
 import controller.backups.offsite as offsite_module
-from agent.backups import stamp_of
+from common.restore_points import stamp_of
 from common.settings import SettingsError
 from controller.backups.bucket import Bucket, BucketConfig, BucketError
 from controller.backups.offsite import OffsiteCopy, pause, pending, split_key, thinned

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.backups import stamp_of
+from common.restore_points import stamp_of
 from controller.backups.points import choose, latest, list_points, parse_choice
 from controller.backups.service import expired
 from controller.errors import BadRequest, NotFound

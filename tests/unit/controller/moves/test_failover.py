@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.backups import CHECKED, stamp_of, time_of
 from common.protocol import Hello
+from common.restore_points import CHECKED, stamp_of, time_of
 from controller.backups.points import RestorePoint, checked_at
 from controller.errors import Conflict
 from controller.moves.restore_points import recovery_point
