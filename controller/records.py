@@ -67,6 +67,16 @@ class BotRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Stay:
+    """A bot's time in one pool (the store's bot_pools): from `since` until `until` (None:
+    it lives there now), by the controller's clock."""
+
+    pool_id: str
+    since: float
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PoolRecord:
     id: str
     num: int

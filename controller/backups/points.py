@@ -2,7 +2,10 @@
 choice of one (pure: from a listing and a request body).
 
 The target holds <root>/pools/<pool>/<bot>/<database>/<stamp>.sqlite (agent/backups.py):
-a bot that moved between pools has points under each pool it lived in.
+a bot that moved between pools has points under each pool it lived in. Each pool's agent
+(root in its container) may write anything in its own pool's directory, so a point is the
+bot's only if the pool it was found under is one the bot lived in and it was made while
+the bot lived there (`accepted`: the store's pool history, controller/store/history.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from common.ids import is_valid_id
 from common.protocol import ProtocolError, check_restore_point
 from common.restore_points import CHECKED, DB_NAMES, time_of
 from controller.errors import BadRequest, NotFound
+from controller.records import Stay
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,33 @@ def list_points(root: Path, bot_id: str) -> list[RestorePoint]:
                     RestorePoint(db, stamp, bot_dir.parent.name, path, size, *_counts(path))
                 )
     return sorted(points, key=lambda p: (p.stamp, p.db))
+
+
+# How far a point's time may lie outside the bot's stay in its pool: the pool's node's
+# clock may run ahead of the controller's, or behind it (as receive.py's MAX_AHEAD). The
+# moves need no more: a bot's directory leaves its old pool before the store moves it, and
+# reaches its new one after (controller/moves/transfer.py).
+STAY_SLACK = 300.0
+
+
+def accepted(
+    points: list[RestorePoint], stays: list[Stay], created_at: float, slack: float = STAY_SLACK
+) -> list[RestorePoint]:
+    """The bot's own points of a listing (local, the bucket's, both): each made no earlier
+    than the bot (older ones are a deleted bot's with the same id, maybe another user's),
+    under a pool it lived in, while it lived there (give or take `slack`). A point another
+    pool's agent put under its own directory for this bot, or one its pool made before the
+    bot came or after it left (a later pool with the same id), is not the bot's."""
+
+    def within(point: RestorePoint) -> bool:
+        return point.time >= created_at and any(
+            stay.pool_id == point.pool_id
+            and stay.since - slack <= point.time
+            and (stay.until is None or point.time <= stay.until + slack)
+            for stay in stays
+        )
+
+    return [p for p in points if within(p)]
 
 
 def checked_at(point: RestorePoint) -> float:

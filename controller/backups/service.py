@@ -26,6 +26,7 @@ from controller.backups.bucket import BucketError
 from controller.backups.offsite import OffsiteCopy, bot_of, thinned
 from controller.backups.points import (
     RestorePoint,
+    accepted,
     bot_dirs,
     choose,
     latest,
@@ -103,16 +104,19 @@ class BackupService:
         return self.root
 
     async def points(self, bot: BotRecord) -> list[RestorePoint]:
-        """The bot's restore points. Only its own: points from before it was created are a
-        deleted bot's that had the same id (kept for BACKUP_RETENTION), maybe another user's."""
+        """The bot's restore points, local and in the bucket: the listing, every restore and
+        every failover or evacuation from points reads them here. Only its own (`accepted`):
+        made since it was created (older ones are a deleted bot's that had the same id, kept
+        for BACKUP_RETENTION) by a pool it lived in, while it lived there."""
         root = self._root()
+        stays = await self.pools.store.stays(bot.id)
         points = await asyncio.to_thread(list_points, root, bot.id)
         if self.offsite is not None:
             try:
                 points = with_bucket(points, await self.offsite.points(bot.id), root)
             except BucketError as exc:  # the local ones still count
                 log.warning("backup_bucket_unlisted", bot=bot.id, error=str(exc))
-        return [p for p in points if p.time >= bot.created_at]
+        return accepted(points, stays, bot.created_at)
 
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
         """Stop the bot, put its database back from a restore point, start it again."""

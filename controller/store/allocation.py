@@ -19,6 +19,7 @@ from common.settings import ControllerSettings
 from common.states import RunState
 from controller.errors import BadRequest, CapacityExhausted, Conflict, NotFound
 from controller.records import BotSecrets, PoolRecord
+from controller.store import history
 from controller.store.change import Change
 from controller.store.quotas import (
     Quotas,
@@ -106,6 +107,7 @@ def allocate(
             run, now, int(held), bot.memory_limit, cpu,
         ),
     )  # fmt: skip
+    history.arrive(db, bot.id, pool.id, now)
     return Change(pools=(pool,), bots=(bot_row(db, bot.id),),
                   created=frozenset({pool.id} if created else ()))  # fmt: skip
 
@@ -215,6 +217,7 @@ def relocate(
         "UPDATE bots SET pool_id = ?, slot = ?, port = ?, held = ? WHERE id = ?",
         (pool.id, slot, pool.port_start + slot, int(held), bot_id),
     )
+    history.arrive(db, bot_id, pool.id, time.time())
     release(db, old_pool)
     bump(db, old_pool)
     return Change(pools=(pool_row(db, old_pool), pool), bots=(bot_row(db, bot_id),),

@@ -10,7 +10,7 @@ from pathlib import Path
 from controller.errors import StoreError
 from controller.store.sql import in_transaction
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,10 +153,27 @@ CREATE TABLE user_cpu_quotas (
     max_cpu_millis INTEGER NOT NULL CHECK (max_cpu_millis >= 0)
 );
 """
+# Each bot's pool history (controller/store/history.py): which pools it lived in, from when
+# until when (NULL: it lives there now), written with each allocation, relocation and
+# deletion; only restore points a pool wrote while the bot lived there are the bot's
+# (controller/backups/points.py accepted). A store from before has no history: each bot is
+# taken to have lived in its current pool since it was made (docs/backups.md).
+_SCHEMA_V15 = """
+CREATE TABLE bot_pools (
+    bot_id TEXT NOT NULL,
+    pool_id TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL,
+    CHECK (until IS NULL OR until >= since)
+);
+CREATE INDEX bot_pools_bot ON bot_pools (bot_id, since);
+CREATE UNIQUE INDEX bot_pools_current ON bot_pools (bot_id) WHERE until IS NULL;
+INSERT INTO bot_pools (bot_id, pool_id, since) SELECT id, pool_id, created_at FROM bots;
+"""
 _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5, 6: _SCHEMA_V6,
     7: _SCHEMA_V7, 8: _SCHEMA_V8, 9: _SCHEMA_V9, 10: _SCHEMA_V10, 11: _SCHEMA_V11,
-    12: _SCHEMA_V12, 13: _SCHEMA_V13, 14: _SCHEMA_V14,
+    12: _SCHEMA_V12, 13: _SCHEMA_V13, 14: _SCHEMA_V14, 15: _SCHEMA_V15,
 }  # fmt: skip
 
 

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from common.states import RunState
 from controller.errors import NotFound, StoreError
-from controller.records import BotRecord, Event, PoolRecord, RestartRecord
-from controller.store import allocation, quotas
+from controller.records import BotRecord, Event, PoolRecord, RestartRecord, Stay
+from controller.store import allocation, history, quotas
 from controller.store.allocation import NewBot, Placement
 from controller.store.change import Change
 from controller.store.events import add_events, read_events
@@ -94,6 +94,10 @@ class Store:
             return pools, bots
 
         return await self._run(load)
+
+    async def stays(self, bot_id: str) -> list[Stay]:
+        """The pools the bot lived in, and when (controller/store/history.py), oldest first."""
+        return await self._run(lambda: history.stays(self.db, bot_id))
 
     async def check_layout(self, max_bots: int, base_port: int) -> None:
         """Refuse to start when the port layout changed under existing pools."""
@@ -242,6 +246,7 @@ class Store:
             if row is None:
                 raise NotFound(f"bot {bot_id} is not in the store")
             db.execute("DELETE FROM bots WHERE id = ?", (bot_id,))
+            history.forget(db, bot_id)
             release(db, row[0])
             bump(db, row[0])
             return Change(pools=(pool_row(db, row[0]),), removed_bots=(bot_id,))
