@@ -28,6 +28,8 @@ from tests.support import ADMIN_TOKEN, free_port, make_settings, wait_for
 from tests.unit.controller.apps import Api, ApiFactory, events_of
 from tests.unit.controller.backups.test_api import ALICE, BOB, alices_bot
 from tests.unit.controller.backups.test_points import DB, T0, snapshot
+from tests.unit.controller.backups.test_provenance import FUTURE, bobs_pool
+from tests.unit.controller.backups.test_provenance import plant as plant_point
 
 KEY_ID = "AKIAFTPOOLTESTKEYID01"
 SECRET = "ftpool-test-secret-never-shown-0123456789"
@@ -350,3 +352,19 @@ async def test_callers_at_once_share_one_bucket_listing(
     assert len(calls) == 1 and all(r == results[0] for r in results)
     await offsite.listing(fresh=True)  # a later one lists again
     assert len(calls) == 2
+
+
+async def test_a_point_another_pool_planted_is_not_listed_from_the_bucket_either(
+    make_api: ApiFactory, s3_url: str, bucket: str
+) -> None:
+    api = await make_api(POOL_TENANCY="per-user", **_env(s3_url, bucket))
+    _agent, own = await alices_bot(api)
+    pool = await bobs_pool(api)
+    root = api.controller.settings.bot_base_dir / "backups"
+    plant_point(root, pool, "b1", FUTURE)
+    assert await _offsite(api).sync() == 2  # both: the bucket copies what is there
+    shutil.rmtree(root)  # the disk is lost: what is left is the bucket's
+    status, body, _ = await api.call("GET", "/api/bots/b1/backups", ALICE)
+    assert status == 200 and [(p["id"], p["stored"]) for p in body["restorePoints"]] == [
+        (own, ["bucket"])
+    ]

@@ -7,9 +7,17 @@ from pathlib import Path
 import pytest
 
 from common.restore_points import stamp_of
-from controller.backups.points import choose, latest, list_points, parse_choice
+from controller.backups.points import (
+    RestorePoint,
+    accepted,
+    choose,
+    latest,
+    list_points,
+    parse_choice,
+)
 from controller.backups.service import expired
 from controller.errors import BadRequest, NotFound
+from controller.records import Stay
 
 DB = "tradesv3.dryrun.sqlite"
 T0 = 1_780_000_000.0
@@ -117,3 +125,24 @@ def test_deleted_bots_backups_expire_after_the_retention_or_at_once_when_purged(
             ("purged", now)]  # fmt: skip
     assert expired(dirs, {"live"}, {"purged"}, now, 30 * day) == ["old", "purged"]
     assert expired(dirs, {"live", "purged"}, {"purged"}, now, 30 * day) == ["old"]
+
+
+def stamped(pool: str, t: float) -> RestorePoint:
+    return RestorePoint(DB, stamp_of(t), pool, Path("/x"), 1)
+
+
+def test_accepted_points_are_of_the_bots_pools_while_it_lived_there() -> None:
+    stays = [Stay("p1", 1000.0, 5000.0), Stay("p2", 5000.0)]
+    slack = 100.0
+    kept = [
+        stamped("p1", 1000.0), stamped("p1", 5050.0),  # its last round there, a clock ahead
+        stamped("p2", 4950.0), stamped("p2", 4e9),  # a clock behind; its pool now: no end
+    ]  # fmt: skip
+    refused = [
+        stamped("p1", 5200.0),  # p1's, made after the bot left (and its slack)
+        stamped("p3", 2000.0),  # a pool it never lived in
+        stamped("p2", 4800.0),  # p2's, before the bot came
+        stamped("p1", 950.0),  # before the bot was created: a deleted bot's of its id
+    ]
+    assert accepted([*kept, *refused], stays, 1000.0, slack) == kept
+    assert accepted(kept, [], 0.0) == []  # no history: nothing is the bot's
