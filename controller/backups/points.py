@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,23 +113,26 @@ STAY_SLACK = 300.0
 
 
 def accepted(
-    points: list[RestorePoint], stays: list[Stay], created_at: float, slack: float = STAY_SLACK
-) -> list[RestorePoint]:
+    points: list[RestorePoint], stays: list[Stay], created_at: float,
+    pools_made: Mapping[str, float], slack: float = STAY_SLACK,
+) -> list[RestorePoint]:  # fmt: skip
     """The bot's own points of a listing (local, the bucket's, both): each made no earlier
     than the bot (older ones are a deleted bot's with the same id, maybe another user's),
     under a pool it lived in, while it lived there (give or take `slack`). A point another
     pool's agent put under its own directory for this bot, or one its pool made before the
-    bot came or after it left (a later pool with the same id), is not the bot's."""
+    bot came or after it left, is not the bot's; nor is any point of a stay in a pool whose
+    id a later pool took (`pools_made`: when each pool there is now was made), whose agent
+    has the directory since and could have written or changed what lies there."""
 
-    def within(point: RestorePoint) -> bool:
-        return point.time >= created_at and any(
-            stay.pool_id == point.pool_id
-            and stay.since - slack <= point.time
-            and (stay.until is None or point.time <= stay.until + slack)
-            for stay in stays
-        )
+    def within(point: RestorePoint, stay: Stay) -> bool:
+        if stay.pool_id != point.pool_id or point.time < stay.since - slack:
+            return False
+        if stay.until is None:
+            return True  # it lives there now: that pool is the one it came to
+        made = pools_made.get(stay.pool_id)
+        return point.time <= stay.until + slack and (made is None or made <= stay.until)
 
-    return [p for p in points if within(p)]
+    return [p for p in points if p.time >= created_at and any(within(p, stay) for stay in stays)]
 
 
 def checked_at(point: RestorePoint) -> float:

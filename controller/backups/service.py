@@ -107,7 +107,8 @@ class BackupService:
         """The bot's restore points, local and in the bucket: the listing, every restore and
         every failover or evacuation from points reads them here. Only its own (`accepted`):
         made since it was created (older ones are a deleted bot's that had the same id, kept
-        for BACKUP_RETENTION) by a pool it lived in, while it lived there."""
+        for BACKUP_RETENTION) by a pool it lived in, while it lived there, and not since
+        taken by a later pool with that id."""
         root = self._root()
         stays = await self.pools.store.stays(bot.id)
         points = await asyncio.to_thread(list_points, root, bot.id)
@@ -116,7 +117,9 @@ class BackupService:
                 points = with_bucket(points, await self.offsite.points(bot.id), root)
             except BucketError as exc:  # the local ones still count
                 log.warning("backup_bucket_unlisted", bot=bot.id, error=str(exc))
-        return accepted(points, stays, bot.created_at)
+        pools = {**self.registry.retiring, **self.registry.pools}
+        made = {pool_id: pool.created_at for pool_id, pool in pools.items()}
+        return accepted(points, stays, bot.created_at, made)
 
     async def restore(self, bot: BotRecord, point_id: str | None, at: float | None) -> dict:
         """Stop the bot, put its database back from a restore point, start it again."""

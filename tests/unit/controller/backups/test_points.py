@@ -144,5 +144,9 @@ def test_accepted_points_are_of_the_bots_pools_while_it_lived_there() -> None:
         stamped("p2", 4800.0),  # p2's, before the bot came
         stamped("p1", 950.0),  # before the bot was created: a deleted bot's of its id
     ]
-    assert accepted([*kept, *refused], stays, 1000.0, slack) == kept
-    assert accepted(kept, [], 0.0) == []  # no history: nothing is the bot's
+    assert accepted([*kept, *refused], stays, 1000.0, {}, slack) == kept
+    # p1 now and p2 are the pools it lived in (p1 made before the bot left it).
+    assert accepted(kept, stays, 1000.0, {"p1": 500.0, "p2": 4000.0}, slack) == kept
+    # p1's id taken by a later pool: its directory is that one's since.
+    assert accepted(kept, stays, 1000.0, {"p1": 6000.0}, slack) == kept[2:]
+    assert accepted(kept, [], 0.0, {}) == []  # no history: nothing is the bot's

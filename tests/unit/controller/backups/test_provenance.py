@@ -98,3 +98,27 @@ async def test_a_moved_bot_keeps_each_pools_points_of_its_stay_there_only(
     second = snapshot(root, moved.pool_id, "b1", time_of(first.partition("@")[2]) + 1, 5)
     plant(root, "pool-1", "b1", FUTURE)  # pool-1's, long after b1 left it
     assert await listed(api) == [second, first]  # newest first
+
+
+async def test_a_later_pool_with_a_left_pools_id_has_no_say_in_the_bots_points(
+    make_api: ApiFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b1 left pool-1, which was removed; bob's new pool is pool-1 again, with its
+    directory: nothing under it is b1's any more, however it is dated."""
+    api = await make_api(POOL_TENANCY="per-user")
+    obey_new_pools(api, monkeypatch)
+    _agent, first = await alices_bot(api)  # pool-1
+    transfer, registry = api.controller.transfer, api.controller.pools.registry
+    store = api.controller.pools.store
+    await transfer.move(await transfer.hold(registry.bots["b1"]), api.controller.bots.placement)
+    moved = registry.bots["b1"]
+    root = api.controller.settings.bot_base_dir / "backups"
+    second = snapshot(root, moved.pool_id, "b1", time_of(first.partition("@")[2]) + 1, 5)
+    assert await listed(api) == [second, first]
+    await registry.apply(await store.retire_pool("pool-1"))
+    await registry.apply(await store.remove_pool("pool-1"))
+    api.runtime.launches.pop("pool-1")  # its container gone, as a pool's removal leaves it
+    await api.provision(BOB, instanceId="b2")
+    assert registry.bots["b2"].pool_id == "pool-1"  # the number taken again
+    plant(root, "pool-1", "b1", time_of(first.partition("@")[2]) + 0.5)  # within b1's stay
+    assert await listed(api) == [second]

@@ -72,8 +72,14 @@ async def test_a_reused_pool_id_does_not_claim_an_earlier_pools_bots(store: Stor
     assert old.pool_id == "pool-1" and old.until is not None
     later = old.until + STAY_SLACK + 60  # the later pool-1's time, for b
     planted, own = point("pool-1", later), point("pool-2", later)
-    assert accepted([planted, own], stays, old.since) == [own]
-    assert accepted([point("pool-1", old.since)], stays, old.since)  # its own, kept
+    earlier = point("pool-1", old.since + 0.01)
+    assert accepted([planted, own, earlier], stays, old.since, {}) == [own, earlier]
+    # The later pool-1 has the directory: b's points of its stay in the earlier one could
+    # be its forgeries, and go too.
+    pools, _ = await store.load()
+    made = {p.id: p.created_at for p in pools}
+    assert made["pool-1"] > old.until  # type: ignore[operator]
+    assert accepted([planted, own, earlier], stays, old.since, made) == [own]
 
 
 async def test_an_older_store_seeds_each_bots_history_from_its_current_pool(
