@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
