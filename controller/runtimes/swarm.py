@@ -57,7 +57,7 @@ from controller.runtimes.spec import (
     prepare_dirs,
 )
 from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
-from controller.runtimes.swarm_volumes import wipe_verdict, wipe_volume
+from controller.runtimes.swarm_volumes import WipeResult, wipe_verdict, wipe_volume
 
 log = structlog.get_logger("runtime.swarm")
 LABEL_NODE = "ftpool.node"
@@ -456,7 +456,10 @@ class SwarmRuntime(DockerClient, PoolRuntime):
             log.info("pool_service_removed", pool=pool_id, volume=volume,
                      volume_kept=verdict.reason)  # fmt: skip
             return
-        result = await self._run(wipe_volume, self.client, pool_id, node.id, image)
+        try:
+            result = await self._run(wipe_volume, self.client, pool_id, node.id, image)
+        except RuntimeFailure as exc:  # the pool is gone all the same: only its data stays
+            result = WipeResult(False, str(exc))
         if result.wiped:
             log.info("pool_service_removed", pool=pool_id, volume=volume, volume_emptied=True)
         else:

@@ -60,7 +60,7 @@ def wipe_verdict(*, bots: int, abandoned: bool, node: Node | None) -> Verdict:
     if abandoned:
         return Verdict(False, "abandoned on a lost node by a failover: kept for an operator")
     if node is None:
-        return Verdict(False, "its node is no longer in the swarm")
+        return Verdict(False, "its node is not known, or no longer in the swarm")
     if node.state != "ready":
         return Verdict(False, f"its node is {node.state}")
     return Verdict(True, "its bots left")

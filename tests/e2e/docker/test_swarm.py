@@ -14,6 +14,7 @@ the node's address, where each pool publishes its bot ports in `host` mode (docs
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -76,6 +77,18 @@ def ours(client: docker.DockerClient) -> bool:
     return False  # a worker of another swarm: its managers are elsewhere
 
 
+def gwbridge_gateway(client: docker.DockerClient, timeout: float = 30.0) -> str:
+    """docker_gwbridge's gateway, once swarm mode has made the network (it may do so a
+    moment after `swarm init` returned: once found missing 1.8 s after it)."""
+    deadline = time.monotonic() + timeout
+    while not (found := client.networks.list(names=["docker_gwbridge"])):
+        if time.monotonic() > deadline:
+            pytest.fail(f"swarm mode made no docker_gwbridge within {timeout:.0f} s")
+        time.sleep(0.2)
+    found[0].reload()
+    return found[0].attrs["IPAM"]["Config"][0]["Gateway"]
+
+
 @contextlib.contextmanager
 def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
     """The daemon as a one-node swarm on loopback (its gateway on docker_gwbridge yielded);
@@ -90,8 +103,7 @@ def one_node_swarm(client: docker.DockerClient) -> Iterator[str]:
         client.swarm.init(
             advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377", labels=TEST_SWARM
         )
-        gwbridge = client.networks.get("docker_gwbridge")
-        yield gwbridge.attrs["IPAM"]["Config"][0]["Gateway"]
+        yield gwbridge_gateway(client)
     finally:
         leave_swarm(client)
         if not had_gwbridge:

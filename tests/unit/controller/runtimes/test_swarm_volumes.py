@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from controller.runtimes.spec import POOL_MOUNT
 from controller.runtimes.swarm import SwarmRuntime
@@ -36,7 +37,7 @@ def node(state: str = "ready") -> Node:
         (2, True, node("down"), False, "the pool still has 2 bot(s)"),
         (0, False, node("down"), False, "its node is down"),
         (0, False, node("disconnected"), False, "its node is disconnected"),
-        (0, False, None, False, "its node is no longer in the swarm"),
+        (0, False, None, False, "its node is not known, or no longer in the swarm"),
     ],
 )
 def test_a_volume_is_emptied_only_once_nothing_can_need_it(
@@ -195,6 +196,20 @@ async def test_a_volume_that_may_be_needed_is_never_touched(
     runtime = SwarmRuntime(options(tmp_path, node_storage=True), client=swarm)  # type: ignore[arg-type]
     await runtime.remove("pool-3", **kwargs)
     assert swarm.created == []
+
+
+async def test_a_wipe_that_fails_never_fails_the_pools_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm = Swarm()
+
+    def daemon_away(**_: Any) -> dict[str, str]:
+        raise requests.exceptions.ConnectionError("Connection aborted.")
+
+    monkeypatch.setattr(swarm.api, "create_service", daemon_away)
+    runtime = SwarmRuntime(options(tmp_path, node_storage=True), client=swarm)  # type: ignore[arg-type]
+    await runtime.remove("pool-3")  # logged: its volume kept
+    assert swarm.pool.removed
 
 
 async def test_a_wipe_that_finds_a_bot_directory_keeps_the_volume(tmp_path: Path) -> None:
