@@ -36,6 +36,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from common.logging import setup_logging
 from tests.e2e.docker.conftest import cluster_behind_gateway, provision_answering
 from tests.e2e.docker.swarm_nodes import POOL_IMAGE, SwarmNodes, swarm_nodes, timings
 from tests.e2e.docker.test_swarm_failover import ProcessCount, events, set_availability
+from tests.e2e.local.test_backups import wait_backed_up
 from tests.e2e.local.test_freqtrade import ALICE, all_running
 from tests.e2e.trading import trades, wait_trading
 from tests.support import wait_for
@@ -240,6 +242,12 @@ async def ftpool_failover(swarm: SwarmNodes, case: Case, bots: int, ctx: Context
         set_availability(swarm, node1, "active")
         with ProcessCount(swarm.nodes) as count:
             before = {bot: await trades(h, ALICE, bot) for bot in names}
+            # The cut comes once the controller holds a restore point with every trade read
+            # so far (agents send theirs, BACKUP_TRANSPORT=controller): a bot with none at
+            # all is failed over stopped, and this measures the failover, not that.
+            read_at = datetime.now(UTC)
+            for bot in names:
+                await wait_backed_up(h, bot, len(before[bot]), read_at)
 
             async def answering_with_trades() -> bool:
                 _, body = await h.call("GET", "/api/bots")

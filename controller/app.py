@@ -60,7 +60,7 @@ from controller.pools.alarm import Alarm
 from controller.pools.config import PoolsConfig
 from controller.pools.manager import PoolManager
 from controller.runtimes import PoolRuntime
-from controller.runtimes.docker import DockerOptions, DockerRuntime
+from controller.runtimes.docker import DockerClient, DockerOptions, DockerRuntime
 from controller.runtimes.legacy import LegacyContainers
 from controller.runtimes.local import LocalRuntime
 from controller.runtimes.swarm import SwarmRuntime
@@ -170,10 +170,11 @@ def build(
                                   StrandedCollector(transfer.stranded),
                                   *([offsite] if offsite else [])])  # fmt: skip
     guard = MoveGuard()
-    # Legacy containers are Docker's: without the docker runtime there are none to find.
+    # Legacy containers are Docker's: on the daemon the controller talks to (with swarm,
+    # the manager's, whose disk holds their directories); none without Docker.
     legacy = (
         LegacyContainers(lambda: runtime.client, base)
-        if isinstance(runtime, DockerRuntime)
+        if isinstance(runtime, DockerClient)
         else None
     )
     bots = BotManager(pools, BotsConfig.from_settings(settings), placement=placement,

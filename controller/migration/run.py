@@ -188,14 +188,17 @@ class Migrator:
                 self.transfer.check_targets(bot.id, placement)
                 bot = await self.transfer.hold(bot)
             async with self.log.step(run, "backup"):
-                directory = self.transfer.bot_dir(bot)
-                run.backup = await asyncio.to_thread(self._backup, directory, run, None)
+                # Staged first: on the controller's disk, whatever disk its pool is on.
+                await self.transfer.stage(bot)
+                staged = self.staging / bot.id
+                run.backup = await asyncio.to_thread(self._backup, staged, run, None)
         except StepFailed:
-            await self.transfer.release(self.registry.bots[bot.id])  # nothing moved
+            # Nothing moved: its files (staged or not) back in its pool, and it runs there.
+            await self.transfer.recover(self.registry.bots[bot.id])
             raise
         try:
             async with self.log.step(run, "allocate") as step:
-                bot = await self.transfer.move(bot, placement)
+                bot = await self.transfer.relocate(bot, placement)
                 self._arrived(run, step, bot)
             bot = await self._start_and_verify(run, bot, verify_timeout)
         except StepFailed as exc:
@@ -266,7 +269,7 @@ class Migrator:
                 reason = await self._restart_legacy(found, spec, was_running, reason)
                 return await self.log.end_run(run, "failed", reason)
             async with self.log.step(run, "rollback"):
-                await self._unimport(bot, found)
+                await self._unimport(bot, run, found)
                 run.to_pool, run.port = None, None
                 reason = await self._restart_legacy(found, spec, was_running, reason)
             return await self.log.end_run(run, "rolled_back", reason)
@@ -305,13 +308,19 @@ class Migrator:
             raise
         return bot
 
-    async def _unimport(self, bot: BotRecord, found: LegacyBot) -> None:
-        """Undo an import: the pooled copy stops, its trade database (as it is now) goes
-        back to the legacy directory, and the bot leaves the store; its pool's agent
-        archives what is left of its directory."""
+    async def _unimport(self, bot: BotRecord, run: Run, found: LegacyBot) -> None:
+        """Undo an import: the pooled copy stops, its directory leaves its pool for staging
+        (through its agent, on a node's own disk), its trade database (as it is now) goes
+        back to the legacy directory, the bot leaves the store, and the rest of the staged
+        directory is kept with the run's backup."""
         bot = await self.transfer.hold(bot)
-        await asyncio.to_thread(_copy_trade_dbs, self.transfer.bot_dir(bot), found.directory)
+        await self.transfer.stage(bot)
+        staged = self.staging / bot.id
+        if staged.is_dir():  # else never written: its pool died before its agent made it
+            await asyncio.to_thread(_copy_trade_dbs, staged, found.directory)
         await self.registry.apply(await self.pools.store.remove_bot(bot.id))
+        if staged.is_dir():
+            await asyncio.to_thread(_keep_pooled_copy, staged, run)
 
     # -- checks and records -------------------------------------------------------------------
 
@@ -335,6 +344,13 @@ class Migrator:
     def _emit(self, kind: str, bot: BotRecord, run: Run) -> None:
         self.pools.events.emit(kind, pool=bot.pool_id, bot=bot.id, user=bot.user_id,
                                reason=run.id, port=bot.port)  # fmt: skip
+
+
+def _keep_pooled_copy(staged: Path, run: Run) -> None:
+    """What the pooled copy of an undone import left, kept beside the run's backup (taken
+    before the import)."""
+    assert run.backup
+    shutil.move(staged, Path(run.backup) / "pooled")
 
 
 def _undone(run: Run) -> str:

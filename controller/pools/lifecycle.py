@@ -193,7 +193,8 @@ class PoolLifecycle:
 
     async def _remove_retired(self, pool: PoolRecord) -> None:
         try:
-            await self.runtime.remove(pool.id)
+            await self.runtime.remove(pool.id, bots=len(self.registry.bots_in(pool.id)),
+                                      abandoned=pool.abandoned)  # fmt: skip
         finally:
             self.runtime_changes += 1
         await self.registry.apply(await self.store.remove_pool(pool.id))

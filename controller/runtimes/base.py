@@ -115,8 +115,10 @@ class PoolRuntime(abc.ABC):
         await self.discard(pool_id)
 
     @abc.abstractmethod
-    async def remove(self, pool_id: str) -> None:
-        """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive."""
+    async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
+        """Stop the pool and delete it; bot archives are kept under BOT_BASE_DIR/archive
+        (a swarm pool's volume on its node is emptied instead, unless `bots` are still in
+        the store's pool or a failover `abandoned` it: controller/runtimes/swarm_volumes.py)."""
 
     @abc.abstractmethod
     async def stats(self, pool_id: str) -> PoolUsage | None: ...

@@ -331,7 +331,7 @@ class DockerRuntime(DockerClient, PoolRuntime):
         await self._run(stop)
         log.info("pool_container_stopped", pool=pool_id)
 
-    async def remove(self, pool_id: str) -> None:
+    async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
         def remove() -> None:
             container = self._get(pool_id)
             if container is not None:

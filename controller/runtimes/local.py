@@ -221,7 +221,7 @@ class LocalRuntime(PoolRuntime):
             except ProcessLookupError:
                 pass
 
-    async def remove(self, pool_id: str) -> None:
+    async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
         await self._stop(pool_id)
         d = self._dir(pool_id)
 

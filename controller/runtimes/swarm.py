@@ -59,6 +59,7 @@ from controller.runtimes.spec import (
 )
 from controller.runtimes.swarm_images import LIVE_STATES, ServiceImages, current_task
 from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
+from controller.runtimes.swarm_volumes import WipeResult, wipe_verdict, wipe_volume
 
 log = structlog.get_logger("runtime.swarm")
 LABEL_NODE = "ftpool.node"
@@ -174,18 +175,30 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
         self._client = client
         self._addresses: dict[str, str] = {}  # pool -> where the controller reaches its bots
         self._nodes: dict[str, str] = {}  # pool -> node id
+        self._names: dict[str, str] = {}  # a legacy bot's pool -> its service's name
         self._poll_stop = threading.Event()
 
+    def name_pool(self, pool_id: str, name: str) -> None:
+        self._names[pool_id] = name
+
     def service_name(self, pool_id: str) -> str:
-        return f"freqtrade-pool-{pool_id}"
+        """`freqtrade-pool-<poolId>`; a legacy bot's pool keeps the bot's own container name,
+        `freqtrade-<instanceId>`, as with the docker runtime."""
+        return self._names.get(pool_id, f"freqtrade-pool-{pool_id}")
 
     def _service(self, pool_id: str) -> Any:
-        try:
-            service = self.client.services.get(self.service_name(pool_id))
-        except docker.errors.NotFound:
-            return None
-        labels = service.attrs.get("Spec", {}).get("Labels") or {}
-        return service if labels.get(LABEL_POOL) == pool_id else None
+        # A legacy bot's pool made before legacy pools were named after their bot has the
+        # pool's name: looked for too, so it is found, never made a second time.
+        names = dict.fromkeys((self.service_name(pool_id), f"freqtrade-pool-{pool_id}"))
+        for name in names:
+            try:
+                service = self.client.services.get(name)
+            except docker.errors.NotFound:
+                continue
+            labels = service.attrs.get("Spec", {}).get("Labels") or {}
+            if labels.get(LABEL_POOL) == pool_id:  # a legacy bot's name: maybe not ours
+                return service
+        return None
 
     def _tasks(self, service: Any) -> list[dict[str, Any]]:
         return self.client.api.tasks(filters={"service": service.id})
@@ -288,7 +301,8 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
     def _create(self, launch: PoolLaunch) -> str:
         o = self.options
         name = self.service_name(launch.pool_id)
-        if self.client.services.list(filters={"name": name}):
+        # Swarm's name filter matches a prefix (pool-1 would find pool-10): compared whole.
+        if any(s.name == name for s in self.client.services.list(filters={"name": name})):
             # Not ours to reuse or destroy: it may run bots the store does not know.
             raise PoolExists(f"service {name} already exists; it is left alone")
         nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
@@ -417,15 +431,46 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
         await self._run(discard)
         log.info("pool_service_discarded", pool=pool_id)
 
-    async def remove(self, pool_id: str) -> None:
-        await self.discard(pool_id)
-        if self.options.node_storage:
-            # Its volume stays on its node, with its archive/ (deleted bots' directories):
-            # a manager cannot remove another node's volume (docs/swarm.md).
-            log.info("pool_service_removed", pool=pool_id, volume=pool_volume(pool_id))
+    async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
+        if not self.options.node_storage:
+            await self.discard(pool_id)
+            await self._run(retire_pool_dir, self.pools_dir / pool_id, self.options.archive_dir)
+            log.info("pool_service_removed", pool=pool_id)
             return
-        await self._run(retire_pool_dir, self.pools_dir / pool_id, self.options.archive_dir)
-        log.info("pool_service_removed", pool=pool_id)
+        # Which node and image it ran, asked before its service goes.
+        node_id, image = await self._run(self._node_and_image, pool_id)
+        await self.discard(pool_id)
+        # Its task is confirmed gone: its volume, on its node, emptied unless still needed.
+        node = await self._run(self._node, node_id) if node_id else None
+        verdict = wipe_verdict(bots=bots, abandoned=abandoned, node=node)
+        volume = pool_volume(pool_id)
+        if not verdict.wipe or node is None:
+            log.info("pool_service_removed", pool=pool_id, volume=volume,
+                     volume_kept=verdict.reason)  # fmt: skip
+            return
+        try:
+            result = await self._run(wipe_volume, self.client, pool_id, node.id, image)
+        except RuntimeFailure as exc:  # the pool is gone all the same: only its data stays
+            result = WipeResult(False, str(exc))
+        if result.wiped:
+            log.info("pool_service_removed", pool=pool_id, volume=volume, volume_emptied=True)
+        else:
+            log.warning("pool_volume_kept", pool=pool_id, volume=volume, node=node.id,
+                        reason=result.detail)  # fmt: skip
+
+    def _node_and_image(self, pool_id: str) -> tuple[str | None, str]:
+        """The node the pool's service is pinned to, and its image (there on that node)."""
+        service = self._service(pool_id)
+        spec = service.attrs.get("Spec", {}) if service is not None else {}
+        node_id = (spec.get("Labels") or {}).get(LABEL_NODE) or self._nodes.get(pool_id)
+        image = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image")
+        return node_id, image or self.options.image
+
+    def _node(self, node_id: str) -> Node | None:
+        try:
+            return Node.from_attrs(self.client.nodes.get(node_id).attrs)
+        except docker.errors.NotFound:
+            return None
 
     async def stats(self, pool_id: str) -> PoolUsage | None:
         """The task's container's memory when it runs on the controller's own daemon's

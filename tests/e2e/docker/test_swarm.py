@@ -123,17 +123,20 @@ async def swarm_cluster(
 ) -> AsyncIterator[tuple[Cluster, EmulatorProcess]]:
     with one_node_swarm(docker_client) as gateway:
         async with cluster_behind_gateway(
-            tmp_path_factory,
-            docker_client,
-            gateway,
-            POOL_RUNTIME="swarm",
-            SWARM_NETWORK=NETWORK,
-            POOL_BASE_PORT=str(BASE_PORT),
-            MARKET_DATA_BASE_PORT=str(MARKET_DATA_PORT),
-            POOL_PUBLISH_PORTS="true",
-            HEALTH_CHECK_INTERVAL="2000",
-        ) as (cluster, exchange):
+            tmp_path_factory, docker_client, gateway,
+            **swarm_settings(NETWORK, BASE_PORT, MARKET_DATA_PORT),
+        ) as (cluster, exchange):  # fmt: skip
             yield cluster, exchange
+
+
+def swarm_settings(network: str, base_port: int, market_data_port: int) -> dict[str, str]:
+    """A controller on the host for a one-node swarm's pools: reaching bots on the ports
+    each pool publishes on the node, its own overlay and ports."""
+    return {
+        "POOL_RUNTIME": "swarm", "SWARM_NETWORK": network, "POOL_BASE_PORT": str(base_port),
+        "MARKET_DATA_BASE_PORT": str(market_data_port), "POOL_PUBLISH_PORTS": "true",
+        "HEALTH_CHECK_INTERVAL": "2000",
+    }  # fmt: skip
 
 
 def running_task(client: docker.DockerClient) -> dict:

@@ -171,6 +171,12 @@ async def test_an_image_node_2_lacks_fails_its_pools_upgrade_at_once_and_rolls_b
     assert {b: len(p) for b, p in node2.bot_processes().items()} == {bot: 1}
 
 
+def volume_entries(node, pool_id: str) -> list[str]:
+    """What a pool's volume on that node holds (its top level)."""
+    volume = node.client.volumes.get(pool_volume(pool_id))
+    return sorted(p.name for p in Path(volume.attrs["Mountpoint"]).iterdir())
+
+
 async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm):
     nodes, cluster, _ = swarm
     h = cluster.harness
@@ -222,7 +228,12 @@ async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm)
     assert {b: len(p) for b, p in node1.bot_processes().items()} == {b: 1 for b in BOTS}
     assert max(copies.values()) == 1 and set(moving) <= set(copies), copies
     # Moved through the agents: each directory now only in its pool's volume on node 1
-    # (the old pools' volumes stay on node 2, without it), none left in staging.
+    # (the old pools' volumes stay on node 2, emptied), none left in staging.
     assert bot_dirs(nodes) == {bot: [node1.name] for bot in BOTS}
     assert not list((cluster.base_dir / "migrating").glob("*"))
     assert_node_local(nodes, cluster, await pool_nodes(cluster))
+    # The old pools' volumes, which the manager cannot reach, emptied on node 2 by a
+    # one-shot task pinned there (programs, logs: nothing left), and that task removed.
+    assert {pool_id: volume_entries(node2, pool_id) for pool_id in pools} == {
+        pool_id: [] for pool_id in pools}  # fmt: skip
+    assert not node1.client.services.list(filters={"label": "ftpool.wipe"})

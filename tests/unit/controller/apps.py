@@ -86,7 +86,7 @@ class FakeRuntime(PoolRuntime):
         self.launches.pop(pool_id, None)
         self.unreachable.discard(pool_id)
 
-    async def remove(self, pool_id: str) -> None:
+    async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
         self.calls.append(("remove", pool_id))
         await self._gate("remove")
         self.launches.pop(pool_id, None)

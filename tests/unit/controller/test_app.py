@@ -9,6 +9,7 @@ from controller.bots.manager import BotsConfig
 from controller.health.monitor import MonitorConfig
 from controller.pools.config import PoolsConfig
 from controller.runtimes.docker import DockerOptions
+from controller.runtimes.swarm import SwarmRuntime
 from controller.store.allocation import Placement
 from tests.support import make_settings
 from tests.unit.controller.apps import FakeRuntime
@@ -44,3 +45,17 @@ def test_each_config_says_what_its_settings_say(tmp_path: Path) -> None:
     assert BotsConfig.from_settings(settings).default_strategy == "Other"
     docker = DockerOptions.from_settings(settings)
     assert docker.archive_dir == tmp_path / "archive"
+
+
+def test_legacy_containers_are_looked_for_on_the_swarm_managers_daemon(tmp_path: Path) -> None:
+    """With swarm the controller's Docker daemon is the manager's: its plain containers
+    (legacy bots) are discovered and migrated as with the docker runtime."""
+    settings = make_settings(
+        tmp_path, POOL_RUNTIME="swarm", AGENT_CONTROLLER_URL="ws://10.0.0.1:5000/api/agents/ws"
+    )
+    client = object()
+    runtime = SwarmRuntime(DockerOptions.from_settings(settings), client=client)  # type: ignore[arg-type]
+    c = build(settings, runtime=runtime)
+    assert c.migrator.legacy is c.bots.legacy is c.mapper.legacy
+    assert c.migrator.legacy is not None and c.migrator.legacy._client() is client
+    assert build(make_settings(tmp_path), runtime=FakeRuntime()).migrator.legacy is None

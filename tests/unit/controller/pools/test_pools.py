@@ -80,7 +80,7 @@ async def test_a_removal_cut_short_is_finished_by_the_next_cleanup(
 ) -> None:
     api = await empty_pool_1(make_api)
 
-    async def daemon_away(pool_id: str) -> None:
+    async def daemon_away(pool_id: str, **_: object) -> None:
         raise RuntimeFailure("docker: Connection aborted.")
 
     monkeypatch.setattr(api.runtime, "remove", daemon_away)
