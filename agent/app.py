@@ -24,6 +24,7 @@ import structlog
 from agent import health
 from agent.backup_targets import ControllerTarget
 from agent.backups import BackupOptions, Backups
+from agent.bot_requests import BotRequests
 from agent.bot_transfer import BotTransfer
 from agent.cgroups import detect
 from agent.cpu import BusyBots
@@ -38,7 +39,7 @@ from agent.fence import (
 )
 from agent.oom import MACHINERY_OOM_SCORE_ADJ, OomScores
 from agent.pool_files import owner_of
-from agent.programs import MarketDataProgram, ProgramOptions, program_name
+from agent.programs import MarketDataProgram, ProgramOptions
 from agent.reconcile import Reconciler
 from agent.reporter import Reporter
 from agent.supervisor import SupervisorClient, SupervisorError
@@ -51,19 +52,15 @@ from common.protocol import (
     MAX_FRAME_BYTES,
     Desired,
     FilesRequest,
-    FilesResponse,
     Heartbeat,
     Hello,
     LogRequest,
-    LogResponse,
     ProtocolError,
     RestoreRequest,
-    RestoreResponse,
     decode,
     encode,
 )
 from common.settings import AgentSettings
-from common.states import ACTIVE
 
 log = structlog.get_logger("agent")
 # How long a fence waits for supervisord to list the bots before it kills their processes
@@ -167,6 +164,7 @@ class Agent:
             send=self._send_heartbeat,
         )
         self.backups = backups_of(settings, options, self.watch.report_soon)
+        self.requests = BotRequests(self.supervisor, self.reconciler, self.backups, self.transfer)
         self.fence = Fence(settings.fence_timeout_ms / 1000, self._fence_bots,
                            margin=settings.fence_margin_ms / 1000)  # fmt: skip
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -367,65 +365,6 @@ class Agent:
     async def _answer(
         self, ws: aiohttp.ClientWebSocketResponse, req: LogRequest | RestoreRequest | FilesRequest
     ) -> None:
-        response: LogResponse | RestoreResponse | FilesResponse
-        if isinstance(req, LogRequest):
-            response = await self._tail_log(req)
-        elif isinstance(req, FilesRequest):
-            response = await self._files(req)
-        else:
-            response = await self._restore(req)
+        response = await self.requests.answer(req)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_bytes(encode(response))
-
-    async def _tail_log(self, req: LogRequest) -> LogResponse:
-        try:
-            data = await self.supervisor.tail_log(program_name(req.bot), req.max_bytes)
-            return LogResponse(id=req.id, data=data)
-        except SupervisorError as exc:
-            return LogResponse(id=req.id, error=str(exc)[:1024])
-
-    async def _restore(self, req: RestoreRequest) -> RestoreResponse:
-        """A held bot's database back from a snapshot (the controller held it first: no
-        program runs it, so nothing writes the database meanwhile)."""
-        spec = (
-            next((b for b in self.backups.specs if b.id == req.bot), None) if self.backups else None
-        )
-        if spec is None:
-            return RestoreResponse(req.id, error="this pool makes no backups of that bot")
-        if not self.reconciler.begin_restore(req.bot):
-            return RestoreResponse(req.id, error="the bot is not held; hold it first")
-        # The restore runs to its end even if this request is cancelled (the controller went
-        # away): the bot stays unstarted until then.
-        restore = asyncio.ensure_future(self._restore_held(req, spec.port))
-        restore.add_done_callback(lambda done: self._restore_ended(req.bot, done))
-        try:
-            kept = await asyncio.shield(restore)
-        except (OSError, ValueError, RuntimeError, SupervisorError) as exc:
-            return RestoreResponse(req.id, error=f"restore failed: {exc}"[:1024])
-        return RestoreResponse(req.id, kept=kept)
-
-    async def _files(self, req: FilesRequest) -> FilesResponse:
-        """A held bot's directory sent to the controller or received from it (agent/
-        bot_transfer.py); kept from starting meanwhile, like a restore, and carried out to
-        its end even if the controller goes away."""
-        if not self.reconciler.begin_restore(req.bot):
-            return FilesResponse(req.id, error="the bot is not held; hold it first")
-        info = (await self.supervisor.all_processes()).get(program_name(req.bot))
-        if info is not None and info.state in ACTIVE:
-            self.reconciler.end_restore(req.bot)
-            return FilesResponse(req.id, error="the bot is running; hold it first")
-        transfer = asyncio.ensure_future(self.transfer.handle(req))
-        transfer.add_done_callback(lambda _done: self.reconciler.end_restore(req.bot))
-        return await asyncio.shield(transfer)
-
-    def _restore_ended(self, bot_id: str, done: asyncio.Future[str]) -> None:
-        self.reconciler.end_restore(bot_id)
-        if not done.cancelled() and done.exception() is not None:
-            log.warning("restore_failed", bot=bot_id, error=str(done.exception()))
-
-    async def _restore_held(self, req: RestoreRequest, port: int) -> str:
-        assert self.backups is not None
-        info = (await self.supervisor.all_processes()).get(program_name(req.bot))
-        if info is not None and info.state in ACTIVE:
-            raise RuntimeError("the bot is running; hold it first")
-        return await self.backups.restore(req.bot, port, req.db, req.point)

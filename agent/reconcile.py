@@ -11,44 +11,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
+from agent.bot_archive import archive_removed
 from agent.cgroups import BotGroups
-from agent.marketdata.holder import Holder, ProxyPort
+from agent.helper_ready import proxy_holds_port, wait_for_market_data, wait_for_preloader
+from agent.marketdata.holder import ProxyPort
 from agent.pool_files import PoolFiles, write_if_changed
 from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotSpec, Desired
 from common.states import ACTIVE, SETTLED, ProcessState, RunState
 
-_UP = frozenset({ProcessState.STARTING, ProcessState.RUNNING})
-
 log = structlog.get_logger("agent.reconcile")
 _STOP_TIMEOUT = 120.0
-MARKET_DATA_WAIT = 15.0  # seconds a new market-data proxy may take to listen
-
-
-async def _listening(
-    connect: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
-    timeout: float,
-) -> bool:
-    """Whether something listens where `connect` connects, within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _reader, writer = await connect()
-        except OSError:
-            await asyncio.sleep(0.2)
-            continue
-        writer.close()
-        return True
-    return False
 
 
 class Reconciler:
@@ -171,7 +152,7 @@ class Reconciler:
         # Without a run directory there is no place for a preloader's socket: plain exec.
         preload = desired.launch == "preload" and self.options.run_dir is not None
         proxy = desired.market_data
-        route = proxy and await self._proxy_holds_port()
+        route = proxy and await proxy_holds_port(self.supervisor, self.proxy_port)
         await asyncio.to_thread(self.files.write, desired.bots, preload, route, proxy)
         if self.cgroups is not None:
             await asyncio.to_thread(self._cgroups, desired.bots)
@@ -197,11 +178,11 @@ class Reconciler:
             self._preloader_nonce = desired.preloader_nonce  # first seen: not a restart
         if desired.preloader_nonce > self._preloader_nonce and preload:
             await self._restart_preloader()
-            await self._wait_for_preloader()
+            await wait_for_preloader(self.options)
         elif PRELOADER in added or PRELOADER in changed:
-            await self._wait_for_preloader()
+            await wait_for_preloader(self.options)
         if MARKET_DATA in added or MARKET_DATA in changed:
-            ready = await self._wait_for_market_data()
+            ready = await wait_for_market_data(self.supervisor, self.proxy_port)
             if ready != route:
                 # Bots start through the proxy only once it holds its port, and directly
                 # while it cannot.
@@ -214,7 +195,8 @@ class Reconciler:
         self._market_data_on = proxy
         self._preloader_nonce = desired.preloader_nonce
         processes = await self.supervisor.all_processes()
-        await self._archive_removed(wanted, set(desired.purge), processes)
+        await archive_removed(self.bots_dir, self.archive_dir, self.options.log_dir, wanted,
+                              set(desired.purge), processes)  # fmt: skip
         if self.cgroups is not None:
             await asyncio.to_thread(self._remove_cgroups, set(wanted))
         for spec in desired.bots:
@@ -329,39 +311,6 @@ class Reconciler:
             self.routed_bots.discard(bot_id)
         await self.supervisor.start(program_name(bot_id))
 
-    async def _wait_for_preloader(self) -> None:
-        """Until a new preloader has imported FreqTrade and listens (bounded): bots started
-        before that would give up waiting for it and run unshared."""
-        path = self.options.preloader_socket
-        if path is not None and not await _listening(
-            lambda: asyncio.open_unix_connection(str(path)), self.options.preloader_wait
-        ):
-            log.warning("preloader_not_ready", timeout=self.options.preloader_wait)
-
-    async def _proxy_holds_port(self) -> bool:
-        """Whether the market-data proxy supervisord runs holds its port now (every socket
-        listening there is its own): only then are bots routed through it."""
-        if self.proxy_port is None:
-            return False
-        info = (await self.supervisor.all_processes()).get(MARKET_DATA)
-        pid = info.pid if info is not None and info.state in _UP else 0
-        return (await asyncio.to_thread(self.proxy_port.check, pid)).holder == Holder.PROXY
-
-    async def _wait_for_market_data(self) -> bool:
-        """Until a new market-data proxy holds its port (bounded; not while a stranger
-        holds it): bots started before it would begin with failed requests. Whether it
-        does."""
-        deadline = time.monotonic() + MARKET_DATA_WAIT
-        while self.proxy_port is not None and time.monotonic() < deadline:
-            if await self._proxy_holds_port():
-                return True
-            if self.proxy_port.verdict.holder == Holder.STRANGER:
-                break
-            await asyncio.sleep(0.2)
-        port = self.proxy_port.port if self.proxy_port is not None else None
-        log.warning("market_data_proxy_not_ready", port=port, timeout=MARKET_DATA_WAIT)
-        return False
-
     def reroute(self) -> None:
         """After a check of the proxy's port: if its verdict no longer matches the bots'
         configs, write them again (the state last applied, unless a newer one is on its
@@ -419,29 +368,3 @@ class Reconciler:
                 return
             await asyncio.sleep(0.2)
         log.error("bot_stop_timeout", program=name)
-
-    async def _archive_removed(
-        self, wanted: dict[str, BotSpec], purge: set[str], processes: dict[str, ProcessInfo]
-    ) -> None:
-        """Bot directories of bots no longer wanted are archived, or deleted when purged."""
-        if not self.bots_dir.exists():
-            return
-        running = {bot_id_of(n) for n, i in processes.items() if i.state in ACTIVE}
-        for bot_dir in list(self.bots_dir.iterdir()):
-            bot_id = bot_dir.name
-            if bot_id in wanted or bot_id in running:
-                continue
-            # Its logs go along: a later bot with the same id must not see them.
-            logs = list(self.options.log_dir.glob(f"{program_name(bot_id)}.log*"))
-            if bot_id in purge:
-                await asyncio.to_thread(shutil.rmtree, bot_dir, True)
-                for log_file in logs:
-                    log_file.unlink(missing_ok=True)
-                log.info("bot_purged", bot=bot_id)
-            else:
-                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                archived = self.archive_dir / f"{bot_id}-{stamp}"
-                await asyncio.to_thread(os.rename, bot_dir, archived)
-                for log_file in logs:
-                    os.rename(log_file, archived / log_file.name)
-                log.info("bot_archived", bot=bot_id)

@@ -18,7 +18,7 @@ BASE64 = "base64:"  # how the controller hands PRELOAD_MARKETS to agents (INI-sa
 # What a bot imports, as far as one process can import it ahead: everything a
 # `freqtrade webserver` or `trade` bot loads after start (measured by diffing sys.modules)
 # that is left out here is a private copy in every bot. Missing modules are skipped. Some
-# also get a warm-up in the preloader (`warm_up` in agent/preloader.py): the database
+# also get a warm-up in the preloader (`warm_up` in agent/warm_ups.py): the database
 # models, the candle conversion, and each ccxt exchange module listed (binance's REST, async
 # and websocket classes here; list `ccxt.<id>`, `ccxt.async_support.<id>` and
 # `ccxt.pro.<id>` for the exchanges your bots use).

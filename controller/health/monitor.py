@@ -41,7 +41,7 @@ from controller.health.judge import (
     judge_pool,
 )
 from controller.health.report import HealthReport, said
-from controller.health.rerouting import PORT_TAKEN, reroute, should_run_in
+from controller.health.rerouter import Rerouter
 from controller.health.restarts import RestartPolicy
 from controller.health.status import is_healthy
 from controller.metrics import Metrics
@@ -126,8 +126,8 @@ class Monitor:
         self._lock = asyncio.Lock()
         # Each pool's recovery under way: one at a time per pool, each in a task of its own.
         self._recoveries: dict[str, asyncio.Task[None]] = {}
-        # Per pool whose proxy's port a stranger holds: the bots restarted off it (rerouting).
-        self._rerouted: dict[str, frozenset[str]] = {}
+        # Bots restarted off a market-data proxy's port a stranger holds (health/rerouter.py).
+        self.rerouter = Rerouter(self.registry, bots, metrics, events)
 
     async def run(self) -> None:
         next_evaluation = self.clock() + self.interval
@@ -230,7 +230,7 @@ class Monitor:
         if verdict.became_healthy:
             self.events.emit("pool_healthy", pool=pool_id)
         if not suspect:
-            await self._reroute(pool_id, report)
+            await self.rerouter.reroute(pool_id, report)
             return None
         entry.update(healthy=False, runtime=str(state))
         silent = round(now - (live.last_seen or live.disconnected_at), 1)
@@ -292,34 +292,6 @@ class Monitor:
             self.events.emit("pool_recovery", pool=pool_id, reason=action, ok=True)
             self.metrics.pool_recoveries.labels(action, "ok").inc()
         log.warning("pool_recovery", pool=pool_id, action=action)
-
-    async def _reroute(self, pool_id: str, report: HealthReport) -> None:
-        """Bots running through the pool's market-data proxy while a stranger holds its
-        port: each restarted once, direct (health/rerouting.py)."""
-        md = self.registry.live[pool_id].market_data
-        holder, routed = (md.holder, md.routed) if md is not None else (None, None)
-        asked = self._rerouted.get(pool_id, frozenset())
-        if not asked and holder != "stranger":
-            return  # nearly every pool, nearly always
-        bots = {b.id: b for b in self.registry.bots_in(pool_id)}
-        decision = reroute(holder, routed, bots, asked, pool_id)
-        if decision.asked:
-            self._rerouted[pool_id] = decision.asked
-        else:
-            self._rerouted.pop(pool_id, None)
-        for bot_id in decision.restart:
-            # Re-read: each restart awaits the store, and a user's stop, delete or a move
-            # made meanwhile must not be undone by a record from before.
-            bot = self.registry.bots.get(bot_id)
-            if bot is None or not should_run_in(bot, pool_id):
-                continue
-            await self.bots.auto_restart(bot, bot.restarts)  # not a failure: not counted
-            self.metrics.bot_restarts.labels(PORT_TAKEN).inc()
-            self.events.emit("bot_restart", pool=pool_id, bot=bot_id, user=bot.user_id,
-                             reason=PORT_TAKEN, attempt=bot.restarts.attempts)  # fmt: skip
-            report.recovery_actions.append({"action": "restart_bot", "instanceId": bot_id,
-                                            "reason": PORT_TAKEN})  # fmt: skip
-            log.warning("bot_rerouted", bot=bot_id, pool=pool_id, reason=PORT_TAKEN)
 
     # -- bots ------------------------------------------------------------------------------
 

@@ -14,30 +14,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import docker
 import docker.errors
 import structlog
-from docker.types import (
-    ContainerSpec,
-    DriverConfig,
-    EndpointSpec,
-    Healthcheck,
-    Mount,
-    NetworkAttachmentConfig,
-    Placement,
-    Resources,
-    RestartPolicy,
-    ServiceMode,
-    TaskTemplate,
-    UpdateConfig,
-)
-from docker.utils import parse_bytes
 
-from controller.errors import NotFound, PoolExists, RuntimeFailure
+from controller.errors import PoolExists, RuntimeFailure
 from controller.runtimes.base import (
     PoolLaunch,
     PoolRuntime,
@@ -47,120 +32,31 @@ from controller.runtimes.base import (
 )
 from controller.runtimes.docker import DockerClient, in_thread, restart_agent_in
 from controller.runtimes.spec import (
-    CAP_ADD,
     LABEL_POOL,
-    LOG_OPTIONS,
     STOP_TIMEOUT,
     DockerOptions,
-    PoolSpec,
     pool_spec,
     pool_volume,
     prepare_dirs,
 )
-from controller.runtimes.swarm_images import LIVE_STATES, ServiceImages, current_task
-from controller.runtimes.swarm_nodes import DRAIN_LABEL, LabelRule, Node, pick_node
+from controller.runtimes.swarm_images import ServiceImages
+from controller.runtimes.swarm_nodes import LabelRule, Node, pick_node
+from controller.runtimes.swarm_pool_nodes import PoolNodes
+from controller.runtimes.swarm_tasks import (
+    LABEL_NODE,
+    current_task,
+    is_live,
+    service_spec,
+    task_address,
+    task_state,
+)
 from controller.runtimes.swarm_volumes import WipeResult, wipe_verdict, wipe_volume
 
 log = structlog.get_logger("runtime.swarm")
-LABEL_NODE = "ftpool.node"
 POLL_INTERVAL = 2.0  # seconds between two looks at the pools' tasks (watch)
 
 
-def service_spec(
-    spec: PoolSpec, name: str, node_id: str, network: str, publish: bool
-) -> dict[str, Any]:
-    """The keyword arguments of APIClient.create_service for a pool on node `node_id`."""
-    container = ContainerSpec(
-        spec.image,
-        env=spec.env,
-        labels=spec.labels,  # the task's container carries the pool's labels, as with docker
-        mounts=[Mount(target, source, type="bind") for source, target in spec.binds.items()]
-        + [
-            Mount(target, volume, type="volume", labels=spec.labels)
-            for volume, target in spec.volumes.items()
-        ],
-        stop_signal="SIGTERM",
-        stop_grace_period=STOP_TIMEOUT * 1_000_000_000,
-        cap_add=list(CAP_ADD),
-        # Swarm kills a task whose image health check fails (measured: exit 137, "unhealthy
-        # container"): a restart decision that is the controller's, not Swarm's.
-        healthcheck=Healthcheck(test=["NONE"]),
-    )
-    memory = parse_bytes(spec.memory_limit) if spec.memory_limit else None
-    task = TaskTemplate(
-        container,
-        resources=Resources(mem_limit=memory) if memory else None,
-        # Swarm must not restart it, here or elsewhere: the controller decides.
-        restart_policy=RestartPolicy(condition="none"),
-        placement=Placement(constraints=[f"node.id=={node_id}"]),
-        log_driver=DriverConfig("json-file", LOG_OPTIONS),
-        networks=[NetworkAttachmentConfig(network)],
-    )
-    # Bot ports on the node's own address (mode host): the routing mesh needs IPVS.
-    ports = {port: (port, "tcp", "host") for port in spec.ports} if publish else None
-    return {
-        "task_template": task,
-        "name": name,
-        "labels": {**spec.labels, LABEL_NODE: node_id},
-        "mode": ServiceMode("replicated", replicas=1),
-        # Never two tasks of one pool: the old one stops before its replacement starts.
-        "update_config": UpdateConfig(parallelism=1, order="stop-first"),
-        "endpoint_spec": EndpointSpec(mode="dnsrr", ports=ports),
-    }
-
-
-def task_state(
-    service: Mapping[str, Any] | None, tasks: Iterable[Mapping[str, Any]],
-    lost: Collection[str] = frozenset(), known: Collection[str] | None = None,
-) -> RuntimeState:  # fmt: skip
-    """A pool's state from its service (its attributes, None: no service), its tasks and
-    the ids of the nodes that are not `ready` (`lost`: down, unknown, disconnected):
-    unreachable while a task of it was last seen live on such a node (whatever Swarm now
-    wants of it: on a down node it sets the task's desired state to shutdown, but cannot
-    stop it); running while the task Swarm wants running runs or is on its way (pending
-    on its node included), and while no task is wanted yet because the service was just
-    made or is being restarted (stop-first: the old task stops before its replacement is
-    made); exited once the task ended (failed, complete, shutdown, rejected) or was scaled away.
-    `known`: the ids of the swarm's nodes now; a pool pinned to none of them (its node
-    removed, `docker node rm --force`, while lost) is unreachable too: its task may still
-    run on that machine, and Swarm reports nothing of it any more."""
-    if service is None:
-        return RuntimeState.MISSING
-    pinned = (service.get("Spec", {}).get("Labels") or {}).get(LABEL_NODE)
-    if known is not None and pinned and pinned not in known:
-        return RuntimeState.UNREACHABLE
-    tasks = list(tasks)
-    if any(t.get("NodeID") in lost and _live(t) for t in tasks):
-        return RuntimeState.UNREACHABLE
-    spec = service.get("Spec", {})
-    if spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1) == 0:
-        return RuntimeState.EXITED
-    task = current_task(tasks)
-    if task is not None and task.get("DesiredState") == "running":
-        return RuntimeState.RUNNING if _live(task) else RuntimeState.EXITED
-    updating = (service.get("UpdateStatus") or {}).get("State") == "updating"
-    return RuntimeState.RUNNING if task is None or updating else RuntimeState.EXITED
-
-
-def _live(task: Mapping[str, Any]) -> bool:
-    return task.get("Status", {}).get("State") in LIVE_STATES
-
-
-def lost_nodes(nodes: Iterable[Node]) -> frozenset[str]:
-    """The ids of the nodes whose tasks cannot be confirmed (not `ready`)."""
-    return frozenset(node.id for node in nodes if node.state != "ready")
-
-
-def task_address(task: Mapping[str, Any], network: str) -> str | None:
-    """The task's address on the overlay `network` ("10.0.1.5/24" -> "10.0.1.5")."""
-    for attachment in task.get("NetworksAttachments") or []:
-        if attachment.get("Network", {}).get("Spec", {}).get("Name") == network:
-            for address in attachment.get("Addresses") or []:
-                return address.split("/")[0]
-    return None
-
-
-class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
+class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
     name = "swarm"
 
     def __init__(
@@ -229,58 +125,6 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
             return None
         return task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
 
-    # -- nodes --------------------------------------------------------------------------
-
-    def pinned_node(self, pool_id: str) -> str | None:
-        """The id of the node the pool is pinned to (None: not known yet)."""
-        return self._nodes.get(pool_id)
-
-    async def node_of(self, pool_id: str) -> str | None:
-        return self.pinned_node(pool_id)
-
-    @property
-    def pool_memory(self) -> int:
-        """What placement counts for each pool on a node (POOL_MEMORY_LIMIT; 0: none)."""
-        return parse_bytes(self.options.memory_limit) if self.options.memory_limit else 0
-
-    async def node_census(self) -> tuple[list[Node], dict[str, list[str]]]:
-        """The swarm's nodes, and the pools pinned to each (node id -> pool ids)."""
-
-        def census() -> tuple[list[Node], dict[str, list[str]]]:
-            nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
-            return nodes, self._pools_by_node()
-
-        return await self._run(census)
-
-    async def mark_drained(self, node_id: str, drained: bool = True) -> None:
-        """Label the node (DRAIN_LABEL) so placement no longer picks it, or unlabel it;
-        NotFound if the swarm has no such node. Its tasks keep running."""
-
-        def mark() -> None:
-            try:
-                node = self.client.nodes.get(node_id)
-            except docker.errors.NotFound:
-                raise NotFound(f"the swarm has no node {node_id}") from None
-            spec = dict(node.attrs.get("Spec", {}))
-            labels = dict(spec.get("Labels") or {})
-            if drained:
-                labels[DRAIN_LABEL] = "true"
-            else:
-                labels.pop(DRAIN_LABEL, None)
-            node.update({**spec, "Labels": labels})
-
-        await self._run(mark)
-        log.info("swarm_node_marked", node=node_id, drained=drained)
-
-    def _pools_by_node(self) -> dict[str, list[str]]:
-        pools: dict[str, list[str]] = {}
-        for service in self.client.services.list(filters={"label": LABEL_POOL}):
-            labels = service.attrs.get("Spec", {}).get("Labels") or {}
-            if labels.get(LABEL_NODE):
-                pools.setdefault(labels[LABEL_NODE], []).append(labels[LABEL_POOL])
-                self._nodes[labels[LABEL_POOL]] = labels[LABEL_NODE]
-        return pools
-
     # -- the interface ------------------------------------------------------------------
 
     @property
@@ -335,20 +179,12 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
 
         return await self._run(inspect)
 
-    def _lost_nodes(self) -> frozenset[str]:
-        return self._node_ids()[0]
-
-    def _node_ids(self) -> tuple[frozenset[str], frozenset[str]]:
-        """The ids of the swarm's nodes that are not ready, and of all its nodes."""
-        nodes = [Node.from_attrs(node.attrs) for node in self.client.nodes.list()]
-        return lost_nodes(nodes), frozenset(node.id for node in nodes)
-
     def _scale_down(self, pool_id: str, service: Any) -> None:
         """No task of the service runs any more (confirmed), or RuntimeFailure (at once for
         a task on a node that is not ready: it cannot be confirmed)."""
         service.scale(0)
         deadline = time.monotonic() + STOP_TIMEOUT + 30
-        while live := [t for t in self._tasks(service) if _live(t)]:
+        while live := [t for t in self._tasks(service) if is_live(t)]:
             lost = self._lost_nodes()
             if any(t.get("NodeID") in lost for t in live):
                 raise RuntimeFailure(
@@ -465,12 +301,6 @@ class SwarmRuntime(ServiceImages, DockerClient, PoolRuntime):
         node_id = (spec.get("Labels") or {}).get(LABEL_NODE) or self._nodes.get(pool_id)
         image = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image")
         return node_id, image or self.options.image
-
-    def _node(self, node_id: str) -> Node | None:
-        try:
-            return Node.from_attrs(self.client.nodes.get(node_id).attrs)
-        except docker.errors.NotFound:
-            return None
 
     async def stats(self, pool_id: str) -> PoolUsage | None:
         """The task's container's memory when it runs on the controller's own daemon's

@@ -17,52 +17,17 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import docker.errors
 
 from controller.errors import RuntimeFailure
 from controller.runtimes.base import ImageInfo
+from controller.runtimes.swarm_tasks import LIVE_STATES, task_start
 
 LABEL_IMAGE = "ftpool.image"
 START_TIMEOUT = 60.0  # seconds for a task to run once made: a container start takes a few
-# A task in one of these is running or on its way to it (Swarm's task states).
-LIVE_STATES = frozenset(
-    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
-)
-
-
-def current_task(tasks: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The service's current task: the one Swarm wants running (one replica: one at the
-    most), else the last changed; the others are history Swarm keeps for a while. (Not the
-    newest index alone: a replaced task's index moves on as Swarm shuts it down.)"""
-    return max(
-        tasks,
-        key=lambda t: (t.get("DesiredState") == "running", t.get("Version", {}).get("Index", 0)),
-        default=None,
-    )
-
-
-def task_start(
-    tasks: Iterable[Mapping[str, Any]], before: Collection[str] = frozenset()
-) -> str | None:
-    """How a service's start stands, from its tasks (`before`: the ids of those it had
-    before the start, which do not count): "running", None while its new task is on its
-    way (or not made yet), else why it did not start (rejected or failed: Swarm's error).
-    Whatever Swarm now wants of an ended task: with restart condition `none` it sets a
-    rejected task's desired state to shutdown at once (measured on two nodes)."""
-    new = [t for t in tasks if t.get("ID") not in before]
-    task = max(new, key=lambda t: t.get("Version", {}).get("Index", 0), default=None)
-    if task is None:
-        return None  # the orchestrator has not made the new task yet
-    status = task.get("Status", {})
-    state = status.get("State")
-    if state == "running":
-        return "running"
-    if state in LIVE_STATES:
-        return None
-    return f"its task {state}: {status.get('Err') or status.get('Message') or 'no reason given'}"
 
 
 def spec_image(spec: Mapping[str, Any]) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent import reconcile
+from agent import helper_ready
 from agent.app import market_data_program
 from agent.marketdata.address import target
 from agent.marketdata.holder import Holder, ProxyPort, Verdict
@@ -146,7 +146,7 @@ async def test_bots_go_direct_while_a_stranger_holds_the_proxys_port(fake, pool_
 async def test_bots_go_direct_while_the_proxy_cannot_start_and_back_once_it_does(
     fake, pool_dir, monkeypatch
 ):
-    monkeypatch.setattr(reconcile, "MARKET_DATA_WAIT", 0.5)
+    monkeypatch.setattr(helper_ready, "MARKET_DATA_WAIT", 0.5)
     free = socket.socket()
     free.bind(("127.0.0.1", 0))  # a port of its own, on which nobody listens yet
     rec = reconciler(fake, pool_dir, port=free.getsockname()[1])
@@ -214,7 +214,7 @@ async def test_a_reroute_while_fenced_starts_nothing(
 ) -> None:
     """The proxy's port changing hands while the agent is cut off from its controller
     writes no config and starts no bot: only the controller's next word ends a fence."""
-    monkeypatch.setattr(reconcile, "MARKET_DATA_WAIT", 0.5)
+    monkeypatch.setattr(helper_ready, "MARKET_DATA_WAIT", 0.5)
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
     rec = reconciler(fake, pool_dir, port=free.getsockname()[1])

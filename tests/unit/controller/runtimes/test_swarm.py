@@ -11,15 +11,15 @@ import pytest
 from controller.errors import RuntimeFailure
 from controller.runtimes import PoolLaunch, RuntimeState
 from controller.runtimes.spec import DockerOptions, pool_spec, prepare_dirs
-from controller.runtimes.swarm import (
-    SwarmRuntime,
+from controller.runtimes.swarm import SwarmRuntime
+from controller.runtimes.swarm_nodes import Node
+from controller.runtimes.swarm_tasks import (
     current_task,
     lost_nodes,
     service_spec,
     task_address,
     task_state,
 )
-from controller.runtimes.swarm_nodes import Node
 
 
 def options(tmp_path: Path, **changes: object) -> DockerOptions:

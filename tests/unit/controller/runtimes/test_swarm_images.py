@@ -12,7 +12,8 @@ import pytest
 from controller.errors import RuntimeFailure
 from controller.runtimes.base import ImageInfo
 from controller.runtimes.swarm import SwarmRuntime
-from controller.runtimes.swarm_images import LABEL_IMAGE, on_image, spec_image, task_start
+from controller.runtimes.swarm_images import LABEL_IMAGE, on_image, spec_image
+from controller.runtimes.swarm_tasks import task_start
 from tests.unit.controller.runtimes.test_swarm import options
 
 NEW = ImageInfo("freqtrade-pool:v2", "sha256:" + "2" * 64)
