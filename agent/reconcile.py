@@ -18,12 +18,12 @@ from pathlib import Path
 
 import structlog
 
-from agent.bot_archive import archive_removed
 from agent.cgroups import BotGroups
 from agent.helper_ready import proxy_holds_port, wait_for_market_data, wait_for_preloader
 from agent.marketdata.holder import ProxyPort
 from agent.pool_files import PoolFiles, write_if_changed
 from agent.programs import MARKET_DATA, PRELOADER, ProgramOptions, bot_id_of, program_name
+from agent.removed_bots import archive_removed
 from agent.supervisor import ProcessInfo, SupervisorClient
 from common.protocol import BotSpec, Desired
 from common.states import ACTIVE, SETTLED, ProcessState, RunState
