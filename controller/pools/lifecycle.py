@@ -77,7 +77,7 @@ class PoolLifecycle:
             pool_id=pool.id, capacity=pool.capacity, port_start=pool.port_start,
             token=token, controller_url=self.config.controller_url,
             agent_env={**self.config.agent_env, **market_data, **backup}, image=image,
-            backup_dir=backup_dir,
+            backup_dir=backup_dir, created_at=pool.created_at,
         )  # fmt: skip
 
     async def create_runtime(self, pool: PoolRecord, token: str, image: str = "") -> None:

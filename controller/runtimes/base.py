@@ -38,6 +38,10 @@ class PoolLaunch:
     image: str = ""  # the image to run (a runtime with images); "" for its configured one
     # This pool's backup target, as the controller sees it (None: no backups).
     backup_dir: Path | None = None
+    # When its record was made (the store's clock): the same for every start of this pool,
+    # another for a later pool of the same number. Names what is this pool's alone on a
+    # node (its volume, POOL_STORAGE=node: runtimes/spec.py pool_volume).
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

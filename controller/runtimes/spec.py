@@ -14,6 +14,7 @@ from controller.runtimes.base import PoolLaunch, make_backup_dir
 
 LABEL_POOL = "ftpool.pool"
 LABEL_VERSION = "ftpool.version"
+VOLUME_PREFIX = "ftpool-pool-"  # a pool's volume on its node (pool_volume)
 POOL_MOUNT = "/pool"
 BACKUP_MOUNT = "/backup"
 STOP_TIMEOUT = 90  # supervisord gives each bot up to 30 s to shut down cleanly
@@ -47,7 +48,8 @@ class DockerOptions:
     publish_ports: bool = False
     publish_ip: str = "127.0.0.1"
     # POOL_STORAGE=node (swarm): each pool's /pool is a volume on its node's own disk
-    # (pool_volume), which the controller never sees; shared: a bind of host_pools_dir/<id>.
+    # (pool_volume: one per pool incarnation), which the controller never sees; shared: a
+    # bind of host_pools_dir/<id>.
     node_storage: bool = False
     # POOL_CGROUPS: off, v1 or v2 (swarm: always off); auto until DockerRuntime.prepare
     # decides it on the daemon (controller/runtimes/cgroups.py).
@@ -111,7 +113,8 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
     }
     binds, volumes = {}, {}
     if options.node_storage:
-        volumes[pool_volume(launch.pool_id)] = POOL_MOUNT  # made by its node's Docker
+        # Made by its node's Docker; never an earlier pool's of the same number.
+        volumes[pool_volume(launch.pool_id, launch.created_at)] = POOL_MOUNT
     else:
         binds[str(options.host_pools_dir / launch.pool_id)] = POOL_MOUNT
     if launch.backup_dir is not None and options.host_backups_dir is not None:
@@ -139,9 +142,29 @@ def pool_spec(launch: PoolLaunch, options: DockerOptions) -> PoolSpec:
     )
 
 
-def pool_volume(pool_id: str) -> str:
-    """The Docker volume of a pool's directory on its node (POOL_STORAGE=node)."""
-    return f"ftpool-pool-{pool_id}"
+def pool_volume(pool_id: str, created_at: float) -> str:
+    """The Docker volume of a pool's directory on its node (POOL_STORAGE=node):
+    `ftpool-pool-<poolId>-<incarnation>`. Pool numbers are reused, and a removed pool's
+    volume may be kept on its node (abandoned by a failover, its node not ready, a bot
+    directory left in it): a later pool of the same number never mounts it. A pool an
+    earlier controller made has `ftpool-pool-<poolId>`, which its service keeps: the runtime
+    takes a pool's volume from its service (swarm_volumes.mounted_volume), never guesses it."""
+    return f"{VOLUME_PREFIX}{pool_id}-{incarnation(created_at)}"
+
+
+def incarnation(created_at: float) -> str:
+    """A pool record's creation time (seconds) as a short name part: its milliseconds in
+    base 36, lower case (8 characters until the year 2059)."""
+    n = max(0, round(created_at * 1000))
+    digits = ""
+    while True:
+        n, d = divmod(n, 36)
+        digits = _BASE36[d] + digits
+        if n == 0:
+            return digits
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def prepare_dirs(launch: PoolLaunch, options: DockerOptions) -> None:

@@ -36,7 +36,6 @@ from controller.runtimes.spec import (
     STOP_TIMEOUT,
     DockerOptions,
     pool_spec,
-    pool_volume,
     prepare_dirs,
 )
 from controller.runtimes.swarm_images import ServiceImages
@@ -50,7 +49,12 @@ from controller.runtimes.swarm_tasks import (
     task_address,
     task_state,
 )
-from controller.runtimes.swarm_volumes import WipeResult, wipe_verdict, wipe_volume
+from controller.runtimes.swarm_volumes import (
+    WipeResult,
+    mounted_volume,
+    wipe_verdict,
+    wipe_volume,
+)
 
 log = structlog.get_logger("runtime.swarm")
 POLL_INTERVAL = 2.0  # seconds between two looks at the pools' tasks (watch)
@@ -71,6 +75,8 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
         self._client = client
         self._addresses: dict[str, str] = {}  # pool -> where the controller reaches its bots
         self._nodes: dict[str, str] = {}  # pool -> node id
+        # pool -> the volume its service mounts at /pool (POOL_STORAGE=node), as made or seen
+        self._volumes: dict[str, str] = {}
         self._names: dict[str, str] = {}  # a legacy bot's pool -> its service's name
         self._poll_stop = threading.Event()
 
@@ -100,9 +106,12 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
         return self.client.api.tasks(filters={"service": service.id})
 
     def _remember(self, pool_id: str, service: Any, tasks: list[dict[str, Any]]) -> None:
-        node_id = (service.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_NODE)
+        spec = service.attrs.get("Spec", {})
+        node_id = (spec.get("Labels") or {}).get(LABEL_NODE)
         if node_id:
             self._nodes[pool_id] = node_id
+        if volume := mounted_volume(spec):
+            self._volumes[pool_id] = volume
         task = current_task(tasks)
         if task is None:
             return
@@ -163,6 +172,9 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
         kwargs["labels"].update(labels)
         self.client.api.create_service(**kwargs)
         self._nodes[launch.pool_id] = node.id
+        self._volumes.pop(launch.pool_id, None)
+        for volume in spec.volumes:  # its own: never an earlier pool's of that number
+            self._volumes[launch.pool_id] = volume
         if o.publish_ports:
             self._addresses[launch.pool_id] = node.address
         self.wait_started(launch.pool_id)  # a rejected task fails the creation at once
@@ -240,8 +252,7 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
             service = self._service(pool_id)
             if service is not None:
                 service.remove()
-            self._addresses.pop(pool_id, None)
-            self._nodes.pop(pool_id, None)
+            self._forget(pool_id)
 
         await self._run(abandon)
         log.warning("pool_service_abandoned", pool=pool_id)
@@ -261,11 +272,14 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
             if service is not None:
                 self._scale_down(pool_id, service)
                 service.remove()
-            self._addresses.pop(pool_id, None)
-            self._nodes.pop(pool_id, None)
+            self._forget(pool_id)
 
         await self._run(discard)
         log.info("pool_service_discarded", pool=pool_id)
+
+    def _forget(self, pool_id: str) -> None:
+        for known in (self._addresses, self._nodes, self._volumes):
+            known.pop(pool_id, None)
 
     async def remove(self, pool_id: str, *, bots: int = 0, abandoned: bool = False) -> None:
         if not self.options.node_storage:
@@ -273,19 +287,18 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
             await self._run(retire_pool_dir, self.pools_dir / pool_id, self.options.archive_dir)
             log.info("pool_service_removed", pool=pool_id)
             return
-        # Which node and image it ran, asked before its service goes.
-        node_id, image = await self._run(self._node_and_image, pool_id)
+        # Which node, image and volume it ran, asked before its service goes.
+        node_id, image, volume = await self._run(self._mounted, pool_id)
         await self.discard(pool_id)
         # Its task is confirmed gone: its volume, on its node, emptied unless still needed.
         node = await self._run(self._node, node_id) if node_id else None
-        verdict = wipe_verdict(bots=bots, abandoned=abandoned, node=node)
-        volume = pool_volume(pool_id)
-        if not verdict.wipe or node is None:
+        verdict = wipe_verdict(bots=bots, abandoned=abandoned, node=node, volume=volume)
+        if not verdict.wipe or node is None or volume is None:
             log.info("pool_service_removed", pool=pool_id, volume=volume,
                      volume_kept=verdict.reason)  # fmt: skip
             return
         try:
-            result = await self._run(wipe_volume, self.client, pool_id, node.id, image)
+            result = await self._run(wipe_volume, self.client, pool_id, volume, node.id, image)
         except RuntimeFailure as exc:  # the pool is gone all the same: only its data stays
             result = WipeResult(False, str(exc))
         if result.wiped:
@@ -294,13 +307,16 @@ class SwarmRuntime(PoolNodes, ServiceImages, DockerClient, PoolRuntime):
             log.warning("pool_volume_kept", pool=pool_id, volume=volume, node=node.id,
                         reason=result.detail)  # fmt: skip
 
-    def _node_and_image(self, pool_id: str) -> tuple[str | None, str]:
-        """The node the pool's service is pinned to, and its image (there on that node)."""
+    def _mounted(self, pool_id: str) -> tuple[str | None, str, str | None]:
+        """The node the pool's service is pinned to, its image (there on that node) and the
+        volume it mounts: from its service (a pool an earlier controller made has its old
+        volume name), else as this runtime last made or saw it (None: not known)."""
         service = self._service(pool_id)
         spec = service.attrs.get("Spec", {}) if service is not None else {}
         node_id = (spec.get("Labels") or {}).get(LABEL_NODE) or self._nodes.get(pool_id)
         image = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image")
-        return node_id, image or self.options.image
+        volume = mounted_volume(spec) or self._volumes.get(pool_id)
+        return node_id, image or self.options.image, volume
 
     async def stats(self, pool_id: str) -> PoolUsage | None:
         """The task's container's memory when it runs on the controller's own daemon's

@@ -18,20 +18,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 import pytest_asyncio
 
-from controller.runtimes.spec import pool_volume
 from tests.e2e.docker.conftest import (
     POOL_IMAGE,
     cluster_behind_gateway,
     provision_answering,
     remove_test_pools,
 )
+from tests.e2e.docker.pool_volumes import volume_dir
 from tests.e2e.docker.test_upgrade import BROKEN, IMAGE_B, upgrade_counting
 from tests.e2e.docker.test_upgrade import images as images
 from tests.e2e.local.conftest import Cluster
@@ -315,7 +314,7 @@ async def test_a_deleted_bot_leaves_its_neighbour_running(swarm_cluster, docker_
     assert deleted not in await states(cluster)
     # Its directory archived in its pool's directory: a volume on the node (POOL_STORAGE
     # defaults to node on swarm), nothing under the controller's BOT_BASE_DIR.
-    pool_dir = Path(docker_client.volumes.get(pool_volume("pool-1")).attrs["Mountpoint"])
+    pool_dir = volume_dir(docker_client, "pool-1")
     assert list((pool_dir / "archive").glob(f"{deleted}-*"))
     assert not (cluster.base_dir / "pools" / "pool-1").exists()
 

@@ -22,8 +22,8 @@ import docker
 import pytest
 import pytest_asyncio
 
-from controller.runtimes.spec import pool_volume
 from tests.e2e.docker.conftest import cluster_behind_gateway
+from tests.e2e.docker.pool_volumes import labelled_volumes, mountpoint, service_volume, volume_dir
 from tests.e2e.docker.test_docker import container_bot_processes
 from tests.e2e.docker.test_migration import (
     DB,
@@ -108,10 +108,6 @@ def counted() -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join()
-
-
-def volume_dir(client: docker.DockerClient, pool_id: str) -> Path:
-    return Path(client.volumes.get(pool_volume(pool_id)).attrs["Mountpoint"])
 
 
 async def where(h, bot: str = BOT) -> dict:
@@ -252,10 +248,18 @@ async def test_a_removed_pools_volume_is_emptied_on_its_node(swarm_legacy, docke
 async def test_migrating_again_removes_the_legacy_service_and_empties_its_volume(
     swarm_legacy, docker_client
 ):
+    """Into a new pool-1 on the same node, whose removed predecessor's volume (emptied
+    above, kept by Docker) now holds a stale directory of this very bot, as a volume a
+    failover abandoned does: the new pool never mounts it (its own volume, a new name), so
+    the import lands; the stale directory stays where it was, for an operator."""
     cluster, _ = swarm_legacy
     h = cluster.harness
     event, kept = now(), await trades(h, ALICE, BOT)
     legacy_volume = volume_dir(docker_client, "pool-2")
+    [old] = labelled_volumes(docker_client, "pool-1")  # the removed pool-1's, by its label
+    stale = mountpoint(old) / "bots" / BOT
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text('{"stale": "an earlier pool-1\'s"}')
     with counted() as samples:
         code, out = await h.migrate("--execute", "--bot", BOT, "--verbose")
     print(f"\nFIGURE migrate again: {out}")
@@ -268,3 +272,8 @@ async def test_migrating_again_removes_the_legacy_service_and_empties_its_volume
     assert not docker_client.services.list(filters={"name": LEGACY_CONTAINER})
     assert list(legacy_volume.iterdir()) == []
     assert read_rows(volume_dir(docker_client, "pool-1") / "bots" / BOT / DB) == ROWS
+    new = service_volume(docker_client, "pool-1")
+    assert new != old.name and new.startswith("ftpool-pool-pool-1-"), (new, old.name)
+    assert sorted(v.name for v in labelled_volumes(docker_client, "pool-1")) == sorted(
+        [old.name, new])  # fmt: skip
+    assert json.loads((stale / "config.json").read_text()) == {"stale": "an earlier pool-1's"}

@@ -30,9 +30,9 @@ import docker
 import pytest
 import pytest_asyncio
 
-from controller.runtimes.spec import pool_volume
 from tests.e2e.docker import swarm_nodes as harness
 from tests.e2e.docker.conftest import POOL_IMAGE, cluster_behind_gateway, provision_answering
+from tests.e2e.docker.pool_volumes import labelled_volumes, mountpoint, service_volume
 from tests.e2e.docker.test_upgrade import upgrade
 from tests.e2e.local.conftest import Cluster
 from tests.e2e.local.test_freqtrade import ALICE, all_running
@@ -106,10 +106,11 @@ def assert_node_local(nodes: harness.SwarmNodes, cluster: Cluster, pools: dict[s
     """Each pool's directory is a volume on the node it is pinned to, and none is under the
     controller's BOT_BASE_DIR (`pools`: pool id → node id)."""
     assert not list((cluster.base_dir / "pools").glob("*")), "a pool directory the controller sees"
+    volumes = {pool_id: service_volume(nodes.manager.client, pool_id) for pool_id in pools}
     for node in nodes.nodes:
         names = {v.name for v in node.client.volumes.list(filters={"label": "ftpool.pool"})}
         for pool_id, node_id in pools.items():
-            assert (pool_volume(pool_id) in names) == (node_id == node.node_id), (node, pool_id)
+            assert (volumes[pool_id] in names) == (node_id == node.node_id), (node, pool_id)
 
 
 async def pool_nodes(cluster: Cluster) -> dict[str, str]:
@@ -172,9 +173,10 @@ async def test_an_image_node_2_lacks_fails_its_pools_upgrade_at_once_and_rolls_b
 
 
 def volume_entries(node, pool_id: str) -> list[str]:
-    """What a pool's volume on that node holds (its top level)."""
-    volume = node.client.volumes.get(pool_volume(pool_id))
-    return sorted(p.name for p in Path(volume.attrs["Mountpoint"]).iterdir())
+    """What a removed pool's volume on that node holds (its top level): found by its label,
+    as an operator finds it (docs/swarm.md), the only one of that number there."""
+    [volume] = labelled_volumes(node.client, pool_id)
+    return sorted(p.name for p in mountpoint(volume).iterdir())
 
 
 async def test_draining_node_2_moves_every_pool_to_node_1_with_its_trades(swarm):

@@ -94,3 +94,21 @@ async def test_a_removal_cut_short_is_finished_by_the_next_cleanup(
     assert status == 200 and body["removedPools"] == 1
     assert "pool-1" not in again.runtime.launches
     assert (await again.provision(instanceId="b3"))["poolId"] == "pool-1"
+
+
+async def test_a_pools_launch_names_its_incarnation_the_same_at_every_start(
+    make_api: ApiFactory,
+) -> None:
+    """Its record's creation travels with every launch (a recreate of the same record
+    included: the same volume on swarm), and a later pool of the same number has its own."""
+    api = await empty_pool_1(make_api)
+    first = api.controller.pools.registry.pools["pool-1"]
+    assert api.runtime.launches["pool-1"].created_at == first.created_at > 0
+    await api.runtime.discard("pool-1")  # its runtime gone: made anew from the same record
+    await api.controller.pools.lifecycle.recreate(first)
+    assert api.runtime.launches["pool-1"].created_at == first.created_at
+    status, body, _ = await api.call("POST", "/api/pool/cleanup")
+    assert status == 200 and body["removedPools"] == 1
+    assert (await api.provision(instanceId="b2"))["poolId"] == "pool-1"  # the number reused
+    later = api.controller.pools.registry.pools["pool-1"]
+    assert api.runtime.launches["pool-1"].created_at == later.created_at > first.created_at

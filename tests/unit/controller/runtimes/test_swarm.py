@@ -38,6 +38,7 @@ def options(tmp_path: Path, **changes: object) -> DockerOptions:
 LAUNCH = PoolLaunch(
     "pool-3", 4, 9020, "t" * 64, "ws://10.0.0.2:5000/api/agents/ws",
     agent_env={"HEARTBEAT_INTERVAL": "500"}, backup_dir=Path("/data/backups/pools/pool-3"),
+    created_at=1796095800.123,  # 2026-12-01 03:30:00.123 UTC
 )  # fmt: skip
 
 
@@ -80,7 +81,7 @@ def test_on_node_storage_the_pools_directory_is_a_volume_of_its_node(tmp_path: P
     mounts = spec["task_template"]["ContainerSpec"]["Mounts"]
     assert [(m["Source"], m["Target"], m["Type"]) for m in mounts] == [
         ("/srv/backups/pools/pool-3", "/backup", "bind"),
-        ("ftpool-pool-pool-3", "/pool", "volume"),
+        ("ftpool-pool-pool-3-mx452czf", "/pool", "volume"),  # this incarnation's own
     ]
     assert mounts[1]["VolumeOptions"]["Labels"]["ftpool.pool"] == "pool-3"
     launch = replace(LAUNCH, backup_dir=None)

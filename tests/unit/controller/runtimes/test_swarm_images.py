@@ -18,6 +18,8 @@ from tests.unit.controller.runtimes.test_swarm import options
 
 NEW = ImageInfo("freqtrade-pool:v2", "sha256:" + "2" * 64)
 OLD = ImageInfo("freqtrade-pool:latest", "sha256:" + "1" * 64)
+# The volume of a pool an earlier controller made (before pools' incarnations named it).
+OLD_NAMED = [{"Type": "volume", "Source": "ftpool-pool-pool-3", "Target": "/pool"}]
 
 
 def task(state: str, desired: str = "running", index: int = 5, err: str = "", id: str = "") -> dict:
@@ -50,7 +52,7 @@ def spec(image: str, labels: dict[str, str] | None = None, replicas: int = 0) ->
     return {
         "Name": "freqtrade-pool-pool-3",
         "Labels": {"ftpool.pool": "pool-3", "ftpool.node": "n2", **(labels or {})},
-        "TaskTemplate": {"ContainerSpec": {"Image": image, "Env": ["A=1"]},
+        "TaskTemplate": {"ContainerSpec": {"Image": image, "Env": ["A=1"], "Mounts": OLD_NAMED},
                          "Placement": {"Constraints": ["node.id==n2"]}},
         "Mode": {"Replicated": {"Replicas": replicas}},
     }  # fmt: skip
@@ -110,6 +112,8 @@ async def test_a_stopped_pool_starts_again_in_place_on_the_new_image(tmp_path: P
     assert update["task_template"]["ContainerSpec"]["Image"] == NEW.id
     assert update["task_template"]["Placement"] == {"Constraints": ["node.id==n2"]}
     assert update["labels"][LABEL_IMAGE] == NEW.ref
+    # Its own volume, whatever its name: an earlier controller's pool keeps its bots' files.
+    assert update["task_template"]["ContainerSpec"]["Mounts"] == OLD_NAMED
 
 
 async def test_a_task_its_node_rejects_fails_the_start_at_once(tmp_path: Path) -> None:

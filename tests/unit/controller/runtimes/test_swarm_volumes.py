@@ -1,5 +1,6 @@
 """A removed swarm pool's volume: whether it is emptied (pure), the one-shot service that
-empties it, its fixed command run for real by /bin/sh, and the runtime's removal."""
+empties it, its fixed command run for real by /bin/sh, and the runtime's removal: always of
+the volume the pool's own service mounts (an earlier controller's name included)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ from controller.runtimes.swarm_volumes import (
     WIPE_SCRIPT,
     WipeResult,
     _result,
+    mounted_volume,
     wipe_service_spec,
     wipe_verdict,
 )
 from tests.unit.controller.runtimes.test_swarm import options
+
+VOLUME = "ftpool-pool-pool-3-mx452czf"  # pool-3's, made 2026-12-01 03:30:00.123 UTC
+OLD_NAME = "ftpool-pool-pool-3"  # as a controller before pool incarnations named it
 
 
 def node(state: str = "ready") -> Node:
@@ -29,26 +34,27 @@ def node(state: str = "ready") -> Node:
 
 
 @pytest.mark.parametrize(
-    ("bots", "abandoned", "on", "wipe", "reason"),
+    ("bots", "abandoned", "on", "volume", "wipe", "reason"),
     [
-        (0, False, node(), True, "its bots left"),
-        (1, False, node(), False, "the pool still has 1 bot(s)"),
-        (0, True, node(), False, "abandoned on a lost node"),
-        (2, True, node("down"), False, "the pool still has 2 bot(s)"),
-        (0, False, node("down"), False, "its node is down"),
-        (0, False, node("disconnected"), False, "its node is disconnected"),
-        (0, False, None, False, "its node is not known, or no longer in the swarm"),
+        (0, False, node(), VOLUME, True, "its bots left"),
+        (1, False, node(), VOLUME, False, "the pool still has 1 bot(s)"),
+        (0, True, node(), VOLUME, False, "abandoned on a lost node"),
+        (2, True, node("down"), VOLUME, False, "the pool still has 2 bot(s)"),
+        (0, False, node("down"), VOLUME, False, "its node is down"),
+        (0, False, node("disconnected"), VOLUME, False, "its node is disconnected"),
+        (0, False, None, VOLUME, False, "its node is not known, or no longer in the swarm"),
+        (0, False, node(), None, False, "its volume is not known"),
     ],
 )
 def test_a_volume_is_emptied_only_once_nothing_can_need_it(
-    bots: int, abandoned: bool, on: Node | None, wipe: bool, reason: str
+    bots: int, abandoned: bool, on: Node | None, volume: str | None, wipe: bool, reason: str
 ) -> None:
-    verdict = wipe_verdict(bots=bots, abandoned=abandoned, node=on)
+    verdict = wipe_verdict(bots=bots, abandoned=abandoned, node=on, volume=volume)
     assert verdict.wipe is wipe and verdict.reason.startswith(reason)
 
 
 def test_the_wipe_is_a_pinned_one_shot_task_mounting_only_the_pools_volume() -> None:
-    kwargs = wipe_service_spec("pool-3", "n2", "freqtrade-pool:1.2")
+    kwargs = wipe_service_spec("pool-3", VOLUME, "n2", "freqtrade-pool:1.2")
     task = kwargs["task_template"]
     container = task["ContainerSpec"]
     assert kwargs["name"] == "ftpool-wipe-pool-3" and kwargs["labels"] == {"ftpool.wipe": "pool-3"}
@@ -57,7 +63,7 @@ def test_the_wipe_is_a_pinned_one_shot_task_mounting_only_the_pools_volume() -> 
     assert container["Image"] == "freqtrade-pool:1.2"
     assert container["Command"] == ["/bin/sh", "-c", WIPE_SCRIPT]
     assert [(m["Type"], m["Source"], m["Target"]) for m in container["Mounts"]] == [
-        ("volume", "ftpool-pool-pool-3", "/pool")]  # fmt: skip
+        ("volume", VOLUME, "/pool")]  # fmt: skip
     assert container["ReadOnly"] is True and container["User"] == "0"
     assert "Networks" not in task and "docker.sock" not in str(kwargs)
 
@@ -107,12 +113,35 @@ def test_what_the_wipes_task_says(status: dict[str, Any], result: WipeResult) ->
     assert _result({"Status": status}) == result
 
 
+def pool_mounts(volume: str) -> list[dict[str, Any]]:
+    """A pool service's mounts as Docker reports them (its backup target, its volume)."""
+    return [
+        {"Type": "bind", "Source": "/srv/backups/pools/pool-3", "Target": "/backup"},
+        {"Type": "volume", "Source": volume, "Target": "/pool",
+         "VolumeOptions": {"Labels": {"ftpool.pool": "pool-3"}}},
+    ]  # fmt: skip
+
+
+def test_a_services_volume_is_the_one_it_mounts_at_pool() -> None:
+    def spec(mounts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"TaskTemplate": {"ContainerSpec": {"Mounts": mounts}}}
+
+    assert mounted_volume(spec(pool_mounts(VOLUME))) == VOLUME
+    assert mounted_volume(spec(pool_mounts(OLD_NAME))) == OLD_NAME
+    assert mounted_volume(spec([{"Type": "bind", "Source": "/srv/pools/pool-3",
+                                 "Target": "/pool"}])) is None  # fmt: skip
+    assert mounted_volume(spec([])) is None and mounted_volume({}) is None
+
+
 class Service:
-    def __init__(self, name: str, labels: dict[str, str]) -> None:
+    def __init__(self, name: str, labels: dict[str, str], volume: str = "") -> None:
         self.id, self.name = name, name
+        container = {"Image": "freqtrade-pool:9"}
+        if volume:
+            container["Mounts"] = pool_mounts(volume)  # type: ignore[assignment]
         self.attrs = {"Spec": {
             "Name": name, "Labels": labels, "Mode": {"Replicated": {"Replicas": 1}},
-            "TaskTemplate": {"ContainerSpec": {"Image": "freqtrade-pool:9"}},
+            "TaskTemplate": {"ContainerSpec": container},
         }}  # fmt: skip
         self.removed = False
 
@@ -127,11 +156,12 @@ class Service:
 
 
 class Swarm:
-    """A manager whose pool-3 runs on node n2 (in `state`), its task gone once scaled down;
-    a wipe's task ends with `exit_code`."""
+    """A manager whose pool-3 runs on node n2 (in `state`) with `volume`, its task gone once
+    scaled down; a wipe's task ends with `exit_code`."""
 
-    def __init__(self, state: str = "ready", exit_code: int = 0) -> None:
-        self.pool = Service("freqtrade-pool-pool-3", {"ftpool.pool": "pool-3", "ftpool.node": "n2"})
+    def __init__(self, state: str = "ready", exit_code: int = 0, volume: str = VOLUME) -> None:
+        labels = {"ftpool.pool": "pool-3", "ftpool.node": "n2"}
+        self.pool = Service("freqtrade-pool-pool-3", labels, volume)
         self.created: list[dict[str, Any]] = []
         self.wipes: list[Service] = []
         outer = self
@@ -145,6 +175,8 @@ class Swarm:
                 return outer.pool
 
             def list(self, filters: dict[str, str]) -> list[Service]:
+                if "label" in filters:  # the pools' services
+                    return [] if outer.pool.removed else [outer.pool]
                 return [s for s in outer.wipes if not s.removed]
 
         class Nodes:
@@ -169,17 +201,43 @@ class Swarm:
         self.services, self.nodes, self.api = Services(), Nodes(), Api()
 
 
+def wiped_volumes(swarm: Swarm) -> list[str]:
+    return [
+        m["Source"] for w in swarm.created for m in w["task_template"]["ContainerSpec"]["Mounts"]
+    ]
+
+
+@pytest.mark.parametrize("volume", [VOLUME, OLD_NAME])
 async def test_removing_a_pool_on_node_storage_empties_its_volume_on_its_node(
-    tmp_path: Path,
+    tmp_path: Path, volume: str
 ) -> None:
-    swarm = Swarm()
+    """The volume its service mounts, whatever its name: a pool an earlier controller made
+    (`ftpool-pool-<poolId>`), adopted by this one, has its own volume emptied too."""
+    swarm = Swarm(volume=volume)
     runtime = SwarmRuntime(options(tmp_path, node_storage=True), client=swarm)  # type: ignore[arg-type]
     await runtime.remove("pool-3")
     assert swarm.pool.removed  # its own service first (its task confirmed gone)
     [wipe] = swarm.created
     assert wipe["task_template"]["Placement"]["Constraints"] == ["node.id==n2"]
     assert wipe["task_template"]["ContainerSpec"]["Image"] == "freqtrade-pool:9"  # the pool's
+    assert wiped_volumes(swarm) == [volume]
     assert all(s.removed for s in swarm.wipes)  # the one-shot service is gone too
+
+
+async def test_a_pool_whose_service_went_empties_the_volume_it_was_seen_with(
+    tmp_path: Path,
+) -> None:
+    """Its service gone before the removal (removed by hand): the volume this runtime saw it
+    mount; a runtime that never saw it (a restarted controller) guesses none."""
+    swarm = Swarm()
+    seen = SwarmRuntime(options(tmp_path, node_storage=True), client=swarm)  # type: ignore[arg-type]
+    assert await seen.list() == ["pool-3"]
+    swarm.pool.removed = True
+    fresh = SwarmRuntime(options(tmp_path, node_storage=True), client=swarm)  # type: ignore[arg-type]
+    await fresh.remove("pool-3")
+    assert swarm.created == []
+    await seen.remove("pool-3")
+    assert wiped_volumes(swarm) == [VOLUME]
 
 
 @pytest.mark.parametrize(
