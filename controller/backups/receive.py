@@ -40,7 +40,7 @@ from common.restore_points import (
     time_of,
 )
 from controller.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized
-from controller.pools.live import hash_token
+from controller.pools.live import token_matches
 from controller.pools.registry import PoolRegistry
 
 log = structlog.get_logger("controller.backups")
@@ -89,7 +89,7 @@ class PointReceiver:
         scheme, _, token = authorization.partition(" ")
         if (
             pool is None or scheme != "Bearer"
-            or not hmac.compare_digest(hash_token(token.strip()), pool.token_hash)
+            or not token_matches(token.strip(), pool.token_hash)
         ):  # fmt: skip
             raise Unauthorized("the pool's token is required")
         bot = self.registry.bots.get(bot_id)

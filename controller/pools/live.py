@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass, field, fields
 
@@ -14,6 +15,11 @@ from common.states import ProcessState
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    """Whether `token` is the pool token whose hash is `token_hash` (constant time)."""
+    return hmac.compare_digest(hash_token(token), token_hash)
 
 
 @dataclass

@@ -10,7 +10,6 @@ runtime since it last spoke.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from common.states import DIED
 from controller.errors import BotUnavailable, RuntimeFailure
 from controller.events import EventBus
 from controller.pools.alarm import Alarm
-from controller.pools.live import PoolLive, hash_token
+from controller.pools.live import PoolLive, token_matches
 from controller.pools.registry import PoolRegistry
 from controller.runtimes import PoolRuntime
 
@@ -99,7 +98,7 @@ class AgentSessions:
 
     def verify_hello(self, hello: Hello) -> bool:
         pool = self.registry.pools.get(hello.pool_id)
-        return pool is not None and hmac.compare_digest(hash_token(hello.token), pool.token_hash)
+        return pool is not None and token_matches(hello.token, pool.token_hash)
 
     async def attach(self, hello: Hello, ws: web.WebSocketResponse) -> None:
         live = self.registry.live[hello.pool_id]
