@@ -91,9 +91,14 @@ _DB_NAME = re.compile(r"\Atradesv3(\.dryrun)?\.sqlite\Z")
 _HEX = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
+def is_hex64(value: object) -> bool:
+    """Whether `value` is a transfer's token or a sha256: 64 lowercase hex digits."""
+    return isinstance(value, str) and _HEX.match(value) is not None
+
+
 def check_hex(value: object) -> str:
     """A transfer's token or an archive's sha256: 64 lowercase hex digits."""
-    if not isinstance(value, str) or not _HEX.match(value):
+    if not is_hex64(value):
         raise ProtocolError("bad token or digest")
     return value
 

@@ -8,18 +8,17 @@ token (the agent's, as in its hello), for its own bots' points only.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from aiohttp import web
 
 from common.bot_archive import SHA_HEADER
+from common.protocol.fields import is_hex64
 from controller.api.middleware import public
 from controller.api.spec import PUBLIC, TRUE, Operations, answer, json_body, obj, op
 from controller.backups.receive import PointReceiver
 from controller.errors import BadRequest, NotFound, PayloadTooLarge
 
-_SHA = re.compile(r"\A[0-9a-f]{64}\Z")
 POINT = "/api/agents/backups/{poolId}/{instanceId}/{point}"
 MAX_MARK_BYTES = 256
 STORED = obj({"success": TRUE, "stored": {"type": "boolean"}})
@@ -72,7 +71,7 @@ class APIAgentBackups:
     async def put_point(self, request: web.Request) -> web.Response:
         receiver, bot_dir, point = self._admit(request)
         digest = request.headers.get(SHA_HEADER, "")
-        if not _SHA.match(digest):
+        if not is_hex64(digest):
             raise BadRequest(f"{SHA_HEADER} must be the point's sha256 (64 hex digits)")
         chunks = request.content.iter_chunked(1 << 20)
         stored = await receiver.receive(bot_dir, point, chunks, digest)

@@ -8,17 +8,15 @@ answers 404, like an unknown path).
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from common.bot_archive import SHA_HEADER
+from common.protocol.fields import is_hex64
 from controller.api.middleware import public
 from controller.api.spec import PUBLIC, TRUE, Operations, answer, obj, op
 from controller.errors import BadRequest, NotFound
 from controller.moves.agent_files import AgentFiles
 
-_TOKEN = re.compile(r"\A[0-9a-f]{64}\Z")
 TAR = {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -54,7 +52,7 @@ class APIAgentFiles:
 
     def _files(self, request: web.Request) -> tuple[AgentFiles, str]:
         token = request.match_info["token"]
-        if self.files is None or not _TOKEN.match(token):
+        if self.files is None or not is_hex64(token):
             raise NotFound("no such transfer")
         return self.files, token
 
@@ -63,7 +61,7 @@ class APIAgentFiles:
         files, token = self._files(request)
         ticket = files.take(token, "export")
         digest = request.headers.get(SHA_HEADER, "")
-        if not _TOKEN.match(digest):
+        if not is_hex64(digest):
             raise BadRequest(f"{SHA_HEADER} must be the archive's sha256 (64 hex digits)")
         await files.receive(ticket, request.content, digest)
         return web.json_response({"success": True})
