@@ -19,10 +19,7 @@ moves only forward, never past the controller's own time, and only for the newes
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import math
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +27,7 @@ from pathlib import Path
 
 import structlog
 
-from common.bot_archive import LIMITS
+from common.bot_archive import LIMITS, sha256_of
 from common.protocol import ProtocolError, check_restore_point
 from common.restore_points import (
     check_intact,
@@ -39,9 +36,10 @@ from common.restore_points import (
     newest_stamp,
     time_of,
 )
-from controller.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unauthorized
+from controller.errors import BadRequest, Conflict, NotFound, Unauthorized
 from controller.pools.live import token_matches
 from controller.pools.registry import PoolRegistry
+from controller.uploads import write_upload
 
 log = structlog.get_logger("controller.backups")
 MAX_POINT_BYTES = LIMITS.max_bytes  # a database is never larger than a bot's directory
@@ -106,18 +104,8 @@ class PointReceiver:
         await asyncio.to_thread(_make_dirs, self.root, directory)
         tmp = directory / f".{stamp}.{secrets.token_hex(4)}.upload"
         try:
-            size, sha = 0, hashlib.sha256()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > MAX_POINT_BYTES:
-                        raise PayloadTooLarge("the point is larger than a database may be")
-                    sha.update(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-                await asyncio.to_thread(_sync, out)
-            if not hmac.compare_digest(sha.hexdigest(), digest):
-                raise BadRequest("the point's sha256 does not match")
+            await write_upload(tmp, chunks, digest, limit=MAX_POINT_BYTES, what="the point",
+                               bounded_as="a database", exclusive=True, sync=True)  # fmt: skip
             return await asyncio.to_thread(self._commit, directory, tmp, stamp, digest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -131,7 +119,7 @@ class PointReceiver:
             commit_point(directory, tmp, stamp, self.clock(), self.retention_days,
                          exclusive=True)  # fmt: skip
         except FileExistsError:
-            if _sha256(directory / f"{stamp}.sqlite") != digest:
+            if sha256_of(directory / f"{stamp}.sqlite") != digest:
                 raise Conflict("a different point of that name is there; never replaced") from None
             return False
         self.received += 1
@@ -159,16 +147,3 @@ def _make_dirs(root: Path, directory: Path) -> None:
     for part in directory.relative_to(root).parts:
         path = path / part
         path.mkdir(mode=0o700, exist_ok=True)
-
-
-def _sync(out: object) -> None:
-    out.flush()  # type: ignore[attr-defined]
-    os.fsync(out.fileno())  # type: ignore[attr-defined]
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()

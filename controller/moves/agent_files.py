@@ -26,7 +26,6 @@ is, say) never meets a staged copy appearing later. One upload of a bot at a tim
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import shutil
@@ -45,8 +44,9 @@ from common.bot_archive import (
     unpack,
 )
 from common.protocol import FilesRequest, FilesResponse
-from controller.errors import BadRequest, Conflict, FtpoolError, NotFound, PayloadTooLarge
+from controller.errors import BadRequest, Conflict, FtpoolError, NotFound
 from controller.pools.sessions import AgentSessions
+from controller.uploads import write_upload
 
 log = structlog.get_logger("controller.moves")
 # What a transfer keeps beside staging/<bot> while it runs (unpack's own <target>.partial).
@@ -145,7 +145,9 @@ class AgentFiles:
         upload = self.staging / f"{ticket.bot}.upload"
         received = self.staging / f"{ticket.bot}.received"
         try:
-            await self._write(upload, body, digest)
+            await write_upload(upload, body.iter_chunked(1 << 20), digest, limit=MAX_ARCHIVE_BYTES,
+                               what="the archive", bounded_as="a bot's directory",
+                               exclusive=False, sync=False)  # fmt: skip
             await asyncio.to_thread(shutil.rmtree, received, True)  # a crash's, if any
             try:
                 await asyncio.to_thread(unpack, upload, received)
@@ -157,19 +159,6 @@ class AgentFiles:
             self.receiving.discard(ticket.bot)
             upload.unlink(missing_ok=True)
             await asyncio.to_thread(shutil.rmtree, received, True)
-
-    async def _write(self, upload: Path, body: StreamReader, digest: str) -> None:
-        size, sha = 0, hashlib.sha256()
-        fd = os.open(upload, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in body.iter_chunked(1 << 20):
-                size += len(chunk)
-                if size > MAX_ARCHIVE_BYTES:
-                    raise PayloadTooLarge("the archive is larger than a bot's directory may be")
-                sha.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
-        if sha.hexdigest() != digest:
-            raise BadRequest("the archive's sha256 does not match")
 
     def _commit(self, ticket: Ticket, received: Path) -> None:
         """The received directory becomes the staged one, unless its request gave up.
